@@ -1,0 +1,51 @@
+/*
+ * alert: the fixed vocabulary of events a person on call reads in syslog.
+ *
+ * Every event has one name and one severity, listed once in alert.c and
+ * documented in the README's event table. A line reads
+ *   event=service_down service=web instance=i-0abc reason="http: refused"
+ * so that `grep event=` gives the story of a night.
+ */
+#ifndef FAILOVERD_ALERT_H
+#define FAILOVERD_ALERT_H
+
+enum alert_event {
+	ALERT_STARTUP,
+	ALERT_CONFIG_LOADED,
+	ALERT_CONFIG_REJECTED,
+	ALERT_SHUTDOWN,
+	ALERT_PROBE_DOWN,
+	ALERT_PROBE_UP,
+	ALERT_HOSTKEY_MISMATCH,
+	ALERT_SERVICE_DEGRADED,
+	ALERT_SERVICE_DOWN,
+	ALERT_SERVICE_RECOVERED,
+	ALERT_AWS_CREDENTIALS,
+	ALERT_AWS_ERROR,
+	ALERT_WATCHDOG_ISOLATED,
+	ALERT_FAILOVER_HELD,
+	ALERT_FAILOVER_STARTED,
+	ALERT_FAILOVER_STEP,
+	ALERT_FAILOVER_STEP_SLOW,
+	ALERT_FAILOVER_COMPLETED,
+	ALERT_FAILOVER_FAILED,
+	ALERT_JOURNAL_CORRUPT,
+	ALERT_CONTROL_COMMAND,
+	ALERT_EVENT_MAX
+};
+
+const char	*alert_event_name(enum alert_event ev);
+int		 alert_event_severity(enum alert_event ev);
+
+/*
+ * Logs one event. The variadic part is key, value string pairs ended by
+ * NULL; values with spaces, quotes or '=' are quoted and escaped here, so
+ * callers never build quoting by hand. service may be NULL.
+ */
+void		 alert_emit(enum alert_event ev, const char *service, ...)
+		    __attribute__((sentinel));
+
+/* Repeats of one (event, service) inside this many seconds are folded. */
+void		 alert_set_rate_limit(double seconds);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * buf: a growable byte buffer for replies, requests and status text.
+ * One owner; buf_free wipes nothing, use buf_cleanse for secrets.
+ */
+#ifndef FAILOVERD_BUF_H
+#define FAILOVERD_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+	char	*data;		/* always NUL-terminated when len > 0 */
+	size_t	 len;
+	size_t	 cap;
+	int	 oom;		/* an append failed; the content is short */
+};
+
+void	buf_init(struct buf *b);
+void	buf_free(struct buf *b);
+void	buf_cleanse(struct buf *b);	/* wipe, then free */
+void	buf_reset(struct buf *b);
+int	buf_append(struct buf *b, const void *data, size_t len);
+int	buf_puts(struct buf *b, const char *s);
+int	buf_printf(struct buf *b, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal, quotes included. */
+int	buf_json_str(struct buf *b, const char *s);
+/* The content as a C string ("" when empty). */
+const char *buf_str(const struct buf *b);
+
+#endif

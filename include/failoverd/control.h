@@ -1,0 +1,42 @@
+/*
+ * control: the UNIX socket failoverctl talks to.
+ *
+ * One request per connection: a line of words ("status --json\n"). The
+ * reply is a status line, "OK" or "ERR <message>", then the body, then the
+ * server closes. Every read and write is non-blocking on the loop, so a
+ * stuck client never holds the daemon.
+ */
+#ifndef FAILOVERD_CONTROL_H
+#define FAILOVERD_CONTROL_H
+
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "failoverd/buf.h"
+
+#define CONTROL_MAX_ARGS	16
+#define CONTROL_MAX_REQUEST	4096
+
+struct control;
+
+struct control_peer {
+	pid_t	 pid;
+	uid_t	 uid;
+	gid_t	 gid;
+};
+
+/*
+ * Handles one request; writes the body to out and returns 0 for OK, or
+ * returns -1 with the error message in out.
+ */
+typedef int (*control_request_cb)(void *arg, const struct control_peer *peer,
+    int argc, char **argv, struct buf *out);
+
+struct control	*control_new(struct ev_loop *loop, const char *path,
+		    int mode, const char *group, control_request_cb cb,
+		    void *arg, char *err, size_t errlen);
+void		 control_free(struct control *ctl);
+const char	*control_path(const struct control *ctl);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * log: one place that writes to syslog, and to stderr when a person is
+ * watching (foreground on a terminal, or --log-stderr).
+ */
+#ifndef FAILOVERD_LOG_H
+#define FAILOVERD_LOG_H
+
+#include <stdarg.h>
+
+/* facility is a syslog LOG_* facility; to_stderr mirrors every line. */
+void	log_init(const char *ident, int facility, int to_stderr);
+void	log_set_facility(int facility);
+void	log_set_debug(int on);
+int	log_facility_from_name(const char *name);
+const char *log_facility_name(int facility);
+
+/* printf-style; log_warn appends strerror(errno). */
+void	log_msg(int pri, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	log_vmsg(int pri, const char *fmt, va_list ap)
+	    __attribute__((format(printf, 2, 0)));
+void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	fatal(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	fatalx(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

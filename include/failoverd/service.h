@@ -1,0 +1,62 @@
+/*
+ * service: one watched service at runtime: its probes, its verdict, and
+ * (later) its failover. Configuration stays in struct service_conf; this
+ * is the state that lives beside it.
+ */
+#ifndef FAILOVERD_SERVICE_H
+#define FAILOVERD_SERVICE_H
+
+#include <ev.h>
+
+#include "failoverd/buf.h"
+#include "failoverd/conf.h"
+#include "failoverd/curlev.h"
+
+enum service_verdict {
+	SERVICE_UNKNOWN,	/* not every probe has reached fall or rise */
+	SERVICE_HEALTHY,
+	SERVICE_DEGRADED,	/* some probes down, not the policy's set */
+	SERVICE_DOWN		/* the policy's probes are down */
+};
+
+struct service;
+
+/* What every service shares, owned by the daemon. */
+struct service_env {
+	struct ev_loop	*loop;
+	struct curlev	*curl;
+	/* Told of every verdict change; the failover engine listens here. */
+	void		(*on_verdict)(struct service *svc,
+			    enum service_verdict from, enum service_verdict to,
+			    void *arg);
+	void		*arg;
+};
+
+struct service	*service_new(const struct service_env *env,
+		    const struct service_conf *conf);
+void		 service_free(struct service *svc);
+void		 service_start(struct service *svc);
+
+/*
+ * Adopts a reloaded definition of the same service. Probes whose settings
+ * are equal keep their counters, state and schedule; others restart.
+ */
+int		 service_update(struct service *svc,
+		    const struct service_conf *conf);
+
+const char	*service_name(const struct service *svc);
+const struct service_conf *service_conf(const struct service *svc);
+enum service_verdict service_verdict(const struct service *svc);
+const char	*service_verdict_str(enum service_verdict v);
+
+/*
+ * The address probes without their own `address` check: the Elastic IP's
+ * public address, learnt from EC2. NULL stops those probes.
+ */
+void		 service_set_target(struct service *svc, const char *address);
+
+/* Status for failoverctl: text for people, JSON for scripts. */
+void		 service_status(const struct service *svc, struct buf *out,
+		    int json);
+
+#endif

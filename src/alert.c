@@ -1,0 +1,186 @@
+/*
+ * The event table and the one function that writes an event. Repeats of
+ * the same (event, service) are rate limited: on-call wants the first
+ * line and a count, not a page per second.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "failoverd/alert.h"
+#include "failoverd/log.h"
+
+static const struct {
+	const char	*name;
+	int		 severity;
+} alert_table[ALERT_EVENT_MAX] = {
+	[ALERT_STARTUP]			= { "startup", LOG_NOTICE },
+	[ALERT_CONFIG_LOADED]		= { "config_loaded", LOG_NOTICE },
+	[ALERT_CONFIG_REJECTED]		= { "config_rejected", LOG_ERR },
+	[ALERT_SHUTDOWN]		= { "shutdown", LOG_NOTICE },
+	[ALERT_PROBE_DOWN]		= { "probe_down", LOG_WARNING },
+	[ALERT_PROBE_UP]		= { "probe_up", LOG_NOTICE },
+	[ALERT_HOSTKEY_MISMATCH]	= { "hostkey_mismatch", LOG_CRIT },
+	[ALERT_SERVICE_DEGRADED]	= { "service_degraded", LOG_WARNING },
+	[ALERT_SERVICE_DOWN]		= { "service_down", LOG_ERR },
+	[ALERT_SERVICE_RECOVERED]	= { "service_recovered", LOG_NOTICE },
+	[ALERT_AWS_CREDENTIALS]		= { "aws_credentials", LOG_NOTICE },
+	[ALERT_AWS_ERROR]		= { "aws_error", LOG_WARNING },
+	[ALERT_WATCHDOG_ISOLATED]	= { "watchdog_isolated", LOG_CRIT },
+	[ALERT_FAILOVER_HELD]		= { "failover_held", LOG_ERR },
+	[ALERT_FAILOVER_STARTED]	= { "failover_started", LOG_ALERT },
+	[ALERT_FAILOVER_STEP]		= { "failover_step", LOG_NOTICE },
+	[ALERT_FAILOVER_STEP_SLOW]	= { "failover_step_slow", LOG_WARNING },
+	[ALERT_FAILOVER_COMPLETED]	= { "failover_completed", LOG_ALERT },
+	[ALERT_FAILOVER_FAILED]		= { "failover_failed", LOG_CRIT },
+	[ALERT_JOURNAL_CORRUPT]		= { "journal_corrupt", LOG_CRIT },
+	[ALERT_CONTROL_COMMAND]		= { "control_command", LOG_NOTICE },
+};
+
+#define ALERT_RL_SLOTS	64
+#define ALERT_RL_BURST	5
+
+struct alert_rl {
+	enum alert_event ev;
+	char		 service[64];
+	double		 window_start;
+	unsigned int	 count;
+	unsigned int	 folded;
+};
+
+static struct alert_rl	alert_rl[ALERT_RL_SLOTS];
+static double		alert_rl_window = 60.0;
+
+const char *
+alert_event_name(enum alert_event ev)
+{
+	if (ev >= ALERT_EVENT_MAX)
+		return "unknown";
+	return alert_table[ev].name;
+}
+
+int
+alert_event_severity(enum alert_event ev)
+{
+	if (ev >= ALERT_EVENT_MAX)
+		return LOG_ERR;
+	return alert_table[ev].severity;
+}
+
+void
+alert_set_rate_limit(double seconds)
+{
+	alert_rl_window = seconds;
+}
+
+static double
+alert_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Returns the number of folded repeats to report with this line, or -1
+ * when this line is itself folded.
+ */
+static int
+alert_rate_check(enum alert_event ev, const char *service)
+{
+	struct alert_rl	*slot = NULL, *oldest = &alert_rl[0];
+	double		 now = alert_now();
+	const char	*svc = service ? service : "";
+	int		 folded;
+	size_t		 i;
+
+	if (alert_rl_window <= 0)
+		return 0;
+	for (i = 0; i < ALERT_RL_SLOTS; i++) {
+		if (alert_rl[i].count > 0 && alert_rl[i].ev == ev &&
+		    strcmp(alert_rl[i].service, svc) == 0) {
+			slot = &alert_rl[i];
+			break;
+		}
+		if (alert_rl[i].window_start < oldest->window_start)
+			oldest = &alert_rl[i];
+	}
+	if (slot == NULL || now - slot->window_start >= alert_rl_window) {
+		folded = slot ? (int)slot->folded : 0;
+		if (slot == NULL)
+			slot = oldest;
+		slot->ev = ev;
+		snprintf(slot->service, sizeof(slot->service), "%s", svc);
+		slot->window_start = now;
+		slot->count = 1;
+		slot->folded = 0;
+		return folded;
+	}
+	if (++slot->count > ALERT_RL_BURST) {
+		slot->folded++;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+alert_append(char *buf, size_t len, size_t *off, const char *key,
+    const char *value)
+{
+	const char	*p;
+	int		 quote = value[0] == '\0';
+
+	for (p = value; *p != '\0'; p++)
+		if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' ||
+		    *p == '\t')
+			quote = 1;
+	if (*off + 2 >= len)
+		return;
+	*off += snprintf(buf + *off, len - *off, " %s=%s", key,
+	    quote ? "\"" : "");
+	for (p = value; *p != '\0' && *off + 3 < len; p++) {
+		if (*p == '"' || *p == '\\')
+			buf[(*off)++] = '\\';
+		/* A newline would split one event over two syslog lines. */
+		buf[(*off)++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
+	}
+	if (quote && *off + 1 < len)
+		buf[(*off)++] = '"';
+	buf[*off] = '\0';
+}
+
+void
+alert_emit(enum alert_event ev, const char *service, ...)
+{
+	char		 buf[3072];
+	char		 num[32];
+	size_t		 off;
+	va_list		 ap;
+	const char	*key, *value;
+	int		 folded;
+
+	folded = alert_rate_check(ev, service);
+	if (folded < 0)
+		return;
+	off = snprintf(buf, sizeof(buf), "event=%s", alert_event_name(ev));
+	if (service != NULL)
+		alert_append(buf, sizeof(buf), &off, "service", service);
+	va_start(ap, service);
+	for (;;) {
+		key = va_arg(ap, const char *);
+		if (key == NULL)
+			break;
+		value = va_arg(ap, const char *);
+		alert_append(buf, sizeof(buf), &off, key,
+		    value ? value : "");
+	}
+	va_end(ap);
+	if (folded > 0) {
+		snprintf(num, sizeof(num), "%d", folded);
+		alert_append(buf, sizeof(buf), &off, "repeats_folded", num);
+	}
+	log_msg(alert_event_severity(ev), "%s", buf);
+}

@@ -1,0 +1,308 @@
+/*
+ * The control socket server. Peers are named by SO_PEERCRED, because the
+ * on-call log must say who pressed the button, not just that it was
+ * pressed.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "failoverd/control.h"
+#include "failoverd/log.h"
+
+/* A client that sends nothing for this long is dropped. */
+#define CONTROL_CLIENT_TIMEOUT	10.0
+
+struct control_conn {
+	struct control		*ctl;
+	int			 fd;
+	ev_io			 io;
+	ev_timer		 timer;
+	struct control_peer	 peer;
+	char			 req[CONTROL_MAX_REQUEST];
+	size_t			 reqlen;
+	struct buf		 reply;
+	size_t			 sent;
+	struct control_conn	*next;
+};
+
+struct control {
+	struct ev_loop		*loop;
+	char			*path;
+	int			 fd;
+	ev_io			 accept_io;
+	control_request_cb	 cb;
+	void			*arg;
+	struct control_conn	*conns;
+};
+
+static void
+control_conn_close(struct control_conn *c)
+{
+	struct control		*ctl = c->ctl;
+	struct control_conn	**pp;
+
+	for (pp = &ctl->conns; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	ev_io_stop(ctl->loop, &c->io);
+	ev_timer_stop(ctl->loop, &c->timer);
+	close(c->fd);
+	buf_free(&c->reply);
+	free(c);
+}
+
+static int
+control_split(char *line, char **argv)
+{
+	int	 argc = 0;
+	char	*p, *save = NULL;
+
+	for (p = strtok_r(line, " \t", &save); p != NULL;
+	    p = strtok_r(NULL, " \t", &save)) {
+		if (argc == CONTROL_MAX_ARGS)
+			return -1;
+		argv[argc++] = p;
+	}
+	return argc;
+}
+
+static void
+control_dispatch(struct control_conn *c)
+{
+	char		*argv[CONTROL_MAX_ARGS];
+	struct buf	 body;
+	int		 argc, rc;
+
+	buf_init(&body);
+	c->req[c->reqlen] = '\0';
+	argc = control_split(c->req, argv);
+	if (argc <= 0) {
+		buf_puts(&body, argc == 0 ? "empty request" :
+		    "too many arguments");
+		rc = -1;
+	} else
+		rc = c->ctl->cb(c->ctl->arg, &c->peer, argc, argv, &body);
+	if (rc == 0) {
+		buf_puts(&c->reply, "OK\n");
+		buf_append(&c->reply, buf_str(&body), body.len);
+	} else
+		buf_printf(&c->reply, "ERR %s\n", buf_str(&body));
+	buf_free(&body);
+}
+
+static void
+control_on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct control_conn *c = w->data;
+
+	log_warnx("control: client pid %ld uid %lu timed out, dropped",
+	    (long)c->peer.pid, (unsigned long)c->peer.uid);
+	control_conn_close(c);
+}
+
+static void
+control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct control_conn	*c = w->data;
+	ssize_t			 n;
+	char			*nl;
+
+	if (c->reply.len == 0) {
+		n = read(c->fd, c->req + c->reqlen,
+		    sizeof(c->req) - 1 - c->reqlen);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			control_conn_close(c);
+			return;
+		}
+		c->reqlen += (size_t)n;
+		nl = memchr(c->req, '\n', c->reqlen);
+		if (nl == NULL) {
+			if (c->reqlen == sizeof(c->req) - 1) {
+				buf_puts(&c->reply, "ERR request too long\n");
+				goto reply;
+			}
+			return;
+		}
+		c->reqlen = (size_t)(nl - c->req);
+		control_dispatch(c);
+reply:
+		ev_io_stop(loop, &c->io);
+		ev_io_set(&c->io, c->fd, EV_WRITE);
+		ev_io_start(loop, &c->io);
+		return;
+	}
+	n = write(c->fd, c->reply.data + c->sent, c->reply.len - c->sent);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		control_conn_close(c);
+		return;
+	}
+	c->sent += (size_t)n;
+	if (c->sent == c->reply.len)
+		control_conn_close(c);
+}
+
+static void
+control_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct control		*ctl = w->data;
+	struct control_conn	*c;
+	struct ucred		 cred;
+	socklen_t		 len = sizeof(cred);
+	int			 fd;
+
+	fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno != EAGAIN && errno != EINTR)
+			log_warn("control: accept");
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_warn("control: client");
+		close(fd);
+		return;
+	}
+	c->ctl = ctl;
+	c->fd = fd;
+	buf_init(&c->reply);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->peer.pid = cred.pid;
+		c->peer.uid = cred.uid;
+		c->peer.gid = cred.gid;
+	} else
+		c->peer.uid = (uid_t)-1;
+	ev_io_init(&c->io, control_on_client_io, fd, EV_READ);
+	c->io.data = c;
+	ev_timer_init(&c->timer, control_on_client_timeout,
+	    CONTROL_CLIENT_TIMEOUT, 0.);
+	c->timer.data = c;
+	ev_io_start(loop, &c->io);
+	ev_timer_start(loop, &c->timer);
+	c->next = ctl->conns;
+	ctl->conns = c;
+}
+
+struct control *
+control_new(struct ev_loop *loop, const char *path, int mode,
+    const char *group, control_request_cb cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct control		*ctl;
+	struct sockaddr_un	 sun;
+	struct group		*gr;
+	mode_t			 old_umask;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "control socket %s: path too long",
+		    path);
+		return NULL;
+	}
+	strcpy(sun.sun_path, path);
+	ctl = calloc(1, sizeof(*ctl));
+	if (ctl != NULL)
+		ctl->path = strdup(path);
+	if (ctl == NULL || ctl->path == NULL) {
+		snprintf(err, errlen, "control socket: out of memory");
+		free(ctl);
+		return NULL;
+	}
+	ctl->loop = loop;
+	ctl->cb = cb;
+	ctl->arg = arg;
+	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (ctl->fd == -1) {
+		snprintf(err, errlen, "control socket %s: socket: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	/* A stale socket from a crashed run would make bind fail. */
+	if (unlink(path) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "control socket %s: unlink: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	/* Created with its final mode: no window where others may connect. */
+	old_umask = umask(0777 & ~mode);
+	if (bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old_umask);
+		snprintf(err, errlen, "control socket %s: bind: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	umask(old_umask);
+	if (chmod(path, mode) == -1) {
+		snprintf(err, errlen, "control socket %s: chmod: %s", path,
+		    strerror(errno));
+		goto fail_unlink;
+	}
+	if (group != NULL) {
+		gr = getgrnam(group);
+		if (gr == NULL) {
+			snprintf(err, errlen,
+			    "control socket %s: group %s: no such group",
+			    path, group);
+			goto fail_unlink;
+		}
+		if (chown(path, (uid_t)-1, gr->gr_gid) == -1) {
+			snprintf(err, errlen,
+			    "control socket %s: chown to group %s: %s",
+			    path, group, strerror(errno));
+			goto fail_unlink;
+		}
+	}
+	if (listen(ctl->fd, 16) == -1) {
+		snprintf(err, errlen, "control socket %s: listen: %s", path,
+		    strerror(errno));
+		goto fail_unlink;
+	}
+	ev_io_init(&ctl->accept_io, control_on_accept, ctl->fd, EV_READ);
+	ctl->accept_io.data = ctl;
+	ev_io_start(loop, &ctl->accept_io);
+	return ctl;
+fail_unlink:
+	unlink(path);
+fail:
+	if (ctl->fd != -1)
+		close(ctl->fd);
+	free(ctl->path);
+	free(ctl);
+	return NULL;
+}
+
+const char *
+control_path(const struct control *ctl)
+{
+	return ctl->path;
+}
+
+void
+control_free(struct control *ctl)
+{
+	if (ctl == NULL)
+		return;
+	while (ctl->conns != NULL)
+		control_conn_close(ctl->conns);
+	ev_io_stop(ctl->loop, &ctl->accept_io);
+	close(ctl->fd);
+	unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}

@@ -1,0 +1,193 @@
+/*
+ * failoverctl: the on-call person's handle on failoverd. It sends one
+ * request over the control socket and prints the reply; the daemon does
+ * the formatting (text or --json), so the two never disagree.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "failoverd/buf.h"
+#include "failoverd/control.h"
+
+#define CTL_DEFAULT_SOCKET	FOD_RUNSTATEDIR "/failoverd/control.sock"
+#define CTL_TIMEOUT_SEC		60
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: failoverctl [-s socket] [--json] command [args]\n"
+	    "commands:\n"
+	    "  status [SERVICE]   services, probes, failovers in progress\n"
+	    "  reload             re-read failoverd.conf (like SIGHUP)\n"
+	    "  ping               check that the daemon answers\n"
+	    "options:\n"
+	    "  -s, --socket PATH  control socket (default %s,\n"
+	    "                     or $FAILOVERD_SOCKET)\n"
+	    "  -j, --json         machine-readable output\n"
+	    "  -y, --yes          do not ask for confirmation\n"
+	    "  -V, --version      print the version and exit\n",
+	    CTL_DEFAULT_SOCKET);
+}
+
+static int
+ctl_connect(const char *path)
+{
+	struct sockaddr_un	sun;
+	struct timeval		tv = { CTL_TIMEOUT_SEC, 0 };
+	int			fd, saved;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+static int
+ctl_write_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket",	required_argument,	NULL, 's' },
+		{ "json",	no_argument,		NULL, 'j' },
+		{ "yes",	no_argument,		NULL, 'y' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL,		0,			NULL, 0 }
+	};
+	struct buf	 req, reply;
+	const char	*path, *body;
+	char		 chunk[4096];
+	ssize_t		 n;
+	int		 ch, i, fd, json = 0;
+
+	path = getenv("FAILOVERD_SOCKET");
+	if (path == NULL || *path == '\0')
+		path = CTL_DEFAULT_SOCKET;
+	for (;;) {
+		ch = getopt_long(argc, argv, "+s:jyVh", longopts, NULL);
+		if (ch == -1)
+			break;
+		switch (ch) {
+		case 's':
+			path = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'y':
+			break;
+		case 'V':
+			printf("failoverctl %s\n", FOD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind == argc) {
+		usage(stderr);
+		return 2;
+	}
+	buf_init(&req);
+	buf_init(&reply);
+	for (i = optind; i < argc; i++) {
+		if (argv[i][0] == '\0' || strpbrk(argv[i], " \t\n") != NULL) {
+			fprintf(stderr, "failoverctl: argument '%s' may not be "
+			    "empty or contain spaces\n", argv[i]);
+			return 2;
+		}
+		buf_printf(&req, "%s%s", i > optind ? " " : "", argv[i]);
+	}
+	if (json)
+		buf_puts(&req, " --json");
+	buf_puts(&req, "\n");
+	if (req.len > CONTROL_MAX_REQUEST - 1) {
+		fprintf(stderr, "failoverctl: request too long\n");
+		return 2;
+	}
+
+	fd = ctl_connect(path);
+	if (fd == -1) {
+		fprintf(stderr, "failoverctl: cannot reach the daemon at %s: "
+		    "%s\n(is failoverd running? try: systemctl status "
+		    "failoverd; another socket: -s PATH)\n", path,
+		    strerror(errno));
+		return 3;
+	}
+	if (ctl_write_all(fd, req.data, req.len) == -1) {
+		fprintf(stderr, "failoverctl: sending to %s: %s\n", path,
+		    strerror(errno));
+		close(fd);
+		return 3;
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(stderr, "failoverctl: reading from %s: %s\n",
+			    path, errno == EAGAIN ? "no reply in time" :
+			    strerror(errno));
+			close(fd);
+			return 3;
+		}
+		if (n == 0)
+			break;
+		buf_append(&reply, chunk, (size_t)n);
+	}
+	close(fd);
+	body = buf_str(&reply);
+	if (strncmp(body, "OK\n", 3) == 0) {
+		fputs(body + 3, stdout);
+		return 0;
+	}
+	if (strncmp(body, "ERR ", 4) == 0) {
+		fprintf(stderr, "failoverctl: %s", body + 4);
+		return 1;
+	}
+	fprintf(stderr, "failoverctl: the daemon closed the connection "
+	    "without a reply\n");
+	return 3;
+}
