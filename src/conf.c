@@ -1,0 +1,2302 @@
+/*
+ * conf: failoverd.conf (libconfig) -> a validated, immutable struct config.
+ *
+ * Everything the file may say is in the schema tables below (one table per
+ * group, nested the way the file nests). The same tables drive parsing,
+ * defaults, freeing and comparing, so a setting added to a table is parsed,
+ * defaulted, freed and compared without touching anything else; the man
+ * page and conf/failoverd.conf document the same tables and must be kept
+ * in step with them.
+ *
+ * The walker visits every setting in the file and looks it up in the table
+ * of its group: anything not there is an error, so that a typo never falls
+ * back to a default in silence. Errors are collected (up to a cap), each as
+ * "file:line: full.path: what is wrong".
+ */
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "failoverd/conf.h"
+#include "failoverd/log.h"
+
+/* Past this many errors the rest are only counted: one typo repeated in a
+ * hundred services must not bury the first message. */
+#define CONF_MAX_ERRORS		50
+
+/* AWS refuses user data larger than this (before base64). */
+#define CONF_USER_DATA_MAX	16384
+
+/* Tags per resource are capped at 50 by AWS; failoverd adds its own. */
+#define CONF_MAX_TAGS		40
+
+enum conf_kind {
+	K_BOOL,		/* int field, true/false */
+	K_INT,		/* int field */
+	K_SECS,		/* double field, seconds; int or float in the file */
+	K_STR,		/* char * field */
+	K_STRLIST,	/* char ** field, size_t count at off2 */
+	K_ENUM,		/* int-sized enum field, names in enum_names */
+	K_GROUP,	/* a nested struct at off, described by sub */
+	K_LIST,		/* array of structs at off, count at off2 */
+	K_CUSTOM	/* parsed, defaulted, freed and compared by ops */
+};
+
+/* Setting flags. */
+#define F_REQUIRED	0x0001
+#define F_MINEXCL	0x0002	/* min is exclusive: "greater than" */
+#define F_HTTP		0x0004	/* probe setting valid for http only */
+#define F_SSH		0x0008	/* probe setting valid for ssh only */
+#define F_FILE		0x0010	/* a path to a file that must exist */
+#define F_ABSPATH	0x0020	/* must be an absolute path */
+#define F_NONEMPTY	0x0040	/* string or list must not be empty */
+
+struct conf_walk;
+struct conf_group;
+
+typedef int	(*conf_check_fn)(const char *val, char *why, size_t whylen);
+
+struct conf_custom {
+	int	(*parse)(struct conf_walk *, const config_setting_t *, void *);
+	void	(*deflt)(struct conf_walk *, void *);
+	void	(*free)(void *);
+	int	(*equal)(const void *, const void *);
+};
+
+struct conf_setting {
+	const char		*name;
+	enum conf_kind		 kind;
+	size_t			 off;
+	size_t			 off2;
+	int			 flags;
+	double			 min, max;	/* K_INT, K_SECS; min==max: none */
+	double			 defnum;	/* K_BOOL, K_INT, K_SECS */
+	const char		*defstr;	/* K_STR, K_ENUM */
+	conf_check_fn		 check;		/* K_STR, K_STRLIST elements */
+	const char *const	*enum_names;	/* K_ENUM, NULL-terminated */
+	const struct conf_group	*sub;		/* K_GROUP, K_LIST */
+	const struct conf_custom *custom;	/* K_CUSTOM */
+};
+
+struct conf_group {
+	const struct conf_setting *settings;
+	size_t		 nsettings;
+	size_t		 size;		/* of one element, for K_LIST */
+	/* Which variant flags (F_HTTP, F_SSH) the group's settings may have;
+	 * NULL: every setting is allowed. */
+	int		(*variant)(struct conf_walk *, const config_setting_t *,
+			    void *);
+	/* Checks that span several settings, after the walk and defaults. */
+	void		(*check)(struct conf_walk *, const config_setting_t *,
+			    void *);
+};
+
+struct conf_walk {
+	const char	*file;
+	char		 path[512];
+	size_t		 pathlen;
+	char		*err;
+	size_t		 errlen;
+	size_t		 used;
+	int		 nerrors;
+	struct config	*conf;
+	struct service_conf *svc;	/* the service being walked, if any */
+};
+
+static void	conf_walk_group(struct conf_walk *, const config_setting_t *,
+		    const struct conf_group *, void *);
+static void	conf_group_default(struct conf_walk *,
+		    const struct conf_group *, void *);
+static void	conf_group_free(const struct conf_group *, void *);
+static int	conf_group_equal(const struct conf_group *, const void *,
+		    const void *);
+
+/* Errors ------------------------------------------------------------- */
+
+static void
+conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
+    const char *fmt, va_list ap)
+{
+	const char	*file = NULL;
+	int		 line = 0;
+	int		 n;
+
+	w->nerrors++;
+	if (w->nerrors > CONF_MAX_ERRORS || w->used + 1 >= w->errlen)
+		return;
+	if (s != NULL) {
+		file = config_setting_source_file(s);
+		line = config_setting_source_line(s);
+	}
+	if (file == NULL)
+		file = w->file;
+	if (line > 0)
+		n = snprintf(w->err + w->used, w->errlen - w->used, "%s:%d: ",
+		    file, line);
+	else
+		n = snprintf(w->err + w->used, w->errlen - w->used, "%s: ",
+		    file);
+	if (n < 0)
+		return;
+	w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
+	    w->used + (size_t)n;
+	if (w->pathlen > 0 || member != NULL) {
+		n = snprintf(w->err + w->used, w->errlen - w->used,
+		    "%s%s%s: ", w->path,
+		    w->pathlen > 0 && member != NULL ? "." : "",
+		    member != NULL ? member : "");
+		if (n < 0)
+			return;
+		w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
+		    w->used + (size_t)n;
+	}
+	n = vsnprintf(w->err + w->used, w->errlen - w->used, fmt, ap);
+	if (n < 0)
+		return;
+	w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
+	    w->used + (size_t)n;
+	if (w->used + 1 < w->errlen) {
+		w->err[w->used++] = '\n';
+		w->err[w->used] = '\0';
+	}
+}
+
+/* An error about the setting s itself, whose path is w->path. */
+static void __attribute__((format(printf, 3, 4)))
+conf_err(struct conf_walk *w, const config_setting_t *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conf_verr(w, s, NULL, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * An error about the member called name of the group at w->path; reported
+ * at the member's line when it is in the file, else at the group's.
+ */
+static void __attribute__((format(printf, 4, 5)))
+conf_err_member(struct conf_walk *w, const config_setting_t *group,
+    const char *name, const char *fmt, ...)
+{
+	const config_setting_t	*s = NULL;
+	va_list			 ap;
+
+	if (group != NULL)
+		s = config_setting_get_member(group, name);
+	va_start(ap, fmt);
+	conf_verr(w, s != NULL ? s : group, name, fmt, ap);
+	va_end(ap);
+}
+
+static size_t
+conf_path_push(struct conf_walk *w, const char *name, int index)
+{
+	size_t	 old = w->pathlen;
+	int	 n;
+
+	if (name != NULL)
+		n = snprintf(w->path + w->pathlen, sizeof(w->path) - w->pathlen,
+		    "%s%s", w->pathlen > 0 ? "." : "", name);
+	else
+		n = snprintf(w->path + w->pathlen, sizeof(w->path) - w->pathlen,
+		    "%s[%d]", w->pathlen > 0 ? "." : "", index);
+	if (n > 0)
+		w->pathlen += (size_t)n;
+	if (w->pathlen >= sizeof(w->path))
+		w->pathlen = sizeof(w->path) - 1;
+	return old;
+}
+
+static void
+conf_path_pop(struct conf_walk *w, size_t old)
+{
+	w->pathlen = old;
+	w->path[old] = '\0';
+}
+
+/* Prints seconds as a person wrote them: 5.0, 0.25, 120.0. */
+static const char *
+conf_secs_str(double v, char *buf, size_t len)
+{
+	if (v == floor(v) && fabs(v) < 1e15)
+		snprintf(buf, len, "%.1f", v);
+	else
+		snprintf(buf, len, "%g", v);
+	return buf;
+}
+
+/* Value checks --------------------------------------------------------- */
+
+/* "prefix-" then 8 or 17 lowercase hex digits, as EC2 hands them out. */
+static int
+conf_check_id(const char *val, const char *prefix, const char *what,
+    char *why, size_t whylen)
+{
+	size_t	 plen = strlen(prefix), n, i;
+
+	if (strncmp(val, prefix, plen) != 0)
+		goto bad;
+	n = strlen(val + plen);
+	if (n != 8 && n != 17)
+		goto bad;
+	for (i = 0; i < n; i++) {
+		char c = val[plen + i];
+
+		if (!isdigit((unsigned char)c) && (c < 'a' || c > 'f'))
+			goto bad;
+	}
+	return 0;
+ bad:
+	snprintf(why, whylen, "\"%s\" is not %s (%s followed by 8 or 17 "
+	    "hex digits)", val, what, prefix);
+	return -1;
+}
+
+static int
+conf_check_eipalloc(const char *v, char *why, size_t len)
+{
+	return conf_check_id(v, "eipalloc-", "an Elastic IP allocation id",
+	    why, len);
+}
+
+static int
+conf_check_vol(const char *v, char *why, size_t len)
+{
+	return conf_check_id(v, "vol-", "a volume id", why, len);
+}
+
+static int
+conf_check_ami(const char *v, char *why, size_t len)
+{
+	return conf_check_id(v, "ami-", "an AMI id", why, len);
+}
+
+static int
+conf_check_subnet(const char *v, char *why, size_t len)
+{
+	return conf_check_id(v, "subnet-", "a subnet id", why, len);
+}
+
+static int
+conf_check_sg(const char *v, char *why, size_t len)
+{
+	return conf_check_id(v, "sg-", "a security group id", why, len);
+}
+
+/*
+ * The names AttachVolume takes for data volumes. NVMe names are chosen by
+ * the instance's kernel, not by the API, so they cannot be asked for.
+ */
+static int
+conf_check_device(const char *v, char *why, size_t len)
+{
+	const char *p = NULL;
+
+	if (strncmp(v, "/dev/sd", 7) == 0)
+		p = v + 7;
+	else if (strncmp(v, "/dev/xvd", 8) == 0)
+		p = v + 8;
+	if (p != NULL && p[0] >= 'b' && p[0] <= 'z' && p[1] == '\0')
+		return 0;
+	if (strncmp(v, "/dev/nvme", 9) == 0)
+		snprintf(why, len, "\"%s\": NVMe names are assigned by the "
+		    "instance; give the name to attach as, such as /dev/sdf",
+		    v);
+	else
+		snprintf(why, len, "\"%s\" is not a device name for a data "
+		    "volume (/dev/sdb../dev/sdz or /dev/xvdb../dev/xvdz)", v);
+	return -1;
+}
+
+/* family.size, e.g. t3.micro, m7g.2xlarge. */
+static int
+conf_check_instance_type(const char *v, char *why, size_t len)
+{
+	const char	*dot = strchr(v, '.');
+	const char	*p;
+
+	if (dot == NULL || dot == v || dot[1] == '\0' || !islower(
+	    (unsigned char)v[0]))
+		goto bad;
+	for (p = v; *p != '\0'; p++)
+		if (p != dot && !islower((unsigned char)*p) &&
+		    !isdigit((unsigned char)*p) && *p != '-')
+			goto bad;
+	return 0;
+ bad:
+	snprintf(why, len, "\"%s\" is not an instance type (such as "
+	    "t3.micro)", v);
+	return -1;
+}
+
+/* us-east-1, eu-central-2, us-gov-west-1. */
+static int
+conf_check_region(const char *v, char *why, size_t len)
+{
+	const char	*p;
+	int		 dashes = 0;
+
+	if (!islower((unsigned char)v[0]))
+		goto bad;
+	for (p = v; *p != '\0'; p++) {
+		if (*p == '-')
+			dashes++;
+		else if (!islower((unsigned char)*p) &&
+		    !isdigit((unsigned char)*p))
+			goto bad;
+	}
+	if (dashes < 2 || !isdigit((unsigned char)p[-1]))
+		goto bad;
+	return 0;
+ bad:
+	snprintf(why, len, "\"%s\" is not an AWS region (such as us-east-1)",
+	    v);
+	return -1;
+}
+
+static int
+conf_check_url(const char *v, char *why, size_t len)
+{
+	const char *rest;
+
+	if (strncmp(v, "http://", 7) == 0)
+		rest = v + 7;
+	else if (strncmp(v, "https://", 8) == 0)
+		rest = v + 8;
+	else {
+		snprintf(why, len, "\"%s\" is not an http:// or https:// URL",
+		    v);
+		return -1;
+	}
+	if (*rest == '\0' || *rest == '/' || strpbrk(v, " \t\r\n") != NULL) {
+		snprintf(why, len, "\"%s\" is not a valid URL", v);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Probes connect to a literal address: a name would need a DNS lookup,
+ * and a synchronous lookup would block the loop for every probe.
+ */
+static int
+conf_check_address(const char *v, char *why, size_t len)
+{
+	struct in6_addr a6;
+	struct in_addr	a4;
+
+	if (inet_pton(AF_INET, v, &a4) == 1 ||
+	    inet_pton(AF_INET6, v, &a6) == 1)
+		return 0;
+	snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address (names "
+	    "are not resolved; use host to send a name)", v);
+	return -1;
+}
+
+static int
+conf_check_scheme(const char *v, char *why, size_t len)
+{
+	if (strcmp(v, "http") == 0 || strcmp(v, "https") == 0)
+		return 0;
+	snprintf(why, len, "\"%s\" is not \"http\" or \"https\"", v);
+	return -1;
+}
+
+/* HEAD is for servers whose health page is expensive to render. */
+static int
+conf_check_method(const char *v, char *why, size_t len)
+{
+	if (strcmp(v, "GET") == 0 || strcmp(v, "HEAD") == 0)
+		return 0;
+	snprintf(why, len, "\"%s\" is not \"GET\" or \"HEAD\"", v);
+	return -1;
+}
+
+static int
+conf_check_http_path(const char *v, char *why, size_t len)
+{
+	if (v[0] == '/' && strpbrk(v, " \t\r\n") == NULL)
+		return 0;
+	snprintf(why, len, "\"%s\" must start with / and contain no spaces",
+	    v);
+	return -1;
+}
+
+static int
+conf_check_host(const char *v, char *why, size_t len)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' &&
+		    *p != ':' && *p != '[' && *p != ']' && *p != '_')
+			break;
+	if (*p == '\0' && p != v)
+		return 0;
+	snprintf(why, len, "\"%s\" is not a host name", v);
+	return -1;
+}
+
+/* "Name: value", one line, a token for a name (RFC 9110 field-name). */
+static int
+conf_check_header(const char *v, char *why, size_t len)
+{
+	const char *colon = strchr(v, ':');
+	const char *p;
+
+	if (colon == NULL || colon == v)
+		goto bad;
+	for (p = v; p < colon; p++)
+		if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~",
+		    *p) == NULL)
+			goto bad;
+	if (strpbrk(v, "\r\n") != NULL)
+		goto bad;
+	return 0;
+ bad:
+	snprintf(why, len, "\"%s\" is not a header line (\"Name: value\")",
+	    v);
+	return -1;
+}
+
+static int
+conf_check_user(const char *v, char *why, size_t len)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
+		    *p != '.')
+			break;
+	if (*p == '\0' && p != v)
+		return 0;
+	snprintf(why, len, "\"%s\" is not a user name", v);
+	return -1;
+}
+
+static const char *const conf_severity_names[] = {
+	"emerg", "alert", "crit", "err", "warning", "notice", "info",
+	"debug", NULL
+};
+
+static int
+conf_check_severity(const char *v, char *why, size_t len)
+{
+	size_t i;
+
+	for (i = 0; conf_severity_names[i] != NULL; i++)
+		if (strcmp(v, conf_severity_names[i]) == 0)
+			return 0;
+	snprintf(why, len, "\"%s\" is not a syslog severity (emerg, alert, "
+	    "crit, err, warning, notice, info, debug)", v);
+	return -1;
+}
+
+static int
+conf_check_exec(const char *v, char *why, size_t len)
+{
+	struct stat st;
+
+	if (v[0] != '/') {
+		snprintf(why, len, "\"%s\" must be an absolute path", v);
+		return -1;
+	}
+	if (stat(v, &st) == -1) {
+		snprintf(why, len, "%s: %s", v, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || access(v, X_OK) == -1) {
+		snprintf(why, len, "%s: not an executable file", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+conf_check_group_name(const char *v, char *why, size_t len)
+{
+	struct group	 gr, *res = NULL;
+	char		 buf[4096];
+
+	if (getgrnam_r(v, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
+		return 0;
+	snprintf(why, len, "\"%s\": no such group", v);
+	return -1;
+}
+
+/* Ordinary settings ---------------------------------------------------- */
+
+static int
+conf_type_is_number(int type)
+{
+	return type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64 ||
+	    type == CONFIG_TYPE_FLOAT;
+}
+
+static double
+conf_number(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		return config_setting_get_int(s);
+	case CONFIG_TYPE_INT64:
+		return (double)config_setting_get_int64(s);
+	default:
+		return config_setting_get_float(s);
+	}
+}
+
+static int
+conf_check_range(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d, double v)
+{
+	char	 a[32], b[32];
+
+	if (d->min == d->max)
+		return 0;
+	if (d->kind == K_SECS) {
+		conf_secs_str(d->min, a, sizeof(a));
+		conf_secs_str(d->max, b, sizeof(b));
+	} else {
+		snprintf(a, sizeof(a), "%.0f", d->min);
+		snprintf(b, sizeof(b), "%.0f", d->max);
+	}
+	if ((d->flags & F_MINEXCL) && v <= d->min) {
+		conf_err(w, s, "must be greater than %s", a);
+		return -1;
+	}
+	if (v < d->min) {
+		conf_err(w, s, "must be at least %s", a);
+		return -1;
+	}
+	if (v > d->max) {
+		conf_err(w, s, "must be at most %s", b);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+conf_check_file(struct conf_walk *w, const config_setting_t *s,
+    const char *v)
+{
+	struct stat st;
+
+	if (stat(v, &st) == -1) {
+		conf_err(w, s, "%s: %s", v, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		conf_err(w, s, "%s: not a regular file", v);
+		return -1;
+	}
+	return 0;
+}
+
+/* Checks one string (a K_STR, or an element of a K_STRLIST). */
+static int
+conf_string_ok(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d, const char *v)
+{
+	char why[512];
+
+	if ((d->flags & F_NONEMPTY) && *v == '\0') {
+		conf_err(w, s, "must not be empty");
+		return -1;
+	}
+	if ((d->flags & F_ABSPATH) && v[0] != '/') {
+		conf_err(w, s, "\"%s\" must be an absolute path", v);
+		return -1;
+	}
+	if (d->check != NULL && d->check(v, why, sizeof(why)) == -1) {
+		conf_err(w, s, "%s", why);
+		return -1;
+	}
+	if ((d->flags & F_FILE) && conf_check_file(w, s, v) == -1)
+		return -1;
+	return 0;
+}
+
+static char *
+conf_strdup(const char *s)
+{
+	char *p;
+
+	if (s == NULL)
+		return NULL;
+	p = strdup(s);
+	if (p == NULL)
+		fatal("strdup");
+	return p;
+}
+
+static void *
+conf_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n == 0 ? 1 : n, size);
+
+	if (p == NULL)
+		fatal("calloc");
+	return p;
+}
+
+static void
+conf_parse_strlist(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d, char ***listp, size_t *np)
+{
+	int	 n, i;
+	size_t	 old;
+
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
+		conf_err(w, s, "must be a list of strings, such as "
+		    "[\"a\", \"b\"]");
+		return;
+	}
+	n = config_setting_length(s);
+	if ((d->flags & F_NONEMPTY) && n == 0) {
+		conf_err(w, s, "must not be empty");
+		return;
+	}
+	*listp = conf_calloc((size_t)n, sizeof(char *));
+	*np = 0;
+	for (i = 0; i < n; i++) {
+		const config_setting_t	*e = config_setting_get_elem(s, i);
+		const char		*v;
+
+		old = conf_path_push(w, NULL, i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			conf_err(w, e, "must be a string");
+		else {
+			v = config_setting_get_string(e);
+			if (conf_string_ok(w, e, d, v) == 0)
+				(*listp)[(*np)++] = conf_strdup(v);
+		}
+		conf_path_pop(w, old);
+	}
+}
+
+static void
+conf_parse_list(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d, void *base)
+{
+	const struct conf_group	*g = d->sub;
+	void			**arrp = (void **)((char *)base + d->off);
+	size_t			*np = (size_t *)((char *)base + d->off2);
+	char			*arr;
+	int			 n, i;
+	size_t			 old;
+
+	if (config_setting_type(s) != CONFIG_TYPE_LIST) {
+		conf_err(w, s, "must be a list of groups, such as "
+		    "( { ... }, { ... } )");
+		return;
+	}
+	n = config_setting_length(s);
+	if ((d->flags & F_NONEMPTY) && n == 0)
+		conf_err(w, s, "must not be empty");
+	arr = conf_calloc((size_t)n, g->size);
+	*arrp = arr;
+	*np = (size_t)n;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, i);
+
+		old = conf_path_push(w, NULL, i);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+			conf_err(w, e, "must be a group { ... }");
+			conf_group_default(w, g, arr + (size_t)i * g->size);
+		} else
+			conf_walk_group(w, e, g, arr + (size_t)i * g->size);
+		conf_path_pop(w, old);
+	}
+}
+
+/* Parses the setting s described by d into the struct at base. */
+static void
+conf_parse_setting(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d, void *base)
+{
+	char	*field = (char *)base + d->off;
+	int	 type = config_setting_type(s);
+	double	 v;
+	size_t	 i;
+
+	switch (d->kind) {
+	case K_BOOL:
+		if (type != CONFIG_TYPE_BOOL) {
+			conf_err(w, s, "must be true or false");
+			break;
+		}
+		*(int *)field = config_setting_get_bool(s);
+		break;
+	case K_INT:
+		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+			conf_err(w, s, "must be an integer");
+			break;
+		}
+		v = conf_number(s);
+		if (conf_check_range(w, s, d, v) == 0)
+			*(int *)field = (int)v;
+		break;
+	case K_SECS:
+		if (!conf_type_is_number(type)) {
+			conf_err(w, s, "must be a number of seconds");
+			break;
+		}
+		v = conf_number(s);
+		if (!isfinite(v))
+			conf_err(w, s, "must be a finite number of seconds");
+		else if (conf_check_range(w, s, d, v) == 0)
+			*(double *)field = v;
+		break;
+	case K_STR:
+		if (type != CONFIG_TYPE_STRING) {
+			conf_err(w, s, "must be a string");
+			break;
+		}
+		if (conf_string_ok(w, s, d, config_setting_get_string(s)) ==
+		    0) {
+			free(*(char **)field);
+			*(char **)field = conf_strdup(
+			    config_setting_get_string(s));
+		}
+		break;
+	case K_STRLIST:
+		conf_parse_strlist(w, s, d, (char ***)field,
+		    (size_t *)((char *)base + d->off2));
+		break;
+	case K_ENUM:
+		if (type != CONFIG_TYPE_STRING) {
+			conf_err(w, s, "must be a string");
+			break;
+		}
+		for (i = 0; d->enum_names[i] != NULL; i++)
+			if (strcmp(d->enum_names[i],
+			    config_setting_get_string(s)) == 0)
+				break;
+		if (d->enum_names[i] == NULL) {
+			char	 names[256];
+			size_t	 j, used = 0;
+
+			names[0] = '\0';
+			for (j = 0; d->enum_names[j] != NULL; j++) {
+				int n = snprintf(names + used,
+				    sizeof(names) - used, "%s\"%s\"",
+				    j > 0 ? ", " : "", d->enum_names[j]);
+
+				if (n > 0 && used + (size_t)n < sizeof(names))
+					used += (size_t)n;
+			}
+			conf_err(w, s, "\"%s\" is not one of %s",
+			    config_setting_get_string(s), names);
+			break;
+		}
+		*(int *)field = (int)i;
+		break;
+	case K_GROUP:
+		if (type != CONFIG_TYPE_GROUP) {
+			conf_err(w, s, "must be a group { ... }");
+			break;
+		}
+		conf_walk_group(w, s, d->sub, field);
+		break;
+	case K_LIST:
+		conf_parse_list(w, s, d, base);
+		break;
+	case K_CUSTOM:
+		d->custom->parse(w, s, base);
+		break;
+	}
+}
+
+static void
+conf_default_setting(struct conf_walk *w, const struct conf_setting *d,
+    void *base)
+{
+	char	*field = (char *)base + d->off;
+	size_t	 i;
+
+	switch (d->kind) {
+	case K_BOOL:
+	case K_INT:
+		*(int *)field = (int)d->defnum;
+		break;
+	case K_SECS:
+		*(double *)field = d->defnum;
+		break;
+	case K_STR:
+		*(char **)field = conf_strdup(d->defstr);
+		break;
+	case K_STRLIST:
+	case K_LIST:
+		*(void **)field = NULL;
+		*(size_t *)((char *)base + d->off2) = 0;
+		break;
+	case K_ENUM:
+		for (i = 0; d->enum_names[i] != NULL; i++)
+			if (strcmp(d->enum_names[i], d->defstr) == 0)
+				break;
+		*(int *)field = (int)i;
+		break;
+	case K_GROUP:
+		conf_group_default(w, d->sub, field);
+		break;
+	case K_CUSTOM:
+		d->custom->deflt(w, base);
+		break;
+	}
+}
+
+static void
+conf_group_default(struct conf_walk *w, const struct conf_group *g,
+    void *base)
+{
+	size_t i;
+
+	for (i = 0; i < g->nsettings; i++)
+		conf_default_setting(w, &g->settings[i], base);
+}
+
+static const struct conf_setting *
+conf_group_find(const struct conf_group *g, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < g->nsettings; i++)
+		if (strcmp(g->settings[i].name, name) == 0)
+			return &g->settings[i];
+	return NULL;
+}
+
+/*
+ * Walks the group cs (NULL: absent from the file) against g, filling base:
+ * every member of the file must be in g, every required member of g must
+ * be in the file, the rest get their defaults.
+ */
+static void
+conf_walk_group(struct conf_walk *w, const config_setting_t *cs,
+    const struct conf_group *g, void *base)
+{
+	const struct conf_setting	*d;
+	int				 n, i, allowed = F_HTTP | F_SSH;
+	size_t				 j, old;
+
+	conf_group_default(w, g, base);
+	if (cs == NULL)
+		return;
+	if (g->variant != NULL)
+		allowed = g->variant(w, cs, base);
+	n = config_setting_length(cs);
+	for (i = 0; i < n; i++) {
+		const config_setting_t	*s = config_setting_get_elem(cs, i);
+		const char		*name = config_setting_name(s);
+
+		old = conf_path_push(w, name, i);
+		d = conf_group_find(g, name);
+		if (d == NULL)
+			conf_err(w, s, "unknown setting");
+		else if ((d->flags & (F_HTTP | F_SSH)) != 0 &&
+		    (d->flags & allowed) == 0)
+			conf_err(w, s, "is a setting of %s probes only",
+			    (d->flags & F_HTTP) ? "http" : "ssh");
+		else
+			conf_parse_setting(w, s, d, base);
+		conf_path_pop(w, old);
+	}
+	for (j = 0; j < g->nsettings; j++) {
+		d = &g->settings[j];
+		if (!(d->flags & F_REQUIRED) ||
+		    config_setting_get_member(cs, d->name) != NULL)
+			continue;
+		if (d->kind == K_LIST)
+			conf_err_member(w, cs, d->name, "missing: at least one "
+			    "is required");
+		else
+			conf_err_member(w, cs, d->name, "missing (required)");
+	}
+	if (g->check != NULL)
+		g->check(w, cs, base);
+}
+
+/* Freeing and comparing, both driven by the same tables ---------------- */
+
+static void
+conf_strlist_free(char **list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+static void
+conf_setting_free(const struct conf_setting *d, void *base)
+{
+	char	*field = (char *)base + d->off;
+	size_t	 i, n;
+
+	switch (d->kind) {
+	case K_STR:
+		free(*(char **)field);
+		*(char **)field = NULL;
+		break;
+	case K_STRLIST:
+		conf_strlist_free(*(char ***)field,
+		    *(size_t *)((char *)base + d->off2));
+		*(char ***)field = NULL;
+		break;
+	case K_GROUP:
+		conf_group_free(d->sub, field);
+		break;
+	case K_LIST:
+		n = *(size_t *)((char *)base + d->off2);
+		for (i = 0; i < n; i++)
+			conf_group_free(d->sub, *(char **)field +
+			    i * d->sub->size);
+		free(*(void **)field);
+		*(void **)field = NULL;
+		break;
+	case K_CUSTOM:
+		d->custom->free(base);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+conf_group_free(const struct conf_group *g, void *base)
+{
+	size_t i;
+
+	for (i = 0; i < g->nsettings; i++)
+		conf_setting_free(&g->settings[i], base);
+}
+
+static int
+conf_str_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static int
+conf_setting_equal(const struct conf_setting *d, const void *a,
+    const void *b)
+{
+	const char	*fa = (const char *)a + d->off;
+	const char	*fb = (const char *)b + d->off;
+	size_t		 i, n;
+
+	switch (d->kind) {
+	case K_BOOL:
+	case K_INT:
+	case K_ENUM:
+		return *(const int *)fa == *(const int *)fb;
+	case K_SECS:
+		return *(const double *)fa == *(const double *)fb;
+	case K_STR:
+		return conf_str_equal(*(char *const *)fa, *(char *const *)fb);
+	case K_STRLIST:
+		n = *(const size_t *)((const char *)a + d->off2);
+		if (n != *(const size_t *)((const char *)b + d->off2))
+			return 0;
+		for (i = 0; i < n; i++)
+			if (!conf_str_equal((*(char **const *)fa)[i],
+			    (*(char **const *)fb)[i]))
+				return 0;
+		return 1;
+	case K_GROUP:
+		return conf_group_equal(d->sub, fa, fb);
+	case K_LIST:
+		n = *(const size_t *)((const char *)a + d->off2);
+		if (n != *(const size_t *)((const char *)b + d->off2))
+			return 0;
+		for (i = 0; i < n; i++)
+			if (!conf_group_equal(d->sub,
+			    *(char *const *)fa + i * d->sub->size,
+			    *(char *const *)fb + i * d->sub->size))
+				return 0;
+		return 1;
+	case K_CUSTOM:
+		return d->custom->equal(a, b);
+	}
+	return 0;
+}
+
+static int
+conf_group_equal(const struct conf_group *g, const void *a, const void *b)
+{
+	size_t i;
+
+	for (i = 0; i < g->nsettings; i++)
+		if (!conf_setting_equal(&g->settings[i], a, b))
+			return 0;
+	return 1;
+}
+
+/* Custom settings ------------------------------------------------------ */
+
+/* syslog_facility: a name in the file, a LOG_* value in the struct. */
+static int
+conf_facility_parse(struct conf_walk *w, const config_setting_t *s,
+    void *base)
+{
+	struct config	*c = base;
+	int		 fac;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		conf_err(w, s, "must be a string");
+		return -1;
+	}
+	fac = log_facility_from_name(config_setting_get_string(s));
+	if (fac == -1) {
+		conf_err(w, s, "\"%s\" is not a syslog facility (daemon, "
+		    "user, local0..local7, auth, authpriv)",
+		    config_setting_get_string(s));
+		return -1;
+	}
+	c->syslog_facility = fac;
+	return 0;
+}
+
+static void
+conf_facility_default(struct conf_walk *w, void *base)
+{
+	((struct config *)base)->syslog_facility = LOG_DAEMON;
+}
+
+static void
+conf_nothing_free(void *base)
+{
+}
+
+static int
+conf_facility_equal(const void *a, const void *b)
+{
+	return ((const struct config *)a)->syslog_facility ==
+	    ((const struct config *)b)->syslog_facility;
+}
+
+static const struct conf_custom conf_facility_ops = {
+	conf_facility_parse, conf_facility_default, conf_nothing_free,
+	conf_facility_equal
+};
+
+/*
+ * control_mode: a string of octal digits. libconfig reads 0660 as the
+ * decimal 660, so a bare number would silently mean something else.
+ */
+static int
+conf_mode_parse(struct conf_walk *w, const config_setting_t *s, void *base)
+{
+	struct config	*c = base;
+	const char	*v;
+	char		*end;
+	long		 mode;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		conf_err(w, s, "must be a string of octal digits such as "
+		    "\"0660\" (libconfig reads 0660 as decimal 660)");
+		return -1;
+	}
+	v = config_setting_get_string(s);
+	errno = 0;
+	mode = strtol(v, &end, 8);
+	if (*v == '\0' || *end != '\0' || errno != 0 || mode < 0 ||
+	    mode > 0777) {
+		conf_err(w, s, "\"%s\" is not a file mode (octal, such as "
+		    "\"0660\")", v);
+		return -1;
+	}
+	/* Anyone who can connect can order a failover. */
+	if (mode & 0007) {
+		conf_err(w, s, "\"%s\" lets every local user reach the "
+		    "control socket; give access through control_group", v);
+		return -1;
+	}
+	if ((mode & 0600) != 0600) {
+		conf_err(w, s, "\"%s\" must let the owner read and write",
+		    v);
+		return -1;
+	}
+	c->control_mode = (int)mode;
+	return 0;
+}
+
+static void
+conf_mode_default(struct conf_walk *w, void *base)
+{
+	((struct config *)base)->control_mode = 0660;
+}
+
+static int
+conf_mode_equal(const void *a, const void *b)
+{
+	return ((const struct config *)a)->control_mode ==
+	    ((const struct config *)b)->control_mode;
+}
+
+static const struct conf_custom conf_mode_ops = {
+	conf_mode_parse, conf_mode_default, conf_nothing_free, conf_mode_equal
+};
+
+/*
+ * expect_status: "200-399", "200,204,301-302", or one number. Parsed by
+ * hand because it is a list of numbers and ranges, not a config syntax.
+ */
+static int
+conf_status_from_str(const char *v, struct status_range **rp, size_t *np,
+    char *why, size_t whylen)
+{
+	struct status_range	*r = NULL;
+	size_t			 n = 0, cap = 0;
+	const char		*p = v;
+	char			*end;
+	long			 lo, hi;
+
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (!isdigit((unsigned char)*p))
+			goto bad;
+		lo = strtol(p, &end, 10);
+		p = end;
+		hi = lo;
+		if (*p == '-') {
+			p++;
+			if (!isdigit((unsigned char)*p))
+				goto bad;
+			hi = strtol(p, &end, 10);
+			p = end;
+		}
+		if (lo < 100 || hi > 599 || lo > hi) {
+			snprintf(why, whylen, "\"%s\": %ld-%ld is not a "
+			    "range of HTTP status codes (100-599, low first)",
+			    v, lo, hi);
+			goto fail;
+		}
+		if (n == cap) {
+			struct status_range *nr;
+
+			cap = cap == 0 ? 4 : cap * 2;
+			nr = reallocarray(r, cap, sizeof(*r));
+			if (nr == NULL)
+				fatal("reallocarray");
+			r = nr;
+		}
+		r[n].lo = (int)lo;
+		r[n].hi = (int)hi;
+		n++;
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		if (*p != ',')
+			goto bad;
+		p++;
+	}
+	*rp = r;
+	*np = n;
+	return 0;
+ bad:
+	snprintf(why, whylen, "\"%s\" is not a list of status codes and "
+	    "ranges (such as \"200-399\" or \"200,204,301-302\")", v);
+ fail:
+	free(r);
+	return -1;
+}
+
+static int
+conf_status_parse(struct conf_walk *w, const config_setting_t *s,
+    void *base)
+{
+	struct http_conf	*h = &((struct probe_conf *)base)->http;
+	struct status_range	*r;
+	size_t			 n;
+	char			 buf[32], why[256];
+	const char		*v;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT) {
+		snprintf(buf, sizeof(buf), "%d", config_setting_get_int(s));
+		v = buf;
+	} else if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		v = config_setting_get_string(s);
+	else {
+		conf_err(w, s, "must be a string such as \"200-399\"");
+		return -1;
+	}
+	if (conf_status_from_str(v, &r, &n, why, sizeof(why)) == -1) {
+		conf_err(w, s, "%s", why);
+		return -1;
+	}
+	free(h->expect_status);
+	h->expect_status = r;
+	h->nexpect_status = n;
+	return 0;
+}
+
+static void
+conf_status_default(struct conf_walk *w, void *base)
+{
+	struct http_conf	*h = &((struct probe_conf *)base)->http;
+	char			 why[128];
+
+	if (conf_status_from_str("200-399", &h->expect_status,
+	    &h->nexpect_status, why, sizeof(why)) == -1)
+		fatalx("conf: bad default expect_status");
+}
+
+static void
+conf_status_free(void *base)
+{
+	struct http_conf *h = &((struct probe_conf *)base)->http;
+
+	free(h->expect_status);
+	h->expect_status = NULL;
+	h->nexpect_status = 0;
+}
+
+static int
+conf_status_equal(const void *a, const void *b)
+{
+	const struct http_conf	*x = &((const struct probe_conf *)a)->http;
+	const struct http_conf	*y = &((const struct probe_conf *)b)->http;
+	size_t			 i;
+
+	if (x->nexpect_status != y->nexpect_status)
+		return 0;
+	for (i = 0; i < x->nexpect_status; i++)
+		if (x->expect_status[i].lo != y->expect_status[i].lo ||
+		    x->expect_status[i].hi != y->expect_status[i].hi)
+			return 0;
+	return 1;
+}
+
+static const struct conf_custom conf_status_ops = {
+	conf_status_parse, conf_status_default, conf_status_free,
+	conf_status_equal
+};
+
+/* failover_when: "all", "any", or a list of probe names. */
+static int
+conf_when_parse(struct conf_walk *w, const config_setting_t *s, void *base)
+{
+	static const struct conf_setting names = {
+		.name = "failover_when", .kind = K_STRLIST,
+		.flags = F_NONEMPTY
+	};
+	struct policy_conf	*p = base;
+	const char		*v;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_STRING:
+		v = config_setting_get_string(s);
+		if (strcmp(v, "all") == 0)
+			p->when = POLICY_WHEN_ALL;
+		else if (strcmp(v, "any") == 0)
+			p->when = POLICY_WHEN_ANY;
+		else {
+			conf_err(w, s, "\"%s\" is not \"all\", \"any\" or a "
+			    "list of probe names such as [\"web\"]", v);
+			return -1;
+		}
+		return 0;
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST:
+		conf_parse_strlist(w, s, &names, &p->failover_probes,
+		    &p->nfailover_probes);
+		p->when = POLICY_WHEN_LIST;
+		return 0;
+	default:
+		conf_err(w, s, "must be \"all\", \"any\" or a list of probe "
+		    "names such as [\"web\"]");
+		return -1;
+	}
+}
+
+static void
+conf_when_default(struct conf_walk *w, void *base)
+{
+	struct policy_conf *p = base;
+
+	p->when = POLICY_WHEN_ALL;
+	p->failover_probes = NULL;
+	p->nfailover_probes = 0;
+}
+
+static void
+conf_when_free(void *base)
+{
+	struct policy_conf *p = base;
+
+	conf_strlist_free(p->failover_probes, p->nfailover_probes);
+	p->failover_probes = NULL;
+	p->nfailover_probes = 0;
+}
+
+static int
+conf_when_equal(const void *a, const void *b)
+{
+	const struct policy_conf	*x = a, *y = b;
+	size_t				 i;
+
+	if (x->when != y->when || x->nfailover_probes != y->nfailover_probes)
+		return 0;
+	for (i = 0; i < x->nfailover_probes; i++)
+		if (strcmp(x->failover_probes[i], y->failover_probes[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static const struct conf_custom conf_when_ops = {
+	conf_when_parse, conf_when_default, conf_when_free, conf_when_equal
+};
+
+/* tags = { Name = "web"; team = "x"; }: the member names are the keys. */
+static int
+conf_tags_parse(struct conf_walk *w, const config_setting_t *s, void *base)
+{
+	struct launch_conf	*l = base;
+	int			 n, i;
+	size_t			 old;
+
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		conf_err(w, s, "must be a group such as { Name = \"web\"; }");
+		return -1;
+	}
+	n = config_setting_length(s);
+	if (n > CONF_MAX_TAGS) {
+		conf_err(w, s, "at most %d tags (AWS allows 50 and failoverd "
+		    "adds its own)", CONF_MAX_TAGS);
+		return -1;
+	}
+	l->tags = conf_calloc((size_t)n, sizeof(*l->tags));
+	l->ntags = 0;
+	for (i = 0; i < n; i++) {
+		const config_setting_t	*e = config_setting_get_elem(s, i);
+		const char		*k = config_setting_name(e), *v;
+
+		old = conf_path_push(w, k, i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			conf_err(w, e, "must be a string");
+		else if (strncmp(k, "failoverd", 9) == 0)
+			conf_err(w, e, "tag keys starting with \"failoverd\" "
+			    "are failoverd's own");
+		else if (strlen(k) > 128 ||
+		    strlen(config_setting_get_string(e)) > 256)
+			conf_err(w, e, "too long (AWS allows 128 characters "
+			    "for a key, 256 for a value)");
+		else {
+			v = config_setting_get_string(e);
+			l->tags[l->ntags].key = conf_strdup(k);
+			l->tags[l->ntags].value = conf_strdup(v);
+			l->ntags++;
+		}
+		conf_path_pop(w, old);
+	}
+	return 0;
+}
+
+static void
+conf_tags_default(struct conf_walk *w, void *base)
+{
+	struct launch_conf *l = base;
+
+	l->tags = NULL;
+	l->ntags = 0;
+}
+
+static void
+conf_tags_free(void *base)
+{
+	struct launch_conf	*l = base;
+	size_t			 i;
+
+	for (i = 0; i < l->ntags; i++) {
+		free(l->tags[i].key);
+		free(l->tags[i].value);
+	}
+	free(l->tags);
+	l->tags = NULL;
+	l->ntags = 0;
+}
+
+static int
+conf_tags_equal(const void *a, const void *b)
+{
+	const struct launch_conf	*x = a, *y = b;
+	size_t				 i;
+
+	if (x->ntags != y->ntags)
+		return 0;
+	for (i = 0; i < x->ntags; i++)
+		if (strcmp(x->tags[i].key, y->tags[i].key) != 0 ||
+		    strcmp(x->tags[i].value, y->tags[i].value) != 0)
+			return 0;
+	return 1;
+}
+
+static const struct conf_custom conf_tags_ops = {
+	conf_tags_parse, conf_tags_default, conf_tags_free, conf_tags_equal
+};
+
+/* snapshot window = "HH:MM-HH:MM", UTC; may wrap past midnight. */
+static int
+conf_hhmm(const char *p, int *minutes)
+{
+	if (!isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1]) ||
+	    p[2] != ':' || !isdigit((unsigned char)p[3]) ||
+	    !isdigit((unsigned char)p[4]))
+		return -1;
+	*minutes = ((p[0] - '0') * 10 + (p[1] - '0')) * 60 +
+	    (p[3] - '0') * 10 + (p[4] - '0');
+	if ((p[0] - '0') * 10 + (p[1] - '0') > 23 ||
+	    (p[3] - '0') * 10 + (p[4] - '0') > 59)
+		return -1;
+	return 0;
+}
+
+static int
+conf_window_parse(struct conf_walk *w, const config_setting_t *s,
+    void *base)
+{
+	struct snapshot_conf	*sn = base;
+	const char		*v;
+	int			 a, b;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		conf_err(w, s, "must be a string such as \"02:00-04:00\"");
+		return -1;
+	}
+	v = config_setting_get_string(s);
+	if (strlen(v) != 11 || v[5] != '-' || conf_hhmm(v, &a) == -1 ||
+	    conf_hhmm(v + 6, &b) == -1) {
+		conf_err(w, s, "\"%s\" is not a window \"HH:MM-HH:MM\" (UTC, "
+		    "24-hour)", v);
+		return -1;
+	}
+	if (a == b) {
+		conf_err(w, s, "\"%s\" is an empty window", v);
+		return -1;
+	}
+	sn->window_start = a;
+	sn->window_end = b;
+	return 0;
+}
+
+static void
+conf_window_default(struct conf_walk *w, void *base)
+{
+	struct snapshot_conf *sn = base;
+
+	sn->window_start = -1;
+	sn->window_end = -1;
+}
+
+static int
+conf_window_equal(const void *a, const void *b)
+{
+	const struct snapshot_conf *x = a, *y = b;
+
+	return x->window_start == y->window_start &&
+	    x->window_end == y->window_end;
+}
+
+static const struct conf_custom conf_window_ops = {
+	conf_window_parse, conf_window_default, conf_nothing_free,
+	conf_window_equal
+};
+
+/*
+ * port: one name in the file for both probe types, two fields in the
+ * struct. The walk knows the probe's type before it parses port.
+ */
+static int
+conf_port_parse(struct conf_walk *w, const config_setting_t *s, void *base)
+{
+	static const struct conf_setting range = {
+		.name = "port", .kind = K_INT, .min = 1, .max = 65535
+	};
+	struct probe_conf *p = base;
+
+	if (config_setting_type(s) != CONFIG_TYPE_INT) {
+		conf_err(w, s, "must be an integer");
+		return -1;
+	}
+	if (conf_check_range(w, s, &range, config_setting_get_int(s)) == -1)
+		return -1;
+	if (p->type == PROBE_SSH)
+		p->ssh.port = config_setting_get_int(s);
+	else
+		p->http.port = config_setting_get_int(s);
+	return 0;
+}
+
+static void
+conf_port_default(struct conf_walk *w, void *base)
+{
+	struct probe_conf *p = base;
+
+	p->http.port = 0;	/* the scheme's */
+	p->ssh.port = 22;
+}
+
+static int
+conf_port_equal(const void *a, const void *b)
+{
+	const struct probe_conf *x = a, *y = b;
+
+	return x->http.port == y->http.port && x->ssh.port == y->ssh.port;
+}
+
+static const struct conf_custom conf_port_ops = {
+	conf_port_parse, conf_port_default, conf_nothing_free, conf_port_equal
+};
+
+/* Cross-setting checks ------------------------------------------------- */
+
+static int
+conf_probe_variant(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	struct probe_conf	*p = base;
+	const config_setting_t	*t = config_setting_get_member(cs, "type");
+
+	if (t == NULL || config_setting_type(t) != CONFIG_TYPE_STRING)
+		return F_HTTP | F_SSH;	/* reported by the walk */
+	if (strcmp(config_setting_get_string(t), "http") == 0) {
+		p->type = PROBE_HTTP;
+		return F_HTTP;
+	}
+	if (strcmp(config_setting_get_string(t), "ssh") == 0) {
+		p->type = PROBE_SSH;
+		return F_SSH;
+	}
+	return F_HTTP | F_SSH;
+}
+
+static void
+conf_probe_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	static const char *const url_parts[] = {
+		"scheme", "port", "path", "host", NULL
+	};
+	struct probe_conf	*p = base;
+	char			 a[32];
+	size_t			 i;
+	regex_t			 re;
+	int			 rc;
+
+	if (p->name == NULL)
+		p->name = conf_strdup(probe_type_str(p->type));
+	if (p->timeout >= p->interval)
+		conf_err_member(w, cs, "timeout", "must be less than "
+		    "interval (%s)", conf_secs_str(p->interval, a, sizeof(a)));
+	if (p->type == PROBE_HTTP) {
+		if (p->http.connect_timeout == 0)
+			p->http.connect_timeout = p->timeout;
+		else if (p->http.connect_timeout > p->timeout)
+			conf_err_member(w, cs, "connect_timeout", "must not "
+			    "exceed timeout (%s)", conf_secs_str(p->timeout,
+			    a, sizeof(a)));
+		if (p->http.url != NULL) {
+			for (i = 0; url_parts[i] != NULL; i++)
+				if (config_setting_get_member(cs,
+				    url_parts[i]) != NULL)
+					conf_err_member(w, cs, url_parts[i],
+					    "conflicts with url (give one "
+					    "or the other)");
+		}
+		if (p->http.expect_body_regex != NULL) {
+			rc = regcomp(&re, p->http.expect_body_regex,
+			    REG_EXTENDED | REG_NOSUB);
+			if (rc != 0) {
+				char why[256];
+
+				regerror(rc, &re, why, sizeof(why));
+				conf_err_member(w, cs, "expect_body_regex",
+				    "does not compile: %s", why);
+			} else
+				regfree(&re);
+		}
+	} else {
+		if (p->ssh.key_file != NULL && p->ssh.user == NULL)
+			conf_err_member(w, cs, "user", "missing: key_file "
+			    "is set, so authentication needs a user");
+		if (p->ssh.command != NULL && p->ssh.key_file == NULL)
+			conf_err_member(w, cs, "key_file", "missing: a "
+			    "command needs authentication");
+		if (p->ssh.expect_output != NULL && p->ssh.command == NULL)
+			conf_err_member(w, cs, "command", "missing: "
+			    "expect_output needs a command");
+	}
+}
+
+static void
+conf_snapshot_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	struct snapshot_conf *sn = base;
+
+	/* A pre_command such as fsfreeze without its undo would leave the
+	 * service frozen. */
+	if (sn->pre_command != NULL && sn->post_command == NULL)
+		conf_err_member(w, cs, "post_command", "missing: pre_command "
+		    "is set and must be undone after the snapshot");
+	if (sn->interval == 0 && sn->window_start != -1)
+		conf_err_member(w, cs, "window", "needs an interval");
+}
+
+static void
+conf_policy_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	struct policy_conf *p = base;
+
+	if (p->evacuate && p->nevacuation_subnets == 0)
+		conf_err_member(w, cs, "evacuation_subnets", "missing: "
+		    "evacuate is true, so at least one subnet in another "
+		    "zone is required");
+}
+
+static void
+conf_service_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	struct service_conf	*s = base;
+	const config_setting_t	*pol, *list;
+	size_t			 i, j, old;
+
+	list = config_setting_get_member(cs, "probes");
+	for (i = 0; i < s->nprobes; i++)
+		for (j = 0; j < i; j++) {
+			const config_setting_t *e;
+
+			if (s->probes[i].name == NULL ||
+			    s->probes[j].name == NULL ||
+			    strcmp(s->probes[i].name, s->probes[j].name) != 0)
+				continue;
+			e = config_setting_get_elem(list, (int)i);
+			old = conf_path_push(w, "probes", 0);
+			conf_path_push(w, NULL, (int)i);
+			conf_err_member(w, e, "name", "\"%s\" is already the "
+			    "name of probes.[%zu]%s", s->probes[i].name, j,
+			    config_setting_get_member(e, "name") == NULL ?
+			    " (a probe's name defaults to its type)" : "");
+			conf_path_pop(w, old);
+			break;
+		}
+	list = config_setting_get_member(cs, "volumes");
+	for (i = 0; i < s->nvolumes; i++)
+		for (j = 0; j < i; j++) {
+			const config_setting_t *e;
+
+			e = config_setting_get_elem(list, (int)i);
+			old = conf_path_push(w, "volumes", 0);
+			conf_path_push(w, NULL, (int)i);
+			if (s->volumes[i].id != NULL && s->volumes[j].id !=
+			    NULL && strcmp(s->volumes[i].id,
+			    s->volumes[j].id) == 0)
+				conf_err_member(w, e, "id", "\"%s\" is already "
+				    "volumes.[%zu]", s->volumes[i].id, j);
+			if (s->volumes[i].device != NULL &&
+			    s->volumes[j].device != NULL &&
+			    strcmp(s->volumes[i].device,
+			    s->volumes[j].device) == 0)
+				conf_err_member(w, e, "device", "\"%s\" is "
+				    "already the device of volumes.[%zu]",
+				    s->volumes[i].device, j);
+			conf_path_pop(w, old);
+		}
+	/* The replacement must come up in the volumes' zone, and a subnet
+	 * is what pins a launch to a zone. */
+	if (s->nvolumes > 0 && s->launch.subnet == NULL &&
+	    config_setting_get_member(cs, "launch") != NULL) {
+		old = conf_path_push(w, "launch", 0);
+		conf_err_member(w, config_setting_get_member(cs, "launch"),
+		    "subnet", "missing: required when the service has "
+		    "volumes (the replacement must be in their zone)");
+		conf_path_pop(w, old);
+	}
+	pol = config_setting_get_member(cs, "policy");
+	for (i = 0; i < s->policy.nfailover_probes; i++) {
+		const char *n = s->policy.failover_probes[i];
+
+		for (j = 0; j < s->nprobes; j++)
+			if (s->probes[j].name != NULL &&
+			    strcmp(s->probes[j].name, n) == 0)
+				break;
+		if (j < s->nprobes)
+			continue;
+		old = conf_path_push(w, "policy", 0);
+		conf_err_member(w, pol, "failover_when", "\"%s\" is not the "
+		    "name of a probe of this service", n);
+		conf_path_pop(w, old);
+	}
+}
+
+static void
+conf_top_check(struct conf_walk *w, const config_setting_t *cs, void *base)
+{
+	struct config		*c = base;
+	const config_setting_t	*list = config_setting_get_member(cs,
+	    "services");
+	size_t			 i, j, k, l, old, o2;
+
+	for (i = 0; i < c->nservices; i++) {
+		const struct service_conf	*s = &c->services[i];
+		const config_setting_t		*e;
+
+		e = config_setting_get_elem(list, (int)i);
+		old = conf_path_push(w, "services", 0);
+		o2 = conf_path_push(w, NULL, (int)i);
+		for (j = 0; j < i; j++) {
+			const struct service_conf *t = &c->services[j];
+
+			if (s->name != NULL && t->name != NULL &&
+			    strcmp(s->name, t->name) == 0)
+				conf_err_member(w, e, "name", "\"%s\" is "
+				    "already the name of services.[%zu]",
+				    s->name, j);
+			if (s->eip_allocation_id != NULL &&
+			    t->eip_allocation_id != NULL &&
+			    strcmp(s->eip_allocation_id,
+			    t->eip_allocation_id) == 0)
+				conf_err_member(w, e, "eip_allocation_id",
+				    "\"%s\" is already the address of "
+				    "services.[%zu]", s->eip_allocation_id, j);
+			for (k = 0; k < s->nvolumes; k++)
+				for (l = 0; l < t->nvolumes; l++)
+					if (s->volumes[k].id != NULL &&
+					    t->volumes[l].id != NULL &&
+					    strcmp(s->volumes[k].id,
+					    t->volumes[l].id) == 0)
+						conf_err_member(w, e,
+						    "volumes", "\"%s\" is "
+						    "already a volume of "
+						    "services.[%zu]",
+						    s->volumes[k].id, j);
+		}
+		conf_path_pop(w, o2);
+		conf_path_pop(w, old);
+	}
+}
+
+static int
+conf_service_name_check(const char *v, char *why, size_t len)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
+		    *p != '.')
+			break;
+	if (*p == '\0' && p != v && p - v <= 64)
+		return 0;
+	snprintf(why, len, "\"%s\" is not a name (1 to 64 letters, digits, "
+	    "'-', '_', '.')", v);
+	return -1;
+}
+
+/* The schema ----------------------------------------------------------- */
+
+#define NSETTINGS(a)	(sizeof(a) / sizeof((a)[0]))
+#define HOFF(f)		offsetof(struct probe_conf, http.f)
+#define SOFF(f)		offsetof(struct probe_conf, ssh.f)
+
+static const char *const conf_probe_types[] = { "http", "ssh", NULL };
+static const char *const conf_old_names[] = {
+	"stop", "terminate", "keep", NULL
+};
+
+static const struct conf_setting conf_probe_settings[] = {
+	{ .name = "name", .kind = K_STR,
+	  .off = offsetof(struct probe_conf, name),
+	  .check = conf_service_name_check },
+	{ .name = "type", .kind = K_ENUM, .flags = F_REQUIRED,
+	  .off = offsetof(struct probe_conf, type),
+	  .enum_names = conf_probe_types, .defstr = "http" },
+	{ .name = "port", .kind = K_CUSTOM, .custom = &conf_port_ops },
+	{ .name = "address", .kind = K_STR,
+	  .off = offsetof(struct probe_conf, address),
+	  .check = conf_check_address },
+	{ .name = "interval", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = offsetof(struct probe_conf, interval),
+	  .min = 0, .max = 86400, .defnum = 5 },
+	{ .name = "timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = offsetof(struct probe_conf, timeout),
+	  .min = 0, .max = 3600, .defnum = 2 },
+	{ .name = "fall", .kind = K_INT,
+	  .off = offsetof(struct probe_conf, fall),
+	  .min = 1, .max = 1000, .defnum = 3 },
+	{ .name = "rise", .kind = K_INT,
+	  .off = offsetof(struct probe_conf, rise),
+	  .min = 1, .max = 1000, .defnum = 2 },
+	/* http */
+	{ .name = "url", .kind = K_STR, .flags = F_HTTP, .off = HOFF(url),
+	  .check = conf_check_url },
+	{ .name = "scheme", .kind = K_STR, .flags = F_HTTP,
+	  .off = HOFF(scheme), .defstr = "http", .check = conf_check_scheme },
+	{ .name = "path", .kind = K_STR, .flags = F_HTTP, .off = HOFF(path),
+	  .defstr = "/", .check = conf_check_http_path },
+	{ .name = "host", .kind = K_STR, .flags = F_HTTP, .off = HOFF(host),
+	  .check = conf_check_host },
+	{ .name = "method", .kind = K_STR, .flags = F_HTTP,
+	  .off = HOFF(method), .defstr = "GET", .check = conf_check_method },
+	{ .name = "expect_status", .kind = K_CUSTOM, .flags = F_HTTP,
+	  .custom = &conf_status_ops },
+	{ .name = "expect_body", .kind = K_STR, .flags = F_HTTP | F_NONEMPTY,
+	  .off = HOFF(expect_body) },
+	{ .name = "expect_body_regex", .kind = K_STR,
+	  .flags = F_HTTP | F_NONEMPTY, .off = HOFF(expect_body_regex) },
+	{ .name = "headers", .kind = K_STRLIST, .flags = F_HTTP,
+	  .off = HOFF(headers), .off2 = HOFF(nheaders),
+	  .check = conf_check_header },
+	{ .name = "connect_timeout", .kind = K_SECS,
+	  .flags = F_HTTP | F_MINEXCL, .off = HOFF(connect_timeout),
+	  .min = 0, .max = 3600, .defnum = 0 },
+	{ .name = "tls_verify", .kind = K_BOOL, .flags = F_HTTP,
+	  .off = HOFF(tls_verify), .defnum = 1 },
+	{ .name = "ca_file", .kind = K_STR,
+	  .flags = F_HTTP | F_ABSPATH | F_FILE, .off = HOFF(ca_file) },
+	{ .name = "reuse_connection", .kind = K_BOOL, .flags = F_HTTP,
+	  .off = HOFF(reuse_connection), .defnum = 0 },
+	/* ssh */
+	{ .name = "user", .kind = K_STR, .flags = F_SSH, .off = SOFF(user),
+	  .check = conf_check_user },
+	{ .name = "key_file", .kind = K_STR,
+	  .flags = F_SSH | F_ABSPATH | F_FILE, .off = SOFF(key_file) },
+	{ .name = "known_hosts", .kind = K_STR,
+	  .flags = F_SSH | F_ABSPATH | F_FILE, .off = SOFF(known_hosts) },
+	{ .name = "command", .kind = K_STR, .flags = F_SSH | F_NONEMPTY,
+	  .off = SOFF(command) },
+	{ .name = "expect_output", .kind = K_STR, .flags = F_SSH | F_NONEMPTY,
+	  .off = SOFF(expect_output) },
+};
+
+static const struct conf_group conf_probe_group = {
+	conf_probe_settings, NSETTINGS(conf_probe_settings),
+	sizeof(struct probe_conf), conf_probe_variant, conf_probe_check
+};
+
+static const struct conf_setting conf_volume_settings[] = {
+	{ .name = "id", .kind = K_STR, .flags = F_REQUIRED,
+	  .off = offsetof(struct volume_conf, id), .check = conf_check_vol },
+	{ .name = "device", .kind = K_STR, .flags = F_REQUIRED,
+	  .off = offsetof(struct volume_conf, device),
+	  .check = conf_check_device },
+};
+
+static const struct conf_group conf_volume_group = {
+	conf_volume_settings, NSETTINGS(conf_volume_settings),
+	sizeof(struct volume_conf), NULL, NULL
+};
+
+#define LOFF(f)		offsetof(struct launch_conf, f)
+
+static const struct conf_setting conf_launch_settings[] = {
+	{ .name = "ami", .kind = K_STR, .flags = F_REQUIRED, .off = LOFF(ami),
+	  .check = conf_check_ami },
+	{ .name = "instance_type", .kind = K_STR, .flags = F_REQUIRED,
+	  .off = LOFF(instance_type), .check = conf_check_instance_type },
+	{ .name = "subnet", .kind = K_STR, .off = LOFF(subnet),
+	  .check = conf_check_subnet },
+	{ .name = "security_groups", .kind = K_STRLIST,
+	  .off = LOFF(security_groups), .off2 = LOFF(nsecurity_groups),
+	  .check = conf_check_sg },
+	{ .name = "key_name", .kind = K_STR, .flags = F_NONEMPTY,
+	  .off = LOFF(key_name) },
+	{ .name = "iam_instance_profile", .kind = K_STR, .flags = F_NONEMPTY,
+	  .off = LOFF(iam_instance_profile) },
+	{ .name = "tags", .kind = K_CUSTOM, .custom = &conf_tags_ops },
+	{ .name = "user_data_file", .kind = K_STR, .flags = F_ABSPATH | F_FILE,
+	  .off = LOFF(user_data_file) },
+};
+
+static const struct conf_group conf_launch_group = {
+	conf_launch_settings, NSETTINGS(conf_launch_settings), 0, NULL, NULL
+};
+
+#define POFF(f)		offsetof(struct policy_conf, f)
+
+static const struct conf_setting conf_policy_settings[] = {
+	{ .name = "auto_failover", .kind = K_BOOL, .off = POFF(auto_failover),
+	  .defnum = 1 },
+	{ .name = "failover_when", .kind = K_CUSTOM, .custom = &conf_when_ops },
+	{ .name = "failover_on_degraded", .kind = K_BOOL,
+	  .off = POFF(failover_on_degraded), .defnum = 0 },
+	{ .name = "corroborate", .kind = K_BOOL, .off = POFF(corroborate),
+	  .defnum = 1 },
+	{ .name = "cooldown", .kind = K_SECS, .off = POFF(cooldown),
+	  .min = 0, .max = 30 * 86400, .defnum = 900 },
+	{ .name = "max_failovers", .kind = K_INT, .off = POFF(max_failovers),
+	  .min = 1, .max = 1000, .defnum = 3 },
+	{ .name = "window", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(window), .min = 0, .max = 365 * 86400,
+	  .defnum = 86400 },
+	{ .name = "old_instance", .kind = K_ENUM, .off = POFF(old_instance),
+	  .enum_names = conf_old_names, .defstr = "stop" },
+	{ .name = "restart_in_place", .kind = K_BOOL,
+	  .off = POFF(restart_in_place), .defnum = 1 },
+	{ .name = "fence_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(fence_timeout), .min = 0, .max = 86400,
+	  .defnum = 120 },
+	{ .name = "launch_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(launch_timeout), .min = 0, .max = 86400,
+	  .defnum = 300 },
+	{ .name = "detach_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(detach_timeout), .min = 0, .max = 86400,
+	  .defnum = 60 },
+	{ .name = "attach_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(attach_timeout), .min = 0, .max = 86400,
+	  .defnum = 60 },
+	{ .name = "associate_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(associate_timeout), .min = 0, .max = 86400,
+	  .defnum = 30 },
+	{ .name = "verify_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = POFF(verify_timeout), .min = 0, .max = 86400,
+	  .defnum = 120 },
+	{ .name = "evacuate", .kind = K_BOOL, .off = POFF(evacuate),
+	  .defnum = 0 },
+	{ .name = "evacuation_subnets", .kind = K_STRLIST,
+	  .off = POFF(evacuation_subnets), .off2 = POFF(nevacuation_subnets),
+	  .check = conf_check_subnet },
+};
+
+static const struct conf_group conf_policy_group = {
+	conf_policy_settings, NSETTINGS(conf_policy_settings), 0, NULL,
+	conf_policy_check
+};
+
+#define NOFF(f)		offsetof(struct snapshot_conf, f)
+
+static const struct conf_setting conf_snapshot_settings[] = {
+	{ .name = "interval", .kind = K_SECS, .off = NOFF(interval),
+	  .min = 0, .max = 365 * 86400, .defnum = 0 },
+	{ .name = "window", .kind = K_CUSTOM, .custom = &conf_window_ops },
+	{ .name = "keep", .kind = K_INT, .off = NOFF(keep),
+	  .min = 0, .max = 10000, .defnum = 7 },
+	{ .name = "max_age", .kind = K_SECS, .off = NOFF(max_age),
+	  .min = 0, .max = 10 * 365 * 86400, .defnum = 0 },
+	{ .name = "pre_command", .kind = K_STR, .flags = F_NONEMPTY,
+	  .off = NOFF(pre_command) },
+	{ .name = "post_command", .kind = K_STR, .flags = F_NONEMPTY,
+	  .off = NOFF(post_command) },
+	{ .name = "hook_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = NOFF(hook_timeout), .min = 0, .max = 3600, .defnum = 60 },
+};
+
+static const struct conf_group conf_snapshot_group = {
+	conf_snapshot_settings, NSETTINGS(conf_snapshot_settings), 0, NULL,
+	conf_snapshot_check
+};
+
+#define VOFF(f)		offsetof(struct service_conf, f)
+
+static const struct conf_setting conf_service_settings[] = {
+	{ .name = "name", .kind = K_STR, .flags = F_REQUIRED,
+	  .off = VOFF(name), .check = conf_service_name_check },
+	{ .name = "eip_allocation_id", .kind = K_STR, .flags = F_REQUIRED,
+	  .off = VOFF(eip_allocation_id), .check = conf_check_eipalloc },
+	{ .name = "volumes", .kind = K_LIST, .off = VOFF(volumes),
+	  .off2 = VOFF(nvolumes), .sub = &conf_volume_group },
+	{ .name = "launch", .kind = K_GROUP, .flags = F_REQUIRED,
+	  .off = VOFF(launch), .sub = &conf_launch_group },
+	{ .name = "probes", .kind = K_LIST, .flags = F_REQUIRED | F_NONEMPTY,
+	  .off = VOFF(probes), .off2 = VOFF(nprobes),
+	  .sub = &conf_probe_group },
+	{ .name = "policy", .kind = K_GROUP, .off = VOFF(policy),
+	  .sub = &conf_policy_group },
+	{ .name = "snapshot", .kind = K_GROUP, .off = VOFF(snapshot),
+	  .sub = &conf_snapshot_group },
+};
+
+static const struct conf_group conf_service_group = {
+	conf_service_settings, NSETTINGS(conf_service_settings),
+	sizeof(struct service_conf), NULL, conf_service_check
+};
+
+#define AOFF(f)		offsetof(struct aws_conf, f)
+
+static const struct conf_setting conf_aws_settings[] = {
+	{ .name = "region", .kind = K_STR, .off = AOFF(region),
+	  .check = conf_check_region },
+	{ .name = "endpoint", .kind = K_STR, .off = AOFF(endpoint),
+	  .check = conf_check_url },
+	{ .name = "imds_endpoint", .kind = K_STR, .off = AOFF(imds_endpoint),
+	  .check = conf_check_url },
+	{ .name = "profile", .kind = K_STR, .flags = F_NONEMPTY,
+	  .off = AOFF(profile) },
+	{ .name = "ca_file", .kind = K_STR, .flags = F_ABSPATH | F_FILE,
+	  .off = AOFF(ca_file) },
+	{ .name = "calls_per_second", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = AOFF(calls_per_second), .min = 0, .max = 1000,
+	  .defnum = 5 },
+	{ .name = "burst", .kind = K_INT, .off = AOFF(burst),
+	  .min = 1, .max = 10000, .defnum = 10 },
+	{ .name = "call_timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .off = AOFF(call_timeout), .min = 0, .max = 3600, .defnum = 30 },
+};
+
+static const struct conf_group conf_aws_group = {
+	conf_aws_settings, NSETTINGS(conf_aws_settings), 0, NULL, NULL
+};
+
+#define EOFF(f)		offsetof(struct alerts_conf, f)
+
+static const struct conf_setting conf_alerts_settings[] = {
+	{ .name = "exec", .kind = K_STR, .off = EOFF(exec),
+	  .check = conf_check_exec },
+	{ .name = "webhook", .kind = K_STR, .off = EOFF(webhook),
+	  .check = conf_check_url },
+	{ .name = "rate_limit", .kind = K_SECS, .off = EOFF(rate_limit),
+	  .min = 0, .max = 86400, .defnum = 60 },
+	{ .name = "min_severity", .kind = K_STR, .off = EOFF(min_severity),
+	  .defstr = "warning", .check = conf_check_severity },
+};
+
+static const struct conf_group conf_alerts_group = {
+	conf_alerts_settings, NSETTINGS(conf_alerts_settings), 0, NULL, NULL
+};
+
+#define COFF(f)		offsetof(struct config, f)
+
+static const struct conf_setting conf_top_settings[] = {
+	{ .name = "state_dir", .kind = K_STR, .flags = F_ABSPATH,
+	  .off = COFF(state_dir), .defstr = "/var/lib/failoverd" },
+	{ .name = "control_socket", .kind = K_STR, .flags = F_ABSPATH,
+	  .off = COFF(control_socket),
+	  .defstr = "/run/failoverd/control.sock" },
+	{ .name = "control_group", .kind = K_STR, .off = COFF(control_group),
+	  .check = conf_check_group_name },
+	{ .name = "control_mode", .kind = K_CUSTOM, .custom = &conf_mode_ops },
+	{ .name = "syslog_facility", .kind = K_CUSTOM,
+	  .custom = &conf_facility_ops },
+	{ .name = "debug", .kind = K_BOOL, .off = COFF(debug), .defnum = 0 },
+	{ .name = "watchdog_interval", .kind = K_SECS,
+	  .off = COFF(watchdog_interval), .min = 0, .max = 3600,
+	  .defnum = 0 },
+	{ .name = "aws", .kind = K_GROUP, .off = COFF(aws),
+	  .sub = &conf_aws_group },
+	{ .name = "alerts", .kind = K_GROUP, .off = COFF(alerts),
+	  .sub = &conf_alerts_group },
+	{ .name = "services", .kind = K_LIST, .flags = F_REQUIRED | F_NONEMPTY,
+	  .off = COFF(services), .off2 = COFF(nservices),
+	  .sub = &conf_service_group },
+};
+
+static const struct conf_group conf_top_group = {
+	conf_top_settings, NSETTINGS(conf_top_settings), 0, NULL,
+	conf_top_check
+};
+
+/* The interface -------------------------------------------------------- */
+
+struct config *
+conf_load(const char *path, char *err, size_t errlen)
+{
+	struct conf_walk	 w;
+	struct config		*conf;
+	config_t		 cf;
+	FILE			*fp;
+	char			 dir[PATH_MAX], *slash;
+
+	memset(&w, 0, sizeof(w));
+	w.file = path;
+	w.err = err;
+	w.errlen = errlen;
+	if (errlen > 0)
+		err[0] = '\0';
+
+	/* libconfig only says "file I/O error"; the person needs errno. */
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		snprintf(err, errlen, "%s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	fclose(fp);
+
+	config_init(&cf);
+	/* @include paths are relative to the file that includes them. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		config_set_include_dir(&cf, dir[0] != '\0' ? dir : "/");
+	}
+	if (config_read_file(&cf, path) != CONFIG_TRUE) {
+		const char *f = config_error_file(&cf);
+
+		if (config_error_line(&cf) > 0)
+			snprintf(err, errlen, "%s:%d: %s\n",
+			    f != NULL ? f : path, config_error_line(&cf),
+			    config_error_text(&cf));
+		else
+			snprintf(err, errlen, "%s: %s\n",
+			    f != NULL ? f : path, config_error_text(&cf));
+		config_destroy(&cf);
+		return NULL;
+	}
+
+	conf = conf_calloc(1, sizeof(*conf));
+	conf->path = conf_strdup(path);
+	w.conf = conf;
+	conf_walk_group(&w, config_root_setting(&cf), &conf_top_group, conf);
+	config_destroy(&cf);
+	if (w.nerrors > 0) {
+		if (w.nerrors > CONF_MAX_ERRORS && w.used + 1 < w.errlen)
+			snprintf(err + w.used, errlen - w.used,
+			    "%s: %d more errors not shown\n", path,
+			    w.nerrors - CONF_MAX_ERRORS);
+		conf_free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+void
+conf_free(struct config *conf)
+{
+	if (conf == NULL)
+		return;
+	conf_group_free(&conf_top_group, conf);
+	free(conf->path);
+	free(conf);
+}
+
+int
+conf_service_equal(const struct service_conf *a, const struct service_conf *b)
+{
+	return conf_group_equal(&conf_service_group, a, b);
+}
+
+int
+conf_probe_equal(const struct probe_conf *a, const struct probe_conf *b)
+{
+	return conf_group_equal(&conf_probe_group, a, b);
+}
+
+const struct service_conf *
+conf_find_service(const struct config *conf, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < conf->nservices; i++)
+		if (strcmp(conf->services[i].name, name) == 0)
+			return &conf->services[i];
+	return NULL;
+}
+
+const char *
+probe_type_str(enum probe_type t)
+{
+	switch (t) {
+	case PROBE_HTTP:
+		return "http";
+	case PROBE_SSH:
+		return "ssh";
+	}
+	return "?";
+}
+
+static void
+conf_print_probe(const struct service_conf *s, const struct probe_conf *p,
+    FILE *fp)
+{
+	char	 a[32], b[32];
+	const char *addr = p->address != NULL ? p->address : "EIP";
+
+	fprintf(fp, "    probe %s: %s ", p->name, probe_type_str(p->type));
+	if (p->type == PROBE_HTTP) {
+		if (p->http.url != NULL)
+			fprintf(fp, "%s %s", p->http.method, p->http.url);
+		else if (p->http.port != 0)
+			fprintf(fp, "%s %s://%s:%d%s", p->http.method,
+			    p->http.scheme, addr, p->http.port, p->http.path);
+		else
+			fprintf(fp, "%s %s://%s%s", p->http.method,
+			    p->http.scheme, addr, p->http.path);
+	} else {
+		fprintf(fp, "%s%s%s:%d", p->ssh.user != NULL ? p->ssh.user :
+		    "", p->ssh.user != NULL ? "@" : "", addr, p->ssh.port);
+		if (p->ssh.command != NULL)
+			fprintf(fp, " \"%s\"", p->ssh.command);
+	}
+	fprintf(fp, " every %ss timeout %ss fall %d rise %d\n",
+	    conf_secs_str(p->interval, a, sizeof(a)),
+	    conf_secs_str(p->timeout, b, sizeof(b)), p->fall, p->rise);
+	(void)s;
+}
+
+void
+conf_print_summary(const struct config *conf, FILE *fp)
+{
+	static const char *const when[] = { "all", "any", "list" };
+	size_t	 i, j;
+	char	 a[32], b[32];
+
+	fprintf(fp, "configuration file %s: ok\n", conf->path);
+	fprintf(fp, "  state_dir %s, control_socket %s (mode %04o%s%s), "
+	    "syslog %s\n", conf->state_dir, conf->control_socket,
+	    conf->control_mode, conf->control_group != NULL ? ", group " : "",
+	    conf->control_group != NULL ? conf->control_group : "",
+	    log_facility_name(conf->syslog_facility));
+	fprintf(fp, "  aws: region %s, endpoint %s, profile %s, "
+	    "%g calls/s burst %d\n",
+	    conf->aws.region != NULL ? conf->aws.region : "(AWS_REGION)",
+	    conf->aws.endpoint != NULL ? conf->aws.endpoint : "(default)",
+	    conf->aws.profile != NULL ? conf->aws.profile : "(default)",
+	    conf->aws.calls_per_second, conf->aws.burst);
+	fprintf(fp, "%zu service%s\n", conf->nservices,
+	    conf->nservices == 1 ? "" : "s");
+	for (i = 0; i < conf->nservices; i++) {
+		const struct service_conf	*s = &conf->services[i];
+		const struct policy_conf	*p = &s->policy;
+
+		fprintf(fp, "  service %s: eip %s\n", s->name,
+		    s->eip_allocation_id);
+		for (j = 0; j < s->nvolumes; j++)
+			fprintf(fp, "    volume %s at %s\n", s->volumes[j].id,
+			    s->volumes[j].device);
+		fprintf(fp, "    launch %s %s in %s\n", s->launch.ami,
+		    s->launch.instance_type, s->launch.subnet != NULL ?
+		    s->launch.subnet : "(default subnet)");
+		for (j = 0; j < s->nprobes; j++)
+			conf_print_probe(s, &s->probes[j], fp);
+		fprintf(fp, "    policy: %s, when %s",
+		    p->auto_failover ? "auto failover" : "no auto failover",
+		    when[p->when]);
+		for (j = 0; j < p->nfailover_probes; j++)
+			fprintf(fp, "%s%s", j == 0 ? " [" : ",",
+			    p->failover_probes[j]);
+		fprintf(fp, "%s, corroborate %s, cooldown %ss, "
+		    "max %d per %ss, old instance %s%s%s\n",
+		    p->nfailover_probes > 0 ? "]" : "",
+		    p->corroborate ? "yes" : "no",
+		    conf_secs_str(p->cooldown, a, sizeof(a)),
+		    p->max_failovers, conf_secs_str(p->window, b, sizeof(b)),
+		    conf_old_names[p->old_instance],
+		    p->restart_in_place ? ", restart in place" : "",
+		    p->evacuate ? ", evacuate" : "");
+	}
+}
