@@ -1,0 +1,30 @@
+# Shared by scripts/test, scripts/demo and tests/bench: what a fresh Debian
+# machine needs, installed only when missing.
+
+FOD_DEB_PACKAGES=(
+	# build
+	cmake gcc make pkg-config
+	libev-dev libcurl4-openssl-dev libssl-dev libssh2-1-dev
+	libconfig-dev libxml2-dev libsystemd-dev libcmocka-dev
+	# the test world: real sshd, HTTP, the emulator and its judges
+	python3 python3-pytest python3-botocore
+	openssh-server openssh-client awscli curl openssl iproute2
+	# systemd-analyze verify reads the man pages the unit names
+	systemd man-db
+)
+
+fod_install_deps() {
+	local missing=() p
+	for p in "${FOD_DEB_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		    grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "==> installing missing Debian packages: ${missing[*]}"
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+	    >/dev/null
+}

@@ -1,0 +1,191 @@
+"""The daemon's frame: start, stop, reload, systemd notifications, the
+control socket and the unit file."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from fodtest import FAILOVERCTL, FAILOVERD, SRCDIR, Daemon, ctl
+
+CONF = """\
+state_dir = "{d}/state";
+control_socket = "{d}/control.sock";
+aws = {{ region = "us-east-1"; }};
+services = (
+  {{
+    name = "{name}";
+    eip_allocation_id = "eipalloc-0123456789abcdef0";
+    volumes = ( {{ id = "vol-0123456789abcdef0"; device = "/dev/sdf"; }} );
+    launch = {{
+      ami = "ami-0123456789abcdef0";
+      instance_type = "t3.micro";
+      subnet = "subnet-0123456789abcdef0";
+    }};
+    probes = (
+      {{ name = "http"; type = "http"; address = "127.0.0.1"; port = 9;
+         interval = 1.0; timeout = 0.5; }}
+    );
+  }}
+);
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "state").mkdir()
+    return tmp_path
+
+
+def write_conf(d, name="web", extra=""):
+    path = d / "failoverd.conf"
+    path.write_text(CONF.format(d=d, name=name) + extra)
+    return str(path)
+
+
+def test_sigterm_exits_zero_and_logs_shutdown(workdir):
+    conf = write_conf(workdir)
+    d = Daemon(conf)
+    d.wait_for(r"event=startup")
+    d.wait_for(r"event=config_loaded")
+    assert d.stop() == 0
+    assert any("event=shutdown" in l and "SIGTERM" in l for l in d.lines)
+    assert not os.path.exists(workdir / "control.sock")
+
+
+def test_sighup_with_broken_file_keeps_running_old_config(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        assert "web" in ctl(sock, "status").stdout
+        # A typo in a setting name: must be refused, not defaulted.
+        typo_line = len(open(conf).read().splitlines()) + 1
+        with open(conf, "a") as f:
+            f.write("sevrices_typo = 1;\n")
+        mark = len(d.lines)
+        d.signal(signal.SIGHUP)
+        d.wait_for(r"event=config_rejected", start=mark)
+        line = d.wait_for(r"sevrices_typo", start=mark)
+        assert "failoverd.conf:%d: sevrices_typo" % typo_line in line
+        # Still alive, still answering, still the old service.
+        assert d.proc.poll() is None
+        out = ctl(sock, "status").stdout
+        assert "web" in out
+
+
+def test_sighup_with_valid_file_applies_it(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        write_conf(workdir, name="api")
+        mark = len(d.lines)
+        d.signal(signal.SIGHUP)
+        d.wait_for(r"event=config_loaded.*SIGHUP", start=mark)
+        out = ctl(sock, "status").stdout
+        assert "api" in out and "web" not in out
+
+
+def test_failoverctl_reload_refuses_broken_file(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        with open(conf, "a") as f:
+            f.write("syslog_facility = \"nosuch\";\n")
+        p = ctl(sock, "reload", check=False)
+        assert p.returncode == 1
+        assert "rejected" in p.stderr
+        d.wait_for(r"event=control_command.*command=reload.*uid=%d"
+                   % os.getuid())
+        d.wait_for(r"syslog_facility")
+        assert ctl(sock, "ping").stdout == "pong\n"
+
+
+def test_sd_notify_ready_and_watchdog(workdir):
+    conf = write_conf(workdir)
+    path = str(workdir / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(10)
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
+    with Daemon(conf, env=env) as d:
+        got = []
+        while not any("WATCHDOG=1" in m for m in got):
+            got.append(s.recv(4096).decode())
+        assert "READY=1" in got[0]
+        assert any("STATUS=1 services" in m for m in got)
+        # The watchdog keeps coming: a loop timer, not a one-off.
+        n = sum("WATCHDOG=1" in m for m in got)
+        while n < 3:
+            if "WATCHDOG=1" in s.recv(4096).decode():
+                n += 1
+        d.signal(signal.SIGHUP)
+        msgs = [s.recv(4096).decode() for _ in range(6)]
+        assert any("RELOADING=1" in m for m in msgs)
+        d.stop()
+        s.settimeout(2)
+        tail = []
+        try:
+            while True:
+                tail.append(s.recv(4096).decode())
+        except socket.timeout:
+            pass
+        assert any("STOPPING=1" in m for m in tail)
+    s.close()
+
+
+def test_failoverctl_says_when_daemon_is_unreachable(tmp_path):
+    sock = str(tmp_path / "nothing.sock")
+    p = ctl(sock, "status", check=False)
+    assert p.returncode == 3
+    assert "cannot reach the daemon at %s" % sock in p.stderr
+
+
+def test_versions():
+    for prog in (FAILOVERD, FAILOVERCTL):
+        p = subprocess.run([prog, "--version"], capture_output=True,
+                           text=True)
+        assert p.returncode == 0
+        assert p.stdout.startswith(os.path.basename(prog) + " ")
+
+
+def test_unknown_control_command_is_an_error(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        p = ctl(sock, "frobnicate", check=False)
+        assert p.returncode == 1
+        assert "unknown command 'frobnicate'" in p.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed")
+def test_unit_file_verifies_and_is_sandboxed(tmp_path):
+    unit = open(os.path.join(SRCDIR, "systemd", "failoverd.service")).read()
+    # verify wants the binaries and man pages the unit names to exist.
+    unit = unit.replace("/usr/sbin/failoverd", FAILOVERD)
+    path = tmp_path / "failoverd.service"
+    path.write_text(unit)
+    man = tmp_path / "man"
+    for sec in ("5", "8"):
+        (man / ("man" + sec)).mkdir(parents=True)
+    for page, sec in (("failoverd.8", "8"), ("failoverctl.8", "8"),
+                      ("failoverd.conf.5", "5")):
+        shutil.copy(os.path.join(SRCDIR, "man", page), man / ("man" + sec))
+    env = dict(os.environ, MANPATH=str(man))
+    p = subprocess.run(["systemd-analyze", "verify", str(path)],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                        "--threshold=20", str(path)],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    level = float(p.stdout.split("exposure level for failoverd.service:")[1]
+                  .split()[0])
+    assert level <= 2.0
