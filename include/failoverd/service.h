@@ -11,6 +11,7 @@
 #include "failoverd/buf.h"
 #include "failoverd/conf.h"
 #include "failoverd/curlev.h"
+#include "failoverd/probe.h"
 
 enum service_verdict {
 	SERVICE_UNKNOWN,	/* not every probe has reached fall or rise */
@@ -58,5 +59,15 @@ void		 service_set_target(struct service *svc, const char *address);
 /* Status for failoverctl: text for people, JSON for scripts. */
 void		 service_status(const struct service *svc, struct buf *out,
 		    int json);
+
+/*
+ * The verdict alone, pure: names[i] and states[i] are the service's
+ * probes. DOWN when the policy's probes are down (all of them, any one,
+ * or all of the listed ones), DEGRADED when some probe is down, UNKNOWN
+ * while a probe has not reached fall or rise, else HEALTHY.
+ */
+enum service_verdict service_verdict_compute(const struct policy_conf *pol,
+		    const char *const *names, const enum probe_state *states,
+		    size_t n);
 
 #endif

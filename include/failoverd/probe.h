@@ -1,0 +1,144 @@
+/*
+ * probe: one health check of a service, run again and again on the loop.
+ *
+ * This file owns what every probe type shares: the schedule (interval,
+ * spread first start, never overlapping itself), the one deadline that
+ * bounds a whole check, haproxy-style fall/rise counting, and the last
+ * result (reason, latency). The types (probe_http.c, probe_ssh.c) only
+ * run one check and report how it ended through probe_done(); they never
+ * log where they fail, they fill a struct probe_result.
+ */
+#ifndef FAILOVERD_PROBE_H
+#define FAILOVERD_PROBE_H
+
+#include <ev.h>
+
+#include "failoverd/buf.h"
+#include "failoverd/conf.h"
+#include "failoverd/curlev.h"
+
+enum probe_state {
+	PROBE_UNKNOWN,		/* neither fall nor rise reached yet */
+	PROBE_UP,
+	PROBE_DOWN
+};
+
+/* How a check ended. Text in probe_reason_str(), one table. */
+enum probe_reason {
+	PROBE_OK,
+	PROBE_ERR_NO_TARGET,		/* no address to check yet */
+	PROBE_ERR_RESOLVE,
+	PROBE_ERR_CONNECT_REFUSED,
+	PROBE_ERR_CONNECT,		/* unreachable, reset, ... */
+	PROBE_ERR_TIMEOUT,		/* timeout_in=STAGE */
+	PROBE_ERR_TLS,
+	PROBE_ERR_HTTP,			/* any other transfer error */
+	PROBE_ERR_HTTP_STATUS,		/* status=N */
+	PROBE_ERR_HTTP_BODY,
+	PROBE_ERR_BANNER,
+	PROBE_ERR_KEX,
+	PROBE_ERR_HOSTKEY_MISMATCH,
+	PROBE_ERR_HOSTKEY_UNKNOWN,
+	PROBE_ERR_KNOWN_HOSTS,		/* known_hosts unreadable */
+	PROBE_ERR_AUTH,
+	PROBE_ERR_COMMAND,		/* channel or exec failed */
+	PROBE_ERR_COMMAND_EXIT,		/* command_exit=N */
+	PROBE_ERR_COMMAND_OUTPUT,	/* expect_output not found */
+	PROBE_ERR_INTERNAL,
+	PROBE_REASON_MAX
+};
+
+/* Where a check was when it ended; names the stage of a timeout. */
+enum probe_stage {
+	PROBE_STAGE_CONNECT,
+	PROBE_STAGE_TLS,
+	PROBE_STAGE_RESPONSE,
+	PROBE_STAGE_BANNER,
+	PROBE_STAGE_KEX,
+	PROBE_STAGE_HOSTKEY,
+	PROBE_STAGE_AUTH,
+	PROBE_STAGE_COMMAND,
+	PROBE_STAGE_CLOSE,
+	PROBE_STAGE_MAX
+};
+
+struct probe_result {
+	enum probe_reason reason;
+	enum probe_stage  stage;	/* for PROBE_ERR_TIMEOUT */
+	int		  code;		/* HTTP status, exit status */
+	char		  detail[160];	/* library's words, for debug */
+};
+
+/* Fall/rise bookkeeping, pure so that it can be tested alone. */
+struct probe_health {
+	enum probe_state state;
+	int		 ok_streak;	/* consecutive successes */
+	int		 fail_streak;	/* consecutive failures */
+};
+
+struct probe;
+
+/* Told when a probe's state changes (after it is logged). */
+typedef void (*probe_state_cb)(struct probe *p, enum probe_state from,
+    enum probe_state to, void *arg);
+
+const char	*probe_state_str(enum probe_state s);
+const char	*probe_reason_str(enum probe_reason r);
+const char	*probe_stage_str(enum probe_stage s);
+/* "ok", "connect_refused", "timeout_in=banner", "command_exit=3", ... */
+void		 probe_result_fmt(const struct probe_result *res, char *out,
+		    size_t len);
+void		 probe_result_set(struct probe_result *res,
+		    enum probe_reason reason, enum probe_stage stage, int code,
+		    const char *detail);
+
+/*
+ * Counts one result; returns the new state. The state moves to DOWN after
+ * fall consecutive failures and to UP after rise consecutive successes;
+ * from UNKNOWN, whichever comes first.
+ */
+enum probe_state probe_health_record(struct probe_health *h, int ok,
+		    int fall, int rise);
+
+/* Seconds into the interval at which a probe first fires. */
+double		 probe_spread(const char *service, const char *probe,
+		    double interval);
+
+/*
+ * A probe of service `service` (borrowed: it must outlive the probe) on
+ * the given loop; conf is borrowed too, until probe_set_conf. Returns NULL
+ * and a message in err when the settings cannot be used (e.g. a bad
+ * regex).
+ */
+struct probe	*probe_new(struct ev_loop *loop, struct curlev *curl,
+		    const char *service, const struct probe_conf *conf,
+		    probe_state_cb cb, void *arg, char *err, size_t errlen);
+void		 probe_free(struct probe *p);
+
+/*
+ * Address to check when the probe has no `address` of its own (the
+ * Elastic IP); NULL stops such a probe after its current check.
+ */
+void		 probe_set_target(struct probe *p, const char *address);
+void		 probe_start(struct probe *p);
+void		 probe_stop(struct probe *p);
+/* Adopts an equal conf from a reloaded config (the old one goes away). */
+void		 probe_set_conf(struct probe *p, const struct probe_conf *conf);
+
+const struct probe_conf *probe_conf(const struct probe *p);
+const char	*probe_name(const struct probe *p);
+enum probe_state probe_state(const struct probe *p);
+const struct probe_result *probe_last_result(const struct probe *p);
+/* The last result as text, "ok" or the reason; "" before any check. */
+const char	*probe_last_reason(const struct probe *p);
+/* The address checked, or NULL. */
+const char	*probe_target(const struct probe *p);
+
+/* One line of text, or one JSON object, for failoverctl status. */
+void		 probe_status(const struct probe *p, struct buf *out,
+		    int json);
+
+/* Called by the probe types, once per check, when a check ends. */
+void		 probe_done(struct probe *p, const struct probe_result *res);
+
+#endif

@@ -1,0 +1,494 @@
+/*
+ * What every probe shares, after relayd's hce.c: a schedule, one deadline
+ * per check, fall/rise, and one function (probe_finish) that records a
+ * result and logs a state change. The types only run a check.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "failoverd/alert.h"
+#include "failoverd/log.h"
+#include "failoverd/probe.h"
+#include "failoverd/probe_http.h"
+#include "failoverd/probe_ssh.h"
+
+struct probe {
+	struct ev_loop		*loop;
+	const char		*service;
+	const struct probe_conf	*conf;
+	probe_state_cb		 cb;
+	void			*cb_arg;
+	char			*target;	/* the service's address */
+
+	ev_timer		 sched;		/* start of each check */
+	ev_timer		 deadline;	/* end of the current check */
+	int			 started;
+	int			 running;
+	double			 check_start;	/* ev_now */
+
+	struct probe_health	 health;
+	struct probe_result	 last;
+	char			 last_text[200];
+	double			 latency;	/* seconds, last check */
+	time_t			 last_wall;	/* for people only */
+	unsigned long		 checks;
+	unsigned long		 failures;
+
+	struct probe_http	*http;
+	struct probe_ssh	*ssh;
+};
+
+static const char *probe_state_names[] = {
+	[PROBE_UNKNOWN]	= "unknown",
+	[PROBE_UP]	= "up",
+	[PROBE_DOWN]	= "down",
+};
+
+static const char *probe_reason_names[PROBE_REASON_MAX] = {
+	[PROBE_OK]			= "ok",
+	[PROBE_ERR_NO_TARGET]		= "no_target",
+	[PROBE_ERR_RESOLVE]		= "resolve",
+	[PROBE_ERR_CONNECT_REFUSED]	= "connect_refused",
+	[PROBE_ERR_CONNECT]		= "connect",
+	[PROBE_ERR_TIMEOUT]		= "timeout_in",
+	[PROBE_ERR_TLS]			= "tls",
+	[PROBE_ERR_HTTP]		= "http",
+	[PROBE_ERR_HTTP_STATUS]		= "status",
+	[PROBE_ERR_HTTP_BODY]		= "body_mismatch",
+	[PROBE_ERR_BANNER]		= "banner",
+	[PROBE_ERR_KEX]			= "kex",
+	[PROBE_ERR_HOSTKEY_MISMATCH]	= "hostkey_mismatch",
+	[PROBE_ERR_HOSTKEY_UNKNOWN]	= "hostkey_unknown",
+	[PROBE_ERR_KNOWN_HOSTS]		= "known_hosts",
+	[PROBE_ERR_AUTH]		= "auth",
+	[PROBE_ERR_COMMAND]		= "command",
+	[PROBE_ERR_COMMAND_EXIT]	= "command_exit",
+	[PROBE_ERR_COMMAND_OUTPUT]	= "output_mismatch",
+	[PROBE_ERR_INTERNAL]		= "internal",
+};
+
+static const char *probe_stage_names[PROBE_STAGE_MAX] = {
+	[PROBE_STAGE_CONNECT]	= "connect",
+	[PROBE_STAGE_TLS]	= "tls",
+	[PROBE_STAGE_RESPONSE]	= "response",
+	[PROBE_STAGE_BANNER]	= "banner",
+	[PROBE_STAGE_KEX]	= "kex",
+	[PROBE_STAGE_HOSTKEY]	= "hostkey",
+	[PROBE_STAGE_AUTH]	= "auth",
+	[PROBE_STAGE_COMMAND]	= "command",
+	[PROBE_STAGE_CLOSE]	= "close",
+};
+
+const char *
+probe_state_str(enum probe_state s)
+{
+	if ((unsigned int)s > PROBE_DOWN)
+		return "?";
+	return probe_state_names[s];
+}
+
+const char *
+probe_reason_str(enum probe_reason r)
+{
+	if ((unsigned int)r >= PROBE_REASON_MAX)
+		return "?";
+	return probe_reason_names[r];
+}
+
+const char *
+probe_stage_str(enum probe_stage s)
+{
+	if ((unsigned int)s >= PROBE_STAGE_MAX)
+		return "?";
+	return probe_stage_names[s];
+}
+
+void
+probe_result_set(struct probe_result *res, enum probe_reason reason,
+    enum probe_stage stage, int code, const char *detail)
+{
+	res->reason = reason;
+	res->stage = stage;
+	res->code = code;
+	snprintf(res->detail, sizeof(res->detail), "%s",
+	    detail ? detail : "");
+}
+
+void
+probe_result_fmt(const struct probe_result *res, char *out, size_t len)
+{
+	switch (res->reason) {
+	case PROBE_ERR_TIMEOUT:
+		snprintf(out, len, "timeout_in=%s",
+		    probe_stage_str(res->stage));
+		break;
+	case PROBE_ERR_HTTP_STATUS:
+	case PROBE_ERR_COMMAND_EXIT:
+		snprintf(out, len, "%s=%d", probe_reason_str(res->reason),
+		    res->code);
+		break;
+	default:
+		snprintf(out, len, "%s", probe_reason_str(res->reason));
+		break;
+	}
+}
+
+enum probe_state
+probe_health_record(struct probe_health *h, int ok, int fall, int rise)
+{
+	if (fall < 1)
+		fall = 1;
+	if (rise < 1)
+		rise = 1;
+	if (ok) {
+		h->fail_streak = 0;
+		if (h->ok_streak < rise)
+			h->ok_streak++;
+		if (h->state != PROBE_UP && h->ok_streak >= rise)
+			h->state = PROBE_UP;
+	} else {
+		h->ok_streak = 0;
+		if (h->fail_streak < fall)
+			h->fail_streak++;
+		if (h->state != PROBE_DOWN && h->fail_streak >= fall)
+			h->state = PROBE_DOWN;
+	}
+	return h->state;
+}
+
+double
+probe_spread(const char *service, const char *probe, double interval)
+{
+	uint32_t	 hash = 2166136261u;	/* FNV-1a */
+	const char	*p;
+
+	for (p = service; *p != '\0'; p++)
+		hash = (hash ^ (unsigned char)*p) * 16777619u;
+	hash = (hash ^ '/') * 16777619u;
+	for (p = probe; *p != '\0'; p++)
+		hash = (hash ^ (unsigned char)*p) * 16777619u;
+	/* Deterministic, so a restart keeps the same phases. */
+	return interval * (hash % 1000u) / 1000.0;
+}
+
+const struct probe_conf *
+probe_conf(const struct probe *p)
+{
+	return p->conf;
+}
+
+const char *
+probe_name(const struct probe *p)
+{
+	return p->conf->name;
+}
+
+enum probe_state
+probe_state(const struct probe *p)
+{
+	return p->health.state;
+}
+
+const struct probe_result *
+probe_last_result(const struct probe *p)
+{
+	return &p->last;
+}
+
+const char *
+probe_last_reason(const struct probe *p)
+{
+	return p->last_text;
+}
+
+const char *
+probe_target(const struct probe *p)
+{
+	if (p->conf->address != NULL)
+		return p->conf->address;
+	return p->target;
+}
+
+/*
+ * The one place a check's result lands: counters, fall/rise, and the
+ * probe_down/probe_up events, which are logged only on a change.
+ */
+static void
+probe_finish(struct probe *p, const struct probe_result *res)
+{
+	enum probe_state	 from = p->health.state, to;
+	const char		*target = probe_target(p);
+	char			 latency[32];
+
+	ev_timer_stop(p->loop, &p->deadline);
+	p->running = 0;
+	ev_now_update(p->loop);
+	p->latency = ev_now(p->loop) - p->check_start;
+	p->last_wall = time(NULL);
+	p->last = *res;
+	probe_result_fmt(res, p->last_text, sizeof(p->last_text));
+	p->checks++;
+	if (res->reason != PROBE_OK)
+		p->failures++;
+	to = probe_health_record(&p->health, res->reason == PROBE_OK,
+	    p->conf->fall, p->conf->rise);
+
+	log_debug("probe %s/%s: check %s latency=%.0fms%s%s", p->service,
+	    p->conf->name, p->last_text, p->latency * 1000.0,
+	    res->detail[0] != '\0' ? " detail=" : "", res->detail);
+	if (from == to)
+		return;
+
+	snprintf(latency, sizeof(latency), "%.0f", p->latency * 1000.0);
+	if (to == PROBE_DOWN)
+		alert_emit(ALERT_PROBE_DOWN, p->service, "probe", p->conf->name,
+		    "type", probe_type_str(p->conf->type),
+		    "target", target ? target : "",
+		    "reason", p->last_text, NULL);
+	else if (from == PROBE_DOWN)
+		alert_emit(ALERT_PROBE_UP, p->service, "probe", p->conf->name,
+		    "type", probe_type_str(p->conf->type),
+		    "target", target ? target : "",
+		    "latency_ms", latency, NULL);
+	else
+		/* unknown -> up at start is news to nobody on call. */
+		log_info("probe %s/%s: up (target %s)", p->service,
+		    p->conf->name, target ? target : "");
+	if (p->cb != NULL)
+		p->cb(p, from, to, p->cb_arg);
+}
+
+void
+probe_done(struct probe *p, const struct probe_result *res)
+{
+	if (!p->running)
+		return;
+	probe_finish(p, res);
+}
+
+/* One deadline for every stage of a check, as relayd does. */
+static void
+probe_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct probe		*p = w->data;
+	struct probe_result	 res;
+
+	if (!p->running)
+		return;
+	probe_result_set(&res, PROBE_ERR_TIMEOUT, PROBE_STAGE_CONNECT, 0,
+	    NULL);
+	if (p->http != NULL)
+		probe_http_abort(p->http, &res);
+	else if (p->ssh != NULL)
+		probe_ssh_abort(p->ssh, &res);
+	res.reason = PROBE_ERR_TIMEOUT;
+	probe_finish(p, &res);
+}
+
+static void
+probe_on_sched(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct probe		*p = w->data;
+	struct probe_result	 res;
+	const char		*target = probe_target(p);
+	int			 rc = -1;
+
+	if (p->running) {
+		/* Cannot happen while timeout < interval; never overlap. */
+		log_debug("probe %s/%s: previous check still running",
+		    p->service, p->conf->name);
+		return;
+	}
+	if (target == NULL) {
+		probe_result_set(&p->last, PROBE_ERR_NO_TARGET,
+		    PROBE_STAGE_CONNECT, 0, NULL);
+		probe_result_fmt(&p->last, p->last_text,
+		    sizeof(p->last_text));
+		return;
+	}
+	p->running = 1;
+	ev_now_update(loop);
+	p->check_start = ev_now(loop);
+	probe_result_set(&res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT, 0,
+	    NULL);
+	if (p->http != NULL)
+		rc = probe_http_start(p->http, p->conf, target, &res);
+	else if (p->ssh != NULL)
+		rc = probe_ssh_start(p->ssh, p->conf, target, &res);
+	if (rc == -1) {
+		probe_finish(p, &res);
+		return;
+	}
+	ev_timer_set(&p->deadline, p->conf->timeout, 0.);
+	ev_timer_start(loop, &p->deadline);
+}
+
+struct probe *
+probe_new(struct ev_loop *loop, struct curlev *curl, const char *service,
+    const struct probe_conf *conf, probe_state_cb cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct probe *p;
+
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		snprintf(err, errlen, "probe %s/%s: out of memory", service,
+		    conf->name);
+		return NULL;
+	}
+	p->loop = loop;
+	p->service = service;
+	p->conf = conf;
+	p->cb = cb;
+	p->cb_arg = arg;
+	p->health.state = PROBE_UNKNOWN;
+	ev_timer_init(&p->sched, probe_on_sched, 0., 0.);
+	p->sched.data = p;
+	ev_timer_init(&p->deadline, probe_on_deadline, 0., 0.);
+	p->deadline.data = p;
+	switch (conf->type) {
+	case PROBE_HTTP:
+		p->http = probe_http_new(p, curl, conf, err, errlen);
+		if (p->http == NULL)
+			goto fail;
+		break;
+	case PROBE_SSH:
+		p->ssh = probe_ssh_new(p, loop, service, conf, err, errlen);
+		if (p->ssh == NULL)
+			goto fail;
+		break;
+	default:
+		snprintf(err, errlen, "probe %s/%s: unknown type", service,
+		    conf->name);
+		goto fail;
+	}
+	return p;
+fail:
+	free(p);
+	return NULL;
+}
+
+void
+probe_start(struct probe *p)
+{
+	double first;
+
+	if (p->started)
+		return;
+	p->started = 1;
+	first = probe_spread(p->service, p->conf->name, p->conf->interval);
+	/* A repeating timer keeps a fixed rate, whatever a check takes. */
+	ev_timer_set(&p->sched, first, p->conf->interval);
+	ev_timer_start(p->loop, &p->sched);
+}
+
+static void
+probe_cancel(struct probe *p)
+{
+	struct probe_result res;
+
+	ev_timer_stop(p->loop, &p->deadline);
+	if (!p->running)
+		return;
+	/* Abort tears the check down without reporting it. */
+	if (p->http != NULL)
+		probe_http_abort(p->http, &res);
+	else if (p->ssh != NULL)
+		probe_ssh_abort(p->ssh, &res);
+	p->running = 0;
+}
+
+void
+probe_stop(struct probe *p)
+{
+	ev_timer_stop(p->loop, &p->sched);
+	probe_cancel(p);
+	p->started = 0;
+}
+
+void
+probe_set_target(struct probe *p, const char *address)
+{
+	char *copy = NULL;
+
+	if (address != NULL && p->target != NULL &&
+	    strcmp(address, p->target) == 0)
+		return;
+	if (address != NULL) {
+		copy = strdup(address);
+		if (copy == NULL) {
+			log_warn("probe %s/%s: target", p->service,
+			    p->conf->name);
+			return;
+		}
+	}
+	/* A check of the old address says nothing about the new one. */
+	if (p->conf->address == NULL)
+		probe_cancel(p);
+	free(p->target);
+	p->target = copy;
+}
+
+void
+probe_set_conf(struct probe *p, const struct probe_conf *conf)
+{
+	p->conf = conf;
+}
+
+void
+probe_status(const struct probe *p, struct buf *out, int json)
+{
+	const char	*target = probe_target(p);
+	double		 ago = -1;
+
+	if (p->checks > 0)
+		ago = difftime(time(NULL), p->last_wall);
+	if (!json) {
+		buf_printf(out, "  probe %-16s %-4s %-21s %-7s %-22s "
+		    "%6.0fms checks=%lu failures=%lu streak=%s%d\n",
+		    p->conf->name, probe_type_str(p->conf->type),
+		    target ? target : "-", probe_state_str(p->health.state),
+		    p->last_text[0] ? p->last_text : "-",
+		    p->latency * 1000.0, p->checks, p->failures,
+		    p->health.fail_streak > 0 ? "-" : "+",
+		    p->health.fail_streak > 0 ? p->health.fail_streak :
+		    p->health.ok_streak);
+		return;
+	}
+	buf_puts(out, "{\"name\":");
+	buf_json_str(out, p->conf->name);
+	buf_puts(out, ",\"type\":");
+	buf_json_str(out, probe_type_str(p->conf->type));
+	buf_puts(out, ",\"target\":");
+	if (target != NULL)
+		buf_json_str(out, target);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, ",\"state\":");
+	buf_json_str(out, probe_state_str(p->health.state));
+	buf_puts(out, ",\"reason\":");
+	buf_json_str(out, p->last_text);
+	buf_printf(out, ",\"latency_ms\":%.1f,\"checks\":%lu,"
+	    "\"failures\":%lu,\"ok_streak\":%d,\"fail_streak\":%d,"
+	    "\"fall\":%d,\"rise\":%d,\"interval\":%g,\"timeout\":%g,"
+	    "\"running\":%s,\"last_check_ago\":%.0f}",
+	    p->latency * 1000.0, p->checks, p->failures,
+	    p->health.ok_streak, p->health.fail_streak, p->conf->fall,
+	    p->conf->rise, p->conf->interval, p->conf->timeout,
+	    p->running ? "true" : "false", ago);
+}
+
+void
+probe_free(struct probe *p)
+{
+	if (p == NULL)
+		return;
+	probe_stop(p);
+	probe_http_free(p->http);
+	probe_ssh_free(p->ssh);
+	free(p->target);
+	free(p);
+}

@@ -1,0 +1,302 @@
+/*
+ * The HTTP probe: one easy handle per probe, run on the shared curlev.
+ * The target address is always reached through CURLOPT_CONNECT_TO, so the
+ * URL keeps the site's name (Host header, TLS SNI and certificate check)
+ * while the connection goes to the Elastic IP, and no DNS is needed.
+ */
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "failoverd/probe_http.h"
+
+/* Enough for any health page; the rest is read and dropped. */
+#define PROBE_HTTP_BODY_MAX	(64 * 1024)
+
+struct probe_http {
+	struct probe		*probe;
+	struct curlev		*curl;
+	CURL			*easy;
+	struct curl_slist	*headers;
+	struct curl_slist	*connect_to;
+	regex_t			 re;
+	int			 have_re;
+	int			 running;
+	int			 https;
+	char			*body;
+	size_t			 body_len;
+	char			 errbuf[CURL_ERROR_SIZE];
+};
+
+static size_t
+probe_http_on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct probe_http	*h = arg;
+	size_t			 len = size * nmemb, room;
+
+	room = PROBE_HTTP_BODY_MAX - h->body_len;
+	if (len < room)
+		room = len;
+	memcpy(h->body + h->body_len, data, room);
+	h->body_len += room;
+	h->body[h->body_len] = '\0';
+	return len;
+}
+
+struct probe_http *
+probe_http_new(struct probe *p, struct curlev *cl,
+    const struct probe_conf *conf, char *err, size_t errlen)
+{
+	struct probe_http	*h;
+	struct curl_slist	*l;
+	char			 msg[256];
+	size_t			 i;
+	int			 rc;
+
+	h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		goto oom;
+	h->probe = p;
+	h->curl = cl;
+	h->body = malloc(PROBE_HTTP_BODY_MAX + 1);
+	if (h->body == NULL)
+		goto oom;
+	if (conf->http.expect_body_regex != NULL) {
+		/* Compiled once here, never per check. */
+		rc = regcomp(&h->re, conf->http.expect_body_regex,
+		    REG_EXTENDED | REG_NOSUB);
+		if (rc != 0) {
+			regerror(rc, &h->re, msg, sizeof(msg));
+			snprintf(err, errlen, "probe %s: expect_body_regex: "
+			    "%s", conf->name, msg);
+			goto fail;
+		}
+		h->have_re = 1;
+	}
+	for (i = 0; i < conf->http.nheaders; i++) {
+		l = curl_slist_append(h->headers, conf->http.headers[i]);
+		if (l == NULL)
+			goto oom;
+		h->headers = l;
+	}
+	h->easy = curl_easy_init();
+	if (h->easy == NULL)
+		goto oom;
+	return h;
+oom:
+	snprintf(err, errlen, "probe %s: out of memory", conf->name);
+fail:
+	probe_http_free(h);
+	return NULL;
+}
+
+void
+probe_http_free(struct probe_http *h)
+{
+	if (h == NULL)
+		return;
+	if (h->running)
+		curlev_remove(h->curl, h->easy);
+	if (h->easy != NULL)
+		curl_easy_cleanup(h->easy);
+	curl_slist_free_all(h->headers);
+	curl_slist_free_all(h->connect_to);
+	if (h->have_re)
+		regfree(&h->re);
+	free(h->body);
+	free(h);
+}
+
+static int
+probe_http_status_ok(const struct http_conf *c, long status)
+{
+	size_t i;
+
+	if (c->nexpect_status == 0)
+		return status >= 200 && status <= 399;
+	for (i = 0; i < c->nexpect_status; i++)
+		if (status >= c->expect_status[i].lo &&
+		    status <= c->expect_status[i].hi)
+			return 1;
+	return 0;
+}
+
+/* How far a transfer got, to name the stage of a failure or timeout. */
+static enum probe_stage
+probe_http_stage(struct probe_http *h)
+{
+	curl_off_t connect = 0, app = 0;
+
+	curl_easy_getinfo(h->easy, CURLINFO_CONNECT_TIME_T, &connect);
+	if (connect == 0)
+		return PROBE_STAGE_CONNECT;
+	curl_easy_getinfo(h->easy, CURLINFO_APPCONNECT_TIME_T, &app);
+	if (h->https && app == 0)
+		return PROBE_STAGE_TLS;
+	return PROBE_STAGE_RESPONSE;
+}
+
+static void
+probe_http_on_done(CURL *easy, CURLcode rc, void *arg)
+{
+	struct probe_http	*h = arg;
+	const struct probe_conf	*conf = probe_conf(h->probe);
+	struct probe_result	 res;
+	long			 status = 0, oserr = 0;
+	const char		*detail;
+
+	h->running = 0;
+	detail = h->errbuf[0] != '\0' ? h->errbuf : curl_easy_strerror(rc);
+	probe_result_set(&res, PROBE_OK, PROBE_STAGE_RESPONSE, 0, NULL);
+	switch (rc) {
+	case CURLE_OK:
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		res.code = (int)status;
+		if (!probe_http_status_ok(&conf->http, status))
+			probe_result_set(&res, PROBE_ERR_HTTP_STATUS,
+			    PROBE_STAGE_RESPONSE, (int)status, NULL);
+		else if (conf->http.expect_body != NULL &&
+		    strstr(h->body, conf->http.expect_body) == NULL)
+			probe_result_set(&res, PROBE_ERR_HTTP_BODY,
+			    PROBE_STAGE_RESPONSE, (int)status,
+			    conf->http.expect_body);
+		else if (h->have_re &&
+		    regexec(&h->re, h->body, 0, NULL, 0) != 0)
+			probe_result_set(&res, PROBE_ERR_HTTP_BODY,
+			    PROBE_STAGE_RESPONSE, (int)status,
+			    conf->http.expect_body_regex);
+		break;
+	case CURLE_COULDNT_CONNECT:
+		curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &oserr);
+		probe_result_set(&res, oserr == ECONNREFUSED ?
+		    PROBE_ERR_CONNECT_REFUSED : PROBE_ERR_CONNECT,
+		    PROBE_STAGE_CONNECT, 0, detail);
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		probe_result_set(&res, PROBE_ERR_RESOLVE, PROBE_STAGE_CONNECT,
+		    0, detail);
+		break;
+	case CURLE_OPERATION_TIMEDOUT:
+		probe_result_set(&res, PROBE_ERR_TIMEOUT, probe_http_stage(h),
+		    0, detail);
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+		probe_result_set(&res, PROBE_ERR_TLS, PROBE_STAGE_TLS, 0,
+		    detail);
+		break;
+	default:
+		probe_result_set(&res, PROBE_ERR_HTTP, probe_http_stage(h), 0,
+		    detail);
+		break;
+	}
+	probe_done(h->probe, &res);
+}
+
+/* The URL as configured, or scheme://address:port/path. */
+static int
+probe_http_url(const struct probe_conf *conf, const char *target,
+    char *url, size_t len)
+{
+	const struct http_conf	*c = &conf->http;
+	const char		*scheme = c->scheme ? c->scheme : "http";
+	const char		*host = c->host ? c->host : target;
+	const char		*path = c->path ? c->path : "/";
+	int			 v6 = strchr(host, ':') != NULL;
+	int			 n;
+
+	if (c->url != NULL)
+		n = snprintf(url, len, "%s", c->url);
+	else if (c->port > 0)
+		n = snprintf(url, len, "%s://%s%s%s:%d%s%s", scheme,
+		    v6 ? "[" : "", host, v6 ? "]" : "", c->port,
+		    path[0] == '/' ? "" : "/", path);
+	else
+		n = snprintf(url, len, "%s://%s%s%s%s%s", scheme,
+		    v6 ? "[" : "", host, v6 ? "]" : "",
+		    path[0] == '/' ? "" : "/", path);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int
+probe_http_start(struct probe_http *h, const struct probe_conf *conf,
+    const char *target, struct probe_result *res)
+{
+	const struct http_conf	*c = &conf->http;
+	CURL			*e = h->easy;
+	char			 url[2048], to[300];
+	int			 v6 = strchr(target, ':') != NULL;
+	struct curl_slist	*l;
+
+	if (probe_http_url(conf, target, url, sizeof(url)) == -1) {
+		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
+		    0, "URL too long");
+		return -1;
+	}
+	h->https = strncmp(url, "https:", 6) == 0;
+	/* Any host and port of the URL goes to the target address. */
+	snprintf(to, sizeof(to), "::%s%s%s:", v6 ? "[" : "", target,
+	    v6 ? "]" : "");
+	l = curl_slist_append(NULL, to);
+	if (l == NULL) {
+		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
+		    0, "out of memory");
+		return -1;
+	}
+	curl_slist_free_all(h->connect_to);
+	h->connect_to = l;
+
+	h->body_len = 0;
+	h->body[0] = '\0';
+	h->errbuf[0] = '\0';
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_CONNECT_TO, h->connect_to);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, probe_http_on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "failoverd/" FOD_VERSION);
+	if (c->method != NULL && strcmp(c->method, "HEAD") == 0)
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	else
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	/* The probe's own deadline bounds the whole check (probe.c). */
+	if (c->connect_timeout > 0)
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+		    (long)(c->connect_timeout * 1000.0));
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
+	if (c->ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	/* A check must see a dead listener, not a kept-alive socket. */
+	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT,
+	    c->reuse_connection ? 0L : 1L);
+	curl_easy_setopt(e, CURLOPT_FORBID_REUSE,
+	    c->reuse_connection ? 0L : 1L);
+	if (curlev_add(h->curl, e, probe_http_on_done, h) == -1) {
+		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
+		    0, "curl refused the transfer");
+		return -1;
+	}
+	h->running = 1;
+	return 0;
+}
+
+void
+probe_http_abort(struct probe_http *h, struct probe_result *res)
+{
+	if (!h->running)
+		return;
+	res->stage = probe_http_stage(h);
+	curlev_remove(h->curl, h->easy);
+	h->running = 0;
+}

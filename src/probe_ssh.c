@@ -1,0 +1,696 @@
+/*
+ * The SSH probe: libssh2 in non-blocking mode, driven from one ev_io, as
+ * curl's lib/vssh/libssh2.c drives it: each stage goes as far as it can,
+ * and on EAGAIN we wait for exactly the directions libssh2 names.
+ *
+ *   connect -> banner -> kex -> hostkey -> auth -> command -> close
+ *
+ * The deadline is probe.c's; on expiry it calls probe_ssh_abort(), which
+ * names the stage. Every teardown goes through probe_ssh_close().
+ */
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libssh2.h>
+#include <openssl/evp.h>
+
+#include "failoverd/alert.h"
+#include "failoverd/log.h"
+#include "failoverd/probe_ssh.h"
+
+/* Enough of a command's stdout to look for expect_output in. */
+#define PROBE_SSH_OUTPUT_MAX	(64 * 1024)
+
+/* Sub-steps of PROBE_STAGE_COMMAND. */
+enum probe_ssh_cmd {
+	CMD_OPEN,
+	CMD_EXEC,
+	CMD_READ,
+	CMD_CLOSE,
+	CMD_WAIT_CLOSED,
+	CMD_FREE
+};
+
+struct probe_ssh {
+	struct probe		*probe;
+	struct ev_loop		*loop;
+	const char		*service;
+	const struct probe_conf	*conf;		/* of the check in flight */
+	char			 where[300];	/* "host:port", for messages */
+	char			 host[256];
+	int			 port;
+
+	int			 running;
+	int			 fd;
+	ev_io			 io;
+	LIBSSH2_SESSION		*session;
+	LIBSSH2_CHANNEL		*channel;
+	enum probe_stage	 stage;
+	enum probe_ssh_cmd	 cmd;
+	int			 banner_seen;	/* a full line came in */
+	int			 mismatch_alerted;
+
+	char			*out;
+	size_t			 out_len;
+};
+
+static int probe_ssh_inited;
+
+static void probe_ssh_drive(struct probe_ssh *s);
+
+/*
+ * Our own send and recv: MSG_NOSIGNAL so that a peer gone away is an
+ * error, not a SIGPIPE; and recv notes when the banner line has arrived,
+ * so that a timeout before it reads "banner" and after it "kex".
+ */
+static LIBSSH2_SEND_FUNC(probe_ssh_send)
+{
+	ssize_t n;
+
+	n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
+	if (n < 0)
+		return -errno;
+	return n;
+}
+
+static LIBSSH2_RECV_FUNC(probe_ssh_recv)
+{
+	struct probe_ssh	*s = *abstract;
+	ssize_t			 n;
+
+	n = recv(socket, buffer, length, flags);
+	if (n < 0)
+		return -errno;
+	if (n > 0 && !s->banner_seen && memchr(buffer, '\n', n) != NULL)
+		s->banner_seen = 1;
+	return n;
+}
+
+struct probe_ssh *
+probe_ssh_new(struct probe *p, struct ev_loop *loop, const char *service,
+    const struct probe_conf *conf, char *err, size_t errlen)
+{
+	struct probe_ssh *s;
+
+	if (!probe_ssh_inited) {
+		if (libssh2_init(0) != 0) {
+			snprintf(err, errlen, "probe %s: libssh2_init failed",
+			    conf->name);
+			return NULL;
+		}
+		probe_ssh_inited = 1;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		goto oom;
+	s->out = malloc(PROBE_SSH_OUTPUT_MAX + 1);
+	if (s->out == NULL)
+		goto oom;
+	s->probe = p;
+	s->loop = loop;
+	s->service = service;
+	s->fd = -1;
+	ev_init(&s->io, NULL);
+	s->io.data = s;
+	return s;
+oom:
+	if (s != NULL)
+		free(s->out);
+	free(s);
+	snprintf(err, errlen, "probe %s: out of memory", conf->name);
+	return NULL;
+}
+
+/*
+ * The one teardown. The peer gets no goodbye here: freeing a session
+ * may want to send, and we never wait, so the socket is shut first and
+ * anything libssh2 still tries to say fails at once instead of blocking.
+ */
+static void
+probe_ssh_close(struct probe_ssh *s)
+{
+	ev_io_stop(s->loop, &s->io);
+	if (s->fd != -1)
+		shutdown(s->fd, SHUT_RDWR);
+	if (s->channel != NULL) {
+		libssh2_channel_free(s->channel);
+		s->channel = NULL;
+	}
+	if (s->session != NULL) {
+		if (libssh2_session_free(s->session) ==
+		    LIBSSH2_ERROR_EAGAIN)
+			log_warnx("probe %s/%s: libssh2 session to %s not "
+			    "freed", s->service, s->conf->name, s->where);
+		s->session = NULL;
+	}
+	if (s->fd != -1) {
+		close(s->fd);
+		s->fd = -1;
+	}
+	s->running = 0;
+}
+
+void
+probe_ssh_free(struct probe_ssh *s)
+{
+	if (s == NULL)
+		return;
+	if (s->running)
+		probe_ssh_close(s);
+	free(s->out);
+	free(s);
+}
+
+enum probe_stage
+probe_ssh_stage(const struct probe_ssh *s)
+{
+	return s->stage;
+}
+
+static void
+probe_ssh_fail(struct probe_ssh *s, enum probe_reason reason, int code,
+    const char *detail)
+{
+	struct probe_result	 res;
+	char			*msg = NULL;
+
+	if (detail == NULL && s->session != NULL)
+		libssh2_session_last_error(s->session, &msg, NULL, 0);
+	probe_result_set(&res, reason, s->stage, code,
+	    detail != NULL ? detail : msg);
+	probe_ssh_close(s);
+	probe_done(s->probe, &res);
+}
+
+static void
+probe_ssh_ok(struct probe_ssh *s)
+{
+	struct probe_result res;
+
+	probe_result_set(&res, PROBE_OK, s->stage, 0, NULL);
+	probe_ssh_close(s);
+	probe_done(s->probe, &res);
+}
+
+/* Waits for what libssh2 (or connect) needs: stop, set, start. */
+static void
+probe_ssh_wait(struct probe_ssh *s, int events)
+{
+	ev_io_stop(s->loop, &s->io);
+	ev_io_set(&s->io, s->fd, events);
+	ev_io_start(s->loop, &s->io);
+}
+
+static void
+probe_ssh_wait_session(struct probe_ssh *s)
+{
+	int dir, events = 0;
+
+	dir = libssh2_session_block_directions(s->session);
+	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
+		events |= EV_READ;
+	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+		events |= EV_WRITE;
+	if (events == 0)
+		events = EV_READ;
+	probe_ssh_wait(s, events);
+}
+
+static void
+probe_ssh_on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct probe_ssh	*s = w->data;
+	int			 err = 0;
+	socklen_t		 len = sizeof(err);
+
+	if (s->stage == PROBE_STAGE_CONNECT) {
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err != 0) {
+			probe_ssh_fail(s, err == ECONNREFUSED ?
+			    PROBE_ERR_CONNECT_REFUSED : PROBE_ERR_CONNECT, 0,
+			    strerror(err));
+			return;
+		}
+		s->stage = PROBE_STAGE_BANNER;
+	}
+	probe_ssh_drive(s);
+}
+
+static int
+probe_ssh_known_type(int typemask)
+{
+	switch (typemask & LIBSSH2_KNOWNHOST_KEY_MASK) {
+	case LIBSSH2_KNOWNHOST_KEY_SSHRSA:
+		return LIBSSH2_HOSTKEY_TYPE_RSA;
+	case LIBSSH2_KNOWNHOST_KEY_SSHDSS:
+		return LIBSSH2_HOSTKEY_TYPE_DSS;
+	case LIBSSH2_KNOWNHOST_KEY_ECDSA_256:
+		return LIBSSH2_HOSTKEY_TYPE_ECDSA_256;
+	case LIBSSH2_KNOWNHOST_KEY_ECDSA_384:
+		return LIBSSH2_HOSTKEY_TYPE_ECDSA_384;
+	case LIBSSH2_KNOWNHOST_KEY_ECDSA_521:
+		return LIBSSH2_HOSTKEY_TYPE_ECDSA_521;
+	case LIBSSH2_KNOWNHOST_KEY_ED25519:
+		return LIBSSH2_HOSTKEY_TYPE_ED25519;
+	default:
+		return LIBSSH2_HOSTKEY_TYPE_UNKNOWN;
+	}
+}
+
+static int
+probe_ssh_key_typemask(int hostkey_type)
+{
+	switch (hostkey_type) {
+	case LIBSSH2_HOSTKEY_TYPE_RSA:
+		return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+	case LIBSSH2_HOSTKEY_TYPE_DSS:
+		return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+	case LIBSSH2_HOSTKEY_TYPE_ED25519:
+		return LIBSSH2_KNOWNHOST_KEY_ED25519;
+	default:
+		return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+	}
+}
+
+static const char *
+probe_ssh_hostkey_algos(int hostkey_type)
+{
+	switch (hostkey_type) {
+	case LIBSSH2_HOSTKEY_TYPE_RSA:
+		return "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+	case LIBSSH2_HOSTKEY_TYPE_DSS:
+		return "ssh-dss";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+		return "ecdsa-sha2-nistp256";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+		return "ecdsa-sha2-nistp384";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+		return "ecdsa-sha2-nistp521";
+	case LIBSSH2_HOSTKEY_TYPE_ED25519:
+		return "ssh-ed25519";
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * Asks the server for the key types known_hosts has for this host, as
+ * OpenSSH and curl do; otherwise a server with several host keys may
+ * show one we do not know and read as "unknown" instead of "match".
+ */
+static void
+probe_ssh_prefer_known(struct probe_ssh *s, LIBSSH2_KNOWNHOSTS *kh)
+{
+	struct libssh2_knownhost	*node, *prev = NULL;
+	char				 bracketed[300], algos[512];
+	const char			*a;
+	size_t				 off = 0;
+	int				 n;
+
+	snprintf(bracketed, sizeof(bracketed), "[%s]:%d", s->host, s->port);
+	algos[0] = '\0';
+	while (libssh2_knownhost_get(kh, &node, prev) == 0) {
+		prev = node;
+		if (node->name == NULL)
+			continue;	/* hashed: cannot tell */
+		if (strcmp(node->name, bracketed) != 0 &&
+		    !(s->port == 22 && strcmp(node->name, s->host) == 0))
+			continue;
+		a = probe_ssh_hostkey_algos(
+		    probe_ssh_known_type(node->typemask));
+		if (a == NULL || strstr(algos, a) != NULL)
+			continue;
+		n = snprintf(algos + off, sizeof(algos) - off, "%s%s",
+		    off > 0 ? "," : "", a);
+		if (n < 0 || (size_t)n >= sizeof(algos) - off)
+			break;
+		off += n;
+	}
+	if (off > 0)
+		libssh2_session_method_pref(s->session, LIBSSH2_METHOD_HOSTKEY,
+		    algos);
+}
+
+static void
+probe_ssh_fingerprint(struct probe_ssh *s, char *out, size_t len)
+{
+	const unsigned char	*hash;
+	unsigned char		 b64[64];
+	int			 n;
+
+	hash = (const unsigned char *)libssh2_hostkey_hash(s->session,
+	    LIBSSH2_HOSTKEY_HASH_SHA256);
+	if (hash == NULL) {
+		snprintf(out, len, "?");
+		return;
+	}
+	n = EVP_EncodeBlock(b64, hash, 32);
+	/* OpenSSH shows it without the padding. */
+	while (n > 0 && b64[n - 1] == '=')
+		b64[--n] = '\0';
+	snprintf(out, len, "SHA256:%s", b64);
+}
+
+/* Host key against known_hosts; 0 to go on, -1 when it failed. */
+static int
+probe_ssh_check_hostkey(struct probe_ssh *s)
+{
+	LIBSSH2_KNOWNHOSTS	*kh = NULL;
+	const char		*key;
+	size_t			 keylen;
+	int			 type, rc, ret = -1;
+	char			 fp[80];
+
+	key = libssh2_session_hostkey(s->session, &keylen, &type);
+	if (key == NULL) {
+		probe_ssh_fail(s, PROBE_ERR_KEX, 0, "no host key");
+		return -1;
+	}
+	kh = libssh2_knownhost_init(s->session);
+	if (kh == NULL) {
+		probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0, "knownhost_init");
+		return -1;
+	}
+	if (libssh2_knownhost_readfile(kh, s->conf->ssh.known_hosts,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+		libssh2_knownhost_free(kh);
+		probe_ssh_fail(s, PROBE_ERR_KNOWN_HOSTS, 0,
+		    s->conf->ssh.known_hosts);
+		return -1;
+	}
+	rc = libssh2_knownhost_checkp(kh, s->host, s->port, key, keylen,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    probe_ssh_key_typemask(type), NULL);
+	libssh2_knownhost_free(kh);
+	switch (rc) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		s->mismatch_alerted = 0;
+		ret = 0;
+		break;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		probe_ssh_fingerprint(s, fp, sizeof(fp));
+		/* It may be an attack: say so once, loudly, per episode. */
+		if (!s->mismatch_alerted)
+			alert_emit(ALERT_HOSTKEY_MISMATCH, s->service,
+			    "probe", s->conf->name, "target", s->where,
+			    "fingerprint", fp,
+			    "known_hosts", s->conf->ssh.known_hosts, NULL);
+		s->mismatch_alerted = 1;
+		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_MISMATCH, 0, fp);
+		break;
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		probe_ssh_fingerprint(s, fp, sizeof(fp));
+		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
+		break;
+	default:
+		probe_ssh_fail(s, PROBE_ERR_KNOWN_HOSTS, 0, "check failed");
+		break;
+	}
+	return ret;
+}
+
+/* The command's steps; returns 1 when done, 0 to wait, -1 on failure. */
+static int
+probe_ssh_command(struct probe_ssh *s)
+{
+	char	 sink[4096];
+	ssize_t	 n, e;
+	int	 rc, status;
+	size_t	 room;
+
+	for (;;) {
+		switch (s->cmd) {
+		case CMD_OPEN:
+			s->channel = libssh2_channel_open_session(s->session);
+			if (s->channel == NULL) {
+				if (libssh2_session_last_errno(s->session) ==
+				    LIBSSH2_ERROR_EAGAIN)
+					return 0;
+				probe_ssh_fail(s, PROBE_ERR_COMMAND, 0, NULL);
+				return -1;
+			}
+			s->cmd = CMD_EXEC;
+			break;
+		case CMD_EXEC:
+			rc = libssh2_channel_exec(s->channel,
+			    s->conf->ssh.command);
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			if (rc != 0) {
+				probe_ssh_fail(s, PROBE_ERR_COMMAND, 0, NULL);
+				return -1;
+			}
+			s->out_len = 0;
+			s->out[0] = '\0';
+			s->cmd = CMD_READ;
+			break;
+		case CMD_READ:
+			room = PROBE_SSH_OUTPUT_MAX - s->out_len;
+			if (room > 0)
+				n = libssh2_channel_read(s->channel,
+				    s->out + s->out_len, room);
+			else
+				n = libssh2_channel_read(s->channel, sink,
+				    sizeof(sink));
+			if (n > 0 && room > 0) {
+				s->out_len += n;
+				s->out[s->out_len] = '\0';
+			}
+			/* Drain stderr too, or its window stalls the exec. */
+			e = libssh2_channel_read_stderr(s->channel, sink,
+			    sizeof(sink));
+			if (n > 0 || e > 0)
+				break;
+			if (libssh2_channel_eof(s->channel)) {
+				s->cmd = CMD_CLOSE;
+				break;
+			}
+			if (n == LIBSSH2_ERROR_EAGAIN || n == 0 ||
+			    e == LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			probe_ssh_fail(s, PROBE_ERR_COMMAND, 0, NULL);
+			return -1;
+		case CMD_CLOSE:
+			rc = libssh2_channel_close(s->channel);
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			s->cmd = CMD_WAIT_CLOSED;
+			break;
+		case CMD_WAIT_CLOSED:
+			rc = libssh2_channel_wait_closed(s->channel);
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			status = libssh2_channel_get_exit_status(s->channel);
+			if (status != 0) {
+				probe_ssh_fail(s, PROBE_ERR_COMMAND_EXIT,
+				    status, NULL);
+				return -1;
+			}
+			if (s->conf->ssh.expect_output != NULL &&
+			    strstr(s->out, s->conf->ssh.expect_output) ==
+			    NULL) {
+				probe_ssh_fail(s, PROBE_ERR_COMMAND_OUTPUT, 0,
+				    s->conf->ssh.expect_output);
+				return -1;
+			}
+			s->cmd = CMD_FREE;
+			break;
+		case CMD_FREE:
+			rc = libssh2_channel_free(s->channel);
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			s->channel = NULL;
+			return 1;
+		}
+	}
+}
+
+/* Runs the stages as far as they go without blocking. */
+static void
+probe_ssh_drive(struct probe_ssh *s)
+{
+	const struct ssh_conf	*c = &s->conf->ssh;
+	int			 rc;
+
+	for (;;) {
+		switch (s->stage) {
+		case PROBE_STAGE_BANNER:
+		case PROBE_STAGE_KEX:
+			rc = libssh2_session_handshake(s->session, s->fd);
+			if (s->banner_seen)
+				s->stage = PROBE_STAGE_KEX;
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				goto wait;
+			if (rc != 0) {
+				probe_ssh_fail(s, s->banner_seen ?
+				    PROBE_ERR_KEX : PROBE_ERR_BANNER, 0, NULL);
+				return;
+			}
+			s->stage = PROBE_STAGE_HOSTKEY;
+			break;
+		case PROBE_STAGE_HOSTKEY:
+			if (probe_ssh_check_hostkey(s) == -1)
+				return;
+			s->stage = PROBE_STAGE_AUTH;
+			break;
+		case PROBE_STAGE_AUTH:
+			rc = libssh2_userauth_publickey_fromfile_ex(
+			    s->session, c->user, strlen(c->user), NULL,
+			    c->key_file, NULL);
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				goto wait;
+			if (rc != 0) {
+				probe_ssh_fail(s, PROBE_ERR_AUTH, 0, NULL);
+				return;
+			}
+			s->cmd = CMD_OPEN;
+			s->stage = c->command != NULL ? PROBE_STAGE_COMMAND :
+			    PROBE_STAGE_CLOSE;
+			break;
+		case PROBE_STAGE_COMMAND:
+			rc = probe_ssh_command(s);
+			if (rc == 0)
+				goto wait;
+			if (rc == -1)
+				return;
+			s->stage = PROBE_STAGE_CLOSE;
+			break;
+		case PROBE_STAGE_CLOSE:
+			rc = libssh2_session_disconnect(s->session,
+			    "failoverd check done");
+			if (rc == LIBSSH2_ERROR_EAGAIN)
+				goto wait;
+			/* A failed goodbye does not fail a good check. */
+			probe_ssh_ok(s);
+			return;
+		default:
+			probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0, "bad stage");
+			return;
+		}
+	}
+wait:
+	probe_ssh_wait_session(s);
+}
+
+/* Only addresses: a name would need DNS, which would block the loop. */
+static int
+probe_ssh_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+int
+probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
+    const char *target, struct probe_result *res)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	LIBSSH2_KNOWNHOSTS	*kh;
+	const char		*fail = NULL;
+	enum probe_reason	 reason = PROBE_ERR_INTERNAL;
+
+	if (s->running)
+		probe_ssh_close(s);
+	s->conf = conf;
+	s->port = conf->ssh.port > 0 ? conf->ssh.port : 22;
+	snprintf(s->host, sizeof(s->host), "%s", target);
+	snprintf(s->where, sizeof(s->where), "%s:%d", target, s->port);
+	s->stage = PROBE_STAGE_CONNECT;
+	s->banner_seen = 0;
+	s->channel = NULL;
+	s->running = 1;
+
+	if (probe_ssh_sockaddr(target, s->port, &ss, &sslen) == -1) {
+		reason = PROBE_ERR_RESOLVE;
+		fail = "ssh probes need an IP address";
+		goto fail;
+	}
+	s->session = libssh2_session_init_ex(NULL, NULL, NULL, s);
+	if (s->session == NULL) {
+		fail = "libssh2_session_init";
+		goto fail;
+	}
+	libssh2_session_set_blocking(s->session, 0);
+	libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_SEND,
+	    (void *)probe_ssh_send);
+	libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_RECV,
+	    (void *)probe_ssh_recv);
+	kh = libssh2_knownhost_init(s->session);
+	if (kh == NULL) {
+		fail = "libssh2_knownhost_init";
+		goto fail;
+	}
+	if (libssh2_knownhost_readfile(kh, conf->ssh.known_hosts,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+		libssh2_knownhost_free(kh);
+		reason = PROBE_ERR_KNOWN_HOSTS;
+		fail = conf->ssh.known_hosts;
+		goto fail;
+	}
+	probe_ssh_prefer_known(s, kh);
+	libssh2_knownhost_free(kh);
+
+	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (s->fd == -1) {
+		fail = strerror(errno);
+		goto fail;
+	}
+	ev_set_cb(&s->io, probe_ssh_on_io);
+	if (connect(s->fd, (struct sockaddr *)&ss, sslen) == 0) {
+		s->stage = PROBE_STAGE_BANNER;
+		probe_ssh_wait(s, EV_WRITE);
+		return 0;
+	}
+	if (errno != EINPROGRESS) {
+		reason = errno == ECONNREFUSED ? PROBE_ERR_CONNECT_REFUSED :
+		    PROBE_ERR_CONNECT;
+		fail = strerror(errno);
+		goto fail;
+	}
+	probe_ssh_wait(s, EV_WRITE);
+	return 0;
+fail:
+	probe_result_set(res, reason, s->stage, 0, fail);
+	probe_ssh_close(s);
+	return -1;
+}
+
+void
+probe_ssh_abort(struct probe_ssh *s, struct probe_result *res)
+{
+	if (!s->running)
+		return;
+	res->stage = s->stage;
+	probe_ssh_close(s);
+}
