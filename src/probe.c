@@ -244,7 +244,8 @@ probe_finish(struct probe *p, const struct probe_result *res)
 
 	snprintf(latency, sizeof(latency), "%.0f", p->latency * 1000.0);
 	if (to == PROBE_DOWN)
-		alert_emit(ALERT_PROBE_DOWN, p->service, "probe", p->conf->name,
+		alert_emit(ALERT_PROBE_DOWN, p->service,
+		    "probe", p->conf->name,
 		    "type", probe_type_str(p->conf->type),
 		    "target", target ? target : "",
 		    "reason", p->last_text, NULL);

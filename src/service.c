@@ -380,7 +380,8 @@ service_status(const struct service *svc, struct buf *out, int json)
 
 	if (!json) {
 		buf_printf(out, "service %s: %s (for %.0fs) target %s "
-		    "policy %s\n", svc->name, service_verdict_str(svc->verdict),
+		    "policy %s\n", svc->name,
+		    service_verdict_str(svc->verdict),
 		    difftime(time(NULL), svc->verdict_since),
 		    svc->target ? svc->target : "-",
 		    service_policy_str(svc->conf->policy.when));

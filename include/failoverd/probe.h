@@ -123,7 +123,8 @@ void		 probe_set_target(struct probe *p, const char *address);
 void		 probe_start(struct probe *p);
 void		 probe_stop(struct probe *p);
 /* Adopts an equal conf from a reloaded config (the old one goes away). */
-void		 probe_set_conf(struct probe *p, const struct probe_conf *conf);
+void		 probe_set_conf(struct probe *p,
+		    const struct probe_conf *conf);
 
 const struct probe_conf *probe_conf(const struct probe *p);
 const char	*probe_name(const struct probe *p);

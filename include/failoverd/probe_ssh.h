@@ -25,7 +25,8 @@ int		 probe_ssh_start(struct probe_ssh *s,
 		    const struct probe_conf *conf, const char *target,
 		    struct probe_result *res);
 /* The probe's deadline passed: tear down, and say in which stage. */
-void		 probe_ssh_abort(struct probe_ssh *s, struct probe_result *res);
+void		 probe_ssh_abort(struct probe_ssh *s,
+		    struct probe_result *res);
 
 /* Reads the stage of a check in flight (for status and tests). */
 enum probe_stage probe_ssh_stage(const struct probe_ssh *s);
