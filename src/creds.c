@@ -370,7 +370,7 @@ creds_from_files(const char *conf_profile, struct creds **out,
 		ini_keys_clear(&k);
 	}
 	if (fpath != NULL) {
-		/* The config file names profiles "[profile x]", but "default". */
+		/* The config file says "[profile x]", but "[default]". */
 		if (strcmp(profile, "default") == 0)
 			sect = strdup(profile);
 		else if (asprintf(&sect, "profile %s", profile) == -1)

@@ -1,0 +1,1049 @@
+/*
+ * ec2: the EC2 Query API over libcurl multi on the loop.
+ *
+ * One call runs as a small machine driven by two timers: "wait" (start,
+ * call budget, backoff) and "deadline" (the caller's bound, covering
+ * every attempt and page). Each attempt signs afresh, because a retry
+ * may come after a credential refresh or a clock-skew correction.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "failoverd/buf.h"
+#include "failoverd/conf.h"
+#include "failoverd/creds.h"
+#include "failoverd/curlev.h"
+#include "failoverd/ec2.h"
+#include "failoverd/log.h"
+#include "failoverd/sigv4.h"
+#include "ec2_priv.h"
+
+#define EC2_API_VERSION		"2016-11-15"
+#define EC2_CONTENT_TYPE	\
+	"application/x-www-form-urlencoded; charset=utf-8"
+#define BACKOFF_BASE		0.1	/* seconds, first retry's ceiling */
+#define BACKOFF_CAP		20.0
+#define MAX_ATTEMPTS		20
+#define MAX_REPLY		(32 * 1024 * 1024)
+#define DEFAULT_DEADLINE	60.0
+
+struct ec2_param {
+	char	*key;
+	char	*value;
+};
+
+struct ec2_request {
+	enum ec2_action		 action;
+	struct ec2_param	*params;
+	size_t			 nparams;
+	size_t			 cap;
+	int			 nfilters;
+	int			 ntagspecs;
+	int			 dry_run;
+	int			 after_mutation;
+	int			 oom;
+};
+
+struct ec2_client {
+	struct ev_loop		*loop;
+	struct curlev		*cl;
+	struct creds_provider	*creds;
+	char			*endpoint;
+	char			*region;
+	char			*host;		/* the Host header we sign */
+	char			*path;
+	char			*ca_file;
+	double			 default_deadline;
+
+	/* The call budget: a token bucket, like EC2's own. */
+	double			 rate;		/* 0: unlimited */
+	double			 burst;
+	double			 tokens;
+	ev_tstamp		 refilled;
+
+	/* Seconds to add to our clock when signing (from Date). */
+	time_t			 skew;
+
+	struct ec2_call		*calls;
+};
+
+struct ec2_call {
+	struct ec2_call		*next;
+	struct ec2_call		*prev;
+	struct ec2_client	*c;
+	struct ec2_request	*req;
+	struct ec2_result	*res;
+	ec2_done_cb		 cb;
+	void			*arg;
+
+	double			 timeout;
+	ev_tstamp		 deadline;
+	ev_timer		 deadline_w;
+	ev_timer		 wait_w;
+	struct creds_wait	*cw;
+
+	CURL			*easy;
+	struct curl_slist	*hdrs;
+	char			*body;
+	struct buf		 reply;
+	char			 curlerr[CURL_ERROR_SIZE];
+	time_t			 server_date;
+	char			 amzn_request_id[128];
+
+	unsigned int		 attempts;	/* all pages */
+	unsigned int		 tries;		/* this page */
+	int			 skew_retried;
+	int			 creds_retried;
+	/* NextToken of the next page */
+	char			*page_token;
+	unsigned int		 pages;
+};
+
+/* --- requests ------------------------------------------------------ */
+
+struct ec2_request *
+ec2_request_new(enum ec2_action action)
+{
+	struct ec2_request *req;
+
+	if ((unsigned int)action >= EC2_ACTION_COUNT)
+		return NULL;
+	req = calloc(1, sizeof(*req));
+	if (req == NULL)
+		return NULL;
+	req->action = action;
+	return req;
+}
+
+void
+ec2_request_free(struct ec2_request *req)
+{
+	size_t i;
+
+	if (req == NULL)
+		return;
+	for (i = 0; i < req->nparams; i++) {
+		free(req->params[i].key);
+		/* UserData may carry secrets of the user's own. */
+		if (req->params[i].value != NULL) {
+			OPENSSL_cleanse(req->params[i].value,
+			    strlen(req->params[i].value));
+			free(req->params[i].value);
+		}
+	}
+	free(req->params);
+	free(req);
+}
+
+int
+ec2_request_add(struct ec2_request *req, const char *key, const char *value)
+{
+	struct ec2_param *p;
+	size_t cap;
+
+	if (req->oom)
+		return -1;
+	if (req->nparams == req->cap) {
+		cap = req->cap ? req->cap * 2 : 16;
+		p = realloc(req->params, cap * sizeof(*p));
+		if (p == NULL)
+			goto oom;
+		req->params = p;
+		req->cap = cap;
+	}
+	p = &req->params[req->nparams];
+	p->key = strdup(key);
+	p->value = strdup(value);
+	if (p->key == NULL || p->value == NULL) {
+		free(p->key);
+		free(p->value);
+		goto oom;
+	}
+	req->nparams++;
+	return 0;
+oom:
+	req->oom = 1;
+	return -1;
+}
+
+int
+ec2_request_addf(struct ec2_request *req, const char *key, const char *fmt,
+    ...)
+{
+	va_list ap;
+	char *v;
+	int rc, n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&v, fmt, ap);
+	va_end(ap);
+	if (n == -1) {
+		req->oom = 1;
+		return -1;
+	}
+	rc = ec2_request_add(req, key, v);
+	free(v);
+	return rc;
+}
+
+int
+ec2_request_add_list(struct ec2_request *req, const char *prefix,
+    const char *const *values, size_t n)
+{
+	char key[256];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "%s.%zu", prefix, i + 1);
+		if (ec2_request_add(req, key, values[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+ec2_request_add_filter(struct ec2_request *req, const char *name,
+    const char *const *values, size_t n)
+{
+	char key[256];
+	int f = ++req->nfilters;
+
+	snprintf(key, sizeof(key), "Filter.%d.Name", f);
+	if (ec2_request_add(req, key, name) < 0)
+		return -1;
+	snprintf(key, sizeof(key), "Filter.%d.Value", f);
+	return ec2_request_add_list(req, key, values, n);
+}
+
+int
+ec2_request_add_tag_spec(struct ec2_request *req, const char *resource_type,
+    const struct ec2_tag *tags, size_t n)
+{
+	char key[256];
+	int t = ++req->ntagspecs;
+	size_t i;
+
+	snprintf(key, sizeof(key), "TagSpecification.%d.ResourceType", t);
+	if (ec2_request_add(req, key, resource_type) < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "TagSpecification.%d.Tag.%zu.Key",
+		    t, i + 1);
+		if (ec2_request_add(req, key, tags[i].key) < 0)
+			return -1;
+		snprintf(key, sizeof(key),
+		    "TagSpecification.%d.Tag.%zu.Value", t, i + 1);
+		if (ec2_request_add(req, key, tags[i].value ?
+		    tags[i].value : "") < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void
+ec2_request_set_dry_run(struct ec2_request *req, int on)
+{
+	req->dry_run = on;
+}
+
+void
+ec2_request_set_after_mutation(struct ec2_request *req, int on)
+{
+	req->after_mutation = on;
+}
+
+enum ec2_action
+ec2_request_action(const struct ec2_request *req)
+{
+	return req->action;
+}
+
+static int
+is_describe(enum ec2_action a)
+{
+	return strncmp(ec2_action_str(a), "Describe", 8) == 0;
+}
+
+/* Action=...&Version=...&k=v... with every key and value escaped. */
+static char *
+request_body(CURL *easy, const struct ec2_request *req,
+    const char *page_token)
+{
+	struct buf b;
+	char *k, *v;
+	size_t i;
+
+	buf_init(&b);
+	buf_printf(&b, "Action=%s&Version=%s", ec2_action_str(req->action),
+	    EC2_API_VERSION);
+	for (i = 0; i < req->nparams; i++) {
+		k = curl_easy_escape(easy, req->params[i].key, 0);
+		v = curl_easy_escape(easy, req->params[i].value, 0);
+		if (k == NULL || v == NULL)
+			b.oom = 1;
+		else
+			buf_printf(&b, "&%s=%s", k, v);
+		curl_free(k);
+		if (v != NULL) {
+			OPENSSL_cleanse(v, strlen(v));
+			curl_free(v);
+		}
+	}
+	if (req->dry_run)
+		buf_puts(&b, "&DryRun=true");
+	if (page_token != NULL) {
+		v = curl_easy_escape(easy, page_token, 0);
+		if (v == NULL)
+			b.oom = 1;
+		else
+			buf_printf(&b, "&NextToken=%s", v);
+		curl_free(v);
+	}
+	if (b.oom || b.data == NULL) {
+		buf_cleanse(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+/* --- the client ---------------------------------------------------- */
+
+static int
+getenv_set(const char *name, const char **out)
+{
+	const char *v = getenv(name);
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	*out = v;
+	return 1;
+}
+
+struct ec2_client *
+ec2_client_new(struct ev_loop *loop, struct curlev *cl,
+    struct creds_provider *creds, const struct aws_conf *conf,
+    char *err, size_t errlen)
+{
+	struct ec2_client *c;
+	const char *region = NULL, *ep = NULL, *ca = NULL, *why;
+	char *host = NULL, *port = NULL, *upath = NULL, *scheme = NULL;
+	CURLU *u = NULL;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->loop = loop;
+	c->cl = cl;
+	c->creds = creds;
+
+	if (conf != NULL && conf->region != NULL && *conf->region != '\0')
+		region = conf->region;
+	else if (!getenv_set("AWS_REGION", &region))
+		getenv_set("AWS_DEFAULT_REGION", &region);
+	if (region == NULL) {
+		snprintf(err, errlen, "aws.region: not set, and neither "
+		    "AWS_REGION nor AWS_DEFAULT_REGION is");
+		goto fail;
+	}
+	c->region = strdup(region);
+
+	why = "aws.endpoint";
+	if (conf != NULL && conf->endpoint != NULL && *conf->endpoint != '\0')
+		ep = conf->endpoint;
+	else if (getenv_set("AWS_ENDPOINT_URL_EC2", &ep))
+		why = "AWS_ENDPOINT_URL_EC2";
+	else if (getenv_set("AWS_ENDPOINT_URL", &ep))
+		why = "AWS_ENDPOINT_URL";
+	if (ep != NULL) {
+		c->endpoint = strdup(ep);
+	} else {
+		why = "the region's endpoint";
+		if (asprintf(&c->endpoint, "https://ec2.%s.amazonaws.com",
+		    region) == -1)
+			c->endpoint = NULL;
+	}
+	if (c->region == NULL || c->endpoint == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
+	/* The Host we sign must be the one curl sends: take the URL's. */
+	u = curl_url();
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, c->endpoint, 0) !=
+	    CURLUE_OK || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) !=
+	    CURLUE_OK || curl_url_get(u, CURLUPART_HOST, &host, 0) !=
+	    CURLUE_OK) {
+		snprintf(err, errlen, "%s: '%s' is not a URL", why,
+		    c->endpoint);
+		goto fail;
+	}
+	if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) {
+		snprintf(err, errlen, "%s: '%s': only http and https", why,
+		    c->endpoint);
+		goto fail;
+	}
+	if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+		port = NULL;
+	if (curl_url_get(u, CURLUPART_PATH, &upath, 0) != CURLUE_OK)
+		upath = NULL;
+	if (port != NULL) {
+		if (asprintf(&c->host, "%s:%s", host, port) == -1)
+			c->host = NULL;
+	} else {
+		c->host = strdup(host);
+	}
+	c->path = strdup(upath != NULL && *upath != '\0' ? upath : "/");
+	if (c->host == NULL || c->path == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
+	if (conf != NULL && conf->ca_file != NULL && *conf->ca_file != '\0')
+		ca = conf->ca_file;
+	else
+		getenv_set("AWS_CA_BUNDLE", &ca);
+	if (ca != NULL && (c->ca_file = strdup(ca)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
+	c->default_deadline = DEFAULT_DEADLINE;
+	if (conf != NULL) {
+		c->rate = conf->calls_per_second;
+		c->burst = conf->burst > 0 ? conf->burst : 1;
+		if (conf->call_timeout > 0)
+			c->default_deadline = conf->call_timeout;
+	}
+	c->tokens = c->burst;
+	c->refilled = ev_now(loop);
+	log_info("ec2: region %s, endpoint %s (%s)", c->region, c->endpoint,
+	    why);
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(upath);
+	curl_url_cleanup(u);
+	return c;
+fail:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(upath);
+	curl_url_cleanup(u);
+	ec2_client_free(c);
+	return NULL;
+}
+
+static void	call_free(struct ec2_call *call);
+
+void
+ec2_client_free(struct ec2_client *c)
+{
+	if (c == NULL)
+		return;
+	while (c->calls != NULL)
+		call_free(c->calls);
+	free(c->endpoint);
+	free(c->region);
+	free(c->host);
+	free(c->path);
+	free(c->ca_file);
+	free(c);
+}
+
+const char *
+ec2_client_endpoint(const struct ec2_client *c)
+{
+	return c->endpoint;
+}
+
+const char *
+ec2_client_region(const struct ec2_client *c)
+{
+	return c->region;
+}
+
+/* --- one call ------------------------------------------------------ */
+
+static void	call_step(struct ec2_call *call);
+
+static void
+call_stop_transfer(struct ec2_call *call)
+{
+	if (call->easy != NULL) {
+		curlev_remove(call->c->cl, call->easy);
+		curl_easy_cleanup(call->easy);
+		call->easy = NULL;
+	}
+	curl_slist_free_all(call->hdrs);
+	call->hdrs = NULL;
+	if (call->body != NULL) {
+		OPENSSL_cleanse(call->body, strlen(call->body));
+		free(call->body);
+		call->body = NULL;
+	}
+	buf_free(&call->reply);
+}
+
+static void
+call_free(struct ec2_call *call)
+{
+	struct ec2_client *c = call->c;
+
+	ev_timer_stop(c->loop, &call->deadline_w);
+	ev_timer_stop(c->loop, &call->wait_w);
+	if (call->cw != NULL)
+		creds_wait_cancel(c->creds, call->cw);
+	call_stop_transfer(call);
+	if (call->prev != NULL)
+		call->prev->next = call->next;
+	else
+		c->calls = call->next;
+	if (call->next != NULL)
+		call->next->prev = call->prev;
+	ec2_request_free(call->req);
+	ec2_result_free(call->res);
+	free(call->page_token);
+	free(call);
+}
+
+/* The one place a call ends: the result goes to the callback. */
+static void
+call_finish(struct ec2_call *call)
+{
+	struct ec2_result *res = call->res;
+	ec2_done_cb cb = call->cb;
+	void *arg = call->arg;
+
+	call->res = NULL;
+	res->attempts = call->attempts;
+	if (res->request_id == NULL && call->amzn_request_id[0] != '\0')
+		res->request_id = strdup(call->amzn_request_id);
+	if (res->status != EC2_OK) {
+		/* Items of earlier pages are no answer to a failed call. */
+		ec2_result_clear(res);
+	}
+	ec2_result_finish(res);
+	if (res->status == EC2_OK || res->status == EC2_DRY_RUN_OK)
+		log_debug("ec2: %s done after %u attempt(s)",
+		    ec2_action_str(res->action), res->attempts);
+	else
+		log_debug("ec2: %s", ec2_result_error(res));
+	call_free(call);
+	cb(res, arg);
+}
+
+static void
+deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ec2_call *call = w->data;
+	struct ec2_result *res = call->res;
+	char *last = NULL;
+
+	if (res->status != EC2_OK && res->message != NULL &&
+	    asprintf(&last, "%s%s%s", res->code ? res->code : "",
+	    res->code ? ": " : "", res->message) == -1)
+		last = NULL;
+	if (res->status == EC2_OK && call->curlerr[0] != '\0')
+		last = strdup(call->curlerr);
+	ec2_result_set_error(res, EC2_ERR_TIMEOUT,
+	    res->status == EC2_ERR_AWS ? res->code : NULL,
+	    "no answer within the %.1fs deadline%s%s%s", call->timeout,
+	    last ? " (last error: " : "", last ? last : "", last ? ")" : "");
+	free(last);
+	res->retryable = 1;
+	call_finish(call);
+}
+
+static void
+wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	call_step(w->data);
+}
+
+static void
+call_wait(struct ec2_call *call, double after)
+{
+	ev_timer_stop(call->c->loop, &call->wait_w);
+	ev_timer_set(&call->wait_w, after > 0 ? after : 0.0, 0.0);
+	ev_timer_start(call->c->loop, &call->wait_w);
+}
+
+/* Takes a token from the bucket, or says how long to wait for one. */
+static double
+budget_take(struct ec2_client *c)
+{
+	ev_tstamp now = ev_now(c->loop);
+
+	if (c->rate <= 0)
+		return 0.0;
+	c->tokens += (now - c->refilled) * c->rate;
+	if (c->tokens > c->burst)
+		c->tokens = c->burst;
+	c->refilled = now;
+	if (c->tokens >= 1.0) {
+		c->tokens -= 1.0;
+		return 0.0;
+	}
+	return (1.0 - c->tokens) / c->rate;
+}
+
+static double
+rand01(void)
+{
+	unsigned int r;
+
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		r = (unsigned int)random();
+	return (double)r / (double)UINT32_MAX;
+}
+
+static const char *const retryable_codes[] = {
+	"RequestLimitExceeded", "Throttling", "ThrottlingException",
+	"ThrottledException", "RequestThrottled",
+	"RequestThrottledException", "TooManyRequestsException",
+	"BandwidthLimitExceeded", "EC2ThrottledException",
+	"PriorRequestNotComplete",
+	"SlowDown", "InternalError", "InternalFailure", "Unavailable",
+	"ServiceUnavailable", "ServiceUnavailableException",
+	"RequestTimeout", "RequestTimeoutException",
+	"IDPCommunicationError", "TransactionInProgressException",
+};
+
+static int
+code_in(const char *code, const char *const *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; code != NULL && i < n; i++)
+		if (strcmp(code, list[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+curl_retryable(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Retries with capped exponential backoff and full jitter (AWS's
+ * "Exponential Backoff And Jitter"), as long as the wait ends before the
+ * deadline; otherwise the last error is the answer.
+ */
+static void
+call_retry_later(struct ec2_call *call, const char *why)
+{
+	double ceiling, delay, left;
+
+	call->res->retryable = 1;
+	ceiling = BACKOFF_BASE * pow(2.0, (double)(call->tries - 1));
+	if (ceiling > BACKOFF_CAP)
+		ceiling = BACKOFF_CAP;
+	delay = rand01() * ceiling;
+	left = call->deadline - ev_now(call->c->loop);
+	if (call->tries >= MAX_ATTEMPTS || delay >= left) {
+		call_finish(call);
+		return;
+	}
+	log_info("ec2: %s: %s, retry %u in %.2fs",
+	    ec2_action_str(call->req->action), why, call->tries, delay);
+	call_wait(call, delay);
+}
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct ec2_call *call = arg;
+	size_t n = size * nmemb;
+
+	if (call->reply.len + n > MAX_REPLY)
+		return 0;
+	if (buf_append(&call->reply, ptr, n) < 0)
+		return 0;
+	return n;
+}
+
+static size_t
+header_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct ec2_call *call = arg;
+	size_t n = size * nmemb, vlen;
+	char line[256], *v;
+	struct tm tm;
+	const char *e;
+
+	if (n >= sizeof(line))
+		return n;
+	memcpy(line, ptr, n);
+	line[n] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	v = strchr(line, ':');
+	if (v == NULL)
+		return n;
+	*v++ = '\0';
+	while (*v == ' ')
+		v++;
+	if (strcasecmp(line, "Date") == 0) {
+		memset(&tm, 0, sizeof(tm));
+		e = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		if (e != NULL)
+			call->server_date = timegm(&tm);
+	} else if (strcasecmp(line, "x-amzn-requestid") == 0 ||
+	    strcasecmp(line, "x-amz-request-id") == 0) {
+		vlen = strlen(v);
+		if (vlen < sizeof(call->amzn_request_id))
+			memcpy(call->amzn_request_id, v, vlen + 1);
+	}
+	return n;
+}
+
+static void	call_done(CURL *easy, CURLcode rc, void *arg);
+
+static int
+add_header(struct ec2_call *call, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int
+add_header(struct ec2_call *call, const char *fmt, ...)
+{
+	struct curl_slist *l;
+	va_list ap;
+	char *h;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&h, fmt, ap);
+	va_end(ap);
+	if (n == -1)
+		return -1;
+	l = curl_slist_append(call->hdrs, h);
+	OPENSSL_cleanse(h, (size_t)n);
+	free(h);
+	if (l == NULL)
+		return -1;
+	call->hdrs = l;
+	return 0;
+}
+
+/* Signs and starts one attempt with the credentials current now. */
+static void
+call_send(struct ec2_call *call, const struct creds *cr)
+{
+	struct ec2_client *c = call->c;
+	struct sigv4_header sh[2];
+	struct sigv4_input in;
+	struct sigv4_result sig;
+	char err[256];
+	double left;
+	const char *tok;
+
+	memset(&sig, 0, sizeof(sig));
+	call_stop_transfer(call);
+	call->attempts++;
+	call->tries++;
+	call->server_date = 0;
+	call->curlerr[0] = '\0';
+	call->amzn_request_id[0] = '\0';
+	call->easy = curl_easy_init();
+	if (call->easy == NULL)
+		goto internal;
+	call->body = request_body(call->easy, call->req, call->page_token);
+	if (call->body == NULL)
+		goto internal;
+
+	sh[0].name = "Host";
+	sh[0].value = c->host;
+	sh[1].name = "Content-Type";
+	sh[1].value = EC2_CONTENT_TYPE;
+	memset(&in, 0, sizeof(in));
+	in.method = "POST";
+	in.path = c->path;
+	in.headers = sh;
+	in.nheaders = 2;
+	in.payload = call->body;
+	in.payload_len = strlen(call->body);
+	in.region = c->region;
+	in.service = "ec2";
+	in.when = time(NULL) + c->skew;
+	in.access_key_id = creds_access_key_id(cr);
+	in.secret_access_key = creds_secret_access_key(cr);
+	tok = creds_session_token(cr);
+	in.session_token = tok;
+	in.flags = SIGV4_NORMALIZE_PATH;
+	if (sigv4_sign(&in, &sig, err, sizeof(err)) < 0) {
+		ec2_result_set_error(call->res, EC2_ERR_INTERNAL, NULL, "%s",
+		    err);
+		goto finish;
+	}
+	if (add_header(call, "Host: %s", c->host) < 0 ||
+	    add_header(call, "Content-Type: %s", EC2_CONTENT_TYPE) < 0 ||
+	    add_header(call, "X-Amz-Date: %s", sig.amz_date) < 0 ||
+	    (tok != NULL &&
+	    add_header(call, "X-Amz-Security-Token: %s", tok) < 0) ||
+	    add_header(call, "Authorization: %s", sig.authorization) < 0 ||
+	    add_header(call, "Expect:") < 0 ||
+	    add_header(call, "User-Agent: failoverd/%s", FOD_VERSION) < 0)
+		goto internal;
+	sigv4_result_free(&sig);
+
+	left = call->deadline - ev_now(c->loop);
+	curl_easy_setopt(call->easy, CURLOPT_URL, c->endpoint);
+	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->body);
+	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE,
+	    (long)strlen(call->body));
+	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->hdrs);
+	curl_easy_setopt(call->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(call->easy, CURLOPT_WRITEDATA, call);
+	curl_easy_setopt(call->easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(call->easy, CURLOPT_HEADERDATA, call);
+	curl_easy_setopt(call->easy, CURLOPT_ERRORBUFFER, call->curlerr);
+	curl_easy_setopt(call->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(call->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(call->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(call->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* The deadline timer decides; curl's own bound only backs it up. */
+	curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS,
+	    (long)(left * 1000.0) + 1000L);
+	if (c->ca_file != NULL)
+		curl_easy_setopt(call->easy, CURLOPT_CAINFO, c->ca_file);
+	log_debug("ec2: %s attempt %u%s", ec2_action_str(call->req->action),
+	    call->attempts, call->req->dry_run ? " (dry run)" : "");
+	if (curlev_add(c->cl, call->easy, call_done, call) < 0)
+		goto internal;
+	return;
+internal:
+	ec2_result_set_error(call->res, EC2_ERR_INTERNAL, NULL,
+	    "cannot build the HTTP request");
+finish:
+	sigv4_result_free(&sig);
+	call_finish(call);
+}
+
+static void
+creds_ready(const char *err, void *arg)
+{
+	struct ec2_call *call = arg;
+	const struct creds *cr;
+
+	call->cw = NULL;
+	cr = creds_current(call->c->creds);
+	if (err != NULL || cr == NULL) {
+		ec2_result_set_error(call->res, EC2_ERR_CREDS, NULL, "%s",
+		    err ? err : "no credentials");
+		call_finish(call);
+		return;
+	}
+	call_send(call, cr);
+}
+
+/* The next attempt: budget first, then credentials, then the wire. */
+static void
+call_step(struct ec2_call *call)
+{
+	const struct creds *cr;
+	double wait;
+
+	wait = budget_take(call->c);
+	if (wait > 0) {
+		call_wait(call, wait);
+		return;
+	}
+	cr = creds_current(call->c->creds);
+	if (cr != NULL) {
+		call_send(call, cr);
+		return;
+	}
+	call->cw = creds_wait(call->c->creds, creds_ready, call);
+	if (call->cw == NULL) {
+		ec2_result_set_error(call->res, EC2_ERR_INTERNAL, NULL,
+		    "out of memory");
+		call_finish(call);
+	}
+}
+
+static int
+ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void
+call_done(CURL *easy, CURLcode rc, void *arg)
+{
+	struct ec2_call *call = arg;
+	struct ec2_client *c = call->c;
+	struct ec2_result *res = call->res;
+	const char *code;
+	long status = 0;
+	char why[300];
+
+	/* curlev has let go of the handle. */
+	call->easy = NULL;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(easy);
+
+	if (rc != CURLE_OK) {
+		ec2_result_set_error(res, EC2_ERR_NETWORK, NULL, "%s: %s",
+		    c->endpoint, call->curlerr[0] ? call->curlerr :
+		    curl_easy_strerror(rc));
+		res->http_status = status;
+		if (curl_retryable(rc)) {
+			snprintf(why, sizeof(why), "%s",
+			    curl_easy_strerror(rc));
+			call_retry_later(call, why);
+		} else {
+			call_finish(call);
+		}
+		return;
+	}
+
+	ec2_result_set_error(res, EC2_OK, NULL, NULL);
+	ec2_result_parse_into(res, call->reply.data ? call->reply.data : "",
+	    call->reply.len, status);
+	buf_free(&call->reply);
+	code = res->code;
+
+	if (res->status == EC2_OK) {
+		res->retryable = 0;
+		if (res->next_token != NULL &&
+		    is_describe(call->req->action)) {
+			/* The next page; its items add to this result. */
+			free(call->page_token);
+			call->page_token = res->next_token;
+			res->next_token = NULL;
+			call->pages++;
+			call->tries = 0;
+			call_wait(call, 0.0);
+			return;
+		}
+		call_finish(call);
+		return;
+	}
+	if (res->status != EC2_ERR_AWS) {
+		/* DryRun answers, unreadable replies: final. */
+		if (res->status == EC2_ERR_REPLY && status >= 500) {
+			call_retry_later(call, "unreadable 5xx reply");
+			return;
+		}
+		call_finish(call);
+		return;
+	}
+	if (code != NULL && (strcmp(code, "RequestExpired") == 0 ||
+	    strcmp(code, "RequestTimeTooSkewed") == 0 ||
+	    strcmp(code, "SignatureExpired") == 0) &&
+	    !call->skew_retried && call->server_date != 0) {
+		/* Our clock is off: sign with AWS's time from now on. */
+		call->skew_retried = 1;
+		c->skew = call->server_date - time(NULL);
+		log_warnx("ec2: %s: %s; the local clock is %+lds off the "
+		    "endpoint's, signing with the corrected time",
+		    ec2_action_str(call->req->action), code, -(long)c->skew);
+		call_wait(call, 0.0);
+		return;
+	}
+	if (code != NULL && (strcmp(code, "ExpiredToken") == 0 ||
+	    strcmp(code, "AuthFailure") == 0 ||
+	    strcmp(code, "InvalidClientTokenId") == 0) &&
+	    !call->creds_retried) {
+		/* Role credentials may have been rotated under us. */
+		call->creds_retried = 1;
+		creds_invalidate(c->creds);
+		if (creds_current(c->creds) == NULL) {
+			call_wait(call, 0.0);
+			return;
+		}
+	}
+	if (code_in(code, retryable_codes, sizeof(retryable_codes) /
+	    sizeof(retryable_codes[0])) || status >= 500 || status == 429) {
+		snprintf(why, sizeof(why), "%s (HTTP %ld)",
+		    code ? code : "error", status);
+		call_retry_later(call, why);
+		return;
+	}
+	if (code != NULL && call->req->after_mutation &&
+	    ends_with(code, ".NotFound")) {
+		snprintf(why, sizeof(why), "%s just after a change, "
+		    "eventual consistency", code);
+		call_retry_later(call, why);
+		return;
+	}
+	call_finish(call);
+}
+
+struct ec2_call *
+ec2_call(struct ec2_client *c, struct ec2_request *req, double deadline,
+    ec2_done_cb cb, void *arg)
+{
+	struct ec2_call *call;
+
+	call = calloc(1, sizeof(*call));
+	if (call == NULL || req->oom) {
+		free(call);
+		ec2_request_free(req);
+		return NULL;
+	}
+	call->res = ec2_result_new(req->action);
+	if (call->res == NULL) {
+		free(call);
+		ec2_request_free(req);
+		return NULL;
+	}
+	call->c = c;
+	call->req = req;
+	call->cb = cb;
+	call->arg = arg;
+	call->timeout = deadline > 0 ? deadline : c->default_deadline;
+	call->deadline = ev_now(c->loop) + call->timeout;
+	buf_init(&call->reply);
+	call->next = c->calls;
+	if (c->calls != NULL)
+		c->calls->prev = call;
+	c->calls = call;
+	ev_timer_init(&call->deadline_w, deadline_cb, call->timeout, 0.0);
+	call->deadline_w.data = call;
+	ev_timer_start(c->loop, &call->deadline_w);
+	ev_timer_init(&call->wait_w, wait_cb, 0.0, 0.0);
+	call->wait_w.data = call;
+	/* Start from the loop, so the callback never runs inside ec2_call. */
+	ev_timer_start(c->loop, &call->wait_w);
+	return call;
+}
+
+void
+ec2_call_cancel(struct ec2_call *call)
+{
+	if (call != NULL)
+		call_free(call);
+}
