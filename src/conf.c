@@ -64,6 +64,7 @@ enum conf_kind {
 #define F_FILE		0x0010	/* a path to a file that must exist */
 #define F_ABSPATH	0x0020	/* must be an absolute path */
 #define F_NONEMPTY	0x0040	/* string or list must not be empty */
+#define F_SECRET	0x0080	/* a file others must not read */
 
 struct conf_walk;
 struct conf_group;
@@ -124,6 +125,8 @@ static void	conf_group_default(struct conf_walk *,
 static void	conf_group_free(const struct conf_group *, void *);
 static int	conf_group_equal(const struct conf_group *, const void *,
 		    const void *);
+static void	conf_hook_check(struct conf_walk *, const config_setting_t *,
+		    struct service_conf *);
 
 /* Errors ------------------------------------------------------------- */
 
@@ -594,7 +597,7 @@ conf_check_range(struct conf_walk *w, const config_setting_t *s,
 
 static int
 conf_check_file(struct conf_walk *w, const config_setting_t *s,
-    const char *v)
+    const struct conf_setting *d, const char *v)
 {
 	struct stat st;
 
@@ -604,6 +607,12 @@ conf_check_file(struct conf_walk *w, const config_setting_t *s,
 	}
 	if (!S_ISREG(st.st_mode)) {
 		conf_err(w, s, "%s: not a regular file", v);
+		return -1;
+	}
+	/* A private key others can read is no longer private. */
+	if ((d->flags & F_SECRET) && (st.st_mode & 0007) != 0) {
+		conf_err(w, s, "%s: mode %04o lets others read it; chmod "
+		    "o-rwx", v, (unsigned)(st.st_mode & 07777));
 		return -1;
 	}
 	return 0;
@@ -628,7 +637,7 @@ conf_string_ok(struct conf_walk *w, const config_setting_t *s,
 		conf_err(w, s, "%s", why);
 		return -1;
 	}
-	if ((d->flags & F_FILE) && conf_check_file(w, s, v) == -1)
+	if ((d->flags & F_FILE) && conf_check_file(w, s, d, v) == -1)
 		return -1;
 	return 0;
 }
@@ -718,10 +727,10 @@ conf_parse_list(struct conf_walk *w, const config_setting_t *s,
 		const config_setting_t *e = config_setting_get_elem(s, i);
 
 		old = conf_path_push(w, NULL, i);
-		if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+		conf_group_default(w, g, arr + (size_t)i * g->size);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 			conf_err(w, e, "must be a group { ... }");
-			conf_group_default(w, g, arr + (size_t)i * g->size);
-		} else
+		else
 			conf_walk_group(w, e, g, arr + (size_t)i * g->size);
 		conf_path_pop(w, old);
 	}
@@ -885,9 +894,9 @@ conf_group_find(const struct conf_group *g, const char *name)
 }
 
 /*
- * Walks the group cs (NULL: absent from the file) against g, filling base:
- * every member of the file must be in g, every required member of g must
- * be in the file, the rest get their defaults.
+ * Walks the group cs against g, filling base, which already holds the
+ * defaults: every member of the file must be in g, and every required
+ * member of g must be in the file.
  */
 static void
 conf_walk_group(struct conf_walk *w, const config_setting_t *cs,
@@ -897,9 +906,6 @@ conf_walk_group(struct conf_walk *w, const config_setting_t *cs,
 	int				 n, i, allowed = F_HTTP | F_SSH;
 	size_t				 j, old;
 
-	conf_group_default(w, g, base);
-	if (cs == NULL)
-		return;
 	if (g->variant != NULL)
 		allowed = g->variant(w, cs, base);
 	n = config_setting_length(cs);
@@ -1188,6 +1194,10 @@ conf_status_from_str(const char *v, struct status_range **rp, size_t *np,
 			hi = strtol(p, &end, 10);
 			p = end;
 		}
+		while (*p == ' ')
+			p++;
+		if (*p != '\0' && *p != ',')
+			goto bad;
 		if (lo < 100 || hi > 599 || lo > hi) {
 			snprintf(why, whylen, "\"%s\": %ld-%ld is not a "
 			    "range of HTTP status codes (100-599, low first)",
@@ -1206,12 +1216,8 @@ conf_status_from_str(const char *v, struct status_range **rp, size_t *np,
 		r[n].lo = (int)lo;
 		r[n].hi = (int)hi;
 		n++;
-		while (*p == ' ')
-			p++;
 		if (*p == '\0')
 			break;
-		if (*p != ',')
-			goto bad;
 		p++;
 	}
 	*rp = r;
@@ -1742,6 +1748,17 @@ conf_service_check(struct conf_walk *w, const config_setting_t *cs,
 	for (i = 0; i < s->policy.nfailover_probes; i++) {
 		const char *n = s->policy.failover_probes[i];
 
+		for (j = 0; j < i; j++)
+			if (strcmp(s->policy.failover_probes[j], n) == 0)
+				break;
+		if (j < i) {
+			old = conf_path_push(w, "policy", 0);
+			conf_err_member(w, pol, "failover_when", "\"%s\" is "
+			    "named twice", n);
+			conf_path_pop(w, old);
+			continue;
+		}
+
 		for (j = 0; j < s->nprobes; j++)
 			if (s->probes[j].name != NULL &&
 			    strcmp(s->probes[j].name, n) == 0)
@@ -1753,6 +1770,49 @@ conf_service_check(struct conf_walk *w, const config_setting_t *cs,
 		    "name of a probe of this service", n);
 		conf_path_pop(w, old);
 	}
+	conf_hook_check(w, cs, s);
+}
+
+/*
+ * Snapshot hooks run over SSH with a probe's user and key: name the probe,
+ * or let the first ssh probe with a key do it.
+ */
+static void
+conf_hook_check(struct conf_walk *w, const config_setting_t *cs,
+    struct service_conf *s)
+{
+	const struct snapshot_conf	*sn = &s->snapshot;
+	const config_setting_t		*g;
+	const struct probe_conf		*p;
+	size_t				 i, old;
+
+	if (sn->pre_command == NULL && sn->post_command == NULL &&
+	    sn->hook_probe == NULL)
+		return;
+	g = config_setting_get_member(cs, "snapshot");
+	old = conf_path_push(w, "snapshot", 0);
+	for (i = 0; i < s->nprobes; i++) {
+		p = &s->probes[i];
+		if (sn->hook_probe != NULL) {
+			if (p->name != NULL && strcmp(p->name,
+			    sn->hook_probe) == 0)
+				break;
+		} else if (p->type == PROBE_SSH && p->ssh.key_file != NULL)
+			break;
+	}
+	if (i == s->nprobes) {
+		if (sn->hook_probe != NULL)
+			conf_err_member(w, g, "hook_probe", "\"%s\" is not "
+			    "the name of a probe of this service",
+			    sn->hook_probe);
+		else
+			conf_err_member(w, g, "pre_command" , "needs an ssh "
+			    "probe with a key_file to run over");
+	} else if (s->probes[i].type != PROBE_SSH ||
+	    s->probes[i].ssh.key_file == NULL)
+		conf_err_member(w, g, "hook_probe", "\"%s\" is not an ssh "
+		    "probe with a key_file", sn->hook_probe);
+	conf_path_pop(w, old);
 }
 
 static void
@@ -1885,7 +1945,8 @@ static const struct conf_setting conf_probe_settings[] = {
 	{ .name = "user", .kind = K_STR, .flags = F_SSH, .off = SOFF(user),
 	  .check = conf_check_user },
 	{ .name = "key_file", .kind = K_STR,
-	  .flags = F_SSH | F_ABSPATH | F_FILE, .off = SOFF(key_file) },
+	  .flags = F_SSH | F_ABSPATH | F_FILE | F_SECRET,
+	  .off = SOFF(key_file) },
 	{ .name = "known_hosts", .kind = K_STR,
 	  .flags = F_SSH | F_ABSPATH | F_FILE, .off = SOFF(known_hosts) },
 	{ .name = "command", .kind = K_STR, .flags = F_SSH | F_NONEMPTY,
@@ -2004,6 +2065,8 @@ static const struct conf_setting conf_snapshot_settings[] = {
 	  .off = NOFF(post_command) },
 	{ .name = "hook_timeout", .kind = K_SECS, .flags = F_MINEXCL,
 	  .off = NOFF(hook_timeout), .min = 0, .max = 3600, .defnum = 60 },
+	{ .name = "hook_probe", .kind = K_STR, .off = NOFF(hook_probe),
+	  .check = conf_service_name_check },
 };
 
 static const struct conf_group conf_snapshot_group = {
@@ -2120,6 +2183,7 @@ conf_load(const char *path, char *err, size_t errlen)
 	config_t		 cf;
 	FILE			*fp;
 	char			 dir[PATH_MAX], *slash;
+	struct stat		 st;
 
 	memset(&w, 0, sizeof(w));
 	w.file = path;
@@ -2132,6 +2196,14 @@ conf_load(const char *path, char *err, size_t errlen)
 	fp = fopen(path, "r");
 	if (fp == NULL) {
 		snprintf(err, errlen, "%s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	/* Whoever can write the file decides which instances get
+	 * replaced. */
+	if (fstat(fileno(fp), &st) == 0 && (st.st_mode & 0002) != 0) {
+		snprintf(err, errlen, "%s: mode %04o lets others write it; "
+		    "chmod o-w\n", path, (unsigned)(st.st_mode & 07777));
+		fclose(fp);
 		return NULL;
 	}
 	fclose(fp);
@@ -2161,6 +2233,7 @@ conf_load(const char *path, char *err, size_t errlen)
 	conf = conf_calloc(1, sizeof(*conf));
 	conf->path = conf_strdup(path);
 	w.conf = conf;
+	conf_group_default(&w, &conf_top_group, conf);
 	conf_walk_group(&w, config_root_setting(&cf), &conf_top_group, conf);
 	config_destroy(&cf);
 	if (w.nerrors > 0) {
@@ -2298,5 +2371,16 @@ conf_print_summary(const struct config *conf, FILE *fp)
 		    conf_old_names[p->old_instance],
 		    p->restart_in_place ? ", restart in place" : "",
 		    p->evacuate ? ", evacuate" : "");
+		if (s->snapshot.interval > 0) {
+			fprintf(fp, "    snapshots every %ss",
+			    conf_secs_str(s->snapshot.interval, a, sizeof(a)));
+			if (s->snapshot.window_start != -1)
+				fprintf(fp, " in %02d:%02d-%02d:%02d UTC",
+				    s->snapshot.window_start / 60,
+				    s->snapshot.window_start % 60,
+				    s->snapshot.window_end / 60,
+				    s->snapshot.window_end % 60);
+			fprintf(fp, ", keep %d\n", s->snapshot.keep);
+		}
 	}
 }

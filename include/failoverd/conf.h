@@ -137,6 +137,9 @@ struct snapshot_conf {
 	char		*pre_command;
 	char		*post_command;
 	double		 hook_timeout;
+	/* The ssh probe whose user and key run the hooks; NULL: the first
+	 * ssh probe that has a key_file. */
+	char		*hook_probe;
 };
 
 struct service_conf {

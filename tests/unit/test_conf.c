@@ -1,0 +1,707 @@
+/*
+ * conf: what a person editing failoverd.conf relies on. Every class of
+ * mistake is reported as "file:line: full.path: what is wrong", with the
+ * file named as the person gave it; defaults are those documented; the
+ * shipped example loads; a reload can tell changed services from the rest.
+ */
+#include <sys/stat.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failoverd/conf.h"
+
+static char	 errbuf[16384];
+static char	 tmpdir[] = "/tmp/test_conf.XXXXXX";
+
+static const char *
+srcdir(void)
+{
+	const char *d = getenv("FOD_SRCDIR");
+
+	return d != NULL ? d : ".";
+}
+
+static const char *
+fixture(const char *name)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/tests/data/conf/%s", srcdir(), name);
+	return path;
+}
+
+/* Writes text to a file in the test's directory; returns its path. */
+static const char *
+write_conf(const char *name, const char *text, mode_t mode)
+{
+	static char	 path[4096];
+	FILE		*fp;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	assert_int_equal(chmod(path, mode), 0);
+	return path;
+}
+
+/* Loading path fails with exactly one error line: "path:rest". */
+static void
+assert_one_error(const char *path, const char *rest)
+{
+	struct config	*conf;
+	char		 want[4096];
+
+	conf = conf_load(path, errbuf, sizeof(errbuf));
+	assert_null(conf);
+	snprintf(want, sizeof(want), "%s:%s\n", path, rest);
+	assert_string_equal(errbuf, want);
+}
+
+static size_t
+count_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		if (*s == '\n')
+			n++;
+	return n;
+}
+
+static struct config *
+load_ok(const char *path)
+{
+	struct config *conf = conf_load(path, errbuf, sizeof(errbuf));
+
+	if (conf == NULL)
+		fail_msg("%s did not load:\n%s", path, errbuf);
+	assert_string_equal(errbuf, "");
+	return conf;
+}
+
+/* A service with a bit of everything, for the equality tests. */
+static const char rich_conf[] =
+"services = (\n"
+"  {\n"
+"    name = \"web\";\n"
+"    eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+"    volumes = ( { id = \"vol-0123456789abcdef0\"; device = \"/dev/sdf\"; },\n"
+"                { id = \"vol-0123456789abcdef1\"; device = \"/dev/sdg\"; } );\n"
+"    launch = {\n"
+"      ami = \"ami-0123456789abcdef0\";\n"
+"      instance_type = \"t3.micro\";\n"
+"      subnet = \"subnet-0123456789abcdef0\";\n"
+"      security_groups = [ \"sg-0123456789abcdef0\" ];\n"
+"      tags = { Name = \"web\"; team = \"ops\"; };\n"
+"    };\n"
+"    probes = (\n"
+"      { name = \"site\"; type = \"http\"; path = \"/health\";\n"
+"        expect_status = \"200,204\"; headers = [ \"X-A: 1\" ]; },\n"
+"      { name = \"shell\"; type = \"ssh\"; user = \"ec2-user\";\n"
+"        interval = 10; timeout = 4.5; }\n"
+"    );\n"
+"    policy = { failover_when = [ \"site\" ]; cooldown = 600; };\n"
+"    snapshot = { interval = 3600; window = \"02:00-04:00\"; };\n"
+"  },\n"
+"  {\n"
+"    name = \"db\";\n"
+"    eip_allocation_id = \"eipalloc-0123456789abcdef1\";\n"
+"    launch = { ami = \"ami-0123456789abcdef0\"; "
+"instance_type = \"t3.micro\"; };\n"
+"    probes = ( { type = \"ssh\"; } );\n"
+"  }\n"
+");\n";
+
+static void
+test_syntax_error_names_file_and_line(void **state)
+{
+	assert_one_error(fixture("syntax.conf"), "3: syntax error");
+}
+
+static void
+test_unreadable_file_names_it(void **state)
+{
+	assert_null(conf_load("/nonexistent/failoverd.conf", errbuf,
+	    sizeof(errbuf)));
+	assert_string_equal(errbuf, "/nonexistent/failoverd.conf: "
+	    "No such file or directory\n");
+}
+
+static void
+test_unknown_top_level_setting(void **state)
+{
+	assert_one_error(fixture("unknown-top.conf"),
+	    "2: stat_dir: unknown setting");
+}
+
+static void
+test_unknown_service_setting(void **state)
+{
+	assert_one_error(fixture("unknown-service.conf"),
+	    "6: services.[0].eip_alocation: unknown setting");
+}
+
+static void
+test_unknown_probe_setting(void **state)
+{
+	assert_one_error(fixture("unknown-probe.conf"),
+	    "13: services.[0].probes.[1].intervall: unknown setting");
+}
+
+static void
+test_http_setting_in_ssh_probe_rejected(void **state)
+{
+	assert_one_error(fixture("probe-wrong-type-setting.conf"),
+	    "13: services.[0].probes.[1].path: is a setting of http probes "
+	    "only");
+}
+
+static void
+test_wrong_type(void **state)
+{
+	assert_one_error(fixture("wrong-type.conf"),
+	    "12: services.[0].probes.[1].fall: must be an integer");
+}
+
+static void
+test_out_of_range(void **state)
+{
+	assert_one_error(fixture("out-of-range.conf"),
+	    "13: services.[0].probes.[1].port: must be at most 65535");
+}
+
+static void
+test_timeout_must_be_less_than_interval(void **state)
+{
+	assert_one_error(fixture("timeout-interval.conf"),
+	    "13: services.[0].probes.[1].timeout: must be less than "
+	    "interval (5.0)");
+}
+
+static void
+test_missing_required_setting(void **state)
+{
+	assert_one_error(fixture("missing-required.conf"),
+	    "3: services.[0].eip_allocation_id: missing (required)");
+}
+
+static void
+test_duplicate_probe_names(void **state)
+{
+	assert_one_error(fixture("duplicate-probe.conf"),
+	    "12: services.[0].probes.[1].name: \"site\" is already the name "
+	    "of probes.[0]");
+}
+
+static void
+test_duplicate_service_names(void **state)
+{
+	assert_one_error(fixture("duplicate-service.conf"),
+	    "10: services.[1].name: \"web\" is already the name of "
+	    "services.[0]");
+}
+
+static void
+test_bad_id_shape(void **state)
+{
+	assert_one_error(fixture("bad-id.conf"),
+	    "6: services.[0].volumes.[0].id: \"vol-xyz\" is not a volume id "
+	    "(vol- followed by 8 or 17 hex digits)");
+}
+
+static void
+test_bad_expect_status(void **state)
+{
+	assert_one_error(fixture("bad-expect-status.conf"),
+	    "13: services.[0].probes.[1].expect_status: \"200-3xx\" is not "
+	    "a list of status codes and ranges (such as \"200-399\" or "
+	    "\"200,204,301-302\")");
+}
+
+static void
+test_bad_regex(void **state)
+{
+	const char	*path = fixture("bad-regex.conf");
+	char		 want[4096];
+
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	/* regerror's wording is the C library's; the place is ours. */
+	snprintf(want, sizeof(want), "%s:13: services.[0].probes.[1]."
+	    "expect_body_regex: does not compile: ", path);
+	assert_int_equal(strncmp(errbuf, want, strlen(want)), 0);
+	assert_int_equal(count_lines(errbuf), 1);
+}
+
+static void
+test_failover_when_names_missing_probe(void **state)
+{
+	assert_one_error(fixture("failover-when-missing.conf"),
+	    "6: services.[0].policy.failover_when: \"shel\" is not the name "
+	    "of a probe of this service");
+}
+
+static void
+test_bad_syslog_facility(void **state)
+{
+	assert_one_error(fixture("bad-facility.conf"),
+	    "2: syslog_facility: \"local9\" is not a syslog facility "
+	    "(daemon, user, local0..local7, auth, authpriv)");
+}
+
+static void
+test_missing_key_file_is_named(void **state)
+{
+	assert_one_error(fixture("missing-file.conf"),
+	    "13: services.[0].probes.[1].key_file: "
+	    "/nonexistent/failoverd-test/id_ed25519: No such file or "
+	    "directory");
+}
+
+static void
+test_key_file_readable_by_others_refused(void **state)
+{
+	char		 key[256], text[4096];
+	const char	*path;
+	FILE		*fp;
+
+	snprintf(key, sizeof(key), "%.200s/id_ed25519", tmpdir);
+	fp = fopen(key, "w");
+	assert_non_null(fp);
+	fputs("not really a key\n", fp);
+	fclose(fp);
+	assert_int_equal(chmod(key, 0644), 0);
+	snprintf(text, sizeof(text),
+	    "services = ( { name = \"web\";\n"
+	    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+	    "  launch = { ami = \"ami-01234567\"; instance_type = \"t3.micro\";"
+	    " };\n"
+	    "  probes = ( { type = \"ssh\"; user = \"u\";\n"
+	    "    key_file = \"%s\"; } ); } );\n", key);
+	path = write_conf("key.conf", text, 0644);
+	{
+		char rest[1024];
+
+		snprintf(rest, sizeof(rest), "5: services.[0].probes.[0]."
+		    "key_file: %s: mode 0644 lets others read it; chmod o-rwx",
+		    key);
+		assert_one_error(path, rest);
+	}
+	/* The same key kept private is fine. */
+	assert_int_equal(chmod(key, 0600), 0);
+	conf_free(load_ok(path));
+	unlink(key);
+}
+
+static void
+test_config_writable_by_others_refused(void **state)
+{
+	const char	*path;
+	char		 want[4096];
+	FILE		*fp;
+	char		 text[8192];
+	size_t		 n;
+
+	fp = fopen(fixture("minimal.conf"), "r");
+	assert_non_null(fp);
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	path = write_conf("open.conf", text, 0666);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	snprintf(want, sizeof(want), "%s: mode 0666 lets others write it; "
+	    "chmod o-w\n", path);
+	assert_string_equal(errbuf, want);
+}
+
+/* libconfig reads 0660 as the decimal 660: never accept that silently. */
+static void
+test_control_mode_as_bare_number_rejected(void **state)
+{
+	const char *path = write_conf("mode.conf",
+	    "control_mode = 0660;\n"
+	    "services = ( { name = \"web\";\n"
+	    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+	    "  launch = { ami = \"ami-01234567\"; instance_type = \"t3.micro\";"
+	    " };\n"
+	    "  probes = ( { type = \"http\"; } ); } );\n", 0644);
+
+	assert_one_error(path, "1: control_mode: must be a string of octal "
+	    "digits such as \"0660\" (libconfig reads 0660 as decimal 660)");
+}
+
+static void
+test_every_error_is_reported(void **state)
+{
+	const char *path = write_conf("many.conf",
+	    "syslog_facility = \"nope\";\n"
+	    "services = ( { name = \"web\";\n"
+	    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+	    "  launch = { ami = \"ami-01234567\"; instance_type = \"t3\"; };\n"
+	    "  probes = ( { type = \"http\"; fall = 0; } ); } );\n", 0644);
+	char want[4096];
+
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	snprintf(want, sizeof(want),
+	    "%s:1: syslog_facility: \"nope\" is not a syslog facility "
+	    "(daemon, user, local0..local7, auth, authpriv)\n"
+	    "%s:4: services.[0].launch.instance_type: \"t3\" is not an "
+	    "instance type (such as t3.micro)\n"
+	    "%s:5: services.[0].probes.[0].fall: must be at least 1\n",
+	    path, path, path);
+	assert_string_equal(errbuf, want);
+}
+
+static void
+test_errors_are_capped(void **state)
+{
+	char		 text[8192], want[4096];
+	size_t		 used = 0;
+	int		 i;
+	const char	*path;
+
+	for (i = 0; i < 60; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used,
+		    "typo%d = 1;\n", i);
+	path = write_conf("typos.conf", text, 0644);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	/* 50 shown, then a count of the rest (services is missing too). */
+	assert_int_equal(count_lines(errbuf), 51);
+	snprintf(want, sizeof(want), "%s: 11 more errors not shown\n", path);
+	assert_non_null(strstr(errbuf, want));
+}
+
+static void
+test_small_error_buffer_is_terminated(void **state)
+{
+	char small[40];
+
+	memset(small, 'x', sizeof(small));
+	assert_null(conf_load(fixture("bad-facility.conf"), small,
+	    sizeof(small)));
+	assert_true(memchr(small, '\0', sizeof(small)) != NULL);
+}
+
+static void
+test_defaults_filled(void **state)
+{
+	struct config			*c = load_ok(fixture("minimal.conf"));
+	const struct service_conf	*s;
+	const struct probe_conf		*h, *ssh;
+
+	assert_string_equal(c->path, fixture("minimal.conf"));
+	assert_string_equal(c->state_dir, "/var/lib/failoverd");
+	assert_string_equal(c->control_socket, "/run/failoverd/control.sock");
+	assert_null(c->control_group);
+	assert_int_equal(c->control_mode, 0660);
+	assert_int_equal(c->syslog_facility, LOG_DAEMON);
+	assert_false(c->debug);
+	assert_true(c->watchdog_interval == 0);
+	assert_null(c->aws.region);
+	assert_null(c->aws.endpoint);
+	assert_null(c->aws.profile);
+	assert_true(c->aws.calls_per_second == 5);
+	assert_int_equal(c->aws.burst, 10);
+	assert_true(c->aws.call_timeout == 30);
+	assert_true(c->alerts.rate_limit == 60);
+	assert_null(c->alerts.exec);
+	assert_null(c->alerts.webhook);
+	assert_string_equal(c->alerts.min_severity, "warning");
+
+	assert_int_equal(c->nservices, 1);
+	s = &c->services[0];
+	assert_string_equal(s->name, "web");
+	assert_int_equal(s->nvolumes, 0);
+	assert_null(s->launch.subnet);
+	assert_int_equal(s->launch.ntags, 0);
+	assert_int_equal(s->nprobes, 2);
+
+	h = &s->probes[0];
+	assert_int_equal(h->type, PROBE_HTTP);
+	assert_null(h->address);
+	assert_true(h->interval == 5);
+	assert_true(h->timeout == 2);
+	assert_int_equal(h->fall, 3);
+	assert_int_equal(h->rise, 2);
+	assert_string_equal(h->http.method, "GET");
+	assert_string_equal(h->http.scheme, "http");
+	assert_int_equal(h->http.port, 0);
+	assert_string_equal(h->http.path, "/health");
+	assert_int_equal(h->http.nexpect_status, 1);
+	assert_int_equal(h->http.expect_status[0].lo, 200);
+	assert_int_equal(h->http.expect_status[0].hi, 399);
+	assert_true(h->http.tls_verify);
+	assert_false(h->http.reuse_connection);
+	assert_true(h->http.connect_timeout == h->timeout);
+
+	ssh = &s->probes[1];
+	assert_int_equal(ssh->type, PROBE_SSH);
+	assert_int_equal(ssh->ssh.port, 22);
+	assert_string_equal(ssh->ssh.user, "ec2-user");
+	assert_null(ssh->ssh.key_file);
+	assert_null(ssh->ssh.command);
+
+	assert_true(s->policy.auto_failover);
+	assert_int_equal(s->policy.when, POLICY_WHEN_ALL);
+	assert_false(s->policy.failover_on_degraded);
+	assert_true(s->policy.corroborate);
+	assert_true(s->policy.cooldown == 900);
+	assert_int_equal(s->policy.max_failovers, 3);
+	assert_true(s->policy.window == 86400);
+	assert_int_equal(s->policy.old_instance, POLICY_OLD_STOP);
+	assert_true(s->policy.restart_in_place);
+	assert_true(s->policy.fence_timeout == 120);
+	assert_true(s->policy.launch_timeout == 300);
+	assert_true(s->policy.detach_timeout == 60);
+	assert_true(s->policy.attach_timeout == 60);
+	assert_true(s->policy.associate_timeout == 30);
+	assert_true(s->policy.verify_timeout == 120);
+	assert_false(s->policy.evacuate);
+
+	assert_true(s->snapshot.interval == 0);
+	assert_int_equal(s->snapshot.window_start, -1);
+	assert_int_equal(s->snapshot.keep, 7);
+	conf_free(c);
+}
+
+static void
+test_probe_name_defaults_to_type(void **state)
+{
+	struct config *c = load_ok(write_conf("names.conf",
+	    "services = ( { name = \"web\";\n"
+	    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+	    "  launch = { ami = \"ami-01234567\"; instance_type = \"t3.micro\";"
+	    " };\n"
+	    "  probes = ( { type = \"http\"; }, { type = \"ssh\"; } ); } );\n",
+	    0644));
+
+	assert_string_equal(c->services[0].probes[0].name, "http");
+	assert_string_equal(c->services[0].probes[1].name, "ssh");
+	conf_free(c);
+}
+
+static void
+test_rich_settings_parsed(void **state)
+{
+	struct config			*c;
+	const struct service_conf	*s;
+	const struct probe_conf		*p;
+
+	c = load_ok(write_conf("rich.conf", rich_conf, 0644));
+	s = conf_find_service(c, "web");
+	assert_non_null(s);
+	assert_ptr_equal(conf_find_service(c, "db"), &c->services[1]);
+	assert_null(conf_find_service(c, "nope"));
+	assert_int_equal(s->nvolumes, 2);
+	assert_string_equal(s->volumes[1].device, "/dev/sdg");
+	assert_int_equal(s->launch.nsecurity_groups, 1);
+	assert_int_equal(s->launch.ntags, 2);
+	assert_string_equal(s->launch.tags[0].key, "Name");
+	assert_string_equal(s->launch.tags[0].value, "web");
+	assert_string_equal(s->launch.tags[1].key, "team");
+	p = &s->probes[0];
+	assert_int_equal(p->http.nexpect_status, 2);
+	assert_int_equal(p->http.expect_status[1].lo, 204);
+	assert_int_equal(p->http.expect_status[1].hi, 204);
+	assert_int_equal(p->http.nheaders, 1);
+	assert_string_equal(p->http.headers[0], "X-A: 1");
+	assert_true(s->probes[1].timeout == 4.5);
+	assert_true(s->probes[1].interval == 10);
+	assert_int_equal(s->policy.when, POLICY_WHEN_LIST);
+	assert_int_equal(s->policy.nfailover_probes, 1);
+	assert_string_equal(s->policy.failover_probes[0], "site");
+	assert_int_equal(s->snapshot.window_start, 120);
+	assert_int_equal(s->snapshot.window_end, 240);
+	assert_string_equal(probe_type_str(PROBE_HTTP), "http");
+	assert_string_equal(probe_type_str(PROBE_SSH), "ssh");
+	conf_free(c);
+}
+
+static void
+test_example_config_loads(void **state)
+{
+	char		 path[4096];
+	struct config	*c;
+	FILE		*fp;
+	char		*out = NULL;
+	size_t		 outlen = 0;
+
+	snprintf(path, sizeof(path), "%s/conf/failoverd.conf", srcdir());
+	c = load_ok(path);
+	assert_true(c->nservices >= 1);
+	fp = open_memstream(&out, &outlen);
+	assert_non_null(fp);
+	conf_print_summary(c, fp);
+	fclose(fp);
+	assert_non_null(strstr(out, c->services[0].name));
+	assert_non_null(strstr(out, c->services[0].eip_allocation_id));
+	free(out);
+	conf_free(c);
+}
+
+static void
+test_service_equal_when_identical(void **state)
+{
+	struct config	*a, *b;
+	size_t		 i, j;
+
+	a = load_ok(write_conf("a.conf", rich_conf, 0644));
+	b = load_ok(write_conf("b.conf", rich_conf, 0644));
+	for (i = 0; i < a->nservices; i++) {
+		assert_true(conf_service_equal(&a->services[i],
+		    &b->services[i]));
+		for (j = 0; j < a->services[i].nprobes; j++)
+			assert_true(conf_probe_equal(&a->services[i].probes[j],
+			    &b->services[i].probes[j]));
+	}
+	assert_false(conf_service_equal(&a->services[0], &b->services[1]));
+	conf_free(a);
+	conf_free(b);
+}
+
+/* A reload after only adding comments keeps every service as it was. */
+static void
+test_service_equal_ignores_line_moves(void **state)
+{
+	struct config	*a, *b;
+	char		 text[8192];
+
+	snprintf(text, sizeof(text), "# a comment\n\n# another\n%s",
+	    rich_conf);
+	a = load_ok(write_conf("a.conf", rich_conf, 0644));
+	b = load_ok(write_conf("b.conf", text, 0644));
+	assert_true(conf_service_equal(&a->services[0], &b->services[0]));
+	assert_true(conf_probe_equal(&a->services[0].probes[1],
+	    &b->services[0].probes[1]));
+	conf_free(a);
+	conf_free(b);
+}
+
+static char *
+replace_once(const char *text, const char *from, const char *to)
+{
+	const char	*at = strstr(text, from);
+	char		*out;
+	size_t		 n;
+
+	assert_non_null(at);
+	n = strlen(text) - strlen(from) + strlen(to) + 1;
+	out = malloc(n);
+	assert_non_null(out);
+	snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to,
+	    at + strlen(from));
+	return out;
+}
+
+static void
+test_service_unequal_when_one_field_changes(void **state)
+{
+	static const char *const edits[][2] = {
+		{ "eip_allocation_id = \"eipalloc-0123456789abcdef0\"",
+		  "eip_allocation_id = \"eipalloc-0123456789abcdef2\"" },
+		{ "device = \"/dev/sdg\"", "device = \"/dev/sdh\"" },
+		{ "instance_type = \"t3.micro\"", "instance_type = \"t3.small\"" },
+		{ "team = \"ops\"", "team = \"dev\"" },
+		{ "[ \"sg-0123456789abcdef0\" ]",
+		  "[ \"sg-0123456789abcdef0\", \"sg-01234567\" ]" },
+		{ "expect_status = \"200,204\"", "expect_status = \"200,205\"" },
+		{ "\"X-A: 1\"", "\"X-A: 2\"" },
+		{ "timeout = 4.5", "timeout = 4.0" },
+		{ "user = \"ec2-user\";", "user = \"ec2-user\"; port = 2222;" },
+		{ "[ \"site\" ]", "[ \"site\", \"shell\" ]" },
+		{ "cooldown = 600", "cooldown = 601" },
+		{ "window = \"02:00-04:00\"", "window = \"02:00-04:30\"" },
+	};
+	struct config	*a, *b;
+	char		*text;
+	size_t		 i;
+
+	a = load_ok(write_conf("a.conf", rich_conf, 0644));
+	for (i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+		text = replace_once(rich_conf, edits[i][0], edits[i][1]);
+		b = load_ok(write_conf("b.conf", text, 0644));
+		if (conf_service_equal(&a->services[0], &b->services[0]))
+			fail_msg("still equal after %s -> %s", edits[i][0],
+			    edits[i][1]);
+		/* The other service is untouched. */
+		assert_true(conf_service_equal(&a->services[1],
+		    &b->services[1]));
+		free(text);
+		conf_free(b);
+	}
+	text = replace_once(rich_conf, "interval = 10", "interval = 11");
+	b = load_ok(write_conf("b.conf", text, 0644));
+	assert_false(conf_probe_equal(&a->services[0].probes[1],
+	    &b->services[0].probes[1]));
+	assert_true(conf_probe_equal(&a->services[0].probes[0],
+	    &b->services[0].probes[0]));
+	free(text);
+	conf_free(b);
+	conf_free(a);
+}
+
+static int
+setup(void **state)
+{
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_syntax_error_names_file_and_line),
+		cmocka_unit_test(test_unreadable_file_names_it),
+		cmocka_unit_test(test_unknown_top_level_setting),
+		cmocka_unit_test(test_unknown_service_setting),
+		cmocka_unit_test(test_unknown_probe_setting),
+		cmocka_unit_test(test_http_setting_in_ssh_probe_rejected),
+		cmocka_unit_test(test_wrong_type),
+		cmocka_unit_test(test_out_of_range),
+		cmocka_unit_test(test_timeout_must_be_less_than_interval),
+		cmocka_unit_test(test_missing_required_setting),
+		cmocka_unit_test(test_duplicate_probe_names),
+		cmocka_unit_test(test_duplicate_service_names),
+		cmocka_unit_test(test_bad_id_shape),
+		cmocka_unit_test(test_bad_expect_status),
+		cmocka_unit_test(test_bad_regex),
+		cmocka_unit_test(test_failover_when_names_missing_probe),
+		cmocka_unit_test(test_bad_syslog_facility),
+		cmocka_unit_test(test_missing_key_file_is_named),
+		cmocka_unit_test(test_key_file_readable_by_others_refused),
+		cmocka_unit_test(test_config_writable_by_others_refused),
+		cmocka_unit_test(test_control_mode_as_bare_number_rejected),
+		cmocka_unit_test(test_every_error_is_reported),
+		cmocka_unit_test(test_errors_are_capped),
+		cmocka_unit_test(test_small_error_buffer_is_terminated),
+		cmocka_unit_test(test_defaults_filled),
+		cmocka_unit_test(test_probe_name_defaults_to_type),
+		cmocka_unit_test(test_rich_settings_parsed),
+		cmocka_unit_test(test_example_config_loads),
+		cmocka_unit_test(test_service_equal_when_identical),
+		cmocka_unit_test(test_service_equal_ignores_line_moves),
+		cmocka_unit_test(test_service_unequal_when_one_field_changes),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
