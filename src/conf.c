@@ -2293,13 +2293,11 @@ probe_type_str(enum probe_type t)
 }
 
 static void
-conf_print_probe(const struct service_conf *s, const struct probe_conf *p,
-    FILE *fp)
+conf_print_probe(const struct probe_conf *p, FILE *fp)
 {
-	char	 a[32], b[32];
 	const char *addr = p->address != NULL ? p->address : "EIP";
 
-	fprintf(fp, "    probe %s: %s ", p->name, probe_type_str(p->type));
+	fprintf(fp, "  probe %-10s %s ", p->name, probe_type_str(p->type));
 	if (p->type == PROBE_HTTP) {
 		if (p->http.url != NULL)
 			fprintf(fp, "%s %s", p->http.method, p->http.url);
@@ -2309,16 +2307,20 @@ conf_print_probe(const struct service_conf *s, const struct probe_conf *p,
 		else
 			fprintf(fp, "%s %s://%s%s", p->http.method,
 			    p->http.scheme, addr, p->http.path);
+		if (p->http.host != NULL)
+			fprintf(fp, " host %s", p->http.host);
+		if (!p->http.tls_verify)
+			fprintf(fp, " (TLS NOT VERIFIED)");
 	} else {
 		fprintf(fp, "%s%s%s:%d", p->ssh.user != NULL ? p->ssh.user :
 		    "", p->ssh.user != NULL ? "@" : "", addr, p->ssh.port);
-		if (p->ssh.command != NULL)
+		if (p->ssh.key_file == NULL)
+			fprintf(fp, " handshake only");
+		else if (p->ssh.command != NULL)
 			fprintf(fp, " \"%s\"", p->ssh.command);
 	}
-	fprintf(fp, " every %ss timeout %ss fall %d rise %d\n",
-	    conf_secs_str(p->interval, a, sizeof(a)),
-	    conf_secs_str(p->timeout, b, sizeof(b)), p->fall, p->rise);
-	(void)s;
+	fprintf(fp, ", every %gs, timeout %gs, fall %d, rise %d\n",
+	    p->interval, p->timeout, p->fall, p->rise);
 }
 
 void
@@ -2326,54 +2328,62 @@ conf_print_summary(const struct config *conf, FILE *fp)
 {
 	static const char *const when[] = { "all", "any", "list" };
 	size_t	 i, j;
-	char	 a[32], b[32];
 
-	fprintf(fp, "configuration file %s: ok\n", conf->path);
-	fprintf(fp, "  state_dir %s, control_socket %s (mode %04o%s%s), "
-	    "syslog %s\n", conf->state_dir, conf->control_socket,
-	    conf->control_mode, conf->control_group != NULL ? ", group " : "",
-	    conf->control_group != NULL ? conf->control_group : "",
-	    log_facility_name(conf->syslog_facility));
-	fprintf(fp, "  aws: region %s, endpoint %s, profile %s, "
-	    "%g calls/s burst %d\n",
+	fprintf(fp, "file %s\n", conf->path);
+	fprintf(fp, "  state_dir %s\n", conf->state_dir);
+	fprintf(fp, "  control_socket %s, mode %04o, group %s\n",
+	    conf->control_socket, conf->control_mode,
+	    conf->control_group != NULL ? conf->control_group : "(daemon's)");
+	fprintf(fp, "  syslog facility %s%s\n",
+	    log_facility_name(conf->syslog_facility),
+	    conf->debug ? ", debug" : "");
+	fprintf(fp, "  aws region %s, endpoint %s, profile %s, %g calls/s, "
+	    "burst %d\n",
 	    conf->aws.region != NULL ? conf->aws.region : "(AWS_REGION)",
 	    conf->aws.endpoint != NULL ? conf->aws.endpoint : "(default)",
 	    conf->aws.profile != NULL ? conf->aws.profile : "(default)",
 	    conf->aws.calls_per_second, conf->aws.burst);
+	if (conf->alerts.exec != NULL || conf->alerts.webhook != NULL)
+		fprintf(fp, "  alerts %s%s%s from %s\n",
+		    conf->alerts.exec != NULL ? conf->alerts.exec : "",
+		    conf->alerts.exec != NULL && conf->alerts.webhook !=
+		    NULL ? ", " : "",
+		    conf->alerts.webhook != NULL ? conf->alerts.webhook : "",
+		    conf->alerts.min_severity);
 	fprintf(fp, "%zu service%s\n", conf->nservices,
 	    conf->nservices == 1 ? "" : "s");
 	for (i = 0; i < conf->nservices; i++) {
 		const struct service_conf	*s = &conf->services[i];
 		const struct policy_conf	*p = &s->policy;
 
-		fprintf(fp, "  service %s: eip %s\n", s->name,
-		    s->eip_allocation_id);
+		fprintf(fp, "service %s\n", s->name);
+		fprintf(fp, "  eip %s\n", s->eip_allocation_id);
 		for (j = 0; j < s->nvolumes; j++)
-			fprintf(fp, "    volume %s at %s\n", s->volumes[j].id,
+			fprintf(fp, "  volume %s at %s\n", s->volumes[j].id,
 			    s->volumes[j].device);
-		fprintf(fp, "    launch %s %s in %s\n", s->launch.ami,
+		fprintf(fp, "  launch %s %s in %s\n", s->launch.ami,
 		    s->launch.instance_type, s->launch.subnet != NULL ?
 		    s->launch.subnet : "(default subnet)");
 		for (j = 0; j < s->nprobes; j++)
-			conf_print_probe(s, &s->probes[j], fp);
-		fprintf(fp, "    policy: %s, when %s",
-		    p->auto_failover ? "auto failover" : "no auto failover",
+			conf_print_probe(&s->probes[j], fp);
+		fprintf(fp, "  policy %s, down when %s",
+		    p->auto_failover ? "auto failover" : "alert only",
 		    when[p->when]);
 		for (j = 0; j < p->nfailover_probes; j++)
 			fprintf(fp, "%s%s", j == 0 ? " [" : ",",
 			    p->failover_probes[j]);
-		fprintf(fp, "%s, corroborate %s, cooldown %ss, "
-		    "max %d per %ss, old instance %s%s%s\n",
+		fprintf(fp, "%s%s, %scorroborate, cooldown %gs, max %d per "
+		    "%gs, old instance: %s%s%s\n",
 		    p->nfailover_probes > 0 ? "]" : "",
-		    p->corroborate ? "yes" : "no",
-		    conf_secs_str(p->cooldown, a, sizeof(a)),
-		    p->max_failovers, conf_secs_str(p->window, b, sizeof(b)),
+		    p->failover_on_degraded ? " or degraded" : "",
+		    p->corroborate ? "" : "no ", p->cooldown,
+		    p->max_failovers, p->window,
 		    conf_old_names[p->old_instance],
 		    p->restart_in_place ? ", restart in place" : "",
 		    p->evacuate ? ", evacuate" : "");
 		if (s->snapshot.interval > 0) {
-			fprintf(fp, "    snapshots every %ss",
-			    conf_secs_str(s->snapshot.interval, a, sizeof(a)));
+			fprintf(fp, "  snapshots every %gs",
+			    s->snapshot.interval);
 			if (s->snapshot.window_start != -1)
 				fprintf(fp, " in %02d:%02d-%02d:%02d UTC",
 				    s->snapshot.window_start / 60,

@@ -1,0 +1,131 @@
+"""`failoverd -t`: what a person checking a config file sees.
+
+A good file prints the one-screen summary and exits 0; a bad one exits 1
+with every mistake on stderr as file:line: setting.path: what is wrong,
+the file named exactly as the person gave it."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+from fodtest import FAILOVERD, SRCDIR
+
+EXAMPLE = os.path.join(SRCDIR, "conf", "failoverd.conf")
+FIXTURES = os.path.join(SRCDIR, "tests", "data", "conf")
+
+GOOD = """\
+services = (
+  {
+    name = "shop";
+    eip_allocation_id = "eipalloc-0123456789abcdef0";
+    launch = { ami = "ami-0123456789abcdef0"; instance_type = "t3.micro"; };
+    probes = (
+      { name = "front"; type = "http"; address = "127.0.0.1"; port = 8080;
+        interval = 1.0; timeout = 0.5; }
+    );
+  }
+);
+"""
+
+
+def check(path, cwd=None):
+    return subprocess.run([FAILOVERD, "-t", "-c", path], cwd=cwd,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_example_config_passes_and_prints_summary():
+    r = check(EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "file %s" % EXAMPLE in out
+    assert "service web" in out
+    assert "eip eipalloc-0123456789abcdef0" in out
+    assert "volume vol-0123456789abcdef0 at /dev/sdf" in out
+    assert "launch ami-0123456789abcdef0 t3.small in " \
+        "subnet-0123456789abcdef0" in out
+    assert "probe site" in out and "http GET http://EIP/health" in out
+    assert "probe shell" in out and "ssh ec2-user@EIP:22" in out
+    assert "policy auto failover, down when all" in out
+    assert EXAMPLE + ":" not in r.stderr
+
+
+def test_summary_shows_the_probe_settings(tmp_path):
+    conf = tmp_path / "shop.conf"
+    conf.write_text(GOOD)
+    r = check(str(conf))
+    assert r.returncode == 0, r.stderr
+    assert "service shop" in r.stdout
+    assert "probe front      http GET http://127.0.0.1:8080/, every 1s, " \
+        "timeout 0.5s, fall 3, rise 2" in r.stdout
+
+
+def test_broken_file_exits_1_with_file_line_and_path(tmp_path):
+    conf = tmp_path / "failoverd.conf"
+    conf.write_text(GOOD.replace("timeout = 0.5;", "timeout = 1;"))
+    r = check(str(conf))
+    assert r.returncode == 1
+    assert ("%s:8: services.[0].probes.[0].timeout: must be less than "
+            "interval (1.0)\n" % conf) in r.stderr
+    assert "service shop" not in r.stdout
+
+
+def test_every_mistake_is_listed(tmp_path):
+    conf = tmp_path / "failoverd.conf"
+    text = GOOD.replace('name = "shop";', 'name = "shop"; colour = "red";')
+    text = text.replace("port = 8080;", "port = 0;")
+    text = text.replace('"ami-0123456789abcdef0"', '"ami-xyz"')
+    conf.write_text(text)
+    r = check(str(conf))
+    assert r.returncode == 1
+    errors = [l for l in r.stderr.splitlines() if l.startswith(str(conf))]
+    assert errors == [
+        "%s:3: services.[0].colour: unknown setting" % conf,
+        '%s:5: services.[0].launch.ami: "ami-xyz" is not an AMI id (ami- '
+        "followed by 8 or 17 hex digits)" % conf,
+        "%s:7: services.[0].probes.[0].port: must be at least 1" % conf,
+    ]
+
+
+def test_syntax_error_exits_1_with_file_line(tmp_path):
+    conf = tmp_path / "failoverd.conf"
+    conf.write_text(GOOD.replace('name = "shop";', 'name = shop;'))
+    r = check(str(conf))
+    assert r.returncode == 1
+    assert "%s:3: syntax error\n" % conf in r.stderr
+
+
+def test_missing_config_file_is_named(tmp_path):
+    path = str(tmp_path / "nope.conf")
+    r = check(path)
+    assert r.returncode == 1
+    assert "%s: No such file or directory\n" % path in r.stderr
+
+
+def test_file_is_named_as_given(tmp_path):
+    (tmp_path / "failoverd.conf").write_text(
+        GOOD.replace('"eipalloc-0123456789abcdef0"', '"eip-1"'))
+    r = check("failoverd.conf", cwd=str(tmp_path))
+    assert r.returncode == 1
+    assert r.stderr.startswith(
+        'failoverd.conf:4: services.[0].eip_allocation_id: "eip-1" is not '
+        "an Elastic IP allocation id")
+
+
+def test_minimal_fixture_passes():
+    r = check(os.path.join(FIXTURES, "minimal.conf"))
+    assert r.returncode == 0, r.stderr
+
+
+BROKEN = sorted(p for p in glob.glob(os.path.join(FIXTURES, "*.conf"))
+                if os.path.basename(p) != "minimal.conf")
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=os.path.basename)
+def test_every_broken_fixture_is_rejected_with_its_place(path):
+    r = check(path)
+    assert r.returncode == 1
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(path + ":"), first
+    line = first[len(path) + 1:].split(":", 1)[0]
+    assert line.isdigit() and int(line) > 1, first
