@@ -108,6 +108,7 @@ struct conf_group {
 
 struct conf_walk {
 	const char	*file;
+	const char	*incdir;	/* where @include finds files, or NULL */
 	char		 path[512];
 	size_t		 pathlen;
 	char		*err;
@@ -135,6 +136,7 @@ conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
     const char *fmt, va_list ap)
 {
 	const char	*file = NULL;
+	char		 incfile[PATH_MAX];
 	int		 line = 0;
 	int		 n;
 
@@ -147,6 +149,13 @@ conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
 	}
 	if (file == NULL)
 		file = w->file;
+	/* libconfig names an @include'd file as written in the directive,
+	 * but it was found relative to the main file's directory. */
+	if (strcmp(file, w->file) != 0 && file[0] != '/' &&
+	    w->incdir != NULL) {
+		snprintf(incfile, sizeof(incfile), "%s/%s", w->incdir, file);
+		file = incfile;
+	}
 	if (line > 0)
 		n = snprintf(w->err + w->used, w->errlen - w->used, "%s:%d: ",
 		    file, line);
@@ -2215,10 +2224,18 @@ conf_load(const char *path, char *err, size_t errlen)
 	if (slash != NULL) {
 		*slash = '\0';
 		config_set_include_dir(&cf, dir[0] != '\0' ? dir : "/");
+		w.incdir = dir[0] != '\0' ? dir : "";
 	}
 	if (config_read_file(&cf, path) != CONFIG_TRUE) {
-		const char *f = config_error_file(&cf);
+		const char	*f = config_error_file(&cf);
+		char		 incfile[PATH_MAX];
 
+		if (f != NULL && strcmp(f, path) != 0 && f[0] != '/' &&
+		    w.incdir != NULL) {
+			snprintf(incfile, sizeof(incfile), "%s/%s", w.incdir,
+			    f);
+			f = incfile;
+		}
 		if (config_error_line(&cf) > 0)
 			snprintf(err, errlen, "%s:%d: %s\n",
 			    f != NULL ? f : path, config_error_line(&cf),

@@ -5,6 +5,7 @@ with every mistake on stderr as file:line: setting.path: what is wrong,
 the file named exactly as the person gave it."""
 import glob
 import os
+import re
 import subprocess
 
 import pytest
@@ -129,3 +130,26 @@ def test_every_broken_fixture_is_rejected_with_its_place(path):
     assert first.startswith(path + ":"), first
     line = first[len(path) + 1:].split(":", 1)[0]
     assert line.isdigit() and int(line) > 1, first
+
+
+def schema_names():
+    """Every setting name in conf.c's schema tables."""
+    src = open(os.path.join(SRCDIR, "src", "conf.c")).read()
+    names = set(re.findall(r'\.name = "([a-z_]+)"', src))
+    assert len(names) > 60
+    return sorted(names)
+
+
+def test_man_page_documents_every_setting():
+    man = open(os.path.join(SRCDIR, "man", "failoverd.conf.5")).read()
+    documented = set(re.findall(r"^\.BR? ([a-z_]+)", man, re.M))
+    missing = [n for n in schema_names() if n not in documented]
+    assert missing == []
+
+
+def test_example_shows_every_setting():
+    text = open(EXAMPLE).read()
+    shown = set(re.findall(r"(?:^\s*#?\s*|[{;]\s*)([a-z_]+) = ", text,
+                           re.M))
+    missing = [n for n in schema_names() if n not in shown]
+    assert missing == []

@@ -393,6 +393,29 @@ test_small_error_buffer_is_terminated(void **state)
 	assert_true(memchr(small, '\0', sizeof(small)) != NULL);
 }
 
+/* An error in an @include'd file names that file, not the main one. */
+static void
+test_error_in_included_file_names_it(void **state)
+{
+	const char	*path;
+	char		 inc[4096], want[8192];
+
+	path = write_conf("svc.inc",
+	    "launch = { ami = \"ami-01234567\"; instance_type = \"t3.micro\";"
+	    " };\n"
+	    "probes = ( { type = \"http\"; bogus = 1; } );\n", 0644);
+	snprintf(inc, sizeof(inc), "%s", path);
+	path = write_conf("main.conf",
+	    "services = ( { name = \"web\";\n"
+	    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+	    "@include \"svc.inc\"\n"
+	    "} );\n", 0644);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	snprintf(want, sizeof(want), "%s:2: services.[0].probes.[0].bogus: "
+	    "unknown setting\n", inc);
+	assert_string_equal(errbuf, want);
+}
+
 static void
 test_defaults_filled(void **state)
 {
@@ -694,6 +717,7 @@ main(void)
 		cmocka_unit_test(test_every_error_is_reported),
 		cmocka_unit_test(test_errors_are_capped),
 		cmocka_unit_test(test_small_error_buffer_is_terminated),
+		cmocka_unit_test(test_error_in_included_file_names_it),
 		cmocka_unit_test(test_defaults_filled),
 		cmocka_unit_test(test_probe_name_defaults_to_type),
 		cmocka_unit_test(test_rich_settings_parsed),
