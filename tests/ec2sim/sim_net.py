@@ -1,0 +1,365 @@
+"""The real network side of simulated instances.
+
+An instance that runs has a real sshd and a real HTTP server on its own
+loopback address; a fault replaces either with nothing (connection
+refused) or with a blackhole (connections accepted, then silence).  An
+Elastic IP is its own loopback address whose ports are forwarded, per
+new connection, to the instance it is currently associated with.
+"""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SSHD = "/usr/sbin/sshd"
+
+
+def log(msg):
+    print(f"ec2sim: {msg}", file=sys.stderr, flush=True)
+
+
+def _listen(ip, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ip, port))
+    s.listen(128)
+    return s
+
+
+def _rst_close(sock):
+    """Close with a RST, as a dropped connection looks to the peer."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def _kill_listener(sock):
+    # shutdown() wakes a thread blocked in accept() on Linux.
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class Blackhole:
+    """Accepts connections and never says a word."""
+
+    def __init__(self, ip, port):
+        self.sock = _listen(ip, port)
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True,
+                         name=f"blackhole {ip}:{port}").start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+
+    def close(self):
+        _kill_listener(self.sock)
+        with self.lock:
+            for c in self.conns:
+                c.close()
+            self.conns = []
+
+
+class _InstanceHTTPHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    server_version = "ec2sim-instance/1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, code, body, ctype="text/plain"):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        iid = self.server.instance_id
+        path = self.path.split("?")[0]
+        if path == "/health":
+            self._send(200, f"ok {iid}\n")
+        elif path == "/data":
+            vols = self.server.data_fn(iid)
+            self._send(200, json.dumps({"instance_id": iid,
+                                        "volumes": vols}, indent=1) + "\n",
+                       "application/json")
+        elif path == "/":
+            self._send(200, f"ec2sim instance {iid}\n")
+        else:
+            self._send(404, "not found\n")
+
+    def do_PUT(self):
+        # PUT /data/sdf writes the data string of the volume the
+        # instance has at /dev/sdf (as an application would write).
+        iid = self.server.instance_id
+        path = self.path.split("?")[0]
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n).decode("utf-8", "replace")
+        if not path.startswith("/data/"):
+            self._send(404, "not found\n")
+            return
+        dev = "/dev/" + path[len("/data/"):]
+        if self.server.write_fn(iid, dev, body):
+            self._send(200, "written\n")
+        else:
+            self._send(404, f"no volume at {dev}\n")
+
+
+class _InstanceHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+
+class InstanceRuntime:
+    """sshd + HTTP server (or blackholes) of one instance."""
+
+    def __init__(self, sim, instance_id, ip, hostkey, workdir):
+        self.sim = sim
+        self.id = instance_id
+        self.ip = ip
+        self.hostkey = hostkey
+        self.dir = workdir
+        self.ssh_mode = "off"      # off | up | blackhole
+        self.http_mode = "off"
+        self.sshd = None
+        self.http = None
+        self.bh_ssh = None
+        self.bh_http = None
+
+    # -- sshd ----------------------------------------------------------
+    def _sshd_config(self):
+        conf = os.path.join(self.dir, "sshd_config")
+        with open(conf, "w") as f:
+            f.write(
+                f"ListenAddress {self.ip}:{self.sim.ssh_port}\n"
+                f"HostKey {self.hostkey}\n"
+                f"AuthorizedKeysFile {self.sim.authorized_keys}\n"
+                "PidFile none\n"
+                "PasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\n"
+                "PubkeyAuthentication yes\n"
+                "UsePAM no\n"
+                "StrictModes no\n"
+                "PermitRootLogin prohibit-password\n"
+                "UseDNS no\n"
+                "PrintMotd no\n"
+                "X11Forwarding no\n"
+                "AllowTcpForwarding no\n"
+                "MaxStartups 200\n"
+                "MaxSessions 50\n"
+                "LoginGraceTime 30\n"
+                "LogLevel INFO\n")
+        return conf
+
+    def _start_sshd(self):
+        conf = self._sshd_config()
+        logf = os.path.join(self.dir, "sshd.log")
+        self.sshd = subprocess.Popen(
+            [SSHD, "-D", "-f", conf, "-E", logf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+    def _stop_sshd(self):
+        if self.sshd is not None:
+            self.sshd.terminate()
+            try:
+                self.sshd.wait(3)
+            except subprocess.TimeoutExpired:
+                self.sshd.kill()
+                self.sshd.wait()
+            self.sshd = None
+
+    # -- http ----------------------------------------------------------
+    def _start_http(self):
+        srv = _InstanceHTTPServer((self.ip, self.sim.http_port),
+                                  _InstanceHTTPHandler)
+        srv.instance_id = self.id
+        srv.data_fn = self.sim.world.instance_data
+        srv.write_fn = self.sim.world.instance_write
+        threading.Thread(target=srv.serve_forever, args=(0.05,),
+                         daemon=True, name=f"http {self.id}").start()
+        self.http = srv
+
+    def _stop_http(self):
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+            self.http = None
+
+    # -- desired state -------------------------------------------------
+    def apply(self, ssh_mode, http_mode):
+        """Bring the listeners to the given modes (off|up|blackhole)."""
+        if ssh_mode != self.ssh_mode:
+            self._stop_sshd()
+            if self.bh_ssh:
+                self.bh_ssh.close()
+                self.bh_ssh = None
+            try:
+                if ssh_mode == "up":
+                    self._start_sshd()
+                elif ssh_mode == "blackhole":
+                    self.bh_ssh = Blackhole(self.ip, self.sim.ssh_port)
+            except OSError as e:
+                log(f"{self.id}: cannot start ssh side on {self.ip}: {e}")
+            self.ssh_mode = ssh_mode
+        if self.sshd is not None and self.sshd.poll() is not None:
+            log(f"{self.id}: sshd exited with {self.sshd.returncode}, "
+                f"see {self.dir}/sshd.log")
+            self.sshd = None
+            self.ssh_mode = "off"
+        if http_mode != self.http_mode:
+            self._stop_http()
+            if self.bh_http:
+                self.bh_http.close()
+                self.bh_http = None
+            try:
+                if http_mode == "up":
+                    self._start_http()
+                elif http_mode == "blackhole":
+                    self.bh_http = Blackhole(self.ip, self.sim.http_port)
+            except OSError as e:
+                log(f"{self.id}: cannot start http side on {self.ip}: {e}")
+            self.http_mode = http_mode
+
+    def close(self):
+        self.apply("off", "off")
+
+
+class _Pipe:
+    """One forwarded connection: client <-> backend."""
+
+    def __init__(self, client, backend, owner):
+        self.client = client
+        self.backend = backend
+        self.owner = owner
+        self.closed = False
+        self.lock = threading.Lock()
+        for a, b in ((client, backend), (backend, client)):
+            threading.Thread(target=self._pump, args=(a, b),
+                             daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        # Half-close so the other side sees EOF (ssh needs it), the
+        # other pump finishes the job.
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        with self.lock:
+            if getattr(self, "_one_done", False):
+                self.close()
+            self._one_done = True
+
+    def close(self, rst=False):
+        if self.closed:
+            return
+        self.closed = True
+        for s in (self.client, self.backend):
+            if rst:
+                _rst_close(s)
+            else:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+        self.owner.forget(self)
+
+
+class Forwarder:
+    """An Elastic IP: listeners on its address that follow .target."""
+
+    def __init__(self, ip, ports):
+        self.ip = ip
+        self.target = None
+        self.lock = threading.Lock()
+        self.pipes = set()
+        self.socks = []
+        for port in ports:
+            s = _listen(ip, port)
+            self.socks.append(s)
+            threading.Thread(target=self._accept, args=(s, port),
+                             daemon=True, name=f"eip {ip}:{port}").start()
+
+    def set_target(self, ip):
+        with self.lock:
+            if ip == self.target:
+                return
+            self.target = ip
+            old = list(self.pipes)
+        # The address moved: connections to the old instance break, as
+        # they do on AWS; new ones go to the new instance.
+        for p in old:
+            p.close(rst=True)
+
+    def forget(self, pipe):
+        with self.lock:
+            self.pipes.discard(pipe)
+
+    def _accept(self, sock, port):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connect, args=(conn, port),
+                             daemon=True).start()
+
+    def _connect(self, conn, port):
+        target = self.target
+        if target is None:
+            _rst_close(conn)
+            return
+        try:
+            backend = socket.create_connection((target, port), timeout=5)
+            backend.settimeout(None)
+        except OSError:
+            _rst_close(conn)
+            return
+        with self.lock:
+            if self.target != target:
+                backend.close()
+                _rst_close(conn)
+                return
+            pipe = _Pipe(conn, backend, self)
+            self.pipes.add(pipe)
+
+    def close(self):
+        for s in self.socks:
+            _kill_listener(s)
+        with self.lock:
+            old = list(self.pipes)
+        for p in old:
+            p.close(rst=True)
