@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "failoverd/log.h"
 #include "failoverd/probe_http.h"
 
 /* Enough for any health page; the rest is read and dropped. */
@@ -84,6 +85,9 @@ probe_http_new(struct probe *p, struct curlev *cl,
 	h->easy = curl_easy_init();
 	if (h->easy == NULL)
 		goto oom;
+	if (!conf->http.tls_verify)
+		log_warnx("probe %s: tls_verify is off: a check trusts any "
+		    "certificate", conf->name);
 	return h;
 oom:
 	snprintf(err, errlen, "probe %s: out of memory", conf->name);

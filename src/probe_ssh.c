@@ -379,6 +379,12 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		probe_ssh_fail(s, PROBE_ERR_KEX, 0, "no host key");
 		return -1;
 	}
+	if (s->conf->ssh.known_hosts == NULL) {
+		/* Never trust on first use: no file, no trusted key. */
+		probe_ssh_fingerprint(s, fp, sizeof(fp));
+		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
+		return -1;
+	}
 	kh = libssh2_knownhost_init(s->session);
 	if (kh == NULL) {
 		probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0, "knownhost_init");
@@ -547,6 +553,11 @@ probe_ssh_drive(struct probe_ssh *s)
 			s->stage = PROBE_STAGE_AUTH;
 			break;
 		case PROBE_STAGE_AUTH:
+			if (c->key_file == NULL || c->user == NULL) {
+				/* No key: handshake and host key only. */
+				s->stage = PROBE_STAGE_CLOSE;
+				break;
+			}
 			rc = libssh2_userauth_publickey_fromfile_ex(
 			    s->session, c->user, strlen(c->user), NULL,
 			    c->key_file, NULL);
@@ -557,7 +568,8 @@ probe_ssh_drive(struct probe_ssh *s)
 				return;
 			}
 			s->cmd = CMD_OPEN;
-			s->stage = c->command != NULL ? PROBE_STAGE_COMMAND :
+			s->stage = c->command != NULL ?
+			    PROBE_STAGE_COMMAND :
 			    PROBE_STAGE_CLOSE;
 			break;
 		case PROBE_STAGE_COMMAND:
@@ -645,20 +657,23 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	    (void *)probe_ssh_send);
 	libssh2_session_callback_set(s->session, LIBSSH2_CALLBACK_RECV,
 	    (void *)probe_ssh_recv);
-	kh = libssh2_knownhost_init(s->session);
-	if (kh == NULL) {
-		fail = "libssh2_knownhost_init";
-		goto fail;
-	}
-	if (libssh2_knownhost_readfile(kh, conf->ssh.known_hosts,
-	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+	/* The file is read per check: a person may fix it meanwhile. */
+	if (conf->ssh.known_hosts != NULL) {
+		kh = libssh2_knownhost_init(s->session);
+		if (kh == NULL) {
+			fail = "libssh2_knownhost_init";
+			goto fail;
+		}
+		if (libssh2_knownhost_readfile(kh, conf->ssh.known_hosts,
+		    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+			libssh2_knownhost_free(kh);
+			reason = PROBE_ERR_KNOWN_HOSTS;
+			fail = conf->ssh.known_hosts;
+			goto fail;
+		}
+		probe_ssh_prefer_known(s, kh);
 		libssh2_knownhost_free(kh);
-		reason = PROBE_ERR_KNOWN_HOSTS;
-		fail = conf->ssh.known_hosts;
-		goto fail;
 	}
-	probe_ssh_prefer_known(s, kh);
-	libssh2_knownhost_free(kh);
 
 	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
