@@ -718,15 +718,18 @@ decode_console(struct ec2_result *res, const char *b64)
 	return 0;
 }
 
-/* Success replies of actions that return only <return>true</return>. */
+/*
+ * EC2 answers these with <return>true</return>; the API model declares
+ * no output, so an absent element is accepted, but "false" is a failure.
+ */
 static void
 parse_return(struct pctx *pc, xmlNode *root)
 {
 	const char *r = text(pc, root, "return");
 
-	if (r == NULL || strcmp(r, "true") != 0)
-		ec2_result_set_error(pc->res, EC2_ERR_REPLY, NULL,
-		    "reply has no <return>true</return>");
+	if (r != NULL && strcmp(r, "true") != 0)
+		ec2_result_set_error(pc->res, EC2_ERR_AWS, NULL,
+		    "the reply says <return>%s</return>", r);
 }
 
 static void

@@ -1,0 +1,424 @@
+"""The AWS client against ec2sim: every action signed (botocore checks each
+signature in the sim), IMDSv2 credentials and their rotation, the
+credentials-file permission refusal, retries on throttling, 503 and
+dropped connections, a hung call bounded by its deadline while the loop
+keeps its schedule, clock skew, eventual consistency and DryRun answers.
+
+Each test gets a fresh ec2sim (it starts in well under a second) and runs
+tests/tools/ec2call, which drives the real client on a libev loop and
+prints every typed result as a JSON line."""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fodtest import BUILD, SRCDIR  # noqa: E402
+
+EC2CALL = os.path.join(BUILD, "ec2call")
+EC2SIM = os.path.join(SRCDIR, "tests", "ec2sim", "ec2sim.py")
+SCENARIO = os.path.join(SRCDIR, "tests", "ec2sim", "scenarios",
+                        "basic.json")
+PY = "/usr/bin/python3"
+EXIT_NET_BUSY = 3
+
+PROD = "i-0aaaaaaaaaaaaaaa1"
+AMI = "ami-0aaaaaaaaaaaaaaa1"
+SUBNET_B = "subnet-0bbbbbbbbbbbbbbb1"
+SG = "sg-0aaaaaaaaaaaaaaa1"
+VOL_DB = "vol-0daaaaaaaaaaaaaa1"
+SNAP_DB = "snap-0daaaaaaaaaaaaaa1"
+SNAP_UPLOADS = "snap-0daaaaaaaaaaaaaa2"
+EIP_SPARE = "eipalloc-0aaaaaaaaaaaaaaa2"
+
+
+class Sim:
+    """ec2sim as a child process, driven through its control API."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.proc = None
+        for n in range(79, 120):
+            wd = os.path.join(workdir, f"sim{n}")
+            os.makedirs(wd)
+            proc = subprocess.Popen(
+                [PY, EC2SIM, "--scenario", SCENARIO, "--workdir", wd,
+                 "--net", f"127.{n}"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            line = proc.stdout.readline().decode()
+            while line and "ec2sim ready" not in line:
+                line = proc.stdout.readline().decode()
+            if line:
+                self.proc = proc
+                break
+            if proc.wait() != EXIT_NET_BUSY:
+                raise RuntimeError(f"ec2sim failed to start in {wd}")
+        if self.proc is None:
+            raise RuntimeError("no free 127.x net for ec2sim")
+        with open(os.path.join(wd, "ready.json")) as f:
+            self.ready = json.load(f)
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def control(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.ready["control"] + path,
+                                     data=data, method=method)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def fault(self, **rule):
+        return self.control("POST", "/faults", rule)
+
+    def requests(self, action=None):
+        q = f"?action={action}" if action else ""
+        return self.control("GET", "/requests" + q)
+
+    def env(self, static=True):
+        """The environment for ec2call: never anything but this sim."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_")}
+        env.update({
+            "AWS_REGION": self.ready["region"],
+            "AWS_ENDPOINT_URL": self.ready["endpoint"],
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.ready["imds"],
+            "AWS_SHARED_CREDENTIALS_FILE":
+                os.path.join(self.workdir, "no-credentials"),
+            "AWS_CONFIG_FILE": os.path.join(self.workdir, "no-config"),
+        })
+        if static:
+            env["AWS_ACCESS_KEY_ID"] = self.ready["access_key"]
+            env["AWS_SECRET_ACCESS_KEY"] = self.ready["secret_key"]
+        return env
+
+
+@pytest.fixture
+def sim():
+    if not os.access(EC2CALL, os.X_OK):
+        pytest.fail(f"{EC2CALL} is not built")
+    workdir = tempfile.mkdtemp(prefix="test_aws.")
+    s = Sim(workdir)
+    try:
+        yield s
+    finally:
+        s.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ec2call(env, *args, timeout=60):
+    """Runs ec2call; returns (exit status, JSON lines, stderr)."""
+    p = subprocess.run([EC2CALL, *args], env=env, capture_output=True,
+                       timeout=timeout)
+    out = [json.loads(x) for x in p.stdout.decode().splitlines() if x]
+    return p.returncode, out, p.stderr.decode()
+
+
+def call(sim, *args, env=None, ok=True):
+    rc, out, err = ec2call(env or sim.env(), *args)
+    assert out, f"ec2call printed nothing: {err}"
+    if ok:
+        assert rc == 0, f"{out[-1].get('error')}\n{err}"
+        assert out[0]["status"] == "ok", out[0]["error"]
+    return out[0]
+
+
+def wait_state(sim, what, pred, timeout=30):
+    """Polls a Describe call until pred(result) holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = call(sim, *what)
+        if pred(r):
+            return r
+        assert time.monotonic() < deadline, f"{what}: {r}"
+        time.sleep(0.2)
+
+
+def secrets_absent(text, sim):
+    return sim.ready["secret_key"] not in text
+
+
+def test_every_action_is_signed_and_understood(sim):
+    r = call(sim, "DescribeInstances")
+    prod = {i["id"]: i for i in r["instances"]}[PROD]
+    assert prod["state"] == "running"
+    assert prod["az"] == "us-east-1a"
+    assert prod["subnet"] == "subnet-0aaaaaaaaaaaaaaa1"
+    assert prod["private_ip"].startswith("127.")
+    assert {b["id"] for b in prod["block_devices"]} >= {VOL_DB}
+    assert prod["tags"]["failoverd:service"] == "web"
+
+    r = call(sim, "DescribeInstanceStatus", f"InstanceId.1={PROD}")
+    assert r["statuses"][0]["id"] == PROD
+    assert r["statuses"][0]["state"] == "running"
+
+    r = call(sim, "DescribeVolumes", f"VolumeId.1={VOL_DB}")
+    assert r["volumes"][0]["az"] == "us-east-1a"
+    assert r["volumes"][0]["attachments"][0]["instance_id"] == PROD
+
+    r = call(sim, "DescribeAddresses")
+    assoc = {a["allocation_id"]: a for a in r["addresses"]}
+    assert assoc["eipalloc-0aaaaaaaaaaaaaaa1"]["instance_id"] == PROD
+    assert assoc[EIP_SPARE]["association_id"] is None
+
+    r = call(sim, "DescribeSnapshots", "Owner.1=self")
+    assert SNAP_DB in {s["id"] for s in r["snapshots"]}
+    r = call(sim, "DescribeImages", "Owner.1=self")
+    assert AMI in {i["id"] for i in r["images"]}
+    r = call(sim, "DescribeAvailabilityZones")
+    assert {z["name"]: z["state"] for z in r["zones"]}["us-east-1b"] == \
+        "available"
+
+    call(sim, "CreateTags", f"ResourceId.1={PROD}", "Tag.1.Key=checked",
+         "Tag.1.Value=yes")
+
+    r = call(sim, "CreateSnapshot", f"VolumeId={VOL_DB}",
+             "Description=test")
+    assert r["id"].startswith("snap-")
+    assert r["snapshots"][0]["volume_id"] == VOL_DB
+    call(sim, "DeleteSnapshot", f"SnapshotId={SNAP_UPLOADS}")
+
+    r = call(sim, "CreateVolume", f"SnapshotId={SNAP_DB}",
+             "AvailabilityZone=us-east-1b", "VolumeType=gp3")
+    newvol = r["id"]
+    assert r["volumes"][0]["az"] == "us-east-1b"
+
+    user_data = base64.b64encode(b"#!/bin/sh\necho hi\n").decode()
+    r = call(sim, "RunInstances", f"ImageId={AMI}", "MinCount=1",
+             "MaxCount=1", "InstanceType=t3.micro", f"SubnetId={SUBNET_B}",
+             "KeyName=prod-key", f"SecurityGroupId.1={SG}",
+             "IamInstanceProfile.Name=prod-web-role",
+             "ClientToken=test-aws-token-1", f"UserData={user_data}",
+             "TagSpecification.1.ResourceType=instance",
+             "TagSpecification.1.Tag.1.Key=failoverd:service",
+             "TagSpecification.1.Tag.1.Value=web")
+    new = r["instances"][0]["id"]
+    assert r["instances"][0]["az"] == "us-east-1b"
+
+    wait_state(sim, ("DescribeInstances", f"InstanceId.1={new}"),
+               lambda r: r["instances"][0]["state"] == "running")
+    wait_state(sim, ("DescribeVolumes", f"VolumeId.1={newvol}"),
+               lambda r: r["volumes"][0]["state"] == "available")
+    r = call(sim, "AttachVolume", f"VolumeId={newvol}",
+             f"InstanceId={new}", "Device=/dev/sdf")
+    assert r["attachment"]["volume_id"] == newvol
+    assert r["attachment"]["state"] in ("attaching", "attached")
+    wait_state(sim, ("DescribeVolumes", f"VolumeId.1={newvol}"),
+               lambda r: r["volumes"][0]["state"] == "in-use")
+    r = call(sim, "DetachVolume", f"VolumeId={newvol}", "Force=true")
+    assert r["attachment"]["instance_id"] == new
+
+    r = call(sim, "AssociateAddress", f"AllocationId={EIP_SPARE}",
+             f"InstanceId={new}", "AllowReassociation=true")
+    association = r["id"]
+    assert association
+    call(sim, "DisassociateAddress", f"AssociationId={association}")
+
+    r = call(sim, "StopInstances", f"InstanceId.1={PROD}", "Force=true")
+    assert r["changes"][0]["previous"] == "running"
+    wait_state(sim, ("DescribeInstances", f"InstanceId.1={PROD}"),
+               lambda r: r["instances"][0]["state"] == "stopped")
+    r = call(sim, "StartInstances", f"InstanceId.1={PROD}")
+    assert r["changes"][0]["id"] == PROD
+
+    r = call(sim, "CreateImage", f"InstanceId={new}", "Name=test-bake-1",
+             "NoReboot=true")
+    image = r["id"]
+    assert image.startswith("ami-")
+    wait_state(sim, ("DescribeImages", f"ImageId.1={image}"),
+               lambda r: r["images"][0]["state"] == "available")
+    call(sim, "DeregisterImage", f"ImageId={image}")
+
+    r = call(sim, "GetConsoleOutput", f"InstanceId={new}")
+    assert r["console"] is None or isinstance(r["console"], str)
+
+    r = call(sim, "TerminateInstances", f"InstanceId.1={new}")
+    assert r["changes"][0]["current"] in ("shutting-down", "terminated")
+
+    # The sim checked every signature with botocore: all were accepted.
+    log = sim.requests()
+    actions = {e["action"] for e in log}
+    assert len(actions) == 22, sorted(actions)
+    bad = [e for e in log if e["status"] != 200]
+    assert not bad, bad
+    assert all(e["version"] == "2016-11-15" for e in log)
+
+
+def test_imds_credentials_are_used_and_rotated_while_running(sim):
+    sim.control("POST", "/imds", {"lifetime": 4})
+    env = sim.env(static=False)
+    rc, out, err = ec2call(env, "--repeat", "8", "--interval", "1",
+                           "DescribeAvailabilityZones")
+    assert rc == 0, err
+    assert [r["status"] for r in out] == ["ok"] * 8
+    assert "instance role (IMDSv2)" in err
+    log = sim.requests("DescribeAvailabilityZones")
+    assert len(log) == 8
+    assert all(e["status"] == 200 for e in log)
+    assert all(e["credential_kind"] == "role" for e in log)
+    # New credentials replaced the old ones before they expired.
+    assert len({e["access_key"] for e in log}) >= 2
+    assert "IQoJec2sim" not in err  # the session token never reaches a log
+
+
+def test_imds_creds_chain_reports_its_source(sim):
+    rc, out, err = ec2call(sim.env(static=False), "creds")
+    assert rc == 0, err
+    assert out[0]["source"] == "instance role (IMDSv2)"
+    assert out[0]["access_key_id"].startswith("ASIA")
+    assert out[0]["has_token"] is True
+    rc, out, err = ec2call(sim.env(static=True), "creds")
+    assert out[0]["source"] == "environment"
+
+
+def test_credentials_file_readable_by_others_is_refused(sim):
+    path = os.path.join(sim.workdir, "credentials")
+    with open(path, "w") as f:
+        f.write("[default]\n"
+                f"aws_access_key_id = {sim.ready['access_key']}\n"
+                f"aws_secret_access_key = {sim.ready['secret_key']}\n")
+    os.chmod(path, 0o644)
+    env = sim.env(static=False)
+    env["AWS_SHARED_CREDENTIALS_FILE"] = path
+    rc, out, err = ec2call(env, "DescribeAvailabilityZones")
+    assert rc == 1
+    assert out[0]["status"] == "no-credentials"
+    assert path in out[0]["message"] and "0644" in out[0]["message"]
+    assert secrets_absent(err + json.dumps(out), sim)
+    assert sim.requests() == []
+
+    os.chmod(path, 0o600)
+    rc, out, err = ec2call(env, "DescribeAvailabilityZones")
+    assert rc == 0, err
+    assert f"shared file {path} [default]" in err
+    assert secrets_absent(err, sim)
+
+
+def test_profile_from_config_file(sim):
+    path = os.path.join(sim.workdir, "config")
+    with open(path, "w") as f:
+        f.write("[default]\nregion = us-east-1\n\n[profile ops]\n"
+                "s3 =\n  max_concurrent_requests = 2\n"
+                f"aws_access_key_id = {sim.ready['access_key']}\n"
+                f"aws_secret_access_key = {sim.ready['secret_key']}\n")
+    os.chmod(path, 0o600)
+    env = sim.env(static=False)
+    env["AWS_CONFIG_FILE"] = path
+    env["AWS_PROFILE"] = "ops"
+    rc, out, err = ec2call(env, "DescribeAvailabilityZones")
+    assert rc == 0, err
+    assert "[profile ops]" in err
+
+
+def test_throttled_three_times_then_success(sim):
+    sim.fault(kind="throttle", count=3, action="DescribeInstances")
+    r = call(sim, "DescribeInstances")
+    assert r["attempts"] == 4
+    codes = [e["code"] for e in sim.requests("DescribeInstances")]
+    assert codes[:3] == ["RequestLimitExceeded"] * 3
+    assert codes[3] == "OK"
+
+
+def test_503_is_retried(sim):
+    sim.fault(kind="error503", count=2, action="DescribeVolumes")
+    r = call(sim, "DescribeVolumes")
+    assert r["attempts"] == 3
+    assert len(r["volumes"]) >= 2
+
+
+def test_dropped_connection_is_retried(sim):
+    sim.fault(kind="drop", count=1, action="DescribeAddresses")
+    r = call(sim, "DescribeAddresses")
+    assert r["attempts"] == 2
+    assert r["addresses"]
+
+
+def test_throttling_beyond_the_deadline_returns_the_last_error(sim):
+    sim.fault(kind="throttle", count=1000, action="DescribeInstances")
+    rc, out, err = ec2call(sim.env(), "--deadline", "2",
+                           "DescribeInstances")
+    assert rc == 1
+    assert out[0]["status"] in ("aws-error", "timeout")
+    assert out[0]["code"] == "RequestLimitExceeded"
+    assert out[0]["retryable"] is True
+    assert out[0]["attempts"] > 1
+    assert out[0]["elapsed"] < 2 + 1.0
+
+
+def test_hung_call_times_out_while_the_loop_keeps_its_schedule(sim):
+    sim.fault(kind="hang", count=1, action="DescribeInstanceStatus")
+    rc, out, err = ec2call(sim.env(), "--deadline", "2", "--tick", "0.1",
+                           "DescribeInstanceStatus")
+    assert rc == 1
+    res, ticks = out[0], out[1]
+    assert res["status"] == "timeout"
+    assert "deadline" in res["message"]
+    assert 2.0 - 0.05 <= res["elapsed"] < 2.0 + 1.0
+    # A 0.1 s timer beside the hung call: it kept firing, never late by
+    # more than a fraction of its period.
+    assert ticks["ticks"] >= 15
+    assert ticks["tick_late"] < 0.5
+
+
+def test_non_retryable_error_comes_back_at_once(sim):
+    rc, out, err = ec2call(sim.env(), "DescribeInstances",
+                           "InstanceId.1=i-0123456789abcdef0")
+    assert rc == 1
+    r = out[0]
+    assert r["status"] == "aws-error"
+    assert r["code"] == "InvalidInstanceID.NotFound"
+    assert r["attempts"] == 1
+    assert r["request_id"]
+    assert r["http_status"] == 400
+
+
+def test_not_found_after_a_mutation_is_retried(sim):
+    rc, out, err = ec2call(sim.env(), "--deadline", "1.5",
+                           "--after-mutation", "DescribeVolumes",
+                           "VolumeId.1=vol-0123456789abcdef0")
+    assert rc == 1
+    assert out[0]["code"] == "InvalidVolume.NotFound"
+    assert out[0]["attempts"] > 1
+    assert "eventual consistency" in err
+
+
+def test_clock_skew_is_corrected_from_the_date_header(sim):
+    sim.control("POST", "/clock", {"offset": 900})
+    r = call(sim, "DescribeAvailabilityZones")
+    assert r["attempts"] == 2
+    codes = [e["code"] for e in sim.requests()]
+    assert codes == ["RequestExpired", "OK"]
+
+
+def test_dry_run_answers(sim):
+    r = call(sim, "--dry-run", "RunInstances", f"ImageId={AMI}",
+             "MinCount=1", "MaxCount=1", "InstanceType=t3.micro",
+             f"SubnetId={SUBNET_B}", ok=False)
+    assert r["status"] == "dry-run-ok"
+    assert r["code"] == "DryRunOperation"
+    r = call(sim, "--dry-run", "StopInstances", f"InstanceId.1={PROD}",
+             ok=False)
+    assert r["status"] == "dry-run-ok"
+    # Nothing happened.
+    r = call(sim, "DescribeInstances", f"InstanceId.1={PROD}")
+    assert r["instances"][0]["state"] == "running"
+
+    sim.control("POST", "/policy", {"deny": ["RunInstances"]})
+    rc, out, err = ec2call(sim.env(), "--dry-run", "RunInstances",
+                           f"ImageId={AMI}", "MinCount=1", "MaxCount=1")
+    assert rc == 1
+    assert out[0]["status"] == "aws-error"
+    assert out[0]["code"] == "UnauthorizedOperation"
+    assert out[0]["attempts"] == 1
