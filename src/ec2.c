@@ -201,12 +201,18 @@ int
 ec2_request_add_list(struct ec2_request *req, const char *prefix,
     const char *const *values, size_t n)
 {
-	char key[256];
+	char *key;
 	size_t i;
+	int rc;
 
 	for (i = 0; i < n; i++) {
-		snprintf(key, sizeof(key), "%s.%zu", prefix, i + 1);
-		if (ec2_request_add(req, key, values[i]) < 0)
+		if (asprintf(&key, "%s.%zu", prefix, i + 1) == -1) {
+			req->oom = 1;
+			return -1;
+		}
+		rc = ec2_request_add(req, key, values[i]);
+		free(key);
+		if (rc < 0)
 			return -1;
 	}
 	return 0;
