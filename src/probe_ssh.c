@@ -41,7 +41,6 @@ struct probe_ssh {
 	struct probe		*probe;
 	struct ev_loop		*loop;
 	const char		*service;
-	const struct probe_conf	*conf;		/* of the check in flight */
 	char			 where[300];	/* "host:port", for messages */
 	char			 host[256];
 	int			 port;
@@ -146,7 +145,8 @@ probe_ssh_close(struct probe_ssh *s)
 		if (libssh2_session_free(s->session) ==
 		    LIBSSH2_ERROR_EAGAIN)
 			log_warnx("probe %s/%s: libssh2 session to %s not "
-			    "freed", s->service, s->conf->name, s->where);
+			    "freed", s->service, probe_name(s->probe),
+			    s->where);
 		s->session = NULL;
 	}
 	if (s->fd != -1) {
@@ -368,6 +368,7 @@ probe_ssh_fingerprint(struct probe_ssh *s, char *out, size_t len)
 static int
 probe_ssh_check_hostkey(struct probe_ssh *s)
 {
+	const struct ssh_conf	*c = &probe_conf(s->probe)->ssh;
 	LIBSSH2_KNOWNHOSTS	*kh = NULL;
 	const char		*key;
 	size_t			 keylen;
@@ -379,7 +380,7 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		probe_ssh_fail(s, PROBE_ERR_KEX, 0, "no host key");
 		return -1;
 	}
-	if (s->conf->ssh.known_hosts == NULL) {
+	if (c->known_hosts == NULL) {
 		/* Never trust on first use: no file, no trusted key. */
 		probe_ssh_fingerprint(s, fp, sizeof(fp));
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
@@ -390,11 +391,11 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0, "knownhost_init");
 		return -1;
 	}
-	if (libssh2_knownhost_readfile(kh, s->conf->ssh.known_hosts,
+	if (libssh2_knownhost_readfile(kh, c->known_hosts,
 	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
 		libssh2_knownhost_free(kh);
 		probe_ssh_fail(s, PROBE_ERR_KNOWN_HOSTS, 0,
-		    s->conf->ssh.known_hosts);
+		    c->known_hosts);
 		return -1;
 	}
 	rc = libssh2_knownhost_checkp(kh, s->host, s->port, key, keylen,
@@ -411,9 +412,9 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		/* It may be an attack: say so once, loudly, per episode. */
 		if (!s->mismatch_alerted)
 			alert_emit(ALERT_HOSTKEY_MISMATCH, s->service,
-			    "probe", s->conf->name, "target", s->where,
+			    "probe", probe_name(s->probe), "target", s->where,
 			    "fingerprint", fp,
-			    "known_hosts", s->conf->ssh.known_hosts, NULL);
+			    "known_hosts", c->known_hosts, NULL);
 		s->mismatch_alerted = 1;
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_MISMATCH, 0, fp);
 		break;
@@ -432,10 +433,11 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 static int
 probe_ssh_command(struct probe_ssh *s)
 {
-	char	 sink[4096];
-	ssize_t	 n, e;
-	int	 rc, status;
-	size_t	 room;
+	const struct ssh_conf	*c = &probe_conf(s->probe)->ssh;
+	char			 sink[4096];
+	ssize_t			 n, e;
+	int			 rc, status;
+	size_t			 room;
 
 	for (;;) {
 		switch (s->cmd) {
@@ -452,7 +454,7 @@ probe_ssh_command(struct probe_ssh *s)
 			break;
 		case CMD_EXEC:
 			rc = libssh2_channel_exec(s->channel,
-			    s->conf->ssh.command);
+			    c->command);
 			if (rc == LIBSSH2_ERROR_EAGAIN)
 				return 0;
 			if (rc != 0) {
@@ -505,11 +507,11 @@ probe_ssh_command(struct probe_ssh *s)
 				    status, NULL);
 				return -1;
 			}
-			if (s->conf->ssh.expect_output != NULL &&
-			    strstr(s->out, s->conf->ssh.expect_output) ==
+			if (c->expect_output != NULL &&
+			    strstr(s->out, c->expect_output) ==
 			    NULL) {
 				probe_ssh_fail(s, PROBE_ERR_COMMAND_OUTPUT, 0,
-				    s->conf->ssh.expect_output);
+				    c->expect_output);
 				return -1;
 			}
 			s->cmd = CMD_FREE;
@@ -528,7 +530,7 @@ probe_ssh_command(struct probe_ssh *s)
 static void
 probe_ssh_drive(struct probe_ssh *s)
 {
-	const struct ssh_conf	*c = &s->conf->ssh;
+	const struct ssh_conf	*c = &probe_conf(s->probe)->ssh;
 	int			 rc;
 
 	for (;;) {
@@ -633,7 +635,6 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 
 	if (s->running)
 		probe_ssh_close(s);
-	s->conf = conf;
 	s->port = conf->ssh.port > 0 ? conf->ssh.port : 22;
 	snprintf(s->host, sizeof(s->host), "%s", target);
 	snprintf(s->where, sizeof(s->where), "%s:%d", target, s->port);
