@@ -1207,6 +1207,11 @@ conf_status_from_str(const char *v, struct status_range **rp, size_t *np,
 			p++;
 		if (*p != '\0' && *p != ',')
 			goto bad;
+		if (lo == hi && (lo < 100 || lo > 599)) {
+			snprintf(why, whylen, "\"%s\": %ld is not an HTTP "
+			    "status code (100-599)", v, lo);
+			goto fail;
+		}
 		if (lo < 100 || hi > 599 || lo > hi) {
 			snprintf(why, whylen, "\"%s\": %ld-%ld is not a "
 			    "range of HTTP status codes (100-599, low first)",
@@ -1622,7 +1627,10 @@ conf_probe_check(struct conf_walk *w, const config_setting_t *cs,
 	regex_t			 re;
 	int			 rc;
 
-	if (p->name == NULL)
+	/* No default name for a probe of no known type: it would only
+	 * collide with a real probe's name and confuse the report. */
+	if (p->name == NULL && conf_probe_variant(w, cs, p) !=
+	    (F_HTTP | F_SSH))
 		p->name = conf_strdup(probe_type_str(p->type));
 	if (p->timeout >= p->interval)
 		conf_err_member(w, cs, "timeout", "must be less than "
