@@ -147,6 +147,9 @@ log_info(const char *fmt, ...)
 	va_end(ap);
 }
 
+static void log_verr(int, const char *, va_list)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 log_verr(int pri, const char *fmt, va_list ap)
 {
