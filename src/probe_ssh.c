@@ -429,6 +429,23 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 	return ret;
 }
 
+/* A command killed by a signal has no exit status: it is a failure. */
+static int
+probe_ssh_signalled(struct probe_ssh *s)
+{
+	char	 detail[64];
+	char	*sig = NULL;
+	size_t	 len = 0;
+
+	if (libssh2_channel_get_exit_signal(s->channel, &sig, &len, NULL,
+	    NULL, NULL, NULL) != 0 || sig == NULL)
+		return 0;
+	snprintf(detail, sizeof(detail), "killed by SIG%.*s", (int)len, sig);
+	libssh2_free(s->session, sig);
+	probe_ssh_fail(s, PROBE_ERR_COMMAND, 0, detail);
+	return 1;
+}
+
 /* The command's steps; returns 1 when done, 0 to wait, -1 on failure. */
 static int
 probe_ssh_command(struct probe_ssh *s)
@@ -501,6 +518,8 @@ probe_ssh_command(struct probe_ssh *s)
 			rc = libssh2_channel_wait_closed(s->channel);
 			if (rc == LIBSSH2_ERROR_EAGAIN)
 				return 0;
+			if (probe_ssh_signalled(s))
+				return -1;
 			status = libssh2_channel_get_exit_status(s->channel);
 			if (status != 0) {
 				probe_ssh_fail(s, PROBE_ERR_COMMAND_EXIT,

@@ -205,6 +205,7 @@ MATRIX = {
     "ssh-rsa": "ok",
     "ssh-no-key": "ok",
     "ssh-exit3": "command_exit=3",
+    "ssh-killed": "command",
     "ssh-output-bad": "output_mismatch",
     "ssh-hostkey-changed": "hostkey_mismatch",
     "ssh-host-unknown": "hostkey_unknown",
@@ -249,6 +250,8 @@ def matrix_probes(w):
         probe("ssh-no-key", "ssh", address=w.ssh_ip, port=SSH_PORT,
               known_hosts=w.known_hosts, **slow),
         w.ssh("ssh-exit3", command="exit 3", **slow),
+        # No exit status at all is no success either.
+        w.ssh("ssh-killed", command="kill -KILL $$", **slow),
         w.ssh("ssh-output-bad", command="echo something-else",
               expect_output="hello", **slow),
         w.ssh("ssh-hostkey-changed", known_hosts=w.known_hosts_changed,
