@@ -498,7 +498,8 @@ class Sim:
                 "InternalError", "An internal error has occurred", rid))
         finally:
             entry["duration"] = round(self.now() - entry["time"], 4)
-            self.log_request(entry)
+            if not entry.pop("logged", False):
+                self.log_request(entry)
 
     def apply_fault(self, h, rule, entry):
         """Raise the fault's error, or drop/hang; True when handled."""
@@ -522,6 +523,9 @@ class Sim:
             return True
         if k == "hang":
             entry["status"], entry["code"] = 0, "hung"
+            # Logged now: a test looks while the client still waits.
+            self.log_request(entry)
+            entry["logged"] = True
             self.stopping.wait(rule["seconds"])
             h.close_connection = True
             h.drop = True

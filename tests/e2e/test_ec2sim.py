@@ -1,0 +1,527 @@
+"""ec2sim judged by real AWS clients, real sshd/ssh and curl.
+
+Debian's awscli and botocore parse every reply: if the XML were not
+EC2's, they would fail.  Only 127.0.0.0/8 is used.
+"""
+
+import base64
+import datetime
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from unittest import mock
+
+import botocore.session
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+SRC = os.environ.get("FOD_SRCDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(SRC, "tests", "ec2sim"))
+
+from simfixture import BASIC, Ec2Sim  # noqa: E402
+
+AWS = "/usr/bin/aws"
+PROD = BASIC["instance"]
+EIP = BASIC["eip"]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    with Ec2Sim("basic", tmp_path_factory.mktemp("sim"),
+                delays={"pending": 0.3, "stopping": 0.3,
+                        "shutting_down": 0.3, "detach": 0.2,
+                        "attach": 0.2, "snapshot": 0.3}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def tls_sim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tlssim")
+    policy = d / "policy.json"
+    policy.write_text(json.dumps({"deny": ["TerminateInstances",
+                                           "ec2:DeleteSnapshot"]}))
+    with Ec2Sim("basic", d / "work", tls=True, policy=str(policy)) as s:
+        yield s
+
+
+def client(sim, key=None, secret=None, token=None, **cfg):
+    return botocore.session.get_session().create_client(
+        "ec2", region_name=sim.region, endpoint_url=sim.endpoint,
+        aws_access_key_id=key or sim.access_key,
+        aws_secret_access_key=secret or sim.secret_key,
+        aws_session_token=token, verify=sim.ca_file or True,
+        config=Config(retries={"total_max_attempts": 1}, **cfg))
+
+
+def err(excinfo):
+    e = excinfo.value.response
+    return e["Error"]["Code"], e["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def aws(sim, *args, check=True):
+    r = subprocess.run([AWS, "--endpoint-url", sim.endpoint, "--output",
+                        "json", "ec2", *args],
+                       env={**os.environ, **sim.env()},
+                       capture_output=True, text=True, timeout=60)
+    if check:
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout) if r.stdout.strip() else {}
+    return r
+
+
+def http_get(url, timeout=3):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def try_get(url, timeout=2):
+    """For polling: None while the listener is not (yet) there."""
+    try:
+        return http_get(url, timeout)
+    except OSError:
+        return None
+
+
+def raw_call(sim, body):
+    """A correctly signed request with a body botocore would not build."""
+    req = AWSRequest("POST", sim.endpoint, data=body.encode(), headers={
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(sim.access_key, sim.secret_key), "ec2",
+              sim.region).add_auth(req)
+    p = req.prepare()
+    r = urllib.request.Request(p.url, data=p.body, headers=dict(p.headers),
+                               method="POST")
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def launch(sim, c, az_subnet=BASIC["subnets"]["us-east-1a"], **kw):
+    r = c.run_instances(ImageId=BASIC["image"], MinCount=1, MaxCount=1,
+                        InstanceType="t3.micro", SubnetId=az_subnet, **kw)
+    iid = r["Instances"][0]["InstanceId"]
+    sim.wait_instance_state(iid, "running", timeout=15)
+    return iid
+
+
+def host_key_from_console(c, iid):
+    # botocore base64-decodes the console output itself.
+    out = c.get_console_output(InstanceId=iid)["Output"].encode()
+    m = re.search(r"-----BEGIN SSH HOST KEY KEYS-----\n(.*?)\n"
+                  r"-----END SSH HOST KEY KEYS-----", out.decode(), re.S)
+    assert m, out
+    return m.group(1).split()[:2]
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_awscli_runs_a_failover_scenario(sim):
+    r = aws(sim, "run-instances", "--image-id", BASIC["image"],
+            "--count", "1", "--instance-type", "t3.micro",
+            "--subnet-id", BASIC["subnets"]["us-east-1a"],
+            "--key-name", "prod-key", "--client-token", "cli-scenario-1",
+            "--security-group-ids", BASIC["security_group"],
+            "--iam-instance-profile", "Name=prod-web-role",
+            "--tag-specifications",
+            "ResourceType=instance,Tags=[{Key=Name,Value=cli-new}]")
+    new = r["Instances"][0]["InstanceId"]
+    assert r["Instances"][0]["State"]["Name"] == "pending"
+    # Same ClientToken, same answer, no second instance.
+    again = client(sim).run_instances(
+        ImageId=BASIC["image"], MinCount=1, MaxCount=1,
+        InstanceType="t3.micro", SubnetId=BASIC["subnets"]["us-east-1a"],
+        KeyName="prod-key", ClientToken="cli-scenario-1",
+        SecurityGroupIds=[BASIC["security_group"]],
+        IamInstanceProfile={"Name": "prod-web-role"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Name", "Value": "cli-new"}]}])
+    assert again["Instances"][0]["InstanceId"] == new
+    sim.wait_instance_state(new, "running")
+    found = aws(sim, "describe-instances", "--filters",
+                "Name=tag:Name,Values=cli-new",
+                "Name=instance-state-name,Values=running")
+    ids = [i["InstanceId"] for res in found["Reservations"]
+           for i in res["Instances"]]
+    assert ids == [new]
+
+    vol = aws(sim, "create-volume", "--availability-zone", "us-east-1a",
+              "--size", "4")["VolumeId"]
+    sim.wait(lambda: sim.volume(vol)["state"] == "available")
+    att = aws(sim, "attach-volume", "--volume-id", vol, "--instance-id",
+              new, "--device", "/dev/sdh")
+    assert att["State"] == "attaching"
+    sim.wait(lambda: sim.volume(vol)["attachment"]["state"] == "attached")
+    vols = aws(sim, "describe-volumes", "--filters",
+               f"Name=attachment.instance-id,Values={new}")["Volumes"]
+    assert [v["VolumeId"] for v in vols if v["Attachments"][0]["Device"]
+            == "/dev/sdh"] == [vol]
+
+    # Move the EIP: refused without AllowReassociation, then moved.
+    r = aws(sim, "associate-address", "--allocation-id", EIP,
+            "--instance-id", new, check=False)
+    assert r.returncode != 0 and "Resource.AlreadyAssociated" in r.stderr
+    assoc = aws(sim, "associate-address", "--allocation-id", EIP,
+                "--instance-id", new, "--allow-reassociation")
+    addrs = aws(sim, "describe-addresses", "--allocation-ids", EIP)
+    assert addrs["Addresses"][0]["InstanceId"] == new
+    assert addrs["Addresses"][0]["AssociationId"] == assoc["AssociationId"]
+
+    snap = aws(sim, "create-snapshot", "--volume-id",
+               BASIC["volumes"]["/dev/sdf"], "--description", "cli")
+    assert snap["State"] == "pending"
+    sim.wait(lambda: sim.snapshot(snap["SnapshotId"])["state"]
+             == "completed")
+    snaps = aws(sim, "describe-snapshots", "--owner-ids", "self",
+                "--filters", "Name=volume-id,Values="
+                + BASIC["volumes"]["/dev/sdf"])["Snapshots"]
+    assert snap["SnapshotId"] in [x["SnapshotId"] for x in snaps]
+
+    log = sim.requests()
+    runs = [e for e in log if e["action"] == "RunInstances"]
+    assert runs[0]["params"]["ClientToken"] == "cli-scenario-1"
+    assert runs[0]["access_key"] == sim.access_key
+    assert "Signature" not in json.dumps(runs[0]["params"])
+    # Put the world back for the other tests.
+    c = client(sim)
+    c.associate_address(AllocationId=EIP, InstanceId=PROD,
+                        AllowReassociation=True)
+    c.terminate_instances(InstanceIds=[new])
+
+
+def test_wrong_secret_and_wrong_key_are_refused(sim):
+    with pytest.raises(ClientError) as e:
+        client(sim, secret="x" * 40).describe_instances()
+    assert err(e) == ("SignatureDoesNotMatch", 403)
+    with pytest.raises(ClientError) as e:
+        client(sim, key="AKIANOTKNOWN00000000").describe_instances()
+    assert err(e) == ("AuthFailure", 401)
+    codes = [x["code"] for x in sim.requests(action="DescribeInstances")]
+    assert "SignatureDoesNotMatch" in codes and "AuthFailure" in codes
+
+
+class _SkewedDatetime(datetime.datetime):
+    @classmethod
+    def utcnow(cls):
+        return datetime.datetime.utcnow() - datetime.timedelta(minutes=6)
+
+
+def test_skewed_clock_is_refused(sim):
+    import types
+    fake = types.SimpleNamespace(
+        datetime=_SkewedDatetime, timezone=datetime.timezone,
+        timedelta=datetime.timedelta)
+    c = client(sim)
+    patches = [mock.patch("botocore.auth.datetime", fake)]
+    try:
+        import botocore.crt.auth  # noqa: F401  (awscrt signs if present)
+        patches.append(mock.patch("botocore.crt.auth.datetime", fake))
+    except ImportError:
+        pass
+    for p in patches:
+        p.start()
+    try:
+        with pytest.raises(ClientError) as e:
+            c.describe_instances()
+    finally:
+        for p in patches:
+            p.stop()
+    assert err(e) == ("RequestExpired", 400)
+    assert e.value.response["ResponseMetadata"]["HTTPHeaders"]["date"]
+    c.describe_instances()  # a correct clock works again
+
+    # The other way round: the sim's clock is off; its Date header says
+    # by how much, so a client can correct itself.
+    sim.clock(offset=900)
+    try:
+        with pytest.raises(ClientError) as e:
+            c.describe_instances()
+        assert err(e) == ("RequestExpired", 400)
+        date = e.value.response["ResponseMetadata"]["HTTPHeaders"]["date"]
+        from email.utils import parsedate_to_datetime
+        skew = parsedate_to_datetime(date).timestamp() - time.time()
+        assert 800 < skew < 1000
+    finally:
+        sim.clock(offset=0)
+
+
+def test_ssh_and_curl_follow_the_eip(sim, tmp_path):
+    eip_ip = sim.address(EIP)["ip"]
+    assert http_get(sim.url(eip_ip)) == f"ok {PROD}\n"
+    out = subprocess.run(sim.ssh_argv(eip_ip, "echo", "shell-ok"),
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0 and out.stdout == "shell-ok\n", out.stderr
+    curl = subprocess.run(["curl", "-sf", sim.url(eip_ip, "/data")],
+                          capture_output=True, text=True, timeout=10)
+    data = json.loads(curl.stdout)
+    assert [v["data"] for v in data["volumes"]] == [
+        sim.volume(BASIC["volumes"]["/dev/sdf"])["data"],
+        sim.volume(BASIC["volumes"]["/dev/sdg"])["data"]]
+
+    # A failover by hand: new instance, fence the old one, move the data
+    # volume and the address.
+    c = client(sim)
+    new = launch(sim, c)
+    kt, kb = host_key_from_console(c, new)
+    c.stop_instances(InstanceIds=[PROD], Force=True)
+    sim.wait_instance_state(PROD, "stopped")
+    vol = BASIC["volumes"]["/dev/sdf"]
+    c.detach_volume(VolumeId=vol)
+    sim.wait(lambda: sim.volume(vol)["state"] == "available")
+    c.attach_volume(VolumeId=vol, InstanceId=new, Device="/dev/sdf")
+    sim.wait(lambda: sim.volume(vol)["attachment"]["state"] == "attached")
+    c.associate_address(AllocationId=EIP, InstanceId=new,
+                        AllowReassociation=True)
+
+    def health():
+        return try_get(sim.url(eip_ip))
+    sim.wait(lambda: health() == f"ok {new}\n", what="EIP moved")
+    moved = json.loads(http_get(sim.url(eip_ip, "/data")))
+    assert moved["volumes"][0]["data"] == sim.volume(vol)["data"]
+    assert moved["volumes"][0]["data"].startswith("orders-db")
+
+    # The seeded known_hosts holds the old instance's key: strict
+    # checking refuses the new one ...
+    old = subprocess.run(sim.ssh_argv(eip_ip, "true"), capture_output=True,
+                         text=True, timeout=20)
+    assert old.returncode != 0
+    assert "IDENTIFICATION HAS CHANGED" in old.stderr \
+        or "Host key verification failed" in old.stderr
+    # ... and the key from GetConsoleOutput opens it.
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"{sim.host(eip_ip)} {kt} {kb}\n")
+    out = subprocess.run(sim.ssh_argv(eip_ip, "echo", "new-shell",
+                                      known_hosts=kh),
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0 and out.stdout == "new-shell\n", out.stderr
+
+    # Restore the basic world for the tests that follow.
+    c.detach_volume(VolumeId=vol)
+    sim.wait(lambda: sim.volume(vol)["state"] == "available")
+    c.start_instances(InstanceIds=[PROD])
+    sim.wait_instance_state(PROD, "running")
+    c.attach_volume(VolumeId=vol, InstanceId=PROD, Device="/dev/sdf")
+    c.associate_address(AllocationId=EIP, InstanceId=PROD,
+                        AllowReassociation=True)
+    c.terminate_instances(InstanceIds=[new])
+    sim.wait(lambda: health() == f"ok {PROD}\n", what="EIP back")
+
+
+def test_imds_v2_token_and_rotating_credentials(sim):
+    def req(path, method="GET", headers=None):
+        r = urllib.request.Request(sim.imds + path, method=method,
+                                   headers=headers or {})
+        try:
+            with urllib.request.urlopen(r, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+
+    base = "/latest/meta-data/iam/security-credentials/"
+    assert req(base)[0] == 401
+    assert req("/latest/api/token", "PUT")[0] == 400
+    st, token = req("/latest/api/token", "PUT",
+                    {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    assert st == 200
+    hdr = {"X-aws-ec2-metadata-token": token}
+    assert req(base, headers={"X-aws-ec2-metadata-token": "nope"})[0] == 401
+    st, role = req(base, headers=hdr)
+    assert st == 200 and role == sim.role
+    first = json.loads(req(base + role, headers=hdr)[1])
+    assert first["Code"] == "Success" and first["Expiration"]
+
+    c1 = client(sim, first["AccessKeyId"], first["SecretAccessKey"],
+                first["Token"])
+    c1.describe_instances()
+    with pytest.raises(ClientError) as e:
+        client(sim, first["AccessKeyId"],
+               first["SecretAccessKey"]).describe_instances()
+    assert err(e) == ("AuthFailure", 401)
+
+    sim.imds_control(rotate=True)
+    second = json.loads(req(base + role, headers=hdr)[1])
+    assert second["AccessKeyId"] != first["AccessKeyId"]
+    c1.describe_instances()       # previous credentials still accepted
+    sim.imds_control(rotate=True)
+    with pytest.raises(ClientError) as e:
+        c1.describe_instances()   # two rotations old: gone
+    assert err(e) == ("AuthFailure", 401)
+    third = json.loads(req(base + role, headers=hdr)[1])
+    client(sim, third["AccessKeyId"], third["SecretAccessKey"],
+           third["Token"]).describe_volumes()
+
+
+def test_dry_run(sim):
+    c = client(sim)
+    with pytest.raises(ClientError) as e:
+        c.stop_instances(InstanceIds=[PROD], DryRun=True)
+    assert err(e) == ("DryRunOperation", 412)
+    assert sim.instance(PROD)["state"] == "running"
+    with pytest.raises(ClientError) as e:
+        c.attach_volume(VolumeId=BASIC["volumes"]["/dev/sdg"],
+                        InstanceId=PROD, Device="/dev/sdh", DryRun=True)
+    assert err(e)[0] == "VolumeInUse"   # a dry run still checks
+
+
+def test_policy_denial_over_tls(tls_sim):
+    assert tls_sim.endpoint.startswith("https://") and tls_sim.ca_file
+    out = aws(tls_sim, "describe-instances")
+    assert out["Reservations"][0]["Instances"][0]["InstanceId"] == PROD
+    r = aws(tls_sim, "terminate-instances", "--instance-ids", PROD,
+            "--dry-run", check=False)
+    assert r.returncode != 0 and "UnauthorizedOperation" in r.stderr
+    c = client(tls_sim)
+    with pytest.raises(ClientError) as e:
+        c.terminate_instances(InstanceIds=[PROD])
+    assert err(e) == ("UnauthorizedOperation", 403)
+    with pytest.raises(ClientError) as e:
+        c.stop_instances(InstanceIds=[PROD], DryRun=True)
+    assert err(e) == ("DryRunOperation", 412)
+    assert tls_sim.instance(PROD)["state"] == "running"
+
+
+def test_throttling_and_connection_faults(sim):
+    c = client(sim, read_timeout=1, connect_timeout=2)
+    sim.fault(kind="throttle", action="DescribeVolumes", count=2)
+    for _ in range(2):
+        with pytest.raises(ClientError) as e:
+            c.describe_volumes()
+        assert err(e) == ("RequestLimitExceeded", 503)
+    c.describe_volumes()
+    sim.fault(kind="error500", action="*", count=1)
+    with pytest.raises(ClientError) as e:
+        c.describe_addresses()
+    assert err(e) == ("InternalError", 500)
+    sim.fault(kind="drop", action="DescribeImages", count=1)
+    with pytest.raises(Exception) as e:
+        c.describe_images(Owners=["self"])
+    assert not isinstance(e.value, ClientError)
+    sim.fault(kind="hang", action="DescribeImages", count=1, seconds=30)
+    with pytest.raises(Exception) as e:
+        c.describe_images(Owners=["self"])
+    assert "timeout" in str(e.value).lower()
+    c.describe_images(Owners=["self"])
+    codes = [x["code"] for x in sim.requests(action="DescribeImages")][-3:]
+    assert codes == ["dropped", "hung", "OK"]
+
+
+def test_unknown_parameter_and_action_are_rejected(sim):
+    st, body = raw_call(sim, "Action=DescribeInstances&Version=2016-11-15"
+                             "&InstanceId.1=" + PROD + "&Bogus.1=x")
+    assert st == 400 and "<Code>UnknownParameter</Code>" in body
+    st, body = raw_call(sim, "Action=DescribeInstances&Version=2016-11-15"
+                             "&Filter.1.Name=instance-id"
+                             "&Filter.1.Value.1=" + PROD)
+    assert st == 200 and PROD in body
+    st, body = raw_call(sim, "Action=LaunchRocket&Version=2016-11-15")
+    assert st == 400 and "<Code>InvalidAction</Code>" in body
+    st, body = raw_call(sim, "Action=RunInstances&Version=2016-11-15"
+                             "&ImageId=" + BASIC["image"])
+    assert st == 400 and "<Code>MissingParameter</Code>" in body
+
+
+def test_state_rules(sim):
+    c = client(sim)
+    new_b = launch(sim, c, BASIC["subnets"]["us-east-1b"])
+    vol = c.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    sim.wait(lambda: sim.volume(vol)["state"] == "available")
+    with pytest.raises(ClientError) as e:
+        c.attach_volume(VolumeId=vol, InstanceId=new_b, Device="/dev/sdf")
+    assert err(e)[0] == "InvalidVolume.ZoneMismatch"
+    with pytest.raises(ClientError) as e:
+        c.attach_volume(VolumeId=vol, InstanceId=PROD, Device="/dev/sdf")
+    assert err(e)[0] == "InvalidParameterValue"      # device in use
+    c.attach_volume(VolumeId=vol, InstanceId=PROD, Device="/dev/sdj")
+    sim.wait(lambda: sim.volume(vol)["attachment"]["state"] == "attached")
+
+    # A busy detach stays busy until forced.
+    sim.set_volume(vol, detach_busy=True)
+    assert c.detach_volume(VolumeId=vol)["State"] == "busy"
+    time.sleep(0.5)
+    assert sim.volume(vol)["attachment"]["state"] == "busy"
+    c.detach_volume(VolumeId=vol, Force=True)
+    sim.wait(lambda: sim.volume(vol)["state"] == "available")
+
+    # An instance stuck in 'stopping' until a forced stop.
+    sim.instance_fault(new_b, stuck_stopping=True)
+    c.stop_instances(InstanceIds=[new_b])
+    time.sleep(0.6)
+    assert sim.instance(new_b)["state"] == "stopping"
+    c.stop_instances(InstanceIds=[new_b], Force=True)
+    sim.wait_instance_state(new_b, "stopped")
+
+    # An impaired AZ: no capacity, says so, its instances unreachable.
+    sim.impair_az("us-east-1a")
+    try:
+        with pytest.raises(ClientError) as e:
+            c.run_instances(ImageId=BASIC["image"], MinCount=1, MaxCount=1,
+                            SubnetId=BASIC["subnets"]["us-east-1a"])
+        assert err(e)[0] == "InsufficientInstanceCapacity"
+        zones = {z["ZoneName"]: z["State"] for z in
+                 c.describe_availability_zones()["AvailabilityZones"]}
+        assert zones["us-east-1a"] == "impaired"
+        st = c.describe_instance_status(InstanceIds=[PROD])
+        assert st["InstanceStatuses"][0]["SystemStatus"]["Status"] == \
+            "impaired"
+    finally:
+        sim.impair_az("us-east-1a", impaired=False)
+    st = c.describe_instance_status(InstanceIds=[PROD])
+    assert st["InstanceStatuses"][0]["SystemStatus"]["Status"] == "ok"
+    c.terminate_instances(InstanceIds=[new_b])
+
+
+def test_instance_faults(sim):
+    ip = sim.instance(PROD)["ip"]
+    sim.instance_fault(PROD, "http_down")
+    sim.wait(lambda: sim.instance(PROD)["http"] == "off")
+
+    def refused():
+        try:
+            http_get(sim.url(ip), timeout=2)
+        except urllib.error.URLError as e:
+            return isinstance(e.reason, ConnectionRefusedError)
+        return False
+    sim.wait(refused, what="HTTP refused")
+    ok = subprocess.run(sim.ssh_argv(ip, "true"), capture_output=True,
+                        timeout=20)
+    assert ok.returncode == 0          # the lost-shell case's opposite
+
+    sim.instance_fault(PROD, "blackhole")
+    time.sleep(0.3)
+    s = socket.create_connection((ip, sim.ssh_port), timeout=2)
+    s.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        s.recv(100)                    # accepted, then silence
+    s.close()
+    sim.instance_fault(PROD, "none")
+    sim.wait(lambda: try_get(sim.url(ip)) == f"ok {PROD}\n",
+             what="HTTP back")
+
+
+def test_sigterm_stops_everything(tmp_path):
+    s = Ec2Sim("basic", tmp_path / "sim").start()
+    try:
+        ip = s.instance(PROD)["ip"]
+        s.wait(lambda: try_get(s.url(ip)) == f"ok {PROD}\n")
+        proc = s.proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        for port in (s.ssh_port, s.http_port):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((ip, port), timeout=2)
+    finally:
+        s.stop()
