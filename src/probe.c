@@ -22,6 +22,7 @@ struct probe {
 	probe_state_cb		 cb;
 	void			*cb_arg;
 	char			*target;	/* the service's address */
+	char			*learned_hosts;	/* file, or NULL */
 
 	ev_timer		 sched;		/* start of each check */
 	ev_timer		 deadline;	/* end of the current check */
@@ -434,6 +435,39 @@ probe_set_target(struct probe *p, const char *address)
 }
 
 void
+probe_set_learned_hosts(struct probe *p, const char *path)
+{
+	char *copy = NULL;
+
+	if (path != NULL) {
+		copy = strdup(path);
+		if (copy == NULL) {
+			log_warn("probe %s/%s: learned hosts", p->service,
+			    p->conf->name);
+			return;
+		}
+	}
+	free(p->learned_hosts);
+	p->learned_hosts = copy;
+}
+
+const char *
+probe_learned_hosts(const struct probe *p)
+{
+	return p->learned_hosts;
+}
+
+void
+probe_reset(struct probe *p)
+{
+	/* A check in flight began before the reset: it must not count. */
+	probe_cancel(p);
+	p->health.state = PROBE_UNKNOWN;
+	p->health.ok_streak = 0;
+	p->health.fail_streak = 0;
+}
+
+void
 probe_set_conf(struct probe *p, const struct probe_conf *conf)
 {
 	p->conf = conf;
@@ -491,5 +525,6 @@ probe_free(struct probe *p)
 	probe_http_free(p->http);
 	probe_ssh_free(p->ssh);
 	free(p->target);
+	free(p->learned_hosts);
 	free(p);
 }

@@ -364,11 +364,23 @@ probe_ssh_fingerprint(struct probe_ssh *s, char *out, size_t len)
 	snprintf(out, len, "SHA256:%s", b64);
 }
 
+/* A missing learned file is normal: no failover has happened yet. */
+static void
+probe_ssh_read_learned(LIBSSH2_KNOWNHOSTS *kh, const char *path)
+{
+	if (access(path, R_OK) == -1)
+		return;
+	if (libssh2_knownhost_readfile(kh, path,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
+		log_warnx("learned host keys %s: unreadable", path);
+}
+
 /* Host key against known_hosts; 0 to go on, -1 when it failed. */
 static int
 probe_ssh_check_hostkey(struct probe_ssh *s)
 {
 	const struct ssh_conf	*c = &probe_conf(s->probe)->ssh;
+	const char		*learned = probe_learned_hosts(s->probe);
 	LIBSSH2_KNOWNHOSTS	*kh = NULL;
 	const char		*key;
 	size_t			 keylen;
@@ -380,7 +392,7 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		probe_ssh_fail(s, PROBE_ERR_KEX, 0, "no host key");
 		return -1;
 	}
-	if (c->known_hosts == NULL) {
+	if (c->known_hosts == NULL && learned == NULL) {
 		/* Never trust on first use: no file, no trusted key. */
 		probe_ssh_fingerprint(s, fp, sizeof(fp));
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
@@ -391,13 +403,20 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0, "knownhost_init");
 		return -1;
 	}
-	if (libssh2_knownhost_readfile(kh, c->known_hosts,
-	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+	if (c->known_hosts != NULL && libssh2_knownhost_readfile(kh,
+	    c->known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
 		libssh2_knownhost_free(kh);
 		probe_ssh_fail(s, PROBE_ERR_KNOWN_HOSTS, 0,
 		    c->known_hosts);
 		return -1;
 	}
+	/*
+	 * Keys of a replacement, read from its console by the failover
+	 * engine. libssh2 keeps looking after a mismatching entry, so the
+	 * old key of the address in known_hosts does not hide them.
+	 */
+	if (learned != NULL)
+		probe_ssh_read_learned(kh, learned);
 	rc = libssh2_knownhost_checkp(kh, s->host, s->port, key, keylen,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
 	    probe_ssh_key_typemask(type), NULL);
@@ -691,6 +710,9 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 			fail = conf->ssh.known_hosts;
 			goto fail;
 		}
+		if (probe_learned_hosts(s->probe) != NULL)
+			probe_ssh_read_learned(kh,
+			    probe_learned_hosts(s->probe));
 		probe_ssh_prefer_known(s, kh);
 		libssh2_knownhost_free(kh);
 	}

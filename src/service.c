@@ -22,6 +22,7 @@ struct service {
 	enum service_verdict	 verdict;
 	time_t			 verdict_since;	/* wall clock, for people */
 	char			*target;
+	char			*learned_hosts;
 	int			 started;
 };
 
@@ -203,6 +204,8 @@ service_probe_new(struct service *svc, const struct probe_conf *pc)
 	}
 	if (svc->target != NULL)
 		probe_set_target(p, svc->target);
+	if (svc->learned_hosts != NULL)
+		probe_set_learned_hosts(p, svc->learned_hosts);
 	return p;
 }
 
@@ -250,6 +253,7 @@ service_free(struct service *svc)
 		probe_free(svc->probes[i]);
 	free(svc->probes);
 	free(svc->target);
+	free(svc->learned_hosts);
 	free(svc->name);
 	free(svc);
 }
@@ -371,6 +375,27 @@ service_set_target(struct service *svc, const char *address)
 	svc->target = copy;
 	for (i = 0; i < svc->nprobes; i++)
 		probe_set_target(svc->probes[i], address);
+}
+
+void
+service_set_learned_hosts(struct service *svc, const char *path)
+{
+	size_t i;
+
+	free(svc->learned_hosts);
+	svc->learned_hosts = path != NULL ? strdup(path) : NULL;
+	for (i = 0; i < svc->nprobes; i++)
+		probe_set_learned_hosts(svc->probes[i], path);
+}
+
+void
+service_reset_probes(struct service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < svc->nprobes; i++)
+		probe_reset(svc->probes[i]);
+	service_evaluate(svc);
 }
 
 void

@@ -120,6 +120,19 @@ void		 probe_free(struct probe *p);
  * Elastic IP); NULL stops such a probe after its current check.
  */
 void		 probe_set_target(struct probe *p, const char *address);
+/*
+ * A known_hosts-format file of host keys the failover engine learnt for
+ * the replacement instance (from its console output); ssh checks accept
+ * a key found there or in the probe's known_hosts. NULL: none.
+ */
+void		 probe_set_learned_hosts(struct probe *p, const char *path);
+const char	*probe_learned_hosts(const struct probe *p);
+/*
+ * Forgets fall/rise progress: the probe is UNKNOWN again and must pass
+ * (or fail) its rise (fall) count anew. Nobody is told; the caller
+ * re-evaluates. Used when the failover engine verifies a replacement.
+ */
+void		 probe_reset(struct probe *p);
 void		 probe_start(struct probe *p);
 void		 probe_stop(struct probe *p);
 /* Adopts an equal conf from a reloaded config (the old one goes away). */

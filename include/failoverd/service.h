@@ -56,6 +56,17 @@ const char	*service_verdict_str(enum service_verdict v);
  */
 void		 service_set_target(struct service *svc, const char *address);
 
+/* Learned host keys (probe_set_learned_hosts) for every probe. */
+void		 service_set_learned_hosts(struct service *svc,
+		    const char *path);
+
+/*
+ * Every probe starts counting afresh (probe_reset); the verdict becomes
+ * UNKNOWN and turns HEALTHY only when each probe has passed rise
+ * checks in a row. The failover engine's VERIFY waits for that.
+ */
+void		 service_reset_probes(struct service *svc);
+
 /* Status for failoverctl: text for people, JSON for scripts. */
 void		 service_status(const struct service *svc, struct buf *out,
 		    int json);
