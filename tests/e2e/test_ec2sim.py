@@ -525,3 +525,28 @@ def test_sigterm_stops_everything(tmp_path):
                 socket.create_connection((ip, port), timeout=2)
     finally:
         s.stop()
+
+
+def test_baked_image_carries_data_and_honours_nodevice(sim):
+    c = client(sim)
+    sdf = BASIC["volumes"]["/dev/sdf"]
+    sim.set_volume(sdf, data="orders-db: baked")
+    img = c.create_image(InstanceId=PROD, Name="prod-web-baked",
+                         NoReboot=True, BlockDeviceMappings=[
+                             {"DeviceName": "/dev/sdg", "NoDevice": ""}])
+    iid = img["ImageId"]
+    sim.wait(lambda: c.describe_images(ImageIds=[iid])["Images"][0]
+             ["State"] == "available", interval=0.2)
+    devs = [m["DeviceName"] for m in c.describe_images(
+        ImageIds=[iid])["Images"][0]["BlockDeviceMappings"]]
+    assert devs == ["/dev/xvda", "/dev/sdf"]
+    r = c.run_instances(ImageId=iid, MinCount=1, MaxCount=1,
+                        SubnetId=BASIC["subnets"]["us-east-1b"])
+    new = r["Instances"][0]["InstanceId"]
+    sim.wait_instance_state(new, "running")
+    ip = sim.instance(new)["ip"]
+    data = json.loads(sim.wait(lambda: try_get(sim.url(ip, "/data"))))
+    assert [(v["device"], v["data"]) for v in data["volumes"]] == [
+        ("/dev/sdf", "orders-db: baked")]
+    assert data["volumes"][0]["volume_id"] != sdf
+    c.terminate_instances(InstanceIds=[new])

@@ -25,6 +25,7 @@ DEFAULT_DELAYS = {
     "stopping": 0.5,       # stopping -> stopped
     "shutting_down": 0.5,  # shutting-down -> terminated
     "boot": 0.0,           # running -> sshd/http listening
+    "reboot": 0.5,         # CreateImage without NoReboot: listeners down
     "status_init": 0.3,    # running -> status checks 'ok'
     "volume_create": 0.3,  # creating -> available
     "attach": 0.3,         # attaching -> attached
@@ -404,7 +405,7 @@ class World:
             since=self.now(), reason="", state_reason=None,
             root_device=image.root_device, dir=d, hostkey=hostkey,
             hostkey_pub=pub, faults=set(), stuck_stopping=False,
-            running_since=None)
+            running_since=None, reboot_until=0.0)
         self.instances[iid] = inst
         self.sim.add_runtime(inst)
         return inst
@@ -456,6 +457,8 @@ class World:
         if inst.state != "running" or inst.running_since is None:
             return "off", "off"
         if self.now() < inst.running_since + self.delays.get("boot", 0):
+            return "off", "off"
+        if self.now() < inst.reboot_until:
             return "off", "off"
         if "blackhole" in inst.faults or self.azs[inst.az].impaired:
             return "blackhole", "blackhole"
@@ -708,6 +711,8 @@ class World:
                 f"capacity. You can currently get {itype} capacity by not "
                 f"specifying an Availability Zone in your request or "
                 f"choosing {others}.")
+        mappings = self._launch_mappings(image, p.get("BlockDeviceMappings",
+                                                      []))
         if self._dry(p):
             return None
         rid = new_id("r")
@@ -718,7 +723,7 @@ class World:
             inst = self._new_instance(
                 new_id("i"), image, itype, subnet, p.get("KeyName"),
                 groups, prof, dict(itags), token, rid, n)
-            for m in image.mappings:
+            for m in mappings:
                 snap = self.snapshots.get(m["snapshot"])
                 vol = self._new_volume(new_id("vol"), subnet.az, m["size"],
                                        m["snapshot"],
@@ -733,6 +738,43 @@ class World:
             self.client_tokens[token] = (fingerprint,
                                          [i.id for i in insts])
         return self._reservations(insts)[0]
+
+    def _launch_mappings(self, image, overrides):
+        """The image's block devices as changed by BlockDeviceMapping.N."""
+        maps = {m["device"]: dict(m) for m in image.mappings}
+        for o in overrides:
+            dev = o.get("DeviceName")
+            if not dev or not DEVICE_RE.match(dev):
+                raise ApiError("InvalidBlockDeviceMapping",
+                               f"Invalid device name {dev}")
+            if "NoDevice" in o:
+                if dev == image.root_device:
+                    raise ApiError("InvalidBlockDeviceMapping",
+                                   "The root device cannot be removed")
+                maps.pop(dev, None)
+                continue
+            ebs = o.get("Ebs") or {}
+            m = maps.setdefault(dev, {"device": dev, "snapshot": "",
+                                      "size": None, "dot": True})
+            if ebs.get("SnapshotId"):
+                snap = self._get(self.snapshots, "snap", ebs["SnapshotId"])
+                m["snapshot"], m["size"] = snap.id, snap.size
+            if "VolumeSize" in ebs:
+                if m["size"] and ebs["VolumeSize"] < m["size"]:
+                    raise ApiError(
+                        "InvalidBlockDeviceMapping",
+                        f"Volume of size {ebs['VolumeSize']}GB is smaller "
+                        f"than snapshot '{m['snapshot']}', expect size >= "
+                        f"{m['size']}GB")
+                m["size"] = ebs["VolumeSize"]
+            if "DeleteOnTermination" in ebs:
+                m["dot"] = ebs["DeleteOnTermination"]
+            if not m["size"]:
+                raise ApiError("InvalidBlockDeviceMapping",
+                               f"The device {dev} needs a VolumeSize or a "
+                               f"SnapshotId")
+        return sorted(maps.values(), key=lambda m: (
+            m["device"] != image.root_device, m["device"]))
 
     def _pending_done(self, iid):
         inst = self.instances[iid]
@@ -1212,10 +1254,16 @@ class World:
                            f"which it can be imaged.")
         if self._dry(p):
             return None
+        skip = {m.get("DeviceName") for m in p.get("BlockDeviceMappings", [])
+                if "NoDevice" in m}
+        if inst.root_device in skip:
+            raise ApiError("InvalidBlockDeviceMapping",
+                           "The root device cannot be removed")
         iid = new_id("ami")
         mappings = []
         for v in sorted(self.volumes.values(), key=lambda v: v.id):
-            if v.att and v.att["instance"] == inst.id:
+            if (v.att and v.att["instance"] == inst.id
+                    and v.att["device"] not in skip):
                 s = self._new_snapshot(
                     new_id("snap"), v.id, v.size, v.data,
                     f"Created by CreateImage({inst.id}) for {iid}",
@@ -1232,6 +1280,13 @@ class World:
             root_device=inst.root_device, mappings=mappings,
             tags=tag_specs(p, "image"))
         self.sim.event(f"image {iid}: creating from {inst.id}")
+        if inst.state == "running" and not p.get("NoReboot", False):
+            # AWS reboots the instance for a consistent image: a short
+            # outage the watchdog will see.
+            inst.reboot_until = self.now() + self.delays.get("reboot", 0)
+            self.sim.event(f"instance {inst.id}: rebooting for {iid}")
+            self.kick()
+            self.sched.after(self.delays.get("reboot", 0) + 0.01, self.kick)
         self.after("image", self._image_done, iid)
         return {"ImageId": iid}
 
