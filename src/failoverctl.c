@@ -82,6 +82,47 @@ ctl_write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
+/* Sends one request and reads the whole reply; -1 after saying why. */
+static int
+ctl_exchange(const char *path, const struct buf *req, struct buf *reply)
+{
+	char	chunk[4096];
+	ssize_t	n;
+	int	fd;
+
+	fd = ctl_connect(path);
+	if (fd == -1) {
+		fprintf(stderr, "failoverctl: cannot reach the daemon at %s: "
+		    "%s\n(is failoverd running? try: systemctl status "
+		    "failoverd; another socket: -s PATH)\n", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (ctl_write_all(fd, req->data, req->len) == -1) {
+		fprintf(stderr, "failoverctl: sending to %s: %s\n", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(stderr, "failoverctl: reading from %s: %s\n",
+			    path, errno == EAGAIN ? "no reply in time" :
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		buf_append(reply, chunk, (size_t)n);
+	}
+	close(fd);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -95,9 +136,7 @@ main(int argc, char **argv)
 	};
 	struct buf	 req, reply;
 	const char	*path, *body;
-	char		 chunk[4096];
-	ssize_t		 n;
-	int		 ch, i, fd, json = 0;
+	int		 ch, i, rc, json = 0;
 
 	path = getenv("FAILOVERD_SOCKET");
 	if (path == NULL || *path == '\0')
@@ -132,11 +171,12 @@ main(int argc, char **argv)
 	}
 	buf_init(&req);
 	buf_init(&reply);
+	rc = 2;
 	for (i = optind; i < argc; i++) {
 		if (argv[i][0] == '\0' || strpbrk(argv[i], " \t\n") != NULL) {
 			fprintf(stderr, "failoverctl: argument '%s' may not be "
 			    "empty or contain spaces\n", argv[i]);
-			return 2;
+			goto done;
 		}
 		buf_printf(&req, "%s%s", i > optind ? " " : "", argv[i]);
 	}
@@ -145,49 +185,23 @@ main(int argc, char **argv)
 	buf_puts(&req, "\n");
 	if (req.len > CONTROL_MAX_REQUEST - 1) {
 		fprintf(stderr, "failoverctl: request too long\n");
-		return 2;
+		goto done;
 	}
-
-	fd = ctl_connect(path);
-	if (fd == -1) {
-		fprintf(stderr, "failoverctl: cannot reach the daemon at %s: "
-		    "%s\n(is failoverd running? try: systemctl status "
-		    "failoverd; another socket: -s PATH)\n", path,
-		    strerror(errno));
-		return 3;
-	}
-	if (ctl_write_all(fd, req.data, req.len) == -1) {
-		fprintf(stderr, "failoverctl: sending to %s: %s\n", path,
-		    strerror(errno));
-		close(fd);
-		return 3;
-	}
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			fprintf(stderr, "failoverctl: reading from %s: %s\n",
-			    path, errno == EAGAIN ? "no reply in time" :
-			    strerror(errno));
-			close(fd);
-			return 3;
-		}
-		if (n == 0)
-			break;
-		buf_append(&reply, chunk, (size_t)n);
-	}
-	close(fd);
+	rc = 3;
+	if (ctl_exchange(path, &req, &reply) == -1)
+		goto done;
 	body = buf_str(&reply);
 	if (strncmp(body, "OK\n", 3) == 0) {
 		fputs(body + 3, stdout);
-		return 0;
-	}
-	if (strncmp(body, "ERR ", 4) == 0) {
+		rc = 0;
+	} else if (strncmp(body, "ERR ", 4) == 0) {
 		fprintf(stderr, "failoverctl: %s", body + 4);
-		return 1;
-	}
-	fprintf(stderr, "failoverctl: the daemon closed the connection "
-	    "without a reply\n");
-	return 3;
+		rc = 1;
+	} else
+		fprintf(stderr, "failoverctl: the daemon closed the "
+		    "connection without a reply\n");
+done:
+	buf_free(&req);
+	buf_free(&reply);
+	return rc;
 }
