@@ -1,6 +1,6 @@
 /*
  * The event table and the one function that writes an event. Repeats of
- * the same (event, service) are rate limited: on-call wants the first
+ * the same line are rate limited: on-call wants the first
  * line and a count, not a page per second.
  */
 #include <stdarg.h>
@@ -42,9 +42,9 @@ static const struct {
 #define ALERT_RL_SLOTS	64
 #define ALERT_RL_BURST	5
 
+/* A repeat is the same event with the same fields: same line, same key. */
 struct alert_rl {
-	enum alert_event ev;
-	char		 service[64];
+	unsigned long	 key;
 	double		 window_start;
 	unsigned int	 count;
 	unsigned int	 folded;
@@ -88,20 +88,29 @@ alert_now(void)
  * Returns the number of folded repeats to report with this line, or -1
  * when this line is itself folded.
  */
+static unsigned long
+alert_hash(const char *s)
+{
+	unsigned long h = 5381;
+
+	while (*s != '\0')
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
 static int
-alert_rate_check(enum alert_event ev, const char *service)
+alert_rate_check(const char *line)
 {
 	struct alert_rl	*slot = NULL, *oldest = &alert_rl[0];
 	double		 now = alert_now();
-	const char	*svc = service ? service : "";
+	unsigned long	 key = alert_hash(line);
 	int		 folded;
 	size_t		 i;
 
 	if (alert_rl_window <= 0)
 		return 0;
 	for (i = 0; i < ALERT_RL_SLOTS; i++) {
-		if (alert_rl[i].count > 0 && alert_rl[i].ev == ev &&
-		    strcmp(alert_rl[i].service, svc) == 0) {
+		if (alert_rl[i].count > 0 && alert_rl[i].key == key) {
 			slot = &alert_rl[i];
 			break;
 		}
@@ -112,8 +121,7 @@ alert_rate_check(enum alert_event ev, const char *service)
 		folded = slot ? (int)slot->folded : 0;
 		if (slot == NULL)
 			slot = oldest;
-		slot->ev = ev;
-		snprintf(slot->service, sizeof(slot->service), "%s", svc);
+		slot->key = key;
 		slot->window_start = now;
 		slot->count = 1;
 		slot->folded = 0;
@@ -162,9 +170,6 @@ alert_emit(enum alert_event ev, const char *service, ...)
 	const char	*key, *value;
 	int		 folded;
 
-	folded = alert_rate_check(ev, service);
-	if (folded < 0)
-		return;
 	off = snprintf(buf, sizeof(buf), "event=%s", alert_event_name(ev));
 	if (service != NULL)
 		alert_append(buf, sizeof(buf), &off, "service", service);
@@ -178,6 +183,9 @@ alert_emit(enum alert_event ev, const char *service, ...)
 		    value ? value : "");
 	}
 	va_end(ap);
+	folded = alert_rate_check(buf);
+	if (folded < 0)
+		return;
 	if (folded > 0) {
 		snprintf(num, sizeof(num), "%d", folded);
 		alert_append(buf, sizeof(buf), &off, "repeats_folded", num);

@@ -12,6 +12,7 @@
 #include "failoverd/log.h"
 
 static int	log_to_stderr;
+static FILE	*log_stream;	/* NULL: stderr */
 static int	log_debug_on;
 static int	log_fac = LOG_DAEMON;
 static const char *log_ident = "failoverd";
@@ -73,6 +74,12 @@ log_set_facility(int facility)
 }
 
 void
+log_set_stream(FILE *fp)
+{
+	log_stream = fp;
+}
+
+void
 log_set_debug(int on)
 {
 	log_debug_on = on;
@@ -110,9 +117,9 @@ log_vmsg(int pri, const char *fmt, va_list ap)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		localtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-		fprintf(stderr, "%s.%03ld %s: %s\n", stamp,
-		    ts.tv_nsec / 1000000, log_pri_name(pri), buf);
-		fflush(stderr);
+		fprintf(log_stream ? log_stream : stderr, "%s.%03ld %s: %s\n",
+		    stamp, ts.tv_nsec / 1000000, log_pri_name(pri), buf);
+		fflush(log_stream ? log_stream : stderr);
 	}
 	errno = saved;
 }

@@ -45,7 +45,10 @@ int		 alert_event_severity(enum alert_event ev);
 void		 alert_emit(enum alert_event ev, const char *service, ...)
 		    __attribute__((sentinel));
 
-/* Repeats of one (event, service) inside this many seconds are folded. */
+/*
+ * Repeats of one line (same event, service and fields) past the fifth
+ * inside this many seconds are folded into a count; 0 turns this off.
+ */
 void		 alert_set_rate_limit(double seconds);
 
 #endif

@@ -6,10 +6,13 @@
 #define FAILOVERD_LOG_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 /* facility is a syslog LOG_* facility; to_stderr mirrors every line. */
 void	log_init(const char *ident, int facility, int to_stderr);
 void	log_set_facility(int facility);
+/* Where the copy of each line goes instead of stderr (tests). */
+void	log_set_stream(FILE *fp);
 void	log_set_debug(int on);
 int	log_facility_from_name(const char *name);
 const char *log_facility_name(int facility);

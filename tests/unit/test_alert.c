@@ -1,0 +1,139 @@
+/*
+ * The event line a person greps for: its shape, its quoting, and the
+ * folding of repeats that keeps a flapping probe from flooding syslog.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failoverd/alert.h"
+#include "failoverd/log.h"
+
+static FILE	*capture;
+
+static int
+setup(void **state)
+{
+	capture = tmpfile();
+	assert_non_null(capture);
+	log_init("test_alert", LOG_USER, 1);
+	log_set_stream(capture);
+	alert_set_rate_limit(60);
+	return 0;
+}
+
+/* Everything logged since the last call. */
+static char *
+captured(void)
+{
+	static long	 done;
+	long		 end;
+	char		*s;
+
+	fflush(capture);
+	end = ftell(capture);
+	s = calloc(1, end - done + 1);
+	fseek(capture, done, SEEK_SET);
+	assert_int_equal(fread(s, 1, end - done, capture),
+	    (size_t)(end - done));
+	fseek(capture, end, SEEK_SET);
+	done = end;
+	return s;
+}
+
+static int
+count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+static void
+test_event_line_has_name_service_and_fields(void **state)
+{
+	char *out;
+
+	alert_emit(ALERT_SERVICE_DOWN, "web", "instance", "i-0abc",
+	    "reason", "http: connect refused", NULL);
+	out = captured();
+	assert_non_null(strstr(out, "event=service_down service=web "
+	    "instance=i-0abc reason=\"http: connect refused\"\n"));
+	assert_non_null(strstr(out, " err: "));
+	free(out);
+}
+
+static void
+test_values_are_quoted_and_escaped_on_one_line(void **state)
+{
+	char *out;
+
+	alert_emit(ALERT_PROBE_DOWN, "web", "reason",
+	    "body said \"no\"\nsecond line", "empty", "", NULL);
+	out = captured();
+	assert_non_null(strstr(out, "reason=\"body said \\\"no\\\" second "
+	    "line\" empty=\"\"\n"));
+	assert_int_equal(count(out, "\n"), 1);
+	free(out);
+}
+
+static void
+test_repeats_are_folded_and_counted(void **state)
+{
+	char	*out;
+	int	 i;
+
+	for (i = 0; i < 20; i++)
+		alert_emit(ALERT_AWS_ERROR, "db", "code", "Throttling", NULL);
+	out = captured();
+	assert_int_equal(count(out, "event=aws_error"), 5);
+	free(out);
+	/* A new window reports what was folded. */
+	alert_set_rate_limit(0.000001);
+	usleep(1000);
+	alert_emit(ALERT_AWS_ERROR, "db", "code", "Throttling", NULL);
+	out = captured();
+	assert_non_null(strstr(out, "repeats_folded=15"));
+	free(out);
+	alert_set_rate_limit(60);
+}
+
+static void
+test_different_probes_are_not_folded_together(void **state)
+{
+	char	 name[16];
+	char	*out;
+	int	 i;
+
+	for (i = 0; i < 12; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		alert_emit(ALERT_PROBE_DOWN, "api", "probe", name, NULL);
+	}
+	out = captured();
+	assert_int_equal(count(out, "event=probe_down service=api"), 12);
+	free(out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_event_line_has_name_service_and_fields),
+		cmocka_unit_test(test_values_are_quoted_and_escaped_on_one_line),
+		cmocka_unit_test(test_repeats_are_folded_and_counted),
+		cmocka_unit_test(test_different_probes_are_not_folded_together),
+	};
+
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
