@@ -1,5 +1,6 @@
 /*
- * The running daemon: configuration in force, services, control socket.
+ * The running daemon: configuration in force, services with their
+ * failover engines, the EC2 client, the control socket.
  */
 #include <sys/stat.h>
 
@@ -12,12 +13,20 @@
 #include "failoverd/alert.h"
 #include "failoverd/buf.h"
 #include "failoverd/control.h"
+#include "failoverd/creds.h"
 #include "failoverd/curlev.h"
 #include "failoverd/daemon.h"
+#include "failoverd/ec2.h"
+#include "failoverd/failover.h"
 #include "failoverd/log.h"
 #include "failoverd/service.h"
 
 #define DAEMON_CONF_ERRLEN	8192
+/*
+ * Services that all went DOWN within this many seconds of each other
+ * point at the watchdog's own network rather than at the instances.
+ */
+#define DAEMON_ISOLATION_WINDOW	5.0
 
 struct daemon {
 	struct ev_loop		*loop;
@@ -25,8 +34,13 @@ struct daemon {
 	struct curlev		*curl;
 	struct control		*control;
 	struct service		**services;
+	struct failover		**failovers;	/* one per service */
 	size_t			 nservices;
 	struct service_env	 env;
+	struct creds_provider	*creds;
+	struct ec2_client	*ec2;
+	char			 ec2_error[512];
+	struct failover_env	 fenv;
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
 };
@@ -43,6 +57,82 @@ daemon_find(struct daemon *d, const char *name)
 		if (strcmp(service_name(d->services[i]), name) == 0)
 			return d->services[i];
 	return NULL;
+}
+
+static struct failover *
+daemon_failover(struct daemon *d, const struct service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < d->nservices; i++)
+		if (d->services[i] == svc)
+			return d->failovers[i];
+	return NULL;
+}
+
+static void
+daemon_on_verdict(struct service *svc, enum service_verdict from,
+    enum service_verdict to, void *arg)
+{
+	struct failover *fo = daemon_failover(arg, svc);
+
+	if (fo != NULL)
+		failover_on_verdict(fo, from, to);
+}
+
+/*
+ * The watchdog looks cut off when every service it watches is DOWN and
+ * they all went down within a few seconds of each other. With a single
+ * service this cannot be told from an application failure, so one
+ * service is never "isolated": we fail it over (README, "Watchdog
+ * isolation").
+ */
+static int
+daemon_isolated(void *arg)
+{
+	struct daemon	*d = arg;
+	double		 lo = 0, hi = 0, t;
+	size_t		 i;
+
+	if (d->nservices < 2)
+		return 0;
+	for (i = 0; i < d->nservices; i++) {
+		t = failover_down_since(d->failovers[i]);
+		if (t == 0)
+			return 0;
+		if (i == 0 || t < lo)
+			lo = t;
+		if (i == 0 || t > hi)
+			hi = t;
+	}
+	return hi - lo <= DAEMON_ISOLATION_WINDOW;
+}
+
+/*
+ * The EC2 client. Failing here (no region...) is not fatal: the daemon
+ * keeps monitoring and says why it cannot fail over.
+ */
+static void
+daemon_open_aws(struct daemon *d, const struct config *conf)
+{
+	d->creds = creds_provider_new(d->loop, d->curl, conf->aws.profile,
+	    conf->aws.imds_endpoint);
+	if (d->creds == NULL) {
+		snprintf(d->ec2_error, sizeof(d->ec2_error),
+		    "credentials provider: out of memory");
+		goto fail;
+	}
+	d->ec2 = ec2_client_new(d->loop, d->curl, d->creds, &conf->aws,
+	    d->ec2_error, sizeof(d->ec2_error));
+	if (d->ec2 == NULL)
+		goto fail;
+	log_info("aws: EC2 endpoint %s, region %s", ec2_client_endpoint(d->ec2),
+	    ec2_client_region(d->ec2));
+	return;
+fail:
+	alert_emit(ALERT_AWS_ERROR, NULL, "error", d->ec2_error, "action",
+	    "monitoring only: no failover until this is fixed and failoverd "
+	    "restarted", NULL);
 }
 
 static int
@@ -69,19 +159,32 @@ static int
 daemon_apply(struct daemon *d, struct config *conf)
 {
 	struct service	**next, *svc;
+	struct failover	**nextfo;
 	size_t		  i, j;
 
 	next = calloc(conf->nservices + 1, sizeof(*next));
-	if (next == NULL)
+	nextfo = calloc(conf->nservices + 1, sizeof(*nextfo));
+	if (next == NULL || nextfo == NULL) {
+		free(next);
+		free(nextfo);
 		return -1;
+	}
+	/* The journals are found in the new state_dir from now on. */
+	d->fenv.state_dir = conf->state_dir;
 	for (i = 0; i < conf->nservices; i++) {
 		svc = daemon_find(d, conf->services[i].name);
 		if (svc != NULL) {
 			service_update(svc, &conf->services[i]);
+			nextfo[i] = daemon_failover(d, svc);
 		} else {
 			svc = service_new(&d->env, &conf->services[i]);
 			if (svc == NULL)
 				goto fail;
+			nextfo[i] = failover_new(&d->fenv, svc);
+			if (nextfo[i] == NULL) {
+				service_free(svc);
+				goto fail;
+			}
 			service_start(svc);
 		}
 		next[i] = svc;
@@ -94,19 +197,27 @@ daemon_apply(struct daemon *d, struct config *conf)
 			log_info("service %s removed from the configuration, "
 			    "no longer watched",
 			    service_name(d->services[i]));
+			failover_free(d->failovers[i]);
 			service_free(d->services[i]);
 		}
 	}
 	free(d->services);
+	free(d->failovers);
 	d->services = next;
+	d->failovers = nextfo;
 	d->nservices = conf->nservices;
 	return 0;
 fail:
 	/* New services made so far go; adopted ones stay with d. */
 	for (j = 0; j < i; j++)
-		if (daemon_find(d, service_name(next[j])) != next[j])
+		if (daemon_find(d, service_name(next[j])) != next[j]) {
+			failover_free(nextfo[j]);
 			service_free(next[j]);
+		}
+	if (d->conf != NULL)
+		d->fenv.state_dir = d->conf->state_dir;
 	free(next);
+	free(nextfo);
 	return -1;
 }
 
@@ -154,8 +265,16 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	}
 	d->env.loop = loop;
 	d->env.curl = d->curl;
+	d->env.on_verdict = daemon_on_verdict;
+	d->env.arg = d;
 	if (daemon_open_control(d, conf, err, errlen) == -1)
 		goto fail;
+	daemon_open_aws(d, conf);
+	d->fenv.loop = loop;
+	d->fenv.ec2 = d->ec2;
+	d->fenv.ec2_error = d->ec2_error;
+	d->fenv.isolated = daemon_isolated;
+	d->fenv.arg = d;
 	if (daemon_apply(d, conf) == -1) {
 		snprintf(err, errlen, "cannot create the services");
 		goto fail;
@@ -164,6 +283,8 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	return d;
 fail:
 	control_free(d->control);
+	ec2_client_free(d->ec2);
+	creds_provider_free(d->creds);
 	curlev_free(d->curl);
 	free(d);
 	return NULL;
@@ -176,10 +297,15 @@ daemon_free(struct daemon *d)
 
 	if (d == NULL)
 		return;
-	for (i = 0; i < d->nservices; i++)
+	for (i = 0; i < d->nservices; i++) {
+		failover_free(d->failovers[i]);
 		service_free(d->services[i]);
+	}
 	free(d->services);
+	free(d->failovers);
 	control_free(d->control);
+	ec2_client_free(d->ec2);
+	creds_provider_free(d->creds);
 	curlev_free(d->curl);
 	conf_free(d->conf);
 	free(d);
@@ -273,30 +399,55 @@ daemon_has_flag(int argc, char **argv, const char *flag)
 	return 0;
 }
 
+/* The one service named in argv, or NULL (all); -1 if unknown. */
 static int
-daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
+daemon_cmd_service(struct daemon *d, int argc, char **argv,
+    struct service **svc, struct buf *out)
 {
 	const char	*only = NULL;
-	int		 json = daemon_has_flag(argc, argv, "--json");
-	int		 i, first = 1;
-	size_t		 n;
+	int		 i;
 
 	for (i = 1; i < argc; i++)
 		if (argv[i][0] != '-')
 			only = argv[i];
-	if (only != NULL && daemon_find(d, only) == NULL) {
+	*svc = NULL;
+	if (only == NULL)
+		return 0;
+	*svc = daemon_find(d, only);
+	if (*svc == NULL) {
 		buf_printf(out, "no service named %s", only);
 		return -1;
 	}
+	return 0;
+}
+
+static int
+daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
+{
+	struct service	*only;
+	int		 json = daemon_has_flag(argc, argv, "--json");
+	int		 first = 1;
+	size_t		 n;
+
+	if (daemon_cmd_service(d, argc, argv, &only, out) == -1)
+		return -1;
 	if (json)
 		buf_puts(out, "{\"services\":[");
 	for (n = 0; n < d->nservices; n++) {
-		if (only != NULL &&
-		    strcmp(service_name(d->services[n]), only) != 0)
+		if (only != NULL && d->services[n] != only)
 			continue;
 		if (json && !first)
 			buf_puts(out, ",");
 		service_status(d->services[n], out, json);
+		if (json && out->len > 0 && out->data[out->len - 1] == '}') {
+			/* Reopen the service's object for its failover. */
+			out->data[--out->len] = '\0';
+			buf_puts(out, ",");
+			failover_status(d->failovers[n], out, 1);
+			buf_puts(out, "}");
+		} else if (!json) {
+			failover_status(d->failovers[n], out, 0);
+		}
 		first = 0;
 	}
 	if (json)
@@ -304,6 +455,52 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 	else if (first)
 		buf_puts(out, "no services configured\n");
 	return 0;
+}
+
+static int
+daemon_cmd_history(struct daemon *d, int argc, char **argv, struct buf *out)
+{
+	struct service	*only;
+	int		 json = daemon_has_flag(argc, argv, "--json");
+	size_t		 n, before;
+
+	if (daemon_cmd_service(d, argc, argv, &only, out) == -1)
+		return -1;
+	if (json)
+		buf_puts(out, "{\"failovers\":[");
+	before = out->len;
+	for (n = 0; n < d->nservices; n++) {
+		if (only != NULL && d->services[n] != only)
+			continue;
+		if (json && out->len > before &&
+		    out->data[out->len - 1] == '}')
+			buf_puts(out, ",");
+		failover_history(d->failovers[n], out, json);
+	}
+	if (json)
+		buf_puts(out, "]}\n");
+	else if (out->len == before)
+		buf_puts(out, "no failovers yet\n");
+	return 0;
+}
+
+/* failover SERVICE, pause SERVICE, resume SERVICE. */
+static int
+daemon_cmd_act(struct daemon *d, int argc, char **argv, struct buf *out)
+{
+	struct service	*svc;
+	struct failover	*fo;
+
+	if (daemon_cmd_service(d, argc, argv, &svc, out) == -1)
+		return -1;
+	if (svc == NULL) {
+		buf_printf(out, "usage: %s SERVICE", argv[0]);
+		return -1;
+	}
+	fo = daemon_failover(d, svc);
+	if (strcmp(argv[0], "failover") == 0)
+		return failover_manual(fo, out);
+	return failover_pause(fo, strcmp(argv[0], "pause") == 0, out);
 }
 
 static int
@@ -330,6 +527,8 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 	/* Reads are not logged; anything that changes something is. */
 	if (strcmp(argv[0], "status") == 0)
 		return daemon_cmd_status(d, argc, argv, out);
+	if (strcmp(argv[0], "history") == 0)
+		return daemon_cmd_history(d, argc, argv, out);
 	if (strcmp(argv[0], "ping") == 0) {
 		buf_puts(out, "pong\n");
 		return 0;
@@ -341,7 +540,15 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 		    "uid", uid, "pid", pid, NULL);
 		return daemon_request_reload(d, out);
 	}
-	buf_printf(out, "unknown command '%s' (try: status, reload, ping)",
-	    argv[0]);
+	if (strcmp(argv[0], "failover") == 0 ||
+	    strcmp(argv[0], "pause") == 0 ||
+	    strcmp(argv[0], "resume") == 0) {
+		alert_emit(ALERT_CONTROL_COMMAND,
+		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
+		    "command", argv[0], "uid", uid, "pid", pid, NULL);
+		return daemon_cmd_act(d, argc, argv, out);
+	}
+	buf_printf(out, "unknown command '%s' (try: status, history, "
+	    "failover, pause, resume, reload, ping)", argv[0]);
 	return -1;
 }

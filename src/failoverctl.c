@@ -25,7 +25,15 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: failoverctl [-s socket] [--json] command [args]\n"
 	    "commands:\n"
-	    "  status [SERVICE]   services, probes, failovers in progress\n"
+	    "  status [SERVICE]   services, probes, current instance and AZ,\n"
+	    "                     failovers in progress with their step\n"
+	    "  history [SERVICE]  past failovers with their timings\n"
+	    "  failover SERVICE   replace SERVICE's instance now (asks for\n"
+	    "                     confirmation on a terminal unless --yes)\n"
+	    "  pause SERVICE      maintenance: probes run and alert, no\n"
+	    "                     automatic failover\n"
+	    "  resume SERVICE     automatic failover again; also releases a\n"
+	    "                     held or failed service\n"
 	    "  reload             re-read failoverd.conf (like SIGHUP)\n"
 	    "  ping               check that the daemon answers\n"
 	    "options:\n"
@@ -123,6 +131,30 @@ ctl_exchange(const char *path, const struct buf *req, struct buf *reply)
 	return 0;
 }
 
+/*
+ * A failover stops the production instance: on a terminal, a person
+ * confirms it; scripts pass --yes (without a terminal it is refused, so
+ * a forgotten flag never acts silently).
+ */
+static int
+ctl_confirm(const char *service)
+{
+	char line[64];
+
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "failoverctl: failover %s needs --yes when "
+		    "not asked on a terminal\n", service);
+		return 0;
+	}
+	printf("Fail over service %s now? Its instance is stopped and "
+	    "replaced.\nType 'yes' to go on: ", service);
+	fflush(stdout);
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return 0;
+	line[strcspn(line, "\r\n")] = '\0';
+	return strcmp(line, "yes") == 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -136,7 +168,7 @@ main(int argc, char **argv)
 	};
 	struct buf	 req, reply;
 	const char	*path, *body;
-	int		 ch, i, rc, json = 0;
+	int		 ch, i, rc, json = 0, yes = 0;
 
 	path = getenv("FAILOVERD_SOCKET");
 	if (path == NULL || *path == '\0')
@@ -153,6 +185,7 @@ main(int argc, char **argv)
 			json = 1;
 			break;
 		case 'y':
+			yes = 1;
 			break;
 		case 'V':
 			printf("failoverctl %s\n", FOD_VERSION);
@@ -168,6 +201,11 @@ main(int argc, char **argv)
 	if (optind == argc) {
 		usage(stderr);
 		return 2;
+	}
+	if (strcmp(argv[optind], "failover") == 0 && optind + 1 < argc &&
+	    !yes && !ctl_confirm(argv[optind + 1])) {
+		fprintf(stderr, "failoverctl: not confirmed; nothing done\n");
+		return 1;
 	}
 	buf_init(&req);
 	buf_init(&reply);

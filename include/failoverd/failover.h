@@ -1,0 +1,91 @@
+/*
+ * failover: the per-service state machine that replaces a dead
+ * production instance through the EC2 API (DESIGN.md, "The failover
+ * state machine").
+ *
+ * One struct failover per service. It learns the service's identity
+ * from EC2 (the Elastic IP's address and the instance it points at, the
+ * data volumes' AZ), listens to the service's verdict, and on DOWN
+ * corroborates, fences the old instance and launches the replacement
+ * at the same time, moves the volumes, re-associates the EIP and
+ * verifies the replacement with the service's own probes. Every step
+ * is journaled (journal.h) before and after, so a restarted daemon
+ * resumes where it stood and re-describes AWS before acting again.
+ */
+#ifndef FAILOVERD_FAILOVER_H
+#define FAILOVERD_FAILOVER_H
+
+#include <ev.h>
+
+#include "failoverd/buf.h"
+#include "failoverd/service.h"
+
+struct ec2_client;
+struct failover;
+
+enum failover_step {
+	FAILOVER_IDLE,
+	FAILOVER_CORROBORATE,
+	FAILOVER_FENCE_LAUNCH,	/* stop the old, launch the new, at once */
+	FAILOVER_DETACH,	/* fenced; the launch may still run */
+	FAILOVER_ATTACH,
+	FAILOVER_ASSOCIATE,
+	FAILOVER_VERIFY,
+	FAILOVER_DONE,
+	FAILOVER_FAILED,	/* waits for a person */
+	FAILOVER_HELD,		/* waits for a person */
+	FAILOVER_STEP_MAX
+};
+
+const char	*failover_step_str(enum failover_step s);
+
+/* What every failover shares; owned by the daemon, which may update it. */
+struct failover_env {
+	struct ev_loop		*loop;
+	struct ec2_client	*ec2;		/* NULL: AWS not usable */
+	const char		*ec2_error;	/* why ec2 is NULL */
+	const char		*state_dir;
+	/*
+	 * Nonzero when the watchdog itself looks cut off: every service
+	 * it watches went DOWN within a few seconds of each other.
+	 */
+	int			(*isolated)(void *arg);
+	void			*arg;
+};
+
+/*
+ * Loads the service's journal and resumes a failover in progress. A
+ * corrupt journal holds the service (journal_corrupt) and is never
+ * written over. NULL only when out of memory.
+ */
+struct failover	*failover_new(const struct failover_env *env,
+		    struct service *svc);
+/* Cancels calls in flight; the journal stays as it is on disk. */
+void		 failover_free(struct failover *fo);
+
+/* The service's verdict changed (service_env.on_verdict). */
+void		 failover_on_verdict(struct failover *fo,
+		    enum service_verdict from, enum service_verdict to);
+
+enum failover_step failover_step(const struct failover *fo);
+/* ev_now when the service last went DOWN, or 0 while it is not DOWN. */
+double		 failover_down_since(const struct failover *fo);
+
+/* Control commands; -1 with the reason in out when refused. */
+int		 failover_manual(struct failover *fo, struct buf *out);
+int		 failover_pause(struct failover *fo, int on, struct buf *out);
+
+/* One service's part of `failoverctl status` and `history`. */
+void		 failover_status(const struct failover *fo, struct buf *out,
+		    int json);
+void		 failover_history(const struct failover *fo, struct buf *out,
+		    int json);
+
+/*
+ * The host key lines of a cloud-init console ("-----BEGIN SSH HOST KEY
+ * KEYS-----" block): returns the number of "type base64" keys copied
+ * into out (one per line), 0 when the block is not complete yet.
+ */
+size_t		 failover_console_keys(const char *console, struct buf *out);
+
+#endif

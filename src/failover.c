@@ -1,0 +1,2344 @@
+/*
+ * The failover engine, after Redis Sentinel: named steps, one function
+ * per step with its own deadline, one function (failover_set_step) that
+ * changes the step, logs "[old] -> [new]" and journals it.
+ *
+ * Two branches run at once while the old instance is fenced: the main
+ * branch (fence -> detach -> attach -> associate -> verify) and the
+ * launch branch (RunInstances -> running -> host keys from the console).
+ * ATTACH needs both: the replacement ready and every volume free. So
+ * the critical path is max(launch, fence + detach) + attach + associate
+ * + verify, never the sum.
+ *
+ * Everything is driven by one tick (FO_TICK seconds) that polls EC2
+ * for the branches that have no call in flight. Each poll describes
+ * what AWS has before acting, which is also what makes a resume after
+ * a crash safe: a volume already attached to the replacement is not
+ * attached again, the launch is found again by its ClientToken.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "failoverd/alert.h"
+#include "failoverd/ec2.h"
+#include "failoverd/failover.h"
+#include "failoverd/journal.h"
+#include "failoverd/log.h"
+
+#define FO_TICK			0.5	/* EC2 poll period while acting */
+#define FO_REFRESH		30.0	/* re-learn the EIP's instance */
+#define FO_REFRESH_RETRY	2.0
+#define FO_RETRY_IDLE		5.0	/* a DOWN we could not act on */
+#define FO_POLL_DEADLINE	10.0	/* one Describe* call */
+#define FO_ACT_DEADLINE		20.0	/* one mutating call */
+#define FO_CORROBORATE_TIMEOUT	30.0
+#define FO_LAUNCH_TRIES		3	/* RunInstances on no capacity */
+#define FO_HISTORY_MAX		20
+#define FO_TOKEN_MAX		64	/* AWS's ClientToken limit */
+
+enum fo_branch {
+	FO_MAIN,	/* corroborate, fence, detach, attach, associate */
+	FO_LAUNCH,
+	FO_REFRESH_BR,
+	FO_BRANCHES
+};
+
+enum fo_fence { FENCE_TODO, FENCE_STOPPING, FENCE_DONE };
+enum fo_launch { LAUNCH_TODO, LAUNCH_SENT, LAUNCH_RUNNING, LAUNCH_READY };
+enum fo_vol {
+	VOL_UNKNOWN,
+	VOL_ELSEWHERE,		/* attached to another instance */
+	VOL_DETACHING,
+	VOL_AVAILABLE,
+	VOL_ATTACHING,
+	VOL_ATTACHED		/* to the replacement */
+};
+
+static const char *fo_fence_names[] = { "todo", "stopping", "fenced" };
+static const char *fo_launch_names[] = { "todo", "sent", "running",
+	"ready" };
+static const char *fo_vol_names[] = { "unknown", "elsewhere", "detaching",
+	"available", "attaching", "attached" };
+
+/* The timings of failover_completed, in this order. */
+enum fo_timing {
+	T_DETECT, T_FENCE, T_LAUNCH, T_DETACH, T_ATTACH, T_ASSOCIATE,
+	T_VERIFY, T_TOTAL, T_CRITICAL, T_MAX
+};
+static const char *fo_timing_names[T_MAX] = { "detect", "fence", "launch",
+	"detach", "attach", "associate", "verify", "total",
+	"critical_path" };
+
+static const char *failover_step_names[FAILOVER_STEP_MAX] = {
+	[FAILOVER_IDLE]		= "idle",
+	[FAILOVER_CORROBORATE]	= "corroborate",
+	[FAILOVER_FENCE_LAUNCH]	= "fence+launch",
+	[FAILOVER_DETACH]	= "detach",
+	[FAILOVER_ATTACH]	= "attach",
+	[FAILOVER_ASSOCIATE]	= "associate",
+	[FAILOVER_VERIFY]	= "verify",
+	[FAILOVER_DONE]		= "done",
+	[FAILOVER_FAILED]	= "failed",
+	[FAILOVER_HELD]		= "held",
+};
+
+struct fo_volume {
+	char		*id;
+	char		*device;
+	enum fo_vol	 st;
+	char		 where[32];	/* instance it is attached to */
+	int		 detach_sent;
+	int		 forced;
+	int		 attach_sent;
+};
+
+struct fo_call {
+	struct fo_call		*next;
+	struct failover		*fo;
+	struct ec2_call		*call;
+	enum fo_branch		 branch;
+};
+
+struct failover {
+	const struct failover_env *env;
+	struct service		*svc;
+	char			*name;
+	struct journal_rec	*rec;
+	int			 journal_bad;	/* never save over it */
+
+	enum failover_step	 step;
+	double			 step_start;	/* ev_now */
+	int			 step_slow;	/* alerted for this step */
+	ev_timer		 tick;
+	ev_timer		 refresh;
+	struct fo_call		*calls;
+	int			 busy[FO_BRANCHES];
+
+	/* What EC2 says the service is. */
+	char			*eip_ip;
+	char			*eip_instance;	/* production */
+	char			*vol_az;
+	int			 aws_ok;
+	double			 down_since;	/* ev_now, 0: not down */
+	double			 unhealthy_since; /* for the detect time */
+	int			 paused;
+	int			 isolated;	/* said so for this DOWN */
+	char			 hold_reason[640];
+	double			 retry_at;	/* idle: consider again */
+
+	/* The failover in progress. */
+	char			*id;
+	char			*old;
+	char			*new;
+	int			 restart;	/* restart in place */
+	int			 manual;
+	int			 resumed;
+	enum fo_fence		 fence;
+	enum fo_launch		 launch;
+	int			 stop_sent;
+	int			 launch_looked_up;
+	int			 launch_tries;
+	double			 launch_next;
+	int			 assoc_sent;
+	int			 keys_waiting;
+	double			 started;	/* ev_now */
+	double			 launch_start;
+	double			 fenced_at;
+	double			 t[T_MAX];
+	struct fo_volume	*vols;
+	size_t			 nvols;
+};
+
+static void	failover_fail(struct failover *fo, const char *why);
+static void	failover_poll(struct failover *fo);
+static void	failover_begin(struct failover *fo, const char *why,
+		    int manual);
+static void	fo_volumes_progress(struct failover *fo);
+
+const char *
+failover_step_str(enum failover_step s)
+{
+	if ((unsigned int)s >= FAILOVER_STEP_MAX)
+		return "?";
+	return failover_step_names[s];
+}
+
+static int
+fo_str_index(const char *const *names, size_t n, const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (strcmp(names[i], s) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void
+fo_set_str(char **dst, const char *src)
+{
+	char *copy = NULL;
+
+	if (src != NULL && *src != '\0') {
+		copy = strdup(src);
+		if (copy == NULL)
+			return;	/* keeps the old value: better than none */
+	}
+	free(*dst);
+	*dst = copy;
+}
+
+static const struct service_conf *
+fo_conf(const struct failover *fo)
+{
+	return service_conf(fo->svc);
+}
+
+static const struct policy_conf *
+fo_policy(const struct failover *fo)
+{
+	return &service_conf(fo->svc)->policy;
+}
+
+static double
+fo_now(const struct failover *fo)
+{
+	return ev_now(fo->env->loop);
+}
+
+static int
+fo_active(const struct failover *fo)
+{
+	return fo->step >= FAILOVER_FENCE_LAUNCH &&
+	    fo->step <= FAILOVER_VERIFY;
+}
+
+/* --- journal ---------------------------------------------------------- */
+
+static void
+fo_rec_set(struct failover *fo, const char *key, const char *value)
+{
+	if (value == NULL)
+		journal_rec_del(fo->rec, key);
+	else if (journal_rec_set(fo->rec, key, value) == -1)
+		log_warn("failover %s: journal field %s", fo->name, key);
+}
+
+static void
+fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...)
+{
+	va_list	ap;
+	char	val[256];
+
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	fo_rec_set(fo, key, val);
+}
+
+/* The progress of the failover in progress, as journal fields. */
+static void
+fo_rec_progress(struct failover *fo)
+{
+	char	key[160];
+	size_t	i;
+	int	k;
+
+	fo_rec_set(fo, "step", failover_step_str(fo->step));
+	fo_rec_set(fo, "paused", fo->paused ? "1" : "0");
+	fo_rec_set(fo, "hold_reason",
+	    fo->hold_reason[0] ? fo->hold_reason : NULL);
+	if (!fo_active(fo))
+		return;
+	fo_rec_set(fo, "failover_id", fo->id);
+	fo_rec_set(fo, "client_token", fo->id);
+	fo_rec_set(fo, "old_instance", fo->old);
+	fo_rec_set(fo, "new_instance", fo->new);
+	fo_rec_set(fo, "mode", fo->restart ? "restart" : "replace");
+	fo_rec_set(fo, "manual", fo->manual ? "1" : "0");
+	fo_rec_set(fo, "az", fo->vol_az);
+	fo_rec_set(fo, "fence", fo_fence_names[fo->fence]);
+	fo_rec_set(fo, "launch", fo_launch_names[fo->launch]);
+	for (i = 0; i < fo->nvols; i++) {
+		snprintf(key, sizeof(key), "volume.%s.state", fo->vols[i].id);
+		fo_rec_set(fo, key, fo_vol_names[fo->vols[i].st]);
+	}
+	for (k = 0; k < T_MAX; k++) {
+		snprintf(key, sizeof(key), "t.%s", fo_timing_names[k]);
+		if (fo->t[k] < 0)
+			fo_rec_set(fo, key, NULL);
+		else
+			fo_rec_setf(fo, key, "%.3f", fo->t[k]);
+	}
+}
+
+static void
+fo_save(struct failover *fo)
+{
+	char err[512];
+
+	if (fo->journal_bad)
+		return;
+	fo_rec_progress(fo);
+	if (journal_save(fo->env->state_dir, fo->name, fo->rec, err,
+	    sizeof(err)) == -1)
+		log_warnx("failover %s: journal not written: %s", fo->name,
+		    err);
+}
+
+/* The fields of the failover in progress go once it has ended. */
+static void
+fo_rec_clear_progress(struct failover *fo)
+{
+	static const char *keys[] = { "failover_id", "client_token",
+		"old_instance", "new_instance", "mode", "manual", "az",
+		"fence", "launch", "started" };
+	const char	*k, *v;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		journal_rec_del(fo->rec, keys[i]);
+	i = 0;
+	while (i < journal_rec_count(fo->rec)) {
+		journal_rec_at(fo->rec, i, &k, &v);
+		if (strncmp(k, "volume.", 7) == 0 || strncmp(k, "t.", 2) == 0)
+			journal_rec_del(fo->rec, k);
+		else
+			i++;
+	}
+}
+
+static long long
+fo_rec_int(const struct failover *fo, const char *key, long long def)
+{
+	long long	v;
+	char		err[128];
+
+	if (journal_rec_get_int(fo->rec, key, &v, err, sizeof(err)) != 0)
+		return def;
+	return v;
+}
+
+/* Appends the ended failover to the history kept in the journal. */
+static void
+fo_history_add(struct failover *fo, const char *result, const char *why)
+{
+	long long	next = fo_rec_int(fo, "history.next", 0);
+	char		key[96], pfx[48];
+	const char	*k, *v;
+	size_t		i;
+	int		n;
+
+	snprintf(pfx, sizeof(pfx), "h.%lld.", next);
+#define HSET(f, val) do {						\
+	snprintf(key, sizeof(key), "%s%s", pfx, f);			\
+	fo_rec_set(fo, key, val);					\
+} while (0)
+	HSET("id", fo->id);
+	HSET("result", result);
+	HSET("reason", why);
+	HSET("mode", fo->restart ? "restart" : "replace");
+	HSET("trigger", fo->manual ? "manual" : "auto");
+	HSET("old", fo->old ? fo->old : "-");
+	HSET("new", fo->new ? fo->new : "-");
+	HSET("az", fo->vol_az ? fo->vol_az : "-");
+	snprintf(key, sizeof(key), "%sstarted", pfx);
+	fo_rec_setf(fo, key, "%lld", fo_rec_int(fo, "started",
+	    (long long)time(NULL)));
+	for (n = 0; n < T_MAX; n++) {
+		if (fo->t[n] < 0)
+			continue;
+		snprintf(key, sizeof(key), "%st.%s", pfx, fo_timing_names[n]);
+		fo_rec_setf(fo, key, "%.3f", fo->t[n]);
+	}
+#undef HSET
+	fo_rec_setf(fo, "history.next", "%lld", next + 1);
+	/* Forget the oldest beyond FO_HISTORY_MAX. */
+	snprintf(pfx, sizeof(pfx), "h.%lld.", next - FO_HISTORY_MAX);
+	i = 0;
+	while (i < journal_rec_count(fo->rec)) {
+		journal_rec_at(fo->rec, i, &k, &v);
+		if (strncmp(k, pfx, strlen(pfx)) == 0)
+			journal_rec_del(fo->rec, k);
+		else
+			i++;
+	}
+}
+
+/* --- the step --------------------------------------------------------- */
+
+/* The one place the step changes: logged, journaled, told. */
+static void
+failover_set_step(struct failover *fo, enum failover_step to)
+{
+	enum failover_step from = fo->step;
+
+	if (from == to)
+		return;
+	fo->step = to;
+	fo->step_start = fo_now(fo);
+	fo->step_slow = 0;
+	log_info("failover %s: [%s] -> [%s]", fo->name,
+	    failover_step_str(from), failover_step_str(to));
+	if (to >= FAILOVER_FENCE_LAUNCH && to <= FAILOVER_VERIFY)
+		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
+		    fo->id ? fo->id : "", "step", failover_step_str(to),
+		    "from", failover_step_str(from), NULL);
+	fo_save(fo);
+	if (fo_active(fo))
+		ev_timer_again(fo->env->loop, &fo->tick);
+}
+
+/* --- EC2 calls ---------------------------------------------------------- */
+
+static void failover_on_result(struct ec2_result *res, void *arg);
+
+static int
+fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
+    double deadline)
+{
+	struct fo_call *c;
+
+	if (fo->env->ec2 == NULL) {
+		ec2_request_free(req);
+		return -1;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		ec2_request_free(req);
+		log_warn("failover %s: call", fo->name);
+		return -1;
+	}
+	c->fo = fo;
+	c->branch = br;
+	c->call = ec2_call(fo->env->ec2, req, deadline, failover_on_result,
+	    c);
+	if (c->call == NULL) {
+		free(c);
+		return -1;
+	}
+	c->next = fo->calls;
+	fo->calls = c;
+	fo->busy[br]++;
+	return 0;
+}
+
+static void
+fo_cancel_branch(struct failover *fo, int br)
+{
+	struct fo_call **pp = &fo->calls, *c;
+
+	while (*pp != NULL) {
+		c = *pp;
+		if (br >= 0 && (int)c->branch != br) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		ec2_call_cancel(c->call);
+		fo->busy[c->branch]--;
+		free(c);
+	}
+}
+
+static struct ec2_request *
+fo_req(enum ec2_action a)
+{
+	return ec2_request_new(a);
+}
+
+static struct ec2_request *
+fo_req_instance(enum ec2_action a, const char *key, const char *id)
+{
+	struct ec2_request *req = ec2_request_new(a);
+
+	if (req != NULL && ec2_request_add(req, key, id) == -1) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+/*
+ * 0: the call worked. 1: a passing trouble (network, throttling past
+ * the call's deadline): try again next tick. 2: AWS said no.
+ */
+static int
+fo_result_kind(struct failover *fo, struct ec2_result *res)
+{
+	enum ec2_status st = ec2_result_status(res);
+
+	if (st == EC2_OK)
+		return 0;
+	if (st == EC2_ERR_NETWORK || st == EC2_ERR_TIMEOUT ||
+	    st == EC2_ERR_CREDS || ec2_result_retryable(res)) {
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    ec2_result_error(res), "step", failover_step_str(fo->step),
+		    "action", "retrying", NULL);
+		return 1;
+	}
+	return 2;
+}
+
+/* --- the service's identity (refresh) ----------------------------------- */
+
+static void
+fo_refresh_send(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct ec2_request		*req;
+	const char			**ids;
+	size_t				 i;
+
+	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL)
+		return;
+	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
+	    sc->eip_allocation_id);
+	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
+	    FO_POLL_DEADLINE) == -1)
+		return;
+	if (sc->nvolumes == 0)
+		return;
+	ids = calloc(sc->nvolumes, sizeof(*ids));
+	req = fo_req(EC2_DESCRIBE_VOLUMES);
+	if (ids == NULL || req == NULL) {
+		free(ids);
+		ec2_request_free(req);
+		return;
+	}
+	for (i = 0; i < sc->nvolumes; i++)
+		ids[i] = sc->volumes[i].id;
+	if (ec2_request_add_list(req, "VolumeId", ids, sc->nvolumes) == 0)
+		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
+	else
+		ec2_request_free(req);
+	free(ids);
+}
+
+static void
+fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct failover *fo = w->data;
+
+	/*
+	 * During a failover the engine, not the EIP, says who is who; a
+	 * resumed one still needs the address for its probes.
+	 */
+	if (!fo_active(fo) || fo->eip_ip == NULL)
+		fo_refresh_send(fo);
+	w->repeat = fo->aws_ok ? FO_REFRESH : FO_REFRESH_RETRY;
+	ev_timer_again(loop, w);
+}
+
+static void
+fo_refresh_address(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_address	*a;
+	size_t				 n;
+
+	n = ec2_result_addresses(res, &a);
+	if (n == 0) {
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    "DescribeAddresses: no such Elastic IP",
+		    "allocation_id", fo_conf(fo)->eip_allocation_id, NULL);
+		return;
+	}
+	if (fo->eip_ip == NULL || strcmp(fo->eip_ip, a->public_ip) != 0) {
+		log_info("service %s: Elastic IP %s is %s", fo->name,
+		    fo_conf(fo)->eip_allocation_id, a->public_ip);
+		fo_set_str(&fo->eip_ip, a->public_ip);
+		service_set_target(fo->svc, fo->eip_ip);
+	}
+	if (fo_active(fo))
+		return;
+	if ((fo->eip_instance == NULL) != (a->instance_id == NULL) ||
+	    (a->instance_id != NULL &&
+	    strcmp(fo->eip_instance, a->instance_id) != 0))
+		log_info("service %s: production instance is %s", fo->name,
+		    a->instance_id ? a->instance_id : "none (EIP unassociated)");
+	fo_set_str(&fo->eip_instance, a->instance_id);
+	if (!fo->aws_ok)
+		log_info("service %s: EC2 answers again", fo->name);
+	fo->aws_ok = 1;
+}
+
+static void
+fo_refresh_volumes(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_volume	*v;
+	size_t			 n, i;
+
+	n = ec2_result_volumes(res, &v);
+	if (n == 0 || fo_active(fo))
+		return;
+	for (i = 1; i < n; i++)
+		if (strcmp(v[0].az, v[i].az) != 0)
+			log_warnx("service %s: volumes %s in %s and %s in %s: "
+			    "a replacement can attach only one AZ's",
+			    fo->name, v[0].volume_id, v[0].az,
+			    v[i].volume_id, v[i].az);
+	fo_set_str(&fo->vol_az, v[0].az);
+}
+
+/* --- learned host keys --------------------------------------------------- */
+
+size_t
+failover_console_keys(const char *console, struct buf *out)
+{
+	static const char begin[] = "-----BEGIN SSH HOST KEY KEYS-----";
+	static const char end[] = "-----END SSH HOST KEY KEYS-----";
+	const char	*p, *e, *nl, *sp1, *sp2;
+	size_t		 n = 0;
+
+	if (console == NULL)
+		return 0;
+	p = strstr(console, begin);
+	if (p == NULL)
+		return 0;
+	p += sizeof(begin) - 1;
+	e = strstr(p, end);
+	if (e == NULL)
+		return 0;	/* the console is still being written */
+	while (p < e) {
+		while (p < e && (*p == '\n' || *p == '\r'))
+			p++;
+		nl = memchr(p, '\n', (size_t)(e - p));
+		if (nl == NULL)
+			nl = e;
+		/* "type base64 comment": keep the first two words. */
+		sp1 = memchr(p, ' ', (size_t)(nl - p));
+		if (sp1 != NULL && sp1 > p) {
+			sp2 = memchr(sp1 + 1, ' ', (size_t)(nl - sp1 - 1));
+			if (sp2 == NULL)
+				sp2 = nl;
+			while (sp2 > sp1 && sp2[-1] == '\r')
+				sp2--;
+			if (sp2 > sp1 + 1) {
+				buf_append(out, p, (size_t)(sp2 - p));
+				buf_puts(out, "\n");
+				n++;
+			}
+		}
+		p = nl + 1;
+	}
+	return n;
+}
+
+static void
+fo_learned_path(const struct failover *fo, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s.learned_hosts", fo->env->state_dir,
+	    fo->name);
+}
+
+/*
+ * Writes the replacement's keys for the EIP's address at each ssh
+ * probe's port, in known_hosts form, through a temporary file and a
+ * rename so a probe never reads half a file.
+ */
+static int
+fo_write_learned(struct failover *fo, const struct buf *keys)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct buf			 file;
+	char				 path[1024], tmp[1100], host[300];
+	const char			*p, *nl;
+	size_t				 i;
+	int				 fd, rc = -1;
+
+	buf_init(&file);
+	for (i = 0; i < sc->nprobes; i++) {
+		if (sc->probes[i].type != PROBE_SSH ||
+		    sc->probes[i].address != NULL)
+			continue;
+		if (sc->probes[i].ssh.port == 22)
+			snprintf(host, sizeof(host), "%s", fo->eip_ip);
+		else
+			snprintf(host, sizeof(host), "[%s]:%d", fo->eip_ip,
+			    sc->probes[i].ssh.port);
+		for (p = buf_str(keys); *p != '\0'; p = nl + 1) {
+			nl = strchr(p, '\n');
+			if (nl == NULL)
+				break;
+			buf_printf(&file, "%s %.*s\n", host, (int)(nl - p), p);
+		}
+	}
+	fo_learned_path(fo, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_warn("failover %s: %s", fo->name, tmp);
+		goto done;
+	}
+	if (write(fd, file.data ? file.data : "", file.len) !=
+	    (ssize_t)file.len || fsync(fd) == -1) {
+		log_warn("failover %s: %s", fo->name, tmp);
+		close(fd);
+		unlink(tmp);
+		goto done;
+	}
+	close(fd);
+	if (rename(tmp, path) == -1) {
+		log_warn("failover %s: %s", fo->name, path);
+		unlink(tmp);
+		goto done;
+	}
+	service_set_learned_hosts(fo->svc, path);
+	rc = 0;
+done:
+	buf_free(&file);
+	return rc;
+}
+
+static int
+fo_has_ssh_probe(const struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	size_t				 i;
+
+	for (i = 0; i < sc->nprobes; i++)
+		if (sc->probes[i].type == PROBE_SSH &&
+		    sc->probes[i].address == NULL)
+			return 1;
+	return 0;
+}
+
+/* --- the launch branch ----------------------------------------------------- */
+
+static int
+fo_launch_ready(struct failover *fo)
+{
+	fo->launch = LAUNCH_READY;
+	fo->t[T_LAUNCH] = fo_now(fo) - fo->launch_start;
+	log_info("failover %s: replacement %s ready (%.1fs)", fo->name,
+	    fo->new, fo->t[T_LAUNCH]);
+	fo_save(fo);
+	/* The volumes may be waiting for it: go on at once. */
+	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0) {
+		failover_set_step(fo, FAILOVER_ATTACH);
+		failover_poll(fo);
+	}
+	return 0;
+}
+
+static struct ec2_request *
+fo_run_request(struct failover *fo)
+{
+	const struct launch_conf	*lc = &fo_conf(fo)->launch;
+	struct ec2_request		*req;
+	struct ec2_tag			 tags[32];
+	size_t				 n = 0, i;
+	int				 bad = 0;
+
+	req = ec2_request_new(EC2_RUN_INSTANCES);
+	if (req == NULL)
+		return NULL;
+	bad |= ec2_request_add(req, "ImageId", lc->ami);
+	bad |= ec2_request_add(req, "MinCount", "1");
+	bad |= ec2_request_add(req, "MaxCount", "1");
+	if (lc->instance_type != NULL)
+		bad |= ec2_request_add(req, "InstanceType",
+		    lc->instance_type);
+	if (lc->subnet != NULL)
+		bad |= ec2_request_add(req, "SubnetId", lc->subnet);
+	/* The volumes' AZ: EC2 refuses a subnet elsewhere, as it should. */
+	if (fo->vol_az != NULL)
+		bad |= ec2_request_add(req, "Placement.AvailabilityZone",
+		    fo->vol_az);
+	if (lc->nsecurity_groups > 0)
+		bad |= ec2_request_add_list(req, "SecurityGroupId",
+		    (const char *const *)lc->security_groups,
+		    lc->nsecurity_groups);
+	if (lc->key_name != NULL)
+		bad |= ec2_request_add(req, "KeyName", lc->key_name);
+	if (lc->iam_instance_profile != NULL)
+		bad |= ec2_request_add(req, "IamInstanceProfile.Name",
+		    lc->iam_instance_profile);
+	/* Same token, same instance: a resumed launch never makes two. */
+	bad |= ec2_request_add(req, "ClientToken", fo->id);
+	tags[n].key = "failoverd:service";
+	tags[n++].value = fo->name;
+	tags[n].key = "failoverd:failover-id";
+	tags[n++].value = fo->id;
+	for (i = 0; i < lc->ntags && n < 32; i++) {
+		tags[n].key = lc->tags[i].key;
+		tags[n++].value = lc->tags[i].value;
+	}
+	bad |= ec2_request_add_tag_spec(req, "instance", tags, n);
+	if (bad) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+static void
+fo_launch_poll(struct failover *fo)
+{
+	struct ec2_request	*req = NULL;
+	const char		*tok[1];
+
+	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
+		return;
+	switch (fo->launch) {
+	case LAUNCH_TODO:
+		if (fo->restart) {
+			/* The same instance, on new hardware after a stop. */
+			if (fo->fence != FENCE_DONE)
+				return;
+			req = fo_req_instance(EC2_START_INSTANCES,
+			    "InstanceId.1", fo->old);
+			break;
+		}
+		if (fo->resumed && !fo->launch_looked_up) {
+			req = fo_req(EC2_DESCRIBE_INSTANCES);
+			tok[0] = fo->id;
+			if (req != NULL && ec2_request_add_filter(req,
+			    "client-token", tok, 1) == -1) {
+				ec2_request_free(req);
+				req = NULL;
+			}
+			break;
+		}
+		if (fo_now(fo) < fo->launch_next)
+			return;
+		req = fo_run_request(fo);
+		break;
+	case LAUNCH_SENT:
+		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
+		    fo->new);
+		if (req != NULL)
+			ec2_request_set_after_mutation(req, 1);
+		break;
+	case LAUNCH_RUNNING:
+		req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
+		    fo->new);
+		if (req != NULL)
+			ec2_request_set_after_mutation(req, 1);
+		break;
+	default:
+		return;
+	}
+	if (req == NULL)
+		return;
+	fo_send(fo, FO_LAUNCH, req, ec2_request_action(req) ==
+	    EC2_RUN_INSTANCES ? FO_ACT_DEADLINE : FO_POLL_DEADLINE);
+}
+
+static int
+fo_no_capacity(const char *code)
+{
+	static const char *codes[] = { "InsufficientInstanceCapacity",
+		"InsufficientCapacity", "InsufficientHostCapacity",
+		"InstanceLimitExceeded", "VcpuLimitExceeded",
+		"Unsupported", "InsufficientFreeAddressesInSubnet" };
+	size_t i;
+
+	if (code == NULL)
+		return 0;
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(code, codes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+fo_on_run(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	const char			*code = ec2_result_code(res);
+	int				 kind = fo_result_kind(fo, res);
+
+	if (kind == 1)
+		return;
+	if (kind == 2 && fo_no_capacity(code)) {
+		fo->launch_tries++;
+		log_warnx("failover %s: RunInstances: %s (try %d of %d)",
+		    fo->name, ec2_result_error(res), fo->launch_tries,
+		    FO_LAUNCH_TRIES);
+		if (fo->launch_tries < FO_LAUNCH_TRIES) {
+			fo->launch_next = fo_now(fo) + 1.0;
+			return;
+		}
+		if (!fo_policy(fo)->restart_in_place || fo->old == NULL) {
+			failover_fail(fo, ec2_result_error(res));
+			return;
+		}
+		fo->restart = 1;
+		fo_set_str(&fo->new, fo->old);
+		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(fo->step),
+		    "change", "restart_in_place", "reason",
+		    ec2_result_error(res), "instance", fo->old, NULL);
+		fo_save(fo);
+		return;
+	}
+	if (kind == 2) {
+		failover_fail(fo, ec2_result_error(res));
+		return;
+	}
+	if (ec2_result_instances(res, &inst) == 0) {
+		failover_fail(fo, "RunInstances answered without an instance");
+		return;
+	}
+	fo_set_str(&fo->new, inst->instance_id);
+	fo->launch = LAUNCH_SENT;
+	log_info("failover %s: launched %s in %s from %s", fo->name,
+	    inst->instance_id, inst->az ? inst->az : "?",
+	    fo_conf(fo)->launch.ami);
+	fo_save(fo);
+}
+
+static void
+fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	size_t				 n, i;
+	char				 why[256];
+
+	if (fo_result_kind(fo, res) != 0)
+		return;	/* a Describe that fails is tried again */
+	n = ec2_result_instances(res, &inst);
+	if (fo->launch == LAUNCH_TODO) {
+		/* Resumed: did the launch before the crash happen? */
+		fo->launch_looked_up = 1;
+		for (i = 0; i < n; i++) {
+			if (strcmp(inst[i].state, "terminated") == 0 ||
+			    strcmp(inst[i].state, "shutting-down") == 0)
+				continue;
+			fo_set_str(&fo->new, inst[i].instance_id);
+			fo->launch = LAUNCH_SENT;
+			log_info("failover %s: found replacement %s by its "
+			    "client token", fo->name, fo->new);
+			fo_save(fo);
+			return;
+		}
+		return;
+	}
+	if (n == 0)
+		return;
+	if (strcmp(inst->state, "running") == 0) {
+		fo->launch = LAUNCH_RUNNING;
+		if (!fo_has_ssh_probe(fo)) {
+			fo_launch_ready(fo);
+			return;
+		}
+		fo_save(fo);
+		fo_launch_poll(fo);
+		return;
+	}
+	if (strcmp(inst->state, "pending") == 0)
+		return;
+	if (fo->restart && strcmp(inst->state, "stopped") == 0) {
+		fo->launch = LAUNCH_TODO;	/* start it (again) */
+		return;
+	}
+	snprintf(why, sizeof(why), "replacement %s is %s", inst->instance_id,
+	    inst->state);
+	failover_fail(fo, why);
+}
+
+static void
+fo_on_console(struct failover *fo, struct ec2_result *res)
+{
+	struct buf keys;
+
+	if (fo_result_kind(fo, res) != 0)
+		return;
+	buf_init(&keys);
+	if (failover_console_keys(ec2_result_console_output(res), &keys) >
+	    0 && fo->eip_ip != NULL && fo_write_learned(fo, &keys) == 0) {
+		log_info("failover %s: learnt %s's SSH host keys from its "
+		    "console", fo->name, fo->new);
+		fo_launch_ready(fo);
+	} else if (!fo->keys_waiting) {
+		fo->keys_waiting = 1;
+		log_info("failover %s: waiting for %s's SSH host keys on its "
+		    "console", fo->name, fo->new);
+	}
+	buf_free(&keys);
+}
+
+/* --- the main branch: fence, detach, attach, associate ------------------ */
+
+static void
+fo_fence_poll(struct failover *fo)
+{
+	struct ec2_request *req;
+
+	if (fo->busy[FO_MAIN] > 0 || fo->fence == FENCE_DONE)
+		return;
+	if (fo->old == NULL) {
+		fo->fence = FENCE_DONE;
+		fo->fenced_at = fo_now(fo);
+		fo->t[T_FENCE] = 0;
+		return;
+	}
+	if (fo->fence == FENCE_TODO) {
+		req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1",
+		    fo->old);
+		if (req == NULL || ec2_request_add(req, "Force", "true") == -1) {
+			ec2_request_free(req);
+			return;
+		}
+		fo->stop_sent = 1;
+		if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0)
+			fo->fence = FENCE_STOPPING;
+		return;
+	}
+	req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
+	    fo->old);
+	if (req != NULL)
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+}
+
+static void
+fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance *inst;
+
+	if (fo_result_kind(fo, res) != 0 ||
+	    ec2_result_instances(res, &inst) == 0)
+		return;
+	if (strcmp(inst->state, "stopped") == 0 ||
+	    strcmp(inst->state, "terminated") == 0) {
+		fo->fence = FENCE_DONE;
+		fo->fenced_at = fo_now(fo);
+		fo->t[T_FENCE] = fo->fenced_at - fo->started;
+		log_info("failover %s: %s fenced (%s, %.1fs)", fo->name,
+		    fo->old, inst->state, fo->t[T_FENCE]);
+		failover_set_step(fo, FAILOVER_DETACH);
+		failover_poll(fo);
+		return;
+	}
+	/* Resumed, or someone started it again: stop it (again). */
+	if (!fo->stop_sent && strcmp(inst->state, "stopping") != 0)
+		fo->fence = FENCE_TODO;
+}
+
+static const char *
+fo_target(const struct failover *fo)
+{
+	return fo->new;
+}
+
+static void
+fo_volumes_describe(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		**ids;
+	size_t			 i;
+
+	if (fo->nvols == 0) {
+		fo_volumes_progress(fo);
+		return;
+	}
+	ids = calloc(fo->nvols, sizeof(*ids));
+	req = fo_req(EC2_DESCRIBE_VOLUMES);
+	if (ids == NULL || req == NULL) {
+		free(ids);
+		ec2_request_free(req);
+		return;
+	}
+	for (i = 0; i < fo->nvols; i++)
+		ids[i] = fo->vols[i].id;
+	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == 0)
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+	else
+		ec2_request_free(req);
+	free(ids);
+}
+
+static struct fo_volume *
+fo_find_volume(struct failover *fo, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < fo->nvols; i++)
+		if (strcmp(fo->vols[i].id, id) == 0)
+			return &fo->vols[i];
+	return NULL;
+}
+
+static void
+fo_vol_set(struct failover *fo, struct fo_volume *v, enum fo_vol st)
+{
+	if (v->st == st)
+		return;
+	log_debug("failover %s: volume %s [%s] -> [%s]", fo->name, v->id,
+	    fo_vol_names[v->st], fo_vol_names[st]);
+	v->st = st;
+}
+
+/* Reads one volume of a DescribeVolumes reply into its state. */
+static void
+fo_vol_read(struct failover *fo, struct fo_volume *v,
+    const struct ec2_volume *ev)
+{
+	const struct ec2_attachment	*a = NULL;
+	const char			*target = fo_target(fo);
+
+	if (ev->nattachments > 0)
+		a = &ev->attachments[0];
+	if (a == NULL || strcmp(a->state, "detached") == 0) {
+		v->where[0] = '\0';
+		fo_vol_set(fo, v, strcmp(ev->state, "available") == 0 ?
+		    VOL_AVAILABLE : VOL_DETACHING);
+		return;
+	}
+	snprintf(v->where, sizeof(v->where), "%s", a->instance_id);
+	if (target != NULL && strcmp(a->instance_id, target) == 0) {
+		fo_vol_set(fo, v, strcmp(a->state, "attached") == 0 ?
+		    VOL_ATTACHED : VOL_ATTACHING);
+		return;
+	}
+	fo_vol_set(fo, v, strcmp(a->state, "detaching") == 0 ?
+	    VOL_DETACHING : VOL_ELSEWHERE);
+}
+
+static void
+fo_detach_one(struct failover *fo, struct fo_volume *v, int force)
+{
+	struct ec2_request	*req;
+	int			 bad = 0;
+
+	req = fo_req_instance(EC2_DETACH_VOLUME, "VolumeId", v->id);
+	if (req == NULL)
+		return;
+	if (v->where[0] != '\0')
+		bad |= ec2_request_add(req, "InstanceId", v->where);
+	if (force)
+		bad |= ec2_request_add(req, "Force", "true");
+	if (bad) {
+		ec2_request_free(req);
+		return;
+	}
+	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == -1)
+		return;
+	v->detach_sent = 1;
+	if (force) {
+		v->forced = 1;
+		alert_emit(ALERT_FAILOVER_STEP_SLOW, fo->name, "failover_id",
+		    fo->id, "step", "detach", "volume", v->id, "instance",
+		    v->where, "action", "forced detach after detach_timeout",
+		    NULL);
+	}
+}
+
+static void
+fo_attach_one(struct failover *fo, struct fo_volume *v)
+{
+	struct ec2_request	*req;
+	int			 bad = 0;
+
+	req = fo_req_instance(EC2_ATTACH_VOLUME, "VolumeId", v->id);
+	if (req == NULL)
+		return;
+	bad |= ec2_request_add(req, "InstanceId", fo->new);
+	bad |= ec2_request_add(req, "Device", v->device);
+	if (bad) {
+		ec2_request_free(req);
+		return;
+	}
+	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0) {
+		v->attach_sent = 1;
+		fo_vol_set(fo, v, VOL_ATTACHING);
+	}
+}
+
+static void
+fo_on_volumes(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_volume	*ev;
+	struct fo_volume	*v;
+	size_t			 n, i;
+
+	if (fo_result_kind(fo, res) != 0)
+		return;
+	n = ec2_result_volumes(res, &ev);
+	for (i = 0; i < n; i++) {
+		v = fo_find_volume(fo, ev[i].volume_id);
+		if (v != NULL)
+			fo_vol_read(fo, v, &ev[i]);
+	}
+	fo_volumes_progress(fo);
+}
+
+/* Acts on what the volumes' states say: detach, attach, next step. */
+static void
+fo_volumes_progress(struct failover *fo)
+{
+	struct fo_volume	*v;
+	size_t			 i, free_n = 0, attached = 0;
+	int			 force;
+	char			 why[256];
+
+	force = fo_now(fo) - fo->step_start >= fo_policy(fo)->detach_timeout;
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		switch (v->st) {
+		case VOL_ELSEWHERE:
+			if (fo->step == FAILOVER_ATTACH) {
+				snprintf(why, sizeof(why), "volume %s is "
+				    "attached to %s, not the replacement %s",
+				    v->id, v->where, fo->new);
+				failover_fail(fo, why);
+				return;
+			}
+			if (!v->detach_sent || (force && !v->forced))
+				fo_detach_one(fo, v, force);
+			break;
+		case VOL_DETACHING:
+			if (fo->step == FAILOVER_DETACH && force &&
+			    !v->forced && v->where[0] != '\0')
+				fo_detach_one(fo, v, 1);
+			break;
+		case VOL_AVAILABLE:
+			free_n++;
+			if (fo->step == FAILOVER_ATTACH && !v->attach_sent)
+				fo_attach_one(fo, v);
+			break;
+		case VOL_ATTACHED:
+			free_n++;
+			attached++;
+			break;
+		default:
+			break;
+		}
+	}
+	fo_save(fo);
+	if (fo->step == FAILOVER_DETACH && free_n == fo->nvols) {
+		if (fo->t[T_DETACH] < 0) {
+			fo->t[T_DETACH] = fo_now(fo) - fo->fenced_at;
+			log_info("failover %s: every volume is free (%.1fs)%s",
+			    fo->name, fo->t[T_DETACH],
+			    fo->launch == LAUNCH_READY ? "" :
+			    "; waiting for the replacement");
+		}
+		if (fo->launch == LAUNCH_READY)
+			failover_set_step(fo, FAILOVER_ATTACH);
+	} else if (fo->step == FAILOVER_ATTACH && attached == fo->nvols) {
+		fo->t[T_ATTACH] = fo_now(fo) - fo->step_start;
+		failover_set_step(fo, FAILOVER_ASSOCIATE);
+	}
+}
+
+static void
+fo_associate_poll(struct failover *fo)
+{
+	struct ec2_request	*req;
+	int			 bad = 0;
+
+	if (fo->busy[FO_MAIN] > 0)
+		return;
+	if (!fo->assoc_sent) {
+		/* Describe first: a resumed failover may have done it. */
+		req = fo_req_instance(EC2_DESCRIBE_ADDRESSES,
+		    "AllocationId.1", fo_conf(fo)->eip_allocation_id);
+		if (req != NULL)
+			fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+		return;
+	}
+	req = fo_req_instance(EC2_ASSOCIATE_ADDRESS, "AllocationId",
+	    fo_conf(fo)->eip_allocation_id);
+	if (req == NULL)
+		return;
+	bad |= ec2_request_add(req, "InstanceId", fo->new);
+	bad |= ec2_request_add(req, "AllowReassociation", "true");
+	if (bad) {
+		ec2_request_free(req);
+		return;
+	}
+	fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE);
+}
+
+static void
+fo_associated(struct failover *fo)
+{
+	fo->t[T_ASSOCIATE] = fo_now(fo) - fo->step_start;
+	fo_set_str(&fo->eip_instance, fo->new);
+	log_info("failover %s: Elastic IP %s now on %s", fo->name,
+	    fo->eip_ip ? fo->eip_ip : "?", fo->new);
+	failover_set_step(fo, FAILOVER_VERIFY);
+	/* Counting starts afresh: only the replacement's answers count. */
+	service_reset_probes(fo->svc);
+}
+
+static void
+fo_on_associate(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_address	*a;
+	int				 kind = fo_result_kind(fo, res);
+
+	if (kind == 1)
+		return;
+	if (kind == 2) {
+		failover_fail(fo, ec2_result_error(res));
+		return;
+	}
+	if (ec2_result_action(res) == EC2_ASSOCIATE_ADDRESS) {
+		fo_associated(fo);
+		return;
+	}
+	if (ec2_result_addresses(res, &a) > 0 && a->instance_id != NULL &&
+	    strcmp(a->instance_id, fo->new) == 0) {
+		fo_associated(fo);
+		return;
+	}
+	fo->assoc_sent = 1;
+	fo_associate_poll(fo);
+}
+
+/* --- done, failed ------------------------------------------------------- */
+
+/* What stands now, for a person: instances, volumes, the EIP. */
+static void
+fo_what_stands(struct failover *fo, char *out, size_t len)
+{
+	size_t	i, off;
+	int	n;
+
+	n = snprintf(out, len, "old %s %s; new %s %s; EIP on %s;",
+	    fo->old ? fo->old : "-",
+	    fo->fence == FENCE_DONE ? "stopped" : "not confirmed stopped",
+	    fo->new ? fo->new : "-",
+	    fo->new == NULL ? "not launched" :
+	    fo->launch >= LAUNCH_RUNNING ? "running" : "launching",
+	    fo->step >= FAILOVER_VERIFY ? (fo->new ? fo->new : "-") :
+	    (fo->old ? fo->old : "-"));
+	off = n > 0 && (size_t)n < len ? (size_t)n : len - 1;
+	for (i = 0; i < fo->nvols && off < len - 1; i++) {
+		n = snprintf(out + off, len - off, " %s %s%s%s", fo->vols[i].id,
+		    fo_vol_names[fo->vols[i].st],
+		    fo->vols[i].where[0] ? " to " : "", fo->vols[i].where);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
+static void
+fo_end(struct failover *fo, enum failover_step to, const char *result,
+    const char *why)
+{
+	fo_cancel_branch(fo, FO_MAIN);
+	fo_cancel_branch(fo, FO_LAUNCH);
+	ev_timer_stop(fo->env->loop, &fo->tick);
+	fo_history_add(fo, result, why);
+	fo_rec_clear_progress(fo);
+	journal_rec_del(fo->rec, "started");
+	fo->step_start = fo_now(fo);
+	fo->resumed = 0;
+	failover_set_step(fo, to);
+}
+
+static void
+failover_fail(struct failover *fo, const char *why)
+{
+	enum failover_step	at = fo->step;
+	char			stands[1024];
+
+	if (!fo_active(fo))
+		return;
+	fo_what_stands(fo, stands, sizeof(stands));
+	alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id", fo->id,
+	    "step", failover_step_str(at), "reason", why, "stands", stands,
+	    "action", "left as it stands; a person decides (failoverctl "
+	    "failover to try again)", NULL);
+	fo_end(fo, FAILOVER_FAILED, "failed", why);
+}
+
+static void
+fo_old_instance(struct failover *fo)
+{
+	struct ec2_request *req;
+
+	if (fo->restart || fo->old == NULL ||
+	    fo_policy(fo)->old_instance != POLICY_OLD_TERMINATE)
+		return;
+	req = fo_req_instance(EC2_TERMINATE_INSTANCES, "InstanceId.1",
+	    fo->old);
+	/* On the refresh branch: it outlives the failover's own calls. */
+	if (req != NULL)
+		fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE);
+}
+
+static void
+failover_complete(struct failover *fo)
+{
+	char	 v[T_MAX][32];
+	double	 a, b;
+	int	 k;
+
+	fo->t[T_VERIFY] = fo_now(fo) - fo->step_start;
+	fo->t[T_TOTAL] = fo_now(fo) - fo->started;
+	a = fo->t[T_LAUNCH] < 0 ? 0 : fo->t[T_LAUNCH];
+	b = (fo->t[T_FENCE] < 0 ? 0 : fo->t[T_FENCE]) +
+	    (fo->t[T_DETACH] < 0 ? 0 : fo->t[T_DETACH]);
+	fo->t[T_CRITICAL] = (a > b ? a : b) +
+	    (fo->t[T_ATTACH] < 0 ? 0 : fo->t[T_ATTACH]) +
+	    (fo->t[T_ASSOCIATE] < 0 ? 0 : fo->t[T_ASSOCIATE]) +
+	    fo->t[T_VERIFY];
+	for (k = 0; k < T_MAX; k++)
+		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
+		    fo->t[k]);
+	fo_old_instance(fo);
+	alert_emit(ALERT_FAILOVER_COMPLETED, fo->name, "failover_id", fo->id,
+	    "old_instance", fo->old ? fo->old : "-", "new_instance", fo->new,
+	    "mode", fo->restart ? "restart_in_place" : "replace",
+	    "az", fo->vol_az ? fo->vol_az : "-",
+	    "old_is", fo->restart ? "the new" :
+	    fo_policy(fo)->old_instance == POLICY_OLD_TERMINATE ?
+	    "terminating" : "stopped",
+	    "detect", v[T_DETECT], "fence", v[T_FENCE], "launch", v[T_LAUNCH],
+	    "detach", v[T_DETACH], "attach", v[T_ATTACH],
+	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
+	    "total", v[T_TOTAL], "critical_path", v[T_CRITICAL], NULL);
+	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
+	fo_end(fo, FAILOVER_DONE, "completed", NULL);
+}
+
+/* --- the tick: deadlines, then the step's function ----------------------- */
+
+static double
+fo_step_deadline(const struct failover *fo)
+{
+	const struct policy_conf *p = fo_policy(fo);
+
+	switch (fo->step) {
+	case FAILOVER_FENCE_LAUNCH:
+		return p->fence_timeout;
+	case FAILOVER_DETACH:
+		/* Forced after detach_timeout, given up after twice that. */
+		return 2 * p->detach_timeout;
+	case FAILOVER_ATTACH:
+		return p->attach_timeout;
+	case FAILOVER_ASSOCIATE:
+		return p->associate_timeout;
+	case FAILOVER_VERIFY:
+		return p->verify_timeout;
+	default:
+		return 0;
+	}
+}
+
+/* Past half its deadline a step is slow: say so once. */
+static int
+fo_check_deadlines(struct failover *fo)
+{
+	double	now = fo_now(fo), in = now - fo->step_start;
+	double	dl = fo_step_deadline(fo);
+	char	why[256], secs[32], budget[32];
+
+	/* DETACH waiting only for the launch is not late: launch is. */
+	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0)
+		dl = 0;
+	if (dl > 0 && in > dl) {
+		snprintf(why, sizeof(why), "step %s passed its deadline "
+		    "(%.0fs)", failover_step_str(fo->step), dl);
+		failover_fail(fo, why);
+		return -1;
+	}
+	if (dl > 0 && in > dl / 2 && !fo->step_slow) {
+		fo->step_slow = 1;
+		snprintf(secs, sizeof(secs), "%.1f", in);
+		snprintf(budget, sizeof(budget), "%.1f", dl / 2);
+		alert_emit(ALERT_FAILOVER_STEP_SLOW, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(fo->step), "elapsed",
+		    secs, "budget", budget, NULL);
+	}
+	if (fo->launch != LAUNCH_READY &&
+	    now - fo->launch_start > fo_policy(fo)->launch_timeout) {
+		snprintf(why, sizeof(why), "launch of the replacement%s%s "
+		    "passed its deadline (%.0fs)", fo->new ? " " : "",
+		    fo->new ? fo->new : "", fo_policy(fo)->launch_timeout);
+		failover_fail(fo, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* One function per step: each knows what it waits for. */
+static void
+failover_step_fence_launch(struct failover *fo)
+{
+	fo_fence_poll(fo);
+	fo_launch_poll(fo);
+}
+
+static void
+failover_step_detach(struct failover *fo)
+{
+	fo_launch_poll(fo);
+	/* Volumes all free: only the launch is awaited now. */
+	if (fo->t[T_DETACH] >= 0)
+		return;
+	if (fo->busy[FO_MAIN] == 0)
+		fo_volumes_describe(fo);
+}
+
+static void
+failover_step_attach(struct failover *fo)
+{
+	if (fo->busy[FO_MAIN] == 0)
+		fo_volumes_describe(fo);
+}
+
+static void
+failover_step_verify(struct failover *fo)
+{
+	/* The probes run on their own schedule; the verdict tells us. */
+	if (service_verdict(fo->svc) == SERVICE_HEALTHY)
+		failover_complete(fo);
+}
+
+static void
+failover_poll(struct failover *fo)
+{
+	if (!fo_active(fo) || fo_check_deadlines(fo) == -1)
+		return;
+	switch (fo->step) {
+	case FAILOVER_FENCE_LAUNCH:
+		failover_step_fence_launch(fo);
+		break;
+	case FAILOVER_DETACH:
+		failover_step_detach(fo);
+		break;
+	case FAILOVER_ATTACH:
+		failover_step_attach(fo);
+		break;
+	case FAILOVER_ASSOCIATE:
+		fo_associate_poll(fo);
+		break;
+	case FAILOVER_VERIFY:
+		failover_step_verify(fo);
+		break;
+	default:
+		break;
+	}
+}
+
+/* --- corroborate, cooldown, begin --------------------------------------- */
+
+static int
+fo_wants_failover(const struct failover *fo)
+{
+	enum service_verdict v = service_verdict(fo->svc);
+
+	return v == SERVICE_DOWN || (v == SERVICE_DEGRADED &&
+	    fo_policy(fo)->failover_on_degraded);
+}
+
+static void
+fo_hold(struct failover *fo, const char *why)
+{
+	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s", why);
+	alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", why,
+	    "action", "waiting for a person (failoverctl failover or "
+	    "resume)", NULL);
+	failover_set_step(fo, FAILOVER_HELD);
+}
+
+/* Cooldown and the window's count, from the journal's history. */
+static int
+fo_rate_limited(struct failover *fo, char *why, size_t len)
+{
+	const struct policy_conf	*p = fo_policy(fo);
+	long long			 next, i, started, last = 0;
+	int				 count = 0;
+	char				 key[64];
+	time_t				 now = time(NULL);
+
+	/*
+	 * Wall clock on purpose: these spans must survive a restart of
+	 * the daemon, which the monotonic clock does not.
+	 */
+	next = fo_rec_int(fo, "history.next", 0);
+	for (i = next - FO_HISTORY_MAX; i < next; i++) {
+		if (i < 0)
+			continue;
+		snprintf(key, sizeof(key), "h.%lld.started", i);
+		started = fo_rec_int(fo, key, -1);
+		if (started < 0)
+			continue;
+		if (started > last)
+			last = started;
+		if ((double)(now - started) < p->window)
+			count++;
+	}
+	if (last > 0 && (double)(now - last) < p->cooldown) {
+		snprintf(why, len, "cooldown: the last failover began %llds "
+		    "ago (cooldown %.0fs)", (long long)(now - last),
+		    p->cooldown);
+		return 1;
+	}
+	if (count >= p->max_failovers) {
+		snprintf(why, len, "%d failovers within %.0fs (max_failovers "
+		    "%d)", count, p->window, p->max_failovers);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+fo_can_act(struct failover *fo, char *why, size_t len)
+{
+	if (fo->env->ec2 == NULL) {
+		snprintf(why, len, "no EC2 client: %s", fo->env->ec2_error ?
+		    fo->env->ec2_error : "?");
+		return 0;
+	}
+	if (fo->journal_bad) {
+		snprintf(why, len, "the journal is corrupt: %s",
+		    fo->hold_reason);
+		return 0;
+	}
+	if (fo->eip_ip == NULL || fo->vol_az == NULL) {
+		snprintf(why, len, "EC2 has not yet told where the Elastic IP "
+		    "and the volumes are");
+		return 0;
+	}
+	return 1;
+}
+
+/* A DOWN (or DEGRADED, by policy) for the automatic path. */
+static void
+failover_consider(struct failover *fo)
+{
+	struct ec2_request	*req;
+	char			 why[300];
+
+	if (fo->step != FAILOVER_IDLE && fo->step != FAILOVER_DONE)
+		return;
+	if (!fo_wants_failover(fo) || fo->isolated)
+		return;
+	if (!fo_policy(fo)->auto_failover) {
+		log_info("failover %s: auto_failover is off: no action "
+		    "(failoverctl failover %s to act)", fo->name, fo->name);
+		return;
+	}
+	if (fo->paused) {
+		alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", "paused",
+		    "action", "probes run, no automatic action until "
+		    "failoverctl resume", NULL);
+		return;
+	}
+	if (fo_rate_limited(fo, why, sizeof(why))) {
+		fo_hold(fo, why);
+		return;
+	}
+	if (!fo_can_act(fo, why, sizeof(why))) {
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error", why,
+		    "action", "failover postponed, retrying", NULL);
+		fo->retry_at = fo_now(fo) + FO_RETRY_IDLE;
+		ev_timer_again(fo->env->loop, &fo->tick);
+		return;
+	}
+	if (!fo_policy(fo)->corroborate || fo->eip_instance == NULL) {
+		failover_begin(fo, "service down", 0);
+		return;
+	}
+	req = fo_req_instance(EC2_DESCRIBE_INSTANCE_STATUS, "InstanceId.1",
+	    fo->eip_instance);
+	if (req == NULL || ec2_request_add(req, "IncludeAllInstances",
+	    "true") == -1) {
+		ec2_request_free(req);
+		return;
+	}
+	failover_set_step(fo, FAILOVER_CORROBORATE);
+	if (fo_send(fo, FO_MAIN, req, FO_CORROBORATE_TIMEOUT) == -1)
+		failover_set_step(fo, FAILOVER_IDLE);
+}
+
+static void
+fo_on_corroborate(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance_status	*st;
+	char					 what[160];
+	int					 ok;
+
+	if (ec2_result_status(res) != EC2_OK) {
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    ec2_result_error(res), "step", "corroborate",
+		    "action", "failover postponed, retrying", NULL);
+		failover_set_step(fo, FAILOVER_IDLE);
+		fo->retry_at = fo_now(fo) + FO_RETRY_IDLE;
+		ev_timer_again(fo->env->loop, &fo->tick);
+		return;
+	}
+	if (!fo_wants_failover(fo)) {
+		log_info("failover %s: recovered while asking EC2; no "
+		    "action", fo->name);
+		failover_set_step(fo, FAILOVER_IDLE);
+		return;
+	}
+	if (ec2_result_instance_statuses(res, &st) == 0) {
+		failover_begin(fo, "service down; EC2 has no status for the "
+		    "instance", 0);
+		return;
+	}
+	ok = st->state != NULL && strcmp(st->state, "running") == 0 &&
+	    st->instance_status != NULL &&
+	    strcmp(st->instance_status, "ok") == 0 &&
+	    st->system_status != NULL && strcmp(st->system_status, "ok") == 0;
+	snprintf(what, sizeof(what), "EC2: %s, instance %s, system %s",
+	    st->state ? st->state : "?",
+	    st->instance_status ? st->instance_status : "?",
+	    st->system_status ? st->system_status : "?");
+	if (ok && fo->env->isolated != NULL &&
+	    fo->env->isolated(fo->env->arg)) {
+		fo->isolated = 1;
+		alert_emit(ALERT_WATCHDOG_ISOLATED, fo->name, "instance",
+		    fo->eip_instance, "ec2", what, "action", "no failover: "
+		    "every service went down at once while EC2 sees them "
+		    "healthy; check this host's network", NULL);
+		failover_set_step(fo, FAILOVER_IDLE);
+		return;
+	}
+	failover_begin(fo, what, 0);
+}
+
+static void
+fo_vols_reset(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	size_t				 i;
+
+	for (i = 0; i < fo->nvols; i++) {
+		free(fo->vols[i].id);
+		free(fo->vols[i].device);
+	}
+	free(fo->vols);
+	fo->vols = NULL;
+	fo->nvols = 0;
+	if (sc->nvolumes == 0)
+		return;
+	fo->vols = calloc(sc->nvolumes, sizeof(*fo->vols));
+	if (fo->vols == NULL)
+		return;
+	for (i = 0; i < sc->nvolumes; i++) {
+		fo->vols[i].id = strdup(sc->volumes[i].id);
+		fo->vols[i].device = strdup(sc->volumes[i].device);
+		if (fo->vols[i].id == NULL || fo->vols[i].device == NULL) {
+			free(fo->vols[i].id);
+			free(fo->vols[i].device);
+			break;
+		}
+		fo->nvols++;
+	}
+}
+
+static void
+fo_progress_reset(struct failover *fo)
+{
+	int k;
+
+	fo->restart = 0;
+	fo->resumed = 0;
+	fo->fence = FENCE_TODO;
+	fo->launch = LAUNCH_TODO;
+	fo->stop_sent = 0;
+	fo->launch_looked_up = 0;
+	fo->launch_tries = 0;
+	fo->launch_next = 0;
+	fo->assoc_sent = 0;
+	fo->keys_waiting = 0;
+	fo->fenced_at = 0;
+	for (k = 0; k < T_MAX; k++)
+		fo->t[k] = -1;
+	fo_set_str(&fo->new, NULL);
+	fo_vols_reset(fo);
+}
+
+static void
+fo_new_id(struct failover *fo)
+{
+	unsigned char	rnd[3];
+	char		id[128], stamp[32];
+	time_t		now = time(NULL);
+	struct tm	tm;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd));
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	/* A ClientToken: at most 64 ASCII characters. */
+	snprintf(id, sizeof(id), "fo-%.30s-%s-%02x%02x%02x", fo->name, stamp,
+	    rnd[0], rnd[1], rnd[2]);
+	id[FO_TOKEN_MAX] = '\0';
+	fo_set_str(&fo->id, id);
+}
+
+static void
+failover_begin(struct failover *fo, const char *why, int manual)
+{
+	double now = fo_now(fo);
+
+	fo_progress_reset(fo);
+	fo->manual = manual;
+	fo_new_id(fo);
+	fo_set_str(&fo->old, fo->eip_instance);
+	fo->started = now;
+	fo->launch_start = now;
+	fo->isolated = 0;
+	fo->hold_reason[0] = '\0';
+	fo->t[T_DETECT] = fo->manual || fo->unhealthy_since == 0 ? 0 :
+	    now - fo->unhealthy_since;
+	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
+	alert_emit(ALERT_FAILOVER_STARTED, fo->name, "failover_id", fo->id,
+	    "trigger", fo->manual ? "manual" : "auto", "reason", why,
+	    "old_instance", fo->old ? fo->old : "-",
+	    "az", fo->vol_az, "ami", fo_conf(fo)->launch.ami, NULL);
+	failover_set_step(fo, FAILOVER_FENCE_LAUNCH);
+	failover_poll(fo);
+}
+
+/* --- results ------------------------------------------------------------- */
+
+static void
+failover_on_result(struct ec2_result *res, void *arg)
+{
+	struct fo_call	*c = arg, **pp;
+	struct failover	*fo = c->fo;
+	enum fo_branch	 br = c->branch;
+
+	for (pp = &fo->calls; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	fo->busy[br]--;
+	free(c);
+
+	switch (ec2_result_action(res)) {
+	case EC2_DESCRIBE_ADDRESSES:
+		if (br == FO_REFRESH_BR) {
+			if (ec2_result_status(res) == EC2_OK) {
+				fo_refresh_address(fo, res);
+			} else {
+				if (fo->aws_ok || fo->eip_ip == NULL)
+					alert_emit(ALERT_AWS_ERROR, fo->name,
+					    "error", ec2_result_error(res),
+					    "action", "monitoring goes on; "
+					    "retrying", NULL);
+				fo->aws_ok = 0;
+			}
+		} else if (fo->step == FAILOVER_ASSOCIATE) {
+			fo_on_associate(fo, res);
+		}
+		break;
+	case EC2_DESCRIBE_VOLUMES:
+		if (br == FO_REFRESH_BR) {
+			if (ec2_result_status(res) == EC2_OK)
+				fo_refresh_volumes(fo, res);
+		} else if (fo->step == FAILOVER_DETACH ||
+		    fo->step == FAILOVER_ATTACH) {
+			fo_on_volumes(fo, res);
+		}
+		break;
+	case EC2_DESCRIBE_INSTANCE_STATUS:
+		if (fo->step == FAILOVER_CORROBORATE)
+			fo_on_corroborate(fo, res);
+		break;
+	case EC2_STOP_INSTANCES:
+		if (fo_result_kind(fo, res) == 1)
+			fo->fence = FENCE_TODO;
+		else if (ec2_result_status(res) != EC2_OK)
+			failover_fail(fo, ec2_result_error(res));
+		break;
+	case EC2_DESCRIBE_INSTANCES:
+		if (br == FO_LAUNCH)
+			fo_on_launch_describe(fo, res);
+		else if (fo->step == FAILOVER_FENCE_LAUNCH)
+			fo_on_fence_describe(fo, res);
+		break;
+	case EC2_RUN_INSTANCES:
+		fo_on_run(fo, res);
+		break;
+	case EC2_START_INSTANCES:
+		if (fo_result_kind(fo, res) == 2) {
+			failover_fail(fo, ec2_result_error(res));
+		} else if (ec2_result_status(res) == EC2_OK) {
+			fo->launch = LAUNCH_SENT;
+			log_info("failover %s: restarting %s in place",
+			    fo->name, fo->old);
+			fo_save(fo);
+		}
+		break;
+	case EC2_GET_CONSOLE_OUTPUT:
+		if (fo->launch == LAUNCH_RUNNING)
+			fo_on_console(fo, res);
+		break;
+	case EC2_DETACH_VOLUME:
+	case EC2_ATTACH_VOLUME:
+		if (fo_result_kind(fo, res) == 2)
+			failover_fail(fo, ec2_result_error(res));
+		break;
+	case EC2_ASSOCIATE_ADDRESS:
+		if (fo->step == FAILOVER_ASSOCIATE)
+			fo_on_associate(fo, res);
+		break;
+	case EC2_TERMINATE_INSTANCES:
+		if (ec2_result_status(res) != EC2_OK)
+			alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+			    ec2_result_error(res), "action", "the old "
+			    "instance was not terminated", NULL);
+		break;
+	default:
+		break;
+	}
+	ec2_result_free(res);
+}
+
+static void
+fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct failover *fo = w->data;
+
+	if (fo_active(fo)) {
+		failover_poll(fo);
+		return;
+	}
+	if (fo->step == FAILOVER_CORROBORATE) {
+		if (fo_now(fo) - fo->step_start > FO_CORROBORATE_TIMEOUT + 5) {
+			fo_cancel_branch(fo, FO_MAIN);
+			failover_set_step(fo, FAILOVER_IDLE);
+		}
+		return;
+	}
+	if (fo->retry_at > 0 && fo_now(fo) >= fo->retry_at) {
+		fo->retry_at = 0;
+		failover_consider(fo);
+	}
+	if (fo->retry_at == 0 && fo->step != FAILOVER_CORROBORATE)
+		ev_timer_stop(loop, w);
+}
+
+/* --- the public side ----------------------------------------------------- */
+
+void
+failover_on_verdict(struct failover *fo, enum service_verdict from,
+    enum service_verdict to)
+{
+	double now = fo_now(fo);
+
+	if (to == SERVICE_DOWN && fo->down_since == 0)
+		fo->down_since = now;
+	else if (to != SERVICE_DOWN)
+		fo->down_since = 0;
+	if (to == SERVICE_HEALTHY) {
+		fo->unhealthy_since = 0;
+		fo->isolated = 0;
+	} else if (from == SERVICE_HEALTHY) {
+		fo->unhealthy_since = now;
+	}
+	if (fo->step == FAILOVER_VERIFY) {
+		if (to == SERVICE_HEALTHY)
+			failover_complete(fo);
+		return;
+	}
+	if (fo_active(fo))
+		return;
+	failover_consider(fo);
+}
+
+static int
+fo_restore(struct failover *fo, char *err, size_t errlen)
+{
+	const char	*step, *v;
+	char		 key[160];
+	int		 s, k;
+	size_t		 i;
+	long long	 started;
+
+	step = journal_rec_get(fo->rec, "step");
+	fo->paused = fo_rec_int(fo, "paused", 0) != 0;
+	v = journal_rec_get(fo->rec, "hold_reason");
+	if (v != NULL)
+		snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s", v);
+	s = fo_str_index(failover_step_names, FAILOVER_STEP_MAX, step);
+	if (s < 0) {
+		if (step == NULL)
+			return 0;
+		snprintf(err, errlen, "unknown step '%s'", step);
+		return -1;
+	}
+	if (s == FAILOVER_HELD || s == FAILOVER_FAILED ||
+	    s == FAILOVER_DONE) {
+		fo->step = s;
+		return 0;
+	}
+	if (s < FAILOVER_FENCE_LAUNCH)
+		return 0;	/* idle or corroborating: look again */
+	if (journal_rec_get(fo->rec, "failover_id") == NULL) {
+		snprintf(err, errlen, "step %s without a failover_id", step);
+		return -1;
+	}
+	fo_progress_reset(fo);
+	fo_set_str(&fo->id, journal_rec_get(fo->rec, "failover_id"));
+	fo_set_str(&fo->old, journal_rec_get(fo->rec, "old_instance"));
+	fo_set_str(&fo->new, journal_rec_get(fo->rec, "new_instance"));
+	fo_set_str(&fo->vol_az, journal_rec_get(fo->rec, "az"));
+	v = journal_rec_get(fo->rec, "mode");
+	fo->restart = v != NULL && strcmp(v, "restart") == 0;
+	fo->manual = fo_rec_int(fo, "manual", 0) != 0;
+	k = fo_str_index(fo_fence_names, 3,
+	    journal_rec_get(fo->rec, "fence"));
+	/* Stopping: look at it again; stop it again if it runs. */
+	fo->fence = k == FENCE_DONE ? FENCE_DONE : FENCE_STOPPING;
+	k = fo_str_index(fo_launch_names, 4,
+	    journal_rec_get(fo->rec, "launch"));
+	fo->launch = k < 0 ? LAUNCH_TODO : (enum fo_launch)k;
+	/* Keys are learnt again: the file may be older than the crash. */
+	if (fo->launch == LAUNCH_READY && fo_has_ssh_probe(fo))
+		fo->launch = LAUNCH_RUNNING;
+	if (fo->launch >= LAUNCH_SENT && fo->new == NULL)
+		fo->launch = LAUNCH_TODO;
+	for (k = 0; k < T_MAX; k++) {
+		snprintf(key, sizeof(key), "t.%s", fo_timing_names[k]);
+		v = journal_rec_get(fo->rec, key);
+		if (v != NULL)
+			fo->t[k] = strtod(v, NULL);
+	}
+	if (fo->launch != LAUNCH_READY)
+		fo->t[T_LAUNCH] = -1;
+	for (i = 0; i < fo->nvols; i++) {
+		snprintf(key, sizeof(key), "volume.%s.state", fo->vols[i].id);
+		k = fo_str_index(fo_vol_names, 6,
+		    journal_rec_get(fo->rec, key));
+		fo->vols[i].st = k < 0 ? VOL_UNKNOWN : (enum fo_vol)k;
+	}
+	fo->resumed = 1;
+	started = fo_rec_int(fo, "started", (long long)time(NULL));
+	fo->started = fo_now(fo) - (double)(time(NULL) - started);
+	fo->launch_start = fo_now(fo);
+	fo->fenced_at = fo_now(fo);
+	fo->step = s;
+	fo->step_start = fo_now(fo);
+	return 1;
+}
+
+struct failover *
+failover_new(const struct failover_env *env, struct service *svc)
+{
+	struct failover	*fo;
+	char		 err[600], path[1024];
+	int		 rc;
+
+	fo = calloc(1, sizeof(*fo));
+	if (fo == NULL)
+		return NULL;
+	fo->env = env;
+	fo->svc = svc;
+	fo->name = strdup(service_name(svc));
+	if (fo->name == NULL)
+		goto fail;
+	ev_timer_init(&fo->tick, fo_on_tick, 0., FO_TICK);
+	fo->tick.data = fo;
+	ev_timer_init(&fo->refresh, fo_on_refresh_timer, 0., 0.05);
+	fo->refresh.data = fo;
+	fo_progress_reset(fo);
+	fo_learned_path(fo, path, sizeof(path));
+	service_set_learned_hosts(svc, path);
+
+	rc = journal_load(env->state_dir, fo->name, &fo->rec, err,
+	    sizeof(err));
+	if (rc == -1) {
+		fo->journal_bad = 1;
+		fo->rec = journal_rec_new();
+		if (fo->rec == NULL)
+			goto fail;
+		snprintf(fo->hold_reason, sizeof(fo->hold_reason),
+		    "%s", err);
+		alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error", err,
+		    "action", "service held; move the file away and run "
+		    "failoverctl resume", NULL);
+		fo->step = FAILOVER_HELD;
+	} else if (rc == 1) {
+		fo->rec = journal_rec_new();
+		if (fo->rec == NULL)
+			goto fail;
+	} else {
+		rc = fo_restore(fo, err, sizeof(err));
+		if (rc == -1) {
+			fo->journal_bad = 1;
+			snprintf(fo->hold_reason, sizeof(fo->hold_reason),
+			    "%s", err);
+			alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error",
+			    err, "action", "service held; move the file "
+			    "away and run failoverctl resume", NULL);
+			fo->step = FAILOVER_HELD;
+		} else if (rc == 1) {
+			log_info("failover %s: resuming failover %s at step "
+			    "%s", fo->name, fo->id,
+			    failover_step_str(fo->step));
+			alert_emit(ALERT_FAILOVER_STEP, fo->name,
+			    "failover_id", fo->id, "step",
+			    failover_step_str(fo->step), "resumed", "yes",
+			    NULL);
+			if (fo->step == FAILOVER_VERIFY)
+				service_reset_probes(svc);
+			ev_timer_again(env->loop, &fo->tick);
+		}
+	}
+	ev_timer_again(env->loop, &fo->refresh);
+	return fo;
+fail:
+	failover_free(fo);
+	return NULL;
+}
+
+void
+failover_free(struct failover *fo)
+{
+	size_t i;
+
+	if (fo == NULL)
+		return;
+	fo_cancel_branch(fo, -1);
+	ev_timer_stop(fo->env->loop, &fo->tick);
+	ev_timer_stop(fo->env->loop, &fo->refresh);
+	for (i = 0; i < fo->nvols; i++) {
+		free(fo->vols[i].id);
+		free(fo->vols[i].device);
+	}
+	free(fo->vols);
+	journal_rec_free(fo->rec);
+	free(fo->eip_ip);
+	free(fo->eip_instance);
+	free(fo->vol_az);
+	free(fo->id);
+	free(fo->old);
+	free(fo->new);
+	free(fo->name);
+	free(fo);
+}
+
+enum failover_step
+failover_step(const struct failover *fo)
+{
+	return fo->step;
+}
+
+double
+failover_down_since(const struct failover *fo)
+{
+	return fo->down_since;
+}
+
+int
+failover_manual(struct failover *fo, struct buf *out)
+{
+	char why[300];
+
+	if (fo_active(fo) || fo->step == FAILOVER_CORROBORATE) {
+		buf_printf(out, "service %s: a failover is in progress (%s, "
+		    "step %s); refused", fo->name, fo->id ? fo->id : "-",
+		    failover_step_str(fo->step));
+		return -1;
+	}
+	if (!fo_can_act(fo, why, sizeof(why))) {
+		buf_printf(out, "service %s: cannot fail over: %s", fo->name,
+		    why);
+		return -1;
+	}
+	failover_begin(fo, "asked by a person", 1);
+	buf_printf(out, "service %s: failover %s started (old instance %s); "
+	    "follow it with: failoverctl status %s\n", fo->name, fo->id,
+	    fo->old ? fo->old : "-", fo->name);
+	return 0;
+}
+
+int
+failover_pause(struct failover *fo, int on, struct buf *out)
+{
+	char	err[600];
+	struct journal_rec *rec;
+	int	rc;
+
+	if (!on && fo->journal_bad) {
+		/* A person says the file is dealt with: read it again. */
+		rc = journal_load(fo->env->state_dir, fo->name, &rec, err,
+		    sizeof(err));
+		if (rc == -1) {
+			buf_printf(out, "service %s: the journal is still "
+			    "unreadable: %s", fo->name, err);
+			return -1;
+		}
+		if (rc == 0) {
+			journal_rec_free(fo->rec);
+			fo->rec = rec;
+		}
+		fo->journal_bad = 0;
+	}
+	fo->paused = on;
+	if (!on && (fo->step == FAILOVER_HELD ||
+	    fo->step == FAILOVER_FAILED)) {
+		fo->hold_reason[0] = '\0';
+		failover_set_step(fo, FAILOVER_IDLE);
+	}
+	fo_save(fo);
+	buf_printf(out, "service %s: %s\n", fo->name, on ?
+	    "paused: probes run and alert, no automatic failover" :
+	    "resumed: automatic failover is armed");
+	if (!on)
+		failover_consider(fo);
+	return 0;
+}
+
+void
+failover_status(const struct failover *fo, struct buf *out, int json)
+{
+	double in = fo_now(fo) - fo->step_start;
+
+	if (!json) {
+		buf_printf(out, "  instance %s  az %s  eip %s%s\n",
+		    fo->eip_instance ? fo->eip_instance : "-",
+		    fo->vol_az ? fo->vol_az : "-",
+		    fo->eip_ip ? fo->eip_ip : "-",
+		    fo->aws_ok ? "" : "  (EC2 not reachable yet)");
+		if (fo_active(fo))
+			buf_printf(out, "  failover %s in progress: step %s "
+			    "for %.1fs, old %s new %s%s\n", fo->id,
+			    failover_step_str(fo->step), in,
+			    fo->old ? fo->old : "-", fo->new ? fo->new : "-",
+			    fo->restart ? " (restart in place)" : "");
+		else
+			buf_printf(out, "  failover: %s%s%s%s\n",
+			    fo->step == FAILOVER_IDLE ? "none" :
+			    failover_step_str(fo->step),
+			    fo->hold_reason[0] ? " (" : "", fo->hold_reason,
+			    fo->hold_reason[0] ? ")" : "");
+		if (fo->paused)
+			buf_puts(out, "  paused: no automatic failover\n");
+		return;
+	}
+	buf_puts(out, "\"instance\":");
+	if (fo->eip_instance)
+		buf_json_str(out, fo->eip_instance);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, ",\"az\":");
+	if (fo->vol_az)
+		buf_json_str(out, fo->vol_az);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, ",\"eip\":");
+	if (fo->eip_ip)
+		buf_json_str(out, fo->eip_ip);
+	else
+		buf_puts(out, "null");
+	buf_printf(out, ",\"aws_ok\":%s,\"paused\":%s,\"step\":",
+	    fo->aws_ok ? "true" : "false", fo->paused ? "true" : "false");
+	buf_json_str(out, failover_step_str(fo->step));
+	buf_puts(out, ",\"hold_reason\":");
+	buf_json_str(out, fo->hold_reason);
+	buf_puts(out, ",\"failover\":");
+	if (!fo_active(fo)) {
+		buf_puts(out, "null");
+		return;
+	}
+	buf_puts(out, "{\"id\":");
+	buf_json_str(out, fo->id);
+	buf_puts(out, ",\"step\":");
+	buf_json_str(out, failover_step_str(fo->step));
+	buf_printf(out, ",\"step_for\":%.1f,\"old\":", in);
+	if (fo->old)
+		buf_json_str(out, fo->old);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, ",\"new\":");
+	if (fo->new)
+		buf_json_str(out, fo->new);
+	else
+		buf_puts(out, "null");
+	buf_printf(out, ",\"restart_in_place\":%s}",
+	    fo->restart ? "true" : "false");
+}
+
+void
+failover_history(const struct failover *fo, struct buf *out, int json)
+{
+	static const char *fields[] = { "id", "result", "trigger", "mode",
+		"old", "new", "az", "reason" };
+	long long	next = fo_rec_int(fo, "history.next", 0), i;
+	char		key[96], when[32];
+	const char	*v;
+	size_t		f;
+	int		k, first = 1;
+	time_t		started;
+	struct tm	tm;
+
+	for (i = next - FO_HISTORY_MAX; i < next; i++) {
+		snprintf(key, sizeof(key), "h.%lld.id", i);
+		if (i < 0 || journal_rec_get(fo->rec, key) == NULL)
+			continue;
+		snprintf(key, sizeof(key), "h.%lld.started", i);
+		started = (time_t)fo_rec_int(fo, key, 0);
+		gmtime_r(&started, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (json) {
+			buf_printf(out, "%s{\"service\":", first ? "" : ",");
+			buf_json_str(out, fo->name);
+			buf_puts(out, ",\"started\":");
+			buf_json_str(out, when);
+			for (f = 0; f < sizeof(fields) / sizeof(*fields);
+			    f++) {
+				snprintf(key, sizeof(key), "h.%lld.%s", i,
+				    fields[f]);
+				v = journal_rec_get(fo->rec, key);
+				buf_printf(out, ",\"%s\":", fields[f]);
+				if (v != NULL)
+					buf_json_str(out, v);
+				else
+					buf_puts(out, "null");
+			}
+			buf_puts(out, ",\"timings\":{");
+			for (k = 0; k < T_MAX; k++) {
+				snprintf(key, sizeof(key), "h.%lld.t.%s", i,
+				    fo_timing_names[k]);
+				v = journal_rec_get(fo->rec, key);
+				buf_printf(out, "%s\"%s\":%s", k ? "," : "",
+				    fo_timing_names[k], v ? v : "null");
+			}
+			buf_puts(out, "}}");
+			first = 0;
+			continue;
+		}
+		snprintf(key, sizeof(key), "h.%lld.id", i);
+		buf_printf(out, "%s %s %s", when, fo->name,
+		    journal_rec_get(fo->rec, key));
+		for (f = 1; f < sizeof(fields) / sizeof(*fields); f++) {
+			snprintf(key, sizeof(key), "h.%lld.%s", i, fields[f]);
+			v = journal_rec_get(fo->rec, key);
+			if (v != NULL)
+				buf_printf(out, " %s=%s", fields[f], v);
+		}
+		buf_puts(out, "\n   ");
+		for (k = 0; k < T_MAX; k++) {
+			snprintf(key, sizeof(key), "h.%lld.t.%s", i,
+			    fo_timing_names[k]);
+			v = journal_rec_get(fo->rec, key);
+			if (v != NULL)
+				buf_printf(out, " %s=%ss", fo_timing_names[k],
+				    v);
+		}
+		buf_puts(out, "\n");
+	}
+}
