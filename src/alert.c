@@ -37,6 +37,13 @@ static const struct {
 	[ALERT_FAILOVER_FAILED]		= { "failover_failed", LOG_CRIT },
 	[ALERT_JOURNAL_CORRUPT]		= { "journal_corrupt", LOG_CRIT },
 	[ALERT_CONTROL_COMMAND]		= { "control_command", LOG_NOTICE },
+	[ALERT_SNAPSHOT_TAKEN]		= { "snapshot_taken", LOG_NOTICE },
+	[ALERT_SNAPSHOT_FAILED]		= { "snapshot_failed", LOG_ERR },
+	[ALERT_SNAPSHOT_DELETED]	= { "snapshot_deleted", LOG_NOTICE },
+	[ALERT_PREFLIGHT_PASSED]	= { "preflight_passed", LOG_NOTICE },
+	[ALERT_PREFLIGHT_FAILED]	= { "preflight_failed", LOG_CRIT },
+	[ALERT_BAKE_COMPLETED]		= { "bake_completed", LOG_NOTICE },
+	[ALERT_BAKE_FAILED]		= { "bake_failed", LOG_ERR },
 };
 
 #define ALERT_RL_SLOTS	64

@@ -388,6 +388,12 @@ service_set_learned_hosts(struct service *svc, const char *path)
 		probe_set_learned_hosts(svc->probes[i], path);
 }
 
+const char *
+service_learned_hosts(const struct service *svc)
+{
+	return svc->learned_hosts;
+}
+
 void
 service_reset_probes(struct service *svc)
 {

@@ -59,6 +59,8 @@ void		 service_set_target(struct service *svc, const char *address);
 /* Learned host keys (probe_set_learned_hosts) for every probe. */
 void		 service_set_learned_hosts(struct service *svc,
 		    const char *path);
+/* The path set above, or NULL; for the snapshot hooks' SSH. */
+const char	*service_learned_hosts(const struct service *svc);
 
 /*
  * Every probe starts counting afresh (probe_reset); the verdict becomes
