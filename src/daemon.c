@@ -85,7 +85,8 @@ daemon_on_verdict(struct service *svc, enum service_verdict from,
  * they all went down within a few seconds of each other. With a single
  * service this cannot be told from an application failure, so one
  * service is never "isolated": we fail it over (README, "Watchdog
- * isolation").
+ * isolation"). 1: isolated; 0: not; -1: some services are still up but
+ * may follow within the window: ask again.
  */
 static int
 daemon_isolated(void *arg)
@@ -93,18 +94,23 @@ daemon_isolated(void *arg)
 	struct daemon	*d = arg;
 	double		 lo = 0, hi = 0, t;
 	size_t		 i;
+	int		 all = 1;
 
 	if (d->nservices < 2)
 		return 0;
 	for (i = 0; i < d->nservices; i++) {
 		t = failover_down_since(d->failovers[i]);
-		if (t == 0)
-			return 0;
-		if (i == 0 || t < lo)
+		if (t == 0) {
+			all = 0;
+			continue;
+		}
+		if (lo == 0 || t < lo)
 			lo = t;
-		if (i == 0 || t > hi)
+		if (t > hi)
 			hi = t;
 	}
+	if (!all)
+		return ev_now(d->loop) - lo <= DAEMON_ISOLATION_WINDOW ? -1 : 0;
 	return hi - lo <= DAEMON_ISOLATION_WINDOW;
 }
 

@@ -133,6 +133,8 @@ struct failover {
 	double			 unhealthy_since; /* for the detect time */
 	int			 paused;
 	int			 isolated;	/* said so for this DOWN */
+	int			 ec2_says_ok;	/* corroborate's answer */
+	char			 ec2_view[160];
 	char			 hold_reason[640];
 	double			 retry_at;	/* idle: consider again */
 
@@ -164,6 +166,9 @@ static void	failover_poll(struct failover *fo);
 static void	failover_begin(struct failover *fo, const char *why,
 		    int manual);
 static void	fo_volumes_progress(struct failover *fo);
+static int	fo_has_ssh_probe(const struct failover *fo);
+static int	fo_write_learned(struct failover *fo, const struct buf *keys);
+static void	fo_save(struct failover *fo);
 
 const char *
 failover_step_str(enum failover_step s)
@@ -498,6 +503,28 @@ fo_result_kind(struct failover *fo, struct ec2_result *res)
 
 /* --- the service's identity (refresh) ----------------------------------- */
 
+/*
+ * The production instance's own host keys, from its console, unless
+ * they are learnt already: ssh probes without a known_hosts of their
+ * own trust exactly these (never the first key that shows up).
+ */
+static void
+fo_learn_current(struct failover *fo)
+{
+	const char		*had;
+	struct ec2_request	*req;
+
+	if (fo->eip_instance == NULL || !fo_has_ssh_probe(fo))
+		return;
+	had = journal_rec_get(fo->rec, "learned_instance");
+	if (had != NULL && strcmp(had, fo->eip_instance) == 0)
+		return;
+	req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
+	    fo->eip_instance);
+	if (req != NULL)
+		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
+}
+
 static void
 fo_refresh_send(struct failover *fo)
 {
@@ -576,6 +603,7 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 	if (!fo->aws_ok)
 		log_info("service %s: EC2 answers again", fo->name);
 	fo->aws_ok = 1;
+	fo_learn_current(fo);
 }
 
 static void
@@ -966,11 +994,31 @@ fo_on_console(struct failover *fo, struct ec2_result *res)
 	    0 && fo->eip_ip != NULL && fo_write_learned(fo, &keys) == 0) {
 		log_info("failover %s: learnt %s's SSH host keys from its "
 		    "console", fo->name, fo->new);
+		fo_rec_set(fo, "learned_instance", fo->new);
 		fo_launch_ready(fo);
 	} else if (!fo->keys_waiting) {
 		fo->keys_waiting = 1;
 		log_info("failover %s: waiting for %s's SSH host keys on its "
 		    "console", fo->name, fo->new);
+	}
+	buf_free(&keys);
+}
+
+static void
+fo_on_current_console(struct failover *fo, struct ec2_result *res)
+{
+	struct buf keys;
+
+	if (ec2_result_status(res) != EC2_OK || fo_active(fo) ||
+	    fo->eip_instance == NULL)
+		return;
+	buf_init(&keys);
+	if (failover_console_keys(ec2_result_console_output(res), &keys) >
+	    0 && fo->eip_ip != NULL && fo_write_learned(fo, &keys) == 0) {
+		log_info("service %s: learnt %s's SSH host keys from its "
+		    "console", fo->name, fo->eip_instance);
+		fo_rec_set(fo, "learned_instance", fo->eip_instance);
+		fo_save(fo);
 	}
 	buf_free(&keys);
 }
@@ -1364,15 +1412,21 @@ failover_fail(struct failover *fo, const char *why)
 	fo_end(fo, FAILOVER_FAILED, "failed", why);
 }
 
+/*
+ * The fence stopped the old instance; "stop" leaves it so, "terminate"
+ * ends it, "keep" starts it again (without its volumes and EIP) for
+ * whoever wants to look at it running.
+ */
 static void
 fo_old_instance(struct failover *fo)
 {
-	struct ec2_request *req;
+	struct ec2_request	*req;
+	enum policy_old		 pol = fo_policy(fo)->old_instance;
 
-	if (fo->restart || fo->old == NULL ||
-	    fo_policy(fo)->old_instance != POLICY_OLD_TERMINATE)
+	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP)
 		return;
-	req = fo_req_instance(EC2_TERMINATE_INSTANCES, "InstanceId.1",
+	req = fo_req_instance(pol == POLICY_OLD_TERMINATE ?
+	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, "InstanceId.1",
 	    fo->old);
 	/* On the refresh branch: it outlives the failover's own calls. */
 	if (req != NULL)
@@ -1405,7 +1459,8 @@ failover_complete(struct failover *fo)
 	    "az", fo->vol_az ? fo->vol_az : "-",
 	    "old_is", fo->restart ? "the new" :
 	    fo_policy(fo)->old_instance == POLICY_OLD_TERMINATE ?
-	    "terminating" : "stopped",
+	    "terminating" : fo_policy(fo)->old_instance == POLICY_OLD_KEEP ?
+	    "starting" : "stopped",
 	    "detect", v[T_DETECT], "fence", v[T_FENCE], "launch", v[T_LAUNCH],
 	    "detach", v[T_DETACH], "attach", v[T_ATTACH],
 	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
@@ -1661,9 +1716,39 @@ failover_consider(struct failover *fo)
 		ec2_request_free(req);
 		return;
 	}
+	fo->ec2_says_ok = 0;
 	failover_set_step(fo, FAILOVER_CORROBORATE);
+	ev_timer_again(fo->env->loop, &fo->tick);
 	if (fo_send(fo, FO_MAIN, req, FO_CORROBORATE_TIMEOUT) == -1)
 		failover_set_step(fo, FAILOVER_IDLE);
+}
+
+/*
+ * EC2 sees the instance healthy while our probes see it down: either
+ * the application died (fail over) or this watchdog is cut off (do
+ * not). The daemon tells which, possibly only after the other services
+ * had a few seconds to go down too; until then we stay here.
+ */
+static void
+fo_corroborate_decide(struct failover *fo)
+{
+	int iso = 0;
+
+	if (fo->env->isolated != NULL)
+		iso = fo->env->isolated(fo->env->arg);
+	if (iso < 0)
+		return;		/* undecided: asked again next tick */
+	fo->ec2_says_ok = 0;
+	if (iso == 0) {
+		failover_begin(fo, fo->ec2_view, 0);
+		return;
+	}
+	fo->isolated = 1;
+	alert_emit(ALERT_WATCHDOG_ISOLATED, fo->name, "instance",
+	    fo->eip_instance, "ec2", fo->ec2_view, "action", "no failover: "
+	    "every service went down at once while EC2 sees them healthy; "
+	    "check this host's network", NULL);
+	failover_set_step(fo, FAILOVER_IDLE);
 }
 
 static void
@@ -1701,17 +1786,13 @@ fo_on_corroborate(struct failover *fo, struct ec2_result *res)
 	    st->state ? st->state : "?",
 	    st->instance_status ? st->instance_status : "?",
 	    st->system_status ? st->system_status : "?");
-	if (ok && fo->env->isolated != NULL &&
-	    fo->env->isolated(fo->env->arg)) {
-		fo->isolated = 1;
-		alert_emit(ALERT_WATCHDOG_ISOLATED, fo->name, "instance",
-		    fo->eip_instance, "ec2", what, "action", "no failover: "
-		    "every service went down at once while EC2 sees them "
-		    "healthy; check this host's network", NULL);
-		failover_set_step(fo, FAILOVER_IDLE);
+	if (!ok) {
+		failover_begin(fo, what, 0);
 		return;
 	}
-	failover_begin(fo, what, 0);
+	fo->ec2_says_ok = 1;
+	snprintf(fo->ec2_view, sizeof(fo->ec2_view), "%s", what);
+	fo_corroborate_decide(fo);
 }
 
 static void
@@ -1872,7 +1953,12 @@ failover_on_result(struct ec2_result *res, void *arg)
 		fo_on_run(fo, res);
 		break;
 	case EC2_START_INSTANCES:
-		if (fo_result_kind(fo, res) == 2) {
+		if (br == FO_REFRESH_BR) {
+			if (ec2_result_status(res) != EC2_OK)
+				alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+				    ec2_result_error(res), "action", "the old "
+				    "instance was not started again", NULL);
+		} else if (fo_result_kind(fo, res) == 2) {
 			failover_fail(fo, ec2_result_error(res));
 		} else if (ec2_result_status(res) == EC2_OK) {
 			fo->launch = LAUNCH_SENT;
@@ -1882,7 +1968,9 @@ failover_on_result(struct ec2_result *res, void *arg)
 		}
 		break;
 	case EC2_GET_CONSOLE_OUTPUT:
-		if (fo->launch == LAUNCH_RUNNING)
+		if (br == FO_REFRESH_BR)
+			fo_on_current_console(fo, res);
+		else if (fo->launch == LAUNCH_RUNNING)
 			fo_on_console(fo, res);
 		break;
 	case EC2_DETACH_VOLUME:
@@ -1916,7 +2004,16 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	if (fo->step == FAILOVER_CORROBORATE) {
-		if (fo_now(fo) - fo->step_start > FO_CORROBORATE_TIMEOUT + 5) {
+		if (!fo_wants_failover(fo)) {
+			log_info("failover %s: recovered while corroborating; "
+			    "no action", fo->name);
+			fo_cancel_branch(fo, FO_MAIN);
+			fo->ec2_says_ok = 0;
+			failover_set_step(fo, FAILOVER_IDLE);
+		} else if (fo->ec2_says_ok) {
+			fo_corroborate_decide(fo);
+		} else if (fo_now(fo) - fo->step_start >
+		    FO_CORROBORATE_TIMEOUT + 5) {
 			fo_cancel_branch(fo, FO_MAIN);
 			failover_set_step(fo, FAILOVER_IDLE);
 		}

@@ -46,8 +46,9 @@ struct failover_env {
 	const char		*ec2_error;	/* why ec2 is NULL */
 	const char		*state_dir;
 	/*
-	 * Nonzero when the watchdog itself looks cut off: every service
-	 * it watches went DOWN within a few seconds of each other.
+	 * 1 when the watchdog itself looks cut off: every service it
+	 * watches went DOWN within a few seconds of each other; 0 when
+	 * not; -1 while others may still follow (ask again later).
 	 */
 	int			(*isolated)(void *arg);
 	void			*arg;
