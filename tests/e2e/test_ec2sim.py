@@ -494,6 +494,8 @@ def test_instance_faults(sim):
             http_get(sim.url(ip), timeout=2)
         except urllib.error.URLError as e:
             return isinstance(e.reason, ConnectionRefusedError)
+        except OSError:
+            pass    # caught the server while it was going away
         return False
     sim.wait(refused, what="HTTP refused")
     ok = subprocess.run(sim.ssh_argv(ip, "true"), capture_output=True,
@@ -550,3 +552,32 @@ def test_baked_image_carries_data_and_honours_nodevice(sim):
         ("/dev/sdf", "orders-db: baked")]
     assert data["volumes"][0]["volume_id"] != sdf
     c.terminate_instances(InstanceIds=[new])
+
+
+def test_pagination_and_filters(sim):
+    c = client(sim)
+    vol = BASIC["volumes"]["/dev/sdg"]
+    for n in range(6):
+        c.create_snapshot(VolumeId=vol, Description=f"page-{n}")
+    pages, token = [], None
+    while True:
+        kw = {"NextToken": token} if token else {}
+        r = c.describe_snapshots(OwnerIds=["self"], MaxResults=5, **kw)
+        assert len(r["Snapshots"]) <= 5
+        pages.append([s["SnapshotId"] for s in r["Snapshots"]])
+        token = r.get("NextToken")
+        if not token:
+            break
+    everything = [s["SnapshotId"] for s in
+                  c.describe_snapshots(OwnerIds=["self"])["Snapshots"]]
+    assert len(pages) >= 2
+    assert [x for p in pages for x in p] == everything
+    mine = c.describe_snapshots(Filters=[
+        {"Name": "description", "Values": ["page-*"]},
+        {"Name": "volume-id", "Values": [vol]}])["Snapshots"]
+    assert sorted(s["Description"] for s in mine) == [
+        f"page-{n}" for n in range(6)]
+    with pytest.raises(ClientError) as e:
+        c.describe_instances(Filters=[{"Name": "no-such-filter",
+                                       "Values": ["x"]}])
+    assert err(e)[0] == "InvalidParameterValue"

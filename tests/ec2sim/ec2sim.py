@@ -426,9 +426,12 @@ class Sim:
         n = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(n) if n else b""
         raw_path, _, raw_query = h.path.partition("?")
-        text = body.decode("utf-8", "replace") if h.command == "POST" \
-            else raw_query
-        flat = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+        # EC2 takes parameters from the query string and, for POST, from
+        # the form body.
+        flat = dict(urllib.parse.parse_qsl(raw_query, keep_blank_values=True))
+        if h.command == "POST":
+            flat.update(urllib.parse.parse_qsl(
+                body.decode("utf-8", "replace"), keep_blank_values=True))
         action = flat.pop("Action", None)
         version = flat.pop("Version", None)
         entry = {"time": self.now(), "action": action, "version": version,

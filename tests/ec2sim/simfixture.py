@@ -129,15 +129,23 @@ class Ec2Sim:
             import selectors
             sel = selectors.DefaultSelector()
             sel.register(self.proc.stdout, selectors.EVENT_READ)
+            eof = False
             while time.monotonic() < deadline:
                 if sel.select(0.1):
                     chunk = os.read(self.proc.stdout.fileno(), 4096)
                     if not chunk:
+                        eof = True
                         break
                     line += chunk
                     if b"\n" in line:
                         break
             sel.close()
+            if eof:
+                # stdout closed: the process is on its way out.
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
             if line.startswith(b"ec2sim ready "):
                 with open(line.split(b" ", 2)[2].strip()) as f:
                     self.ready = json.load(f)
