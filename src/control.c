@@ -77,19 +77,40 @@ control_split(char *line, char **argv)
 	return argc;
 }
 
-static void
-control_dispatch(struct control_conn *c)
+int
+control_parse_request(char *req, size_t len, int *argc, char **argv,
+    const char **why)
 {
-	char		*argv[CONTROL_MAX_ARGS];
+	char *nl;
+
+	*argc = 0;
+	*why = NULL;
+	nl = memchr(req, '\n', len);
+	if (nl == NULL) {
+		if (len < CONTROL_MAX_REQUEST - 1)
+			return 0;
+		*why = "request too long";
+		return 1;
+	}
+	*nl = '\0';
+	*argc = control_split(req, argv);
+	if (*argc <= 0) {
+		*why = *argc == 0 ? "empty request" : "too many arguments";
+		*argc = 0;
+	}
+	return 1;
+}
+
+static void
+control_dispatch(struct control_conn *c, int argc, char **argv,
+    const char *why)
+{
 	struct buf	 body;
-	int		 argc, rc;
+	int		 rc;
 
 	buf_init(&body);
-	c->req[c->reqlen] = '\0';
-	argc = control_split(c->req, argv);
-	if (argc <= 0) {
-		buf_puts(&body, argc == 0 ? "empty request" :
-		    "too many arguments");
+	if (why != NULL) {
+		buf_puts(&body, why);
 		rc = -1;
 	} else
 		rc = c->ctl->cb(c->ctl->arg, &c->peer, argc, argv, &body);
@@ -116,7 +137,9 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct control_conn	*c = w->data;
 	ssize_t			 n;
-	char			*nl;
+	char			*argv[CONTROL_MAX_ARGS];
+	const char		*why;
+	int			 argc;
 
 	if (c->reply.len == 0) {
 		n = read(c->fd, c->req + c->reqlen,
@@ -128,17 +151,10 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		c->reqlen += (size_t)n;
-		nl = memchr(c->req, '\n', c->reqlen);
-		if (nl == NULL) {
-			if (c->reqlen == sizeof(c->req) - 1) {
-				buf_puts(&c->reply, "ERR request too long\n");
-				goto reply;
-			}
+		if (control_parse_request(c->req, c->reqlen, &argc, argv,
+		    &why) == 0)
 			return;
-		}
-		c->reqlen = (size_t)(nl - c->req);
-		control_dispatch(c);
-reply:
+		control_dispatch(c, argc, argv, why);
 		ev_io_stop(loop, &c->io);
 		ev_io_set(&c->io, c->fd, EV_WRITE);
 		ev_io_start(loop, &c->io);

@@ -33,6 +33,17 @@ struct control_peer {
 typedef int (*control_request_cb)(void *arg, const struct control_peer *peer,
     int argc, char **argv, struct buf *out);
 
+/*
+ * The pure half of reading a request, apart so it can be fuzzed:
+ * req[0..len) is what the client sent so far (len < CONTROL_MAX_REQUEST).
+ * Returns 0 while no newline came and there is room for more. Otherwise
+ * returns 1 with either the words of the line before the newline in
+ * argv[0..*argc) (pointing into req, which is split in place) or, for a
+ * request that cannot be run, *argc 0 and the reason in *why.
+ */
+int		 control_parse_request(char *req, size_t len, int *argc,
+		    char **argv, const char **why);
+
 struct control	*control_new(struct ev_loop *loop, const char *path,
 		    int mode, const char *group, control_request_cb cb,
 		    void *arg, char *err, size_t errlen);
