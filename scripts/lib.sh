@@ -4,6 +4,8 @@
 FOD_DEB_PACKAGES=(
 	# build
 	cmake gcc make pkg-config
+	# the fuzz stage of scripts/test: clang with libFuzzer's runtime
+	clang libclang-rt-14-dev
 	libev-dev libcurl4-openssl-dev libssl-dev libssh2-1-dev
 	libconfig-dev libxml2-dev libsystemd-dev libcmocka-dev
 	# the test world: real sshd, HTTP, the emulator and its judges

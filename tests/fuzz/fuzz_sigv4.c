@@ -37,7 +37,7 @@ next_line(char **p, char *end)
 }
 
 static void
-check_result(const struct sigv4_result *r)
+check_result(const struct sigv4_result *r, int secret_hidden)
 {
 	size_t i;
 
@@ -46,9 +46,10 @@ check_result(const struct sigv4_result *r)
 	for (i = 0; i < 64; i++)
 		if (strchr("0123456789abcdef", r->signature[i]) == NULL)
 			abort();
-	if (strstr(r->canonical_request, FUZZ_SECRET) != NULL ||
+	if (secret_hidden && (strstr(r->canonical_request, FUZZ_SECRET) !=
+	    NULL ||
 	    strstr(r->string_to_sign, FUZZ_SECRET) != NULL ||
-	    strstr(r->authorization, FUZZ_SECRET) != NULL)
+	    strstr(r->authorization, FUZZ_SECRET) != NULL))
 		abort();
 	if (strstr(r->authorization, r->signature) == NULL)
 		abort();
@@ -113,7 +114,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		goto out;
 	}
-	check_result(&r1);
+	/* Header values are signed verbatim: only a secret not given in the
+	 * request must stay out of what the signer returns. */
+	check_result(&r1, memmem(data, size, FUZZ_SECRET,
+	    strlen(FUZZ_SECRET)) == NULL);
 	rc2 = sigv4_sign(&in, &r2, err, sizeof(err));
 	if (rc2 != 0 || strcmp(r1.signature, r2.signature) != 0 ||
 	    strcmp(r1.canonical_request, r2.canonical_request) != 0)
