@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "failoverd/alert.h"
+#include "failoverd/bake.h"
 #include "failoverd/buf.h"
 #include "failoverd/control.h"
 #include "failoverd/creds.h"
@@ -19,7 +20,9 @@
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
 #include "failoverd/log.h"
+#include "failoverd/preflight.h"
 #include "failoverd/service.h"
+#include "failoverd/snapshot.h"
 
 #define DAEMON_CONF_ERRLEN	8192
 /*
@@ -28,6 +31,13 @@
  */
 #define DAEMON_ISOLATION_WINDOW	5.0
 
+/* Snapshots, preflight and bake (issue 7): one set per service. */
+struct daemon_practice {
+	struct snapshot		*snapshot;
+	struct preflight	*preflight;
+	struct bake		*bake;
+};
+
 struct daemon {
 	struct ev_loop		*loop;
 	struct config		*conf;
@@ -35,6 +45,7 @@ struct daemon {
 	struct control		*control;
 	struct service		**services;
 	struct failover		**failovers;	/* one per service */
+	struct daemon_practice	*practices;	/* one per service */
 	size_t			 nservices;
 	struct service_env	 env;
 	struct creds_provider	*creds;
@@ -68,6 +79,52 @@ daemon_failover(struct daemon *d, const struct service *svc)
 		if (d->services[i] == svc)
 			return d->failovers[i];
 	return NULL;
+}
+
+static struct daemon_practice *
+daemon_practice(struct daemon *d, const struct service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < d->nservices; i++)
+		if (d->services[i] == svc)
+			return &d->practices[i];
+	return NULL;
+}
+
+static void
+daemon_practice_free(struct daemon_practice *pr)
+{
+	snapshot_free(pr->snapshot);
+	preflight_free(pr->preflight);
+	bake_free(pr->bake);
+	memset(pr, 0, sizeof(*pr));
+}
+
+/* A new service's snapshot schedule, preflight (run now) and bake. */
+static int
+daemon_practice_new(struct daemon *d, struct service *svc,
+    const struct config *conf, struct daemon_practice *pr)
+{
+	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir };
+	struct preflight_env	pe = { d->loop, d->ec2 };
+	struct bake_env		be = { d->loop, d->ec2, conf->state_dir };
+	struct buf		out;
+
+	pr->snapshot = snapshot_new(&se, svc);
+	pr->preflight = preflight_new(&pe, svc);
+	pr->bake = bake_new(&be, svc);
+	if (pr->snapshot == NULL || pr->preflight == NULL ||
+	    pr->bake == NULL) {
+		daemon_practice_free(pr);
+		return -1;
+	}
+	/* Prove at start that a failover would work; loud if not. */
+	buf_init(&out);
+	if (preflight_start(pr->preflight, NULL, &out) == -1)
+		log_warnx("%s", buf_str(&out));
+	buf_free(&out);
+	return 0;
 }
 
 static void
@@ -166,13 +223,16 @@ daemon_apply(struct daemon *d, struct config *conf)
 {
 	struct service	**next, *svc;
 	struct failover	**nextfo;
+	struct daemon_practice *nextpr;
 	size_t		  i, j;
 
 	next = calloc(conf->nservices + 1, sizeof(*next));
 	nextfo = calloc(conf->nservices + 1, sizeof(*nextfo));
-	if (next == NULL || nextfo == NULL) {
+	nextpr = calloc(conf->nservices + 1, sizeof(*nextpr));
+	if (next == NULL || nextfo == NULL || nextpr == NULL) {
 		free(next);
 		free(nextfo);
+		free(nextpr);
 		return -1;
 	}
 	/* The journals are found in the new state_dir from now on. */
@@ -182,12 +242,20 @@ daemon_apply(struct daemon *d, struct config *conf)
 		if (svc != NULL) {
 			service_update(svc, &conf->services[i]);
 			nextfo[i] = daemon_failover(d, svc);
+			nextpr[i] = *daemon_practice(d, svc);
+			snapshot_reschedule(nextpr[i].snapshot);
 		} else {
 			svc = service_new(&d->env, &conf->services[i]);
 			if (svc == NULL)
 				goto fail;
 			nextfo[i] = failover_new(&d->fenv, svc);
 			if (nextfo[i] == NULL) {
+				service_free(svc);
+				goto fail;
+			}
+			if (daemon_practice_new(d, svc, conf,
+			    &nextpr[i]) == -1) {
+				failover_free(nextfo[i]);
 				service_free(svc);
 				goto fail;
 			}
@@ -203,12 +271,15 @@ daemon_apply(struct daemon *d, struct config *conf)
 			log_info("service %s removed from the configuration, "
 			    "no longer watched",
 			    service_name(d->services[i]));
+			daemon_practice_free(&d->practices[i]);
 			failover_free(d->failovers[i]);
 			service_free(d->services[i]);
 		}
 	}
 	free(d->services);
 	free(d->failovers);
+	free(d->practices);
+	d->practices = nextpr;
 	d->services = next;
 	d->failovers = nextfo;
 	d->nservices = conf->nservices;
@@ -217,6 +288,7 @@ fail:
 	/* New services made so far go; adopted ones stay with d. */
 	for (j = 0; j < i; j++)
 		if (daemon_find(d, service_name(next[j])) != next[j]) {
+			daemon_practice_free(&nextpr[j]);
 			failover_free(nextfo[j]);
 			service_free(next[j]);
 		}
@@ -224,6 +296,7 @@ fail:
 		d->fenv.state_dir = d->conf->state_dir;
 	free(next);
 	free(nextfo);
+	free(nextpr);
 	return -1;
 }
 
@@ -304,11 +377,13 @@ daemon_free(struct daemon *d)
 	if (d == NULL)
 		return;
 	for (i = 0; i < d->nservices; i++) {
+		daemon_practice_free(&d->practices[i]);
 		failover_free(d->failovers[i]);
 		service_free(d->services[i]);
 	}
 	free(d->services);
 	free(d->failovers);
+	free(d->practices);
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
@@ -450,9 +525,12 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 			out->data[--out->len] = '\0';
 			buf_puts(out, ",");
 			failover_status(d->failovers[n], out, 1);
+			buf_puts(out, ",");
+			bake_status(d->practices[n].bake, out, 1);
 			buf_puts(out, "}");
 		} else if (!json) {
 			failover_status(d->failovers[n], out, 0);
+			bake_status(d->practices[n].bake, out, 0);
 		}
 		first = 0;
 	}
@@ -509,6 +587,42 @@ daemon_cmd_act(struct daemon *d, int argc, char **argv, struct buf *out)
 	return failover_pause(fo, strcmp(argv[0], "pause") == 0, out);
 }
 
+/*
+ * snapshot SERVICE, snapshots SERVICE, preflight SERVICE [--result],
+ * bake SERVICE [--no-reboot] [--use]. The EC2 calls take longer than a
+ * control request may: these start the work and answer at once; the
+ * outcome is in the log, `snapshots`, `preflight --result` and status.
+ */
+static int
+daemon_cmd_practice(struct daemon *d, int argc, char **argv,
+    struct buf *out)
+{
+	struct service		*svc;
+	struct daemon_practice	*pr;
+	int			 json = daemon_has_flag(argc, argv, "--json");
+
+	if (daemon_cmd_service(d, argc, argv, &svc, out) == -1)
+		return -1;
+	if (svc == NULL) {
+		buf_printf(out, "usage: %s SERVICE", argv[0]);
+		return -1;
+	}
+	pr = daemon_practice(d, svc);
+	if (strcmp(argv[0], "snapshot") == 0)
+		return snapshot_take(pr->snapshot, out);
+	if (strcmp(argv[0], "snapshots") == 0) {
+		snapshot_list(pr->snapshot, out, json);
+		return 0;
+	}
+	if (strcmp(argv[0], "preflight") == 0) {
+		if (daemon_has_flag(argc, argv, "--result"))
+			return preflight_report(pr->preflight, out, json);
+		return preflight_start(pr->preflight, NULL, out);
+	}
+	return bake_start(pr->bake, daemon_has_flag(argc, argv,
+	    "--no-reboot"), daemon_has_flag(argc, argv, "--use"), out);
+}
+
 static int
 daemon_request_reload(struct daemon *d, struct buf *out)
 {
@@ -539,6 +653,10 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 		buf_puts(out, "pong\n");
 		return 0;
 	}
+	if (strcmp(argv[0], "snapshots") == 0 ||
+	    (strcmp(argv[0], "preflight") == 0 &&
+	    daemon_has_flag(argc, argv, "--result")))
+		return daemon_cmd_practice(d, argc, argv, out);
 	snprintf(uid, sizeof(uid), "%lu", (unsigned long)peer->uid);
 	snprintf(pid, sizeof(pid), "%ld", (long)peer->pid);
 	if (strcmp(argv[0], "reload") == 0) {
@@ -554,7 +672,16 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 		    "command", argv[0], "uid", uid, "pid", pid, NULL);
 		return daemon_cmd_act(d, argc, argv, out);
 	}
+	if (strcmp(argv[0], "snapshot") == 0 ||
+	    strcmp(argv[0], "preflight") == 0 ||
+	    strcmp(argv[0], "bake") == 0) {
+		alert_emit(ALERT_CONTROL_COMMAND,
+		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
+		    "command", argv[0], "uid", uid, "pid", pid, NULL);
+		return daemon_cmd_practice(d, argc, argv, out);
+	}
 	buf_printf(out, "unknown command '%s' (try: status, history, "
-	    "failover, pause, resume, reload, ping)", argv[0]);
+	    "failover, pause, resume, snapshot, snapshots, preflight, bake, "
+	    "reload, ping)", argv[0]);
 	return -1;
 }

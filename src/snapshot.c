@@ -77,6 +77,7 @@ struct snapshot {
 	struct service		*svc;
 	char			*name;
 	char			*state_name;	/* "<service>.snapshot" */
+	char			*state_dir;
 
 	ev_timer		 sched;
 	time_t			 due;		/* 0: nothing scheduled */
@@ -1039,9 +1040,12 @@ snapshot_new(const struct snapshot_env *env, struct service *svc)
 	s->env = *env;
 	s->svc = svc;
 	s->name = strdup(name);
-	if (s->name == NULL ||
+	/* Ours: a reload frees the configuration it came from. */
+	s->env.state_dir = s->state_dir = strdup(env->state_dir);
+	if (s->name == NULL || s->state_dir == NULL ||
 	    asprintf(&s->state_name, "%s.snapshot", name) == -1) {
 		s->state_name = NULL;
+		free(s->state_dir);
 		free(s->name);
 		free(s);
 		return NULL;
@@ -1067,6 +1071,7 @@ snapshot_free(struct snapshot *s)
 	snapshot_seen_clear(s);
 	free(s->last_error);
 	free(s->state_name);
+	free(s->state_dir);
 	free(s->name);
 	free(s);
 }

@@ -1,0 +1,73 @@
+/*
+ * preflight: prove that a failover of a service would work, without
+ * changing anything.
+ *
+ * First the reads: the Elastic IP allocation exists (and which instance
+ * it points at), the data volumes exist (and their AZ), the launch AMI
+ * exists and is available, the key pair and instance profile are named.
+ * Then every mutating call a failover (or a snapshot, or a bake) makes
+ * is sent with DryRun and the real parameters: RunInstances,
+ * StopInstances, DetachVolume, AttachVolume, AssociateAddress,
+ * CreateSnapshot, CreateTags, CreateImage. The RunInstances dry run also
+ * tells whether the subnet is in the volumes' AZ.
+ *
+ * Each check ends OK, DENIED (IAM refuses: AWS's message) or INVALID
+ * (anything else: missing, wrong state, bad parameter). A run with a
+ * check not OK alerts preflight_failed (crit), naming the failed checks
+ * and the denied actions; a clean one alerts preflight_passed.
+ */
+#ifndef FAILOVERD_PREFLIGHT_H
+#define FAILOVERD_PREFLIGHT_H
+
+#include <ev.h>
+
+#include "failoverd/buf.h"
+#include "failoverd/ec2.h"
+
+struct service;
+struct preflight;
+
+enum preflight_result {
+	PREFLIGHT_OK,
+	PREFLIGHT_DENIED,
+	PREFLIGHT_INVALID
+};
+
+const char	*preflight_result_str(enum preflight_result r);
+
+/*
+ * How one answer counts (pure, unit-tested): a DryRunOperation is OK,
+ * UnauthorizedOperation (or AccessDenied) DENIED, anything else
+ * INVALID. For a dry run, a plain success is INVALID: the call was not
+ * a dry run and may have changed something.
+ */
+enum preflight_result preflight_classify(int dry_run, enum ec2_status st,
+		    const char *code);
+
+struct preflight_env {
+	struct ev_loop		*loop;
+	struct ec2_client	*ec2;		/* NULL: AWS not usable */
+};
+
+/* The service's configuration is read through svc at each run. */
+struct preflight *preflight_new(const struct preflight_env *env,
+		    struct service *svc);
+void		 preflight_free(struct preflight *p);
+
+/*
+ * Starts a run. ami, when not NULL, is launched instead of the
+ * configuration's (the replacement AMI that bake made). -1 with why in
+ * out when a run is in progress or AWS is not usable.
+ */
+int		 preflight_start(struct preflight *p, const char *ami,
+		    struct buf *out);
+int		 preflight_running(const struct preflight *p);
+
+/*
+ * The last finished run, one line per check, or a JSON object. -1 with
+ * why in out when none finished yet.
+ */
+int		 preflight_report(const struct preflight *p, struct buf *out,
+		    int json);
+
+#endif
