@@ -313,10 +313,14 @@ check_private(const char *path, char *err, size_t errlen)
 
 	if (stat(path, &st) == -1)
 		return 0;
+	/* /dev/null, the usual "no such file", is 0666 by nature. */
+	if (!S_ISREG(st.st_mode))
+		return 0;
 	if ((st.st_mode & 077) != 0) {
-		seterr(err, errlen, "%s: mode %04o lets group or others read "
+		seterr(err, errlen, "%s: mode %04o lets group or others %s "
 		    "AWS secrets; refusing it (chmod 600 %s)", path,
-		    (unsigned int)(st.st_mode & 07777), path);
+		    (unsigned int)(st.st_mode & 07777),
+		    (st.st_mode & 022) != 0 ? "change" : "read", path);
 		return -1;
 	}
 	return 0;
@@ -411,6 +415,54 @@ found:
 		goto out;
 	}
 	rc = 1;
+out:
+	ini_keys_clear(&k);
+	free(cpath);
+	free(fpath);
+	free(sect);
+	return rc;
+}
+
+int
+creds_check_files(const char *conf_profile, char *err, size_t errlen)
+{
+	struct ini_keys	 k = { 0 };
+	const char	*profile;
+	char		*cpath, *fpath, *sect = NULL;
+	int		 rc = -1;
+
+	/* Nothing but secrets in there, whichever profile is used. */
+	cpath = default_path("AWS_SHARED_CREDENTIALS_FILE",
+	    ".aws/credentials");
+	fpath = default_path("AWS_CONFIG_FILE", ".aws/config");
+	if (cpath != NULL && check_private(cpath, err, errlen) < 0)
+		goto out;
+	/* The config file is often public; only keys in it make it not. */
+	profile = conf_profile;
+	if (profile == NULL || *profile == '\0')
+		profile = getenv("AWS_PROFILE");
+	if (profile == NULL || *profile == '\0')
+		profile = "default";
+	if (fpath != NULL) {
+		if (strcmp(profile, "default") == 0)
+			sect = strdup(profile);
+		else if (asprintf(&sect, "profile %s", profile) == -1)
+			sect = NULL;
+		if (sect == NULL) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+		/* A file it cannot parse is the chain's to report. */
+		if (ini_read(fpath, sect, &k, err, errlen) < 0) {
+			seterr(err, errlen, "%s", "");
+			rc = 0;
+			goto out;
+		}
+		if ((k.ak != NULL || k.sk != NULL || k.tok != NULL) &&
+		    check_private(fpath, err, errlen) < 0)
+			goto out;
+	}
+	rc = 0;
 out:
 	ini_keys_clear(&k);
 	free(cpath);

@@ -20,6 +20,7 @@
 
 #include "failoverd/alert.h"
 #include "failoverd/conf.h"
+#include "failoverd/creds.h"
 #include "failoverd/daemon.h"
 #include "failoverd/log.h"
 
@@ -123,6 +124,14 @@ main_check(const char *path)
 		free(err);
 		return 1;
 	}
+	if (creds_check_files(conf->aws.profile, err, MAIN_CONF_ERRLEN) ==
+	    -1) {
+		fprintf(stderr, "%s\nfailoverd: cannot start with %s\n", err,
+		    path);
+		conf_free(conf);
+		free(err);
+		return 1;
+	}
 	free(err);
 	conf_print_summary(conf, stdout);
 	printf("failoverd: configuration %s is valid\n", path);
@@ -208,6 +217,14 @@ main(int argc, char **argv)
 			log_warnx("config: %s", line);
 		alert_emit(ALERT_CONFIG_REJECTED, NULL, "file", path,
 		    "action", "not started", NULL);
+		free(err);
+		return 1;
+	}
+	/* Refused now rather than at the first failover that needs them. */
+	if (creds_check_files(conf->aws.profile, err, MAIN_CONF_ERRLEN) ==
+	    -1) {
+		log_warnx("cannot start: %s", err);
+		conf_free(conf);
 		free(err);
 		return 1;
 	}

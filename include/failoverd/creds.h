@@ -75,6 +75,17 @@ enum creds_source creds_source(const struct creds *c);
 time_t		 creds_expiration(const struct creds *c);	/* 0: never */
 
 /*
+ * The startup check: the shared credentials file (AWS_SHARED_CREDENTIALS_
+ * FILE or ~/.aws/credentials), when it exists, and the config file, when
+ * it holds keys for the profile, must be private to their owner. Returns
+ * 0, or -1 with a message naming the file and its mode. The chain itself
+ * refuses them too, but only when it first needs credentials; a daemon
+ * should not start happily and find out at its first failover.
+ */
+int		 creds_check_files(const char *profile, char *err,
+		    size_t errlen);
+
+/*
  * The small parser, exposed for the unit tests. creds_json_get finds the
  * string member key of a flat JSON object; it returns a malloc'ed value,
  * or NULL with err set (not found, not a string, malformed).
