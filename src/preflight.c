@@ -474,8 +474,10 @@ pf_dry_runs(struct preflight *p)
 	size_t				 i, chk, sub;
 
 	chk = pf_add(p, "RunInstances", "RunInstances %s", p->cur.ami);
-	sub = pf_add(p, "", "subnet %s", sc->launch.subnet != NULL ?
-	    sc->launch.subnet : "(default of the AZ)");
+	/* The RunInstances dry run is what checks it. */
+	sub = pf_add(p, "RunInstances", "subnet %s",
+	    sc->launch.subnet != NULL ? sc->launch.subnet :
+	    "(default of the AZ)");
 	pf_dry(p, pf_run_instances(p), chk, 0);
 	/* The answer fills the subnet line too. */
 	for (c = p->calls; c != NULL; c = c->next)

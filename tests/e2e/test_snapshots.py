@@ -26,14 +26,14 @@ EIP = BASIC["eip"]
 SCENARIO_SNAPS = set(BASIC["snapshots"].values())
 
 
-def write_conf(d, sim, snapshot="", name="web", probe_address=None):
+def write_conf(d, sim, snapshot="", name="web", probe_address=None,
+               edits=()):
     """failoverd.conf for the basic scenario; snapshot is the body of
-    the service's snapshot group."""
+    the service's snapshot group; edits are (old, new) replacements."""
     addr = f'address = "{probe_address}";' if probe_address else ""
     os.makedirs(os.path.join(d, "state"), exist_ok=True)
     path = os.path.join(d, "failoverd.conf")
-    with open(path, "w") as f:
-        f.write(f"""state_dir = "{d}/state";
+    text = f"""state_dir = "{d}/state";
 control_socket = "{d}/control.sock";
 debug = true;
 aws = {{ calls_per_second = 100; burst = 100; call_timeout = 10; }};
@@ -63,7 +63,12 @@ services = (
     snapshot = {{ {snapshot} }};
   }}
 );
-""")
+"""
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    with open(path, "w") as f:
+        f.write(text)
     return path
 
 

@@ -1,0 +1,148 @@
+"""Preflight end to end: failoverd against ec2sim.
+
+What a person relies on: at start and on `failoverctl preflight`, every
+call a failover makes is tried with DryRun and the real parameters and
+the reads check the EIP, the volumes, the AMI and the subnet's AZ; a
+deny policy shows up as DENIED on exactly the denied actions with AWS's
+message and a crit preflight_failed naming them; nothing in EC2 changes."""
+import json
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+import test_snapshots as base  # noqa: E402
+from fodtest import ctl  # noqa: E402
+from simfixture import BASIC, Ec2Sim  # noqa: E402
+
+# Every mutating action a failover, a snapshot or a bake makes.
+MUTATING = {"RunInstances", "StopInstances", "DetachVolume",
+            "AttachVolume", "AssociateAddress", "CreateSnapshot",
+            "CreateTags", "CreateImage"}
+
+
+@pytest.fixture
+def sim(tmp_path):
+    with Ec2Sim("basic", tmp_path / "sim") as s:
+        yield s
+
+
+def result(d, timeout=30):
+    """The last finished preflight, as JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        p = ctl(d.sock, "preflight", "web", "--result", "--json",
+                check=False)
+        if p.returncode == 0:
+            r = json.loads(p.stdout)
+            if not r["running"]:
+                return r
+        if time.monotonic() > deadline:
+            raise AssertionError("no preflight result: %s%s\nlog:\n%s" % (
+                p.stdout, p.stderr, "\n".join(d.lines)))
+        d.drain(0.1)
+
+
+def by_result(report, res):
+    return [c for c in report["checks"] if c["result"] == res]
+
+
+def snapshot_of_world(sim):
+    st = sim.state()
+    return {
+        "instances": {i: (v["state"], v["image"], sorted(v["volumes"].items()))
+                      for i, v in st["instances"].items()},
+        "snapshots": sorted(st["snapshots"]),
+        "images": sorted(st["images"]),
+        "addresses": {a: v["instance"] for a, v in st["addresses"].items()},
+    }
+
+
+def test_preflight_at_start_passes_and_changes_nothing(tmp_path, sim):
+    before = snapshot_of_world(sim)
+    with base.start(tmp_path, sim) as d:
+        d.wait_for(r"event=preflight_passed service=web", timeout=30)
+        r = result(d)
+    assert r["ok"] is True, json.dumps(r, indent=1)
+    actions = {c["action"] for c in r["checks"]}
+    assert MUTATING <= actions
+    assert not by_result(r, "DENIED") and not by_result(r, "INVALID")
+    # Each dry run really went out as a dry run, with real parameters.
+    for a in MUTATING:
+        reqs = sim.requests(action=a)
+        assert reqs, a
+        for q in reqs:
+            assert q["params"].get("DryRun") in ("true", True), q
+            assert q["code"] == "DryRunOperation" or (
+                a == "AttachVolume" and
+                q["code"] in ("IncorrectState", "VolumeInUse")), q
+    run = sim.requests(action="RunInstances")[0]["params"]
+    assert run["ImageId"] == BASIC["image"]
+    assert run["SubnetId"] == BASIC["subnets"]["us-east-1a"]
+    assert run["Placement.AvailabilityZone"] == BASIC["az"]
+    stop = sim.requests(action="StopInstances")[0]["params"]
+    assert stop["InstanceId.1"] == BASIC["instance"]
+    assert snapshot_of_world(sim) == before
+
+
+def test_deny_policy_names_exactly_the_denied_actions(tmp_path, sim):
+    denied = {"StopInstances", "CreateImage", "AttachVolume"}
+    with base.start(tmp_path, sim) as d:
+        d.wait_for(r"event=preflight_passed service=web", timeout=30)
+        sim.set_policy({"deny": sorted(denied)})
+        before = snapshot_of_world(sim)
+        out = ctl(d.sock, "preflight", "web").stdout
+        assert "started" in out
+        alert = d.wait_for(r"event=preflight_failed service=web",
+                           timeout=30)
+        r = result(d)
+        text = ctl(d.sock, "preflight", "web", "--result").stdout
+    assert r["ok"] is False
+    got = {c["action"] for c in by_result(r, "DENIED")}
+    assert got == denied, json.dumps(r, indent=1)
+    assert not by_result(r, "INVALID"), json.dumps(r, indent=1)
+    for c in by_result(r, "DENIED"):
+        assert "not authorized" in c["detail"], c
+    assert set(base.field(alert, "denied").split(",")) == denied
+    for a in denied:
+        assert f"DENIED  {a}" in text, text
+    assert "A FAILOVER WOULD NOT WORK" in text
+    assert snapshot_of_world(sim) == before
+
+
+def test_preflight_failing_at_start_is_a_loud_alert(tmp_path, sim):
+    sim.set_policy({"deny": ["RunInstances"]})
+    with base.start(tmp_path, sim) as d:
+        alert = d.wait_for(r"event=preflight_failed service=web",
+                           timeout=30)
+        r = result(d)
+    assert base.field(alert, "denied") == "RunInstances"
+    assert {c["action"] for c in by_result(r, "DENIED")} == \
+        {"RunInstances"}
+
+
+def test_subnet_in_another_az_is_invalid(tmp_path, sim):
+    other = BASIC["subnets"]["us-east-1b"]
+    edits = [(BASIC["subnets"]["us-east-1a"], other)]
+    with base.start(tmp_path, sim, edits=edits) as d:
+        d.wait_for(r"event=preflight_failed service=web", timeout=30)
+        r = result(d)
+    bad = {c["check"]: c for c in by_result(r, "INVALID")}
+    assert f"subnet {other}" in bad, json.dumps(r, indent=1)
+    assert "us-east-1b" in bad[f"subnet {other}"]["detail"]
+    assert f"RunInstances {BASIC['image']}" in bad
+
+
+def test_missing_volume_and_image_are_invalid(tmp_path, sim):
+    edits = [(BASIC["volumes"]["/dev/sdg"], "vol-0fffffffffffffff9"),
+             (f'ami = "{BASIC["image"]}"', 'ami = "ami-0fffffffffffffff9"')]
+    with base.start(tmp_path, sim, edits=edits) as d:
+        d.wait_for(r"event=preflight_failed service=web", timeout=30)
+        r = result(d)
+    bad = {c["check"] for c in by_result(r, "INVALID")}
+    assert "image ami-0fffffffffffffff9" in bad, json.dumps(r, indent=1)
+    assert any(c.startswith("volume vol-0fffffffffffffff9") for c in bad)
+    assert not by_result(r, "DENIED")
