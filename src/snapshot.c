@@ -97,7 +97,7 @@ struct snapshot {
 	char			*pre, *post;
 	struct sshcmd_spec	 hook;
 	char			*hook_host, *hook_user, *hook_key;
-	char			*hook_known;
+	char			*hook_known, *hook_learned;
 	struct sshcmd		*cmd;
 	struct ec2_call		*call;
 	struct buf		 errors;	/* "; "-separated reasons */
@@ -505,8 +505,10 @@ snapshot_run_clear(struct snapshot *s)
 	free(s->hook_user);
 	free(s->hook_key);
 	free(s->hook_known);
+	free(s->hook_learned);
 	s->pre = s->post = NULL;
 	s->hook_host = s->hook_user = s->hook_key = s->hook_known = NULL;
+	s->hook_learned = NULL;
 	buf_reset(&s->errors);
 }
 
@@ -897,7 +899,13 @@ snapshot_run_prepare(struct snapshot *s)
 	s->hook.user = s->hook_user;
 	s->hook.key_file = s->hook_key;
 	s->hook.known_hosts = s->hook_known;
-	s->hook.learned_hosts = service_learned_hosts(s->svc);
+	/* Copied: the failover engine replaces it when keys change. */
+	if (service_learned_hosts(s->svc) != NULL) {
+		s->hook_learned = strdup(service_learned_hosts(s->svc));
+		if (s->hook_learned == NULL)
+			return -1;
+	}
+	s->hook.learned_hosts = s->hook_learned;
 	s->hook.timeout = c->hook_timeout;
 	return 0;
 }
