@@ -13,6 +13,9 @@ SRCDIR = os.environ.get("FOD_SRCDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 FAILOVERD = os.path.join(BUILD, "failoverd")
 FAILOVERCTL = os.path.join(BUILD, "failoverctl")
+# What AddressSanitizer, LeakSanitizer and UBSan print when they report.
+SANITIZER_RX = re.compile(
+    r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 
 
 class Daemon:
@@ -24,6 +27,12 @@ class Daemon:
     def __init__(self, conf, env=None, args=()):
         self.conf = conf
         full_env = dict(os.environ)
+        # Tests only ever talk to 127.0.0.0/8: unless a test gives its
+        # ec2sim, the AWS endpoints point at a port nothing listens on,
+        # never at AWS or at 169.254.169.254.
+        full_env.setdefault("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:9")
+        full_env.setdefault("AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                            "http://127.0.0.1:9")
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [FAILOVERD, "-c", conf, "--log-stderr", *args],
@@ -72,7 +81,14 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout=10.0, check=True):
+        """SIGTERM, wait, read the rest of the log; returns the exit code.
+
+        With check (the default), a daemon that did not exit 0 or whose
+        log holds a sanitizer report fails the test: under the ASan build
+        (scripts/test) a leak or a memory error in failoverd is reported
+        only at its exit, and would otherwise go unnoticed. Tests that
+        kill the daemon on purpose pass check=False."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -82,13 +98,31 @@ class Daemon:
             rc = self.proc.wait()
         while self._read(0):
             pass
+        if self._partial:
+            self.lines.append(self._partial.decode(errors="replace"))
+            self._partial = b""
+        if check:
+            self.check_exit(rc)
         return rc
+
+    def sanitizer_report(self):
+        """The log lines from ASan, LSan or UBSan, if any."""
+        return [l for l in self.lines if SANITIZER_RX.search(l)]
+
+    def check_exit(self, rc):
+        report = self.sanitizer_report()
+        if rc != 0 or report:
+            raise AssertionError(
+                "failoverd exited with %s%s; log:\n%s"
+                % (rc, " and a sanitizer report" if report else "",
+                   "\n".join(self.lines[-200:])))
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        # When the test already failed, its own error is the one to see.
+        self.stop(check=exc_type is None)
 
 
 def ctl(sock, *args, check=True):
