@@ -399,13 +399,14 @@ failover_set_step(struct failover *fo, enum failover_step to)
 	fo->step = to;
 	fo->step_start = fo_now(fo);
 	fo->step_slow = 0;
+	/* On disk first: what the log says has happened is durable. */
+	fo_save(fo);
 	log_info("failover %s: [%s] -> [%s]", fo->name,
 	    failover_step_str(from), failover_step_str(to));
 	if (to >= FAILOVER_FENCE_LAUNCH && to <= FAILOVER_VERIFY)
 		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
 		    fo->id ? fo->id : "", "step", failover_step_str(to),
 		    "from", failover_step_str(from), NULL);
-	fo_save(fo);
 	if (fo_active(fo))
 		ev_timer_again(fo->env->loop, &fo->tick);
 }
@@ -821,6 +822,7 @@ fo_launch_poll(struct failover *fo)
 {
 	struct ec2_request	*req = NULL;
 	const char		*tok[1];
+	double			 deadline;
 
 	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
 		return;
@@ -865,8 +867,12 @@ fo_launch_poll(struct failover *fo)
 	}
 	if (req == NULL)
 		return;
+	/* Room for the fallback when RunInstances keeps failing. */
+	deadline = fo_policy(fo)->launch_timeout / 3;
+	if (deadline > FO_ACT_DEADLINE)
+		deadline = FO_ACT_DEADLINE;
 	fo_send(fo, FO_LAUNCH, req, ec2_request_action(req) ==
-	    EC2_RUN_INSTANCES ? FO_ACT_DEADLINE : FO_POLL_DEADLINE);
+	    EC2_RUN_INSTANCES ? deadline : FO_POLL_DEADLINE);
 }
 
 static int
@@ -891,8 +897,19 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 {
 	const struct ec2_instance	*inst;
 	const char			*code = ec2_result_code(res);
-	int				 kind = fo_result_kind(fo, res);
+	int				 kind;
 
+	/*
+	 * AWS sends InsufficientInstanceCapacity with HTTP 500, which the
+	 * client retries: arriving here, it has been retried already.
+	 */
+	if (ec2_result_status(res) == EC2_ERR_AWS && fo_no_capacity(code)) {
+		if (ec2_result_attempts(res) > 1)
+			fo->launch_tries = FO_LAUNCH_TRIES - 1;
+		kind = 2;
+	} else {
+		kind = fo_result_kind(fo, res);
+	}
 	if (kind == 1)
 		return;
 	if (kind == 2 && fo_no_capacity(code)) {

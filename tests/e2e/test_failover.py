@@ -1,0 +1,424 @@
+"""The failover engine end to end: failoverd against ec2sim, whose
+instances run a real sshd and a real HTTP server on loopback and whose
+Elastic IP forwards to the instance it is associated with.
+
+Each test breaks the production instance (or not) and then checks what a
+person relies on: ec2sim's final state (one replacement from the AMI in
+the volumes' AZ, each volume attached to it at its device, the EIP on it,
+the old one stopped) and the events in the log, in order."""
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+from fodtest import Daemon, ctl  # noqa: E402
+from simfixture import BASIC, Ec2Sim  # noqa: E402
+
+OLD = BASIC["instance"]
+VOLS = BASIC["volumes"]          # device -> volume id
+EIP = BASIC["eip"]
+
+# Steps of a replacement, in the order the log must show them.
+STEPS = ["fence+launch", "detach", "attach", "associate", "verify"]
+
+
+def write_conf(d, sim, policy=None, probes=("site", "shell"), extra=(),
+               name="web"):
+    """A demo-sized failoverd.conf for the basic scenario."""
+    pol = {"cooldown": 0, "fence_timeout": 20, "launch_timeout": 30,
+           "detach_timeout": 5, "attach_timeout": 15,
+           "associate_timeout": 10, "verify_timeout": 20}
+    pol.update(policy or {})
+    pol_s = " ".join(f"{k} = {v if not isinstance(v, bool) else str(v).lower()};"
+                     if not isinstance(v, str) else f'{k} = "{v}";'
+                     for k, v in pol.items())
+    plist = []
+    if "site" in probes:
+        plist.append(f"""{{ name = "site"; type = "http";
+            port = {sim.http_port}; path = "/health";
+            interval = 0.5; timeout = 0.4; fall = 2; rise = 2; }}""")
+    if "shell" in probes:
+        plist.append(f"""{{ name = "shell"; type = "ssh";
+            port = {sim.ssh_port}; user = "{sim.ssh_user}";
+            key_file = "{sim.ssh_key}"; known_hosts = "{sim.known_hosts}";
+            interval = 0.5; timeout = 0.4; fall = 2; rise = 2; }}""")
+    services = [f"""{{
+    name = "{name}";
+    eip_allocation_id = "{EIP}";
+    volumes = (
+      {{ id = "{VOLS['/dev/sdf']}"; device = "/dev/sdf"; }},
+      {{ id = "{VOLS['/dev/sdg']}"; device = "/dev/sdg"; }}
+    );
+    launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro";
+               subnet = "{BASIC['subnets']['us-east-1a']}";
+               security_groups = [ "{BASIC['security_group']}" ];
+               key_name = "{BASIC['key_name']}";
+               iam_instance_profile = "{BASIC['instance_profile']}";
+               tags = {{ Name = "prod-web"; }}; }};
+    probes = ( {", ".join(plist)} );
+    policy = {{ {pol_s} }};
+  }}"""] + list(extra)
+    os.makedirs(os.path.join(d, "state"), exist_ok=True)
+    path = os.path.join(d, "failoverd.conf")
+    with open(path, "w") as f:
+        f.write(f"""state_dir = "{d}/state";
+control_socket = "{d}/control.sock";
+debug = true;
+aws = {{ calls_per_second = 100; burst = 100; call_timeout = 10; }};
+alerts = {{ rate_limit = 0; }};
+services = (
+{",".join(services)}
+);
+""")
+    return path
+
+
+def events(daemon, start=0):
+    """(event, line) for every event= line from index start."""
+    out = []
+    for line in daemon.lines[start:]:
+        if "event=" in line:
+            ev = line.split("event=", 1)[1].split()[0]
+            out.append((ev, line))
+    return out
+
+
+def field(line, key):
+    """Value of key=value in an event line (quoted or not)."""
+    part = line.split(f" {key}=", 1)[1]
+    if part.startswith('"'):
+        return part[1:].split('"', 1)[0]
+    return part.split()[0]
+
+
+@pytest.fixture
+def sim(tmp_path):
+    with Ec2Sim("basic", tmp_path / "sim") as s:
+        yield s
+
+
+def start(tmp_path, sim, env=None, **kw):
+    conf = write_conf(str(tmp_path), sim, **kw)
+    e = dict(sim.env())
+    # failoverd refuses world-writable credential files (/dev/null).
+    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
+    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
+                                                   "no-aws-credentials")
+    e.update(env or {})
+    d = Daemon(conf, env=e)
+    d.sock = os.path.join(str(tmp_path), "control.sock")
+    return d
+
+
+def healthy(d, name="web", timeout=20):
+    d.wait_for(rf"service {name}: healthy", timeout=timeout)
+
+
+def replacement(sim):
+    """The instances ec2sim launched (not the scenario's)."""
+    st = sim.state()
+    return [i for i in st["instances"].values() if i["id"] != OLD]
+
+
+def assert_replaced(sim, old=OLD):
+    st = sim.state()
+    new = [i for i in st["instances"].values() if i["id"] != old]
+    assert len(new) == 1, json.dumps(st["instances"], indent=1)
+    new = new[0]
+    assert new["state"] == "running"
+    assert new["image"] == BASIC["image"]
+    assert new["az"] == BASIC["az"]
+    assert new["tags"]["failoverd:service"] == "web"
+    assert new["tags"]["failoverd:failover-id"]
+    for dev, vid in VOLS.items():
+        assert new["volumes"].get(dev) == vid, new["volumes"]
+    assert st["addresses"][EIP]["instance"] == new["id"]
+    assert st["instances"][old]["state"] == "stopped"
+    return new
+
+
+def step_order(d, start=0):
+    return [field(line, "step") for ev, line in events(d, start)
+            if ev == "failover_step"]
+
+
+def calls(sim, action):
+    """The real (not DryRun) requests ec2sim got for action."""
+    return [r for r in sim.requests(action)
+            if str(r["params"].get("DryRun", "")).lower() != "true"]
+
+
+def curl_health(sim):
+    import urllib.request
+    ip = sim.address(EIP)["ip"]
+    with urllib.request.urlopen(sim.url(ip, "/data"), timeout=5) as r:
+        return json.loads(r.read())
+
+
+# --------------------------------------------------------------------------
+
+
+def test_happy_path_replaces_the_instance_moves_volumes_and_eip(
+        tmp_path, sim):
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        before = curl_health(sim)
+        assert before["instance_id"] == OLD
+        sim.instance_fault(OLD, "both")
+        line = d.wait_for(r"event=failover_completed", timeout=60)
+        new = assert_replaced(sim)
+        assert field(line, "new_instance") == new["id"]
+        for k in ("detect", "fence", "launch", "detach", "attach",
+                  "associate", "verify", "total", "critical_path"):
+            float(field(line, k))
+        assert float(field(line, "critical_path")) <= \
+            float(field(line, "total")) + 0.001
+        evs = [e for e, _ in events(d)]
+        order = [e for e in evs if e in (
+            "service_down", "failover_started", "failover_completed")]
+        assert order == ["service_down", "failover_started",
+                         "failover_completed"]
+        assert step_order(d) == STEPS
+        # The site answers from the replacement through the same EIP,
+        # and the ssh probe trusts its new host key (learnt, not TOFU).
+        after = curl_health(sim)
+        assert after["instance_id"] == new["id"]
+        assert after["volumes"] == before["volumes"]
+        st = json.loads(ctl(d.sock, "status", "--json").stdout)
+        svc = st["services"][0]
+        assert svc["instance"] == new["id"] and svc["az"] == BASIC["az"]
+        assert svc["verdict"] == "healthy" and svc["failover"] is None
+        hist = json.loads(ctl(d.sock, "history", "--json").stdout)
+        h = hist["failovers"][-1]
+        assert h["result"] == "completed" and h["new"] == new["id"]
+        assert h["old"] == OLD and h["timings"]["total"] > 0
+        runs = calls(sim, "RunInstances")
+        assert len(runs) == 1
+        assert runs[0]["params"]["ClientToken"] == h["id"]
+
+
+def no_failover(d, seconds):
+    """Nothing was launched or stopped during seconds."""
+    start = len(d.lines)
+    d.drain(seconds)
+    assert not [e for e, _ in events(d, start)
+                if e.startswith("failover_") and e != "failover_held"]
+
+
+def test_degraded_sshd_down_alerts_and_does_not_fail_over(tmp_path, sim):
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.instance_fault(OLD, "ssh_down")
+        line = d.wait_for(r"event=service_degraded", timeout=15)
+        assert "shell" in line
+        no_failover(d, 3)
+        assert calls(sim, "RunInstances") == []
+        assert calls(sim, "StopInstances") == []
+        assert sim.instance(OLD)["state"] == "running"
+
+
+def test_manual_failover_is_confirmed_and_refused_while_one_runs(
+        tmp_path, sim):
+    with start(tmp_path, sim, policy={"auto_failover": False}) as d:
+        healthy(d)
+        # Without a terminal and without --yes, nothing happens.
+        p = ctl(d.sock, "failover", "web", check=False)
+        assert p.returncode == 1 and "--yes" in p.stderr
+        p = ctl(d.sock, "--yes", "failover", "web")
+        assert "started" in p.stdout
+        p = ctl(d.sock, "--yes", "failover", "web", check=False)
+        assert p.returncode == 1 and "in progress" in p.stderr
+        st = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert st["services"][0]["failover"]["step"] in STEPS
+        line = d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        cmd = d.wait_for(r"event=control_command .*command=failover")
+        assert f"uid={os.getuid()}" in cmd
+        assert "trigger=manual" in d.wait_for(r"event=failover_started")
+        assert float(field(line, "detect")) == 0
+        assert len(calls(sim, "RunInstances")) == 1
+
+
+def test_pause_holds_and_resume_acts(tmp_path, sim):
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        assert "paused" in ctl(d.sock, "pause", "web").stdout
+        st = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert st["services"][0]["paused"] is True
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"event=service_down", timeout=15)
+        d.wait_for(r"event=failover_held .*reason=paused")
+        no_failover(d, 2)
+        assert calls(sim, "RunInstances") == []
+        ctl(d.sock, "resume", "web")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+
+
+def test_cooldown_holds_a_second_failover(tmp_path, sim):
+    with start(tmp_path, sim, policy={"cooldown": 600}) as d:
+        healthy(d)
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        new = assert_replaced(sim)
+        n = len(d.lines)
+        sim.instance_fault(new["id"], "both")
+        line = d.wait_for(r"event=failover_held", timeout=20, start=n)
+        assert "cooldown" in line
+        no_failover(d, 2)
+        assert len(calls(sim, "RunInstances")) == 1
+        st = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert st["services"][0]["step"] == "held"
+        assert sim.instance(new["id"])["state"] == "running"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_during_a_step_then_restart_ends_the_same(
+        tmp_path, sim, step):
+    d = start(tmp_path, sim)
+    try:
+        healthy(d)
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"\] -> \[%s\]" % step.replace("+", r"\+"),
+                   timeout=60)
+        d.proc.kill()
+        d.stop(check=False)
+    finally:
+        if d.proc.poll() is None:
+            d.stop(check=False)
+    with start(tmp_path, sim) as d2:
+        d2.wait_for(r"resuming failover", timeout=10)
+        d2.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        # One launch per ClientToken: a resumed launch never makes two.
+        tokens = {r["params"]["ClientToken"]
+                  for r in calls(sim, "RunInstances")}
+        assert len(tokens) == 1
+        attaches = calls(sim, "AttachVolume")
+        assert sorted(a["params"]["VolumeId"] for a in attaches) == \
+            sorted(VOLS.values())
+
+
+def test_throttling_and_503s_during_the_failover_still_complete(
+        tmp_path, sim):
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.fault(kind="throttle", action="*", count=6)
+        sim.fault(kind="error503", action="AttachVolume", count=2)
+        sim.fault(kind="error503", action="RunInstances", count=1)
+        sim.fault(kind="throttle", action="AssociateAddress", count=2)
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        assert sim.faults() == []   # every injected fault was hit
+
+
+def test_no_capacity_restarts_the_old_instance_in_place(tmp_path, sim):
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.fault(kind="error", action="RunInstances",
+                  code="InsufficientInstanceCapacity",
+                  message="We currently do not have sufficient t3.micro "
+                  "capacity in the Availability Zone you requested.",
+                  count=None)
+        sim.instance_fault(OLD, "both")
+        # New hardware after the stop: the fault stays with the old host.
+        sim.wait_instance_state(OLD, "stopped", timeout=30)
+        sim.instance_fault(OLD, "none")
+        line = d.wait_for(r"event=failover_completed", timeout=60)
+        assert "mode=restart_in_place" in line
+        d.wait_for(r"event=failover_step .*change=restart_in_place")
+        st = sim.state()
+        assert [i for i in st["instances"] if i != OLD] == []
+        assert st["instances"][OLD]["state"] == "running"
+        for dev, vid in VOLS.items():
+            assert st["instances"][OLD]["volumes"].get(dev) == vid
+        assert st["addresses"][EIP]["instance"] == OLD
+        assert len(calls(sim, "StartInstances")) == 1
+
+
+def test_verify_failing_is_failover_failed_and_leaves_things(
+        tmp_path, sim):
+    with start(tmp_path, sim, policy={"verify_timeout": 3}) as d:
+        healthy(d)
+        # The replacement boots but its services never come up in time.
+        sim.set_delays(boot=120)
+        sim.instance_fault(OLD, "both")
+        line = d.wait_for(r"event=failover_failed", timeout=60)
+        assert "crit" in line.split()[1]
+        assert "step=verify" in line
+        stands = field(line, "stands")
+        new = replacement(sim)
+        assert len(new) == 1
+        new = new[0]
+        assert new["id"] in stands and OLD in stands
+        # Left as it stood: volumes and EIP on the replacement, old off.
+        st = sim.state()
+        assert st["addresses"][EIP]["instance"] == new["id"]
+        assert st["instances"][OLD]["state"] == "stopped"
+        for dev, vid in VOLS.items():
+            assert st["instances"][new["id"]]["volumes"].get(dev) == vid
+        no_failover(d, 2)
+        s = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert s["services"][0]["step"] == "failed"
+        assert json.loads(ctl(d.sock, "history", "--json").stdout)[
+            "failovers"][-1]["result"] == "failed"
+
+
+def two_service_scenario(tmp_path):
+    """basic.json plus a second production instance "api" with its own
+    volume and Elastic IP, in the same AZ."""
+    from simfixture import scenario_path
+    with open(scenario_path("basic")) as f:
+        sc = json.load(f)
+    sc["volumes"].append({"id": "vol-0dbbbbbbbbbbbbbb1", "az": "us-east-1a",
+                          "size": 5, "data": "api-db"})
+    sc["addresses"].append({"allocation_id": "eipalloc-0bbbbbbbbbbbbbbb1",
+                            "instance": "i-0bbbbbbbbbbbbbbb1"})
+    api = dict(sc["instances"][0])
+    api.update({"id": "i-0bbbbbbbbbbbbbbb1",
+                "root_volume": "vol-0bbbbbbbbbbbbbbb0",
+                "tags": {"Name": "prod-api", "failoverd:service": "api"},
+                "volumes": [{"id": "vol-0dbbbbbbbbbbbbbb1",
+                             "device": "/dev/sdf"}]})
+    sc["instances"].append(api)
+    path = os.path.join(str(tmp_path), "two.json")
+    with open(path, "w") as f:
+        json.dump(sc, f)
+    return path
+
+
+def test_watchdog_isolated_does_not_fail_over(tmp_path):
+    with Ec2Sim(two_service_scenario(tmp_path), tmp_path / "sim") as sim:
+        api = f"""{{
+    name = "api";
+    eip_allocation_id = "eipalloc-0bbbbbbbbbbbbbbb1";
+    volumes = ( {{ id = "vol-0dbbbbbbbbbbbbbb1"; device = "/dev/sdf"; }} );
+    launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro";
+               subnet = "{BASIC['subnets']['us-east-1a']}"; }};
+    probes = ( {{ name = "site"; type = "http"; port = {sim.http_port};
+                 path = "/health"; interval = 0.5; timeout = 0.4;
+                 fall = 2; rise = 2; }} );
+    policy = {{ cooldown = 0; }};
+  }}"""
+        with start(tmp_path, sim, extra=[api]) as d:
+            healthy(d, "web")
+            healthy(d, "api")
+            # This host loses its network: nothing answers any more,
+            # while EC2 sees both instances healthy.
+            sim.instance_fault(OLD, "blackhole")
+            sim.instance_fault("i-0bbbbbbbbbbbbbbb1", "blackhole")
+            line = d.wait_for(r"event=watchdog_isolated", timeout=20)
+            assert "instance ok, system ok" in line
+            no_failover(d, 3)
+            assert calls(sim, "RunInstances") == []
+            assert calls(sim, "StopInstances") == []
+            st = sim.state()
+            assert st["instances"][OLD]["state"] == "running"
+            assert st["instances"]["i-0bbbbbbbbbbbbbbb1"]["state"] == \
+                "running"
