@@ -127,6 +127,15 @@ daemon_practice_new(struct daemon *d, struct service *svc,
 	return 0;
 }
 
+static const char *
+daemon_replacement_ami(void *arg, const struct service *svc)
+{
+	struct daemon_practice *pr = daemon_practice(arg, svc);
+
+	return pr != NULL && pr->bake != NULL ?
+	    bake_replacement_ami(pr->bake) : NULL;
+}
+
 static void
 daemon_on_verdict(struct service *svc, enum service_verdict from,
     enum service_verdict to, void *arg)
@@ -353,6 +362,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.ec2 = d->ec2;
 	d->fenv.ec2_error = d->ec2_error;
 	d->fenv.isolated = daemon_isolated;
+	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
 	if (daemon_apply(d, conf) == -1) {
 		snprintf(err, errlen, "cannot create the services");

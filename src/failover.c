@@ -766,6 +766,16 @@ fo_launch_ready(struct failover *fo)
 	return 0;
 }
 
+static const char *
+fo_ami(const struct failover *fo)
+{
+	const char *ami = NULL;
+
+	if (fo->env->replacement_ami != NULL)
+		ami = fo->env->replacement_ami(fo->env->arg, fo->svc);
+	return ami != NULL ? ami : fo_conf(fo)->launch.ami;
+}
+
 static struct ec2_request *
 fo_run_request(struct failover *fo)
 {
@@ -778,7 +788,7 @@ fo_run_request(struct failover *fo)
 	req = ec2_request_new(EC2_RUN_INSTANCES);
 	if (req == NULL)
 		return NULL;
-	bad |= ec2_request_add(req, "ImageId", lc->ami);
+	bad |= ec2_request_add(req, "ImageId", fo_ami(fo));
 	bad |= ec2_request_add(req, "MinCount", "1");
 	bad |= ec2_request_add(req, "MaxCount", "1");
 	if (lc->instance_type != NULL)
@@ -945,8 +955,7 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 	fo_set_str(&fo->new, inst->instance_id);
 	fo->launch = LAUNCH_SENT;
 	log_info("failover %s: launched %s in %s from %s", fo->name,
-	    inst->instance_id, inst->az ? inst->az : "?",
-	    fo_conf(fo)->launch.ami);
+	    inst->instance_id, inst->az ? inst->az : "?", fo_ami(fo));
 	fo_save(fo);
 }
 
@@ -1677,7 +1686,7 @@ fo_can_act(struct failover *fo, char *why, size_t len)
 		return 0;
 	}
 	if (fo->journal_bad) {
-		snprintf(why, len, "the journal is corrupt: %s",
+		snprintf(why, len, "the journal is corrupt: %.200s",
 		    fo->hold_reason);
 		return 0;
 	}
@@ -1902,7 +1911,7 @@ failover_begin(struct failover *fo, const char *why, int manual)
 	alert_emit(ALERT_FAILOVER_STARTED, fo->name, "failover_id", fo->id,
 	    "trigger", fo->manual ? "manual" : "auto", "reason", why,
 	    "old_instance", fo->old ? fo->old : "-",
-	    "az", fo->vol_az, "ami", fo_conf(fo)->launch.ami, NULL);
+	    "az", fo->vol_az, "ami", fo_ami(fo), NULL);
 	failover_set_step(fo, FAILOVER_FENCE_LAUNCH);
 	failover_poll(fo);
 }

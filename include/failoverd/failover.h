@@ -51,6 +51,9 @@ struct failover_env {
 	 * not; -1 while others may still follow (ask again later).
 	 */
 	int			(*isolated)(void *arg);
+	/* The AMI to launch from (a baked one), or NULL: launch.ami. */
+	const char		*(*replacement_ami)(void *arg,
+				    const struct service *svc);
 	void			*arg;
 };
 
