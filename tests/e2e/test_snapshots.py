@@ -270,3 +270,20 @@ def test_run_not_due_is_not_taken_at_start(tmp_path, sim):
     assert not events(d, "snapshot_taken")
     assert not ours(sim)
     assert "next run: " in listing and "none" not in listing
+
+
+def test_hung_pre_command_times_out_and_post_still_runs(tmp_path, sim):
+    log = tmp_path / "hooks.log"
+    hooks = (f'pre_command = "echo pre >> {log}; sleep 60"; '
+             f'post_command = "echo post >> {log}"; hook_timeout = 1;')
+    with start(tmp_path, sim, snapshot=hooks) as d:
+        d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
+        sim.clear_requests()
+        ctl(d.sock, "snapshot", "web")
+        # Bounded by hook_timeout, with generous slack.
+        failed = wait_events(d, "snapshot_failed", 1, timeout=30)[0]
+        # The daemon kept serving meanwhile.
+        assert "pong" in ctl(d.sock, "ping").stdout
+    assert log.read_text() == "pre\npost\n"
+    assert "pre_command failed (timeout)" in field(failed, "reason")
+    assert sim.requests(action="CreateSnapshot") == []
