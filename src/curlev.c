@@ -13,6 +13,8 @@ struct curlev {
 	CURLM		*multi;
 	ev_timer	 timer;
 	int		 running;
+	CURL		**idle;		/* curlev_easy_put() handles */
+	size_t		 nidle, idle_cap;
 };
 
 /* One per socket curl asks us to watch; its owner is the curlev. */
@@ -212,6 +214,37 @@ curlev_remove(struct curlev *cl, CURL *easy)
 	free(xfer);
 }
 
+CURL *
+curlev_easy_get(struct curlev *cl)
+{
+	if (cl->nidle > 0)
+		return cl->idle[--cl->nidle];
+	return curl_easy_init();
+}
+
+void
+curlev_easy_put(struct curlev *cl, CURL *easy)
+{
+	CURL	**grown;
+	size_t	  cap;
+
+	if (easy == NULL)
+		return;
+	if (cl->nidle == cl->idle_cap) {
+		cap = cl->idle_cap > 0 ? cl->idle_cap * 2 : 16;
+		grown = realloc(cl->idle, cap * sizeof(*grown));
+		if (grown == NULL) {
+			curl_easy_cleanup(easy);
+			return;
+		}
+		cl->idle = grown;
+		cl->idle_cap = cap;
+	}
+	/* Options of one probe must not leak into the next one's check. */
+	curl_easy_reset(easy);
+	cl->idle[cl->nidle++] = easy;
+}
+
 unsigned int
 curlev_running(const struct curlev *cl)
 {
@@ -226,5 +259,8 @@ curlev_free(struct curlev *cl)
 	ev_timer_stop(cl->loop, &cl->timer);
 	/* Transfers still attached belong to their owners, who remove them. */
 	curl_multi_cleanup(cl->multi);
+	while (cl->nidle > 0)
+		curl_easy_cleanup(cl->idle[--cl->nidle]);
+	free(cl->idle);
 	free(cl);
 }

@@ -29,6 +29,8 @@ struct probe {
 	int			 started;
 	int			 running;
 	double			 check_start;	/* ev_now */
+	double			 planned;	/* next start, ev_now */
+	double			 late;		/* of the last start, s */
 
 	struct probe_health	 health;
 	struct probe_result	 last;
@@ -237,9 +239,11 @@ probe_finish(struct probe *p, const struct probe_result *res)
 	to = probe_health_record(&p->health, res->reason == PROBE_OK,
 	    p->conf->fall, p->conf->rise);
 
-	log_debug("probe %s/%s: check %s latency=%.0fms%s%s", p->service,
-	    p->conf->name, p->last_text, p->latency * 1000.0,
-	    res->detail[0] != '\0' ? " detail=" : "", res->detail);
+	/* late: how far the start missed its schedule (the benchmarks). */
+	log_debug("probe %s/%s: check %s latency=%.0fms late=%.3fms%s%s",
+	    p->service, p->conf->name, p->last_text, p->latency * 1000.0,
+	    p->late * 1000.0, res->detail[0] != '\0' ? " detail=" : "",
+	    res->detail);
 	if (from == to)
 		return;
 
@@ -297,7 +301,15 @@ probe_on_sched(struct ev_loop *loop, ev_timer *w, int revents)
 	struct probe_result	 res;
 	const char		*target = probe_target(p);
 	int			 rc = -1;
+	double			 now;
 
+	ev_now_update(loop);
+	now = ev_now(loop);
+	p->late = now - p->planned;
+	/* As libev does: the next start is a period on, unless missed. */
+	p->planned += p->conf->interval;
+	if (p->planned < now)
+		p->planned = now;
 	if (p->running) {
 		/* Cannot happen while timeout < interval; never overlap. */
 		log_debug("probe %s/%s: previous check still running",
@@ -312,8 +324,7 @@ probe_on_sched(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	p->running = 1;
-	ev_now_update(loop);
-	p->check_start = ev_now(loop);
+	p->check_start = now;
 	probe_result_set(&res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT, 0,
 	    NULL);
 	if (p->http != NULL)
@@ -385,6 +396,7 @@ probe_start(struct probe *p)
 	/* A repeating timer keeps a fixed rate, whatever a check takes. */
 	ev_timer_set(&p->sched, first, p->conf->interval);
 	ev_timer_start(p->loop, &p->sched);
+	p->planned = ev_now(p->loop) + first;
 }
 
 static void

@@ -1,8 +1,12 @@
 /*
- * The HTTP probe: one easy handle per probe, run on the shared curlev.
- * The target address is always reached through CURLOPT_CONNECT_TO, so the
- * URL keeps the site's name (Host header, TLS SNI and certificate check)
- * while the connection goes to the Elastic IP, and no DNS is needed.
+ * The HTTP probe, run on the shared curlev. The target address is always
+ * reached through CURLOPT_CONNECT_TO, so the URL keeps the site's name
+ * (Host header, TLS SNI and certificate check) while the connection goes
+ * to the Elastic IP, and no DNS is needed.
+ *
+ * A probe holds an easy handle only while a check runs, taken from and
+ * given back to curlev's idle handles: a handle with its buffers is some
+ * 25 KB, which at 10,000 probes was most of the daemon's memory.
  */
 #include <errno.h>
 #include <regex.h>
@@ -15,19 +19,23 @@
 
 /* Enough for any health page; the rest is read and dropped. */
 #define PROBE_HTTP_BODY_MAX	(64 * 1024)
+/* The body buffer starts at this and grows, doubling, to the max. */
+#define PROBE_HTTP_BODY_MIN	512
 
 struct probe_http {
 	struct probe		*probe;
 	struct curlev		*curl;
-	CURL			*easy;
+	CURL			*easy;		/* while running */
 	struct curl_slist	*headers;
-	struct curl_slist	*connect_to;
+	struct curl_slist	*connect_to;	/* to connect_target */
+	char			*connect_target;
 	regex_t			 re;
 	int			 have_re;
 	int			 running;
 	int			 https;
 	char			*body;
 	size_t			 body_len;
+	size_t			 body_cap;	/* bytes, with the NUL */
 	char			 errbuf[CURL_ERROR_SIZE];
 };
 
@@ -35,11 +43,24 @@ static size_t
 probe_http_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct probe_http	*h = arg;
-	size_t			 len = size * nmemb, room;
+	size_t			 len = size * nmemb, room, cap;
+	char			*grown;
 
 	room = PROBE_HTTP_BODY_MAX - h->body_len;
 	if (len < room)
 		room = len;
+	if (h->body_len + room + 1 > h->body_cap) {
+		cap = h->body_cap;
+		while (cap < h->body_len + room + 1)
+			cap *= 2;
+		if (cap > PROBE_HTTP_BODY_MAX + 1)
+			cap = PROBE_HTTP_BODY_MAX + 1;
+		grown = realloc(h->body, cap);
+		if (grown == NULL)
+			return 0;	/* curl fails the check: write error */
+		h->body = grown;
+		h->body_cap = cap;
+	}
 	memcpy(h->body + h->body_len, data, room);
 	h->body_len += room;
 	h->body[h->body_len] = '\0';
@@ -61,9 +82,11 @@ probe_http_new(struct probe *p, struct curlev *cl,
 		goto oom;
 	h->probe = p;
 	h->curl = cl;
-	h->body = malloc(PROBE_HTTP_BODY_MAX + 1);
+	h->body = malloc(PROBE_HTTP_BODY_MIN);
 	if (h->body == NULL)
 		goto oom;
+	h->body_cap = PROBE_HTTP_BODY_MIN;
+	h->body[0] = '\0';
 	if (conf->http.expect_body_regex != NULL) {
 		/* Compiled once here, never per check. */
 		rc = regcomp(&h->re, conf->http.expect_body_regex,
@@ -82,9 +105,6 @@ probe_http_new(struct probe *p, struct curlev *cl,
 			goto oom;
 		h->headers = l;
 	}
-	h->easy = curl_easy_init();
-	if (h->easy == NULL)
-		goto oom;
 	if (!conf->http.tls_verify)
 		log_warnx("probe %s: tls_verify is off: a check trusts any "
 		    "certificate", conf->name);
@@ -103,10 +123,10 @@ probe_http_free(struct probe_http *h)
 		return;
 	if (h->running)
 		curlev_remove(h->curl, h->easy);
-	if (h->easy != NULL)
-		curl_easy_cleanup(h->easy);
+	curlev_easy_put(h->curl, h->easy);
 	curl_slist_free_all(h->headers);
 	curl_slist_free_all(h->connect_to);
+	free(h->connect_target);
 	if (h->have_re)
 		regfree(&h->re);
 	free(h->body);
@@ -202,6 +222,8 @@ probe_http_on_done(CURL *easy, CURLcode rc, void *arg)
 		    detail);
 		break;
 	}
+	curlev_easy_put(h->curl, h->easy);
+	h->easy = NULL;
 	probe_done(h->probe, &res);
 }
 
@@ -235,7 +257,7 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
     const char *target, struct probe_result *res)
 {
 	const struct http_conf	*c = &conf->http;
-	CURL			*e = h->easy;
+	CURL			*e;
 	char			 url[2048], to[300];
 	int			 v6 = strchr(target, ':') != NULL;
 	struct curl_slist	*l;
@@ -247,16 +269,25 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	}
 	h->https = strncmp(url, "https:", 6) == 0;
 	/* Any host and port of the URL goes to the target address. */
-	snprintf(to, sizeof(to), "::%s%s%s:", v6 ? "[" : "", target,
-	    v6 ? "]" : "");
-	l = curl_slist_append(NULL, to);
-	if (l == NULL) {
-		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
-		    0, "out of memory");
-		return -1;
+	if (h->connect_target == NULL ||
+	    strcmp(h->connect_target, target) != 0) {
+		snprintf(to, sizeof(to), "::%s%s%s:", v6 ? "[" : "", target,
+		    v6 ? "]" : "");
+		l = curl_slist_append(NULL, to);
+		if (l == NULL)
+			goto oom;
+		curl_slist_free_all(h->connect_to);
+		h->connect_to = l;
+		free(h->connect_target);
+		h->connect_target = strdup(target);
+		if (h->connect_target == NULL)
+			goto oom;
 	}
-	curl_slist_free_all(h->connect_to);
-	h->connect_to = l;
+	if (h->easy == NULL)
+		h->easy = curlev_easy_get(h->curl);
+	if (h->easy == NULL)
+		goto oom;
+	e = h->easy;
 
 	h->body_len = 0;
 	h->body[0] = '\0';
@@ -286,6 +317,14 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	    c->reuse_connection ? 0L : 1L);
 	curl_easy_setopt(e, CURLOPT_FORBID_REUSE,
 	    c->reuse_connection ? 0L : 1L);
+	/*
+	 * Targets are addresses, cached by curl as if resolved. With the
+	 * default timeout, curl walks its whole DNS cache to prune it at
+	 * every transfer: one entry per target, so the cost of a check grew
+	 * with the number of services (at 10,000 it was most of the CPU).
+	 * An address never goes stale; EC2's own calls still prune names.
+	 */
+	curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, -1L);
 	if (curlev_add(h->curl, e, probe_http_on_done, h) == -1) {
 		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
 		    0, "curl refused the transfer");
@@ -293,6 +332,10 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	}
 	h->running = 1;
 	return 0;
+oom:
+	probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT, 0,
+	    "out of memory");
+	return -1;
 }
 
 void
@@ -302,5 +345,7 @@ probe_http_abort(struct probe_http *h, struct probe_result *res)
 		return;
 	res->stage = probe_http_stage(h);
 	curlev_remove(h->curl, h->easy);
+	curlev_easy_put(h->curl, h->easy);
+	h->easy = NULL;
 	h->running = 0;
 }

@@ -50,6 +50,7 @@ struct probe_ssh {
 	ev_io			 io;
 	LIBSSH2_SESSION		*session;
 	LIBSSH2_CHANNEL		*channel;
+	LIBSSH2_KNOWNHOSTS	*kh;		/* read at start, this check */
 	enum probe_stage	 stage;
 	enum probe_ssh_cmd	 cmd;
 	int			 banner_seen;	/* a full line came in */
@@ -140,6 +141,10 @@ probe_ssh_close(struct probe_ssh *s)
 	if (s->channel != NULL) {
 		libssh2_channel_free(s->channel);
 		s->channel = NULL;
+	}
+	if (s->kh != NULL) {
+		libssh2_knownhost_free(s->kh);
+		s->kh = NULL;
 	}
 	if (s->session != NULL) {
 		if (libssh2_session_free(s->session) ==
@@ -398,25 +403,29 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
 		return -1;
 	}
-	kh = libssh2_knownhost_init(s->session);
-	if (kh == NULL) {
-		probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0, "knownhost_init");
-		return -1;
-	}
-	if (c->known_hosts != NULL && libssh2_knownhost_readfile(kh,
-	    c->known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-		libssh2_knownhost_free(kh);
-		probe_ssh_fail(s, PROBE_ERR_KNOWN_HOSTS, 0,
-		    c->known_hosts);
-		return -1;
-	}
 	/*
-	 * Keys of a replacement, read from its console by the failover
-	 * engine. libssh2 keeps looking after a mismatching entry, so the
-	 * old key of the address in known_hosts does not hide them.
+	 * probe_ssh_start() read the files for this check already (to ask
+	 * for the key types they hold); reading them twice per check was
+	 * a tenth of an SSH probe's CPU.
 	 */
-	if (learned != NULL)
-		probe_ssh_read_learned(kh, learned);
+	kh = s->kh;
+	s->kh = NULL;
+	if (kh == NULL) {
+		kh = libssh2_knownhost_init(s->session);
+		if (kh == NULL) {
+			probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0,
+			    "knownhost_init");
+			return -1;
+		}
+		/*
+		 * Keys of a replacement, read from its console by the
+		 * failover engine. libssh2 keeps looking after a
+		 * mismatching entry, so the old key of the address in
+		 * known_hosts does not hide them.
+		 */
+		if (learned != NULL)
+			probe_ssh_read_learned(kh, learned);
+	}
 	rc = libssh2_knownhost_checkp(kh, s->host, s->port, key, keylen,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
 	    probe_ssh_key_typemask(type), NULL);
@@ -714,7 +723,8 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 			probe_ssh_read_learned(kh,
 			    probe_learned_hosts(s->probe));
 		probe_ssh_prefer_known(s, kh);
-		libssh2_knownhost_free(kh);
+		/* Kept for the host key check: one read per check. */
+		s->kh = kh;
 	}
 
 	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |

@@ -28,6 +28,15 @@ int		 curlev_add(struct curlev *cl, CURL *easy, curlev_done_cb cb,
 /* Cancels a running transfer; its callback is not called. */
 void		 curlev_remove(struct curlev *cl, CURL *easy);
 
+/*
+ * Idle easy handles, for transfers that need one only while they run
+ * (the HTTP probes): a daemon watching 10,000 services then holds as many
+ * handles as it has checks in flight, not one per probe. A handle comes
+ * back reset (curl_easy_reset); NULL when out of memory.
+ */
+CURL		*curlev_easy_get(struct curlev *cl);
+void		 curlev_easy_put(struct curlev *cl, CURL *easy);
+
 /* Transfers in flight, for status and for tests. */
 unsigned int	 curlev_running(const struct curlev *cl);
 
