@@ -1,7 +1,8 @@
 /*
  * libFuzzer harness for the configuration (issue 9): any file is either
  * refused with at least one message or loaded into a config whose
- * summary prints and which equals itself, never a crash, never a leak.
+ * summary prints and which a second load finds equal, never a crash,
+ * never a leak.
  *
  * conf_load() reads a path, so the input goes into a private memfd
  * (mode 0600, or conf_load would rightly refuse a file others may
@@ -41,7 +42,7 @@ fuzz_setup(void)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct config	*conf;
+	struct config	*conf, *again;
 	static char	 err[FUZZ_ERRLEN];
 	size_t		 i;
 
@@ -67,13 +68,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	conf_print_summary(conf, fuzz_null);
+	/*
+	 * A reload of the same file finds every service unchanged: SIGHUP
+	 * compares the two loads setting by setting and must not restart
+	 * (or fail to restart) a service on a whim.
+	 */
+	again = conf_load(fuzz_path, err, sizeof(err));
+	if (again == NULL || again->nservices != conf->nservices)
+		abort();
 	for (i = 0; i < conf->nservices; i++) {
 		if (!conf_service_equal(&conf->services[i],
-		    &conf->services[i]))
+		    &again->services[i]))
 			abort();
-		if (conf_find_service(conf, conf->services[i].name) == NULL)
+		if (conf_find_service(conf, conf->services[i].name) !=
+		    &conf->services[i])
 			abort();
 	}
+	conf_free(again);
 	conf_free(conf);
 	return 0;
 }

@@ -5,7 +5,9 @@
  * result hands out is readable: the failover engine trusts them.
  *
  * Input: byte 0 picks the action, byte 1 the HTTP status, the rest is
- * the body.
+ * the body. With bit 7 of byte 1 set, the body is two pages cut at the
+ * first form feed, read into one result the way ec2.c merges the pages
+ * of a Describe call (ec2_priv.h).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "failoverd/ec2.h"
+#include "ec2_priv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -168,6 +171,35 @@ touch_result(const struct ec2_result *res)
 		touch_attachment(at);
 }
 
+/* What ec2.c does with the pages of one call, without the transport. */
+static struct ec2_result *
+parse_pages(enum ec2_action action, const char *body, size_t len,
+    long status)
+{
+	struct ec2_result	*res;
+	const char		*ff;
+	size_t			 first;
+
+	ff = memchr(body, '\f', len);
+	first = ff != NULL ? (size_t)(ff - body) : len;
+	res = ec2_result_new(action);
+	if (res == NULL)
+		return NULL;
+	res->attempts = 1;
+	ec2_result_set_error(res, EC2_OK, NULL, NULL);
+	ec2_result_parse_into(res, body, first, status);
+	if (res->status == EC2_OK && ff != NULL) {
+		free(res->next_token);
+		res->next_token = NULL;
+		ec2_result_set_error(res, EC2_OK, NULL, NULL);
+		ec2_result_parse_into(res, ff + 1, len - first - 1, status);
+	}
+	if (res->status != EC2_OK)
+		ec2_result_clear(res);
+	ec2_result_finish(res);
+	return res;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -181,9 +213,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	action = (enum ec2_action)(data[0] % EC2_ACTION_COUNT);
-	status = statuses[data[1] % (sizeof(statuses) / sizeof(*statuses))];
-	res = ec2_result_parse(action, (const char *)data + 2, size - 2,
-	    status);
+	status = statuses[(data[1] & 0x7f) %
+	    (sizeof(statuses) / sizeof(*statuses))];
+	if (data[1] & 0x80)
+		res = parse_pages(action, (const char *)data + 2, size - 2,
+		    status);
+	else
+		res = ec2_result_parse(action, (const char *)data + 2,
+		    size - 2, status);
 	if (res == NULL)
 		return 0;	/* out of memory */
 	if (ec2_result_action(res) != action)
