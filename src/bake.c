@@ -58,7 +58,7 @@ struct bake {
 	/* Persistent. */
 	char			*replacement;	/* NULL: launch.ami */
 	char			*last_image;
-	char			*last_result;	/* "available", "failed: ..." */
+	char			*last_result;	/* "available", "failed: .." */
 };
 
 static void bake_poll(struct bake *b);

@@ -742,8 +742,9 @@ pf_reads(struct preflight *p)
 		pf_set(p, chk, PREFLIGHT_OK, "%s (RunInstances checks it)",
 		    lc->iam_instance_profile);
 	else
-		pf_set(p, chk, PREFLIGHT_INVALID, "launch.iam_instance_profile "
-		    "is not set: the replacement would run without a role");
+		pf_set(p, chk, PREFLIGHT_INVALID,
+		    "launch.iam_instance_profile is not set: the "
+		    "replacement would run without a role");
 
 	chk = pf_add(p, "DescribeAddresses", "Elastic IP %s",
 	    sc->eip_allocation_id);

@@ -193,7 +193,8 @@ snapshot_retention(const struct snapshot_item *items, size_t n, int keep,
 		if (newest)
 			continue;
 		if ((keep > 0 && rank >= (size_t)keep) ||
-		    (max_age > 0 && (double)(now - items[i].taken) > max_age)) {
+		    (max_age > 0 &&
+		    (double)(now - items[i].taken) > max_age)) {
 			del[i] = 1;
 			count++;
 		}

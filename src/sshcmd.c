@@ -621,7 +621,8 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 
 	if (!sshcmd_inited) {
 		if (libssh2_init(0) != 0) {
-			sshcmd_early(c, SSHCMD_INTERNAL, "libssh2_init failed");
+			sshcmd_early(c, SSHCMD_INTERNAL,
+			    "libssh2_init failed");
 			return c;
 		}
 		sshcmd_inited = 1;

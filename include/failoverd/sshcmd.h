@@ -33,7 +33,7 @@ struct sshcmd_spec {
 	int		 port;		/* 0: 22 */
 	const char	*user;
 	const char	*key_file;
-	const char	*known_hosts;	/* may be NULL if learned_hosts is set */
+	const char	*known_hosts;	/* NULL only with learned_hosts */
 	const char	*learned_hosts;	/* may be NULL */
 	const char	*command;
 	double		 timeout;	/* seconds, the whole run */

@@ -277,7 +277,8 @@ main(void)
 		cmocka_unit_test(
 		    test_retention_by_age_spares_the_last_completed_one),
 		cmocka_unit_test(test_retention_ignores_pending_snapshots),
-		cmocka_unit_test(test_retention_without_limits_deletes_nothing),
+		cmocka_unit_test(
+		    test_retention_without_limits_deletes_nothing),
 		cmocka_unit_test(test_ours_needs_both_taken_by_and_service),
 	};
 
