@@ -2128,9 +2128,15 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	k = fo_str_index(fo_launch_names, 4,
 	    journal_rec_get(fo->rec, "launch"));
 	fo->launch = k < 0 ? LAUNCH_TODO : (enum fo_launch)k;
-	/* Keys are learnt again: the file may be older than the crash. */
-	if (fo->launch == LAUNCH_READY && fo_has_ssh_probe(fo))
+	/*
+	 * Before ATTACH, keys are learnt again (the crash may have come
+	 * between the file and the journal); from ATTACH on they were.
+	 */
+	if (fo->launch == LAUNCH_READY && fo_has_ssh_probe(fo) &&
+	    s <= FAILOVER_DETACH)
 		fo->launch = LAUNCH_RUNNING;
+	if (s >= FAILOVER_ATTACH)
+		fo->launch = LAUNCH_READY;
 	if (fo->launch >= LAUNCH_SENT && fo->new == NULL)
 		fo->launch = LAUNCH_TODO;
 	for (k = 0; k < T_MAX; k++) {
