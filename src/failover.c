@@ -128,6 +128,7 @@ struct failover {
 	char			*eip_ip;
 	char			*eip_instance;	/* production */
 	char			*vol_az;
+	char			*vol_instance;	/* the volumes' instance */
 	int			 aws_ok;
 	double			 down_since;	/* ev_now, 0: not down */
 	double			 unhealthy_since; /* for the detect time */
@@ -592,6 +593,9 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 		    fo_conf(fo)->eip_allocation_id, a->public_ip);
 		fo_set_str(&fo->eip_ip, a->public_ip);
 		service_set_target(fo->svc, fo->eip_ip);
+		/* Kept, so a restart while EC2 is away still probes it. */
+		fo_rec_set(fo, "eip_ip", fo->eip_ip);
+		fo_save(fo);
 	}
 	if (fo_active(fo))
 		return;
@@ -623,6 +627,8 @@ fo_refresh_volumes(struct failover *fo, struct ec2_result *res)
 			    fo->name, v[0].volume_id, v[0].az,
 			    v[i].volume_id, v[i].az);
 	fo_set_str(&fo->vol_az, v[0].az);
+	fo_set_str(&fo->vol_instance, v[0].nattachments > 0 ?
+	    v[0].attachments[0].instance_id : NULL);
 }
 
 /* --- learned host keys --------------------------------------------------- */
@@ -1900,7 +1906,12 @@ failover_begin(struct failover *fo, const char *why, int manual)
 	fo_progress_reset(fo);
 	fo->manual = manual;
 	fo_new_id(fo);
-	fo_set_str(&fo->old, fo->eip_instance);
+	/*
+	 * The EIP's instance is production; with the EIP unassociated,
+	 * whatever holds the volumes must be fenced all the same.
+	 */
+	fo_set_str(&fo->old, fo->eip_instance ? fo->eip_instance :
+	    fo->vol_instance);
 	fo->started = now;
 	fo->launch_start = now;
 	fo->isolated = 0;
@@ -2226,6 +2237,11 @@ failover_new(const struct failover_env *env, struct service *svc)
 			ev_timer_again(env->loop, &fo->tick);
 		}
 	}
+	if (!fo->journal_bad && fo->eip_ip == NULL &&
+	    journal_rec_get(fo->rec, "eip_ip") != NULL) {
+		fo_set_str(&fo->eip_ip, journal_rec_get(fo->rec, "eip_ip"));
+		service_set_target(svc, fo->eip_ip);
+	}
 	ev_timer_again(env->loop, &fo->refresh);
 	return fo;
 fail:
@@ -2252,6 +2268,7 @@ failover_free(struct failover *fo)
 	free(fo->eip_ip);
 	free(fo->eip_instance);
 	free(fo->vol_az);
+	free(fo->vol_instance);
 	free(fo->id);
 	free(fo->old);
 	free(fo->new);
