@@ -422,3 +422,22 @@ def test_watchdog_isolated_does_not_fail_over(tmp_path):
             assert st["instances"][OLD]["state"] == "running"
             assert st["instances"]["i-0bbbbbbbbbbbbbbb1"]["state"] == \
                 "running"
+
+
+def test_monitoring_goes_on_while_ec2_is_unreachable(tmp_path, sim):
+    # Every EC2 call is dropped from the start: no address, no instance.
+    sim.fault(kind="drop", action="*", count=None)
+    with start(tmp_path, sim) as d:
+        line = d.wait_for(r"event=aws_error .*DescribeAddresses",
+                          timeout=30)
+        assert "retrying" in line
+        st = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert st["services"][0]["aws_ok"] is False
+        assert st["services"][0]["instance"] is None
+        p = ctl(d.sock, "--yes", "failover", "web", check=False)
+        assert p.returncode == 1 and "cannot fail over" in p.stderr
+        # EC2 comes back: the EIP is learnt and the probes follow it.
+        sim.clear_faults()
+        d.wait_for(r"EC2 answers again", timeout=30)
+        healthy(d)
+        assert d.proc.poll() is None
