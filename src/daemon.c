@@ -176,7 +176,8 @@ daemon_isolated(void *arg)
 			hi = t;
 	}
 	if (!all)
-		return ev_now(d->loop) - lo <= DAEMON_ISOLATION_WINDOW ? -1 : 0;
+		return ev_now(d->loop) - lo <= DAEMON_ISOLATION_WINDOW ?
+		    -1 : 0;
 	return hi - lo <= DAEMON_ISOLATION_WINDOW;
 }
 
@@ -198,8 +199,8 @@ daemon_open_aws(struct daemon *d, const struct config *conf)
 	    d->ec2_error, sizeof(d->ec2_error));
 	if (d->ec2 == NULL)
 		goto fail;
-	log_info("aws: EC2 endpoint %s, region %s", ec2_client_endpoint(d->ec2),
-	    ec2_client_region(d->ec2));
+	log_info("aws: EC2 endpoint %s, region %s",
+	    ec2_client_endpoint(d->ec2), ec2_client_region(d->ec2));
 	return;
 fail:
 	alert_emit(ALERT_AWS_ERROR, NULL, "error", d->ec2_error, "action",

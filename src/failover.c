@@ -231,7 +231,7 @@ fo_active(const struct failover *fo)
 	    fo->step <= FAILOVER_VERIFY;
 }
 
-/* --- journal ---------------------------------------------------------- */
+/* --- journal ------------------------------------------------------------- */
 
 static void
 fo_rec_set(struct failover *fo, const char *key, const char *value)
@@ -387,7 +387,7 @@ fo_history_add(struct failover *fo, const char *result, const char *why)
 	}
 }
 
-/* --- the step --------------------------------------------------------- */
+/* --- the step ------------------------------------------------------------ */
 
 /* The one place the step changes: logged, journaled, told. */
 static void
@@ -412,7 +412,7 @@ failover_set_step(struct failover *fo, enum failover_step to)
 		ev_timer_again(fo->env->loop, &fo->tick);
 }
 
-/* --- EC2 calls ---------------------------------------------------------- */
+/* --- EC2 calls ----------------------------------------------------------- */
 
 static void failover_on_result(struct ec2_result *res, void *arg);
 
@@ -503,7 +503,7 @@ fo_result_kind(struct failover *fo, struct ec2_result *res)
 	return 2;
 }
 
-/* --- the service's identity (refresh) ----------------------------------- */
+/* --- the service's identity (refresh) ------------------------------------ */
 
 /*
  * The production instance's own host keys, from its console, unless
@@ -603,7 +603,8 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 	    (a->instance_id != NULL &&
 	    strcmp(fo->eip_instance, a->instance_id) != 0))
 		log_info("service %s: production instance is %s", fo->name,
-		    a->instance_id ? a->instance_id : "none (EIP unassociated)");
+		    a->instance_id ? a->instance_id :
+		    "none (EIP unassociated)");
 	fo_set_str(&fo->eip_instance, a->instance_id);
 	if (!fo->aws_ok)
 		log_info("service %s: EC2 answers again", fo->name);
@@ -754,7 +755,7 @@ fo_has_ssh_probe(const struct failover *fo)
 	return 0;
 }
 
-/* --- the launch branch ----------------------------------------------------- */
+/* --- the launch branch --------------------------------------------------- */
 
 static int
 fo_launch_ready(struct failover *fo)
@@ -1055,7 +1056,7 @@ fo_on_current_console(struct failover *fo, struct ec2_result *res)
 	buf_free(&keys);
 }
 
-/* --- the main branch: fence, detach, attach, associate ------------------ */
+/* --- the main branch: fence, detach, attach, associate ------------------- */
 
 static void
 fo_fence_poll(struct failover *fo)
@@ -1073,7 +1074,8 @@ fo_fence_poll(struct failover *fo)
 	if (fo->fence == FENCE_TODO) {
 		req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1",
 		    fo->old);
-		if (req == NULL || ec2_request_add(req, "Force", "true") == -1) {
+		if (req == NULL ||
+		    ec2_request_add(req, "Force", "true") == -1) {
 			ec2_request_free(req);
 			return;
 		}
@@ -1385,7 +1387,7 @@ fo_on_associate(struct failover *fo, struct ec2_result *res)
 	fo_associate_poll(fo);
 }
 
-/* --- done, failed ------------------------------------------------------- */
+/* --- done, failed -------------------------------------------------------- */
 
 /* What stands now, for a person: instances, volumes, the EIP. */
 static void
@@ -1404,8 +1406,8 @@ fo_what_stands(struct failover *fo, char *out, size_t len)
 	    (fo->old ? fo->old : "-"));
 	off = n > 0 && (size_t)n < len ? (size_t)n : len - 1;
 	for (i = 0; i < fo->nvols && off < len - 1; i++) {
-		n = snprintf(out + off, len - off, " %s %s%s%s", fo->vols[i].id,
-		    fo_vol_names[fo->vols[i].st],
+		n = snprintf(out + off, len - off, " %s %s%s%s",
+		    fo->vols[i].id, fo_vol_names[fo->vols[i].st],
 		    fo->vols[i].where[0] ? " to " : "", fo->vols[i].where);
 		if (n < 0 || (size_t)n >= len - off)
 			break;
@@ -1621,7 +1623,7 @@ failover_poll(struct failover *fo)
 	}
 }
 
-/* --- corroborate, cooldown, begin --------------------------------------- */
+/* --- corroborate, cooldown, begin ---------------------------------------- */
 
 static int
 fo_wants_failover(const struct failover *fo)
