@@ -441,3 +441,32 @@ def test_monitoring_goes_on_while_ec2_is_unreachable(tmp_path, sim):
         d.wait_for(r"EC2 answers again", timeout=30)
         healthy(d)
         assert d.proc.poll() is None
+
+
+def test_corrupt_journal_holds_the_service_and_is_never_overwritten(
+        tmp_path, sim):
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = state / "web.journal"
+    journal.write_bytes(b"failoverd-journal 1\nseq=7\nstep=detach\n")
+    with start(tmp_path, sim) as d:
+        line = d.wait_for(r"event=journal_corrupt", timeout=10)
+        assert "web.journal" in line
+        healthy(d)
+        st = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert st["services"][0]["step"] == "held"
+        p = ctl(d.sock, "--yes", "failover", "web", check=False)
+        assert p.returncode == 1 and "corrupt" in p.stderr
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"event=service_down", timeout=15)
+        no_failover(d, 2)
+        assert calls(sim, "RunInstances") == []
+        assert journal.read_bytes() == \
+            b"failoverd-journal 1\nseq=7\nstep=detach\n"
+        p = ctl(d.sock, "resume", "web", check=False)
+        assert p.returncode == 1 and "unreadable" in p.stderr
+        # A person moves the file away and re-arms the service.
+        journal.rename(state / "web.journal.broken")
+        ctl(d.sock, "resume", "web")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
