@@ -2190,6 +2190,55 @@ static const struct conf_group conf_top_group = {
 	conf_top_check
 };
 
+/*
+ * Whoever can write a file the configuration @includes decides as much as
+ * whoever can write the main file. libconfig 1.5 has no hook that sees
+ * includes as they are read, so each file a setting came from is checked
+ * once the whole tree is read. Returns -1 with the message in err.
+ */
+static int
+conf_check_sources(struct conf_walk *w, const config_setting_t *s,
+    const char **seen, size_t *nseen, size_t maxseen)
+{
+	const config_setting_t	*c;
+	const char		*file;
+	char			 incfile[PATH_MAX];
+	struct stat		 st;
+	size_t			 i;
+	int			 n;
+
+	file = config_setting_source_file(s);
+	for (i = 0; file != NULL && i < *nseen; i++)
+		if (seen[i] == file)
+			break;
+	if (file != NULL && i == *nseen) {
+		/* Past maxseen files, each is checked every time. */
+		if (*nseen < maxseen)
+			seen[(*nseen)++] = file;
+		if (strcmp(file, w->file) != 0 && file[0] != '/' &&
+		    w->incdir != NULL) {
+			snprintf(incfile, sizeof(incfile), "%s/%s", w->incdir,
+			    file);
+			file = incfile;
+		}
+		if (stat(file, &st) == 0 && (st.st_mode & 0002) != 0) {
+			snprintf(w->err, w->errlen, "%s: mode %04o lets others "
+			    "write it; chmod o-w\n", file,
+			    (unsigned)(st.st_mode & 07777));
+			return -1;
+		}
+	}
+	if (!config_setting_is_aggregate(s))
+		return 0;
+	for (n = 0; n < config_setting_length(s); n++) {
+		c = config_setting_get_elem(s, (unsigned int)n);
+		if (c != NULL && conf_check_sources(w, c, seen, nseen,
+		    maxseen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
 /* The interface -------------------------------------------------------- */
 
 struct config *
@@ -2201,6 +2250,8 @@ conf_load(const char *path, char *err, size_t errlen)
 	FILE			*fp;
 	char			 dir[PATH_MAX], *slash;
 	struct stat		 st;
+	const char		*seen[64];	/* files checked */
+	size_t			 nseen = 0;
 
 	memset(&w, 0, sizeof(w));
 	w.file = path;
@@ -2251,6 +2302,12 @@ conf_load(const char *path, char *err, size_t errlen)
 		else
 			snprintf(err, errlen, "%s: %s\n",
 			    f != NULL ? f : path, config_error_text(&cf));
+		config_destroy(&cf);
+		return NULL;
+	}
+
+	if (conf_check_sources(&w, config_root_setting(&cf), seen, &nseen,
+	    sizeof(seen) / sizeof(seen[0])) == -1) {
 		config_destroy(&cf);
 		return NULL;
 	}

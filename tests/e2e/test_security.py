@@ -145,6 +145,26 @@ def test_refuses_to_start_with_a_file_others_may_read_or_write(
         dmn.wait_for(r"event=config_loaded")
 
 
+def test_refuses_to_start_with_an_included_file_others_may_write(
+        tmp_path):
+    d = str(tmp_path)
+    conf = simple_conf(d)
+    # The services move to a file the main one @includes.
+    text = open(conf).read()
+    head, services = text.split("services = (", 1)
+    inc = tmp_path / "services.conf"
+    inc.write_text("services = (" + services)
+    with open(conf, "w") as f:
+        f.write(head + '@include "services.conf"\n')
+    os.chmod(inc, 0o666)
+    p = run_failoverd(conf, isolated_env())
+    assert p.returncode == 1, p.stderr
+    assert "%s: mode 0666 lets others write it" % inc in p.stderr, p.stderr
+    os.chmod(inc, 0o644)
+    with Daemon(conf, env=isolated_env()) as dmn:
+        dmn.wait_for(r"event=config_loaded")
+
+
 def test_a_public_aws_config_without_keys_is_fine(tmp_path):
     # ~/.aws/config usually holds only a region: nothing secret in it.
     awsconf = tmp_path / "aws_config"
