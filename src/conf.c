@@ -65,6 +65,7 @@ enum conf_kind {
 #define F_ABSPATH	0x0020	/* must be an absolute path */
 #define F_NONEMPTY	0x0040	/* string or list must not be empty */
 #define F_SECRET	0x0080	/* a file others must not read */
+#define F_TRUSTED	0x0100	/* a file others must not write */
 
 struct conf_walk;
 struct conf_group;
@@ -537,6 +538,12 @@ conf_check_exec(const char *v, char *why, size_t len)
 		snprintf(why, len, "%s: not an executable file", v);
 		return -1;
 	}
+	/* Others could make it run anything as failoverd. */
+	if ((st.st_mode & 0002) != 0) {
+		snprintf(why, len, "%s: mode %04o lets others write it; "
+		    "chmod o-w", v, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
 	return 0;
 }
 
@@ -622,6 +629,16 @@ conf_check_file(struct conf_walk *w, const config_setting_t *s,
 	if ((d->flags & F_SECRET) && (st.st_mode & 0007) != 0) {
 		conf_err(w, s, "%s: mode %04o lets others read it; chmod "
 		    "o-rwx", v, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	/*
+	 * Whoever can write a known_hosts or CA file decides which hosts
+	 * are genuine; whoever can write user data runs code on the
+	 * replacement.
+	 */
+	if ((d->flags & F_TRUSTED) && (st.st_mode & 0002) != 0) {
+		conf_err(w, s, "%s: mode %04o lets others write it; chmod "
+		    "o-w", v, (unsigned)(st.st_mode & 07777));
 		return -1;
 	}
 	return 0;
@@ -1955,7 +1972,8 @@ static const struct conf_setting conf_probe_settings[] = {
 	{ .name = "tls_verify", .kind = K_BOOL, .flags = F_HTTP,
 	  .off = HOFF(tls_verify), .defnum = 1 },
 	{ .name = "ca_file", .kind = K_STR,
-	  .flags = F_HTTP | F_ABSPATH | F_FILE, .off = HOFF(ca_file) },
+	  .flags = F_HTTP | F_ABSPATH | F_FILE | F_TRUSTED,
+	  .off = HOFF(ca_file) },
 	{ .name = "reuse_connection", .kind = K_BOOL, .flags = F_HTTP,
 	  .off = HOFF(reuse_connection), .defnum = 0 },
 	/* ssh */
@@ -1965,7 +1983,8 @@ static const struct conf_setting conf_probe_settings[] = {
 	  .flags = F_SSH | F_ABSPATH | F_FILE | F_SECRET,
 	  .off = SOFF(key_file) },
 	{ .name = "known_hosts", .kind = K_STR,
-	  .flags = F_SSH | F_ABSPATH | F_FILE, .off = SOFF(known_hosts) },
+	  .flags = F_SSH | F_ABSPATH | F_FILE | F_TRUSTED,
+	  .off = SOFF(known_hosts) },
 	{ .name = "command", .kind = K_STR, .flags = F_SSH | F_NONEMPTY,
 	  .off = SOFF(command) },
 	{ .name = "expect_output", .kind = K_STR, .flags = F_SSH | F_NONEMPTY,
@@ -2007,7 +2026,8 @@ static const struct conf_setting conf_launch_settings[] = {
 	{ .name = "iam_instance_profile", .kind = K_STR, .flags = F_NONEMPTY,
 	  .off = LOFF(iam_instance_profile) },
 	{ .name = "tags", .kind = K_CUSTOM, .custom = &conf_tags_ops },
-	{ .name = "user_data_file", .kind = K_STR, .flags = F_ABSPATH | F_FILE,
+	{ .name = "user_data_file", .kind = K_STR,
+	  .flags = F_ABSPATH | F_FILE | F_TRUSTED,
 	  .off = LOFF(user_data_file) },
 };
 
@@ -2127,8 +2147,8 @@ static const struct conf_setting conf_aws_settings[] = {
 	  .check = conf_check_url },
 	{ .name = "profile", .kind = K_STR, .flags = F_NONEMPTY,
 	  .off = AOFF(profile) },
-	{ .name = "ca_file", .kind = K_STR, .flags = F_ABSPATH | F_FILE,
-	  .off = AOFF(ca_file) },
+	{ .name = "ca_file", .kind = K_STR,
+	  .flags = F_ABSPATH | F_FILE | F_TRUSTED, .off = AOFF(ca_file) },
 	{ .name = "calls_per_second", .kind = K_SECS, .flags = F_MINEXCL,
 	  .off = AOFF(calls_per_second), .min = 0, .max = 1000,
 	  .defnum = 5 },

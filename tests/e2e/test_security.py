@@ -46,7 +46,7 @@ def isolated_env(**extra):
     return env
 
 
-def simple_conf(d, probes=None, extra=""):
+def simple_conf(d, probes=None, extra="", aws=""):
     """A one-service config; probes is the text inside `probes = (...)`."""
     if probes is None:
         probes = ('{ name = "http"; type = "http"; address = "127.0.0.1"; '
@@ -56,7 +56,7 @@ def simple_conf(d, probes=None, extra=""):
     with open(path, "w") as f:
         f.write(f"""state_dir = "{d}/state";
 control_socket = "{d}/control.sock";
-aws = {{ region = "us-east-1"; }};
+aws = {{ region = "us-east-1"; {aws} }};
 {extra}
 services = (
   {{
@@ -86,9 +86,10 @@ def run_failoverd(conf, env, *args, timeout=30):
 # --- files with the wrong mode ----------------------------------------------
 
 
-def ssh_probe(key):
+def ssh_probe(key, known_hosts):
     return ('{ name = "shell"; type = "ssh"; address = "127.0.0.1"; '
             f'port = 9; user = "nobody"; key_file = "{key}"; '
+            f'known_hosts = "{known_hosts}"; '
             'interval = 1.0; timeout = 0.5; }')
 
 
@@ -108,6 +109,10 @@ CREDS = ("[default]\naws_access_key_id = AKIAFODTESTFILE00001\n"
     ("config", 0o602, "lets others write it"),
     ("ssh_key", 0o644, "lets others read it"),
     ("ssh_key", 0o604, "lets others read it"),
+    # Whoever writes these decides which hosts are genuine, or runs code.
+    ("known_hosts", 0o646, "lets others write it"),
+    ("aws_ca_file", 0o666, "lets others write it"),
+    ("alert_exec", 0o777, "lets others write it"),
     ("credentials", 0o640, "lets group or others read AWS secrets"),
     ("credentials", 0o644, "lets group or others read AWS secrets"),
     ("credentials", 0o622, "lets group or others change AWS secrets"),
@@ -118,13 +123,21 @@ def test_refuses_to_start_with_a_file_others_may_read_or_write(
         tmp_path, what, mode, says):
     d = str(tmp_path)
     key = write_secret(tmp_path / "id_ed25519", "not really a key\n")
+    kh = write_secret(tmp_path / "known_hosts", "")
+    ca = write_secret(tmp_path / "ca.pem", "")
+    hook = write_secret(tmp_path / "hook", "#!/bin/sh\nexit 0\n")
+    os.chmod(hook, 0o700)
     creds = write_secret(tmp_path / "credentials", CREDS)
     awsconf = write_secret(tmp_path / "aws_config", CREDS)
-    conf = simple_conf(d, probes=ssh_probe(key))
+    conf = simple_conf(d, probes=ssh_probe(key, kh),
+                       aws=f'ca_file = "{ca}";',
+                       extra=f'alerts = {{ exec = "{hook}"; }};')
     env = isolated_env(AWS_SHARED_CREDENTIALS_FILE=creds,
                        AWS_CONFIG_FILE=awsconf)
-    bad = {"config": conf, "ssh_key": key, "credentials": creds,
-           "aws_config": awsconf}[what]
+    files = {"config": conf, "ssh_key": key, "known_hosts": kh,
+             "aws_ca_file": ca, "alert_exec": hook, "credentials": creds,
+             "aws_config": awsconf}
+    bad = files[what]
     os.chmod(bad, mode)
     want = "%s: mode %04o %s" % (bad, mode, says)
 
@@ -138,8 +151,8 @@ def test_refuses_to_start_with_a_file_others_may_read_or_write(
     assert p.returncode == 1
     assert want in p.stderr, p.stderr
 
-    # The same files, private again: it starts.
-    os.chmod(bad, 0o600)
+    # The same file, private again: it starts.
+    os.chmod(bad, 0o700 if what == "alert_exec" else 0o600)
     with Daemon(conf, env=env) as dmn:
         dmn.wait_for(r"event=startup")
         dmn.wait_for(r"event=config_loaded")
