@@ -206,6 +206,13 @@ fo_set_str(char **dst, const char *src)
 	*dst = copy;
 }
 
+/* strcmp for what EC2 may leave out of a reply. */
+static int
+fo_is(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
 static const struct service_conf *
 fo_conf(const struct failover *fo)
 {
@@ -582,7 +589,7 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 	size_t				 n;
 
 	n = ec2_result_addresses(res, &a);
-	if (n == 0) {
+	if (n == 0 || a->public_ip == NULL) {
 		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
 		    "DescribeAddresses: no such Elastic IP",
 		    "allocation_id", fo_conf(fo)->eip_allocation_id, NULL);
@@ -622,7 +629,7 @@ fo_refresh_volumes(struct failover *fo, struct ec2_result *res)
 	if (n == 0 || fo_active(fo))
 		return;
 	for (i = 1; i < n; i++)
-		if (strcmp(v[0].az, v[i].az) != 0)
+		if (!fo_is(v[0].az, v[i].az))
 			log_warnx("service %s: volumes %s in %s and %s in %s: "
 			    "a replacement can attach only one AZ's",
 			    fo->name, v[0].volume_id, v[0].az,
@@ -955,7 +962,8 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 		failover_fail(fo, ec2_result_error(res));
 		return;
 	}
-	if (ec2_result_instances(res, &inst) == 0) {
+	if (ec2_result_instances(res, &inst) == 0 ||
+	    inst->instance_id == NULL) {
 		failover_fail(fo, "RunInstances answered without an instance");
 		return;
 	}
@@ -980,8 +988,9 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 		/* Resumed: did the launch before the crash happen? */
 		fo->launch_looked_up = 1;
 		for (i = 0; i < n; i++) {
-			if (strcmp(inst[i].state, "terminated") == 0 ||
-			    strcmp(inst[i].state, "shutting-down") == 0)
+			if (fo_is(inst[i].state, "terminated") ||
+			    fo_is(inst[i].state, "shutting-down") ||
+			    inst[i].instance_id == NULL)
 				continue;
 			fo_set_str(&fo->new, inst[i].instance_id);
 			fo->launch = LAUNCH_SENT;
@@ -994,7 +1003,7 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 	}
 	if (n == 0)
 		return;
-	if (strcmp(inst->state, "running") == 0) {
+	if (fo_is(inst->state, "running")) {
 		fo->launch = LAUNCH_RUNNING;
 		if (!fo_has_ssh_probe(fo)) {
 			fo_launch_ready(fo);
@@ -1004,14 +1013,14 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 		fo_launch_poll(fo);
 		return;
 	}
-	if (strcmp(inst->state, "pending") == 0)
+	if (fo_is(inst->state, "pending"))
 		return;
-	if (fo->restart && strcmp(inst->state, "stopped") == 0) {
+	if (fo->restart && fo_is(inst->state, "stopped")) {
 		fo->launch = LAUNCH_TODO;	/* start it (again) */
 		return;
 	}
-	snprintf(why, sizeof(why), "replacement %s is %s", inst->instance_id,
-	    inst->state);
+	snprintf(why, sizeof(why), "replacement %s is %s", fo->new,
+	    inst->state ? inst->state : "in no state EC2 names");
 	failover_fail(fo, why);
 }
 
@@ -1098,8 +1107,8 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
 	if (fo_result_kind(fo, res) != 0 ||
 	    ec2_result_instances(res, &inst) == 0)
 		return;
-	if (strcmp(inst->state, "stopped") == 0 ||
-	    strcmp(inst->state, "terminated") == 0) {
+	if (fo_is(inst->state, "stopped") ||
+	    fo_is(inst->state, "terminated")) {
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
 		fo->t[T_FENCE] = fo->fenced_at - fo->started;
@@ -1110,7 +1119,7 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
 		return;
 	}
 	/* Resumed, or someone started it again: stop it (again). */
-	if (!fo->stop_sent && strcmp(inst->state, "stopping") != 0)
+	if (!fo->stop_sent && !fo_is(inst->state, "stopping"))
 		fo->fence = FENCE_TODO;
 }
 
@@ -1153,7 +1162,7 @@ fo_find_volume(struct failover *fo, const char *id)
 	size_t i;
 
 	for (i = 0; i < fo->nvols; i++)
-		if (strcmp(fo->vols[i].id, id) == 0)
+		if (fo_is(fo->vols[i].id, id))
 			return &fo->vols[i];
 	return NULL;
 }
@@ -1178,19 +1187,20 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 
 	if (ev->nattachments > 0)
 		a = &ev->attachments[0];
-	if (a == NULL || strcmp(a->state, "detached") == 0) {
+	if (a == NULL || fo_is(a->state, "detached")) {
 		v->where[0] = '\0';
-		fo_vol_set(fo, v, strcmp(ev->state, "available") == 0 ?
+		fo_vol_set(fo, v, fo_is(ev->state, "available") ?
 		    VOL_AVAILABLE : VOL_DETACHING);
 		return;
 	}
-	snprintf(v->where, sizeof(v->where), "%s", a->instance_id);
-	if (target != NULL && strcmp(a->instance_id, target) == 0) {
-		fo_vol_set(fo, v, strcmp(a->state, "attached") == 0 ?
+	snprintf(v->where, sizeof(v->where), "%s",
+	    a->instance_id ? a->instance_id : "");
+	if (target != NULL && fo_is(a->instance_id, target)) {
+		fo_vol_set(fo, v, fo_is(a->state, "attached") ?
 		    VOL_ATTACHED : VOL_ATTACHING);
 		return;
 	}
-	fo_vol_set(fo, v, strcmp(a->state, "detaching") == 0 ?
+	fo_vol_set(fo, v, fo_is(a->state, "detaching") ?
 	    VOL_DETACHING : VOL_ELSEWHERE);
 }
 
@@ -1379,7 +1389,7 @@ fo_on_associate(struct failover *fo, struct ec2_result *res)
 		return;
 	}
 	if (ec2_result_addresses(res, &a) > 0 && a->instance_id != NULL &&
-	    strcmp(a->instance_id, fo->new) == 0) {
+	    fo_is(a->instance_id, fo->new)) {
 		fo_associated(fo);
 		return;
 	}
@@ -1812,10 +1822,10 @@ fo_on_corroborate(struct failover *fo, struct ec2_result *res)
 		    "instance", 0);
 		return;
 	}
-	ok = st->state != NULL && strcmp(st->state, "running") == 0 &&
+	ok = st->state != NULL && fo_is(st->state, "running") &&
 	    st->instance_status != NULL &&
-	    strcmp(st->instance_status, "ok") == 0 &&
-	    st->system_status != NULL && strcmp(st->system_status, "ok") == 0;
+	    fo_is(st->instance_status, "ok") &&
+	    fo_is(st->system_status, "ok");
 	snprintf(what, sizeof(what), "EC2: %s, instance %s, system %s",
 	    st->state ? st->state : "?",
 	    st->instance_status ? st->instance_status : "?",
