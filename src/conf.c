@@ -2242,8 +2242,8 @@ conf_check_sources(struct conf_walk *w, const config_setting_t *s,
 			file = incfile;
 		}
 		if (stat(file, &st) == 0 && (st.st_mode & 0002) != 0) {
-			snprintf(w->err, w->errlen, "%s: mode %04o lets others "
-			    "write it; chmod o-w\n", file,
+			snprintf(w->err, w->errlen, "%s: mode %04o lets "
+			    "others write it; chmod o-w\n", file,
 			    (unsigned)(st.st_mode & 07777));
 			return -1;
 		}

@@ -188,7 +188,7 @@ def test_a_public_aws_config_without_keys_is_fine(tmp_path):
         d.wait_for(r"event=startup")
 
 
-# --- secrets never logged ------------------------------------------------------
+# --- secrets never logged ---------------------------------------------------
 
 
 def sim_conf(d, sim, ca_file=None):
@@ -364,7 +364,7 @@ def test_probe_tls_verification_is_on_unless_turned_off_and_logged(
         srv.close()
 
 
-# --- the control socket --------------------------------------------------------
+# --- the control socket -----------------------------------------------------
 
 
 def need_root():
@@ -475,7 +475,7 @@ def test_every_mutating_command_is_logged_with_the_callers_uid(
                        for l in d.lines[mark:])
 
 
-# --- the systemd unit ----------------------------------------------------------
+# --- the systemd unit -------------------------------------------------------
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
