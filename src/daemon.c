@@ -403,6 +403,25 @@ daemon_free(struct daemon *d)
 	free(d);
 }
 
+static int
+daemon_str_equal(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int
+daemon_aws_equal(const struct aws_conf *a, const struct aws_conf *b)
+{
+	return daemon_str_equal(a->region, b->region) &&
+	    daemon_str_equal(a->endpoint, b->endpoint) &&
+	    daemon_str_equal(a->imds_endpoint, b->imds_endpoint) &&
+	    daemon_str_equal(a->profile, b->profile) &&
+	    daemon_str_equal(a->ca_file, b->ca_file) &&
+	    a->calls_per_second == b->calls_per_second &&
+	    a->burst == b->burst && a->call_timeout == b->call_timeout;
+}
+
 int
 daemon_reload(struct daemon *d)
 {
@@ -441,6 +460,10 @@ daemon_reload(struct daemon *d)
 	}
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(conf->debug);
+	if (!daemon_aws_equal(&conf->aws, &d->conf->aws))
+		log_warnx("reload: the aws settings changed; the EC2 client "
+		    "keeps the old ones until failoverd restarts (failovers "
+		    "in flight hold calls on it)");
 	conf_free(d->conf);
 	d->conf = conf;
 	return 0;

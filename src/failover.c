@@ -1453,6 +1453,9 @@ failover_fail(struct failover *fo, const char *why)
 	    "step", failover_step_str(at), "reason", why, "stands", stands,
 	    "action", "left as it stands; a person decides (failoverctl "
 	    "failover to try again)", NULL);
+	/* Shown by status until a person resumes the service. */
+	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s failed in "
+	    "%s: %.300s", fo->id, failover_step_str(at), why);
 	fo_end(fo, FAILOVER_FAILED, "failed", why);
 }
 
@@ -2377,6 +2380,9 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 			    failover_step_str(fo->step), in,
 			    fo->old ? fo->old : "-", fo->new ? fo->new : "-",
 			    fo->restart ? " (restart in place)" : "");
+		else if (fo->step == FAILOVER_DONE && fo->id != NULL)
+			buf_printf(out, "  failover: none; the last one, %s, "
+			    "completed (failoverctl history)\n", fo->id);
 		else
 			buf_printf(out, "  failover: %s%s%s%s\n",
 			    fo->step == FAILOVER_IDLE ? "none" :

@@ -366,6 +366,7 @@ def test_verify_failing_is_failover_failed_and_leaves_things(
         no_failover(d, 2)
         s = json.loads(ctl(d.sock, "status", "--json").stdout)
         assert s["services"][0]["step"] == "failed"
+        assert "failed in verify" in s["services"][0]["hold_reason"]
         assert json.loads(ctl(d.sock, "history", "--json").stdout)[
             "failovers"][-1]["result"] == "failed"
 
