@@ -30,3 +30,22 @@ fod_install_deps() {
 	    apt-get install -y -qq --no-install-recommends "${missing[@]}" \
 	    >/dev/null
 }
+
+# tests/bench/run-all: monit, the side-by-side baseline of benchmark 4.
+FOD_BENCH_DEB_PACKAGES=(monit)
+
+fod_install_bench_deps() {
+	local missing=() p
+	for p in "${FOD_BENCH_DEB_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		    grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "==> installing missing Debian packages: ${missing[*]}"
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+	    >/dev/null
+}
