@@ -87,10 +87,17 @@ struct snapshot {
 	time_t			 last_attempt;
 	int			 last_failed;
 	char			*last_error;
+	/*
+	 * pre_command was started and post_command has not run yet: a
+	 * daemon stopped in between owes the post command (the file
+	 * system may be frozen) and runs it first thing at its start.
+	 */
+	int			 post_owed;
 
 	/* The run in progress. */
 	enum snapshot_step	 step;
 	int			 manual;
+	int			 recover;	/* only the owed post_command */
 	struct snapshot_vol	*vols;
 	size_t			 nvols;
 	size_t			 pending;
@@ -288,6 +295,9 @@ snapshot_load(struct snapshot *s)
 	if (journal_rec_get_int(rec, "last_attempt", &n, err,
 	    sizeof(err)) == 0)
 		s->last_attempt = (time_t)n;
+	if (journal_rec_get_int(rec, "post_owed", &n, err,
+	    sizeof(err)) == 0)
+		s->post_owed = n != 0;
 	v = journal_rec_get(rec, "last_result");
 	s->last_failed = v != NULL && strcmp(v, "failed") == 0;
 	v = journal_rec_get(rec, "last_error");
@@ -307,6 +317,7 @@ snapshot_save(struct snapshot *s)
 	    journal_rec_set_int(rec, "last_ok", (long long)s->last_ok) ||
 	    journal_rec_set_int(rec, "last_attempt",
 	    (long long)s->last_attempt) ||
+	    journal_rec_set_int(rec, "post_owed", s->post_owed) ||
 	    journal_rec_set(rec, "last_result", s->last_failed ? "failed" :
 	    "ok") ||
 	    journal_rec_set(rec, "last_error", s->last_error != NULL ?
@@ -518,6 +529,17 @@ snapshot_finish(struct snapshot *s)
 {
 	char reason[1024];
 
+	if (s->recover) {
+		if (s->errors.len > 0)
+			alert_emit(ALERT_SNAPSHOT_FAILED, s->name, "reason",
+			    buf_str(&s->errors), "taken", "none", NULL);
+		snapshot_save(s);
+		snapshot_run_clear(s);
+		snapshot_set_step(s, STEP_IDLE);
+		s->recover = 0;
+		snapshot_arm(s);
+		return;
+	}
 	s->last_attempt = time(NULL);
 	if (s->errors.len > 0) {
 		snprintf(reason, sizeof(reason), "%s", buf_str(&s->errors));
@@ -646,6 +668,10 @@ snapshot_on_hook(enum sshcmd_status st, int code, const char *detail,
 	struct snapshot *s = arg;
 
 	s->cmd = NULL;
+	/* It ran (whatever it said): nothing is owed any more. */
+	if (s->step == STEP_POST && (st == SSHCMD_OK || st == SSHCMD_EXIT ||
+	    st == SSHCMD_SIGNAL))
+		s->post_owed = 0;
 	if (st == SSHCMD_OK)
 		log_info("service %s: snapshot %s_command done", s->name,
 		    s->step == STEP_PRE ? "pre" : "post");
@@ -750,6 +776,11 @@ static void
 snapshot_hook_start(struct snapshot *s, enum snapshot_step step)
 {
 	snapshot_set_step(s, step);
+	if (step == STEP_PRE) {
+		/* Durable before the command can freeze anything. */
+		s->post_owed = 1;
+		snapshot_save(s);
+	}
 	s->hook.command = step == STEP_PRE ? s->pre : s->post;
 	s->cmd = sshcmd_start(s->env.loop, &s->hook, snapshot_on_hook, s);
 	if (s->cmd == NULL) {
@@ -768,7 +799,16 @@ snapshot_next(struct snapshot *s)
 {
 	switch (s->step) {
 	case STEP_RESOLVE:
-		if (s->errors.len > 0) {
+		if (s->recover && s->errors.len == 0 && s->post != NULL) {
+			snapshot_hook_start(s, STEP_POST);
+			return;
+		}
+		if (s->recover && s->errors.len == 0) {
+			log_warnx("service %s: no post_command configured "
+			    "any more; nothing owed", s->name);
+			s->post_owed = 0;
+		}
+		if (s->recover || s->errors.len > 0) {
 			/* The hooks cannot run: no consistent snapshot. */
 			snapshot_finish(s);
 			return;
@@ -790,6 +830,10 @@ snapshot_next(struct snapshot *s)
 		snapshot_list_start(s);
 		return;
 	case STEP_POST:
+		if (s->recover) {
+			snapshot_finish(s);
+			return;
+		}
 		snapshot_list_start(s);
 		return;
 	case STEP_DELETE:
@@ -954,8 +998,14 @@ snapshot_run(struct snapshot *s, int manual, struct buf *out)
 	for (i = 0; i < s->nvols; i++)
 		buf_printf(out, " %s (%s)", s->vols[i].id, s->vols[i].device);
 	buf_puts(out, "\n");
-	log_info("service %s: snapshot run started (%s), %zu volumes",
-	    s->name, manual ? "manual" : "schedule", s->nvols);
+	if (s->recover)
+		log_warnx("service %s: a snapshot run stopped after its "
+		    "pre_command: running the post_command it owes",
+		    s->name);
+	else
+		log_info("service %s: snapshot run started (%s), %zu "
+		    "volumes", s->name, manual ? "manual" : "schedule",
+		    s->nvols);
 	snapshot_set_step(s, STEP_RESOLVE);
 	if ((s->pre != NULL || s->post != NULL) && s->hook.host == NULL) {
 		req = ec2_request_new(EC2_DESCRIBE_ADDRESSES);
@@ -1037,6 +1087,22 @@ snapshot_reschedule(struct snapshot *s)
 
 /* --- the public face ------------------------------------------------ */
 
+static void
+snapshot_recover(struct snapshot *s)
+{
+	struct buf out;
+
+	buf_init(&out);
+	s->recover = 1;
+	if (snapshot_run(s, 0, &out) == -1) {
+		s->recover = 0;
+		log_warnx("service %s: the owed post_command cannot run "
+		    "now: %s", s->name, buf_str(&out));
+		snapshot_arm(s);
+	}
+	buf_free(&out);
+}
+
 struct snapshot *
 snapshot_new(const struct snapshot_env *env, struct service *svc)
 {
@@ -1063,7 +1129,10 @@ snapshot_new(const struct snapshot_env *env, struct service *svc)
 	ev_timer_init(&s->sched, snapshot_on_sched, 0., 0.);
 	s->sched.data = s;
 	snapshot_load(s);
-	snapshot_arm(s);
+	if (s->post_owed)
+		snapshot_recover(s);
+	else
+		snapshot_arm(s);
 	return s;
 }
 

@@ -27,6 +27,8 @@
 
 /* Enough of stderr to tell a person why a hook failed. */
 #define SSHCMD_ERR_MAX	512
+/* Calls of libssh2_*_free on a dead socket before giving up. */
+#define SSHCMD_FREE_TRIES	8
 
 enum sshcmd_stage {
 	STAGE_CONNECT,
@@ -129,18 +131,28 @@ static LIBSSH2_RECV_FUNC(sshcmd_recv)
 static void
 sshcmd_close(struct sshcmd *c)
 {
+	int i;
+
 	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->timer);
 	if (c->fd != -1)
 		shutdown(c->fd, SHUT_RDWR);
-	if (c->channel != NULL) {
-		libssh2_channel_free(c->channel);
-		c->channel = NULL;
-	}
-	if (c->session != NULL) {
-		libssh2_session_free(c->session);
-		c->session = NULL;
-	}
+	/*
+	 * On a shut socket each call fails at once; a call that says
+	 * EAGAIN has only moved its own state machine on, so call again
+	 * (a bounded few times) rather than leak the session.
+	 */
+	for (i = 0; c->channel != NULL && i < SSHCMD_FREE_TRIES; i++)
+		if (libssh2_channel_free(c->channel) != LIBSSH2_ERROR_EAGAIN)
+			c->channel = NULL;
+	for (i = 0; c->session != NULL && i < SSHCMD_FREE_TRIES; i++)
+		if (libssh2_session_free(c->session) != LIBSSH2_ERROR_EAGAIN)
+			c->session = NULL;
+	if (c->session != NULL)
+		log_warnx("ssh %s:%d: libssh2 session not freed", c->host,
+		    c->port);
+	c->channel = NULL;
+	c->session = NULL;
 	if (c->fd != -1) {
 		close(c->fd);
 		c->fd = -1;

@@ -112,6 +112,12 @@ def ours(sim):
             if s["tags"].get("failoverd:taken-by") == "failoverd"}
 
 
+def creates(sim):
+    """CreateSnapshot calls that were not preflight's dry runs."""
+    return [r for r in sim.requests(action="CreateSnapshot")
+            if r["params"].get("DryRun") not in ("true", True)]
+
+
 def write_journal(path, fields, seq=1):
     """A journal file as journal.c writes it (see journal.h)."""
     body = "failoverd-journal 1\nseq=%d\n" % seq
@@ -240,7 +246,7 @@ def test_post_command_runs_when_the_pre_command_fails(tmp_path, sim):
     assert "pre_command failed" in field(failed, "reason")
     assert "exit status 3" in field(failed, "reason")
     # No inconsistent snapshot was taken.
-    assert sim.requests(action="CreateSnapshot") == []
+    assert creates(sim) == []
 
 
 def test_run_missed_while_down_is_taken_at_start(tmp_path, sim):
@@ -286,4 +292,30 @@ def test_hung_pre_command_times_out_and_post_still_runs(tmp_path, sim):
         assert "pong" in ctl(d.sock, "ping").stdout
     assert log.read_text() == "pre\npost\n"
     assert "pre_command failed (timeout)" in field(failed, "reason")
-    assert sim.requests(action="CreateSnapshot") == []
+    assert creates(sim) == []
+
+
+def test_post_command_owed_by_a_stopped_daemon_runs_at_start(tmp_path, sim):
+    log = tmp_path / "hooks.log"
+    hooks = (f'pre_command = "echo pre >> {log}; sleep 30"; '
+             f'post_command = "echo post >> {log}"; hook_timeout = 60;')
+    with start(tmp_path, sim, snapshot=hooks) as d:
+        d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
+        sim.clear_requests()
+        ctl(d.sock, "snapshot", "web")
+        sim.wait(lambda: log.exists() and log.read_text() == "pre\n",
+                 timeout=20, what="the pre_command")
+    # Stopped while the pre_command (say, fsfreeze) was running.
+    assert log.read_text() == "pre\n"
+    with start(tmp_path, sim, snapshot=hooks) as d:
+        d.wait_for(r"running the post_command it owes", timeout=20)
+        sim.wait(lambda: log.read_text() == "pre\npost\n", timeout=20,
+                 what="the owed post_command")
+        d.drain(1.0)
+        assert not events(d, "snapshot_failed")
+    assert creates(sim) == []
+    # Owed once: a third start does not run it again.
+    with start(tmp_path, sim, snapshot=hooks) as d:
+        d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
+        d.drain(1.0)
+    assert log.read_text() == "pre\npost\n"
