@@ -9,7 +9,9 @@
  * interval from the last good run, optionally only inside a UTC
  * time-of-day window. The last good run is kept in
  * <state_dir>/<service>.snapshot.journal, so a run that fell due while
- * the daemon was down is taken as soon as it starts.
+ * the daemon was down is taken as soon as it starts. The same file
+ * says when a pre_command was started and its post_command has not run
+ * yet: a daemon stopped in between runs that post_command at start.
  *
  * A snapshot is failoverd's, for service S, when it carries both
  * failoverd:taken-by=failoverd and failoverd:service=S. Snapshots
