@@ -319,3 +319,17 @@ def test_post_command_owed_by_a_stopped_daemon_runs_at_start(tmp_path, sim):
         d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
         d.drain(1.0)
     assert log.read_text() == "pre\npost\n"
+
+
+def test_schedule_set_by_a_reload_starts(tmp_path, sim):
+    with start(tmp_path, sim) as d:
+        d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
+        d.drain(1.0)
+        assert not events(d, "snapshot_taken")
+        write_conf(str(tmp_path), sim, snapshot="interval = 3600;")
+        ctl(d.sock, "reload")
+        taken = wait_events(d, "snapshot_taken", 2, timeout=20)
+        sim.wait(lambda: json.loads(ctl(d.sock, "snapshots", "web",
+                                        "--json").stdout)["last_ok"] > 0,
+                 timeout=20, what="the run to finish")
+    assert {field(t, "trigger") for t in taken} == {"schedule"}
