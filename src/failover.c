@@ -1323,11 +1323,15 @@ fo_volumes_progress(struct failover *fo)
 			    fo->launch == LAUNCH_READY ? "" :
 			    "; waiting for the replacement");
 		}
-		if (fo->launch == LAUNCH_READY)
+		if (fo->launch == LAUNCH_READY) {
 			failover_set_step(fo, FAILOVER_ATTACH);
+			/* We know they are free: attach now, not a tick on. */
+			fo_volumes_progress(fo);
+		}
 	} else if (fo->step == FAILOVER_ATTACH && attached == fo->nvols) {
 		fo->t[T_ATTACH] = fo_now(fo) - fo->step_start;
 		failover_set_step(fo, FAILOVER_ASSOCIATE);
+		failover_poll(fo);
 	}
 }
 
