@@ -471,3 +471,17 @@ def test_corrupt_journal_holds_the_service_and_is_never_overwritten(
         ctl(d.sock, "resume", "web")
         d.wait_for(r"event=failover_completed", timeout=60)
         assert_replaced(sim)
+
+
+def test_a_slow_step_alerts_and_the_failover_goes_on(tmp_path, sim):
+    with start(tmp_path, sim, policy={"fence_timeout": 5}) as d:
+        healthy(d)
+        # Stopping takes 3s: past half the fence's 5s deadline.
+        sim.set_delays(stopping=3.0)
+        sim.instance_fault(OLD, "both")
+        line = d.wait_for(r"event=failover_step_slow", timeout=30)
+        assert "step=fence+launch" in line
+        assert float(field(line, "budget")) == 2.5
+        assert float(field(line, "elapsed")) >= 2.5
+        d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
