@@ -18,11 +18,11 @@
 #include <unistd.h>
 
 #include <libssh2.h>
-#include <openssl/evp.h>
 
 #include "failoverd/alert.h"
 #include "failoverd/log.h"
 #include "failoverd/probe_ssh.h"
+#include "failoverd/sshcmd.h"
 
 /* Enough of a command's stdout to look for expect_output in. */
 #define PROBE_SSH_OUTPUT_MAX	(64 * 1024)
@@ -138,22 +138,15 @@ probe_ssh_close(struct probe_ssh *s)
 	ev_io_stop(s->loop, &s->io);
 	if (s->fd != -1)
 		shutdown(s->fd, SHUT_RDWR);
-	if (s->channel != NULL) {
-		libssh2_channel_free(s->channel);
-		s->channel = NULL;
-	}
 	if (s->kh != NULL) {
 		libssh2_knownhost_free(s->kh);
 		s->kh = NULL;
 	}
-	if (s->session != NULL) {
-		if (libssh2_session_free(s->session) ==
-		    LIBSSH2_ERROR_EAGAIN)
-			log_warnx("probe %s/%s: libssh2 session to %s not "
-			    "freed", s->service, probe_name(s->probe),
-			    s->where);
-		s->session = NULL;
-	}
+	if (sshcmd_session_free(s->session, s->channel) == -1)
+		log_warnx("probe %s/%s: libssh2 session to %s not freed",
+		    s->service, probe_name(s->probe), s->where);
+	s->channel = NULL;
+	s->session = NULL;
 	if (s->fd != -1) {
 		close(s->fd);
 		s->fd = -1;
@@ -248,158 +241,27 @@ probe_ssh_on_io(struct ev_loop *loop, ev_io *w, int revents)
 	probe_ssh_drive(s);
 }
 
-static int
-probe_ssh_known_type(int typemask)
-{
-	switch (typemask & LIBSSH2_KNOWNHOST_KEY_MASK) {
-	case LIBSSH2_KNOWNHOST_KEY_SSHRSA:
-		return LIBSSH2_HOSTKEY_TYPE_RSA;
-	case LIBSSH2_KNOWNHOST_KEY_SSHDSS:
-		return LIBSSH2_HOSTKEY_TYPE_DSS;
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_256:
-		return LIBSSH2_HOSTKEY_TYPE_ECDSA_256;
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_384:
-		return LIBSSH2_HOSTKEY_TYPE_ECDSA_384;
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_521:
-		return LIBSSH2_HOSTKEY_TYPE_ECDSA_521;
-	case LIBSSH2_KNOWNHOST_KEY_ED25519:
-		return LIBSSH2_HOSTKEY_TYPE_ED25519;
-	default:
-		return LIBSSH2_HOSTKEY_TYPE_UNKNOWN;
-	}
-}
-
-static int
-probe_ssh_key_typemask(int hostkey_type)
-{
-	switch (hostkey_type) {
-	case LIBSSH2_HOSTKEY_TYPE_RSA:
-		return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-	case LIBSSH2_HOSTKEY_TYPE_DSS:
-		return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-	case LIBSSH2_HOSTKEY_TYPE_ED25519:
-		return LIBSSH2_KNOWNHOST_KEY_ED25519;
-	default:
-		return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
-	}
-}
-
-static const char *
-probe_ssh_hostkey_algos(int hostkey_type)
-{
-	switch (hostkey_type) {
-	case LIBSSH2_HOSTKEY_TYPE_RSA:
-		return "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
-	case LIBSSH2_HOSTKEY_TYPE_DSS:
-		return "ssh-dss";
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
-		return "ecdsa-sha2-nistp256";
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
-		return "ecdsa-sha2-nistp384";
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
-		return "ecdsa-sha2-nistp521";
-	case LIBSSH2_HOSTKEY_TYPE_ED25519:
-		return "ssh-ed25519";
-	default:
-		return NULL;
-	}
-}
-
 /*
- * Asks the server for the key types known_hosts has for this host, as
- * OpenSSH and curl do; otherwise a server with several host keys may
- * show one we do not know and read as "unknown" instead of "match".
+ * Host key against known_hosts, by sshcmd.c's policy (the snapshot hooks
+ * use the same); 0 to go on, -1 when it failed.
  */
-static void
-probe_ssh_prefer_known(struct probe_ssh *s, LIBSSH2_KNOWNHOSTS *kh)
-{
-	struct libssh2_knownhost	*node, *prev = NULL;
-	char				 bracketed[300], algos[512];
-	const char			*a;
-	size_t				 off = 0;
-	int				 n;
-
-	snprintf(bracketed, sizeof(bracketed), "[%s]:%d", s->host, s->port);
-	algos[0] = '\0';
-	while (libssh2_knownhost_get(kh, &node, prev) == 0) {
-		prev = node;
-		if (node->name == NULL)
-			continue;	/* hashed: cannot tell */
-		if (strcmp(node->name, bracketed) != 0 &&
-		    !(s->port == 22 && strcmp(node->name, s->host) == 0))
-			continue;
-		a = probe_ssh_hostkey_algos(
-		    probe_ssh_known_type(node->typemask));
-		if (a == NULL || strstr(algos, a) != NULL)
-			continue;
-		n = snprintf(algos + off, sizeof(algos) - off, "%s%s",
-		    off > 0 ? "," : "", a);
-		if (n < 0 || (size_t)n >= sizeof(algos) - off)
-			break;
-		off += n;
-	}
-	if (off > 0)
-		libssh2_session_method_pref(s->session, LIBSSH2_METHOD_HOSTKEY,
-		    algos);
-}
-
-static void
-probe_ssh_fingerprint(struct probe_ssh *s, char *out, size_t len)
-{
-	const unsigned char	*hash;
-	unsigned char		 b64[64];
-	int			 n;
-
-	hash = (const unsigned char *)libssh2_hostkey_hash(s->session,
-	    LIBSSH2_HOSTKEY_HASH_SHA256);
-	if (hash == NULL) {
-		snprintf(out, len, "?");
-		return;
-	}
-	n = EVP_EncodeBlock(b64, hash, 32);
-	/* OpenSSH shows it without the padding. */
-	while (n > 0 && b64[n - 1] == '=')
-		b64[--n] = '\0';
-	snprintf(out, len, "SHA256:%s", b64);
-}
-
-/* A missing learned file is normal: no failover has happened yet. */
-static void
-probe_ssh_read_learned(LIBSSH2_KNOWNHOSTS *kh, const char *path)
-{
-	if (access(path, R_OK) == -1)
-		return;
-	if (libssh2_knownhost_readfile(kh, path,
-	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
-		log_warnx("learned host keys %s: unreadable", path);
-}
-
-/* Host key against known_hosts; 0 to go on, -1 when it failed. */
 static int
 probe_ssh_check_hostkey(struct probe_ssh *s)
 {
 	const struct ssh_conf	*c = &probe_conf(s->probe)->ssh;
 	const char		*learned = probe_learned_hosts(s->probe);
-	LIBSSH2_KNOWNHOSTS	*kh = NULL;
-	const char		*key;
-	size_t			 keylen;
-	int			 type, rc, ret = -1;
+	LIBSSH2_KNOWNHOSTS	*kh;
+	enum sshcmd_hostkey	 rc;
+	const char		*bad;
 	char			 fp[80];
 
-	key = libssh2_session_hostkey(s->session, &keylen, &type);
-	if (key == NULL) {
+	if (libssh2_session_hostkey(s->session, NULL, NULL) == NULL) {
 		probe_ssh_fail(s, PROBE_ERR_KEX, 0, "no host key");
 		return -1;
 	}
 	if (c->known_hosts == NULL && learned == NULL) {
 		/* Never trust on first use: no file, no trusted key. */
-		probe_ssh_fingerprint(s, fp, sizeof(fp));
+		sshcmd_fingerprint(s->session, fp, sizeof(fp));
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
 		return -1;
 	}
@@ -411,32 +273,26 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 	kh = s->kh;
 	s->kh = NULL;
 	if (kh == NULL) {
-		kh = libssh2_knownhost_init(s->session);
+		/* No known_hosts: only the keys of a replacement, read
+		 * from its console by the failover engine. */
+		kh = sshcmd_known_read(s->session, NULL, learned, &bad);
 		if (kh == NULL) {
 			probe_ssh_fail(s, PROBE_ERR_INTERNAL, 0,
 			    "knownhost_init");
 			return -1;
 		}
-		/*
-		 * Keys of a replacement, read from its console by the
-		 * failover engine. libssh2 keeps looking after a
-		 * mismatching entry, so the old key of the address in
-		 * known_hosts does not hide them.
-		 */
-		if (learned != NULL)
-			probe_ssh_read_learned(kh, learned);
 	}
-	rc = libssh2_knownhost_checkp(kh, s->host, s->port, key, keylen,
-	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-	    probe_ssh_key_typemask(type), NULL);
+	rc = sshcmd_check_hostkey(s->session, kh, s->host, s->port);
 	libssh2_knownhost_free(kh);
 	switch (rc) {
-	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+	case SSHCMD_KEY_MATCH:
 		s->mismatch_alerted = 0;
-		ret = 0;
-		break;
-	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
-		probe_ssh_fingerprint(s, fp, sizeof(fp));
+		return 0;
+	case SSHCMD_KEY_NONE:
+		probe_ssh_fail(s, PROBE_ERR_KEX, 0, "no host key");
+		return -1;
+	case SSHCMD_KEY_MISMATCH:
+		sshcmd_fingerprint(s->session, fp, sizeof(fp));
 		/* It may be an attack: say so once, loudly, per episode. */
 		if (!s->mismatch_alerted)
 			alert_emit(ALERT_HOSTKEY_MISMATCH, s->service,
@@ -445,16 +301,15 @@ probe_ssh_check_hostkey(struct probe_ssh *s)
 			    "known_hosts", c->known_hosts, NULL);
 		s->mismatch_alerted = 1;
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_MISMATCH, 0, fp);
-		break;
-	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
-		probe_ssh_fingerprint(s, fp, sizeof(fp));
+		return -1;
+	case SSHCMD_KEY_UNKNOWN:
+		sshcmd_fingerprint(s->session, fp, sizeof(fp));
 		probe_ssh_fail(s, PROBE_ERR_HOSTKEY_UNKNOWN, 0, fp);
-		break;
+		return -1;
 	default:
 		probe_ssh_fail(s, PROBE_ERR_KNOWN_HOSTS, 0, "check failed");
-		break;
+		return -1;
 	}
-	return ret;
 }
 
 /* A command killed by a signal has no exit status: it is a failure. */
@@ -646,30 +501,6 @@ wait:
 	probe_ssh_wait_session(s);
 }
 
-/* Only addresses: a name would need DNS, which would block the loop. */
-static int
-probe_ssh_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
-    socklen_t *len)
-{
-	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		*len = sizeof(*sin);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		*len = sizeof(*sin6);
-		return 0;
-	}
-	return -1;
-}
-
 int
 probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
     const char *target, struct probe_result *res)
@@ -690,7 +521,7 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	s->channel = NULL;
 	s->running = 1;
 
-	if (probe_ssh_sockaddr(target, s->port, &ss, &sslen) == -1) {
+	if (sshcmd_sockaddr(target, s->port, &ss, &sslen) == -1) {
 		reason = PROBE_ERR_RESOLVE;
 		fail = "ssh probes need an IP address";
 		goto fail;
@@ -707,22 +538,16 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	    (void *)probe_ssh_recv);
 	/* The file is read per check: a person may fix it meanwhile. */
 	if (conf->ssh.known_hosts != NULL) {
-		kh = libssh2_knownhost_init(s->session);
+		kh = sshcmd_known_read(s->session, conf->ssh.known_hosts,
+		    probe_learned_hosts(s->probe), &fail);
 		if (kh == NULL) {
-			fail = "libssh2_knownhost_init";
+			if (fail != NULL)
+				reason = PROBE_ERR_KNOWN_HOSTS;
+			else
+				fail = "libssh2_knownhost_init";
 			goto fail;
 		}
-		if (libssh2_knownhost_readfile(kh, conf->ssh.known_hosts,
-		    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-			libssh2_knownhost_free(kh);
-			reason = PROBE_ERR_KNOWN_HOSTS;
-			fail = conf->ssh.known_hosts;
-			goto fail;
-		}
-		if (probe_learned_hosts(s->probe) != NULL)
-			probe_ssh_read_learned(kh,
-			    probe_learned_hosts(s->probe));
-		probe_ssh_prefer_known(s, kh);
+		sshcmd_prefer_known(s->session, kh, s->host, s->port);
 		/* Kept for the host key check: one read per check. */
 		s->kh = kh;
 	}

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <libssh2.h>
+#include <openssl/evp.h>
 
 #include "failoverd/log.h"
 #include "failoverd/sshcmd.h"
@@ -131,24 +132,11 @@ static LIBSSH2_RECV_FUNC(sshcmd_recv)
 static void
 sshcmd_close(struct sshcmd *c)
 {
-	int i;
-
 	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->timer);
 	if (c->fd != -1)
 		shutdown(c->fd, SHUT_RDWR);
-	/*
-	 * On a shut socket each call fails at once; a call that says
-	 * EAGAIN has only moved its own state machine on, so call again
-	 * (a bounded few times) rather than leak the session.
-	 */
-	for (i = 0; c->channel != NULL && i < SSHCMD_FREE_TRIES; i++)
-		if (libssh2_channel_free(c->channel) != LIBSSH2_ERROR_EAGAIN)
-			c->channel = NULL;
-	for (i = 0; c->session != NULL && i < SSHCMD_FREE_TRIES; i++)
-		if (libssh2_session_free(c->session) != LIBSSH2_ERROR_EAGAIN)
-			c->session = NULL;
-	if (c->session != NULL)
+	if (sshcmd_session_free(c->session, c->channel) == -1)
 		log_warnx("ssh %s:%d: libssh2 session not freed", c->host,
 		    c->port);
 	c->channel = NULL;
@@ -305,54 +293,48 @@ sshcmd_known_algos(int typemask)
 	}
 }
 
-/* known_hosts and the learned file; NULL when neither could be read. */
-static LIBSSH2_KNOWNHOSTS *
-sshcmd_read_known(struct sshcmd *c, const char **bad)
+LIBSSH2_KNOWNHOSTS *
+sshcmd_known_read(LIBSSH2_SESSION *session, const char *known_hosts,
+    const char *learned, const char **bad)
 {
 	LIBSSH2_KNOWNHOSTS *kh;
 
 	*bad = NULL;
-	kh = libssh2_knownhost_init(c->session);
+	kh = libssh2_knownhost_init(session);
 	if (kh == NULL)
 		return NULL;
-	if (c->known_hosts != NULL && libssh2_knownhost_readfile(kh,
-	    c->known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-		*bad = c->known_hosts;
+	if (known_hosts != NULL && libssh2_knownhost_readfile(kh,
+	    known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+		*bad = known_hosts;
 		libssh2_knownhost_free(kh);
 		return NULL;
 	}
 	/* A missing learned file is normal: no failover happened yet. */
-	if (c->learned_hosts != NULL && access(c->learned_hosts, R_OK) == 0)
-		libssh2_knownhost_readfile(kh, c->learned_hosts,
-		    LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+	if (learned != NULL && access(learned, R_OK) == 0 &&
+	    libssh2_knownhost_readfile(kh, learned,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
+		log_warnx("learned host keys %s: unreadable", learned);
 	return kh;
 }
 
-/*
- * Asks for the key types known_hosts has for this host (as OpenSSH and
- * probe_ssh.c do), so a server with several keys shows one we know.
- */
-static void
-sshcmd_prefer_known(struct sshcmd *c)
+void
+sshcmd_prefer_known(LIBSSH2_SESSION *session, LIBSSH2_KNOWNHOSTS *kh,
+    const char *host, int port)
 {
-	LIBSSH2_KNOWNHOSTS		*kh;
 	struct libssh2_knownhost	*node, *prev = NULL;
 	char				 bracketed[300], algos[512];
-	const char			*a, *bad;
+	const char			*a;
 	size_t				 off = 0;
 	int				 n;
 
-	kh = sshcmd_read_known(c, &bad);
-	if (kh == NULL)
-		return;
-	snprintf(bracketed, sizeof(bracketed), "[%s]:%d", c->host, c->port);
+	snprintf(bracketed, sizeof(bracketed), "[%s]:%d", host, port);
 	algos[0] = '\0';
 	while (libssh2_knownhost_get(kh, &node, prev) == 0) {
 		prev = node;
 		if (node->name == NULL)
-			continue;
+			continue;	/* hashed: cannot tell */
 		if (strcmp(node->name, bracketed) != 0 &&
-		    !(c->port == 22 && strcmp(node->name, c->host) == 0))
+		    !(port == 22 && strcmp(node->name, host) == 0))
 			continue;
 		a = sshcmd_known_algos(node->typemask);
 		if (a == NULL || strstr(algos, a) != NULL)
@@ -363,43 +345,127 @@ sshcmd_prefer_known(struct sshcmd *c)
 			break;
 		off += n;
 	}
-	libssh2_knownhost_free(kh);
 	if (off > 0)
-		libssh2_session_method_pref(c->session, LIBSSH2_METHOD_HOSTKEY,
+		libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY,
 		    algos);
+}
+
+enum sshcmd_hostkey
+sshcmd_check_hostkey(LIBSSH2_SESSION *session, LIBSSH2_KNOWNHOSTS *kh,
+    const char *host, int port)
+{
+	const char	*key;
+	size_t		 keylen;
+	int		 type, rc;
+
+	key = libssh2_session_hostkey(session, &keylen, &type);
+	if (key == NULL)
+		return SSHCMD_KEY_NONE;
+	/*
+	 * libssh2 keeps looking after a mismatching entry, so the old key
+	 * of an address in known_hosts does not hide a learned one.
+	 */
+	rc = libssh2_knownhost_checkp(kh, host, port, key, keylen,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    sshcmd_key_typemask(type), NULL);
+	switch (rc) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		return SSHCMD_KEY_MATCH;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		return SSHCMD_KEY_MISMATCH;
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		return SSHCMD_KEY_UNKNOWN;
+	default:
+		return SSHCMD_KEY_FAILED;
+	}
+}
+
+void
+sshcmd_fingerprint(LIBSSH2_SESSION *session, char *out, size_t len)
+{
+	const unsigned char	*hash;
+	unsigned char		 b64[64];
+	int			 n;
+
+	hash = (const unsigned char *)libssh2_hostkey_hash(session,
+	    LIBSSH2_HOSTKEY_HASH_SHA256);
+	if (hash == NULL) {
+		snprintf(out, len, "?");
+		return;
+	}
+	n = EVP_EncodeBlock(b64, hash, 32);
+	/* OpenSSH shows it without the padding. */
+	while (n > 0 && b64[n - 1] == '=')
+		b64[--n] = '\0';
+	snprintf(out, len, "SHA256:%s", b64);
+}
+
+int
+sshcmd_session_free(LIBSSH2_SESSION *session, LIBSSH2_CHANNEL *channel)
+{
+	int i;
+
+	/*
+	 * On a shut socket each call fails at once; a call that says
+	 * EAGAIN has only moved its own state machine on, so call again
+	 * (a bounded few times) rather than leak the session.
+	 */
+	for (i = 0; channel != NULL && i < SSHCMD_FREE_TRIES; i++)
+		if (libssh2_channel_free(channel) != LIBSSH2_ERROR_EAGAIN)
+			channel = NULL;
+	for (i = 0; session != NULL && i < SSHCMD_FREE_TRIES; i++)
+		if (libssh2_session_free(session) != LIBSSH2_ERROR_EAGAIN)
+			session = NULL;
+	return session != NULL ? -1 : 0;
+}
+
+static void
+sshcmd_prefer(struct sshcmd *c)
+{
+	LIBSSH2_KNOWNHOSTS	*kh;
+	const char		*bad;
+
+	kh = sshcmd_known_read(c->session, c->known_hosts,
+	    c->learned_hosts, &bad);
+	if (kh == NULL)
+		return;		/* the check after the handshake says why */
+	sshcmd_prefer_known(c->session, kh, c->host, c->port);
+	libssh2_knownhost_free(kh);
 }
 
 /* Never trust on first use: only a key that known_hosts has matches. */
 static int
-sshcmd_check_hostkey(struct sshcmd *c)
+sshcmd_hostkey_ok(struct sshcmd *c)
 {
 	LIBSSH2_KNOWNHOSTS	*kh;
-	const char		*key, *bad;
-	size_t			 keylen;
-	int			 type, rc;
+	const char		*bad;
+	enum sshcmd_hostkey	 rc;
 
-	key = libssh2_session_hostkey(c->session, &keylen, &type);
-	if (key == NULL) {
-		sshcmd_fail(c, SSHCMD_HANDSHAKE, "no host key");
-		return -1;
-	}
-	kh = sshcmd_read_known(c, &bad);
+	kh = sshcmd_known_read(c->session, c->known_hosts,
+	    c->learned_hosts, &bad);
 	if (kh == NULL) {
 		sshcmd_fail(c, SSHCMD_HOSTKEY, bad != NULL ?
 		    "known_hosts unreadable" : "knownhost_init");
 		return -1;
 	}
-	rc = libssh2_knownhost_checkp(kh, c->host, c->port, key, keylen,
-	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-	    sshcmd_key_typemask(type), NULL);
+	rc = sshcmd_check_hostkey(c->session, kh, c->host, c->port);
 	libssh2_knownhost_free(kh);
-	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH)
+	switch (rc) {
+	case SSHCMD_KEY_MATCH:
 		return 0;
-	sshcmd_fail(c, SSHCMD_HOSTKEY,
-	    rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH ? "host key mismatch" :
-	    rc == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND ? "host key unknown" :
-	    "host key check failed");
-	return -1;
+	case SSHCMD_KEY_NONE:
+		sshcmd_fail(c, SSHCMD_HANDSHAKE, "no host key");
+		return -1;
+	case SSHCMD_KEY_MISMATCH:
+		sshcmd_fail(c, SSHCMD_HOSTKEY, "host key mismatch");
+		return -1;
+	case SSHCMD_KEY_UNKNOWN:
+		sshcmd_fail(c, SSHCMD_HOSTKEY, "host key unknown");
+		return -1;
+	default:
+		sshcmd_fail(c, SSHCMD_HOSTKEY, "host key check failed");
+		return -1;
+	}
 }
 
 /* Keeps the first bytes of stderr; the rest is drained and dropped. */
@@ -468,7 +534,7 @@ sshcmd_drive(struct sshcmd *c)
 			c->stage = STAGE_HOSTKEY;
 			break;
 		case STAGE_HOSTKEY:
-			if (sshcmd_check_hostkey(c) == -1)
+			if (sshcmd_hostkey_ok(c) == -1)
 				return;
 			c->stage = STAGE_AUTH;
 			break;
@@ -545,8 +611,7 @@ wait:
 	sshcmd_wait_session(c);
 }
 
-/* Only addresses: a name would need DNS, which would block the loop. */
-static int
+int
 sshcmd_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
     socklen_t *len)
 {
@@ -662,7 +727,7 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 	    (void *)sshcmd_send);
 	libssh2_session_callback_set(c->session, LIBSSH2_CALLBACK_RECV,
 	    (void *)sshcmd_recv);
-	sshcmd_prefer_known(c);
+	sshcmd_prefer(c);
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
