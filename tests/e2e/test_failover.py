@@ -485,3 +485,27 @@ def test_a_slow_step_alerts_and_the_failover_goes_on(tmp_path, sim):
         assert float(field(line, "elapsed")) >= 2.5
         d.wait_for(r"event=failover_completed", timeout=60)
         assert_replaced(sim)
+
+
+def test_kill_9_while_run_instances_is_in_flight_launches_once(
+        tmp_path, sim):
+    # The reply to RunInstances never reaches the journal: the restart
+    # must find the instance by its ClientToken, never launch a second.
+    d = start(tmp_path, sim)
+    try:
+        healthy(d)
+        sim.fault(kind="latency", action="RunInstances", latency=1.5,
+                  count=1)
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"ec2: RunInstances attempt 1$", timeout=30)
+        d.proc.kill()
+    finally:
+        d.stop(check=False)
+    assert not any("failover web: launched" in x for x in d.lines)
+    with start(tmp_path, sim) as d2:
+        d2.wait_for(r"resuming failover", timeout=10)
+        d2.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        tokens = {r["params"]["ClientToken"]
+                  for r in calls(sim, "RunInstances")}
+        assert len(tokens) == 1
