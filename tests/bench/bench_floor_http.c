@@ -5,7 +5,9 @@
  * beside this one's CPU per request, against the same targets in the
  * same run.
  *
- * usage: bench_floor_http PORT REQUESTS ADDR...
+ * usage: bench_floor_http [-r RATE] PORT REQUESTS ADDR...
+ * -r paces the requests at RATE a second (sleeping between them, as a
+ * daemon checking at that rate does) instead of back to back.
  * Prints one line: "requests <n> cpu_us <total> user_us <u> sys_us <s>
  * wall_s <w> failures <f>".
  */
@@ -42,12 +44,18 @@ main(int argc, char **argv)
 	char			 req[256], buf[4096];
 	int			 port, naddr, i, fd, len;
 	long			 n, count, failures = 0;
-	double			 t0, t1, user, sys;
+	double			 t0, t1, user, sys, rate = 0, next;
 	ssize_t			 got;
+	struct timespec		 ts;
 
+	if (argc > 2 && strcmp(argv[1], "-r") == 0) {
+		rate = atof(argv[2]);
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc < 4) {
-		fprintf(stderr, "usage: bench_floor_http PORT REQUESTS "
-		    "ADDR...\n");
+		fprintf(stderr, "usage: bench_floor_http [-r RATE] PORT "
+		    "REQUESTS ADDR...\n");
 		return 2;
 	}
 	port = atoi(argv[1]);
@@ -67,8 +75,17 @@ main(int argc, char **argv)
 	}
 	getrusage(RUSAGE_SELF, &r0);
 	t0 = now_s();
+	next = t0;
 	for (n = 0; n < count; n++) {
 		struct sockaddr_in *sin = &sins[n % naddr];
+
+		if (rate > 0) {
+			next += 1.0 / rate;
+			ts.tv_sec = (time_t)next;
+			ts.tv_nsec = (long)((next - ts.tv_sec) * 1e9);
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+			    NULL);
+		}
 
 		/* The request a health check sends, and nothing more. */
 		len = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n"

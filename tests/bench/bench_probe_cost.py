@@ -5,7 +5,10 @@ against its own loopback address, all served by one bench_target. For
 each N, in the same run:
   - the floor: bench_floor_http, a blocking client doing only socket,
     connect, send, recv, close, against the same targets (CPU per request,
-    median of 5 runs);
+    median of 5 runs), back to back as the issue defines it; and, for
+    context only, the same client paced at N requests a second: in this
+    VM a sleep and a wakeup cost about as much as a request, and a
+    daemon checking at N/s sleeps between checks;
   - failoverd without debug logging: probes/s (requests the targets
     served), CPU per probe (every thread's schedstat run time over the
     probes of a window; median and p99 of the windows), and RSS;
@@ -47,6 +50,16 @@ def floor(addrs):
         f = out.split()
         per.append(float(f[3]) / int(f[1]))
     return per
+
+
+def paced_floor(addrs):
+    """CPU µs per request of the floor client at len(addrs) a second."""
+    n = len(addrs)
+    out = subprocess.run(
+        [os.path.join(BUILD, "bench_floor_http"), "-r", str(n), "80",
+         str(max(500, min(5 * n, 10000))), *addrs], capture_output=True,
+        text=True, check=True).stdout.split()
+    return float(out[3]) / int(out[1])
 
 
 def cost(targets, services):
@@ -123,6 +136,7 @@ def run(sizes=SIZES):
         targets = Targets(addrs)
         try:
             fl = floor(addrs)
+            paced = paced_floor(addrs)
             per, rates, rss, hwm, threads, rss0, cr = cost(targets,
                                                            services)
             bg = background(n, addrs)
@@ -148,6 +162,9 @@ def run(sizes=SIZES):
         fig.add(f"N={n}: CPU/probe vs floor, raw", raw, "x")
         fig.add(f"N={n}: CPU/probe vs floor, net", ratio, "x", "<= 2.0x",
                 ratio is not None and ratio <= 2.0)
+        fig.add(f"N={n}: floor paced at {n}/s (context)", paced, "us")
+        fig.add(f"N={n}: CPU/probe net vs paced floor", net_med / paced
+                if net_med and paced else None, "x")
         if n == 10000:
             fig.add(f"N={n}: RSS", rss, "MB", "< 64 MB", hwm < 64,
                     peak=hwm, threads=threads)
