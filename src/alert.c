@@ -44,6 +44,16 @@ static const struct {
 	[ALERT_PREFLIGHT_FAILED]	= { "preflight_failed", LOG_CRIT },
 	[ALERT_BAKE_COMPLETED]		= { "bake_completed", LOG_NOTICE },
 	[ALERT_BAKE_FAILED]		= { "bake_failed", LOG_ERR },
+	[ALERT_SWITCH_STARTED]		= { "switch_started", LOG_NOTICE },
+	[ALERT_SWITCH_COMPLETED]	= { "switch_completed", LOG_NOTICE },
+	[ALERT_SWITCH_FAILED]		= { "switch_failed", LOG_ERR },
+	[ALERT_SWITCH_ROLLED_BACK]	= { "switch_rolled_back", LOG_CRIT },
+	[ALERT_SWITCH_FINISHED]		= { "switch_finished", LOG_NOTICE },
+	[ALERT_ROLLBACK_STARTED]	= { "rollback_started", LOG_WARNING },
+	[ALERT_ROLLBACK_COMPLETED]	= { "rollback_completed", LOG_NOTICE },
+	[ALERT_ROLLBACK_FAILED]		= { "rollback_failed", LOG_CRIT },
+	[ALERT_EVACUATION_STARTED]	= { "evacuation_started", LOG_ALERT },
+	[ALERT_EVACUATION_COMPLETED]	= { "evacuation_completed", LOG_ALERT },
 };
 
 #define ALERT_RL_SLOTS	64

@@ -622,6 +622,49 @@ daemon_cmd_act(struct daemon *d, int argc, char **argv, struct buf *out)
 }
 
 /*
+ * switch SERVICE --ami AMI, switch SERVICE --finish, rollback SERVICE.
+ * The move runs on after the answer; status and the log follow it.
+ */
+static int
+daemon_cmd_switch(struct daemon *d, int argc, char **argv,
+    struct buf *out)
+{
+	struct service	*svc;
+	const char	*ami = NULL;
+	int		 finish = 0, i;
+
+	if (argc < 2 || argv[1][0] == '-')
+		goto usage;
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--ami") == 0 && i + 1 < argc)
+			ami = argv[++i];
+		else if (strcmp(argv[i], "--finish") == 0)
+			finish = 1;
+		else if (strcmp(argv[i], "--json") != 0)
+			goto usage;
+	}
+	svc = daemon_find(d, argv[1]);
+	if (svc == NULL) {
+		buf_printf(out, "no service named %s", argv[1]);
+		return -1;
+	}
+	if (strcmp(argv[0], "rollback") == 0) {
+		if (ami != NULL || finish)
+			goto usage;
+		return failover_rollback(daemon_failover(d, svc), out);
+	}
+	if (finish && ami == NULL)
+		return failover_switch_finish(daemon_failover(d, svc), out);
+	if (!finish && ami != NULL)
+		return failover_switch(daemon_failover(d, svc), ami, out);
+usage:
+	buf_printf(out, "usage: %s", strcmp(argv[0], "rollback") == 0 ?
+	    "rollback SERVICE" : "switch SERVICE --ami AMI | switch SERVICE "
+	    "--finish");
+	return -1;
+}
+
+/*
  * snapshot SERVICE, snapshots SERVICE, preflight SERVICE [--result],
  * bake SERVICE [--no-reboot] [--use]. The EC2 calls take longer than a
  * control request may: these start the work and answer at once; the
@@ -706,6 +749,13 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 		    "command", argv[0], "uid", uid, "pid", pid, NULL);
 		return daemon_cmd_act(d, argc, argv, out);
 	}
+	if (strcmp(argv[0], "switch") == 0 ||
+	    strcmp(argv[0], "rollback") == 0) {
+		alert_emit(ALERT_CONTROL_COMMAND,
+		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
+		    "command", argv[0], "uid", uid, "pid", pid, NULL);
+		return daemon_cmd_switch(d, argc, argv, out);
+	}
 	if (strcmp(argv[0], "snapshot") == 0 ||
 	    strcmp(argv[0], "preflight") == 0 ||
 	    strcmp(argv[0], "bake") == 0) {
@@ -715,7 +765,7 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 		return daemon_cmd_practice(d, argc, argv, out);
 	}
 	buf_printf(out, "unknown command '%s' (try: status, history, "
-	    "failover, pause, resume, snapshot, snapshots, preflight, bake, "
-	    "reload, ping)", argv[0]);
+	    "failover, pause, resume, switch, rollback, snapshot, snapshots, "
+	    "preflight, bake, reload, ping)", argv[0]);
 	return -1;
 }

@@ -15,6 +15,13 @@
  * what AWS has before acting, which is also what makes a resume after
  * a crash safe: a volume already attached to the replacement is not
  * attached again, the launch is found again by its ClientToken.
+ *
+ * The same machine runs two planned moves (fo_kind): a release switch
+ * (failoverctl switch --ami), which launches from the new AMI and
+ * checks it on its private address before FENCE touches production,
+ * and a rollback, whose "launch" starts the instance kept by the
+ * switch again. A switch that fails after touching production rolls
+ * back by itself.
  */
 #include <sys/stat.h>
 
@@ -69,6 +76,11 @@ static const char *fo_launch_names[] = { "todo", "sent", "running",
 	"ready" };
 static const char *fo_vol_names[] = { "unknown", "elsewhere", "detaching",
 	"available", "attaching", "attached" };
+
+/* What the move is for; journaled as kind=. */
+enum fo_kind { KIND_FAILOVER, KIND_SWITCH, KIND_ROLLBACK, KIND_MAX };
+static const char *fo_kind_names[KIND_MAX] = { "failover", "switch",
+	"rollback" };
 
 /* The timings of failover_completed, in this order. */
 enum fo_timing {
@@ -143,6 +155,12 @@ struct failover {
 	char			*id;
 	char			*old;
 	char			*new;
+	enum fo_kind		 kind;
+	char			*ami;		/* switch: the new release */
+	char			*new_ip;	/* its private address */
+	int			 prechecked;	/* switch: passed, privately */
+	double			 precheck_start; /* ev_now, 0: not begun */
+	int			 rollback_auto;	/* after a failed switch */
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
@@ -170,6 +188,9 @@ static void	fo_volumes_progress(struct failover *fo);
 static int	fo_has_ssh_probe(const struct failover *fo);
 static int	fo_write_learned(struct failover *fo, const struct buf *keys);
 static void	fo_save(struct failover *fo);
+static void	fo_rollback_begin(struct failover *fo, const char *from,
+		    const char *to, const char *why, int manual);
+static void	fo_new_id(struct failover *fo, const char *prefix);
 
 const char *
 failover_step_str(enum failover_step s)
@@ -288,6 +309,11 @@ fo_rec_progress(struct failover *fo)
 	fo_rec_set(fo, "az", fo->vol_az);
 	fo_rec_set(fo, "fence", fo_fence_names[fo->fence]);
 	fo_rec_set(fo, "launch", fo_launch_names[fo->launch]);
+	fo_rec_set(fo, "kind", fo_kind_names[fo->kind]);
+	fo_rec_set(fo, "switch_ami", fo->ami);
+	fo_rec_set(fo, "new_ip", fo->new_ip);
+	fo_rec_set(fo, "prechecked", fo->prechecked ? "1" : "0");
+	fo_rec_set(fo, "rollback_auto", fo->rollback_auto ? "1" : "0");
 	for (i = 0; i < fo->nvols; i++) {
 		snprintf(key, sizeof(key), "volume.%s.state", fo->vols[i].id);
 		fo_rec_set(fo, key, fo_vol_names[fo->vols[i].st]);
@@ -321,7 +347,8 @@ fo_rec_clear_progress(struct failover *fo)
 {
 	static const char *keys[] = { "failover_id", "client_token",
 		"old_instance", "new_instance", "mode", "manual", "az",
-		"fence", "launch", "started" };
+		"fence", "launch", "started", "kind", "switch_ami", "new_ip",
+		"prechecked", "rollback_auto" };
 	const char	*k, *v;
 	size_t		 i;
 
@@ -364,6 +391,7 @@ fo_history_add(struct failover *fo, const char *result, const char *why)
 	fo_rec_set(fo, key, val);					\
 } while (0)
 	HSET("id", fo->id);
+	HSET("kind", fo_kind_names[fo->kind]);
 	HSET("result", result);
 	HSET("reason", why);
 	HSET("mode", fo->restart ? "restart" : "replace");
@@ -414,7 +442,8 @@ failover_set_step(struct failover *fo, enum failover_step to)
 	if (to >= FAILOVER_FENCE_LAUNCH && to <= FAILOVER_VERIFY)
 		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
 		    fo->id ? fo->id : "", "step", failover_step_str(to),
-		    "from", failover_step_str(from), NULL);
+		    "from", failover_step_str(from), "kind",
+		    fo_kind_names[fo->kind], NULL);
 	if (fo_active(fo))
 		ev_timer_again(fo->env->loop, &fo->tick);
 }
@@ -690,10 +719,30 @@ fo_learned_path(const struct failover *fo, char *out, size_t len)
 	    fo->name);
 }
 
+/* The file as it is: a switch keeps the keys of the kept instance. */
+static void
+fo_read_learned(const char *path, struct buf *out)
+{
+	char	chunk[4096];
+	ssize_t	n;
+	int	fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 &&
+	    out->len < 1024 * 1024)
+		buf_append(out, chunk, (size_t)n);
+	close(fd);
+}
+
 /*
  * Writes the replacement's keys for the EIP's address at each ssh
  * probe's port, in known_hosts form, through a temporary file and a
- * rename so a probe never reads half a file.
+ * rename so a probe never reads half a file. A switch or a rollback
+ * keeps the lines already there (the EIP must still match the instance
+ * it may move back to) and adds the new instance's private address,
+ * where the switch checks it before touching production.
  */
 static int
 fo_write_learned(struct failover *fo, const struct buf *keys)
@@ -701,28 +750,39 @@ fo_write_learned(struct failover *fo, const struct buf *keys)
 	const struct service_conf	*sc = fo_conf(fo);
 	struct buf			 file;
 	char				 path[1024], tmp[1100], host[300];
-	const char			*p, *nl;
-	size_t				 i;
+	const char			*p, *nl, *ips[2];
+	size_t				 i, k;
 	int				 fd, rc = -1;
 
 	buf_init(&file);
-	for (i = 0; i < sc->nprobes; i++) {
-		if (sc->probes[i].type != PROBE_SSH ||
-		    sc->probes[i].address != NULL)
+	fo_learned_path(fo, path, sizeof(path));
+	ips[0] = fo->eip_ip;
+	ips[1] = NULL;
+	if (fo_active(fo) && fo->kind != KIND_FAILOVER) {
+		fo_read_learned(path, &file);
+		ips[1] = fo->new_ip;
+	}
+	for (k = 0; k < 2; k++) {
+		if (ips[k] == NULL)
 			continue;
-		if (sc->probes[i].ssh.port == 22)
-			snprintf(host, sizeof(host), "%s", fo->eip_ip);
-		else
-			snprintf(host, sizeof(host), "[%s]:%d", fo->eip_ip,
-			    sc->probes[i].ssh.port);
-		for (p = buf_str(keys); *p != '\0'; p = nl + 1) {
-			nl = strchr(p, '\n');
-			if (nl == NULL)
-				break;
-			buf_printf(&file, "%s %.*s\n", host, (int)(nl - p), p);
+		for (i = 0; i < sc->nprobes; i++) {
+			if (sc->probes[i].type != PROBE_SSH ||
+			    sc->probes[i].address != NULL)
+				continue;
+			if (sc->probes[i].ssh.port == 22)
+				snprintf(host, sizeof(host), "%s", ips[k]);
+			else
+				snprintf(host, sizeof(host), "[%s]:%d",
+				    ips[k], sc->probes[i].ssh.port);
+			for (p = buf_str(keys); *p != '\0'; p = nl + 1) {
+				nl = strchr(p, '\n');
+				if (nl == NULL)
+					break;
+				buf_printf(&file, "%s %.*s\n", host,
+				    (int)(nl - p), p);
+			}
 		}
 	}
-	fo_learned_path(fo, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd == -1) {
@@ -764,6 +824,56 @@ fo_has_ssh_probe(const struct failover *fo)
 
 /* --- the launch branch --------------------------------------------------- */
 
+/*
+ * A switch's new instance, before production is touched: the
+ * service's own probes, pointed at its private address, must pass
+ * (verify_timeout). Production is not probed meanwhile; the switch
+ * is a planned move a person asked for.
+ */
+static void
+fo_precheck_start(struct failover *fo)
+{
+	if (fo->new_ip == NULL) {
+		failover_fail(fo, "EC2 gave the new instance no private "
+		    "address to check it on");
+		return;
+	}
+	fo->precheck_start = fo_now(fo);
+	log_info("switch %s: checking %s on its private address %s before "
+	    "touching production", fo->name, fo->new, fo->new_ip);
+	service_set_target(fo->svc, fo->new_ip);
+	service_reset_probes(fo->svc);
+}
+
+static int
+fo_precheck_waiting(const struct failover *fo)
+{
+	return fo->kind == KIND_SWITCH && fo->step == FAILOVER_FENCE_LAUNCH &&
+	    fo->launch == LAUNCH_READY && !fo->prechecked &&
+	    fo->precheck_start > 0;
+}
+
+static void
+fo_precheck_passed(struct failover *fo)
+{
+	fo->prechecked = 1;
+	fo->t[T_DETECT] = fo_now(fo) - fo->precheck_start;
+	log_info("switch %s: %s passed the service's probes on %s (%.1fs); "
+	    "moving production to it", fo->name, fo->new, fo->new_ip,
+	    fo_now(fo) - fo->precheck_start);
+	alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id", fo->id,
+	    "step", failover_step_str(fo->step), "kind", "switch",
+	    "check", "passed on the private address", "instance", fo->new,
+	    "address", fo->new_ip, NULL);
+	service_set_target(fo->svc, fo->eip_ip);
+	service_reset_probes(fo->svc);
+	/* FENCE's budget starts now, not at the launch. */
+	fo->step_start = fo_now(fo);
+	fo->step_slow = 0;
+	fo_save(fo);
+	failover_poll(fo);
+}
+
 static int
 fo_launch_ready(struct failover *fo)
 {
@@ -772,6 +882,10 @@ fo_launch_ready(struct failover *fo)
 	log_info("failover %s: replacement %s ready (%.1fs)", fo->name,
 	    fo->new, fo->t[T_LAUNCH]);
 	fo_save(fo);
+	if (fo->kind == KIND_SWITCH && !fo->prechecked) {
+		fo_precheck_start(fo);
+		return 0;
+	}
 	/* The volumes may be waiting for it: go on at once. */
 	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0) {
 		failover_set_step(fo, FAILOVER_ATTACH);
@@ -785,6 +899,8 @@ fo_ami(const struct failover *fo)
 {
 	const char *ami = NULL;
 
+	if (fo->ami != NULL)
+		return fo->ami;
 	if (fo->env->replacement_ami != NULL)
 		ami = fo->env->replacement_ami(fo->env->arg, fo->svc);
 	return ami != NULL ? ami : fo_conf(fo)->launch.ami;
@@ -852,6 +968,12 @@ fo_launch_poll(struct failover *fo)
 		return;
 	switch (fo->launch) {
 	case LAUNCH_TODO:
+		if (fo->kind == KIND_ROLLBACK) {
+			/* Started, stopping or stopped: look before acting. */
+			req = fo_req_instance(EC2_DESCRIBE_INSTANCES,
+			    "InstanceId.1", fo->new);
+			break;
+		}
 		if (fo->restart) {
 			/* The same instance, on new hardware after a stop. */
 			if (fo->fence != FENCE_DONE)
@@ -974,6 +1096,35 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 	fo_save(fo);
 }
 
+/*
+ * A rollback's "launch": the kept instance is started again, unless it
+ * runs already; one still stopping is looked at again next tick.
+ */
+static void
+fo_rollback_look(struct failover *fo, const struct ec2_instance *inst)
+{
+	struct ec2_request	*req;
+	char			 why[256];
+
+	if (inst == NULL || fo_is(inst->state, "terminated") ||
+	    fo_is(inst->state, "shutting-down")) {
+		snprintf(why, sizeof(why), "the instance to roll back to, %s, "
+		    "is %s", fo->new, inst == NULL ? "gone" : inst->state);
+		failover_fail(fo, why);
+		return;
+	}
+	if (fo_is(inst->state, "running") || fo_is(inst->state, "pending")) {
+		fo->launch = LAUNCH_SENT;
+		fo_save(fo);
+		return;
+	}
+	if (!fo_is(inst->state, "stopped"))
+		return;
+	req = fo_req_instance(EC2_START_INSTANCES, "InstanceId.1", fo->new);
+	if (req != NULL)
+		fo_send(fo, FO_LAUNCH, req, FO_ACT_DEADLINE);
+}
+
 static void
 fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 {
@@ -984,6 +1135,10 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 	if (fo_result_kind(fo, res) != 0)
 		return;	/* a Describe that fails is tried again */
 	n = ec2_result_instances(res, &inst);
+	if (fo->launch == LAUNCH_TODO && fo->kind == KIND_ROLLBACK) {
+		fo_rollback_look(fo, n > 0 ? inst : NULL);
+		return;
+	}
 	if (fo->launch == LAUNCH_TODO) {
 		/* Resumed: did the launch before the crash happen? */
 		fo->launch_looked_up = 1;
@@ -1005,6 +1160,7 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 		return;
 	if (fo_is(inst->state, "running")) {
 		fo->launch = LAUNCH_RUNNING;
+		fo_set_str(&fo->new_ip, inst->private_ip);
 		if (!fo_has_ssh_probe(fo)) {
 			fo_launch_ready(fo);
 			return;
@@ -1015,7 +1171,9 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 	}
 	if (fo_is(inst->state, "pending"))
 		return;
-	if (fo->restart && fo_is(inst->state, "stopped")) {
+	if ((fo->restart || fo->kind == KIND_ROLLBACK) &&
+	    (fo_is(inst->state, "stopped") ||
+	    fo_is(inst->state, "stopping"))) {
 		fo->launch = LAUNCH_TODO;	/* start it (again) */
 		return;
 	}
@@ -1074,6 +1232,9 @@ fo_fence_poll(struct failover *fo)
 
 	if (fo->busy[FO_MAIN] > 0 || fo->fence == FENCE_DONE)
 		return;
+	/* Production is touched only once the new release passed. */
+	if (fo->kind == KIND_SWITCH && !fo->prechecked)
+		return;
 	if (fo->old == NULL) {
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
@@ -1111,7 +1272,9 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
 	    fo_is(inst->state, "terminated")) {
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
-		fo->t[T_FENCE] = fo->fenced_at - fo->started;
+		/* A switch fences only once its new instance passed. */
+		fo->t[T_FENCE] = fo->fenced_at - (fo->kind == KIND_SWITCH ?
+		    fo->step_start : fo->started);
 		log_info("failover %s: %s fenced (%s, %.1fs)", fo->name,
 		    fo->old, inst->state, fo->t[T_FENCE]);
 		failover_set_step(fo, FAILOVER_DETACH);
@@ -1444,6 +1607,49 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	failover_set_step(fo, to);
 }
 
+/*
+ * A switch that fails before FENCE left production alone: the new
+ * instance goes (terminated) and monitoring goes on as before. Past
+ * that point everything moves back to the kept instance by itself.
+ */
+static void
+fo_switch_fail(struct failover *fo, const char *why, const char *stands)
+{
+	struct ec2_request	*req;
+	char			 from[32], to[32];
+
+	if (!fo->prechecked) {
+		alert_emit(ALERT_SWITCH_FAILED, fo->name, "switch_id", fo->id,
+		    "step", failover_step_str(fo->step), "reason", why,
+		    "ami", fo->ami ? fo->ami : "-", "new_instance",
+		    fo->new ? fo->new : "-", "action", "production untouched; "
+		    "the new instance is terminated", NULL);
+		if (fo->new != NULL) {
+			req = fo_req_instance(EC2_TERMINATE_INSTANCES,
+			    "InstanceId.1", fo->new);
+			if (req != NULL)
+				fo_send(fo, FO_REFRESH_BR, req,
+				    FO_ACT_DEADLINE);
+		}
+		service_set_target(fo->svc, fo->eip_ip);
+		service_reset_probes(fo->svc);
+		fo_end(fo, FAILOVER_IDLE, "failed", why);
+		return;
+	}
+	alert_emit(ALERT_SWITCH_FAILED, fo->name, "switch_id", fo->id,
+	    "step", failover_step_str(fo->step), "reason", why, "ami",
+	    fo->ami ? fo->ami : "-", "stands", stands, "action",
+	    "rolling back to the kept instance automatically", NULL);
+	snprintf(from, sizeof(from), "%s", fo->new ? fo->new : "");
+	snprintf(to, sizeof(to), "%s", fo->old ? fo->old : "");
+	/* Not fo_end: the rollback's first step is journaled at once. */
+	fo_cancel_branch(fo, FO_MAIN);
+	fo_cancel_branch(fo, FO_LAUNCH);
+	fo_history_add(fo, "rolled_back", why);
+	fo_rec_clear_progress(fo);
+	fo_rollback_begin(fo, from[0] ? from : NULL, to, why, 0);
+}
+
 static void
 failover_fail(struct failover *fo, const char *why)
 {
@@ -1453,6 +1659,21 @@ failover_fail(struct failover *fo, const char *why)
 	if (!fo_active(fo))
 		return;
 	fo_what_stands(fo, stands, sizeof(stands));
+	if (fo->kind == KIND_SWITCH) {
+		fo_switch_fail(fo, why, stands);
+		return;
+	}
+	if (fo->kind == KIND_ROLLBACK) {
+		alert_emit(ALERT_ROLLBACK_FAILED, fo->name, "rollback_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "left as it stands; a person "
+		    "decides (failoverctl rollback to try again)", NULL);
+		snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s "
+		    "failed in %s: %.300s", fo->id, failover_step_str(at),
+		    why);
+		fo_end(fo, FAILOVER_FAILED, "failed", why);
+		return;
+	}
 	alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id", fo->id,
 	    "step", failover_step_str(at), "reason", why, "stands", stands,
 	    "action", "left as it stands; a person decides (failoverctl "
@@ -1474,7 +1695,8 @@ fo_old_instance(struct failover *fo)
 	struct ec2_request	*req;
 	enum policy_old		 pol = fo_policy(fo)->old_instance;
 
-	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP)
+	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP ||
+	    fo->kind != KIND_FAILOVER)
 		return;
 	req = fo_req_instance(pol == POLICY_OLD_TERMINATE ?
 	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, "InstanceId.1",
@@ -1482,6 +1704,45 @@ fo_old_instance(struct failover *fo)
 	/* On the refresh branch: it outlives the failover's own calls. */
 	if (req != NULL)
 		fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE);
+}
+
+/*
+ * A switch or a rollback verified. The switch's old instance stays
+ * stopped, kept (switch_kept) for failoverctl rollback until a person
+ * retires it with switch --finish; a rollback leaves the instance it
+ * moved away from stopped and forgets the kept one (it is production
+ * again).
+ */
+static void
+fo_moved(struct failover *fo, char v[T_MAX][32])
+{
+	char precheck[32];
+
+	if (fo->kind == KIND_SWITCH) {
+		snprintf(precheck, sizeof(precheck), "%.3f",
+		    fo->t[T_DETECT] < 0 ? 0 : fo->t[T_DETECT]);
+		fo_rec_set(fo, "switch_kept", fo->old);
+		fo_rec_set(fo, "switch_ami", NULL);
+		alert_emit(ALERT_SWITCH_COMPLETED, fo->name, "switch_id",
+		    fo->id, "ami", fo->ami ? fo->ami : "-", "new_instance",
+		    fo->new, "kept_instance", fo->old ? fo->old : "-",
+		    "az", fo->vol_az ? fo->vol_az : "-", "launch",
+		    v[T_LAUNCH], "fence", v[T_FENCE], "detach", v[T_DETACH],
+		    "attach", v[T_ATTACH], "associate", v[T_ASSOCIATE],
+		    "verify", v[T_VERIFY], "total", v[T_TOTAL], "action",
+		    "old instance stopped and kept: failoverctl rollback, or "
+		    "failoverctl switch --finish to terminate it", NULL);
+		fo_end(fo, FAILOVER_DONE, "completed", NULL);
+		return;
+	}
+	journal_rec_del(fo->rec, "switch_kept");
+	alert_emit(fo->rollback_auto ? ALERT_SWITCH_ROLLED_BACK :
+	    ALERT_ROLLBACK_COMPLETED, fo->name, "rollback_id", fo->id,
+	    "instance", fo->new, "stopped_instance", fo->old ? fo->old : "-",
+	    "trigger", fo->rollback_auto ? "failed switch" : "manual",
+	    "total", v[T_TOTAL], "action", "production is back on the kept "
+	    "instance; the other one is stopped, kept for a look", NULL);
+	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
 
 static void
@@ -1504,6 +1765,10 @@ failover_complete(struct failover *fo)
 		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
 		    fo->t[k]);
 	fo_old_instance(fo);
+	if (fo->kind != KIND_FAILOVER) {
+		fo_moved(fo, v);
+		return;
+	}
 	alert_emit(ALERT_FAILOVER_COMPLETED, fo->name, "failover_id", fo->id,
 	    "old_instance", fo->old ? fo->old : "-", "new_instance", fo->new,
 	    "mode", fo->restart ? "restart_in_place" : "replace",
@@ -1555,6 +1820,20 @@ fo_check_deadlines(struct failover *fo)
 	/* DETACH waiting only for the launch is not late: launch is. */
 	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0)
 		dl = 0;
+	/* A switch's FENCE waits for its launch and its private check. */
+	if (fo->kind == KIND_SWITCH && !fo->prechecked) {
+		dl = 0;
+		if (fo->precheck_start > 0 && now - fo->precheck_start >
+		    fo_policy(fo)->verify_timeout) {
+			snprintf(why, sizeof(why), "new instance %s did not "
+			    "pass the service's probes on its private address "
+			    "%s within verify_timeout (%.0fs)", fo->new,
+			    fo->new_ip ? fo->new_ip : "?",
+			    fo_policy(fo)->verify_timeout);
+			failover_fail(fo, why);
+			return -1;
+		}
+	}
 	if (dl > 0 && in > dl) {
 		snprintf(why, sizeof(why), "step %s passed its deadline "
 		    "(%.0fs)", failover_step_str(fo->step), dl);
@@ -1584,6 +1863,15 @@ fo_check_deadlines(struct failover *fo)
 static void
 failover_step_fence_launch(struct failover *fo)
 {
+	if (fo->kind == KIND_SWITCH && fo->launch == LAUNCH_READY &&
+	    !fo->prechecked) {
+		/* Resumed with the instance ready: check it again. */
+		if (fo->precheck_start == 0)
+			fo_precheck_start(fo);
+		else if (service_verdict(fo->svc) == SERVICE_HEALTHY)
+			fo_precheck_passed(fo);
+		return;
+	}
 	fo_fence_poll(fo);
 	fo_launch_poll(fo);
 }
@@ -1669,6 +1957,7 @@ fo_rate_limited(struct failover *fo, char *why, size_t len)
 	long long			 next, i, started, last = 0;
 	int				 count = 0;
 	char				 key[64];
+	const char			*kind;
 	time_t				 now = time(NULL);
 
 	/*
@@ -1678,6 +1967,11 @@ fo_rate_limited(struct failover *fo, char *why, size_t len)
 	next = fo_rec_int(fo, "history.next", 0);
 	for (i = next - FO_HISTORY_MAX; i < next; i++) {
 		if (i < 0)
+			continue;
+		snprintf(key, sizeof(key), "h.%lld.kind", i);
+		kind = journal_rec_get(fo->rec, key);
+		/* Switches and rollbacks are planned: not counted. */
+		if (kind != NULL && strcmp(kind, "failover") != 0)
 			continue;
 		snprintf(key, sizeof(key), "h.%lld.started", i);
 		started = fo_rec_int(fo, key, -1);
@@ -1883,6 +2177,12 @@ fo_progress_reset(struct failover *fo)
 
 	fo->restart = 0;
 	fo->resumed = 0;
+	fo->kind = KIND_FAILOVER;
+	fo->prechecked = 0;
+	fo->precheck_start = 0;
+	fo->rollback_auto = 0;
+	fo_set_str(&fo->ami, NULL);
+	fo_set_str(&fo->new_ip, NULL);
 	fo->fence = FENCE_TODO;
 	fo->launch = LAUNCH_TODO;
 	fo->stop_sent = 0;
@@ -1899,7 +2199,7 @@ fo_progress_reset(struct failover *fo)
 }
 
 static void
-fo_new_id(struct failover *fo)
+fo_new_id(struct failover *fo, const char *prefix)
 {
 	unsigned char	rnd[3];
 	char		id[128], stamp[32];
@@ -1911,8 +2211,8 @@ fo_new_id(struct failover *fo)
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	/* A ClientToken: at most 64 ASCII characters. */
-	snprintf(id, sizeof(id), "fo-%.30s-%s-%02x%02x%02x", fo->name, stamp,
-	    rnd[0], rnd[1], rnd[2]);
+	snprintf(id, sizeof(id), "%s-%.30s-%s-%02x%02x%02x", prefix, fo->name,
+	    stamp, rnd[0], rnd[1], rnd[2]);
 	id[FO_TOKEN_MAX] = '\0';
 	fo_set_str(&fo->id, id);
 }
@@ -1924,7 +2224,7 @@ failover_begin(struct failover *fo, const char *why, int manual)
 
 	fo_progress_reset(fo);
 	fo->manual = manual;
-	fo_new_id(fo);
+	fo_new_id(fo, "fo");
 	/*
 	 * The EIP's instance is production; with the EIP unassociated,
 	 * whatever holds the volumes must be fenced all the same.
@@ -1942,6 +2242,59 @@ failover_begin(struct failover *fo, const char *why, int manual)
 	    "trigger", fo->manual ? "manual" : "auto", "reason", why,
 	    "old_instance", fo->old ? fo->old : "-",
 	    "az", fo->vol_az, "ami", fo_ami(fo), NULL);
+	failover_set_step(fo, FAILOVER_FENCE_LAUNCH);
+	failover_poll(fo);
+}
+
+/*
+ * A rollback moves production from `from` (stopped, kept for a look)
+ * back to `to`, the instance a switch kept: its "launch" starts `to`
+ * again while `from` is fenced.
+ */
+static void
+fo_rollback_begin(struct failover *fo, const char *from, const char *to,
+    const char *why, int manual)
+{
+	double now = fo_now(fo);
+
+	fo_progress_reset(fo);
+	fo->kind = KIND_ROLLBACK;
+	fo->manual = manual;
+	fo->rollback_auto = !manual;
+	fo_new_id(fo, "rb");
+	fo_set_str(&fo->old, from);
+	fo_set_str(&fo->new, to);
+	fo->started = now;
+	fo->launch_start = now;
+	fo->hold_reason[0] = '\0';
+	fo->t[T_DETECT] = 0;
+	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
+	alert_emit(ALERT_ROLLBACK_STARTED, fo->name, "rollback_id", fo->id,
+	    "trigger", manual ? "manual" : "failed switch", "reason", why,
+	    "from_instance", from ? from : "-", "to_instance", to, NULL);
+	/* The EIP may already point at `to`: verify through it anyway. */
+	service_set_target(fo->svc, fo->eip_ip);
+	failover_set_step(fo, FAILOVER_FENCE_LAUNCH);
+	failover_poll(fo);
+}
+
+static void
+fo_switch_begin(struct failover *fo, const char *ami)
+{
+	double now = fo_now(fo);
+
+	fo_progress_reset(fo);
+	fo->kind = KIND_SWITCH;
+	fo->manual = 1;
+	fo_set_str(&fo->ami, ami);
+	fo_new_id(fo, "sw");
+	fo_set_str(&fo->old, fo->eip_instance);
+	fo->started = now;
+	fo->launch_start = now;
+	fo->hold_reason[0] = '\0';
+	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
+	alert_emit(ALERT_SWITCH_STARTED, fo->name, "switch_id", fo->id,
+	    "ami", ami, "old_instance", fo->old, "az", fo->vol_az, NULL);
 	failover_set_step(fo, FAILOVER_FENCE_LAUNCH);
 	failover_poll(fo);
 }
@@ -2018,8 +2371,12 @@ failover_on_result(struct ec2_result *res, void *arg)
 			failover_fail(fo, ec2_result_error(res));
 		} else if (ec2_result_status(res) == EC2_OK) {
 			fo->launch = LAUNCH_SENT;
-			log_info("failover %s: restarting %s in place",
-			    fo->name, fo->old);
+			if (fo->kind == KIND_ROLLBACK)
+				log_info("rollback %s: starting %s again",
+				    fo->name, fo->new);
+			else
+				log_info("failover %s: restarting %s in place",
+				    fo->name, fo->old);
 			fo_save(fo);
 		}
 		break;
@@ -2101,6 +2458,11 @@ failover_on_verdict(struct failover *fo, enum service_verdict from,
 	} else if (from == SERVICE_HEALTHY) {
 		fo->unhealthy_since = now;
 	}
+	if (fo_precheck_waiting(fo)) {
+		if (to == SERVICE_HEALTHY)
+			fo_precheck_passed(fo);
+		return;
+	}
 	if (fo->step == FAILOVER_VERIFY) {
 		if (to == SERVICE_HEALTHY)
 			failover_complete(fo);
@@ -2150,6 +2512,13 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	fo_set_str(&fo->vol_az, journal_rec_get(fo->rec, "az"));
 	v = journal_rec_get(fo->rec, "mode");
 	fo->restart = v != NULL && strcmp(v, "restart") == 0;
+	k = fo_str_index(fo_kind_names, KIND_MAX,
+	    journal_rec_get(fo->rec, "kind"));
+	fo->kind = k < 0 ? KIND_FAILOVER : (enum fo_kind)k;
+	fo_set_str(&fo->ami, journal_rec_get(fo->rec, "switch_ami"));
+	fo_set_str(&fo->new_ip, journal_rec_get(fo->rec, "new_ip"));
+	fo->prechecked = fo_rec_int(fo, "prechecked", 0) != 0;
+	fo->rollback_auto = fo_rec_int(fo, "rollback_auto", 0) != 0;
 	fo->manual = fo_rec_int(fo, "manual", 0) != 0;
 	k = fo_str_index(fo_fence_names, 3,
 	    journal_rec_get(fo->rec, "fence"));
@@ -2291,6 +2660,8 @@ failover_free(struct failover *fo)
 	free(fo->id);
 	free(fo->old);
 	free(fo->new);
+	free(fo->ami);
+	free(fo->new_ip);
 	free(fo->name);
 	free(fo);
 }
@@ -2327,6 +2698,119 @@ failover_manual(struct failover *fo, struct buf *out)
 	buf_printf(out, "service %s: failover %s started (old instance %s); "
 	    "follow it with: failoverctl status %s\n", fo->name, fo->id,
 	    fo->old ? fo->old : "-", fo->name);
+	return 0;
+}
+
+/* What refuses a planned move now; 0 when it may go. */
+static int
+fo_refuse_move(struct failover *fo, const char *what, struct buf *out)
+{
+	char why[300];
+
+	if (fo_active(fo) || fo->step == FAILOVER_CORROBORATE) {
+		buf_printf(out, "service %s: a %s is in progress (%s, step "
+		    "%s); %s refused", fo->name, fo_kind_names[fo->kind],
+		    fo->id ? fo->id : "-", failover_step_str(fo->step), what);
+		return -1;
+	}
+	if (!fo_can_act(fo, why, sizeof(why))) {
+		buf_printf(out, "service %s: cannot %s: %s", fo->name, what,
+		    why);
+		return -1;
+	}
+	if (fo->eip_instance == NULL) {
+		buf_printf(out, "service %s: cannot %s: the Elastic IP %s is "
+		    "not associated with an instance", fo->name, what,
+		    fo_conf(fo)->eip_allocation_id);
+		return -1;
+	}
+	return 0;
+}
+
+int
+failover_switch(struct failover *fo, const char *ami, struct buf *out)
+{
+	const char *kept = journal_rec_get(fo->rec, "switch_kept");
+
+	if (fo_refuse_move(fo, "switch", out) == -1)
+		return -1;
+	if (kept != NULL) {
+		buf_printf(out, "service %s: the last switch still keeps %s; "
+		    "failoverctl rollback %s or failoverctl switch %s "
+		    "--finish first", fo->name, kept, fo->name, fo->name);
+		return -1;
+	}
+	fo_switch_begin(fo, ami);
+	buf_printf(out, "service %s: switch %s started: a new instance from "
+	    "%s is checked on its private address before production moves "
+	    "(old instance %s is kept); follow it with: failoverctl status "
+	    "%s\n", fo->name, fo->id, ami, fo->old, fo->name);
+	return 0;
+}
+
+int
+failover_rollback(struct failover *fo, struct buf *out)
+{
+	char kept[64];
+
+	if (journal_rec_get(fo->rec, "switch_kept") == NULL) {
+		buf_printf(out, "service %s: no instance kept by a switch to "
+		    "roll back to", fo->name);
+		return -1;
+	}
+	snprintf(kept, sizeof(kept), "%s",
+	    journal_rec_get(fo->rec, "switch_kept"));
+	if (fo_refuse_move(fo, "rollback", out) == -1)
+		return -1;
+	if (strcmp(kept, fo->eip_instance) == 0) {
+		buf_printf(out, "service %s: %s is production already",
+		    fo->name, kept);
+		return -1;
+	}
+	fo_rollback_begin(fo, fo->eip_instance, kept, "asked by a person",
+	    1);
+	buf_printf(out, "service %s: rollback %s started: production moves "
+	    "from %s back to %s; follow it with: failoverctl status %s\n",
+	    fo->name, fo->id, fo->old, kept, fo->name);
+	return 0;
+}
+
+int
+failover_switch_finish(struct failover *fo, struct buf *out)
+{
+	struct ec2_request	*req;
+	char			 kept[64];
+
+	if (journal_rec_get(fo->rec, "switch_kept") == NULL) {
+		buf_printf(out, "service %s: no instance kept by a switch",
+		    fo->name);
+		return -1;
+	}
+	if (fo_active(fo)) {
+		buf_printf(out, "service %s: a %s is in progress; finish "
+		    "refused", fo->name, fo_kind_names[fo->kind]);
+		return -1;
+	}
+	if (fo->env->ec2 == NULL) {
+		buf_printf(out, "service %s: no EC2 client: %s", fo->name,
+		    fo->env->ec2_error ? fo->env->ec2_error : "?");
+		return -1;
+	}
+	snprintf(kept, sizeof(kept), "%s",
+	    journal_rec_get(fo->rec, "switch_kept"));
+	req = fo_req_instance(EC2_TERMINATE_INSTANCES, "InstanceId.1", kept);
+	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
+	    FO_ACT_DEADLINE) == -1) {
+		buf_printf(out, "service %s: TerminateInstances %s could not "
+		    "be sent", fo->name, kept);
+		return -1;
+	}
+	journal_rec_del(fo->rec, "switch_kept");
+	fo_save(fo);
+	alert_emit(ALERT_SWITCH_FINISHED, fo->name, "terminated_instance",
+	    kept, "action", "no rollback possible from now on", NULL);
+	buf_printf(out, "service %s: switch finished: %s is being "
+	    "terminated\n", fo->name, kept);
 	return 0;
 }
 
@@ -2379,11 +2863,16 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 		    fo->eip_ip ? fo->eip_ip : "-",
 		    fo->aws_ok ? "" : "  (EC2 not reachable yet)");
 		if (fo_active(fo))
-			buf_printf(out, "  failover %s in progress: step %s "
-			    "for %.1fs, old %s new %s%s\n", fo->id,
+			buf_printf(out, "  %s %s in progress: step %s "
+			    "for %.1fs, old %s new %s%s%s%s%s\n",
+			    fo_kind_names[fo->kind], fo->id,
 			    failover_step_str(fo->step), in,
 			    fo->old ? fo->old : "-", fo->new ? fo->new : "-",
-			    fo->restart ? " (restart in place)" : "");
+			    fo->restart ? " (restart in place)" : "",
+			    fo_precheck_waiting(fo) ? " (checking it on its "
+			    "private address " : "",
+			    fo_precheck_waiting(fo) ? fo->new_ip : "",
+			    fo_precheck_waiting(fo) ? ")" : "");
 		else if (fo->step == FAILOVER_DONE && fo->id != NULL)
 			buf_printf(out, "  failover: none; the last one, %s, "
 			    "completed (failoverctl history)\n", fo->id);
@@ -2395,6 +2884,12 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 			    fo->hold_reason[0] ? ")" : "");
 		if (fo->paused)
 			buf_puts(out, "  paused: no automatic failover\n");
+		if (journal_rec_get(fo->rec, "switch_kept") != NULL)
+			buf_printf(out, "  kept: %s, production before the "
+			    "last switch, stopped (failoverctl rollback %s, or "
+			    "switch %s --finish)\n",
+			    journal_rec_get(fo->rec, "switch_kept"), fo->name,
+			    fo->name);
 		return;
 	}
 	buf_puts(out, "\"instance\":");
@@ -2417,6 +2912,11 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	buf_json_str(out, failover_step_str(fo->step));
 	buf_puts(out, ",\"hold_reason\":");
 	buf_json_str(out, fo->hold_reason);
+	buf_puts(out, ",\"kept_instance\":");
+	if (journal_rec_get(fo->rec, "switch_kept") != NULL)
+		buf_json_str(out, journal_rec_get(fo->rec, "switch_kept"));
+	else
+		buf_puts(out, "null");
 	buf_puts(out, ",\"failover\":");
 	if (!fo_active(fo)) {
 		buf_puts(out, "null");
@@ -2424,6 +2924,10 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	}
 	buf_puts(out, "{\"id\":");
 	buf_json_str(out, fo->id);
+	buf_puts(out, ",\"kind\":");
+	buf_json_str(out, fo_kind_names[fo->kind]);
+	buf_printf(out, ",\"checking_private\":%s",
+	    fo_precheck_waiting(fo) ? "true" : "false");
 	buf_puts(out, ",\"step\":");
 	buf_json_str(out, failover_step_str(fo->step));
 	buf_printf(out, ",\"step_for\":%.1f,\"old\":", in);
@@ -2443,8 +2947,8 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 void
 failover_history(const struct failover *fo, struct buf *out, int json)
 {
-	static const char *fields[] = { "id", "result", "trigger", "mode",
-		"old", "new", "az", "reason" };
+	static const char *fields[] = { "id", "result", "kind", "trigger",
+		"mode", "old", "new", "az", "reason" };
 	long long	next = fo_rec_int(fo, "history.next", 0), i;
 	char		key[96], when[32];
 	const char	*v;

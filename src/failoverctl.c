@@ -34,6 +34,14 @@ usage(FILE *fp)
 	    "                     automatic failover\n"
 	    "  resume SERVICE     automatic failover again; also releases a\n"
 	    "                     held or failed service\n"
+	    "  switch SERVICE --ami AMI\n"
+	    "                     release switch: a new instance from AMI,\n"
+	    "                     checked on its private address, then\n"
+	    "                     volumes and EIP move; the old one is\n"
+	    "                     stopped and kept (asks unless --yes)\n"
+	    "  switch SERVICE --finish\n"
+	    "                     terminate the instance the switch kept\n"
+	    "  rollback SERVICE   move back to the kept instance\n"
 	    "  snapshot SERVICE   snapshot SERVICE's data volumes now\n"
 	    "  snapshots SERVICE  its snapshots, the last and next run\n"
 	    "  preflight SERVICE [--result]\n"
@@ -145,17 +153,24 @@ ctl_exchange(const char *path, const struct buf *req, struct buf *reply)
  * a forgotten flag never acts silently).
  */
 static int
-ctl_confirm(const char *service)
+ctl_confirm(const char *cmd, const char *service)
 {
 	char line[64];
 
 	if (!isatty(STDIN_FILENO)) {
-		fprintf(stderr, "failoverctl: failover %s needs --yes when "
-		    "not asked on a terminal\n", service);
+		fprintf(stderr, "failoverctl: %s %s needs --yes when "
+		    "not asked on a terminal\n", cmd, service);
 		return 0;
 	}
-	printf("Fail over service %s now? Its instance is stopped and "
-	    "replaced.\nType 'yes' to go on: ", service);
+	if (strcmp(cmd, "failover") == 0)
+		printf("Fail over service %s now? Its instance is stopped "
+		    "and replaced.\n", service);
+	else
+		printf("%s service %s now? Its production instance is "
+		    "stopped and its volumes and Elastic IP move.\n",
+		    strcmp(cmd, "switch") == 0 ? "Switch" : "Roll back",
+		    service);
+	printf("Type 'yes' to go on: ");
 	fflush(stdout);
 	if (fgets(line, sizeof(line), stdin) == NULL)
 		return 0;
@@ -210,8 +225,12 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(argv[optind], "failover") == 0 && optind + 1 < argc &&
-	    !yes && !ctl_confirm(argv[optind + 1])) {
+	/* switch --finish terminates an instance: confirmed as well. */
+	if ((strcmp(argv[optind], "failover") == 0 ||
+	    strcmp(argv[optind], "rollback") == 0 ||
+	    strcmp(argv[optind], "switch") == 0) &&
+	    optind + 1 < argc && !yes &&
+	    !ctl_confirm(argv[optind], argv[optind + 1])) {
 		fprintf(stderr, "failoverctl: not confirmed; nothing done\n");
 		return 1;
 	}

@@ -78,6 +78,16 @@ double		 failover_down_since(const struct failover *fo);
 /* Control commands; -1 with the reason in out when refused. */
 int		 failover_manual(struct failover *fo, struct buf *out);
 int		 failover_pause(struct failover *fo, int on, struct buf *out);
+/*
+ * Release switch: a new instance from ami, checked with the service's
+ * probes on its private address, then the move (old one stopped and
+ * kept); a failed move rolls back by itself. rollback moves back to
+ * the kept instance; switch_finish terminates it.
+ */
+int		 failover_switch(struct failover *fo, const char *ami,
+		    struct buf *out);
+int		 failover_rollback(struct failover *fo, struct buf *out);
+int		 failover_switch_finish(struct failover *fo, struct buf *out);
 
 /* One service's part of `failoverctl status` and `history`. */
 void		 failover_status(const struct failover *fo, struct buf *out,

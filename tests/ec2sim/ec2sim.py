@@ -9,6 +9,7 @@ See tests/ec2sim/README.md.  Only 127.0.0.0/8 is ever used.
 """
 
 import argparse
+import copy
 import email.utils
 import getpass
 import json
@@ -725,7 +726,7 @@ class ControlHandler(_Base):
 
 
 INSTANCE_FAULTS = ("http_down", "ssh_down", "blackhole", "status_impaired",
-                   "instance_impaired")
+                   "instance_impaired", "http_down_with_data")
 
 
 def control(sim, method, parts, q, body):
@@ -781,6 +782,30 @@ def control(sim, method, parts, q, body):
                 sim.event(f"instance {arg}: faults {sorted(inst.faults)}")
                 sim.kick_net()
             return 200, w.view_instance(inst)
+    if head == "image" and arg:
+        # An image's faults go to every instance launched from it (a
+        # bad release); {"copy_of": AMI} registers a new image first.
+        with w.lock:
+            if method == "POST" and "copy_of" in body:
+                src = w.images[body["copy_of"]]
+                if arg in w.images:
+                    raise ValueError(f"image {arg} exists")
+                w.images[arg] = copy.copy(src)
+                w.images[arg].id = arg
+                w.images[arg].name = body.get("name", arg)
+                w.images[arg].tags = {}
+                w.images[arg].mappings = [dict(m) for m in src.mappings]
+            im = w.images[arg]
+            if method == "POST" and "faults" in body:
+                for n in body["faults"]:
+                    if n not in INSTANCE_FAULTS:
+                        raise ValueError(
+                            f"image fault {n!r} unknown; one of "
+                            f"{INSTANCE_FAULTS}")
+                im.faults = set(body["faults"])
+                sim.event(f"image {arg}: faults {sorted(im.faults)}")
+            return 200, {"id": im.id, "name": im.name, "state": im.state,
+                         "faults": sorted(getattr(im, "faults", ()))}
     if head == "volume" and arg:
         with w.lock:
             v = w.volumes[arg]

@@ -404,7 +404,8 @@ class World:
             index=index, launch=self.now(), state="pending",
             since=self.now(), reason="", state_reason=None,
             root_device=image.root_device, dir=d, hostkey=hostkey,
-            hostkey_pub=pub, faults=set(), stuck_stopping=False,
+            hostkey_pub=pub, faults=set(getattr(image, "faults", ())),
+            stuck_stopping=False,
             running_since=None, reboot_until=0.0)
         self.instances[iid] = inst
         self.sim.add_runtime(inst)
@@ -464,6 +465,14 @@ class World:
             return "blackhole", "blackhole"
         ssh = "off" if "ssh_down" in inst.faults else "up"
         http = "off" if "http_down" in inst.faults else "up"
+        # A release that breaks only on production data: healthy alone,
+        # HTTP down once a data (non-root) volume is attached.
+        if "http_down_with_data" in inst.faults and any(
+                v.att and v.att["instance"] == inst.id
+                and v.att["state"] == "attached"
+                and v.att["device"] != inst.root_device
+                for v in self.volumes.values()):
+            http = "off"
         return ssh, http
 
     def address_target(self, addr):
@@ -1127,6 +1136,7 @@ class World:
                 v.att["state"] == "attaching":
             v.att["state"] = "attached"
             self.sim.event(f"volume {vid}: attached to {iid}")
+            self.kick()
 
     def op_DetachVolume(self, p, ctx):
         vol = self._get(self.volumes, "vol", p["VolumeId"])

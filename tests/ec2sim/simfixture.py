@@ -263,6 +263,12 @@ class Ec2Sim:
     def set_instance(self, iid, **kw):
         return self._call("POST", f"/instance/{iid}", kw)
 
+    def image(self, ami, **kw):
+        """copy_of=AMI registers ami as a copy; faults=[...] go to every
+        instance launched from it (http_down, http_down_with_data...)."""
+        return self._call("POST" if kw else "GET", f"/image/{ami}",
+                          kw or None)
+
     def volume(self, vid):
         return self._call("GET", f"/volume/{vid}")
 

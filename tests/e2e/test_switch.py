@@ -1,0 +1,214 @@
+"""Release switch and rollback end to end: failoverd against ec2sim.
+
+`failoverctl switch SERVICE --ami AMI` launches the new release, checks
+it with the service's own probes on its private address before touching
+production, then moves volumes and EIP to it and keeps the old instance
+stopped; a failed move rolls back by itself; `rollback` moves back on
+demand and `switch --finish` retires the kept instance. Each test checks
+ec2sim's final state and the events a person reads."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+from fodtest import ctl  # noqa: E402
+from simfixture import BASIC, Ec2Sim  # noqa: E402
+from test_failover import (calls, curl_health, events, field,  # noqa: E402
+                           healthy, start)
+
+OLD = BASIC["instance"]
+VOLS = BASIC["volumes"]
+EIP = BASIC["eip"]
+NEW_AMI = "ami-0bbbbbbbbbbbbbbb2"
+POLICY = {"verify_timeout": 8}
+
+
+@pytest.fixture
+def sim(tmp_path):
+    with Ec2Sim("basic", tmp_path / "sim") as s:
+        yield s
+
+
+def release(sim, faults=()):
+    """A second AMI, prod-web-v2, whose instances get faults."""
+    sim.image(NEW_AMI, copy_of=BASIC["image"], name="prod-web-v2",
+              faults=list(faults))
+    return NEW_AMI
+
+
+def evnames(d, start=0):
+    return [e for e, _ in events(d, start)]
+
+
+def status(d):
+    return json.loads(ctl(d.sock, "status", "--json").stdout)["services"][0]
+
+
+def launched(sim):
+    st = sim.state()
+    new = [i for i in st["instances"].values() if i["id"] != OLD]
+    assert len(new) == 1, json.dumps(st["instances"], indent=1)
+    return new[0]
+
+
+def assert_production(sim, iid):
+    """iid runs with every data volume at its device and the EIP."""
+    st = sim.state()
+    inst = st["instances"][iid]
+    assert inst["state"] == "running"
+    for dev, vid in VOLS.items():
+        assert inst["volumes"].get(dev) == vid, inst["volumes"]
+    assert st["addresses"][EIP]["instance"] == iid
+    assert curl_health(sim)["instance_id"] == iid
+
+
+def test_image_faults_reach_the_instances_launched_from_it(tmp_path, sim):
+    """ec2sim: an AMI's faults (a bad release) go to its instances."""
+    release(sim, ["http_down_with_data"])
+    assert sim.image(NEW_AMI)["faults"] == ["http_down_with_data"]
+    assert sim.image(BASIC["image"])["faults"] == []
+
+
+def test_switch_checks_privately_then_moves_and_finish_retires(
+        tmp_path, sim):
+    ami = release(sim)
+    with start(tmp_path, sim, policy=POLICY) as d:
+        healthy(d)
+        before = curl_health(sim)
+        # Without --yes and without a terminal, nothing happens.
+        p = ctl(d.sock, "switch", "web", "--ami", ami, check=False)
+        assert p.returncode == 1 and "--yes" in p.stderr
+        out = ctl(d.sock, "--yes", "switch", "web", "--ami", ami).stdout
+        assert "private address" in out
+        line = d.wait_for(r"event=switch_completed", timeout=60)
+        new = launched(sim)
+        assert new["image"] == ami and new["az"] == BASIC["az"]
+        assert_production(sim, new["id"])
+        assert sim.instance(OLD)["state"] == "stopped"
+        assert field(line, "kept_instance") == OLD
+        assert curl_health(sim)["volumes"] == before["volumes"]
+        # The check on the private address came before the fence.
+        lines = d.lines
+        checked = next(i for i, x in enumerate(lines)
+                       if "passed the service's probes on " +
+                       new["ip"] in x)
+        fenced = next(i for i, x in enumerate(lines)
+                      if f"{OLD} fenced" in x)
+        assert checked < fenced
+        assert [e for e in evnames(d) if e.startswith("switch_")] == \
+            ["switch_started", "switch_completed"]
+        assert "failover_started" not in evnames(d)
+        svc = status(d)
+        assert svc["kept_instance"] == OLD and svc["instance"] == new["id"]
+        assert svc["verdict"] == "healthy"
+        h = json.loads(ctl(d.sock, "history", "--json").stdout)
+        assert h["failovers"][-1]["kind"] == "switch"
+        assert h["failovers"][-1]["result"] == "completed"
+        # A second switch waits until the kept one is dealt with.
+        p = ctl(d.sock, "--yes", "switch", "web", "--ami", ami,
+                check=False)
+        assert p.returncode == 1 and "--finish" in p.stderr
+        ctl(d.sock, "--yes", "switch", "web", "--finish")
+        d.wait_for(r"event=switch_finished .*terminated_instance=" + OLD)
+        sim.wait(lambda: sim.instance(OLD)["state"] in
+                 ("shutting-down", "terminated"), what="old terminated")
+        assert status(d)["kept_instance"] is None
+        assert_production(sim, new["id"])
+        assert len(calls(sim, "RunInstances")) == 1
+
+
+def test_switch_to_a_broken_release_never_touches_production(
+        tmp_path, sim):
+    ami = release(sim, ["http_down"])
+    with start(tmp_path, sim, policy=POLICY) as d:
+        healthy(d)
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        line = d.wait_for(r"event=switch_failed", timeout=60)
+        assert "production untouched" in line
+        assert "private address" in field(line, "reason")
+        new = launched(sim)
+        sim.wait(lambda: sim.instance(new["id"])["state"] in
+                 ("shutting-down", "terminated"), what="new terminated")
+        assert calls(sim, "StopInstances") == []
+        assert calls(sim, "DetachVolume") == []
+        assert calls(sim, "AssociateAddress") == []
+        assert_production(sim, OLD)
+        # Monitoring goes on against production, armed as before.
+        n = d.lines.index(line)
+        d.wait_for(r"service web: healthy", timeout=20, start=n)
+        svc = status(d)
+        assert svc["step"] == "idle" and svc["kept_instance"] is None
+
+
+def test_switch_failing_verify_rolls_back_by_itself(tmp_path, sim):
+    # Healthy alone, broken once it sees the production data.
+    ami = release(sim, ["http_down_with_data"])
+    with start(tmp_path, sim, policy=POLICY) as d:
+        healthy(d)
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        line = d.wait_for(r"event=switch_failed", timeout=60)
+        assert "rolling back" in line
+        d.wait_for(r"event=rollback_started .*trigger=\"failed switch\"",
+                   timeout=10)
+        done = d.wait_for(r"event=switch_rolled_back", timeout=60)
+        new = launched(sim)
+        assert field(done, "instance") == OLD
+        assert field(done, "stopped_instance") == new["id"]
+        assert_production(sim, OLD)
+        assert sim.instance(new["id"])["state"] == "stopped"
+        svc = status(d)
+        assert svc["step"] == "done" and svc["kept_instance"] is None
+        hist = json.loads(ctl(d.sock, "history", "--json").stdout)
+        assert [(h["kind"], h["result"]) for h in hist["failovers"]] == \
+            [("switch", "rolled_back"), ("rollback", "completed")]
+
+
+def test_manual_rollback_moves_back_to_the_kept_instance(tmp_path, sim):
+    ami = release(sim)
+    with start(tmp_path, sim, policy=POLICY) as d:
+        healthy(d)
+        p = ctl(d.sock, "--yes", "rollback", "web", check=False)
+        assert p.returncode == 1 and "no instance kept" in p.stderr
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        d.wait_for(r"event=switch_completed", timeout=60)
+        new = launched(sim)
+        n = len(d.lines)
+        ctl(d.sock, "--yes", "rollback", "web")
+        line = d.wait_for(r"event=rollback_completed", timeout=60, start=n)
+        assert field(line, "instance") == OLD
+        assert_production(sim, OLD)
+        assert sim.instance(new["id"])["state"] == "stopped"
+        assert status(d)["kept_instance"] is None
+        assert "switch_rolled_back" not in evnames(d)
+
+
+@pytest.mark.parametrize("point", ["private", "detach"])
+def test_kill_9_during_a_switch_then_restart_ends_the_same(
+        tmp_path, sim, point):
+    ami = release(sim)
+    pattern = {"private": r"checking i-\S+ on its private address",
+               "detach": r"\] -> \[detach\]"}[point]
+    d = start(tmp_path, sim, policy=POLICY)
+    try:
+        healthy(d)
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        d.wait_for(pattern, timeout=60)
+        d.proc.kill()
+        d.stop(check=False)
+    finally:
+        if d.proc.poll() is None:
+            d.stop(check=False)
+    with start(tmp_path, sim, policy=POLICY) as d2:
+        d2.wait_for(r"resuming failover", timeout=10)
+        d2.wait_for(r"event=switch_completed", timeout=60)
+        new = launched(sim)
+        assert new["image"] == ami
+        assert_production(sim, new["id"])
+        assert sim.instance(OLD)["state"] == "stopped"
+        assert status(d2)["kept_instance"] == OLD
+        tokens = {r["params"]["ClientToken"]
+                  for r in calls(sim, "RunInstances")}
+        assert len(tokens) == 1
