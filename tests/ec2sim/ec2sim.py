@@ -814,6 +814,8 @@ def control(sim, method, parts, q, body):
                     v.data = str(body["data"])
                 if "detach_busy" in body:
                     v.detach_busy = bool(body["detach_busy"])
+                if "detach_stuck" in body:
+                    v.detach_stuck = bool(body["detach_stuck"])
             return 200, w.view_volume(v)
     if head == "address" and arg:
         with w.lock:

@@ -357,7 +357,8 @@ class World:
         self.volumes[vid] = Obj(
             id=vid, az=az, size=int(size), snapshot=snap or "",
             data=data, tags=tags, state=state, created=self.now(),
-            type=vtype, att=None, detach_busy=False)
+            type=vtype, att=None, detach_busy=False,
+            detach_stuck=False)
         return self.volumes[vid]
 
     def _new_snapshot(self, sid, vid, size, data, desc, tags, start, state):
@@ -1169,6 +1170,12 @@ class World:
             vol.att["state"] = "busy"
             self.sim.event(f"volume {vol.id}: detach busy")
             return self._att_out(vol)
+        if vol.detach_stuck and not force:
+            # AWS volumes do get stuck in 'detaching' whatever the
+            # instance's state: only a forced detach ends it.
+            vol.att["state"] = "detaching"
+            self.sim.event(f"volume {vol.id}: detach stuck")
+            return self._att_out(vol)
         if vol.att["state"] in ("attached", "busy", "attaching") or force:
             vol.att["state"] = "detaching"
             self.sim.event(f"volume {vol.id}: detaching from {inst.id}")
@@ -1506,6 +1513,7 @@ class World:
         return {"id": v.id, "state": v.state, "az": v.az, "size": v.size,
                 "snapshot": v.snapshot, "data": v.data, "tags": v.tags,
                 "detach_busy": v.detach_busy,
+                "detach_stuck": v.detach_stuck,
                 "attachment": copy.deepcopy(v.att)}
 
     def view_address(self, a):

@@ -273,7 +273,7 @@ class Ec2Sim:
         return self._call("GET", f"/volume/{vid}")
 
     def set_volume(self, vid, **kw):
-        """data=STR, detach_busy=bool."""
+        """data=STR, detach_busy=bool, detach_stuck=bool."""
         return self._call("POST", f"/volume/{vid}", kw)
 
     def snapshot(self, sid):
