@@ -22,6 +22,13 @@
  * and a rollback, whose "launch" starts the instance kept by the
  * switch again. A switch that fails after touching production rolls
  * back by itself.
+ *
+ * An evacuation (policy.evacuate) is a failover whose volumes' AZ is
+ * impaired: the launch goes to an evacuation subnet, the newest
+ * completed snapshot of each volume is restored into a new volume in
+ * the AZ the launch landed in, and those are attached instead. The old
+ * volumes are left untouched; the new ids become the service's
+ * identity (identity.<configured id>= in the journal).
  */
 #include <sys/stat.h>
 
@@ -41,6 +48,7 @@
 #include "failoverd/failover.h"
 #include "failoverd/journal.h"
 #include "failoverd/log.h"
+#include "failoverd/snapshot.h"
 
 #define FO_TICK			0.5	/* EC2 poll period while acting */
 #define FO_REFRESH		30.0	/* re-learn the EIP's instance */
@@ -78,9 +86,10 @@ static const char *fo_vol_names[] = { "unknown", "elsewhere", "detaching",
 	"available", "attaching", "attached" };
 
 /* What the move is for; journaled as kind=. */
-enum fo_kind { KIND_FAILOVER, KIND_SWITCH, KIND_ROLLBACK, KIND_MAX };
+enum fo_kind { KIND_FAILOVER, KIND_SWITCH, KIND_ROLLBACK, KIND_EVACUATE,
+	KIND_MAX };
 static const char *fo_kind_names[KIND_MAX] = { "failover", "switch",
-	"rollback" };
+	"rollback", "evacuation" };
 
 /* The timings of failover_completed, in this order. */
 enum fo_timing {
@@ -105,7 +114,12 @@ static const char *failover_step_names[FAILOVER_STEP_MAX] = {
 };
 
 struct fo_volume {
-	char		*id;
+	char		*id;		/* what moves: maybe restored */
+	char		*conf_id;	/* as configured */
+	char		*from;		/* before an evacuation */
+	char		*snap;		/* evacuation: restored from */
+	long long	 snap_time;	/* its start, epoch seconds */
+	int		 restored;	/* id is the new volume */
 	char		*device;
 	enum fo_vol	 st;
 	char		 where[32];	/* instance it is attached to */
@@ -161,6 +175,10 @@ struct failover {
 	int			 prechecked;	/* switch: passed, privately */
 	double			 precheck_start; /* ev_now, 0: not begun */
 	int			 rollback_auto;	/* after a failed switch */
+	int			 az_checked;	/* evacuate: AZ asked about */
+	size_t			 evac_subnet;	/* evacuation_subnets[] */
+	char			*evac_az;	/* where the launch landed */
+	int			 snaps_known;
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
@@ -191,6 +209,9 @@ static void	fo_save(struct failover *fo);
 static void	fo_rollback_begin(struct failover *fo, const char *from,
 		    const char *to, const char *why, int manual);
 static void	fo_new_id(struct failover *fo, const char *prefix);
+static void	fo_evacuate_start(struct failover *fo, const char *why);
+static void	fo_evac_next_subnet(struct failover *fo, const char *why);
+static int	fo_evac_volumes(struct failover *fo);
 
 const char *
 failover_step_str(enum failover_step s)
@@ -314,6 +335,22 @@ fo_rec_progress(struct failover *fo)
 	fo_rec_set(fo, "new_ip", fo->new_ip);
 	fo_rec_set(fo, "prechecked", fo->prechecked ? "1" : "0");
 	fo_rec_set(fo, "rollback_auto", fo->rollback_auto ? "1" : "0");
+	if (fo->kind == KIND_EVACUATE) {
+		fo_rec_setf(fo, "evac_subnet", "%zu", fo->evac_subnet);
+		fo_rec_set(fo, "evac_az", fo->evac_az);
+		for (i = 0; i < fo->nvols; i++) {
+			snprintf(key, sizeof(key), "evac.%s.snap",
+			    fo->vols[i].conf_id);
+			fo_rec_set(fo, key, fo->vols[i].snap);
+			snprintf(key, sizeof(key), "evac.%s.snap_time",
+			    fo->vols[i].conf_id);
+			fo_rec_setf(fo, key, "%lld", fo->vols[i].snap_time);
+			snprintf(key, sizeof(key), "evac.%s.new",
+			    fo->vols[i].conf_id);
+			fo_rec_set(fo, key, fo->vols[i].restored ?
+			    fo->vols[i].id : NULL);
+		}
+	}
 	for (i = 0; i < fo->nvols; i++) {
 		snprintf(key, sizeof(key), "volume.%s.state", fo->vols[i].id);
 		fo_rec_set(fo, key, fo_vol_names[fo->vols[i].st]);
@@ -348,7 +385,7 @@ fo_rec_clear_progress(struct failover *fo)
 	static const char *keys[] = { "failover_id", "client_token",
 		"old_instance", "new_instance", "mode", "manual", "az",
 		"fence", "launch", "started", "kind", "switch_ami", "new_ip",
-		"prechecked", "rollback_auto" };
+		"prechecked", "rollback_auto", "evac_subnet", "evac_az" };
 	const char	*k, *v;
 	size_t		 i;
 
@@ -357,7 +394,8 @@ fo_rec_clear_progress(struct failover *fo)
 	i = 0;
 	while (i < journal_rec_count(fo->rec)) {
 		journal_rec_at(fo->rec, i, &k, &v);
-		if (strncmp(k, "volume.", 7) == 0 || strncmp(k, "t.", 2) == 0)
+		if (strncmp(k, "volume.", 7) == 0 ||
+		    strncmp(k, "t.", 2) == 0 || strncmp(k, "evac.", 5) == 0)
 			journal_rec_del(fo->rec, k);
 		else
 			i++;
@@ -542,6 +580,23 @@ fo_result_kind(struct failover *fo, struct ec2_result *res)
 /* --- the service's identity (refresh) ------------------------------------ */
 
 /*
+ * A data volume's id now: the configured one, or the volume an
+ * evacuation restored it into (identity.<configured id>).
+ */
+static const char *
+fo_vol_id(const struct failover *fo, const char *conf_id)
+{
+	const char	*v;
+	char		 key[160];
+
+	if (fo->rec == NULL)
+		return conf_id;		/* not loaded yet */
+	snprintf(key, sizeof(key), "identity.%s", conf_id);
+	v = journal_rec_get(fo->rec, key);
+	return v != NULL ? v : conf_id;
+}
+
+/*
  * The production instance's own host keys, from its console, unless
  * they are learnt already: ssh probes without a known_hosts of their
  * own trust exactly these (never the first key that shows up).
@@ -588,7 +643,7 @@ fo_refresh_send(struct failover *fo)
 		return;
 	}
 	for (i = 0; i < sc->nvolumes; i++)
-		ids[i] = sc->volumes[i].id;
+		ids[i] = fo_vol_id(fo, sc->volumes[i].id);
 	if (ec2_request_add_list(req, "VolumeId", ids, sc->nvolumes) == 0)
 		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
 	else
@@ -822,6 +877,269 @@ fo_has_ssh_probe(const struct failover *fo)
 	return 0;
 }
 
+/* --- evacuation ---------------------------------------------------------- */
+
+/*
+ * The volumes' AZ is impaired (DescribeAvailabilityZones, or no
+ * capacity there after the retry budget): go on as an evacuation. The
+ * fence goes on as it was; the launch starts again in the first
+ * evacuation subnet.
+ */
+static void
+fo_evacuate_start(struct failover *fo, const char *why)
+{
+	const struct policy_conf	*p = fo_policy(fo);
+	char				 subnets[512];
+	size_t				 i, off = 0;
+	int				 n;
+
+	subnets[0] = '\0';
+	for (i = 0; i < p->nevacuation_subnets; i++) {
+		n = snprintf(subnets + off, sizeof(subnets) - off, "%s%s",
+		    i ? "," : "", p->evacuation_subnets[i]);
+		if (n < 0 || (size_t)n >= sizeof(subnets) - off)
+			break;
+		off += (size_t)n;
+	}
+	fo->kind = KIND_EVACUATE;
+	fo->restart = 0;
+	fo->evac_subnet = 0;
+	fo->launch = LAUNCH_TODO;
+	fo->launch_tries = 0;
+	fo->launch_next = 0;
+	fo->launch_looked_up = 1;
+	fo->launch_start = fo_now(fo);
+	fo_set_str(&fo->new, NULL);
+	alert_emit(ALERT_EVACUATION_STARTED, fo->name, "failover_id", fo->id,
+	    "az", fo->vol_az ? fo->vol_az : "-", "reason", why, "subnets",
+	    subnets, "action", "restoring the newest completed snapshot of "
+	    "each volume in another AZ: the writes since then are lost; the "
+	    "old volumes are left untouched", NULL);
+	fo_save(fo);
+	failover_poll(fo);
+}
+
+static void
+fo_evac_next_subnet(struct failover *fo, const char *why)
+{
+	char msg[400];
+
+	fo->evac_subnet++;
+	fo->launch_tries = 0;
+	fo->launch_next = 0;
+	if (fo->evac_subnet >= fo_policy(fo)->nevacuation_subnets) {
+		snprintf(msg, sizeof(msg), "no capacity in any evacuation "
+		    "subnet: %.300s", why);
+		failover_fail(fo, msg);
+		return;
+	}
+	log_warnx("failover %s: evacuation subnet %s: %s; trying %s",
+	    fo->name, fo_policy(fo)->evacuation_subnets[fo->evac_subnet - 1],
+	    why, fo_policy(fo)->evacuation_subnets[fo->evac_subnet]);
+	fo_save(fo);
+}
+
+static void
+fo_on_zones(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_zone	*z;
+	char			 why[200];
+
+	fo->az_checked = 1;
+	if (ec2_result_status(res) != EC2_OK ||
+	    ec2_result_zones(res, &z) == 0 || z->state == NULL ||
+	    strcmp(z->state, "available") == 0)
+		return;		/* launch there, as usual */
+	snprintf(why, sizeof(why), "DescribeAvailabilityZones: %s is %s",
+	    fo->vol_az, z->state);
+	fo_evacuate_start(fo, why);
+}
+
+static void
+fo_evac_snapshots_send(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		**ids, *st[1] = { "completed" };
+	size_t			 i;
+
+	ids = calloc(fo->nvols, sizeof(*ids));
+	req = fo_req(EC2_DESCRIBE_SNAPSHOTS);
+	if (ids == NULL || req == NULL) {
+		free(ids);
+		ec2_request_free(req);
+		return;
+	}
+	for (i = 0; i < fo->nvols; i++)
+		ids[i] = fo->vols[i].from;
+	if (ec2_request_add_filter(req, "volume-id", ids, fo->nvols) == 0 &&
+	    ec2_request_add_filter(req, "status", st, 1) == 0)
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+	else
+		ec2_request_free(req);
+	free(ids);
+}
+
+/* The newest completed snapshot of each volume, or the evacuation fails. */
+static void
+fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_snapshot	*sn;
+	struct fo_volume		*v;
+	size_t				 n, i, k;
+	time_t				 t;
+	char				 why[256];
+
+	if (fo_result_kind(fo, res) != 0)
+		return;
+	n = ec2_result_snapshots(res, &sn);
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		for (k = 0; k < n; k++) {
+			if (!fo_is(sn[k].volume_id, v->from) ||
+			    !fo_is(sn[k].state, "completed") ||
+			    sn[k].snapshot_id == NULL ||
+			    snapshot_parse_time(sn[k].start_time, &t) == -1)
+				continue;
+			if (v->snap == NULL || (long long)t > v->snap_time) {
+				fo_set_str(&v->snap, sn[k].snapshot_id);
+				v->snap_time = (long long)t;
+			}
+		}
+		if (v->snap == NULL) {
+			snprintf(why, sizeof(why), "evacuation: volume %s has "
+			    "no completed snapshot to restore", v->from);
+			failover_fail(fo, why);
+			return;
+		}
+		log_info("failover %s: evacuation restores %s from %s "
+		    "(%llds old)", fo->name, v->from, v->snap,
+		    (long long)time(NULL) - v->snap_time);
+	}
+	fo->snaps_known = 1;
+	fo_save(fo);
+	failover_poll(fo);
+}
+
+static void
+fo_evac_create(struct failover *fo, struct fo_volume *v, size_t idx)
+{
+	struct ec2_request	*req;
+	struct ec2_tag		 tags[4];
+	char			 token[96];
+	int			 bad = 0;
+
+	/* One token per volume: a resumed evacuation creates it once. */
+	snprintf(token, sizeof(token), "%.58s-v%zu", fo->id, idx % 100);
+	token[FO_TOKEN_MAX] = '\0';
+	req = fo_req_instance(EC2_CREATE_VOLUME, "SnapshotId", v->snap);
+	if (req == NULL)
+		return;
+	bad |= ec2_request_add(req, "AvailabilityZone", fo->evac_az);
+	bad |= ec2_request_add(req, "ClientToken", token);
+	tags[0].key = "failoverd:service";
+	tags[0].value = fo->name;
+	tags[1].key = "failoverd:failover-id";
+	tags[1].value = fo->id;
+	tags[2].key = "failoverd:restored-from";
+	tags[2].value = v->from;
+	tags[3].key = "failoverd:snapshot";
+	tags[3].value = v->snap;
+	bad |= ec2_request_add_tag_spec(req, "volume", tags, 4);
+	if (bad) {
+		ec2_request_free(req);
+		return;
+	}
+	fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE);
+}
+
+static void
+fo_on_evac_create(struct failover *fo, struct ec2_result *res)
+{
+	const char	*id;
+	size_t		 i;
+	int		 kind = fo_result_kind(fo, res);
+
+	if (kind == 2)
+		failover_fail(fo, ec2_result_error(res));
+	id = ec2_result_id(res);
+	if (kind != 0 || id == NULL)
+		return;
+	for (i = 0; i < fo->nvols; i++) {
+		if (fo->vols[i].restored)
+			continue;
+		fo_set_str(&fo->vols[i].id, id);
+		fo->vols[i].restored = 1;
+		fo->vols[i].st = VOL_UNKNOWN;
+		log_info("failover %s: volume %s restored from %s as %s in %s",
+		    fo->name, fo->vols[i].from, fo->vols[i].snap, id,
+		    fo->evac_az);
+		break;
+	}
+	fo_save(fo);
+	failover_poll(fo);
+}
+
+/*
+ * DETACH of an evacuation: the old volumes stay where they are; the
+ * new ones are made (one CreateVolume at a time, in order). 1 once
+ * every volume to attach exists.
+ */
+static int
+fo_evac_volumes(struct failover *fo)
+{
+	size_t i;
+
+	if (fo->busy[FO_MAIN] > 0)
+		return 0;
+	if (!fo->snaps_known) {
+		fo_evac_snapshots_send(fo);
+		return 0;
+	}
+	if (fo->evac_az == NULL)
+		return 0;	/* the launch tells where */
+	for (i = 0; i < fo->nvols; i++)
+		if (!fo->vols[i].restored) {
+			fo_evac_create(fo, &fo->vols[i], i);
+			return 0;
+		}
+	return 1;
+}
+
+/* The new volumes are the service's from now on; the alert says so. */
+static void
+fo_evac_done(struct failover *fo)
+{
+	struct fo_volume	*v;
+	char			 key[160], vols[600], age[32];
+	long long		 oldest = 0, now = (long long)time(NULL);
+	size_t			 i, off = 0;
+	int			 n;
+
+	vols[0] = '\0';
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		snprintf(key, sizeof(key), "identity.%s", v->conf_id);
+		fo_rec_set(fo, key, v->id);
+		if (oldest == 0 || v->snap_time < oldest)
+			oldest = v->snap_time;
+		n = snprintf(vols + off, sizeof(vols) - off, "%s%s<-%s<-%s",
+		    i ? "," : "", v->id, v->snap ? v->snap : "?", v->from);
+		if (n > 0 && (size_t)n < sizeof(vols) - off)
+			off += (size_t)n;
+	}
+	fo_rec_set(fo, "identity.subnet",
+	    fo_policy(fo)->evacuation_subnets[fo->evac_subnet]);
+	fo_set_str(&fo->vol_az, fo->evac_az);
+	snprintf(age, sizeof(age), "%lld", now - oldest);
+	alert_emit(ALERT_EVACUATION_COMPLETED, fo->name, "failover_id",
+	    fo->id, "az", fo->evac_az, "instance", fo->new, "volumes", vols,
+	    "snapshot_age", age, "data", "as of the snapshots: the writes of "
+	    "the last snapshot_age seconds are lost", "note", "restored "
+	    "volumes start slow: blocks load lazily from S3 on first read",
+	    "action", "old volumes left untouched; later failovers move the "
+	    "new volumes", NULL);
+}
+
 /* --- the launch branch --------------------------------------------------- */
 
 /*
@@ -906,6 +1224,34 @@ fo_ami(const struct failover *fo)
 	return ami != NULL ? ami : fo_conf(fo)->launch.ami;
 }
 
+/*
+ * The launch's ClientToken: the failover's id, and one per evacuation
+ * subnet (a token is bound to its parameters).
+ */
+static void
+fo_token(const struct failover *fo, char *out, size_t len)
+{
+	if (fo->kind == KIND_EVACUATE)
+		snprintf(out, len, "%.58s-e%zu", fo->id,
+		    fo->evac_subnet % 100);
+	else
+		snprintf(out, len, "%s", fo->id);
+}
+
+/* The subnet of a launch: after an evacuation, one in the new AZ. */
+static const char *
+fo_subnet(const struct failover *fo)
+{
+	const struct policy_conf	*p = fo_policy(fo);
+	const char			*moved;
+
+	if (fo->kind == KIND_EVACUATE && fo->evac_subnet <
+	    p->nevacuation_subnets)
+		return p->evacuation_subnets[fo->evac_subnet];
+	moved = journal_rec_get(fo->rec, "identity.subnet");
+	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
+}
+
 static struct ec2_request *
 fo_run_request(struct failover *fo)
 {
@@ -914,7 +1260,9 @@ fo_run_request(struct failover *fo)
 	struct ec2_tag			 tags[32];
 	size_t				 n = 0, i;
 	int				 bad = 0;
+	char				 token[FO_TOKEN_MAX + 1];
 
+	fo_token(fo, token, sizeof(token));
 	req = ec2_request_new(EC2_RUN_INSTANCES);
 	if (req == NULL)
 		return NULL;
@@ -924,10 +1272,13 @@ fo_run_request(struct failover *fo)
 	if (lc->instance_type != NULL)
 		bad |= ec2_request_add(req, "InstanceType",
 		    lc->instance_type);
-	if (lc->subnet != NULL)
-		bad |= ec2_request_add(req, "SubnetId", lc->subnet);
-	/* The volumes' AZ: EC2 refuses a subnet elsewhere, as it should. */
-	if (fo->vol_az != NULL)
+	if (fo_subnet(fo) != NULL)
+		bad |= ec2_request_add(req, "SubnetId", fo_subnet(fo));
+	/*
+	 * The volumes' AZ: EC2 refuses a subnet elsewhere, as it should.
+	 * An evacuation goes where its subnet is; the volumes follow.
+	 */
+	if (fo->vol_az != NULL && fo->kind != KIND_EVACUATE)
 		bad |= ec2_request_add(req, "Placement.AvailabilityZone",
 		    fo->vol_az);
 	if (lc->nsecurity_groups > 0)
@@ -940,7 +1291,7 @@ fo_run_request(struct failover *fo)
 		bad |= ec2_request_add(req, "IamInstanceProfile.Name",
 		    lc->iam_instance_profile);
 	/* Same token, same instance: a resumed launch never makes two. */
-	bad |= ec2_request_add(req, "ClientToken", fo->id);
+	bad |= ec2_request_add(req, "ClientToken", token);
 	tags[n].key = "failoverd:service";
 	tags[n++].value = fo->name;
 	tags[n].key = "failoverd:failover-id";
@@ -962,6 +1313,7 @@ fo_launch_poll(struct failover *fo)
 {
 	struct ec2_request	*req = NULL;
 	const char		*tok[1];
+	char			 token[FO_TOKEN_MAX + 1];
 	double			 deadline;
 
 	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
@@ -984,7 +1336,8 @@ fo_launch_poll(struct failover *fo)
 		}
 		if (fo->resumed && !fo->launch_looked_up) {
 			req = fo_req(EC2_DESCRIBE_INSTANCES);
-			tok[0] = fo->id;
+			fo_token(fo, token, sizeof(token));
+			tok[0] = token;
 			if (req != NULL && ec2_request_add_filter(req,
 			    "client-token", tok, 1) == -1) {
 				ec2_request_free(req);
@@ -994,6 +1347,13 @@ fo_launch_poll(struct failover *fo)
 		}
 		if (fo_now(fo) < fo->launch_next)
 			return;
+		if (fo->kind == KIND_FAILOVER && fo_policy(fo)->evacuate &&
+		    !fo->az_checked && fo->vol_az != NULL) {
+			/* Is the volumes' AZ impaired? Then evacuate. */
+			req = fo_req_instance(EC2_DESCRIBE_AVAILABILITY_ZONES,
+			    "ZoneName.1", fo->vol_az);
+			break;
+		}
 		req = fo_run_request(fo);
 		break;
 	case LAUNCH_SENT:
@@ -1067,6 +1427,14 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 			fo->launch_next = fo_now(fo) + 1.0;
 			return;
 		}
+		if (fo->kind == KIND_EVACUATE) {
+			fo_evac_next_subnet(fo, ec2_result_error(res));
+			return;
+		}
+		if (fo_policy(fo)->evacuate) {
+			fo_evacuate_start(fo, ec2_result_error(res));
+			return;
+		}
 		if (!fo_policy(fo)->restart_in_place || fo->old == NULL) {
 			failover_fail(fo, ec2_result_error(res));
 			return;
@@ -1091,6 +1459,8 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 	}
 	fo_set_str(&fo->new, inst->instance_id);
 	fo->launch = LAUNCH_SENT;
+	if (fo->kind == KIND_EVACUATE)
+		fo_set_str(&fo->evac_az, inst->az);
 	log_info("failover %s: launched %s in %s from %s", fo->name,
 	    inst->instance_id, inst->az ? inst->az : "?", fo_ami(fo));
 	fo_save(fo);
@@ -1149,6 +1519,8 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 				continue;
 			fo_set_str(&fo->new, inst[i].instance_id);
 			fo->launch = LAUNCH_SENT;
+			if (fo->kind == KIND_EVACUATE)
+				fo_set_str(&fo->evac_az, inst[i].az);
 			log_info("failover %s: found replacement %s by its "
 			    "client token", fo->name, fo->new);
 			fo_save(fo);
@@ -1696,7 +2068,7 @@ fo_old_instance(struct failover *fo)
 	enum policy_old		 pol = fo_policy(fo)->old_instance;
 
 	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP ||
-	    fo->kind != KIND_FAILOVER)
+	    (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE))
 		return;
 	req = fo_req_instance(pol == POLICY_OLD_TERMINATE ?
 	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, "InstanceId.1",
@@ -1765,7 +2137,9 @@ failover_complete(struct failover *fo)
 		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
 		    fo->t[k]);
 	fo_old_instance(fo);
-	if (fo->kind != KIND_FAILOVER) {
+	if (fo->kind == KIND_EVACUATE)
+		fo_evac_done(fo);
+	if (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE) {
 		fo_moved(fo, v);
 		return;
 	}
@@ -1796,6 +2170,9 @@ fo_step_deadline(const struct failover *fo)
 	case FAILOVER_FENCE_LAUNCH:
 		return p->fence_timeout;
 	case FAILOVER_DETACH:
+		/* An evacuation restores volumes here, after its launch. */
+		if (fo->kind == KIND_EVACUATE)
+			return 2 * p->detach_timeout + p->launch_timeout;
 		/* Forced after detach_timeout, given up after twice that. */
 		return 2 * p->detach_timeout;
 	case FAILOVER_ATTACH:
@@ -1882,6 +2259,8 @@ failover_step_detach(struct failover *fo)
 	fo_launch_poll(fo);
 	/* Volumes all free: only the launch is awaited now. */
 	if (fo->t[T_DETACH] >= 0)
+		return;
+	if (fo->kind == KIND_EVACUATE && !fo_evac_volumes(fo))
 		return;
 	if (fo->busy[FO_MAIN] == 0)
 		fo_volumes_describe(fo);
@@ -2141,29 +2520,47 @@ fo_on_corroborate(struct failover *fo, struct ec2_result *res)
 }
 
 static void
-fo_vols_reset(struct failover *fo)
+fo_vols_free(struct failover *fo)
 {
-	const struct service_conf	*sc = fo_conf(fo);
-	size_t				 i;
+	size_t i;
 
 	for (i = 0; i < fo->nvols; i++) {
 		free(fo->vols[i].id);
+		free(fo->vols[i].conf_id);
+		free(fo->vols[i].from);
+		free(fo->vols[i].snap);
 		free(fo->vols[i].device);
 	}
 	free(fo->vols);
 	fo->vols = NULL;
 	fo->nvols = 0;
+}
+
+static void
+fo_vols_reset(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct fo_volume		*v;
+	size_t				 i;
+
+	fo_vols_free(fo);
 	if (sc->nvolumes == 0)
 		return;
 	fo->vols = calloc(sc->nvolumes, sizeof(*fo->vols));
 	if (fo->vols == NULL)
 		return;
 	for (i = 0; i < sc->nvolumes; i++) {
-		fo->vols[i].id = strdup(sc->volumes[i].id);
-		fo->vols[i].device = strdup(sc->volumes[i].device);
-		if (fo->vols[i].id == NULL || fo->vols[i].device == NULL) {
-			free(fo->vols[i].id);
-			free(fo->vols[i].device);
+		v = &fo->vols[i];
+		v->id = strdup(fo_vol_id(fo, sc->volumes[i].id));
+		v->from = strdup(fo_vol_id(fo, sc->volumes[i].id));
+		v->conf_id = strdup(sc->volumes[i].id);
+		v->device = strdup(sc->volumes[i].device);
+		if (v->id == NULL || v->from == NULL || v->conf_id == NULL ||
+		    v->device == NULL) {
+			free(v->id);
+			free(v->from);
+			free(v->conf_id);
+			free(v->device);
 			break;
 		}
 		fo->nvols++;
@@ -2181,6 +2578,10 @@ fo_progress_reset(struct failover *fo)
 	fo->prechecked = 0;
 	fo->precheck_start = 0;
 	fo->rollback_auto = 0;
+	fo->az_checked = 0;
+	fo->evac_subnet = 0;
+	fo->snaps_known = 0;
+	fo_set_str(&fo->evac_az, NULL);
 	fo_set_str(&fo->ami, NULL);
 	fo_set_str(&fo->new_ip, NULL);
 	fo->fence = FENCE_TODO;
@@ -2345,6 +2746,20 @@ failover_on_result(struct ec2_result *res, void *arg)
 	case EC2_DESCRIBE_INSTANCE_STATUS:
 		if (fo->step == FAILOVER_CORROBORATE)
 			fo_on_corroborate(fo, res);
+		break;
+	case EC2_DESCRIBE_AVAILABILITY_ZONES:
+		if (fo_active(fo) && fo->kind == KIND_FAILOVER)
+			fo_on_zones(fo, res);
+		break;
+	case EC2_DESCRIBE_SNAPSHOTS:
+		if (fo->step == FAILOVER_DETACH &&
+		    fo->kind == KIND_EVACUATE)
+			fo_on_evac_snapshots(fo, res);
+		break;
+	case EC2_CREATE_VOLUME:
+		if (fo->step == FAILOVER_DETACH &&
+		    fo->kind == KIND_EVACUATE)
+			fo_on_evac_create(fo, res);
 		break;
 	case EC2_STOP_INSTANCES:
 		if (fo_result_kind(fo, res) == 1)
@@ -2519,6 +2934,29 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	fo_set_str(&fo->new_ip, journal_rec_get(fo->rec, "new_ip"));
 	fo->prechecked = fo_rec_int(fo, "prechecked", 0) != 0;
 	fo->rollback_auto = fo_rec_int(fo, "rollback_auto", 0) != 0;
+	fo->evac_subnet = (size_t)fo_rec_int(fo, "evac_subnet", 0);
+	fo_set_str(&fo->evac_az, journal_rec_get(fo->rec, "evac_az"));
+	fo->snaps_known = fo->kind == KIND_EVACUATE;
+	for (i = 0; i < fo->nvols && fo->kind == KIND_EVACUATE; i++) {
+		snprintf(key, sizeof(key), "evac.%s.snap",
+		    fo->vols[i].conf_id);
+		fo_set_str(&fo->vols[i].snap, journal_rec_get(fo->rec, key));
+		if (fo->vols[i].snap == NULL)
+			fo->snaps_known = 0;
+		snprintf(key, sizeof(key), "evac.%s.snap_time",
+		    fo->vols[i].conf_id);
+		fo->vols[i].snap_time = fo_rec_int(fo, key, 0);
+		snprintf(key, sizeof(key), "evac.%s.new",
+		    fo->vols[i].conf_id);
+		if (journal_rec_get(fo->rec, key) != NULL) {
+			fo_set_str(&fo->vols[i].id,
+			    journal_rec_get(fo->rec, key));
+			fo->vols[i].restored = 1;
+		}
+	}
+	if (!fo->snaps_known)
+		for (i = 0; i < fo->nvols; i++)
+			fo_set_str(&fo->vols[i].snap, NULL);
 	fo->manual = fo_rec_int(fo, "manual", 0) != 0;
 	k = fo_str_index(fo_fence_names, 3,
 	    journal_rec_get(fo->rec, "fence"));
@@ -2640,19 +3078,14 @@ fail:
 void
 failover_free(struct failover *fo)
 {
-	size_t i;
-
 	if (fo == NULL)
 		return;
 	fo_cancel_branch(fo, -1);
 	ev_timer_stop(fo->env->loop, &fo->tick);
 	ev_timer_stop(fo->env->loop, &fo->refresh);
-	for (i = 0; i < fo->nvols; i++) {
-		free(fo->vols[i].id);
-		free(fo->vols[i].device);
-	}
-	free(fo->vols);
+	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
+	free(fo->evac_az);
 	free(fo->eip_ip);
 	free(fo->eip_instance);
 	free(fo->vol_az);
@@ -2851,6 +3284,39 @@ failover_pause(struct failover *fo, int on, struct buf *out)
 	return 0;
 }
 
+/*
+ * The data volumes as they are now: after an evacuation, not the ids
+ * of the configuration (which says where the service started).
+ */
+static void
+fo_status_volumes(const struct failover *fo, struct buf *out, int json)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	const char			*id;
+	size_t				 i;
+
+	if (json)
+		buf_puts(out, ",\"volumes\":[");
+	for (i = 0; i < sc->nvolumes; i++) {
+		id = fo_vol_id(fo, sc->volumes[i].id);
+		if (json) {
+			buf_printf(out, "%s{\"id\":", i ? "," : "");
+			buf_json_str(out, id);
+			buf_puts(out, ",\"configured\":");
+			buf_json_str(out, sc->volumes[i].id);
+			buf_puts(out, ",\"device\":");
+			buf_json_str(out, sc->volumes[i].device);
+			buf_puts(out, "}");
+		} else if (strcmp(id, sc->volumes[i].id) != 0) {
+			buf_printf(out, "  volume %s: %s (restored by an "
+			    "evacuation from %s, the configured one)\n",
+			    sc->volumes[i].device, id, sc->volumes[i].id);
+		}
+	}
+	if (json)
+		buf_puts(out, "]");
+}
+
 void
 failover_status(const struct failover *fo, struct buf *out, int json)
 {
@@ -2884,6 +3350,7 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 			    fo->hold_reason[0] ? ")" : "");
 		if (fo->paused)
 			buf_puts(out, "  paused: no automatic failover\n");
+		fo_status_volumes(fo, out, 0);
 		if (journal_rec_get(fo->rec, "switch_kept") != NULL)
 			buf_printf(out, "  kept: %s, production before the "
 			    "last switch, stopped (failoverctl rollback %s, or "
@@ -2912,6 +3379,7 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	buf_json_str(out, failover_step_str(fo->step));
 	buf_puts(out, ",\"hold_reason\":");
 	buf_json_str(out, fo->hold_reason);
+	fo_status_volumes(fo, out, 1);
 	buf_puts(out, ",\"kept_instance\":");
 	if (journal_rec_get(fo->rec, "switch_kept") != NULL)
 		buf_json_str(out, journal_rec_get(fo->rec, "switch_kept"));

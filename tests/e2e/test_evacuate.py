@@ -1,0 +1,162 @@
+"""AZ evacuation end to end: failoverd against ec2sim.
+
+With policy.evacuate on, a failover whose volumes' AZ is impaired
+restores the newest completed snapshot of each volume into a new volume
+in an evacuation subnet's AZ, launches there, attaches, moves the EIP and
+verifies. The alert says how old the data is and that restored volumes
+start slow; the old volumes are left untouched; later failovers move the
+new volumes."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+from fodtest import Daemon, ctl  # noqa: E402
+from simfixture import BASIC, Ec2Sim  # noqa: E402
+from test_failover import (calls, curl_health, field, healthy,  # noqa: E402
+                           write_conf)
+
+OLD = BASIC["instance"]
+VOLS = BASIC["volumes"]
+EIP = BASIC["eip"]
+SNAPS = {"/dev/sdf": "snap-0daaaaaaaaaaaaaa1",
+         "/dev/sdg": "snap-0daaaaaaaaaaaaaa2"}
+OTHER_AZ = "us-east-1b"
+
+
+@pytest.fixture
+def sim(tmp_path):
+    with Ec2Sim("basic", tmp_path / "sim") as s:
+        yield s
+
+
+def start(tmp_path, sim, evacuate=True):
+    conf = write_conf(str(tmp_path), sim, policy={"verify_timeout": 20})
+    if evacuate:
+        with open(conf) as f:
+            text = f.read()
+        text = text.replace("policy = { ", "policy = { evacuate = true; "
+                            "evacuation_subnets = [ \"%s\" ]; "
+                            % BASIC["subnets"][OTHER_AZ], 1)
+        with open(conf, "w") as f:
+            f.write(text)
+    e = dict(sim.env())
+    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
+    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
+                                                   "no-aws-credentials")
+    d = Daemon(conf, env=e)
+    d.sock = os.path.join(str(tmp_path), "control.sock")
+    return d
+
+
+def test_impaired_az_evacuates_from_the_newest_snapshot(tmp_path, sim):
+    # Writes after the snapshots: an evacuation loses them, by design.
+    live = {dev: sim.volume(vid)["data"] for dev, vid in VOLS.items()}
+    for dev, vid in VOLS.items():
+        sim.set_volume(vid, data=live[dev] + " +later-writes")
+    snap_data = {dev: sim.snapshot(sid)["data"] for dev, sid in
+                 SNAPS.items()}
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.impair_az(BASIC["az"])
+        line = d.wait_for(r"event=evacuation_started", timeout=60)
+        assert BASIC["az"] in field(line, "reason")
+        assert "impaired" in field(line, "reason")
+        done = d.wait_for(r"event=evacuation_completed", timeout=90)
+        d.wait_for(r"event=failover_completed", timeout=10)
+        st = sim.state()
+        new = [i for i in st["instances"].values() if i["id"] != OLD]
+        assert len(new) == 1
+        new = new[0]
+        assert new["state"] == "running" and new["az"] == OTHER_AZ
+        restored = {}
+        for dev, vid in VOLS.items():
+            nv = new["volumes"].get(dev)
+            assert nv is not None and nv != vid
+            v = sim.volume(nv)
+            assert v["az"] == OTHER_AZ and v["snapshot"] == SNAPS[dev]
+            assert v["data"] == snap_data[dev]
+            restored[dev] = nv
+            # The old volume is left as it was, never deleted.
+            old = sim.volume(vid)
+            assert old["data"] == live[dev] + " +later-writes"
+            assert old["attachment"]["instance"] == OLD
+        assert st["addresses"][EIP]["instance"] == new["id"]
+        site = curl_health(sim)
+        assert site["instance_id"] == new["id"]
+        assert {v["device"]: v["data"] for v in site["volumes"]} == \
+            snap_data
+        # The alert: how old the data is, and that it starts slow.
+        age = int(field(done, "snapshot_age"))
+        assert 3600 <= age < 3600 + 600
+        assert "lost" in field(done, "data")
+        assert "slow" in field(done, "note")
+        assert field(done, "az") == OTHER_AZ
+        # The identity now holds the new volumes.
+        svc = json.loads(ctl(d.sock, "status", "--json").stdout)
+        svc = svc["services"][0]
+        assert {v["device"]: v["id"] for v in svc["volumes"]} == restored
+        assert {v["device"]: v["configured"] for v in svc["volumes"]} == \
+            VOLS
+        assert svc["az"] == OTHER_AZ
+        assert "restored by an evacuation" in \
+            ctl(d.sock, "status").stdout
+        assert len(calls(sim, "CreateVolume")) == 2
+    # After a restart, a failover moves the NEW volumes, in the new AZ.
+    sim.impair_az(BASIC["az"], False)
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.instance_fault(new["id"], "both")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        st = sim.state()
+        third = [i for i in st["instances"].values()
+                 if i["id"] not in (OLD, new["id"])]
+        assert len(third) == 1 and third[0]["az"] == OTHER_AZ
+        assert {dev: third[0]["volumes"].get(dev) for dev in VOLS} == \
+            restored
+        assert st["addresses"][EIP]["instance"] == third[0]["id"]
+        assert "evacuation_started" not in "\n".join(d.lines)
+        assert len(calls(sim, "CreateVolume")) == 2
+
+
+def test_impaired_az_without_evacuate_touches_no_snapshot(tmp_path, sim):
+    """Off by default: it would lose the writes since the snapshot."""
+    with start(tmp_path, sim, evacuate=False) as d:
+        healthy(d)
+        sim.impair_az(BASIC["az"])
+        d.wait_for(r"event=failover_(failed|completed)", timeout=90)
+        assert calls(sim, "CreateVolume") == []
+        assert "evacuation_started" not in "\n".join(d.lines)
+        for vid in VOLS.values():
+            assert sim.volume(vid)["az"] == BASIC["az"]
+
+
+def test_kill_9_during_an_evacuation_then_restart_restores_once(
+        tmp_path, sim):
+    sim.set_delays(volume_create=1.5)
+    d = start(tmp_path, sim)
+    try:
+        healthy(d)
+        sim.impair_az(BASIC["az"])
+        d.wait_for(r"evacuation restores", timeout=60)
+        d.wait_for(r"restored from snap-\S+ as vol-", timeout=30)
+        d.proc.kill()
+        d.stop(check=False)
+    finally:
+        if d.proc.poll() is None:
+            d.stop(check=False)
+    with start(tmp_path, sim) as d2:
+        d2.wait_for(r"resuming failover", timeout=10)
+        d2.wait_for(r"event=evacuation_completed", timeout=90)
+        st = sim.state()
+        made = [v for v in st["volumes"].values()
+                if v["tags"].get("failoverd:restored-from")]
+        assert len(made) == 2
+        new = [i for i in st["instances"].values() if i["id"] != OLD]
+        assert len(new) == 1 and new[0]["az"] == OTHER_AZ
+        assert sorted(new[0]["volumes"][dev] for dev in VOLS) == \
+            sorted(v["id"] for v in made)
+        assert st["addresses"][EIP]["instance"] == new[0]["id"]
