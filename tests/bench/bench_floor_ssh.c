@@ -111,8 +111,8 @@ main(int argc, char **argv)
 	double			t0, t1, user, sys;
 
 	if (argc != 8) {
-		fprintf(stderr, "usage: bench_floor_ssh ADDR PORT USER KEYFILE "
-		    "KNOWN_HOSTS COMMAND COUNT\n");
+		fprintf(stderr, "usage: bench_floor_ssh ADDR PORT USER "
+		    "KEYFILE KNOWN_HOSTS COMMAND COUNT\n");
 		return 2;
 	}
 	memset(&a, 0, sizeof(a));
