@@ -7,6 +7,12 @@
  * A probe holds an easy handle only while a check runs, taken from and
  * given back to curlev's idle handles: a handle with its buffers is some
  * 25 KB, which at 10,000 probes was most of the daemon's memory.
+ *
+ * Each probe has its own DNS cache (a curl share), holding the one
+ * address it connects to. In the multi handle's cache, shared by all,
+ * there was one entry per target, and curl's lookup walks a hash of 7
+ * chains: a check cost O(services). Names the EC2 client resolves stay
+ * in the multi's cache, which no longer holds thousands of addresses.
  */
 #include <errno.h>
 #include <regex.h>
@@ -26,6 +32,7 @@ struct probe_http {
 	struct probe		*probe;
 	struct curlev		*curl;
 	CURL			*easy;		/* while running */
+	CURLSH			*dns;		/* this probe's DNS cache */
 	struct curl_slist	*headers;
 	struct curl_slist	*connect_to;	/* to connect_target */
 	char			*connect_target;
@@ -82,6 +89,10 @@ probe_http_new(struct probe *p, struct curlev *cl,
 		goto oom;
 	h->probe = p;
 	h->curl = cl;
+	h->dns = curl_share_init();
+	if (h->dns == NULL || curl_share_setopt(h->dns, CURLSHOPT_SHARE,
+	    CURL_LOCK_DATA_DNS) != CURLSHE_OK)
+		goto oom;
 	h->body = malloc(PROBE_HTTP_BODY_MIN);
 	if (h->body == NULL)
 		goto oom;
@@ -116,6 +127,17 @@ fail:
 	return NULL;
 }
 
+/* Gives the easy handle back, detached from this probe's DNS cache. */
+static void
+probe_http_release(struct probe_http *h)
+{
+	if (h->easy == NULL)
+		return;
+	curl_easy_setopt(h->easy, CURLOPT_SHARE, NULL);
+	curlev_easy_put(h->curl, h->easy);
+	h->easy = NULL;
+}
+
 void
 probe_http_free(struct probe_http *h)
 {
@@ -123,7 +145,9 @@ probe_http_free(struct probe_http *h)
 		return;
 	if (h->running)
 		curlev_remove(h->curl, h->easy);
-	curlev_easy_put(h->curl, h->easy);
+	probe_http_release(h);
+	if (h->dns != NULL)
+		curl_share_cleanup(h->dns);
 	curl_slist_free_all(h->headers);
 	curl_slist_free_all(h->connect_to);
 	free(h->connect_target);
@@ -222,8 +246,7 @@ probe_http_on_done(CURL *easy, CURLcode rc, void *arg)
 		    detail);
 		break;
 	}
-	curlev_easy_put(h->curl, h->easy);
-	h->easy = NULL;
+	probe_http_release(h);
 	probe_done(h->probe, &res);
 }
 
@@ -317,12 +340,11 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	    c->reuse_connection ? 0L : 1L);
 	curl_easy_setopt(e, CURLOPT_FORBID_REUSE,
 	    c->reuse_connection ? 0L : 1L);
+	curl_easy_setopt(e, CURLOPT_SHARE, h->dns);
 	/*
-	 * Targets are addresses, cached by curl as if resolved. With the
-	 * default timeout, curl walks its whole DNS cache to prune it at
-	 * every transfer: one entry per target, so the cost of a check grew
-	 * with the number of services (at 10,000 it was most of the CPU).
-	 * An address never goes stale; EC2's own calls still prune names.
+	 * The target is an address, cached by curl as if resolved: it never
+	 * goes stale, and with a timeout curl prunes the cache (walking it
+	 * all) at every transfer.
 	 */
 	curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, -1L);
 	if (curlev_add(h->curl, e, probe_http_on_done, h) == -1) {
@@ -345,7 +367,6 @@ probe_http_abort(struct probe_http *h, struct probe_result *res)
 		return;
 	res->stage = probe_http_stage(h);
 	curlev_remove(h->curl, h->easy);
-	curlev_easy_put(h->curl, h->easy);
-	h->easy = NULL;
+	probe_http_release(h);
 	h->running = 0;
 }
