@@ -910,6 +910,11 @@ fo_evacuate_start(struct failover *fo, const char *why)
 	fo->launch_looked_up = 1;
 	fo->launch_start = fo_now(fo);
 	fo_set_str(&fo->new, NULL);
+	/*
+	 * The old volumes may be free already (no capacity shows late):
+	 * what DETACH waits for now is their restored copies.
+	 */
+	fo->t[T_DETACH] = -1;
 	alert_emit(ALERT_EVACUATION_STARTED, fo->name, "failover_id", fo->id,
 	    "az", fo->vol_az ? fo->vol_az : "-", "reason", why, "subnets",
 	    subnets, "action", "restoring the newest completed snapshot of "

@@ -160,3 +160,26 @@ def test_kill_9_during_an_evacuation_then_restart_restores_once(
         assert sorted(new[0]["volumes"][dev] for dev in VOLS) == \
             sorted(v["id"] for v in made)
         assert st["addresses"][EIP]["instance"] == new[0]["id"]
+
+
+def test_no_capacity_in_the_volumes_az_evacuates(tmp_path, sim):
+    """EC2 says the AZ is fine, but launches there keep failing."""
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.fault(kind="error", action="RunInstances",
+                  code="InsufficientInstanceCapacity", status=400,
+                  message="We currently do not have sufficient t3.micro "
+                  "capacity in the Availability Zone you requested.",
+                  count=3)
+        sim.instance_fault(OLD, "both")
+        line = d.wait_for(r"event=evacuation_started", timeout=60)
+        assert "InsufficientInstanceCapacity" in field(line, "reason")
+        d.wait_for(r"event=evacuation_completed", timeout=60)
+        runs = calls(sim, "RunInstances")
+        assert [r["params"].get("SubnetId") for r in runs] == \
+            [BASIC["subnets"][BASIC["az"]]] * 3 + \
+            [BASIC["subnets"][OTHER_AZ]]
+        new = [i for i in sim.state()["instances"].values()
+               if i["id"] != OLD]
+        assert len(new) == 1 and new[0]["az"] == OTHER_AZ
+        assert sim.state()["addresses"][EIP]["instance"] == new[0]["id"]
