@@ -785,9 +785,12 @@ fo_read_learned(const char *path, struct buf *out)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 &&
-	    out->len < 1024 * 1024)
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n <= 0 || out->len >= 1024 * 1024)
+			break;
 		buf_append(out, chunk, (size_t)n);
+	}
 	close(fd);
 }
 
@@ -1434,6 +1437,11 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 		}
 		if (fo->kind == KIND_EVACUATE) {
 			fo_evac_next_subnet(fo, ec2_result_error(res));
+			return;
+		}
+		/* A switch has production to fall back on: it just fails. */
+		if (fo->kind == KIND_SWITCH) {
+			failover_fail(fo, ec2_result_error(res));
 			return;
 		}
 		if (fo_policy(fo)->evacuate) {

@@ -212,3 +212,22 @@ def test_kill_9_during_a_switch_then_restart_ends_the_same(
         tokens = {r["params"]["ClientToken"]
                   for r in calls(sim, "RunInstances")}
         assert len(tokens) == 1
+
+
+def test_switch_without_capacity_fails_and_leaves_production(tmp_path, sim):
+    ami = release(sim)
+    with start(tmp_path, sim, policy=POLICY) as d:
+        healthy(d)
+        sim.fault(kind="error", action="RunInstances",
+                  code="InsufficientInstanceCapacity", status=400,
+                  message="We currently do not have sufficient t3.micro "
+                  "capacity in the Availability Zone you requested.",
+                  count=None)
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        line = d.wait_for(r"event=switch_failed", timeout=60)
+        assert "production untouched" in line
+        assert "InsufficientInstanceCapacity" in field(line, "reason")
+        assert calls(sim, "StopInstances") == []
+        assert calls(sim, "StartInstances") == []
+        assert_production(sim, OLD)
+        assert status(d)["step"] == "idle"
