@@ -231,3 +231,25 @@ def test_switch_without_capacity_fails_and_leaves_production(tmp_path, sim):
         assert calls(sim, "StartInstances") == []
         assert_production(sim, OLD)
         assert status(d)["step"] == "idle"
+
+
+def test_kill_9_during_the_automatic_rollback_then_restart_ends_back(
+        tmp_path, sim):
+    ami = release(sim, ["http_down_with_data"])
+    d = start(tmp_path, sim, policy=POLICY)
+    try:
+        healthy(d)
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        d.wait_for(r"event=rollback_started", timeout=60)
+        d.proc.kill()
+        d.stop(check=False)
+    finally:
+        if d.proc.poll() is None:
+            d.stop(check=False)
+    with start(tmp_path, sim, policy=POLICY) as d2:
+        d2.wait_for(r"resuming failover", timeout=10)
+        d2.wait_for(r"event=switch_rolled_back", timeout=60)
+        new = launched(sim)
+        assert_production(sim, OLD)
+        assert sim.instance(new["id"])["state"] == "stopped"
+        assert status(d2)["kept_instance"] is None
