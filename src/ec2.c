@@ -2,9 +2,14 @@
  * ec2: the EC2 Query API over libcurl multi on the loop.
  *
  * One call runs as a small machine driven by two timers: "wait" (start,
- * call budget, backoff) and "deadline" (the caller's bound, covering
- * every attempt and page). Each attempt signs afresh, because a retry
- * may come after a credential refresh or a clock-skew correction.
+ * backoff) and "deadline" (the caller's bound, covering every attempt
+ * and page). Calls waiting for the call budget wait in ONE queue of the
+ * client, in order, behind one timer: with thousands of calls queued
+ * (every service's preflight at start) a timer per call woke them all
+ * whenever a token might be free, O(calls) per token. Each attempt
+ * signs afresh, because a retry may come after a credential refresh or
+ * a clock-skew correction; between attempts a call holds no signed
+ * request, no headers and no curl handle.
  */
 #include <ctype.h>
 #include <math.h>
@@ -71,6 +76,10 @@ struct ec2_client {
 	double			 burst;
 	double			 tokens;
 	ev_tstamp		 refilled;
+	/* Calls waiting for a token, oldest first, and their one timer. */
+	struct ec2_call		*budget_head;
+	struct ec2_call		*budget_tail;
+	ev_timer		 budget_w;
 
 	/* Seconds to add to our clock when signing (from Date). */
 	time_t			 skew;
@@ -92,6 +101,9 @@ struct ec2_call {
 	ev_timer		 deadline_w;
 	ev_timer		 wait_w;
 	struct creds_wait	*cw;
+	/* In the client's budget queue. */
+	struct ec2_call		*budget_next;
+	int			 budget_queued;
 
 	CURL			*easy;
 	struct curl_slist	*hdrs;
@@ -109,6 +121,8 @@ struct ec2_call {
 	char			*page_token;
 	unsigned int		 pages;
 };
+
+static void	budget_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* --- requests ------------------------------------------------------ */
 
@@ -435,6 +449,8 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	}
 	c->tokens = c->burst;
 	c->refilled = ev_now(loop);
+	ev_timer_init(&c->budget_w, budget_cb, 0.0, 0.0);
+	c->budget_w.data = c;
 	log_info("ec2: region %s, endpoint %s (%s)", c->region, c->endpoint,
 	    why);
 	curl_free(scheme);
@@ -462,6 +478,7 @@ ec2_client_free(struct ec2_client *c)
 		return;
 	while (c->calls != NULL)
 		call_free(c->calls);
+	ev_timer_stop(c->loop, &c->budget_w);
 	free(c->endpoint);
 	free(c->region);
 	free(c->host);
@@ -485,6 +502,9 @@ ec2_client_region(const struct ec2_client *c)
 /* --- one call ------------------------------------------------------ */
 
 static void	call_step(struct ec2_call *call);
+static void	call_send(struct ec2_call *call, const struct creds *cr);
+static void	call_creds(struct ec2_call *call);
+static void	budget_arm(struct ec2_client *c);
 
 static void
 call_stop_transfer(struct ec2_call *call)
@@ -505,6 +525,116 @@ call_stop_transfer(struct ec2_call *call)
 }
 
 static void
+budget_refill(struct ec2_client *c)
+{
+	ev_tstamp now = ev_now(c->loop);
+
+	c->tokens += (now - c->refilled) * c->rate;
+	if (c->tokens > c->burst)
+		c->tokens = c->burst;
+	c->refilled = now;
+}
+
+/* Takes a token from the bucket, or says how long to wait for one. */
+static double
+budget_take(struct ec2_client *c)
+{
+	if (c->rate <= 0)
+		return 0.0;
+	budget_refill(c);
+	if (c->tokens >= 1.0) {
+		c->tokens -= 1.0;
+		return 0.0;
+	}
+	return (1.0 - c->tokens) / c->rate;
+}
+
+static void
+budget_unqueue(struct ec2_call *call)
+{
+	struct ec2_client *c = call->c;
+	struct ec2_call *p;
+
+	/*
+	 * Unlinking from the middle walks the queue; it only happens when a
+	 * queued call is cancelled or times out, never per token.
+	 */
+	if (c->budget_head == call) {
+		c->budget_head = call->budget_next;
+		if (c->budget_tail == call)
+			c->budget_tail = NULL;
+	} else {
+		for (p = c->budget_head; p != NULL; p = p->budget_next)
+			if (p->budget_next == call)
+				break;
+		if (p != NULL) {
+			p->budget_next = call->budget_next;
+			if (c->budget_tail == call)
+				c->budget_tail = p;
+		}
+	}
+	call->budget_next = NULL;
+	call->budget_queued = 0;
+	if (c->budget_head == NULL)
+		ev_timer_stop(c->loop, &c->budget_w);
+}
+
+/* Hands tokens to the queue's oldest calls, then sleeps till the next. */
+static void
+budget_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ec2_client *c = w->data;
+	struct ec2_call *call;
+
+	while (c->budget_head != NULL) {
+		if (budget_take(c) > 0)
+			break;
+		call = c->budget_head;
+		c->budget_head = call->budget_next;
+		if (c->budget_head == NULL)
+			c->budget_tail = NULL;
+		call->budget_next = NULL;
+		call->budget_queued = 0;
+		/* May end the call, and its callback may queue or cancel. */
+		call_creds(call);
+	}
+	budget_arm(c);
+}
+
+static void
+budget_arm(struct ec2_client *c)
+{
+	double wait;
+
+	ev_timer_stop(c->loop, &c->budget_w);
+	if (c->budget_head == NULL)
+		return;
+	wait = 0.0;
+	if (c->rate > 0) {
+		budget_refill(c);
+		wait = (1.0 - c->tokens) / c->rate;
+	}
+	ev_timer_set(&c->budget_w, wait > 0 ? wait : 0.0, 0.0);
+	ev_timer_start(c->loop, &c->budget_w);
+}
+
+static void
+budget_queue(struct ec2_call *call)
+{
+	struct ec2_client *c = call->c;
+
+	call->budget_next = NULL;
+	call->budget_queued = 1;
+	if (c->budget_tail != NULL)
+		c->budget_tail->budget_next = call;
+	else
+		c->budget_head = call;
+	c->budget_tail = call;
+	if (!ev_is_active(&c->budget_w))
+		budget_arm(c);
+}
+
+static void
 call_free(struct ec2_call *call)
 {
 	struct ec2_client *c = call->c;
@@ -513,6 +643,8 @@ call_free(struct ec2_call *call)
 	ev_timer_stop(c->loop, &call->wait_w);
 	if (call->cw != NULL)
 		creds_wait_cancel(c->creds, call->cw);
+	if (call->budget_queued)
+		budget_unqueue(call);
 	call_stop_transfer(call);
 	if (call->prev != NULL)
 		call->prev->next = call->next;
@@ -586,25 +718,6 @@ call_wait(struct ec2_call *call, double after)
 	ev_timer_stop(call->c->loop, &call->wait_w);
 	ev_timer_set(&call->wait_w, after > 0 ? after : 0.0, 0.0);
 	ev_timer_start(call->c->loop, &call->wait_w);
-}
-
-/* Takes a token from the bucket, or says how long to wait for one. */
-static double
-budget_take(struct ec2_client *c)
-{
-	ev_tstamp now = ev_now(c->loop);
-
-	if (c->rate <= 0)
-		return 0.0;
-	c->tokens += (now - c->refilled) * c->rate;
-	if (c->tokens > c->burst)
-		c->tokens = c->burst;
-	c->refilled = now;
-	if (c->tokens >= 1.0) {
-		c->tokens -= 1.0;
-		return 0.0;
-	}
-	return (1.0 - c->tokens) / c->rate;
 }
 
 static double
@@ -872,18 +985,25 @@ creds_ready(const char *err, void *arg)
 	call_send(call, cr);
 }
 
-/* The next attempt: budget first, then credentials, then the wire. */
+/*
+ * The next attempt: budget first, then credentials, then the wire. A
+ * call never passes calls already waiting for the budget.
+ */
 static void
 call_step(struct ec2_call *call)
 {
-	const struct creds *cr;
-	double wait;
-
-	wait = budget_take(call->c);
-	if (wait > 0) {
-		call_wait(call, wait);
+	if (call->c->budget_head != NULL || budget_take(call->c) > 0) {
+		budget_queue(call);
 		return;
 	}
+	call_creds(call);
+}
+
+static void
+call_creds(struct ec2_call *call)
+{
+	const struct creds *cr;
+
 	cr = creds_current(call->c->creds);
 	if (cr != NULL) {
 		call_send(call, cr);
@@ -919,6 +1039,14 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	call->easy = NULL;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(easy);
+	/* The signed request is spent: hold none while waiting to retry. */
+	curl_slist_free_all(call->hdrs);
+	call->hdrs = NULL;
+	if (call->body != NULL) {
+		OPENSSL_cleanse(call->body, strlen(call->body));
+		free(call->body);
+		call->body = NULL;
+	}
 
 	if (rc != CURLE_OK) {
 		ec2_result_set_error(res, EC2_ERR_NETWORK, NULL, "%s: %s",
@@ -1042,8 +1170,12 @@ ec2_call(struct ec2_client *c, struct ec2_request *req, double deadline,
 	ev_timer_start(c->loop, &call->deadline_w);
 	ev_timer_init(&call->wait_w, wait_cb, 0.0, 0.0);
 	call->wait_w.data = call;
-	/* Start from the loop, so the callback never runs inside ec2_call. */
-	ev_timer_start(c->loop, &call->wait_w);
+	/*
+	 * Into the budget queue even with tokens to spare: calls go out in
+	 * the order they were made, and from the loop, so the callback
+	 * never runs inside ec2_call.
+	 */
+	budget_queue(call);
 	return call;
 }
 

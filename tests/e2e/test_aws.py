@@ -422,3 +422,22 @@ def test_dry_run_answers(sim):
     assert out[0]["status"] == "aws-error"
     assert out[0]["code"] == "UnauthorizedOperation"
     assert out[0]["attempts"] == 1
+
+
+def test_calls_queued_behind_the_budget_all_go_out_in_order(sim):
+    # 40 calls started at once against a budget of 10 calls/s, burst 1:
+    # they wait in the client's queue and each must go out once, in the
+    # order the caller started them, within the budget.
+    n, rate = 40, 10.0
+    rc, out, err = ec2call(sim.env(), "--parallel", str(n), "--rate",
+                           str(rate), "--burst", "1", "--deadline", "60",
+                           "DescribeAvailabilityZones", timeout=120)
+    assert rc == 0, err
+    assert sorted(r["seq"] for r in out) == list(range(n))
+    assert all(r["status"] == "ok" and r["attempts"] == 1 for r in out)
+    by_seq = {r["seq"]: r["request_id"] for r in out}
+    seen = sim.requests("DescribeAvailabilityZones")
+    assert [e["request_id"] for e in seen] == \
+        [by_seq[i] for i in range(n)]
+    # The budget held: n calls at burst 1 span at least (n - 1) / rate.
+    assert seen[-1]["time"] - seen[0]["time"] >= (n - 1) / rate * 0.9

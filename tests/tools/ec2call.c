@@ -10,6 +10,8 @@
  *   --dry-run          send DryRun=true
  *   --after-mutation   treat *.NotFound as eventual consistency
  *   --repeat N         run the call N times, one after the other
+ *   --parallel N       start N calls at once; each result line carries
+ *                      "seq", the call's place in the order of starting
  *   --interval S       pause between repeats (an ev_timer)
  *   --tick S           run an S-second ev_timer beside the calls and
  *                      report how many ticks fired and the worst delay
@@ -36,6 +38,14 @@
 #include "failoverd/ec2.h"
 #include "failoverd/log.h"
 
+struct run;
+
+/* One call in flight: the callback's argument. */
+struct slot {
+	struct run		*r;
+	int			 seq;
+};
+
 struct run {
 	struct ev_loop		*loop;
 	struct ec2_client	*ec2;
@@ -47,6 +57,8 @@ struct run {
 	int			 after_mutation;
 	double			 deadline;
 	int			 repeat;
+	int			 parallel;
+	struct slot		*slots;
 	int			 done;
 	double			 interval;
 	int			 failed;
@@ -252,12 +264,13 @@ print_items(struct buf *b, const struct ec2_result *res)
 static void
 call_done(struct ec2_result *res, void *arg)
 {
-	struct run *r = arg;
+	struct slot *sl = arg;
+	struct run *r = sl->r;
 	enum ec2_status st = ec2_result_status(res);
 	struct buf b;
 
 	buf_init(&b);
-	buf_puts(&b, "{");
+	buf_printf(&b, "{\"seq\":%d,", sl->seq);
 	jstr(&b, "action", ec2_action_str(ec2_result_action(res)));
 	buf_puts(&b, ",");
 	jstr(&b, "status", ec2_status_str(st));
@@ -283,6 +296,11 @@ call_done(struct ec2_result *res, void *arg)
 		r->failed = 1;
 	ec2_result_free(res);
 	r->done++;
+	if (r->parallel > 0) {
+		if (r->done == r->parallel)
+			ev_break(r->loop, EVBREAK_ALL);
+		return;
+	}
 	if (r->done < r->repeat) {
 		ev_timer_set(&r->next, r->interval, 0.0);
 		ev_timer_start(r->loop, &r->next);
@@ -325,11 +343,11 @@ creds_done(const char *err, void *arg)
 	ev_break(r->loop, EVBREAK_ALL);
 }
 
+static int	start_call(struct run *r, struct slot *sl);
+
 static void
 run_next(struct run *r)
 {
-	struct ec2_request *req;
-	char *eq;
 	int i;
 
 	r->started = ev_now(r->loop);
@@ -338,9 +356,32 @@ run_next(struct run *r)
 			ev_break(r->loop, EVBREAK_ALL);
 		return;
 	}
+	if (r->parallel > 0) {
+		for (i = 0; i < r->parallel; i++)
+			if (start_call(r, &r->slots[i]) < 0)
+				goto oom;
+		return;
+	}
+	r->slots[0].seq = r->done;
+	if (start_call(r, &r->slots[0]) < 0)
+		goto oom;
+	return;
+oom:
+	fprintf(stderr, "ec2call: out of memory\n");
+	r->failed = 1;
+	ev_break(r->loop, EVBREAK_ALL);
+}
+
+static int
+start_call(struct run *r, struct slot *sl)
+{
+	struct ec2_request *req;
+	char *eq;
+	int i;
+
 	req = ec2_request_new((enum ec2_action)r->action);
 	if (req == NULL)
-		goto oom;
+		return -1;
 	for (i = 0; i < r->nparams; i++) {
 		eq = strchr(r->params[i], '=');
 		*eq = '\0';
@@ -349,13 +390,9 @@ run_next(struct run *r)
 	}
 	ec2_request_set_dry_run(req, r->dry_run);
 	ec2_request_set_after_mutation(req, r->after_mutation);
-	if (ec2_call(r->ec2, req, r->deadline, call_done, r) == NULL)
-		goto oom;
-	return;
-oom:
-	fprintf(stderr, "ec2call: out of memory\n");
-	r->failed = 1;
-	ev_break(r->loop, EVBREAK_ALL);
+	if (ec2_call(r->ec2, req, r->deadline, call_done, sl) == NULL)
+		return -1;
+	return 0;
 }
 
 static void
@@ -380,7 +417,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: ec2call [--deadline S] [--dry-run] "
-	    "[--after-mutation] [--repeat N] [--interval S] [--tick S]\n"
+	    "[--after-mutation] [--repeat N] [--parallel N]\n"
+	    "               [--interval S] [--tick S]\n"
 	    "               [--region R] [--endpoint URL] [--profile P] "
 	    "[--ca-file F]\n"
 	    "               [--imds-endpoint URL] [--rate R] [--burst N] "
@@ -396,6 +434,7 @@ main(int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "after-mutation", no_argument, NULL, 'm' },
 		{ "repeat", required_argument, NULL, 'r' },
+		{ "parallel", required_argument, NULL, 'p' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "tick", required_argument, NULL, 't' },
 		{ "region", required_argument, NULL, 'R' },
@@ -423,6 +462,7 @@ main(int argc, char **argv)
 		case 'n': r.dry_run = 1; break;
 		case 'm': r.after_mutation = 1; break;
 		case 'r': r.repeat = atoi(optarg); break;
+		case 'p': r.parallel = atoi(optarg); break;
 		case 'i': r.interval = atof(optarg); break;
 		case 't': r.tick = atof(optarg); break;
 		case 'R': conf.region = optarg; break;
@@ -435,8 +475,18 @@ main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind >= argc || r.repeat < 1)
+	if (optind >= argc || r.repeat < 1 || r.parallel < 0)
 		usage();
+	r.slots = calloc(r.parallel > 0 ? (size_t)r.parallel : 1,
+	    sizeof(*r.slots));
+	if (r.slots == NULL) {
+		fprintf(stderr, "ec2call: out of memory\n");
+		return 1;
+	}
+	for (i = 0; i < (r.parallel > 0 ? r.parallel : 1); i++) {
+		r.slots[i].r = &r;
+		r.slots[i].seq = i;
+	}
 	if (strcmp(argv[optind], "creds") == 0) {
 		r.action = -1;
 	} else {
@@ -506,5 +556,6 @@ main(int argc, char **argv)
 	creds_provider_free(r.creds);
 	curlev_free(cl);
 	curl_global_cleanup();
+	free(r.slots);
 	return r.failed ? 1 : 0;
 }
