@@ -264,21 +264,26 @@ class World:
         return new
 
     def assert_consistent(self, run):
-        """What any ending must leave: the EIP on an instance, and no
-        data volume attached nowhere while a replacement runs."""
+        """What any ending must leave: the EIP on an instance, at most
+        one replacement, and never a replacement serving (the EIP on it,
+        running) while a data volume is attached nowhere. Returns the
+        free volumes of a failed run whose replacement runs beside them
+        without the EIP: a person's work, said by the tally."""
         st = self.sim.state()
-        assert st["addresses"][EIP]["instance"], \
+        eip_on = st["addresses"][EIP]["instance"]
+        assert eip_on, \
             "EIP unassociated: %s" % json.dumps(st["addresses"][EIP])
         new = [i for i in st["instances"].values()
                if i["id"] not in run["instances"]]
         assert len(new) <= 1, json.dumps(st["instances"], indent=1)
-        if new and new[0]["state"] == "running":
-            for vid in VOLS.values():
-                v = st["volumes"][vid]
-                assert v["attachment"] is not None, \
-                    "volume %s attached nowhere while %s runs: %s" % (
-                        vid, new[0]["id"], json.dumps(v))
+        free = [vid for vid in VOLS.values()
+                if st["volumes"][vid]["attachment"] is None]
+        if new and new[0]["state"] == "running" and free:
+            assert eip_on != new[0]["id"], \
+                "volumes %s attached nowhere while %s serves: %s" % (
+                    free, new[0]["id"], json.dumps(st["volumes"]))
         self.assert_one_replacement_each()
+        return free if new and new[0]["state"] == "running" else []
 
 
 def kill(d):
