@@ -4,6 +4,13 @@
  * attachments), then every dry run at once. A check is added to the
  * run when its call is sent and filled in when the answer comes, so the
  * report lists them in a fixed order.
+ *
+ * At most PREFLIGHT_CONCURRENT preflights have calls out at once; the
+ * others wait, holding nothing but their place in line. At start the
+ * daemon begins one for every service: with 10,000 services every one
+ * of them built and queued its EC2 calls at once (tens of MB waiting
+ * behind the EC2 client's call budget, which paces them anyway), and a
+ * failover's own calls waited behind all of them.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +25,7 @@
 #include "failoverd/snapshot.h"
 
 #define PREFLIGHT_DEADLINE	60.0
+#define PREFLIGHT_CONCURRENT	4
 
 enum pf_kind {
 	PF_EIP,
@@ -65,6 +73,9 @@ struct preflight {
 	char			*name;
 
 	int			 running;
+	int			 active;	/* counted in pf_active */
+	int			 waiting;	/* in the waiting line */
+	struct preflight	*wait_next;
 	size_t			 pending;
 	struct pf_call		*calls;
 	struct pf_run		 cur;
@@ -77,6 +88,14 @@ struct preflight {
 	struct pf_vol		*vols;
 	size_t			 nvols;
 };
+
+/*
+ * The line of preflights waiting to begin, process-wide: a process runs
+ * one daemon, and the EC2 budget they share is its client's.
+ */
+static struct preflight	*pf_wait_head;
+static struct preflight	*pf_wait_tail;
+static unsigned int	 pf_active;
 
 static const char *const preflight_result_names[] = {
 	[PREFLIGHT_OK] = "OK",
@@ -296,6 +315,68 @@ pf_unlink(struct preflight *p, struct pf_call *c)
 	p->pending--;
 }
 
+/* --- the line of preflights ------------------------------------------ */
+
+static int	pf_reads(struct preflight *p);
+
+static void
+pf_wait_remove(struct preflight *p)
+{
+	struct preflight **pp;
+
+	for (pp = &pf_wait_head; *pp != NULL; pp = &(*pp)->wait_next)
+		if (*pp == p) {
+			*pp = p->wait_next;
+			break;
+		}
+	pf_wait_tail = NULL;
+	for (pp = &pf_wait_head; *pp != NULL; pp = &(*pp)->wait_next)
+		pf_wait_tail = *pp;
+	p->wait_next = NULL;
+	p->waiting = 0;
+}
+
+/* Sends the reads of a run; -1 (run dropped) when out of memory. */
+static int
+pf_begin(struct preflight *p)
+{
+	p->active = 1;
+	pf_active++;
+	if (pf_reads(p) == -1) {
+		pf_cancel_calls(p);
+		pf_run_clear(&p->cur);
+		pf_forget(p);
+		p->running = 0;
+		p->active = 0;
+		pf_active--;
+		return -1;
+	}
+	return 0;
+}
+
+/* A run has ended or gone: the next ones in line begin. */
+static void
+pf_release(struct preflight *p)
+{
+	struct preflight *next;
+
+	if (p->active) {
+		p->active = 0;
+		pf_active--;
+	}
+	while (pf_active < PREFLIGHT_CONCURRENT && pf_wait_head != NULL) {
+		next = pf_wait_head;
+		pf_wait_head = next->wait_next;
+		if (pf_wait_head == NULL)
+			pf_wait_tail = NULL;
+		next->wait_next = NULL;
+		next->waiting = 0;
+		if (pf_begin(next) == -1)
+			log_warnx("preflight %s: out of memory, not run",
+			    next->name);
+	}
+}
+
 /* --- the end of a run ----------------------------------------------- */
 
 static void
@@ -348,6 +429,7 @@ pf_finish(struct preflight *p)
 	buf_free(&failed);
 	buf_free(&denied);
 	pf_forget(p);
+	pf_release(p);
 }
 
 /* --- phase 2: the dry runs ------------------------------------------ */
@@ -815,7 +897,10 @@ preflight_free(struct preflight *p)
 {
 	if (p == NULL)
 		return;
+	if (p->waiting)
+		pf_wait_remove(p);
 	pf_cancel_calls(p);
+	pf_release(p);
 	pf_run_clear(&p->cur);
 	pf_run_clear(&p->last);
 	pf_forget(p);
@@ -853,11 +938,15 @@ preflight_start(struct preflight *p, const char *ami, struct buf *out)
 	if (p->cur.ami == NULL)
 		goto oom;
 	p->running = 1;
-	if (pf_reads(p) == -1) {
-		pf_cancel_calls(p);
-		pf_run_clear(&p->cur);
-		pf_forget(p);
-		p->running = 0;
+	if (pf_active >= PREFLIGHT_CONCURRENT) {
+		/* Its calls are built when its turn comes (pf_release). */
+		p->waiting = 1;
+		if (pf_wait_tail != NULL)
+			pf_wait_tail->wait_next = p;
+		else
+			pf_wait_head = p;
+		pf_wait_tail = p;
+	} else if (pf_begin(p) == -1) {
 		goto oom;
 	}
 	buf_printf(out, "preflight of service %s started (AMI %s); "

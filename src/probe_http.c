@@ -24,6 +24,8 @@
 #include "failoverd/probe_http.h"
 
 /* Enough for any health page; the rest is read and dropped. */
+/* curl's receive buffer for a check, bytes (curl's minimum is 1024). */
+#define PROBE_HTTP_RECV_BUF	2048L
 #define PROBE_HTTP_BODY_MAX	(64 * 1024)
 /* The body buffer starts at this and grows, doubling, to the max. */
 #define PROBE_HTTP_BODY_MIN	512
@@ -347,6 +349,13 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	 * all) at every transfer.
 	 */
 	curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, -1L);
+	/*
+	 * curl's receive buffer is 16 KB per transfer by default; with
+	 * thousands of checks in flight that was most of the daemon's
+	 * memory. A health page is small and the check keeps at most
+	 * PROBE_HTTP_BODY_MAX of it anyway: read it in small pieces.
+	 */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, PROBE_HTTP_RECV_BUF);
 	if (curlev_add(h->curl, e, probe_http_on_done, h) == -1) {
 		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
 		    0, "curl refused the transfer");
