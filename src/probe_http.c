@@ -42,10 +42,14 @@ struct probe_http {
 	int			 have_re;
 	int			 running;
 	int			 https;
+	/*
+	 * The body and curl's error buffer exist only while a check runs:
+	 * with thousands of probes, idle ones must hold next to nothing.
+	 */
 	char			*body;
 	size_t			 body_len;
 	size_t			 body_cap;	/* bytes, with the NUL */
-	char			 errbuf[CURL_ERROR_SIZE];
+	char			*errbuf;	/* CURL_ERROR_SIZE */
 };
 
 static size_t
@@ -95,11 +99,6 @@ probe_http_new(struct probe *p, struct curlev *cl,
 	if (h->dns == NULL || curl_share_setopt(h->dns, CURLSHOPT_SHARE,
 	    CURL_LOCK_DATA_DNS) != CURLSHE_OK)
 		goto oom;
-	h->body = malloc(PROBE_HTTP_BODY_MIN);
-	if (h->body == NULL)
-		goto oom;
-	h->body_cap = PROBE_HTTP_BODY_MIN;
-	h->body[0] = '\0';
 	if (conf->http.expect_body_regex != NULL) {
 		/* Compiled once here, never per check. */
 		rc = regcomp(&h->re, conf->http.expect_body_regex,
@@ -129,15 +128,23 @@ fail:
 	return NULL;
 }
 
-/* Gives the easy handle back, detached from this probe's DNS cache. */
+/*
+ * Gives the easy handle back, detached from this probe's DNS cache, and
+ * drops the check's buffers.
+ */
 static void
 probe_http_release(struct probe_http *h)
 {
-	if (h->easy == NULL)
-		return;
-	curl_easy_setopt(h->easy, CURLOPT_SHARE, NULL);
-	curlev_easy_put(h->curl, h->easy);
-	h->easy = NULL;
+	if (h->easy != NULL) {
+		curl_easy_setopt(h->easy, CURLOPT_SHARE, NULL);
+		curlev_easy_put(h->curl, h->easy);
+		h->easy = NULL;
+	}
+	free(h->body);
+	h->body = NULL;
+	h->body_len = h->body_cap = 0;
+	free(h->errbuf);
+	h->errbuf = NULL;
 }
 
 void
@@ -155,7 +162,6 @@ probe_http_free(struct probe_http *h)
 	free(h->connect_target);
 	if (h->have_re)
 		regfree(&h->re);
-	free(h->body);
 	free(h);
 }
 
@@ -314,6 +320,17 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 		goto oom;
 	e = h->easy;
 
+	if (h->body == NULL) {
+		h->body = malloc(PROBE_HTTP_BODY_MIN);
+		if (h->body == NULL)
+			goto oom;
+		h->body_cap = PROBE_HTTP_BODY_MIN;
+	}
+	if (h->errbuf == NULL) {
+		h->errbuf = malloc(CURL_ERROR_SIZE);
+		if (h->errbuf == NULL)
+			goto oom;
+	}
 	h->body_len = 0;
 	h->body[0] = '\0';
 	h->errbuf[0] = '\0';
