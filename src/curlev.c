@@ -8,6 +8,14 @@
 #include "failoverd/curlev.h"
 #include "failoverd/log.h"
 
+/*
+ * Idle easy handles kept for reuse (~5 KB each). Checks in flight at
+ * once are few when the loop keeps up; after a burst (a stall, every
+ * check timing out at once) the handles beyond this go back to malloc
+ * instead of staying forever.
+ */
+#define CURLEV_IDLE_MAX		64
+
 struct curlev {
 	struct ev_loop	*loop;
 	CURLM		*multi;
@@ -230,6 +238,10 @@ curlev_easy_put(struct curlev *cl, CURL *easy)
 
 	if (easy == NULL)
 		return;
+	if (cl->nidle >= CURLEV_IDLE_MAX) {
+		curl_easy_cleanup(easy);
+		return;
+	}
 	if (cl->nidle == cl->idle_cap) {
 		cap = cl->idle_cap > 0 ? cl->idle_cap * 2 : 16;
 		grown = realloc(cl->idle, cap * sizeof(*grown));
