@@ -103,6 +103,7 @@ struct ec2_call {
 	struct creds_wait	*cw;
 	/* In the client's budget queue. */
 	struct ec2_call		*budget_next;
+	struct ec2_call		*budget_prev;
 	int			 budget_queued;
 
 	CURL			*easy;
@@ -553,27 +554,16 @@ static void
 budget_unqueue(struct ec2_call *call)
 {
 	struct ec2_client *c = call->c;
-	struct ec2_call *p;
 
-	/*
-	 * Unlinking from the middle walks the queue; it only happens when a
-	 * queued call is cancelled or times out, never per token.
-	 */
-	if (c->budget_head == call) {
+	if (call->budget_prev != NULL)
+		call->budget_prev->budget_next = call->budget_next;
+	else
 		c->budget_head = call->budget_next;
-		if (c->budget_tail == call)
-			c->budget_tail = NULL;
-	} else {
-		for (p = c->budget_head; p != NULL; p = p->budget_next)
-			if (p->budget_next == call)
-				break;
-		if (p != NULL) {
-			p->budget_next = call->budget_next;
-			if (c->budget_tail == call)
-				c->budget_tail = p;
-		}
-	}
-	call->budget_next = NULL;
+	if (call->budget_next != NULL)
+		call->budget_next->budget_prev = call->budget_prev;
+	else
+		c->budget_tail = call->budget_prev;
+	call->budget_next = call->budget_prev = NULL;
 	call->budget_queued = 0;
 	if (c->budget_head == NULL)
 		ev_timer_stop(c->loop, &c->budget_w);
@@ -590,11 +580,7 @@ budget_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (budget_take(c) > 0)
 			break;
 		call = c->budget_head;
-		c->budget_head = call->budget_next;
-		if (c->budget_head == NULL)
-			c->budget_tail = NULL;
-		call->budget_next = NULL;
-		call->budget_queued = 0;
+		budget_unqueue(call);
 		/* May end the call, and its callback may queue or cancel. */
 		call_creds(call);
 	}
@@ -624,6 +610,7 @@ budget_queue(struct ec2_call *call)
 	struct ec2_client *c = call->c;
 
 	call->budget_next = NULL;
+	call->budget_prev = c->budget_tail;
 	call->budget_queued = 1;
 	if (c->budget_tail != NULL)
 		c->budget_tail->budget_next = call;

@@ -322,16 +322,22 @@ static int	pf_reads(struct preflight *p);
 static void
 pf_wait_remove(struct preflight *p)
 {
-	struct preflight **pp;
+	struct preflight *prev = NULL, *q;
 
-	for (pp = &pf_wait_head; *pp != NULL; pp = &(*pp)->wait_next)
-		if (*pp == p) {
-			*pp = p->wait_next;
-			break;
-		}
-	pf_wait_tail = NULL;
-	for (pp = &pf_wait_head; *pp != NULL; pp = &(*pp)->wait_next)
-		pf_wait_tail = *pp;
+	/*
+	 * A walk, for a preflight freed while waiting; at shutdown the
+	 * services go in the line's order, so it is the head.
+	 */
+	for (q = pf_wait_head; q != NULL && q != p; q = q->wait_next)
+		prev = q;
+	if (q == NULL)
+		return;
+	if (prev != NULL)
+		prev->wait_next = p->wait_next;
+	else
+		pf_wait_head = p->wait_next;
+	if (pf_wait_tail == p)
+		pf_wait_tail = prev;
 	p->wait_next = NULL;
 	p->waiting = 0;
 }
