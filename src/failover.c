@@ -145,6 +145,7 @@ struct failover {
 	enum failover_step	 step;
 	double			 step_start;	/* ev_now */
 	int			 step_slow;	/* alerted for this step */
+	double			 last_look;	/* deadline passed: re-read at */
 	ev_timer		 tick;
 	ev_timer		 refresh;
 	struct fo_call		*calls;
@@ -473,6 +474,7 @@ failover_set_step(struct failover *fo, enum failover_step to)
 	fo->step = to;
 	fo->step_start = fo_now(fo);
 	fo->step_slow = 0;
+	fo->last_look = 0;
 	/* On disk first: what the log says has happened is durable. */
 	fo_save(fo);
 	log_info("failover %s: [%s] -> [%s]", fo->name,
@@ -2036,6 +2038,20 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 }
 
 static void
+fo_stop_idle_replacement(struct failover *fo)
+{
+	struct ec2_request *req;
+
+	req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1", fo->new);
+	if (req == NULL)
+		return;
+	/* The refresh branch: fo_end cancels the others. */
+	if (fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE) == 0)
+		log_warnx("failover %s: stopping the idle replacement %s",
+		    fo->name, fo->new);
+}
+
+static void
 failover_fail(struct failover *fo, const char *why)
 {
 	enum failover_step	at = fo->step;
@@ -2059,10 +2075,24 @@ failover_fail(struct failover *fo, const char *why)
 		fo_end(fo, FAILOVER_FAILED, "failed", why);
 		return;
 	}
-	alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id", fo->id,
-	    "step", failover_step_str(at), "reason", why, "stands", stands,
-	    "action", "left as it stands; a person decides (failoverctl "
-	    "failover to try again)", NULL);
+	/*
+	 * Before ASSOCIATE the replacement serves nobody: stopped (kept for
+	 * a look) it cannot run beside volumes that ended up attached
+	 * nowhere, nor become a second production by accident.
+	 */
+	if (fo->new != NULL && at < FAILOVER_ASSOCIATE) {
+		fo_stop_idle_replacement(fo);
+		alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "the replacement, which "
+		    "serves nobody, is stopped and kept; the rest is left as "
+		    "it stands; a person decides (failoverctl failover to "
+		    "try again)", NULL);
+	} else
+		alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "left as it stands; a person "
+		    "decides (failoverctl failover to try again)", NULL);
 	/* Shown by status until a person resumes the service. */
 	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s failed in "
 	    "%s: %.300s", fo->id, failover_step_str(at), why);
@@ -2199,6 +2229,33 @@ fo_step_deadline(const struct failover *fo)
 	}
 }
 
+/*
+ * A step past its deadline gets one last look at AWS before it fails:
+ * the calls that made it late may have hung while EC2 carried them out
+ * (a detach that went through behind a dead connection). The calls in
+ * flight are dropped and the step polls afresh for one more poll
+ * deadline; if what it reads moves the step on, the failover goes on,
+ * and if not, the failure names what AWS says now, not what it said
+ * before the hang. Returns 0 during that look, -1 once it is over.
+ */
+static int
+fo_last_look(struct failover *fo, double now)
+{
+	if (fo->step < FAILOVER_DETACH || fo->step > FAILOVER_ASSOCIATE)
+		return -1;
+	if (fo->last_look == 0) {
+		fo->last_look = now;
+		fo_cancel_branch(fo, FO_MAIN);
+		/* ASSOCIATE describes before it associates again. */
+		fo->assoc_sent = 0;
+		log_warnx("failover %s: step %s passed its deadline; reading "
+		    "AWS afresh for %.0fs before giving up", fo->name,
+		    failover_step_str(fo->step), FO_POLL_DEADLINE);
+		return 0;
+	}
+	return now - fo->last_look < FO_POLL_DEADLINE ? 0 : -1;
+}
+
 /* Past half its deadline a step is slow: say so once. */
 static int
 fo_check_deadlines(struct failover *fo)
@@ -2224,6 +2281,8 @@ fo_check_deadlines(struct failover *fo)
 			return -1;
 		}
 	}
+	if (dl > 0 && in > dl && fo_last_look(fo, now) == 0)
+		return 0;
 	if (dl > 0 && in > dl) {
 		snprintf(why, sizeof(why), "step %s passed its deadline "
 		    "(%.0fs)", failover_step_str(fo->step), dl);
@@ -2775,7 +2834,14 @@ failover_on_result(struct ec2_result *res, void *arg)
 			fo_on_evac_create(fo, res);
 		break;
 	case EC2_STOP_INSTANCES:
-		if (fo_result_kind(fo, res) == 1)
+		if (br == FO_REFRESH_BR) {
+			/* The idle replacement of a failed failover. */
+			if (ec2_result_status(res) != EC2_OK)
+				alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+				    ec2_result_error(res), "action", "the idle "
+				    "replacement was not stopped; stop it by "
+				    "hand", NULL);
+		} else if (fo_result_kind(fo, res) == 1)
 			fo->fence = FENCE_TODO;
 		else if (ec2_result_status(res) != EC2_OK)
 			failover_fail(fo, ec2_result_error(res));

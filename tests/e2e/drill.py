@@ -265,25 +265,29 @@ class World:
 
     def assert_consistent(self, run):
         """What any ending must leave: the EIP on an instance, at most
-        one replacement, and never a replacement serving (the EIP on it,
-        running) while a data volume is attached nowhere. Returns the
-        free volumes of a failed run whose replacement runs beside them
-        without the EIP: a person's work, said by the tally."""
-        st = self.sim.state()
-        eip_on = st["addresses"][EIP]["instance"]
-        assert eip_on, \
-            "EIP unassociated: %s" % json.dumps(st["addresses"][EIP])
-        new = [i for i in st["instances"].values()
-               if i["id"] not in run["instances"]]
-        assert len(new) <= 1, json.dumps(st["instances"], indent=1)
-        free = [vid for vid in VOLS.values()
-                if st["volumes"][vid]["attachment"] is None]
-        if new and new[0]["state"] == "running" and free:
-            assert eip_on != new[0]["id"], \
-                "volumes %s attached nowhere while %s serves: %s" % (
-                    free, new[0]["id"], json.dumps(st["volumes"]))
+        one replacement, and never a replacement running while a data
+        volume is attached nowhere (a failed failover stops its idle
+        replacement; the stop may take a moment to be seen)."""
+        deadline = time.monotonic() + 20
+        while True:
+            st = self.sim.state()
+            eip_on = st["addresses"][EIP]["instance"]
+            assert eip_on, \
+                "EIP unassociated: %s" % json.dumps(st["addresses"][EIP])
+            new = [i for i in st["instances"].values()
+                   if i["id"] not in run["instances"]]
+            assert len(new) <= 1, json.dumps(st["instances"], indent=1)
+            free = [vid for vid in VOLS.values()
+                    if st["volumes"][vid]["attachment"] is None]
+            runs = new and new[0]["state"] in ("pending", "running")
+            if not (runs and free):
+                break
+            assert time.monotonic() < deadline, \
+                "volumes %s attached nowhere while the replacement %s " \
+                "runs (EIP on %s): %s" % (free, new[0]["id"], eip_on,
+                                          json.dumps(st["volumes"]))
+            time.sleep(0.2)
         self.assert_one_replacement_each()
-        return free if new and new[0]["state"] == "running" else []
 
 
 def kill(d):
