@@ -26,11 +26,25 @@ EIP = BASIC["eip"]
 SCENARIO_INSTANCES = {BASIC["instance"]}
 
 
-def runs(name, ci_default):
+def sanitized_build():
+    """True for the ASan+UBSan build, where every run costs ~2x."""
+    from fodtest import BUILD
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            return "FOD_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+def runs(name, ci_default, sanitized_default=None):
     """How many runs the drill name does: FOD_DRILL_RUNS is either one
-    number for every drill or name=N,name=N (e.g. sigkill=50,chaos=200)."""
+    number for every drill or name=N,name=N (e.g. sigkill=50,chaos=200).
+    Without it, CI's counts; fewer in the sanitizer build, which repeats
+    the same code paths for memory errors, not for more seeds."""
     spec = os.environ.get("FOD_DRILL_RUNS", "").strip()
     if not spec:
+        if sanitized_default is not None and sanitized_build():
+            return sanitized_default
         return ci_default
     if re.fullmatch(r"\d+", spec):
         return int(spec)

@@ -90,7 +90,7 @@ def one_run(w, d, seed):
 
 def test_failovers_under_random_ec2_faults_end_done_or_failed_cleanly(
         tmp_path):
-    n = drill.runs("chaos", 10)
+    n = drill.runs("chaos", 10, sanitized_default=4)
     first = int(os.environ.get("FOD_CHAOS_SEED", 0))
     endings = {}
     w = drill.World(tmp_path, call_timeout=CALL_TIMEOUT,

@@ -19,19 +19,10 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import drill  # noqa: E402
-from fodtest import BUILD  # noqa: E402
 
 HOOK = "FAILOVERD_CRASH_AFTER_JOURNAL_WRITE"
 HEALTHY = r"service web: healthy"
 COMPLETED = r"event=failover_completed"
-
-
-def sanitized_build():
-    try:
-        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
-            return "FOD_SANITIZE:BOOL=ON" in f.read()
-    except OSError:
-        return False
 
 
 def seq(w):
@@ -118,7 +109,7 @@ def test_a_crash_after_every_journal_write_ends_like_no_crash(tmp_path):
         writes, _ = crash_free_failover(w)
         assert writes >= 5
         ks = list(range(1, writes + 1))
-        if sanitized_build() and not drill.full_runs():
+        if drill.sanitized_build() and not drill.full_runs():
             ks = sorted(random.Random(9).sample(ks, min(4, len(ks))))
         endings = {}
         crashed = 0
@@ -135,7 +126,7 @@ def test_a_crash_after_every_journal_write_ends_like_no_crash(tmp_path):
 
 
 def test_sigkill_at_random_moments_ends_like_no_crash(tmp_path):
-    n = drill.runs("sigkill", 5)
+    n = drill.runs("sigkill", 5, sanitized_default=2)
     with drill.World(tmp_path) as w:
         _, took = crash_free_failover(w)
         endings = {}
