@@ -47,6 +47,7 @@
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
 #include "failoverd/journal.h"
+#include "failoverd/launch.h"
 #include "failoverd/log.h"
 #include "failoverd/snapshot.h"
 
@@ -1265,57 +1266,12 @@ fo_subnet(const struct failover *fo)
 static struct ec2_request *
 fo_run_request(struct failover *fo)
 {
-	const struct launch_conf	*lc = &fo_conf(fo)->launch;
-	struct ec2_request		*req;
-	struct ec2_tag			 tags[32];
-	size_t				 n = 0, i;
-	int				 bad = 0;
-	char				 token[FO_TOKEN_MAX + 1];
+	char token[FO_TOKEN_MAX + 1];
 
 	fo_token(fo, token, sizeof(token));
-	req = ec2_request_new(EC2_RUN_INSTANCES);
-	if (req == NULL)
-		return NULL;
-	bad |= ec2_request_add(req, "ImageId", fo_ami(fo));
-	bad |= ec2_request_add(req, "MinCount", "1");
-	bad |= ec2_request_add(req, "MaxCount", "1");
-	if (lc->instance_type != NULL)
-		bad |= ec2_request_add(req, "InstanceType",
-		    lc->instance_type);
-	if (fo_subnet(fo) != NULL)
-		bad |= ec2_request_add(req, "SubnetId", fo_subnet(fo));
-	/*
-	 * The volumes' AZ: EC2 refuses a subnet elsewhere, as it should.
-	 * An evacuation goes where its subnet is; the volumes follow.
-	 */
-	if (fo->vol_az != NULL && fo->kind != KIND_EVACUATE)
-		bad |= ec2_request_add(req, "Placement.AvailabilityZone",
-		    fo->vol_az);
-	if (lc->nsecurity_groups > 0)
-		bad |= ec2_request_add_list(req, "SecurityGroupId",
-		    (const char *const *)lc->security_groups,
-		    lc->nsecurity_groups);
-	if (lc->key_name != NULL)
-		bad |= ec2_request_add(req, "KeyName", lc->key_name);
-	if (lc->iam_instance_profile != NULL)
-		bad |= ec2_request_add(req, "IamInstanceProfile.Name",
-		    lc->iam_instance_profile);
-	/* Same token, same instance: a resumed launch never makes two. */
-	bad |= ec2_request_add(req, "ClientToken", token);
-	tags[n].key = "failoverd:service";
-	tags[n++].value = fo->name;
-	tags[n].key = "failoverd:failover-id";
-	tags[n++].value = fo->id;
-	for (i = 0; i < lc->ntags && n < 32; i++) {
-		tags[n].key = lc->tags[i].key;
-		tags[n++].value = lc->tags[i].value;
-	}
-	bad |= ec2_request_add_tag_spec(req, "instance", tags, n);
-	if (bad) {
-		ec2_request_free(req);
-		return NULL;
-	}
-	return req;
+	/* An evacuation goes where its subnet is; the volumes follow. */
+	return launch_request_new(fo_conf(fo), fo_ami(fo), fo_subnet(fo),
+	    fo->kind != KIND_EVACUATE ? fo->vol_az : NULL, token, fo->id);
 }
 
 static void

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "failoverd/alert.h"
+#include "failoverd/launch.h"
 #include "failoverd/log.h"
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
@@ -443,48 +444,9 @@ pf_finish(struct preflight *p)
 static struct ec2_request *
 pf_run_instances(struct preflight *p)
 {
-	const struct launch_conf	*lc = &service_conf(p->svc)->launch;
-	struct ec2_request		*req;
-	struct ec2_tag			 tags[32];
-	size_t				 n = 0, i;
-	int				 bad = 0;
-
-	req = ec2_request_new(EC2_RUN_INSTANCES);
-	if (req == NULL)
-		return NULL;
-	/* The same parameters as the failover engine's launch. */
-	bad |= ec2_request_add(req, "ImageId", p->cur.ami);
-	bad |= ec2_request_add(req, "MinCount", "1");
-	bad |= ec2_request_add(req, "MaxCount", "1");
-	if (lc->instance_type != NULL)
-		bad |= ec2_request_add(req, "InstanceType",
-		    lc->instance_type);
-	if (lc->subnet != NULL)
-		bad |= ec2_request_add(req, "SubnetId", lc->subnet);
-	if (p->az != NULL)
-		bad |= ec2_request_add(req, "Placement.AvailabilityZone",
-		    p->az);
-	if (lc->nsecurity_groups > 0)
-		bad |= ec2_request_add_list(req, "SecurityGroupId",
-		    (const char *const *)lc->security_groups,
-		    lc->nsecurity_groups);
-	if (lc->key_name != NULL)
-		bad |= ec2_request_add(req, "KeyName", lc->key_name);
-	if (lc->iam_instance_profile != NULL)
-		bad |= ec2_request_add(req, "IamInstanceProfile.Name",
-		    lc->iam_instance_profile);
-	tags[n].key = "failoverd:service";
-	tags[n++].value = p->name;
-	for (i = 0; i < lc->ntags && n < 32; i++) {
-		tags[n].key = lc->tags[i].key;
-		tags[n++].value = lc->tags[i].value;
-	}
-	bad |= ec2_request_add_tag_spec(req, "instance", tags, n);
-	if (bad) {
-		ec2_request_free(req);
-		return NULL;
-	}
-	return req;
+	/* Exactly the failover engine's launch, with a stand-in id. */
+	return launch_request_new(service_conf(p->svc), p->cur.ami,
+	    service_conf(p->svc)->launch.subnet, p->az, NULL, "preflight");
 }
 
 static struct ec2_request *
