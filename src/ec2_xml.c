@@ -178,18 +178,24 @@ ec2_result_set_error(struct ec2_result *res, enum ec2_status st,
     const char *code, const char *fmt, ...)
 {
 	va_list ap;
+	char *ncode, *nmsg = NULL;
 
-	res->status = st;
-	free(res->code);
-	res->code = code != NULL ? strdup(code) : NULL;
-	free(res->message);
-	res->message = NULL;
+	/*
+	 * Build the new strings before freeing the old ones: callers pass
+	 * the result's own code or message ("the last error was ...").
+	 */
+	ncode = code != NULL ? strdup(code) : NULL;
 	if (fmt != NULL) {
 		va_start(ap, fmt);
-		if (vasprintf(&res->message, fmt, ap) == -1)
-			res->message = NULL;
+		if (vasprintf(&nmsg, fmt, ap) == -1)
+			nmsg = NULL;
 		va_end(ap);
 	}
+	res->status = st;
+	free(res->code);
+	res->code = ncode;
+	free(res->message);
+	res->message = nmsg;
 }
 
 void

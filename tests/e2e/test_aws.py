@@ -349,7 +349,7 @@ def test_throttling_beyond_the_deadline_returns_the_last_error(sim):
     sim.fault(kind="throttle", count=1000, action="DescribeInstances")
     rc, out, err = ec2call(sim.env(), "--deadline", "2",
                            "DescribeInstances")
-    assert rc == 1
+    assert rc == 1, err
     assert out[0]["status"] in ("aws-error", "timeout")
     assert out[0]["code"] == "RequestLimitExceeded"
     assert out[0]["retryable"] is True

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "failoverd/ec2.h"
+#include "../../src/ec2_priv.h"
 
 #define NS "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\""
 
@@ -458,6 +459,28 @@ test_reply_of_another_action_is_refused(void **state)
 	ec2_result_free(res);
 }
 
+/*
+ * A call that runs out of time reports the last error it saw, passing the
+ * result's own code and message back in (ec2.c's deadline_cb).
+ */
+static void
+test_error_rewritten_from_its_own_code_and_message(void **state)
+{
+	struct ec2_result *res;
+
+	res = parse(EC2_DESCRIBE_INSTANCES, error_doc, 400);
+	assert_int_equal(ec2_result_status(res), EC2_ERR_AWS);
+	ec2_result_set_error(res, EC2_ERR_TIMEOUT, ec2_result_code(res),
+	    "no answer within the deadline (last error: %s)",
+	    ec2_result_message(res));
+	assert_int_equal(ec2_result_status(res), EC2_ERR_TIMEOUT);
+	assert_string_equal(ec2_result_code(res),
+	    "InvalidInstanceID.NotFound");
+	assert_non_null(strstr(ec2_result_message(res),
+	    "(last error: The instance ID"));
+	ec2_result_free(res);
+}
+
 static void
 test_action_names_round_trip(void **state)
 {
@@ -487,6 +510,8 @@ main(void)
 		cmocka_unit_test(test_state_changes_and_attachment),
 		cmocka_unit_test(test_reply_of_another_action_is_refused),
 		cmocka_unit_test(test_action_names_round_trip),
+		cmocka_unit_test(
+		    test_error_rewritten_from_its_own_code_and_message),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
