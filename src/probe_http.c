@@ -382,6 +382,19 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	 * PROBE_HTTP_BODY_MAX of it anyway: read it in small pieces.
 	 */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, PROBE_HTTP_RECV_BUF);
+	/*
+	 * A check goes straight to its target, never through a proxy from
+	 * the environment; said here, curl also skips reading the five
+	 * proxy variables (getenv, strdup) at every check.
+	 */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	/*
+	 * A plain HTTP request is one write: Nagle never holds it, and
+	 * leaving it on saves a setsockopt per check. TLS keeps NODELAY,
+	 * its handshake writes more than once.
+	 */
+	if (!h->https)
+		curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 0L);
 	if (curlev_add(h->curl, e, probe_http_on_done, h) == -1) {
 		probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT,
 		    0, "curl refused the transfer");

@@ -538,3 +538,23 @@ def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
         assert max(late for _, late in checks) > timeout * 1000, checks
     finally:
         daemon.stop()
+
+
+def test_http_probes_ignore_a_proxy_from_the_environment(world, tmp_path):
+    """A check goes to its target itself: a proxy named in the daemon's
+    environment (here a dead loopback port) is not used."""
+    d = str(tmp_path)
+    conf = write_conf(d, [service(51, "direct", [
+        probe("http", "http", address=world.http_ip, port=HTTP_PORT,
+              path="/ok", interval=0.3, timeout=0.25, fall=1, rise=1)])])
+    proxy = "http://127.0.0.1:9"
+    env = {**ENV, "http_proxy": proxy, "HTTP_PROXY": proxy,
+           "https_proxy": proxy, "ALL_PROXY": proxy, "all_proxy": proxy}
+    daemon = Daemon(conf, env=env)
+    try:
+        daemon.wait_for(r"event=config_loaded")
+        st = wait_status(d, lambda s: s["direct"]["http"]["checks"] >= 3)
+        assert st["direct"]["http"]["failures"] == 0, st["direct"]["http"]
+        assert st["direct"]["http"]["state"] == "up"
+    finally:
+        daemon.stop()

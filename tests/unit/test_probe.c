@@ -4,6 +4,7 @@
  * each failover_when policy; and the probes' line (curlev), which caps
  * the checks in flight at once, daemon-wide.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,6 +136,8 @@ test_start_spread_stays_inside_the_interval_and_differs(void **state)
 		/* Deterministic: the same names give the same phase. */
 		assert_true(probe_spread("web", name, 10.0) == t);
 		first[i] = t;
+		/* On the 20 ms grid, where checks share the loop's wakeups. */
+		assert_true(fabs(t / 0.02 - (long)(t / 0.02 + 0.5)) < 1e-6);
 	}
 	for (i = 1; i < 20; i++)
 		if (first[i] == first[0])
