@@ -94,7 +94,8 @@ def cost(targets, services):
 
 def background(n, addrs):
     """CPU seconds per second of a daemon with the same services whose
-    probes are due once an hour: all it does besides probing."""
+    probes are due once an hour: all it does besides probing; and its
+    RSS, the memory that is not the probes' checks."""
     d = Daemon([service_conf(i, [http_probe(a, interval=3600.0,
                                             timeout=2.0)])
                 for i, a in enumerate(addrs)])
@@ -104,9 +105,10 @@ def background(n, addrs):
         c0, t0 = d.stat.cpu()[0], time.monotonic()
         d.pump(WINDOWS * WINDOW_S / 2)
         c1, t1 = d.stat.cpu()[0], time.monotonic()
+        rss = d.stat.rss_mb()[0]
     finally:
         d.stop()
-    return (c1 - c0) / (t1 - t0)
+    return (c1 - c0) / (t1 - t0), rss
 
 
 def jitter(services):
@@ -139,7 +141,7 @@ def run(sizes=SIZES):
             paced = paced_floor(addrs)
             per, rates, rss, hwm, threads, rss0, cr = cost(targets,
                                                            services)
-            bg = background(n, addrs)
+            bg, bg_rss = background(n, addrs)
             late = jitter(services)
         finally:
             targets.close()
@@ -172,6 +174,9 @@ def run(sizes=SIZES):
             fig.add(f"N={n}: RSS", rss, "MB", None, None, peak=hwm,
                     threads=threads)
         fig.add(f"N={n}: RSS at startup, before checks", rss0, "MB")
+        # The same services without checks: what the probes do not hold.
+        fig.add(f"N={n}: RSS of the control daemon (not probing)", bg_rss,
+                "MB")
         p50, p99 = pct(late, 50), pct(late, 99)
         fig.add(f"N={n}: jitter p50", p50, "ms", None, None,
                 samples=len(late))
