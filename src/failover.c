@@ -202,6 +202,7 @@ struct failover {
 
 static void	failover_fail(struct failover *fo, const char *why);
 static void	failover_poll(struct failover *fo);
+static void	failover_consider(struct failover *fo);
 static void	failover_begin(struct failover *fo, const char *why,
 		    int manual);
 static void	fo_volumes_progress(struct failover *fo);
@@ -1154,10 +1155,10 @@ fo_evac_done(struct failover *fo)
 /* --- the launch branch --------------------------------------------------- */
 
 /*
- * A switch's new instance, before production is touched: the
- * service's own probes, pointed at its private address, must pass
- * (verify_timeout). Production is not probed meanwhile; the switch
- * is a planned move a person asked for.
+ * A switch's new instance, before production is touched: a second set
+ * of the service's probes, pointed at its private address, must pass
+ * (verify_timeout), while the service's own probes go on watching
+ * production through the EIP.
  */
 static void
 fo_precheck_start(struct failover *fo)
@@ -1170,8 +1171,9 @@ fo_precheck_start(struct failover *fo)
 	fo->precheck_start = fo_now(fo);
 	log_info("switch %s: checking %s on its private address %s before "
 	    "touching production", fo->name, fo->new, fo->new_ip);
-	service_set_target(fo->svc, fo->new_ip);
-	service_reset_probes(fo->svc);
+	if (service_check_start(fo->svc, fo->new_ip) == -1)
+		failover_fail(fo, "cannot start the check of the new instance "
+		    "(out of memory)");
 }
 
 static int
@@ -1194,8 +1196,7 @@ fo_precheck_passed(struct failover *fo)
 	    "step", failover_step_str(fo->step), "kind", "switch",
 	    "check", "passed on the private address", "instance", fo->new,
 	    "address", fo->new_ip, NULL);
-	service_set_target(fo->svc, fo->eip_ip);
-	service_reset_probes(fo->svc);
+	service_check_stop(fo->svc);
 	/* FENCE's budget starts now, not at the launch. */
 	fo->step_start = fo_now(fo);
 	fo->step_slow = 0;
@@ -1247,6 +1248,22 @@ fo_token(const struct failover *fo, char *out, size_t len)
 		    fo->evac_subnet % 100);
 	else
 		snprintf(out, len, "%s", fo->id);
+}
+
+const char *
+failover_volume_id(const struct failover *fo, const char *conf_id)
+{
+	return fo_vol_id(fo, conf_id);
+}
+
+const char *
+failover_subnet(const struct failover *fo)
+{
+	const char *moved = NULL;
+
+	if (fo->rec != NULL)
+		moved = journal_rec_get(fo->rec, "identity.subnet");
+	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
 }
 
 /* The subnet of a launch: after an evacuation, one in the new AZ. */
@@ -1942,6 +1959,7 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	fo_cancel_branch(fo, FO_MAIN);
 	fo_cancel_branch(fo, FO_LAUNCH);
 	ev_timer_stop(fo->env->loop, &fo->tick);
+	service_check_stop(fo->svc);
 	fo_history_add(fo, result, why);
 	fo_rec_clear_progress(fo);
 	journal_rec_del(fo->rec, "started");
@@ -1974,9 +1992,12 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 				fo_send(fo, FO_REFRESH_BR, req,
 				    FO_ACT_DEADLINE);
 		}
-		service_set_target(fo->svc, fo->eip_ip);
-		service_reset_probes(fo->svc);
 		fo_end(fo, FAILOVER_IDLE, "failed", why);
+		/*
+		 * Production stayed watched; if it went down meanwhile,
+		 * its failover was only waiting for the switch to end.
+		 */
+		failover_consider(fo);
 		return;
 	}
 	alert_emit(ALERT_SWITCH_FAILED, fo->name, "switch_id", fo->id,
@@ -2271,9 +2292,10 @@ failover_step_fence_launch(struct failover *fo)
 	if (fo->kind == KIND_SWITCH && fo->launch == LAUNCH_READY &&
 	    !fo->prechecked) {
 		/* Resumed with the instance ready: check it again. */
-		if (fo->precheck_start == 0)
+		if (fo->precheck_start == 0 ||
+		    service_check_target(fo->svc) == NULL)
 			fo_precheck_start(fo);
-		else if (service_verdict(fo->svc) == SERVICE_HEALTHY)
+		else if (service_check_verdict(fo->svc) == SERVICE_HEALTHY)
 			fo_precheck_passed(fo);
 		return;
 	}
@@ -2893,6 +2915,13 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 /* --- the public side ----------------------------------------------------- */
 
 void
+failover_on_check(struct failover *fo, enum service_verdict to)
+{
+	if (fo_precheck_waiting(fo) && to == SERVICE_HEALTHY)
+		fo_precheck_passed(fo);
+}
+
+void
 failover_on_verdict(struct failover *fo, enum service_verdict from,
     enum service_verdict to)
 {
@@ -2907,11 +2936,6 @@ failover_on_verdict(struct failover *fo, enum service_verdict from,
 		fo->isolated = 0;
 	} else if (from == SERVICE_HEALTHY) {
 		fo->unhealthy_since = now;
-	}
-	if (fo_precheck_waiting(fo)) {
-		if (to == SERVICE_HEALTHY)
-			fo_precheck_passed(fo);
-		return;
 	}
 	if (fo->step == FAILOVER_VERIFY) {
 		if (to == SERVICE_HEALTHY)
@@ -3118,6 +3142,8 @@ failover_free(struct failover *fo)
 	fo_cancel_branch(fo, -1);
 	ev_timer_stop(fo->env->loop, &fo->tick);
 	ev_timer_stop(fo->env->loop, &fo->refresh);
+	/* The check is the switch's; the service outlives it. */
+	service_check_stop(fo->svc);
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
 	free(fo->evac_az);
