@@ -51,9 +51,21 @@
 #include "failoverd/log.h"
 #include "failoverd/snapshot.h"
 
-#define FO_TICK			0.5	/* EC2 poll period while acting */
+/*
+ * While acting, the engine looks at its step every FO_TICK and polls
+ * EC2 at least every FO_POLL_EVERY; in between it polls only with call
+ * budget to spare (ec2_budget_spare: nobody waiting, FO_POLL_RESERVE
+ * tokens left for the actions that follow). A step AWS ends between two
+ * polls is seen up to one poll period late, on each step of the
+ * critical path: polling faster with spare budget keeps that small
+ * without ever delaying an action or another service's call.
+ */
+#define FO_TICK			0.1
+#define FO_POLL_EVERY		0.5
+#define FO_POLL_RESERVE		2.0
 #define FO_REFRESH		30.0	/* re-learn the EIP's instance */
-#define FO_REFRESH_RETRY	2.0
+#define FO_REFRESH_ACTIVE	4	/* services refreshing at once */
+#define FO_REFRESH_RETRY	2.0	/* EC2 away: doubles up to ... */
 #define FO_RETRY_IDLE		5.0	/* a DOWN we could not act on */
 #define FO_POLL_DEADLINE	10.0	/* one Describe* call */
 #define FO_ACT_DEADLINE		20.0	/* one mutating call */
@@ -148,7 +160,12 @@ struct failover {
 	int			 step_slow;	/* alerted for this step */
 	double			 last_look;	/* deadline passed: re-read at */
 	ev_timer		 tick;
+	double			 polled_at;	/* ev_now of the last poll */
 	ev_timer		 refresh;
+	unsigned int		 refresh_fails;	/* in a row: the backoff */
+	int			 refreshing;	/* counted in fo_refreshing */
+	int			 in_line;	/* waiting to refresh */
+	struct failover		*line_prev, *line_next;
 	struct fo_call		*calls;
 	int			 busy[FO_BRANCHES];
 
@@ -203,6 +220,7 @@ struct failover {
 static void	failover_fail(struct failover *fo, const char *why);
 static void	failover_poll(struct failover *fo);
 static void	failover_consider(struct failover *fo);
+static void	fo_refresh_over(struct failover *fo);
 static void	failover_begin(struct failover *fo, const char *why,
 		    int manual);
 static void	fo_volumes_progress(struct failover *fo);
@@ -540,6 +558,8 @@ fo_cancel_branch(struct failover *fo, int br)
 		fo->busy[c->branch]--;
 		free(c);
 	}
+	if (br < 0 || br == FO_REFRESH_BR)
+		fo_refresh_over(fo);
 }
 
 static struct ec2_request *
@@ -622,21 +642,98 @@ fo_learn_current(struct failover *fo)
 		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
 }
 
+static void	fo_refresh_volumes_send(struct failover *fo);
+static void	fo_refresh_send(struct failover *fo);
+
+/*
+ * Services waiting for their turn to refresh, process-wide (a process
+ * runs one daemon; its EC2 call budget is one). At start every service
+ * looks its EIP up at once: thousands of calls that would all wait in
+ * the budget's queue holding their requests, and ahead of a failover's.
+ * At most FO_REFRESH_ACTIVE services refresh at a time; the others
+ * wait here holding nothing.
+ */
+static struct failover	*fo_line_head, *fo_line_tail;
+static unsigned int	 fo_refreshing;
+
+static void
+fo_line_remove(struct failover *fo)
+{
+	if (!fo->in_line)
+		return;
+	if (fo->line_prev != NULL)
+		fo->line_prev->line_next = fo->line_next;
+	else
+		fo_line_head = fo->line_next;
+	if (fo->line_next != NULL)
+		fo->line_next->line_prev = fo->line_prev;
+	else
+		fo_line_tail = fo->line_prev;
+	fo->line_prev = fo->line_next = NULL;
+	fo->in_line = 0;
+}
+
+/* The refresh branch has nothing in flight any more: next in line. */
+static void
+fo_refresh_over(struct failover *fo)
+{
+	struct failover *next;
+
+	if (!fo->refreshing || fo->busy[FO_REFRESH_BR] > 0)
+		return;
+	fo->refreshing = 0;
+	fo_refreshing--;
+	while (fo_refreshing < FO_REFRESH_ACTIVE && fo_line_head != NULL) {
+		next = fo_line_head;
+		fo_line_remove(next);
+		fo_refresh_send(next);
+	}
+}
+
 static void
 fo_refresh_send(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct ec2_request		*req;
+
+	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL ||
+	    fo->in_line)
+		return;
+	if (!fo->refreshing && fo_refreshing >= FO_REFRESH_ACTIVE) {
+		fo->line_prev = fo_line_tail;
+		fo->line_next = NULL;
+		if (fo_line_tail != NULL)
+			fo_line_tail->line_next = fo;
+		else
+			fo_line_head = fo;
+		fo_line_tail = fo;
+		fo->in_line = 1;
+		return;
+	}
+	if (!fo->refreshing) {
+		fo->refreshing = 1;
+		fo_refreshing++;
+	}
+	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
+	    sc->eip_allocation_id);
+	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
+	    FO_POLL_DEADLINE) == -1) {
+		fo_refresh_over(fo);
+		return;
+	}
+	/* While EC2 is away the address alone tells when it is back. */
+	if (fo->aws_ok)
+		fo_refresh_volumes_send(fo);
+}
+
+static void
+fo_refresh_volumes_send(struct failover *fo)
 {
 	const struct service_conf	*sc = fo_conf(fo);
 	struct ec2_request		*req;
 	const char			**ids;
 	size_t				 i;
 
-	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL)
-		return;
-	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
-	    sc->eip_allocation_id);
-	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
-	    FO_POLL_DEADLINE) == -1)
-		return;
 	if (sc->nvolumes == 0)
 		return;
 	ids = calloc(sc->nvolumes, sizeof(*ids));
@@ -666,7 +763,21 @@ fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	 */
 	if (!fo_active(fo) || fo->eip_ip == NULL)
 		fo_refresh_send(fo);
-	w->repeat = fo->aws_ok ? FO_REFRESH : FO_REFRESH_RETRY;
+	/*
+	 * With EC2 away, look again soon, then less and less often (each
+	 * look is a few attempts): an idle watchdog that cannot reach AWS
+	 * must not keep waking up for it.
+	 */
+	if (fo->aws_ok) {
+		fo->refresh_fails = 0;
+		w->repeat = FO_REFRESH;
+	} else {
+		w->repeat = FO_REFRESH_RETRY * (double)(1u <<
+		    (fo->refresh_fails < 4 ? fo->refresh_fails : 4));
+		if (w->repeat > FO_REFRESH)
+			w->repeat = FO_REFRESH;
+		fo->refresh_fails++;
+	}
 	ev_timer_again(loop, w);
 }
 
@@ -701,9 +812,11 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 		    a->instance_id ? a->instance_id :
 		    "none (EIP unassociated)");
 	fo_set_str(&fo->eip_instance, a->instance_id);
-	if (!fo->aws_ok)
+	if (!fo->aws_ok) {
 		log_info("service %s: EC2 answers again", fo->name);
-	fo->aws_ok = 1;
+		fo->aws_ok = 1;
+		fo_refresh_volumes_send(fo);
+	}
 	fo_learn_current(fo);
 }
 
@@ -2766,6 +2879,8 @@ failover_on_result(struct ec2_result *res, void *arg)
 		}
 	fo->busy[br]--;
 	free(c);
+	if (br == FO_REFRESH_BR)
+		fo_refresh_over(fo);
 
 	switch (ec2_result_action(res)) {
 	case EC2_DESCRIBE_ADDRESSES:
@@ -2883,8 +2998,16 @@ static void
 fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct failover *fo = w->data;
+	double		 now = fo_now(fo);
 
+	/* Fast only while acting; waiting to retry needs no haste. */
+	w->repeat = fo_active(fo) ? FO_TICK : FO_POLL_EVERY;
 	if (fo_active(fo)) {
+		if (now - fo->polled_at < FO_POLL_EVERY &&
+		    (fo->env->ec2 == NULL ||
+		    !ec2_budget_spare(fo->env->ec2, FO_POLL_RESERVE)))
+			return;
+		fo->polled_at = now;
 		failover_poll(fo);
 		return;
 	}
@@ -3144,6 +3267,7 @@ failover_free(struct failover *fo)
 	ev_timer_stop(fo->env->loop, &fo->refresh);
 	/* The check is the switch's; the service outlives it. */
 	service_check_stop(fo->svc);
+	fo_line_remove(fo);
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
 	free(fo->evac_az);
