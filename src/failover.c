@@ -180,8 +180,9 @@ struct failover {
 	int			 paused;
 	int			 isolated;	/* said so for this DOWN */
 	int			 ec2_says_ok;	/* corroborate's answer */
-	char			 ec2_view[160];
-	char			 hold_reason[640];
+	/* Heap, not arrays: a watchdog may hold thousands of these. */
+	char			*ec2_view;	/* corroborate's EC2 answer */
+	char			*hold_reason;	/* NULL: not held */
 	double			 retry_at;	/* idle: consider again */
 
 	/* The failover in progress. */
@@ -253,6 +254,22 @@ fo_str_index(const char *const *names, size_t n, const char *s)
 		if (strcmp(names[i], s) == 0)
 			return (int)i;
 	return -1;
+}
+
+static void
+fo_set_str(char **dst, const char *src);
+
+/* A hold reason, bounded as the journal and status lines like it. */
+static void __attribute__((format(printf, 2, 3)))
+fo_set_holdf(struct failover *fo, const char *fmt, ...)
+{
+	char	why[640];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fo_set_str(&fo->hold_reason, why);
 }
 
 static void
@@ -338,8 +355,7 @@ fo_rec_progress(struct failover *fo)
 
 	fo_rec_set(fo, "step", failover_step_str(fo->step));
 	fo_rec_set(fo, "paused", fo->paused ? "1" : "0");
-	fo_rec_set(fo, "hold_reason",
-	    fo->hold_reason[0] ? fo->hold_reason : NULL);
+	fo_rec_set(fo, "hold_reason", fo->hold_reason);
 	if (!fo_active(fo))
 		return;
 	fo_rec_set(fo, "failover_id", fo->id);
@@ -2159,9 +2175,8 @@ failover_fail(struct failover *fo, const char *why)
 		    fo->id, "step", failover_step_str(at), "reason", why,
 		    "stands", stands, "action", "left as it stands; a person "
 		    "decides (failoverctl rollback to try again)", NULL);
-		snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s "
-		    "failed in %s: %.300s", fo->id, failover_step_str(at),
-		    why);
+		fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+		    failover_step_str(at), why);
 		fo_end(fo, FAILOVER_FAILED, "failed", why);
 		return;
 	}
@@ -2184,8 +2199,8 @@ failover_fail(struct failover *fo, const char *why)
 		    "stands", stands, "action", "left as it stands; a person "
 		    "decides (failoverctl failover to try again)", NULL);
 	/* Shown by status until a person resumes the service. */
-	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s failed in "
-	    "%s: %.300s", fo->id, failover_step_str(at), why);
+	fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+	    failover_step_str(at), why);
 	fo_end(fo, FAILOVER_FAILED, "failed", why);
 }
 
@@ -2484,7 +2499,7 @@ fo_wants_failover(const struct failover *fo)
 static void
 fo_hold(struct failover *fo, const char *why)
 {
-	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s", why);
+	fo_set_str(&fo->hold_reason, why);
 	alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", why,
 	    "action", "waiting for a person (failoverctl failover or "
 	    "resume)", NULL);
@@ -2548,7 +2563,7 @@ fo_can_act(struct failover *fo, char *why, size_t len)
 	}
 	if (fo->journal_bad) {
 		snprintf(why, len, "the journal is corrupt: %.200s",
-		    fo->hold_reason);
+		    fo->hold_reason ? fo->hold_reason : "?");
 		return 0;
 	}
 	if (fo->eip_ip == NULL || fo->vol_az == NULL) {
@@ -2627,12 +2642,13 @@ fo_corroborate_decide(struct failover *fo)
 		return;		/* undecided: asked again next tick */
 	fo->ec2_says_ok = 0;
 	if (iso == 0) {
-		failover_begin(fo, fo->ec2_view, 0);
+		failover_begin(fo, fo->ec2_view ? fo->ec2_view : "", 0);
 		return;
 	}
 	fo->isolated = 1;
 	alert_emit(ALERT_WATCHDOG_ISOLATED, fo->name, "instance",
-	    fo->eip_instance, "ec2", fo->ec2_view, "action", "no failover: "
+	    fo->eip_instance, "ec2", fo->ec2_view ? fo->ec2_view : "",
+	    "action", "no failover: "
 	    "every service went down at once while EC2 sees them healthy; "
 	    "check this host's network", NULL);
 	failover_set_step(fo, FAILOVER_IDLE);
@@ -2678,7 +2694,7 @@ fo_on_corroborate(struct failover *fo, struct ec2_result *res)
 		return;
 	}
 	fo->ec2_says_ok = 1;
-	snprintf(fo->ec2_view, sizeof(fo->ec2_view), "%s", what);
+	fo_set_str(&fo->ec2_view, what);
 	fo_corroborate_decide(fo);
 }
 
@@ -2798,7 +2814,7 @@ failover_begin(struct failover *fo, const char *why, int manual)
 	fo->started = now;
 	fo->launch_start = now;
 	fo->isolated = 0;
-	fo->hold_reason[0] = '\0';
+	fo_set_str(&fo->hold_reason, NULL);
 	fo->t[T_DETECT] = fo->manual || fo->unhealthy_since == 0 ? 0 :
 	    now - fo->unhealthy_since;
 	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
@@ -2830,7 +2846,7 @@ fo_rollback_begin(struct failover *fo, const char *from, const char *to,
 	fo_set_str(&fo->new, to);
 	fo->started = now;
 	fo->launch_start = now;
-	fo->hold_reason[0] = '\0';
+	fo_set_str(&fo->hold_reason, NULL);
 	fo->t[T_DETECT] = 0;
 	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_ROLLBACK_STARTED, fo->name, "rollback_id", fo->id,
@@ -2855,7 +2871,7 @@ fo_switch_begin(struct failover *fo, const char *ami)
 	fo_set_str(&fo->old, fo->eip_instance);
 	fo->started = now;
 	fo->launch_start = now;
-	fo->hold_reason[0] = '\0';
+	fo_set_str(&fo->hold_reason, NULL);
 	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_SWITCH_STARTED, fo->name, "switch_id", fo->id,
 	    "ami", ami, "old_instance", fo->old, "az", fo->vol_az, NULL);
@@ -3083,7 +3099,7 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	fo->paused = fo_rec_int(fo, "paused", 0) != 0;
 	v = journal_rec_get(fo->rec, "hold_reason");
 	if (v != NULL)
-		snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s", v);
+		fo_set_str(&fo->hold_reason, v);
 	s = fo_str_index(failover_step_names, FAILOVER_STEP_MAX, step);
 	if (s < 0) {
 		if (step == NULL)
@@ -3212,8 +3228,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 		fo->rec = journal_rec_new();
 		if (fo->rec == NULL)
 			goto fail;
-		snprintf(fo->hold_reason, sizeof(fo->hold_reason),
-		    "%s", err);
+		fo_set_str(&fo->hold_reason, err);
 		alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error", err,
 		    "action", "service held; move the file away and run "
 		    "failoverctl resume", NULL);
@@ -3226,8 +3241,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 		rc = fo_restore(fo, err, sizeof(err));
 		if (rc == -1) {
 			fo->journal_bad = 1;
-			snprintf(fo->hold_reason, sizeof(fo->hold_reason),
-			    "%s", err);
+			fo_set_str(&fo->hold_reason, err);
 			alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error",
 			    err, "action", "service held; move the file "
 			    "away and run failoverctl resume", NULL);
@@ -3271,6 +3285,8 @@ failover_free(struct failover *fo)
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
 	free(fo->evac_az);
+	free(fo->hold_reason);
+	free(fo->ec2_view);
 	free(fo->eip_ip);
 	free(fo->eip_instance);
 	free(fo->vol_az);
@@ -3457,7 +3473,7 @@ failover_pause(struct failover *fo, int on, struct buf *out)
 	fo->paused = on;
 	if (!on && (fo->step == FAILOVER_HELD ||
 	    fo->step == FAILOVER_FAILED)) {
-		fo->hold_reason[0] = '\0';
+		fo_set_str(&fo->hold_reason, NULL);
 		failover_set_step(fo, FAILOVER_IDLE);
 	}
 	fo_save(fo);
@@ -3531,8 +3547,9 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 			buf_printf(out, "  failover: %s%s%s%s\n",
 			    fo->step == FAILOVER_IDLE ? "none" :
 			    failover_step_str(fo->step),
-			    fo->hold_reason[0] ? " (" : "", fo->hold_reason,
-			    fo->hold_reason[0] ? ")" : "");
+			    fo->hold_reason ? " (" : "",
+			    fo->hold_reason ? fo->hold_reason : "",
+			    fo->hold_reason ? ")" : "");
 		if (fo->paused)
 			buf_puts(out, "  paused: no automatic failover\n");
 		fo_status_volumes(fo, out, 0);
@@ -3563,7 +3580,7 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	    fo->aws_ok ? "true" : "false", fo->paused ? "true" : "false");
 	buf_json_str(out, failover_step_str(fo->step));
 	buf_puts(out, ",\"hold_reason\":");
-	buf_json_str(out, fo->hold_reason);
+	buf_json_str(out, fo->hold_reason ? fo->hold_reason : "");
 	fo_status_volumes(fo, out, 1);
 	buf_puts(out, ",\"kept_instance\":");
 	if (journal_rec_get(fo->rec, "switch_kept") != NULL)
