@@ -100,7 +100,10 @@ void		 probe_result_set(struct probe_result *res,
 enum probe_state probe_health_record(struct probe_health *h, int ok,
 		    int fall, int rise);
 
-/* Seconds into the interval at which a probe first fires. */
+/*
+ * Seconds into the interval at which a probe first fires: a multiple of
+ * the 20 ms grid on which checks start together (probe.c).
+ */
 double		 probe_spread(const char *service, const char *probe,
 		    double interval);
 

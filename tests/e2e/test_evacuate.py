@@ -33,14 +33,15 @@ def sim(tmp_path):
         yield s
 
 
-def start(tmp_path, sim, evacuate=True):
+def start(tmp_path, sim, evacuate=True, azs=(OTHER_AZ,)):
+    """failoverd with policy.evacuate and the subnets of azs, in order."""
     conf = write_conf(str(tmp_path), sim, policy={"verify_timeout": 20})
     if evacuate:
         with open(conf) as f:
             text = f.read()
+        subnets = ", ".join('"%s"' % BASIC["subnets"][az] for az in azs)
         text = text.replace("policy = { ", "policy = { evacuate = true; "
-                            "evacuation_subnets = [ \"%s\" ]; "
-                            % BASIC["subnets"][OTHER_AZ], 1)
+                            "evacuation_subnets = [ %s ]; " % subnets, 1)
         with open(conf, "w") as f:
             f.write(text)
     e = dict(sim.env())
@@ -199,3 +200,85 @@ def test_no_capacity_in_the_volumes_az_evacuates(tmp_path, sim):
                if i["id"] != OLD]
         assert len(new) == 1 and new[0]["az"] == OTHER_AZ
         assert sim.state()["addresses"][EIP]["instance"] == new[0]["id"]
+
+
+def test_no_capacity_in_the_first_evacuation_subnet_uses_the_second(
+        tmp_path, sim):
+    """us-east-1a (the volumes' AZ) is impaired, and so is us-east-1b,
+    the first evacuation subnet's AZ: launches there fail with
+    InsufficientInstanceCapacity. The evacuation goes on in the second
+    subnet's AZ, us-east-1c, leaves nothing behind in 1b, and stays in
+    1c for the next failover."""
+    first, second = "us-east-1b", "us-east-1c"
+    sub1, sub2 = BASIC["subnets"][first], BASIC["subnets"][second]
+    snap_data = {dev: sim.snapshot(sid)["data"] for dev, sid in
+                 SNAPS.items()}
+    with start(tmp_path, sim, azs=(first, second)) as d:
+        healthy(d)
+        sim.impair_az(first)
+        sim.impair_az(BASIC["az"])
+        line = d.wait_for(r"event=evacuation_started", timeout=60)
+        assert field(line, "az") == BASIC["az"]
+        assert field(line, "subnets") == "%s,%s" % (sub1, sub2)
+        moved_on = d.wait_for(r"evacuation subnet %s: .*; trying %s"
+                              % (sub1, sub2), timeout=60)
+        assert "InsufficientInstanceCapacity" in moved_on
+        done = d.wait_for(r"event=evacuation_completed", timeout=90)
+        fin = d.wait_for(r"event=failover_completed", timeout=10)
+        # The retry budget in the first subnet, then the second one.
+        runs = calls(sim, "RunInstances")
+        assert [r["params"].get("SubnetId") for r in runs] == \
+            [sub1] * 3 + [sub2]
+        st = sim.state()
+        new = [i for i in st["instances"].values() if i["id"] != OLD]
+        assert len(new) == 1
+        new = new[0]
+        assert new["state"] == "running" and new["az"] == second
+        assert new["subnet"] == sub2
+        restored = {}
+        for dev, vid in VOLS.items():
+            nv = new["volumes"].get(dev)
+            assert nv is not None and nv != vid
+            v = sim.volume(nv)
+            assert v["az"] == second and v["snapshot"] == SNAPS[dev]
+            assert v["data"] == snap_data[dev]
+            assert v["attachment"]["state"] == "attached"
+            restored[dev] = nv
+            assert sim.volume(vid)["attachment"]["instance"] == OLD
+        assert st["addresses"][EIP]["instance"] == new["id"]
+        # Nothing orphaned where there was no capacity: no instance,
+        # no restored volume; one CreateVolume per volume, all in 1c.
+        assert [i["id"] for i in st["instances"].values()
+                if i["az"] == first] == []
+        assert [v["id"] for v in st["volumes"].values()
+                if v["az"] == first] == []
+        creates = calls(sim, "CreateVolume")
+        assert [c["params"].get("AvailabilityZone") for c in creates] == \
+            [second, second]
+        site = curl_health(sim)
+        assert site["instance_id"] == new["id"]
+        assert {v["device"]: v["data"] for v in site["volumes"]} == \
+            snap_data
+        # The alerts name the AZ the service is in now.
+        assert field(done, "az") == second
+        assert field(done, "instance") == new["id"]
+        assert field(fin, "az") == second
+        assert field(fin, "new_instance") == new["id"]
+        svc = json.loads(ctl(d.sock, "status", "--json").stdout)
+        assert svc["services"][0]["az"] == second
+        # With every AZ fine again, the next failover launches in the
+        # subnet the evacuation used (1b would not see the volumes).
+        sim.impair_az(first, False)
+        sim.impair_az(BASIC["az"], False)
+        n = len(d.lines)
+        sim.instance_fault(new["id"], "both")
+        d.wait_for(r"event=failover_completed", timeout=60, start=n)
+        st = sim.state()
+        third = [i for i in st["instances"].values()
+                 if i["id"] not in (OLD, new["id"])]
+        assert len(third) == 1 and third[0]["subnet"] == sub2
+        assert {dev: third[0]["volumes"].get(dev) for dev in VOLS} == \
+            restored
+        assert st["addresses"][EIP]["instance"] == third[0]["id"]
+        assert calls(sim, "RunInstances")[-1]["params"]["SubnetId"] == sub2
+        assert "evacuation_started" not in "\n".join(d.lines[n:])

@@ -9,6 +9,7 @@ import pwd
 import random
 import re
 import signal
+import threading
 import time
 
 import pytest
@@ -463,5 +464,97 @@ def test_reload_keeps_counters_of_unchanged_probes(world, tmp_path):
         # The probe whose settings changed starts over.
         assert after["changed"]["checks"] < before["changed"]["checks"]
         assert after["changed"]["state"] in ("unknown", "up")
+    finally:
+        daemon.stop()
+
+
+# -- the cap on checks in flight -------------------------------------------
+
+LATE_RX = re.compile(r"probe line/(slow\d): check (\S+) latency=\S+ "
+                     r"late=(-?[\d.]+)ms")
+
+
+def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
+        world, tmp_path):
+    """With at most 2 checks in flight (FOD_PROBE_MAX_IN_FLIGHT) and
+    more due than 2 slots can run, checks wait in line: never more than
+    2 run, every probe gets its turn, and a check that waited longer
+    than its timeout still passes, its timeout counted from its start."""
+    d = str(tmp_path)
+    lock = threading.Lock()
+    seen = {"now": 0, "most": 0}
+
+    def slow(h):
+        with lock:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+        time.sleep(0.15)
+        with lock:
+            seen["now"] -= 1
+        return 200, "slow but healthy\n"
+
+    world.http.set_route("/slow", slow)
+    timeout = 0.6
+    common = dict(interval=1.0, timeout=timeout, fall=1, rise=1)
+    # Blackholed targets hold a slot for a whole timeout each.
+    probes = [probe(f"hang{i}", "http", address=world.hang_ip,
+                    port=HTTP_PORT, **common) for i in range(6)]
+    probes += [probe(f"slow{i}", "http", address=world.http_ip,
+                     port=HTTP_PORT, path="/slow", expect_body="healthy",
+                     **common) for i in range(4)]
+    conf = write_conf(d, [service(50, "line", probes)])
+    daemon = Daemon(conf, env={**ENV, "FOD_PROBE_MAX_IN_FLIGHT": "2"})
+    try:
+        daemon.wait_for(r"event=config_loaded")
+        most_running, most_waiting = 0, 0
+        deadline = time.monotonic() + 40
+        while True:
+            st = status(d)["line"]
+            probes_st = [p for n, p in st.items() if n]
+            most_running = max(most_running,
+                               sum(p["running"] for p in probes_st))
+            most_waiting = max(most_waiting,
+                               sum(p["waiting"] for p in probes_st))
+            if all(p["checks"] >= 3 for p in probes_st):
+                break
+            assert time.monotonic() < deadline, json.dumps(st, indent=1)
+            daemon.drain(0.1)
+        daemon.drain(0.3)
+        assert most_running <= 2
+        assert most_waiting >= 1
+        assert seen["most"] <= 2
+        daemon.wait_for(r"probes: \d+ checks in flight, the most at once")
+        for n, p in st.items():
+            if n.startswith("slow"):
+                # Waiting in line is not a failure.
+                assert p["failures"] == 0 and p["state"] == "up", p
+            elif n.startswith("hang"):
+                assert p["reason"] == "timeout_in=response", p
+        checks = [LATE_RX.search(l) for l in daemon.lines]
+        checks = [(m.group(2), float(m.group(3)))
+                  for m in checks if m is not None]
+        assert checks and all(r == "ok" for r, _ in checks), checks
+        # Some waited past their timeout before starting, and passed.
+        assert max(late for _, late in checks) > timeout * 1000, checks
+    finally:
+        daemon.stop()
+
+
+def test_http_probes_ignore_a_proxy_from_the_environment(world, tmp_path):
+    """A check goes to its target itself: a proxy named in the daemon's
+    environment (here a dead loopback port) is not used."""
+    d = str(tmp_path)
+    conf = write_conf(d, [service(51, "direct", [
+        probe("http", "http", address=world.http_ip, port=HTTP_PORT,
+              path="/ok", interval=0.3, timeout=0.25, fall=1, rise=1)])])
+    proxy = "http://127.0.0.1:9"
+    env = {**ENV, "http_proxy": proxy, "HTTP_PROXY": proxy,
+           "https_proxy": proxy, "ALL_PROXY": proxy, "all_proxy": proxy}
+    daemon = Daemon(conf, env=env)
+    try:
+        daemon.wait_for(r"event=config_loaded")
+        st = wait_status(d, lambda s: s["direct"]["http"]["checks"] >= 3)
+        assert st["direct"]["http"]["failures"] == 0, st["direct"]["http"]
+        assert st["direct"]["http"]["state"] == "up"
     finally:
         daemon.stop()
