@@ -146,6 +146,7 @@ struct fo_call {
 	struct failover		*fo;
 	struct ec2_call		*call;
 	enum fo_branch		 branch;
+	struct fo_volume	*vol;	/* AttachVolume's, or NULL */
 };
 
 struct failover {
@@ -183,6 +184,7 @@ struct failover {
 	/* Heap, not arrays: a watchdog may hold thousands of these. */
 	char			*ec2_view;	/* corroborate's EC2 answer */
 	char			*hold_reason;	/* NULL: not held */
+	char			*attach_refused; /* first refusal, pending */
 	double			 retry_at;	/* idle: consider again */
 
 	/* The failover in progress. */
@@ -222,6 +224,8 @@ static void	failover_fail(struct failover *fo, const char *why);
 static void	failover_poll(struct failover *fo);
 static void	failover_consider(struct failover *fo);
 static void	fo_refresh_over(struct failover *fo);
+static void	fo_on_attach(struct failover *fo, struct fo_volume *vol,
+		    struct ec2_result *res);
 static void	failover_begin(struct failover *fo, const char *why,
 		    int manual);
 static void	fo_volumes_progress(struct failover *fo);
@@ -1532,7 +1536,7 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 		return;
 	if (kind == 2 && fo_no_capacity(code)) {
 		fo->launch_tries++;
-		log_warnx("failover %s: RunInstances: %s (try %d of %d)",
+		log_warnx("failover %s: %s (try %d of %d)",
 		    fo->name, ec2_result_error(res), fo->launch_tries,
 		    FO_LAUNCH_TRIES);
 		if (fo->launch_tries < FO_LAUNCH_TRIES) {
@@ -1901,6 +1905,7 @@ fo_attach_one(struct failover *fo, struct fo_volume *v)
 		return;
 	}
 	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0) {
+		fo->calls->vol = v;	/* fo_send put it first */
 		v->attach_sent = 1;
 		fo_vol_set(fo, v, VOL_ATTACHING);
 	}
@@ -2089,6 +2094,7 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	fo_cancel_branch(fo, FO_LAUNCH);
 	ev_timer_stop(fo->env->loop, &fo->tick);
 	service_check_stop(fo->svc);
+	fo_set_str(&fo->attach_refused, NULL);
 	fo_history_add(fo, result, why);
 	fo_rec_clear_progress(fo);
 	journal_rec_del(fo->rec, "started");
@@ -2140,6 +2146,13 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 	fo_cancel_branch(fo, FO_LAUNCH);
 	fo_history_add(fo, "rolled_back", why);
 	fo_rec_clear_progress(fo);
+	/*
+	 * The old instance stays the one to go back to until a rollback
+	 * succeeds: if this one fails, failoverctl rollback (which its
+	 * alert advises) must still know where to.
+	 */
+	if (to[0] != '\0')
+		fo_rec_set(fo, "switch_kept", to);
 	fo_rollback_begin(fo, from[0] ? from : NULL, to, why, 0);
 }
 
@@ -2171,10 +2184,28 @@ failover_fail(struct failover *fo, const char *why)
 		return;
 	}
 	if (fo->kind == KIND_ROLLBACK) {
-		alert_emit(ALERT_ROLLBACK_FAILED, fo->name, "rollback_id",
-		    fo->id, "step", failover_step_str(at), "reason", why,
-		    "stands", stands, "action", "left as it stands; a person "
-		    "decides (failoverctl rollback to try again)", NULL);
+		/*
+		 * The instance we were moving back to serves nobody before
+		 * ASSOCIATE: stopped, it cannot run beside volumes attached
+		 * nowhere (as a failed failover's replacement).
+		 */
+		if (fo->new != NULL && at < FAILOVER_ASSOCIATE &&
+		    fo->launch >= LAUNCH_SENT) {
+			fo_stop_idle_replacement(fo);
+			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
+			    "rollback_id", fo->id, "step",
+			    failover_step_str(at), "reason", why, "stands",
+			    stands, "action", "the instance we were moving "
+			    "back to serves nobody and is stopped again; the "
+			    "rest is left as it stands; a person decides "
+			    "(failoverctl rollback to try again)", NULL);
+		} else
+			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
+			    "rollback_id", fo->id, "step",
+			    failover_step_str(at), "reason", why, "stands",
+			    stands, "action", "left as it stands; a person "
+			    "decides (failoverctl rollback to try again)",
+			    NULL);
 		fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
 		    failover_step_str(at), why);
 		fo_end(fo, FAILOVER_FAILED, "failed", why);
@@ -2887,6 +2918,7 @@ failover_on_result(struct ec2_result *res, void *arg)
 	struct fo_call	*c = arg, **pp;
 	struct failover	*fo = c->fo;
 	enum fo_branch	 br = c->branch;
+	struct fo_volume *vol = c->vol;
 
 	for (pp = &fo->calls; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -2991,8 +3023,7 @@ failover_on_result(struct ec2_result *res, void *arg)
 		break;
 	case EC2_DETACH_VOLUME:
 	case EC2_ATTACH_VOLUME:
-		if (fo_result_kind(fo, res) == 2)
-			failover_fail(fo, ec2_result_error(res));
+		fo_on_attach(fo, vol, res);
 		break;
 	case EC2_ASSOCIATE_ADDRESS:
 		if (fo->step == FAILOVER_ASSOCIATE)
@@ -3008,6 +3039,44 @@ failover_on_result(struct ec2_result *res, void *arg)
 		break;
 	}
 	ec2_result_free(res);
+}
+
+static int
+fo_attach_in_flight(const struct failover *fo)
+{
+	const struct fo_call *c;
+
+	for (c = fo->calls; c != NULL; c = c->next)
+		if (c->vol != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * AWS refused an AttachVolume: the volume is where it was, free. The
+ * failover fails once every AttachVolume sent has its answer, so that
+ * its alert says where each volume really is.
+ */
+static void
+fo_on_attach(struct failover *fo, struct fo_volume *vol,
+    struct ec2_result *res)
+{
+	char *why;
+
+	if (fo_result_kind(fo, res) == 2) {
+		if (vol != NULL) {
+			vol->attach_sent = 0;
+			fo_vol_set(fo, vol, VOL_AVAILABLE);
+		}
+		if (fo->attach_refused == NULL)
+			fo_set_str(&fo->attach_refused, ec2_result_error(res));
+	}
+	if (fo->attach_refused == NULL || fo_attach_in_flight(fo))
+		return;
+	why = fo->attach_refused;
+	fo->attach_refused = NULL;
+	failover_fail(fo, why);
+	free(why);
 }
 
 static void
@@ -3287,6 +3356,7 @@ failover_free(struct failover *fo)
 	free(fo->evac_az);
 	free(fo->hold_reason);
 	free(fo->ec2_view);
+	free(fo->attach_refused);
 	free(fo->eip_ip);
 	free(fo->eip_instance);
 	free(fo->vol_az);

@@ -367,10 +367,6 @@ def test_rollback_that_cannot_start_the_kept_instance_holds_for_a_person(
             [("switch", "rolled_back"), ("rollback", "failed")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "failover.c fo_switch_fail(): the automatic rollback begins without "
-    "journaling switch_kept, so once it fails `failoverctl rollback` "
-    "(the rollback_failed alert's advice) is refused: no instance kept"))
 def test_after_a_failed_automatic_rollback_failoverctl_rollback_works(
         tmp_path, sim):
     ami = release(sim, ["http_down_with_data"])
@@ -392,11 +388,6 @@ def test_after_a_failed_automatic_rollback_failoverctl_rollback_works(
         assert status(d)["kept_instance"] is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "failover.c failover_fail(): a rollback failing before ASSOCIATE "
-    "leaves the instance it started running with the volumes attached "
-    "nowhere (a failover stops its idle replacement, a rollback does "
-    "not), and stands= calls the refused volumes 'attaching'"))
 def test_rollback_that_cannot_attach_leaves_no_instance_without_its_data(
         tmp_path, sim):
     ami = release(sim, ["http_down_with_data"])
