@@ -101,15 +101,33 @@ daemon_practice_free(struct daemon_practice *pr)
 	memset(pr, 0, sizeof(*pr));
 }
 
+static const char *
+daemon_volume_id(void *arg, const struct service *svc, const char *conf_id)
+{
+	struct failover *fo = daemon_failover(arg, svc);
+
+	return fo != NULL ? failover_volume_id(fo, conf_id) : conf_id;
+}
+
+static const char *
+daemon_subnet(void *arg, const struct service *svc)
+{
+	struct failover *fo = daemon_failover(arg, svc);
+
+	return fo != NULL ? failover_subnet(fo) :
+	    service_conf(svc)->launch.subnet;
+}
+
 /* A new service's snapshot schedule, preflight (run now) and bake. */
 static int
 daemon_practice_new(struct daemon *d, struct service *svc,
     const struct config *conf, struct daemon_practice *pr)
 {
-	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir };
-	struct preflight_env	pe = { d->loop, d->ec2 };
+	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir,
+				    daemon_volume_id, d };
+	struct preflight_env	pe = { d->loop, d->ec2, daemon_volume_id,
+				    daemon_subnet, d };
 	struct bake_env		be = { d->loop, d->ec2, conf->state_dir };
-	struct buf		out;
 
 	pr->snapshot = snapshot_new(&se, svc);
 	pr->preflight = preflight_new(&pe, svc);
@@ -119,12 +137,22 @@ daemon_practice_new(struct daemon *d, struct service *svc,
 		daemon_practice_free(pr);
 		return -1;
 	}
-	/* Prove at start that a failover would work; loud if not. */
+	return 0;
+}
+
+/*
+ * Proves at start that a failover would work; loud if not. Called once
+ * the service is among d's, where its identity is looked up.
+ */
+static void
+daemon_practice_begin(struct daemon_practice *pr)
+{
+	struct buf out;
+
 	buf_init(&out);
 	if (preflight_start(pr->preflight, NULL, &out) == -1)
 		log_warnx("%s", buf_str(&out));
 	buf_free(&out);
-	return 0;
 }
 
 static const char *
@@ -134,6 +162,15 @@ daemon_replacement_ami(void *arg, const struct service *svc)
 
 	return pr != NULL && pr->bake != NULL ?
 	    bake_replacement_ami(pr->bake) : NULL;
+}
+
+static void
+daemon_on_check(struct service *svc, enum service_verdict to, void *arg)
+{
+	struct failover *fo = daemon_failover(arg, svc);
+
+	if (fo != NULL)
+		failover_on_check(fo, to);
 }
 
 static void
@@ -234,15 +271,19 @@ daemon_apply(struct daemon *d, struct config *conf)
 	struct service	**next, *svc;
 	struct failover	**nextfo;
 	struct daemon_practice *nextpr;
+	unsigned char	 *fresh;
 	size_t		  i, j;
 
 	next = calloc(conf->nservices + 1, sizeof(*next));
 	nextfo = calloc(conf->nservices + 1, sizeof(*nextfo));
 	nextpr = calloc(conf->nservices + 1, sizeof(*nextpr));
-	if (next == NULL || nextfo == NULL || nextpr == NULL) {
+	fresh = calloc(conf->nservices + 1, 1);
+	if (next == NULL || nextfo == NULL || nextpr == NULL ||
+	    fresh == NULL) {
 		free(next);
 		free(nextfo);
 		free(nextpr);
+		free(fresh);
 		return -1;
 	}
 	/* The journals are found in the new state_dir from now on. */
@@ -270,6 +311,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 				goto fail;
 			}
 			service_start(svc);
+			fresh[i] = 1;
 		}
 		next[i] = svc;
 	}
@@ -293,6 +335,10 @@ daemon_apply(struct daemon *d, struct config *conf)
 	d->services = next;
 	d->failovers = nextfo;
 	d->nservices = conf->nservices;
+	for (i = 0; i < d->nservices; i++)
+		if (fresh[i])
+			daemon_practice_begin(&d->practices[i]);
+	free(fresh);
 	return 0;
 fail:
 	/* New services made so far go; adopted ones stay with d. */
@@ -307,6 +353,7 @@ fail:
 	free(next);
 	free(nextfo);
 	free(nextpr);
+	free(fresh);
 	return -1;
 }
 
@@ -355,6 +402,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->env.loop = loop;
 	d->env.curl = d->curl;
 	d->env.on_verdict = daemon_on_verdict;
+	d->env.on_check = daemon_on_check;
 	d->env.arg = d;
 	if (daemon_open_control(d, conf, err, errlen) == -1)
 		goto fail;

@@ -550,6 +550,17 @@ budget_take(struct ec2_client *c)
 	return (1.0 - c->tokens) / c->rate;
 }
 
+int
+ec2_budget_spare(struct ec2_client *c, double reserve)
+{
+	if (c->budget_head != NULL)
+		return 0;
+	if (c->rate <= 0)
+		return 1;
+	budget_refill(c);
+	return c->tokens >= 1.0 + reserve;
+}
+
 static void
 budget_unqueue(struct ec2_call *call)
 {

@@ -51,9 +51,21 @@
 #include "failoverd/log.h"
 #include "failoverd/snapshot.h"
 
-#define FO_TICK			0.5	/* EC2 poll period while acting */
+/*
+ * While acting, the engine looks at its step every FO_TICK and polls
+ * EC2 at least every FO_POLL_EVERY; in between it polls only with call
+ * budget to spare (ec2_budget_spare: nobody waiting, FO_POLL_RESERVE
+ * tokens left for the actions that follow). A step AWS ends between two
+ * polls is seen up to one poll period late, on each step of the
+ * critical path: polling faster with spare budget keeps that small
+ * without ever delaying an action or another service's call.
+ */
+#define FO_TICK			0.1
+#define FO_POLL_EVERY		0.5
+#define FO_POLL_RESERVE		2.0
 #define FO_REFRESH		30.0	/* re-learn the EIP's instance */
-#define FO_REFRESH_RETRY	2.0
+#define FO_REFRESH_ACTIVE	4	/* services refreshing at once */
+#define FO_REFRESH_RETRY	2.0	/* EC2 away: doubles up to ... */
 #define FO_RETRY_IDLE		5.0	/* a DOWN we could not act on */
 #define FO_POLL_DEADLINE	10.0	/* one Describe* call */
 #define FO_ACT_DEADLINE		20.0	/* one mutating call */
@@ -134,6 +146,7 @@ struct fo_call {
 	struct failover		*fo;
 	struct ec2_call		*call;
 	enum fo_branch		 branch;
+	struct fo_volume	*vol;	/* AttachVolume's, or NULL */
 };
 
 struct failover {
@@ -148,7 +161,12 @@ struct failover {
 	int			 step_slow;	/* alerted for this step */
 	double			 last_look;	/* deadline passed: re-read at */
 	ev_timer		 tick;
+	double			 polled_at;	/* ev_now of the last poll */
 	ev_timer		 refresh;
+	unsigned int		 refresh_fails;	/* in a row: the backoff */
+	int			 refreshing;	/* counted in fo_refreshing */
+	int			 in_line;	/* waiting to refresh */
+	struct failover		*line_prev, *line_next;
 	struct fo_call		*calls;
 	int			 busy[FO_BRANCHES];
 
@@ -163,8 +181,10 @@ struct failover {
 	int			 paused;
 	int			 isolated;	/* said so for this DOWN */
 	int			 ec2_says_ok;	/* corroborate's answer */
-	char			 ec2_view[160];
-	char			 hold_reason[640];
+	/* Heap, not arrays: a watchdog may hold thousands of these. */
+	char			*ec2_view;	/* corroborate's EC2 answer */
+	char			*hold_reason;	/* NULL: not held */
+	char			*attach_refused; /* first refusal, pending */
 	double			 retry_at;	/* idle: consider again */
 
 	/* The failover in progress. */
@@ -202,6 +222,10 @@ struct failover {
 
 static void	failover_fail(struct failover *fo, const char *why);
 static void	failover_poll(struct failover *fo);
+static void	failover_consider(struct failover *fo);
+static void	fo_refresh_over(struct failover *fo);
+static void	fo_on_attach(struct failover *fo, struct fo_volume *vol,
+		    struct ec2_result *res);
 static void	failover_begin(struct failover *fo, const char *why,
 		    int manual);
 static void	fo_volumes_progress(struct failover *fo);
@@ -234,6 +258,22 @@ fo_str_index(const char *const *names, size_t n, const char *s)
 		if (strcmp(names[i], s) == 0)
 			return (int)i;
 	return -1;
+}
+
+static void
+fo_set_str(char **dst, const char *src);
+
+/* A hold reason, bounded as the journal and status lines like it. */
+static void __attribute__((format(printf, 2, 3)))
+fo_set_holdf(struct failover *fo, const char *fmt, ...)
+{
+	char	why[640];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fo_set_str(&fo->hold_reason, why);
 }
 
 static void
@@ -319,8 +359,7 @@ fo_rec_progress(struct failover *fo)
 
 	fo_rec_set(fo, "step", failover_step_str(fo->step));
 	fo_rec_set(fo, "paused", fo->paused ? "1" : "0");
-	fo_rec_set(fo, "hold_reason",
-	    fo->hold_reason[0] ? fo->hold_reason : NULL);
+	fo_rec_set(fo, "hold_reason", fo->hold_reason);
 	if (!fo_active(fo))
 		return;
 	fo_rec_set(fo, "failover_id", fo->id);
@@ -539,6 +578,8 @@ fo_cancel_branch(struct failover *fo, int br)
 		fo->busy[c->branch]--;
 		free(c);
 	}
+	if (br < 0 || br == FO_REFRESH_BR)
+		fo_refresh_over(fo);
 }
 
 static struct ec2_request *
@@ -621,21 +662,98 @@ fo_learn_current(struct failover *fo)
 		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
 }
 
+static void	fo_refresh_volumes_send(struct failover *fo);
+static void	fo_refresh_send(struct failover *fo);
+
+/*
+ * Services waiting for their turn to refresh, process-wide (a process
+ * runs one daemon; its EC2 call budget is one). At start every service
+ * looks its EIP up at once: thousands of calls that would all wait in
+ * the budget's queue holding their requests, and ahead of a failover's.
+ * At most FO_REFRESH_ACTIVE services refresh at a time; the others
+ * wait here holding nothing.
+ */
+static struct failover	*fo_line_head, *fo_line_tail;
+static unsigned int	 fo_refreshing;
+
+static void
+fo_line_remove(struct failover *fo)
+{
+	if (!fo->in_line)
+		return;
+	if (fo->line_prev != NULL)
+		fo->line_prev->line_next = fo->line_next;
+	else
+		fo_line_head = fo->line_next;
+	if (fo->line_next != NULL)
+		fo->line_next->line_prev = fo->line_prev;
+	else
+		fo_line_tail = fo->line_prev;
+	fo->line_prev = fo->line_next = NULL;
+	fo->in_line = 0;
+}
+
+/* The refresh branch has nothing in flight any more: next in line. */
+static void
+fo_refresh_over(struct failover *fo)
+{
+	struct failover *next;
+
+	if (!fo->refreshing || fo->busy[FO_REFRESH_BR] > 0)
+		return;
+	fo->refreshing = 0;
+	fo_refreshing--;
+	while (fo_refreshing < FO_REFRESH_ACTIVE && fo_line_head != NULL) {
+		next = fo_line_head;
+		fo_line_remove(next);
+		fo_refresh_send(next);
+	}
+}
+
 static void
 fo_refresh_send(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct ec2_request		*req;
+
+	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL ||
+	    fo->in_line)
+		return;
+	if (!fo->refreshing && fo_refreshing >= FO_REFRESH_ACTIVE) {
+		fo->line_prev = fo_line_tail;
+		fo->line_next = NULL;
+		if (fo_line_tail != NULL)
+			fo_line_tail->line_next = fo;
+		else
+			fo_line_head = fo;
+		fo_line_tail = fo;
+		fo->in_line = 1;
+		return;
+	}
+	if (!fo->refreshing) {
+		fo->refreshing = 1;
+		fo_refreshing++;
+	}
+	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
+	    sc->eip_allocation_id);
+	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
+	    FO_POLL_DEADLINE) == -1) {
+		fo_refresh_over(fo);
+		return;
+	}
+	/* While EC2 is away the address alone tells when it is back. */
+	if (fo->aws_ok)
+		fo_refresh_volumes_send(fo);
+}
+
+static void
+fo_refresh_volumes_send(struct failover *fo)
 {
 	const struct service_conf	*sc = fo_conf(fo);
 	struct ec2_request		*req;
 	const char			**ids;
 	size_t				 i;
 
-	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL)
-		return;
-	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
-	    sc->eip_allocation_id);
-	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
-	    FO_POLL_DEADLINE) == -1)
-		return;
 	if (sc->nvolumes == 0)
 		return;
 	ids = calloc(sc->nvolumes, sizeof(*ids));
@@ -665,7 +783,21 @@ fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	 */
 	if (!fo_active(fo) || fo->eip_ip == NULL)
 		fo_refresh_send(fo);
-	w->repeat = fo->aws_ok ? FO_REFRESH : FO_REFRESH_RETRY;
+	/*
+	 * With EC2 away, look again soon, then less and less often (each
+	 * look is a few attempts): an idle watchdog that cannot reach AWS
+	 * must not keep waking up for it.
+	 */
+	if (fo->aws_ok) {
+		fo->refresh_fails = 0;
+		w->repeat = FO_REFRESH;
+	} else {
+		w->repeat = FO_REFRESH_RETRY * (double)(1u <<
+		    (fo->refresh_fails < 4 ? fo->refresh_fails : 4));
+		if (w->repeat > FO_REFRESH)
+			w->repeat = FO_REFRESH;
+		fo->refresh_fails++;
+	}
 	ev_timer_again(loop, w);
 }
 
@@ -700,9 +832,11 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 		    a->instance_id ? a->instance_id :
 		    "none (EIP unassociated)");
 	fo_set_str(&fo->eip_instance, a->instance_id);
-	if (!fo->aws_ok)
+	if (!fo->aws_ok) {
 		log_info("service %s: EC2 answers again", fo->name);
-	fo->aws_ok = 1;
+		fo->aws_ok = 1;
+		fo_refresh_volumes_send(fo);
+	}
 	fo_learn_current(fo);
 }
 
@@ -1154,10 +1288,10 @@ fo_evac_done(struct failover *fo)
 /* --- the launch branch --------------------------------------------------- */
 
 /*
- * A switch's new instance, before production is touched: the
- * service's own probes, pointed at its private address, must pass
- * (verify_timeout). Production is not probed meanwhile; the switch
- * is a planned move a person asked for.
+ * A switch's new instance, before production is touched: a second set
+ * of the service's probes, pointed at its private address, must pass
+ * (verify_timeout), while the service's own probes go on watching
+ * production through the EIP.
  */
 static void
 fo_precheck_start(struct failover *fo)
@@ -1170,8 +1304,9 @@ fo_precheck_start(struct failover *fo)
 	fo->precheck_start = fo_now(fo);
 	log_info("switch %s: checking %s on its private address %s before "
 	    "touching production", fo->name, fo->new, fo->new_ip);
-	service_set_target(fo->svc, fo->new_ip);
-	service_reset_probes(fo->svc);
+	if (service_check_start(fo->svc, fo->new_ip) == -1)
+		failover_fail(fo, "cannot start the check of the new instance "
+		    "(out of memory)");
 }
 
 static int
@@ -1194,8 +1329,7 @@ fo_precheck_passed(struct failover *fo)
 	    "step", failover_step_str(fo->step), "kind", "switch",
 	    "check", "passed on the private address", "instance", fo->new,
 	    "address", fo->new_ip, NULL);
-	service_set_target(fo->svc, fo->eip_ip);
-	service_reset_probes(fo->svc);
+	service_check_stop(fo->svc);
 	/* FENCE's budget starts now, not at the launch. */
 	fo->step_start = fo_now(fo);
 	fo->step_slow = 0;
@@ -1247,6 +1381,22 @@ fo_token(const struct failover *fo, char *out, size_t len)
 		    fo->evac_subnet % 100);
 	else
 		snprintf(out, len, "%s", fo->id);
+}
+
+const char *
+failover_volume_id(const struct failover *fo, const char *conf_id)
+{
+	return fo_vol_id(fo, conf_id);
+}
+
+const char *
+failover_subnet(const struct failover *fo)
+{
+	const char *moved = NULL;
+
+	if (fo->rec != NULL)
+		moved = journal_rec_get(fo->rec, "identity.subnet");
+	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
 }
 
 /* The subnet of a launch: after an evacuation, one in the new AZ. */
@@ -1386,7 +1536,7 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 		return;
 	if (kind == 2 && fo_no_capacity(code)) {
 		fo->launch_tries++;
-		log_warnx("failover %s: RunInstances: %s (try %d of %d)",
+		log_warnx("failover %s: %s (try %d of %d)",
 		    fo->name, ec2_result_error(res), fo->launch_tries,
 		    FO_LAUNCH_TRIES);
 		if (fo->launch_tries < FO_LAUNCH_TRIES) {
@@ -1755,6 +1905,7 @@ fo_attach_one(struct failover *fo, struct fo_volume *v)
 		return;
 	}
 	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0) {
+		fo->calls->vol = v;	/* fo_send put it first */
 		v->attach_sent = 1;
 		fo_vol_set(fo, v, VOL_ATTACHING);
 	}
@@ -1942,6 +2093,8 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	fo_cancel_branch(fo, FO_MAIN);
 	fo_cancel_branch(fo, FO_LAUNCH);
 	ev_timer_stop(fo->env->loop, &fo->tick);
+	service_check_stop(fo->svc);
+	fo_set_str(&fo->attach_refused, NULL);
 	fo_history_add(fo, result, why);
 	fo_rec_clear_progress(fo);
 	journal_rec_del(fo->rec, "started");
@@ -1974,9 +2127,12 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 				fo_send(fo, FO_REFRESH_BR, req,
 				    FO_ACT_DEADLINE);
 		}
-		service_set_target(fo->svc, fo->eip_ip);
-		service_reset_probes(fo->svc);
 		fo_end(fo, FAILOVER_IDLE, "failed", why);
+		/*
+		 * Production stayed watched; if it went down meanwhile,
+		 * its failover was only waiting for the switch to end.
+		 */
+		failover_consider(fo);
 		return;
 	}
 	alert_emit(ALERT_SWITCH_FAILED, fo->name, "switch_id", fo->id,
@@ -1990,6 +2146,13 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 	fo_cancel_branch(fo, FO_LAUNCH);
 	fo_history_add(fo, "rolled_back", why);
 	fo_rec_clear_progress(fo);
+	/*
+	 * The old instance stays the one to go back to until a rollback
+	 * succeeds: if this one fails, failoverctl rollback (which its
+	 * alert advises) must still know where to.
+	 */
+	if (to[0] != '\0')
+		fo_rec_set(fo, "switch_kept", to);
 	fo_rollback_begin(fo, from[0] ? from : NULL, to, why, 0);
 }
 
@@ -2021,13 +2184,30 @@ failover_fail(struct failover *fo, const char *why)
 		return;
 	}
 	if (fo->kind == KIND_ROLLBACK) {
-		alert_emit(ALERT_ROLLBACK_FAILED, fo->name, "rollback_id",
-		    fo->id, "step", failover_step_str(at), "reason", why,
-		    "stands", stands, "action", "left as it stands; a person "
-		    "decides (failoverctl rollback to try again)", NULL);
-		snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s "
-		    "failed in %s: %.300s", fo->id, failover_step_str(at),
-		    why);
+		/*
+		 * The instance we were moving back to serves nobody before
+		 * ASSOCIATE: stopped, it cannot run beside volumes attached
+		 * nowhere (as a failed failover's replacement).
+		 */
+		if (fo->new != NULL && at < FAILOVER_ASSOCIATE &&
+		    fo->launch >= LAUNCH_SENT) {
+			fo_stop_idle_replacement(fo);
+			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
+			    "rollback_id", fo->id, "step",
+			    failover_step_str(at), "reason", why, "stands",
+			    stands, "action", "the instance we were moving "
+			    "back to serves nobody and is stopped again; the "
+			    "rest is left as it stands; a person decides "
+			    "(failoverctl rollback to try again)", NULL);
+		} else
+			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
+			    "rollback_id", fo->id, "step",
+			    failover_step_str(at), "reason", why, "stands",
+			    stands, "action", "left as it stands; a person "
+			    "decides (failoverctl rollback to try again)",
+			    NULL);
+		fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+		    failover_step_str(at), why);
 		fo_end(fo, FAILOVER_FAILED, "failed", why);
 		return;
 	}
@@ -2050,8 +2230,8 @@ failover_fail(struct failover *fo, const char *why)
 		    "stands", stands, "action", "left as it stands; a person "
 		    "decides (failoverctl failover to try again)", NULL);
 	/* Shown by status until a person resumes the service. */
-	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s failed in "
-	    "%s: %.300s", fo->id, failover_step_str(at), why);
+	fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+	    failover_step_str(at), why);
 	fo_end(fo, FAILOVER_FAILED, "failed", why);
 }
 
@@ -2271,9 +2451,10 @@ failover_step_fence_launch(struct failover *fo)
 	if (fo->kind == KIND_SWITCH && fo->launch == LAUNCH_READY &&
 	    !fo->prechecked) {
 		/* Resumed with the instance ready: check it again. */
-		if (fo->precheck_start == 0)
+		if (fo->precheck_start == 0 ||
+		    service_check_target(fo->svc) == NULL)
 			fo_precheck_start(fo);
-		else if (service_verdict(fo->svc) == SERVICE_HEALTHY)
+		else if (service_check_verdict(fo->svc) == SERVICE_HEALTHY)
 			fo_precheck_passed(fo);
 		return;
 	}
@@ -2349,7 +2530,7 @@ fo_wants_failover(const struct failover *fo)
 static void
 fo_hold(struct failover *fo, const char *why)
 {
-	snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s", why);
+	fo_set_str(&fo->hold_reason, why);
 	alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", why,
 	    "action", "waiting for a person (failoverctl failover or "
 	    "resume)", NULL);
@@ -2413,7 +2594,7 @@ fo_can_act(struct failover *fo, char *why, size_t len)
 	}
 	if (fo->journal_bad) {
 		snprintf(why, len, "the journal is corrupt: %.200s",
-		    fo->hold_reason);
+		    fo->hold_reason ? fo->hold_reason : "?");
 		return 0;
 	}
 	if (fo->eip_ip == NULL || fo->vol_az == NULL) {
@@ -2492,12 +2673,13 @@ fo_corroborate_decide(struct failover *fo)
 		return;		/* undecided: asked again next tick */
 	fo->ec2_says_ok = 0;
 	if (iso == 0) {
-		failover_begin(fo, fo->ec2_view, 0);
+		failover_begin(fo, fo->ec2_view ? fo->ec2_view : "", 0);
 		return;
 	}
 	fo->isolated = 1;
 	alert_emit(ALERT_WATCHDOG_ISOLATED, fo->name, "instance",
-	    fo->eip_instance, "ec2", fo->ec2_view, "action", "no failover: "
+	    fo->eip_instance, "ec2", fo->ec2_view ? fo->ec2_view : "",
+	    "action", "no failover: "
 	    "every service went down at once while EC2 sees them healthy; "
 	    "check this host's network", NULL);
 	failover_set_step(fo, FAILOVER_IDLE);
@@ -2543,7 +2725,7 @@ fo_on_corroborate(struct failover *fo, struct ec2_result *res)
 		return;
 	}
 	fo->ec2_says_ok = 1;
-	snprintf(fo->ec2_view, sizeof(fo->ec2_view), "%s", what);
+	fo_set_str(&fo->ec2_view, what);
 	fo_corroborate_decide(fo);
 }
 
@@ -2663,7 +2845,7 @@ failover_begin(struct failover *fo, const char *why, int manual)
 	fo->started = now;
 	fo->launch_start = now;
 	fo->isolated = 0;
-	fo->hold_reason[0] = '\0';
+	fo_set_str(&fo->hold_reason, NULL);
 	fo->t[T_DETECT] = fo->manual || fo->unhealthy_since == 0 ? 0 :
 	    now - fo->unhealthy_since;
 	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
@@ -2695,7 +2877,7 @@ fo_rollback_begin(struct failover *fo, const char *from, const char *to,
 	fo_set_str(&fo->new, to);
 	fo->started = now;
 	fo->launch_start = now;
-	fo->hold_reason[0] = '\0';
+	fo_set_str(&fo->hold_reason, NULL);
 	fo->t[T_DETECT] = 0;
 	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_ROLLBACK_STARTED, fo->name, "rollback_id", fo->id,
@@ -2720,7 +2902,7 @@ fo_switch_begin(struct failover *fo, const char *ami)
 	fo_set_str(&fo->old, fo->eip_instance);
 	fo->started = now;
 	fo->launch_start = now;
-	fo->hold_reason[0] = '\0';
+	fo_set_str(&fo->hold_reason, NULL);
 	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_SWITCH_STARTED, fo->name, "switch_id", fo->id,
 	    "ami", ami, "old_instance", fo->old, "az", fo->vol_az, NULL);
@@ -2736,6 +2918,7 @@ failover_on_result(struct ec2_result *res, void *arg)
 	struct fo_call	*c = arg, **pp;
 	struct failover	*fo = c->fo;
 	enum fo_branch	 br = c->branch;
+	struct fo_volume *vol = c->vol;
 
 	for (pp = &fo->calls; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -2744,6 +2927,8 @@ failover_on_result(struct ec2_result *res, void *arg)
 		}
 	fo->busy[br]--;
 	free(c);
+	if (br == FO_REFRESH_BR)
+		fo_refresh_over(fo);
 
 	switch (ec2_result_action(res)) {
 	case EC2_DESCRIBE_ADDRESSES:
@@ -2838,8 +3023,7 @@ failover_on_result(struct ec2_result *res, void *arg)
 		break;
 	case EC2_DETACH_VOLUME:
 	case EC2_ATTACH_VOLUME:
-		if (fo_result_kind(fo, res) == 2)
-			failover_fail(fo, ec2_result_error(res));
+		fo_on_attach(fo, vol, res);
 		break;
 	case EC2_ASSOCIATE_ADDRESS:
 		if (fo->step == FAILOVER_ASSOCIATE)
@@ -2857,12 +3041,58 @@ failover_on_result(struct ec2_result *res, void *arg)
 	ec2_result_free(res);
 }
 
+static int
+fo_attach_in_flight(const struct failover *fo)
+{
+	const struct fo_call *c;
+
+	for (c = fo->calls; c != NULL; c = c->next)
+		if (c->vol != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * AWS refused an AttachVolume: the volume is where it was, free. The
+ * failover fails once every AttachVolume sent has its answer, so that
+ * its alert says where each volume really is.
+ */
+static void
+fo_on_attach(struct failover *fo, struct fo_volume *vol,
+    struct ec2_result *res)
+{
+	char *why;
+
+	if (fo_result_kind(fo, res) == 2) {
+		if (vol != NULL) {
+			vol->attach_sent = 0;
+			fo_vol_set(fo, vol, VOL_AVAILABLE);
+		}
+		if (fo->attach_refused == NULL)
+			fo_set_str(&fo->attach_refused, ec2_result_error(res));
+	}
+	if (fo->attach_refused == NULL || fo_attach_in_flight(fo))
+		return;
+	why = fo->attach_refused;
+	fo->attach_refused = NULL;
+	failover_fail(fo, why);
+	free(why);
+}
+
 static void
 fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct failover *fo = w->data;
+	double		 now = fo_now(fo);
 
+	/* Fast only while acting; waiting to retry needs no haste. */
+	w->repeat = fo_active(fo) ? FO_TICK : FO_POLL_EVERY;
 	if (fo_active(fo)) {
+		if (now - fo->polled_at < FO_POLL_EVERY &&
+		    (fo->env->ec2 == NULL ||
+		    !ec2_budget_spare(fo->env->ec2, FO_POLL_RESERVE)))
+			return;
+		fo->polled_at = now;
 		failover_poll(fo);
 		return;
 	}
@@ -2893,6 +3123,13 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 /* --- the public side ----------------------------------------------------- */
 
 void
+failover_on_check(struct failover *fo, enum service_verdict to)
+{
+	if (fo_precheck_waiting(fo) && to == SERVICE_HEALTHY)
+		fo_precheck_passed(fo);
+}
+
+void
 failover_on_verdict(struct failover *fo, enum service_verdict from,
     enum service_verdict to)
 {
@@ -2907,11 +3144,6 @@ failover_on_verdict(struct failover *fo, enum service_verdict from,
 		fo->isolated = 0;
 	} else if (from == SERVICE_HEALTHY) {
 		fo->unhealthy_since = now;
-	}
-	if (fo_precheck_waiting(fo)) {
-		if (to == SERVICE_HEALTHY)
-			fo_precheck_passed(fo);
-		return;
 	}
 	if (fo->step == FAILOVER_VERIFY) {
 		if (to == SERVICE_HEALTHY)
@@ -2936,7 +3168,7 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	fo->paused = fo_rec_int(fo, "paused", 0) != 0;
 	v = journal_rec_get(fo->rec, "hold_reason");
 	if (v != NULL)
-		snprintf(fo->hold_reason, sizeof(fo->hold_reason), "%s", v);
+		fo_set_str(&fo->hold_reason, v);
 	s = fo_str_index(failover_step_names, FAILOVER_STEP_MAX, step);
 	if (s < 0) {
 		if (step == NULL)
@@ -3065,8 +3297,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 		fo->rec = journal_rec_new();
 		if (fo->rec == NULL)
 			goto fail;
-		snprintf(fo->hold_reason, sizeof(fo->hold_reason),
-		    "%s", err);
+		fo_set_str(&fo->hold_reason, err);
 		alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error", err,
 		    "action", "service held; move the file away and run "
 		    "failoverctl resume", NULL);
@@ -3079,8 +3310,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 		rc = fo_restore(fo, err, sizeof(err));
 		if (rc == -1) {
 			fo->journal_bad = 1;
-			snprintf(fo->hold_reason, sizeof(fo->hold_reason),
-			    "%s", err);
+			fo_set_str(&fo->hold_reason, err);
 			alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error",
 			    err, "action", "service held; move the file "
 			    "away and run failoverctl resume", NULL);
@@ -3118,9 +3348,15 @@ failover_free(struct failover *fo)
 	fo_cancel_branch(fo, -1);
 	ev_timer_stop(fo->env->loop, &fo->tick);
 	ev_timer_stop(fo->env->loop, &fo->refresh);
+	/* The check is the switch's; the service outlives it. */
+	service_check_stop(fo->svc);
+	fo_line_remove(fo);
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
 	free(fo->evac_az);
+	free(fo->hold_reason);
+	free(fo->ec2_view);
+	free(fo->attach_refused);
 	free(fo->eip_ip);
 	free(fo->eip_instance);
 	free(fo->vol_az);
@@ -3307,7 +3543,7 @@ failover_pause(struct failover *fo, int on, struct buf *out)
 	fo->paused = on;
 	if (!on && (fo->step == FAILOVER_HELD ||
 	    fo->step == FAILOVER_FAILED)) {
-		fo->hold_reason[0] = '\0';
+		fo_set_str(&fo->hold_reason, NULL);
 		failover_set_step(fo, FAILOVER_IDLE);
 	}
 	fo_save(fo);
@@ -3381,8 +3617,9 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 			buf_printf(out, "  failover: %s%s%s%s\n",
 			    fo->step == FAILOVER_IDLE ? "none" :
 			    failover_step_str(fo->step),
-			    fo->hold_reason[0] ? " (" : "", fo->hold_reason,
-			    fo->hold_reason[0] ? ")" : "");
+			    fo->hold_reason ? " (" : "",
+			    fo->hold_reason ? fo->hold_reason : "",
+			    fo->hold_reason ? ")" : "");
 		if (fo->paused)
 			buf_puts(out, "  paused: no automatic failover\n");
 		fo_status_volumes(fo, out, 0);
@@ -3413,7 +3650,7 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	    fo->aws_ok ? "true" : "false", fo->paused ? "true" : "false");
 	buf_json_str(out, failover_step_str(fo->step));
 	buf_puts(out, ",\"hold_reason\":");
-	buf_json_str(out, fo->hold_reason);
+	buf_json_str(out, fo->hold_reason ? fo->hold_reason : "");
 	fo_status_volumes(fo, out, 1);
 	buf_puts(out, ",\"kept_instance\":");
 	if (journal_rec_get(fo->rec, "switch_kept") != NULL)

@@ -88,6 +88,7 @@ struct preflight {
 	char			*az;
 	struct pf_vol		*vols;
 	size_t			 nvols;
+	char			*subnet;	/* the launch's; NULL: none */
 };
 
 /*
@@ -252,7 +253,18 @@ pf_forget(struct preflight *p)
 	free(p->instance);
 	free(p->eip_ip);
 	free(p->az);
-	p->instance = p->eip_ip = p->az = NULL;
+	free(p->subnet);
+	p->instance = p->eip_ip = p->az = p->subnet = NULL;
+}
+
+static const char *
+pf_volume_id(const struct preflight *p, const char *conf_id)
+{
+	const char *id = NULL;
+
+	if (p->env.volume_id != NULL)
+		id = p->env.volume_id(p->env.arg, p->svc, conf_id);
+	return id != NULL ? id : conf_id;
 }
 
 static void
@@ -347,9 +359,15 @@ pf_wait_remove(struct preflight *p)
 static int
 pf_begin(struct preflight *p)
 {
+	const char *subnet = service_conf(p->svc)->launch.subnet;
+
 	p->active = 1;
 	pf_active++;
-	if (pf_reads(p) == -1) {
+	if (p->env.subnet != NULL)
+		subnet = p->env.subnet(p->env.arg, p->svc);
+	if (subnet != NULL)
+		p->subnet = strdup(subnet);
+	if ((subnet != NULL && p->subnet == NULL) || pf_reads(p) == -1) {
 		pf_cancel_calls(p);
 		pf_run_clear(&p->cur);
 		pf_forget(p);
@@ -446,7 +464,7 @@ pf_run_instances(struct preflight *p)
 {
 	/* Exactly the failover engine's launch, with a stand-in id. */
 	return launch_request_new(service_conf(p->svc), p->cur.ami,
-	    service_conf(p->svc)->launch.subnet, p->az, NULL, "preflight");
+	    p->subnet, p->az, NULL, "preflight");
 }
 
 static struct ec2_request *
@@ -526,8 +544,7 @@ pf_dry_runs(struct preflight *p)
 	chk = pf_add(p, "RunInstances", "RunInstances %s", p->cur.ami);
 	/* The RunInstances dry run is what checks it. */
 	sub = pf_add(p, "RunInstances", "subnet %s",
-	    sc->launch.subnet != NULL ? sc->launch.subnet :
-	    "(default of the AZ)");
+	    p->subnet != NULL ? p->subnet : "(default of the AZ)");
 	pf_dry(p, pf_run_instances(p), chk, 0);
 	/* The answer fills the subnet line too. */
 	for (c = p->calls; c != NULL; c = c->next)
@@ -807,13 +824,13 @@ pf_reads(struct preflight *p)
 	if (p->vols == NULL)
 		return -1;
 	for (i = 0; i < sc->nvolumes; i++) {
-		p->vols[i].id = strdup(sc->volumes[i].id);
+		p->vols[i].id = strdup(pf_volume_id(p, sc->volumes[i].id));
 		p->vols[i].device = strdup(sc->volumes[i].device);
 		p->nvols = i + 1;
 		if (p->vols[i].id == NULL || p->vols[i].device == NULL)
 			return -1;
 		chk = pf_add(p, "DescribeVolumes", "volume %s (%s)",
-		    sc->volumes[i].id, sc->volumes[i].device);
+		    p->vols[i].id, sc->volumes[i].device);
 		if (chk == (size_t)-1)
 			return -1;
 		if (i == 0)

@@ -200,24 +200,13 @@ probe_ssh_ok(struct probe_ssh *s)
 static void
 probe_ssh_wait(struct probe_ssh *s, int events)
 {
-	ev_io_stop(s->loop, &s->io);
-	ev_io_set(&s->io, s->fd, events);
-	ev_io_start(s->loop, &s->io);
+	sshcmd_io_wait(s->loop, &s->io, s->fd, events);
 }
 
 static void
 probe_ssh_wait_session(struct probe_ssh *s)
 {
-	int dir, events = 0;
-
-	dir = libssh2_session_block_directions(s->session);
-	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
-		events |= EV_READ;
-	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-		events |= EV_WRITE;
-	if (events == 0)
-		events = EV_READ;
-	probe_ssh_wait(s, events);
+	probe_ssh_wait(s, sshcmd_session_events(s->session));
 }
 
 static void

@@ -24,6 +24,12 @@ struct service {
 	char			*target;
 	char			*learned_hosts;
 	int			 started;
+
+	/* service_check_start(): the same probes, on another address. */
+	struct probe		**check;
+	size_t			 ncheck;
+	char			*check_target;
+	enum service_verdict	 check_verdict;
 };
 
 static const char *service_verdict_names[] = {
@@ -159,28 +165,41 @@ service_set_verdict(struct service *svc, enum service_verdict to)
 		svc->env.on_verdict(svc, from, to, svc->env.arg);
 }
 
-static void
-service_evaluate(struct service *svc)
+/* The policy's verdict over a set of probes; -1 when out of memory. */
+static int
+service_compute(const struct service *svc, struct probe **probes, size_t n,
+    enum service_verdict *out)
 {
 	const char		**names;
 	enum probe_state	 *states;
 	size_t			  i;
+	int			  rc = -1;
 
-	names = calloc(svc->nprobes + 1, sizeof(*names));
-	states = calloc(svc->nprobes + 1, sizeof(*states));
+	names = calloc(n + 1, sizeof(*names));
+	states = calloc(n + 1, sizeof(*states));
 	if (names == NULL || states == NULL) {
 		log_warn("service %s: verdict", svc->name);
 		goto done;
 	}
-	for (i = 0; i < svc->nprobes; i++) {
-		names[i] = probe_name(svc->probes[i]);
-		states[i] = probe_state(svc->probes[i]);
+	for (i = 0; i < n; i++) {
+		names[i] = probe_name(probes[i]);
+		states[i] = probe_state(probes[i]);
 	}
-	service_set_verdict(svc, service_verdict_compute(&svc->conf->policy,
-	    names, states, svc->nprobes));
+	*out = service_verdict_compute(&svc->conf->policy, names, states, n);
+	rc = 0;
 done:
 	free(names);
 	free(states);
+	return rc;
+}
+
+static void
+service_evaluate(struct service *svc)
+{
+	enum service_verdict v;
+
+	if (service_compute(svc, svc->probes, svc->nprobes, &v) == 0)
+		service_set_verdict(svc, v);
 }
 
 static void
@@ -190,23 +209,136 @@ service_on_probe(struct probe *p, enum probe_state from,
 	service_evaluate(arg);
 }
 
+static void
+service_check_evaluate(struct service *svc)
+{
+	enum service_verdict v;
+
+	if (svc->check == NULL || service_compute(svc, svc->check,
+	    svc->ncheck, &v) == -1 || v == svc->check_verdict)
+		return;
+	log_info("service %s: check of %s: [%s] -> [%s]", svc->name,
+	    svc->check_target, service_verdict_str(svc->check_verdict),
+	    service_verdict_str(v));
+	svc->check_verdict = v;
+	if (svc->env.on_check != NULL)
+		svc->env.on_check(svc, v, svc->env.arg);
+}
+
+static void
+service_on_check_probe(struct probe *p, enum probe_state from,
+    enum probe_state to, void *arg)
+{
+	service_check_evaluate(arg);
+}
+
 static struct probe *
-service_probe_new(struct service *svc, const struct probe_conf *pc)
+service_probe_make(struct service *svc, const struct probe_conf *pc,
+    probe_state_cb cb, const char *target)
 {
 	struct probe	*p;
 	char		 err[512];
 
 	p = probe_new(svc->env.loop, svc->env.curl, svc->name, pc,
-	    service_on_probe, svc, err, sizeof(err));
+	    cb, svc, err, sizeof(err));
 	if (p == NULL) {
 		log_warnx("service %s: %s", svc->name, err);
 		return NULL;
 	}
-	if (svc->target != NULL)
-		probe_set_target(p, svc->target);
+	if (target != NULL)
+		probe_set_target(p, target);
 	if (svc->learned_hosts != NULL)
 		probe_set_learned_hosts(p, svc->learned_hosts);
 	return p;
+}
+
+static struct probe *
+service_probe_new(struct service *svc, const struct probe_conf *pc)
+{
+	return service_probe_make(svc, pc, service_on_probe, svc->target);
+}
+
+static void
+service_check_free_probes(struct service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < svc->ncheck; i++)
+		probe_free(svc->check[i]);
+	free(svc->check);
+	svc->check = NULL;
+	svc->ncheck = 0;
+}
+
+/* (Re)builds the check's probes from the service's configuration. */
+static int
+service_check_build(struct service *svc)
+{
+	const struct service_conf	*conf = svc->conf;
+	size_t				 i;
+
+	service_check_free_probes(svc);
+	svc->check_verdict = SERVICE_UNKNOWN;
+	svc->check = calloc(conf->nprobes + 1, sizeof(*svc->check));
+	if (svc->check == NULL) {
+		log_warn("service %s: check", svc->name);
+		return -1;
+	}
+	for (i = 0; i < conf->nprobes; i++) {
+		svc->check[i] = service_probe_make(svc, &conf->probes[i],
+		    service_on_check_probe, svc->check_target);
+		if (svc->check[i] == NULL) {
+			service_check_free_probes(svc);
+			return -1;
+		}
+		svc->ncheck++;
+	}
+	for (i = 0; i < svc->ncheck; i++)
+		probe_start(svc->check[i]);
+	return 0;
+}
+
+int
+service_check_start(struct service *svc, const char *address)
+{
+	char *copy;
+
+	copy = strdup(address);
+	if (copy == NULL) {
+		log_warn("service %s: check", svc->name);
+		return -1;
+	}
+	service_check_stop(svc);
+	svc->check_target = copy;
+	if (service_check_build(svc) == -1) {
+		service_check_stop(svc);
+		return -1;
+	}
+	log_info("service %s: checking %s with the service's probes; "
+	    "production stays watched on %s", svc->name, address,
+	    svc->target != NULL ? svc->target : "(no address yet)");
+	return 0;
+}
+
+void
+service_check_stop(struct service *svc)
+{
+	service_check_free_probes(svc);
+	free(svc->check_target);
+	svc->check_target = NULL;
+	svc->check_verdict = SERVICE_UNKNOWN;
+}
+
+enum service_verdict
+service_check_verdict(const struct service *svc)
+{
+	return svc->check != NULL ? svc->check_verdict : SERVICE_UNKNOWN;
+}
+
+const char *
+service_check_target(const struct service *svc)
+{
+	return svc->check_target;
 }
 
 struct service *
@@ -249,6 +381,7 @@ service_free(struct service *svc)
 
 	if (svc == NULL)
 		return;
+	service_check_stop(svc);
 	for (i = 0; i < svc->nprobes; i++)
 		probe_free(svc->probes[i]);
 	free(svc->probes);
@@ -325,6 +458,9 @@ service_update(struct service *svc, const struct service_conf *conf)
 	if (svc->started)
 		for (i = 0; i < svc->nprobes; i++)
 			probe_start(svc->probes[i]);
+	/* The check's probes borrowed the old settings: start it anew. */
+	if (svc->check_target != NULL && service_check_build(svc) == -1)
+		service_check_stop(svc);
 	service_evaluate(svc);
 	return 0;
 fail:
@@ -386,6 +522,8 @@ service_set_learned_hosts(struct service *svc, const char *path)
 	svc->learned_hosts = path != NULL ? strdup(path) : NULL;
 	for (i = 0; i < svc->nprobes; i++)
 		probe_set_learned_hosts(svc->probes[i], path);
+	for (i = 0; i < svc->ncheck; i++)
+		probe_set_learned_hosts(svc->check[i], path);
 }
 
 const char *
@@ -418,6 +556,13 @@ service_status(const struct service *svc, struct buf *out, int json)
 		    service_policy_str(svc->conf->policy.when));
 		for (i = 0; i < svc->nprobes; i++)
 			probe_status(svc->probes[i], out, 0);
+		if (svc->check == NULL)
+			return;
+		buf_printf(out, "  checking %s (not production): %s\n",
+		    svc->check_target,
+		    service_verdict_str(svc->check_verdict));
+		for (i = 0; i < svc->ncheck; i++)
+			probe_status(svc->check[i], out, 0);
 		return;
 	}
 	buf_puts(out, "{\"name\":");
@@ -438,5 +583,19 @@ service_status(const struct service *svc, struct buf *out, int json)
 			buf_puts(out, ",");
 		probe_status(svc->probes[i], out, 1);
 	}
-	buf_puts(out, "]}");
+	buf_puts(out, "]");
+	if (svc->check != NULL) {
+		buf_puts(out, ",\"check\":{\"target\":");
+		buf_json_str(out, svc->check_target);
+		buf_puts(out, ",\"verdict\":");
+		buf_json_str(out, service_verdict_str(svc->check_verdict));
+		buf_puts(out, ",\"probes\":[");
+		for (i = 0; i < svc->ncheck; i++) {
+			if (i > 0)
+				buf_puts(out, ",");
+			probe_status(svc->check[i], out, 1);
+		}
+		buf_puts(out, "]}");
+	}
+	buf_puts(out, "}");
 }

@@ -885,6 +885,16 @@ snapshot_hook_probe(const struct service_conf *sc)
 	return NULL;
 }
 
+static const char *
+snapshot_volume_id(const struct snapshot *s, const char *conf_id)
+{
+	const char *id = NULL;
+
+	if (s->env.volume_id != NULL)
+		id = s->env.volume_id(s->env.arg, s->svc, conf_id);
+	return id != NULL ? id : conf_id;
+}
+
 /*
  * Copies what the run needs out of the configuration, which a reload
  * may free while the run is in flight.
@@ -903,7 +913,8 @@ snapshot_run_prepare(struct snapshot *s)
 		return -1;
 	for (i = 0; i < sc->nvolumes; i++) {
 		s->vols[i].s = s;
-		s->vols[i].id = strdup(sc->volumes[i].id);
+		s->vols[i].id = strdup(snapshot_volume_id(s,
+		    sc->volumes[i].id));
 		s->vols[i].device = strdup(sc->volumes[i].device);
 		s->nvols = i + 1;
 		if (s->vols[i].id == NULL || s->vols[i].device == NULL)

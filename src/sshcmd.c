@@ -195,27 +195,37 @@ sshcmd_fail(struct sshcmd *c, enum sshcmd_status st, const char *why)
 	sshcmd_finish(c, st, 0, detail);
 }
 
+int
+sshcmd_session_events(LIBSSH2_SESSION *session)
+{
+	int dir, events = 0;
+
+	dir = libssh2_session_block_directions(session);
+	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
+		events |= EV_READ;
+	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+		events |= EV_WRITE;
+	return events != 0 ? events : EV_READ;
+}
+
+void
+sshcmd_io_wait(struct ev_loop *loop, ev_io *io, int fd, int events)
+{
+	ev_io_stop(loop, io);
+	ev_io_set(io, fd, events);
+	ev_io_start(loop, io);
+}
+
 static void
 sshcmd_wait(struct sshcmd *c, int events)
 {
-	ev_io_stop(c->loop, &c->io);
-	ev_io_set(&c->io, c->fd, events);
-	ev_io_start(c->loop, &c->io);
+	sshcmd_io_wait(c->loop, &c->io, c->fd, events);
 }
 
 static void
 sshcmd_wait_session(struct sshcmd *c)
 {
-	int dir, events = 0;
-
-	dir = libssh2_session_block_directions(c->session);
-	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
-		events |= EV_READ;
-	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-		events |= EV_WRITE;
-	if (events == 0)
-		events = EV_READ;
-	sshcmd_wait(c, events);
+	sshcmd_wait(c, sshcmd_session_events(c->session));
 }
 
 static void

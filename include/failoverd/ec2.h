@@ -226,6 +226,13 @@ struct ec2_client *ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 void		 ec2_client_free(struct ec2_client *c);
 const char	*ec2_client_endpoint(const struct ec2_client *c);
 const char	*ec2_client_region(const struct ec2_client *c);
+/*
+ * Whether a call made now would go out at once and still leave reserve
+ * tokens of the call budget (aws.calls_per_second) for whatever comes
+ * next, with no call waiting: optional polls ask this first, so they
+ * only ever use budget nobody else wants.
+ */
+int		 ec2_budget_spare(struct ec2_client *c, double reserve);
 
 /*
  * The callback owns res and frees it with ec2_result_free(). It is

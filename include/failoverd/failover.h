@@ -71,7 +71,22 @@ void		 failover_free(struct failover *fo);
 void		 failover_on_verdict(struct failover *fo,
 		    enum service_verdict from, enum service_verdict to);
 
+/* A switch's check of its new instance reached a verdict (on_check). */
+void		 failover_on_check(struct failover *fo,
+		    enum service_verdict to);
+
 enum failover_step failover_step(const struct failover *fo);
+
+/*
+ * The service's identity as it stands after any evacuation: a data
+ * volume's id now (conf_id, or the volume an evacuation restored it
+ * into), and the subnet replacements launch into (launch.subnet, or the
+ * evacuation's; NULL when neither is set). Snapshots and preflight read
+ * the volumes through these, never the configuration alone.
+ */
+const char	*failover_volume_id(const struct failover *fo,
+		    const char *conf_id);
+const char	*failover_subnet(const struct failover *fo);
 /* ev_now when the service last went DOWN, or 0 while it is not DOWN. */
 double		 failover_down_since(const struct failover *fo);
 

@@ -47,6 +47,18 @@ enum preflight_result preflight_classify(int dry_run, enum ec2_status st,
 struct preflight_env {
 	struct ev_loop		*loop;
 	struct ec2_client	*ec2;		/* NULL: AWS not usable */
+	/*
+	 * The identity after any evacuation (failover_volume_id,
+	 * failover_subnet): a preflight proves what the next failover
+	 * would do, on the volumes and subnet it would use. NULL: the
+	 * configuration's.
+	 */
+	const char		*(*volume_id)(void *arg,
+				    const struct service *svc,
+				    const char *conf_id);
+	const char		*(*subnet)(void *arg,
+				    const struct service *svc);
+	void			*arg;
 };
 
 /* The service's configuration is read through svc at each run. */

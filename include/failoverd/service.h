@@ -30,6 +30,9 @@ struct service_env {
 	void		(*on_verdict)(struct service *svc,
 			    enum service_verdict from, enum service_verdict to,
 			    void *arg);
+	/* Told of every verdict a service_check_start() set reaches. */
+	void		(*on_check)(struct service *svc,
+			    enum service_verdict to, void *arg);
 	void		*arg;
 };
 
@@ -68,6 +71,22 @@ const char	*service_learned_hosts(const struct service *svc);
  * checks in a row. The failover engine's VERIFY waits for that.
  */
 void		 service_reset_probes(struct service *svc);
+
+/*
+ * A second set of the service's probes, aimed at address (a release
+ * switch's new instance, on its private address), while the service's
+ * own probes go on watching production: production is never left
+ * unwatched for a check. The set starts UNKNOWN; each verdict it
+ * reaches goes to env.on_check, never to on_verdict, and it raises no
+ * service_down. One check per service; starting another replaces it.
+ * A reload rebuilds it with the new probe settings.
+ */
+int		 service_check_start(struct service *svc,
+		    const char *address);
+void		 service_check_stop(struct service *svc);
+enum service_verdict service_check_verdict(const struct service *svc);
+/* The address being checked, or NULL when no check runs. */
+const char	*service_check_target(const struct service *svc);
 
 /* Status for failoverctl: text for people, JSON for scripts. */
 void		 service_status(const struct service *svc, struct buf *out,

@@ -90,6 +90,15 @@ struct snapshot_env {
 	struct ev_loop		*loop;
 	struct ec2_client	*ec2;		/* NULL: AWS not usable */
 	const char		*state_dir;
+	/*
+	 * A data volume's id now (failover_volume_id): after an AZ
+	 * evacuation the service's data lives in restored volumes, and
+	 * those are the ones to snapshot. NULL: the configured ids.
+	 */
+	const char		*(*volume_id)(void *arg,
+				    const struct service *svc,
+				    const char *conf_id);
+	void			*arg;
 };
 
 /*

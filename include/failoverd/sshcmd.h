@@ -94,6 +94,17 @@ void		 sshcmd_prefer_known(LIBSSH2_SESSION *session,
 /* After the handshake: the session's key against kh. */
 enum sshcmd_hostkey sshcmd_check_hostkey(LIBSSH2_SESSION *session,
 		    LIBSSH2_KNOWNHOSTS *kh, const char *host, int port);
+/*
+ * The libev events a non-blocking session waits for after EAGAIN
+ * (libssh2_session_block_directions), never none.
+ */
+int		 sshcmd_session_events(LIBSSH2_SESSION *session);
+/*
+ * Points io at fd for events: stop, set, start (an active watcher is
+ * never re-initialised).
+ */
+void		 sshcmd_io_wait(struct ev_loop *loop, ev_io *io, int fd,
+		    int events);
 /* The host key as OpenSSH prints it: "SHA256:<base64>". */
 void		 sshcmd_fingerprint(LIBSSH2_SESSION *session, char *out,
 		    size_t len);

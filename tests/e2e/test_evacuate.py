@@ -110,6 +110,22 @@ def test_impaired_az_evacuates_from_the_newest_snapshot(tmp_path, sim):
     sim.impair_az(BASIC["az"], False)
     with start(tmp_path, sim) as d:
         healthy(d)
+        # Preflight and snapshots follow the identity too: the restored
+        # volumes, the evacuation's subnet; never the configured ones.
+        d.wait_for(r"event=preflight_passed", timeout=30)
+        pf = ctl(d.sock, "preflight", "web", "--result").stdout
+        assert BASIC["subnets"][OTHER_AZ] in pf
+        assert BASIC["subnets"][BASIC["az"]] not in pf
+        for dev, vid in VOLS.items():
+            assert restored[dev] in pf and vid not in pf
+        out = ctl(d.sock, "snapshot", "web").stdout
+        assert all(restored[dev] in out for dev in VOLS)
+        first = d.wait_for(r"event=snapshot_taken", timeout=30)
+        d.wait_for(r"event=snapshot_taken", timeout=30,
+                   start=d.lines.index(first) + 1)
+        taken = {field(x, "volume") for x in d.lines
+                 if "event=snapshot_taken" in x}
+        assert taken == set(restored.values())
         sim.instance_fault(new["id"], "both")
         d.wait_for(r"event=failover_completed", timeout=60)
         st = sim.state()

@@ -125,7 +125,17 @@ def test_switch_to_a_broken_release_never_touches_production(
     ami = release(sim, ["http_down"])
     with start(tmp_path, sim, policy=POLICY) as d:
         healthy(d)
+        prod = status(d)["target"]
         ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        d.wait_for(r"service web: checking \S+ with the service's probes",
+                   timeout=60)
+        # The new instance is checked by a second set of probes while
+        # the service's own probes keep watching production.
+        svc = status(d)
+        assert svc["check"]["target"] == launched(sim)["ip"]
+        assert svc["target"] == prod and svc["verdict"] == "healthy"
+        assert {p["name"] for p in svc["check"]["probes"]} == \
+            {p["name"] for p in svc["probes"]}
         line = d.wait_for(r"event=switch_failed", timeout=60)
         assert "production untouched" in line
         assert "private address" in field(line, "reason")
@@ -136,11 +146,37 @@ def test_switch_to_a_broken_release_never_touches_production(
         assert calls(sim, "DetachVolume") == []
         assert calls(sim, "AssociateAddress") == []
         assert_production(sim, OLD)
-        # Monitoring goes on against production, armed as before.
-        n = d.lines.index(line)
-        d.wait_for(r"service web: healthy", timeout=20, start=n)
+        # Production was watched all along and never left healthy.
         svc = status(d)
         assert svc["step"] == "idle" and svc["kept_instance"] is None
+        assert svc["verdict"] == "healthy" and "check" not in svc
+        assert svc["target"] == prod
+        assert "service_down" not in evnames(d)
+        assert all(p["checks"] > 0 for p in svc["probes"])
+
+
+def test_production_failing_during_the_private_check_is_failed_over(
+        tmp_path, sim):
+    ami = release(sim, ["http_down"])
+    with start(tmp_path, sim, policy=POLICY) as d:
+        healthy(d)
+        ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
+        d.wait_for(r"service web: checking \S+ with the service's probes",
+                   timeout=60)
+        sim.instance_fault(OLD, "both")
+        # Production's own probes see it, during the switch.
+        down = d.wait_for(r"event=service_down ", timeout=30)
+        failed = d.wait_for(r"event=switch_failed", timeout=60)
+        assert d.lines.index(down) < d.lines.index(failed)
+        # Once the switch is out of the way, production is replaced
+        # from the configured AMI, not from the broken release.
+        d.wait_for(r"event=failover_completed", timeout=90)
+        st = sim.state()
+        running = [i for i in st["instances"].values()
+                   if i["id"] != OLD and i["state"] == "running"]
+        assert len(running) == 1
+        assert running[0]["image"] == BASIC["image"]
+        assert_production(sim, running[0]["id"])
 
 
 def test_switch_failing_verify_rolls_back_by_itself(tmp_path, sim):
@@ -331,10 +367,6 @@ def test_rollback_that_cannot_start_the_kept_instance_holds_for_a_person(
             [("switch", "rolled_back"), ("rollback", "failed")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "failover.c fo_switch_fail(): the automatic rollback begins without "
-    "journaling switch_kept, so once it fails `failoverctl rollback` "
-    "(the rollback_failed alert's advice) is refused: no instance kept"))
 def test_after_a_failed_automatic_rollback_failoverctl_rollback_works(
         tmp_path, sim):
     ami = release(sim, ["http_down_with_data"])
@@ -356,11 +388,6 @@ def test_after_a_failed_automatic_rollback_failoverctl_rollback_works(
         assert status(d)["kept_instance"] is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "failover.c failover_fail(): a rollback failing before ASSOCIATE "
-    "leaves the instance it started running with the volumes attached "
-    "nowhere (a failover stops its idle replacement, a rollback does "
-    "not), and stands= calls the refused volumes 'attaching'"))
 def test_rollback_that_cannot_attach_leaves_no_instance_without_its_data(
         tmp_path, sim):
     ami = release(sim, ["http_down_with_data"])
