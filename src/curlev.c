@@ -328,25 +328,12 @@ struct curlev *
 curlev_new(struct ev_loop *loop)
 {
 	struct curlev	*cl;
-	const char	*env;
-	char		*end;
-	unsigned long	 max;
 
 	cl = calloc(1, sizeof(*cl));
 	if (cl == NULL)
 		return NULL;
 	cl->loop = loop;
 	cl->slots_max = CURLEV_SLOTS_DEFAULT;
-	/* Tests set a small cap to see the line at work. */
-	env = getenv("FOD_PROBE_MAX_IN_FLIGHT");
-	if (env != NULL && *env != '\0') {
-		max = strtoul(env, &end, 10);
-		if (*end == '\0' && max > 0 && max <= 1000000)
-			cl->slots_max = (unsigned int)max;
-		else
-			log_warnx("curlev: FOD_PROBE_MAX_IN_FLIGHT=%s: not a "
-			    "count from 1 to 1000000, ignored", env);
-	}
 	ev_prepare_init(&cl->drain, curlev_on_drain);
 	cl->drain.data = cl;
 	cl->multi = curl_multi_init();

@@ -413,6 +413,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.isolated = daemon_isolated;
 	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
+	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
 	if (daemon_apply(d, conf) == -1) {
 		snprintf(err, errlen, "cannot create the services");
 		goto fail;
@@ -508,6 +509,7 @@ daemon_reload(struct daemon *d)
 	}
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(conf->debug);
+	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
 	if (!daemon_aws_equal(&conf->aws, &d->conf->aws))
 		log_warnx("reload: the aws settings changed; the EC2 client "
 		    "keeps the old ones until failoverd restarts (failovers "
@@ -616,10 +618,18 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 		}
 		first = 0;
 	}
+	/* Daemon-wide: is the machine keeping up with the schedule? */
 	if (json)
-		buf_puts(out, "]}\n");
+		buf_printf(out, "],\"checks\":{\"in_flight\":%u,"
+		    "\"waiting\":%u,\"max_in_flight\":%u}}\n",
+		    curlev_slots_used(d->curl), curlev_slots_waiting(d->curl),
+		    curlev_slots_max(d->curl));
 	else if (first)
 		buf_puts(out, "no services configured\n");
+	else if (only == NULL)
+		buf_printf(out, "checks: %u in flight, %u waiting "
+		    "(probe_max_in_flight %u)\n", curlev_slots_used(d->curl),
+		    curlev_slots_waiting(d->curl), curlev_slots_max(d->curl));
 	return 0;
 }
 

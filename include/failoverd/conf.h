@@ -182,6 +182,7 @@ struct config {
 	int		 syslog_facility;
 	int		 debug;
 	double		 watchdog_interval; /* 0: from WATCHDOG_USEC */
+	int		 probe_max_in_flight; /* checks at once, daemon-wide */
 	struct aws_conf	 aws;
 	struct alerts_conf alerts;
 	struct service_conf *services;

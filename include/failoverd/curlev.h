@@ -76,7 +76,7 @@ void		 curlev_slot_give(struct curlev *cl);
 void		 curlev_slot_cancel(struct curlev *cl,
 		    struct curlev_waiter *w);
 int		 curlev_waiter_queued(const struct curlev_waiter *w);
-/* 0 < max; also read at start from FOD_PROBE_MAX_IN_FLIGHT (tests). */
+/* 0 < max (probe_max_in_flight; CURLEV_SLOTS_DEFAULT until set). */
 void		 curlev_slots_set_max(struct curlev *cl, unsigned int max);
 unsigned int	 curlev_slots_max(const struct curlev *cl);
 unsigned int	 curlev_slots_used(const struct curlev *cl);

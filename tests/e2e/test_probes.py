@@ -66,11 +66,11 @@ def service(i, name, probes, when="all"):
   }}"""
 
 
-def write_conf(d, services):
+def write_conf(d, services, head=""):
     path = os.path.join(d, "failoverd.conf")
     slist = ",\n".join(services)
     with open(path, "w") as f:
-        f.write(f"""state_dir = "{d}/state";
+        f.write(head + f"""state_dir = "{d}/state";
 control_socket = "{d}/control.sock";
 debug = true;
 aws = {{ region = "us-east-1"; }};
@@ -476,7 +476,7 @@ LATE_RX = re.compile(r"probe line/(slow\d): check (\S+) latency=\S+ "
 
 def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
         world, tmp_path):
-    """With at most 2 checks in flight (FOD_PROBE_MAX_IN_FLIGHT) and
+    """With at most 2 checks in flight (probe_max_in_flight) and
     more due than 2 slots can run, checks wait in line: never more than
     2 run, every probe gets its turn, and a check that waited longer
     than its timeout still passes, its timeout counted from its start."""
@@ -502,8 +502,9 @@ def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
     probes += [probe(f"slow{i}", "http", address=world.http_ip,
                      port=HTTP_PORT, path="/slow", expect_body="healthy",
                      **common) for i in range(4)]
-    conf = write_conf(d, [service(50, "line", probes)])
-    daemon = Daemon(conf, env={**ENV, "FOD_PROBE_MAX_IN_FLIGHT": "2"})
+    conf = write_conf(d, [service(50, "line", probes)],
+                      head="probe_max_in_flight = 2;\n")
+    daemon = Daemon(conf, env=ENV)
     try:
         daemon.wait_for(r"event=config_loaded")
         most_running, most_waiting = 0, 0
@@ -522,6 +523,12 @@ def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
         daemon.drain(0.3)
         assert most_running <= 2
         assert most_waiting >= 1
+        # The daemon-wide figures, for a person asking why checks slip.
+        full = json.loads(ctl(os.path.join(d, "control.sock"), "status",
+                              "--json").stdout)["checks"]
+        assert full["max_in_flight"] == 2 and full["in_flight"] <= 2
+        text = ctl(os.path.join(d, "control.sock"), "status").stdout
+        assert "(probe_max_in_flight 2)" in text
         assert seen["most"] <= 2
         daemon.wait_for(r"probes: \d+ checks in flight, the most at once")
         for n, p in st.items():
