@@ -51,7 +51,11 @@ struct probe {
 
 	struct probe_health	 health;
 	struct probe_result	 last;
-	char			 last_text[200];
+	/*
+	 * probe_result_fmt's text: at most "command_exit=-2147483648" (24);
+	 * not more, at 10,000 probes each byte here is 10 KB.
+	 */
+	char			 last_text[48];
 	double			 latency;	/* seconds, last check */
 	time_t			 last_wall;	/* for people only */
 	unsigned long		 checks;
