@@ -44,6 +44,7 @@ struct curlev {
 
 	/* The probes' line (curlev.h). */
 	unsigned int	 slots_max;
+	double		 probe_grid;	/* curlev_set_probe_grid */
 	unsigned int	 slots_used;
 	unsigned int	 nwaiting;
 	struct curlev_waiter *head, *tail;
@@ -322,6 +323,18 @@ unsigned int
 curlev_slots_waiting(const struct curlev *cl)
 {
 	return cl->nwaiting;
+}
+
+void
+curlev_set_probe_grid(struct curlev *cl, double grid)
+{
+	cl->probe_grid = grid;
+}
+
+double
+curlev_probe_grid(const struct curlev *cl)
+{
+	return cl->probe_grid > 0 ? cl->probe_grid : 0.02;
 }
 
 struct curlev *

@@ -265,6 +265,27 @@ daemon_open_control(struct daemon *d, const struct config *conf, char *err,
  * their new definition (keeping what did not change), new ones start,
  * vanished ones stop. Only called with a fully validated conf.
  */
+/*
+ * Checks start on a shared grid sized for the load (probe_grid_for):
+ * new probes of a reload go on the new one, running ones keep theirs.
+ */
+static void
+daemon_set_probe_grid(struct daemon *d, const struct config *conf)
+{
+	const struct probe_conf	*pc;
+	double			 rate = 0, shortest = 0;
+	size_t			 i, j;
+
+	for (i = 0; i < conf->nservices; i++)
+		for (j = 0; j < conf->services[i].nprobes; j++) {
+			pc = &conf->services[i].probes[j];
+			rate += 1.0 / pc->interval;
+			if (shortest == 0 || pc->interval < shortest)
+				shortest = pc->interval;
+		}
+	curlev_set_probe_grid(d->curl, probe_grid_for(rate, shortest));
+}
+
 static int
 daemon_apply(struct daemon *d, struct config *conf)
 {
@@ -288,6 +309,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 	}
 	/* The journals are found in the new state_dir from now on. */
 	d->fenv.state_dir = conf->state_dir;
+	daemon_set_probe_grid(d, conf);
 	for (i = 0; i < conf->nservices; i++) {
 		svc = daemon_find(d, conf->services[i].name);
 		if (svc != NULL) {

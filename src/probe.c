@@ -17,17 +17,35 @@
 #include "failoverd/probe_ssh.h"
 
 /*
- * Checks start on a grid of this many seconds, in absolute time, shared
- * by every probe, so that the checks due in the same 20 ms start on one
- * wakeup of the loop. In this VM a wakeup costs about as much as a
- * request; with a timer of its own per check, 1,000 services at 1 s
- * cost ~117 us of CPU a check, on the grid ~86 us (100 services: 208
- * and 147 us; tests/bench/README.md, "Third round"), jitter p99 still
- * ~1.5 ms. 20 ms is small beside any interval (a check starts at most
- * that much later than its spread said) and batches ~20 checks at
- * 1,000 services a second.
+ * Checks start on a grid, in absolute time, shared by every probe, so
+ * that the checks due in the same grid step start on one wakeup of the
+ * loop. In this VM a wakeup costs about as much as a request; with a
+ * timer of its own per check, 1,000 services at 1 s cost ~117 us of CPU
+ * a check, on a 20 ms grid ~86 us (tests/bench/README.md, "Third
+ * round"). The step is sized for ~PROBE_GRID_BATCH checks a wakeup
+ * (probe_grid_for): at 100 services at 1 s a 20 ms grid shares a wakeup
+ * between 2 checks (~184 us a check), a 200 ms one between 20 (~90 us).
+ * It stays within PROBE_GRID_MIN and PROBE_GRID_MAX and a quarter of
+ * the shortest interval: a check starts at most one step later than its
+ * spread said, which moves its phase, not its interval, so detection
+ * bounds hold; and a batch of ~20 checks takes ~2 ms of the loop, so
+ * jitter stays small.
  */
-#define PROBE_GRID	0.02
+#define PROBE_GRID_MIN		0.02
+#define PROBE_GRID_MAX		0.2
+#define PROBE_GRID_BATCH	20.0
+
+double
+probe_grid_for(double rate, double min_interval)
+{
+	double grid = PROBE_GRID_MAX;
+
+	if (rate > 0 && PROBE_GRID_BATCH / rate < grid)
+		grid = PROBE_GRID_BATCH / rate;
+	if (min_interval > 0 && min_interval / 4 < grid)
+		grid = min_interval / 4;
+	return grid > PROBE_GRID_MIN ? grid : PROBE_GRID_MIN;
+}
 
 struct probe {
 	struct ev_loop		*loop;
@@ -184,7 +202,8 @@ probe_health_record(struct probe_health *h, int ok, int fall, int rise)
 }
 
 double
-probe_spread(const char *service, const char *probe, double interval)
+probe_spread(const char *service, const char *probe, double interval,
+    double grid)
 {
 	uint32_t	 hash = 2166136261u;	/* FNV-1a */
 	const char	*p;
@@ -197,7 +216,7 @@ probe_spread(const char *service, const char *probe, double interval)
 		hash = (hash ^ (unsigned char)*p) * 16777619u;
 	/* Deterministic, so a restart keeps the same phases. */
 	t = interval * (hash % 1000u) / 1000.0;
-	return PROBE_GRID * (double)(long long)(t / PROBE_GRID);
+	return grid * (double)(long long)(t / grid);
 }
 
 const struct probe_conf *
@@ -457,18 +476,19 @@ fail:
 void
 probe_start(struct probe *p)
 {
-	double first, now = ev_now(p->loop);
+	double first, now = ev_now(p->loop), grid;
 
 	if (p->started)
 		return;
 	p->started = 1;
-	first = probe_spread(p->service, p->conf->name, p->conf->interval);
+	grid = p->curl != NULL ? curlev_probe_grid(p->curl) : PROBE_GRID_MIN;
+	first = probe_spread(p->service, p->conf->name, p->conf->interval,
+	    grid);
 	/*
 	 * Onto the grid in absolute time, so that probes started apart (a
 	 * reload) share wakeups with the others.
 	 */
-	first += PROBE_GRID -
-	    (now - PROBE_GRID * (double)(long long)(now / PROBE_GRID));
+	first += grid - (now - grid * (double)(long long)(now / grid));
 	/* A repeating timer keeps a fixed rate, whatever a check takes. */
 	ev_timer_set(&p->sched, first, p->conf->interval);
 	ev_timer_start(p->loop, &p->sched);

@@ -81,5 +81,12 @@ void		 curlev_slots_set_max(struct curlev *cl, unsigned int max);
 unsigned int	 curlev_slots_max(const struct curlev *cl);
 unsigned int	 curlev_slots_used(const struct curlev *cl);
 unsigned int	 curlev_slots_waiting(const struct curlev *cl);
+/*
+ * The grid step on which probe checks start (probe_grid_for), shared
+ * like the line; the daemon sets it from its configuration. 0.02 until
+ * set.
+ */
+void		 curlev_set_probe_grid(struct curlev *cl, double grid);
+double		 curlev_probe_grid(const struct curlev *cl);
 
 #endif

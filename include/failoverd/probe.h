@@ -102,10 +102,16 @@ enum probe_state probe_health_record(struct probe_health *h, int ok,
 
 /*
  * Seconds into the interval at which a probe first fires: a multiple of
- * the 20 ms grid on which checks start together (probe.c).
+ * grid, the step on which checks start together (probe.c).
  */
 double		 probe_spread(const char *service, const char *probe,
-		    double interval);
+		    double interval, double grid);
+/*
+ * The grid step for a daemon whose probes run rate checks a second,
+ * the shortest interval being min_interval (0: unknown): sized for ~20
+ * checks a wakeup, 20 ms to 200 ms, at most a quarter of the interval.
+ */
+double		 probe_grid_for(double rate, double min_interval);
 
 /*
  * A probe of service `service` (borrowed: it must outlive the probe) on

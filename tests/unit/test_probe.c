@@ -131,10 +131,10 @@ test_start_spread_stays_inside_the_interval_and_differs(void **state)
 
 	for (i = 0; i < 20; i++) {
 		snprintf(name, sizeof(name), "probe%d", i);
-		t = probe_spread("web", name, 10.0);
+		t = probe_spread("web", name, 10.0, 0.02);
 		assert_true(t >= 0.0 && t < 10.0);
 		/* Deterministic: the same names give the same phase. */
-		assert_true(probe_spread("web", name, 10.0) == t);
+		assert_true(probe_spread("web", name, 10.0, 0.02) == t);
 		first[i] = t;
 		/* On the 20 ms grid, where checks share the loop's wakeups. */
 		assert_true(fabs(t / 0.02 - (long)(t / 0.02 + 0.5)) < 1e-6);
@@ -143,6 +143,29 @@ test_start_spread_stays_inside_the_interval_and_differs(void **state)
 		if (first[i] == first[0])
 			same++;
 	assert_true(same < 3);
+}
+
+/*
+ * The grid batches ~20 checks a wakeup: coarse for a few services, fine
+ * for many, never coarser than a quarter of the shortest interval.
+ */
+static void
+test_grid_follows_the_load(void **state)
+{
+	double t;
+
+	assert_true(fabs(probe_grid_for(1000.0, 1.0) - 0.02) < 1e-9);
+	assert_true(fabs(probe_grid_for(10000.0, 1.0) - 0.02) < 1e-9);
+	assert_true(fabs(probe_grid_for(100.0, 1.0) - 0.2) < 1e-9);
+	assert_true(fabs(probe_grid_for(200.0, 1.0) - 0.1) < 1e-9);
+	assert_true(fabs(probe_grid_for(0.2, 5.0) - 0.2) < 1e-9);
+	assert_true(fabs(probe_grid_for(10.0, 0.3) - 0.075) < 1e-9);
+	assert_true(fabs(probe_grid_for(10.0, 0.05) - 0.02) < 1e-9);
+	assert_true(fabs(probe_grid_for(0, 0) - 0.2) < 1e-9);
+	/* A spread on a coarse grid is still inside the interval. */
+	t = probe_spread("web", "http", 1.0, 0.2);
+	assert_true(t >= 0.0 && t < 1.0);
+	assert_true(fabs(t / 0.2 - (long)(t / 0.2 + 0.5)) < 1e-6);
 }
 
 static const char *names3[] = { "http", "ssh", "api" };
@@ -365,6 +388,7 @@ main(void)
 		    test_fall_and_rise_of_one_flip_on_every_result),
 		cmocka_unit_test(test_reasons_read_as_the_issue_names_them),
 		cmocka_unit_test(test_every_reason_and_stage_has_a_name),
+		cmocka_unit_test(test_grid_follows_the_load),
 		cmocka_unit_test(
 		    test_start_spread_stays_inside_the_interval_and_differs),
 		cmocka_unit_test(
