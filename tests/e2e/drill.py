@@ -17,7 +17,7 @@ import re
 import signal
 import time
 
-from fodtest import Daemon
+from fodtest import Daemon, known_library_leak_only
 from simfixture import BASIC, Ec2Sim
 import test_failover as tf
 
@@ -84,47 +84,6 @@ def journal(state_dir, name="web"):
         k, _, v = line.partition("=")
         out[k] = v
     return out
-
-
-# libssh2 1.10 (Debian 12) leaks the two 32-byte curve25519 kex keys of
-# a session freed in the middle of its key exchange (_libssh2_curve25519_new
-# from kex_method_curve25519_key_exchange; libssh2 issues #282 and #660,
-# fixed upstream later). A drill that moves the EIP while an SSH probe is
-# in its handshake hits it now and then. Exactly that report, those two
-# allocation sites in that library, is let through; any other report,
-# or one more frame, still fails the drill.
-LIBSSH2_KEX_LEAK = re.compile(
-    r"^\s*#1 0x[0-9a-f]+ +\(\S*/libssh2\.so\.1\+0x29f(98|db)\)$")
-
-
-def known_library_leak_only(lines):
-    """True when every sanitizer report in lines is the libssh2 1.10
-    kex leak above (and there is one)."""
-    text = list(lines)
-    if any("runtime error:" in l or "ERROR: AddressSanitizer" in l
-           for l in text):
-        return False
-    start = [i for i, l in enumerate(text)
-             if "ERROR: LeakSanitizer" in l]
-    if len(start) != 1:
-        return False
-    blocks, cur = [], None
-    for l in text[start[0] + 1:]:
-        if l.startswith("SUMMARY:"):
-            break
-        if re.match(r"^(Direct|Indirect) leak of ", l):
-            cur = [l]
-            blocks.append(cur)
-        elif cur is not None and l.strip().startswith("#"):
-            cur.append(l)
-    if not blocks:
-        return False
-    for b in blocks:
-        if not b[0].startswith("Direct leak of 32 byte(s)") or \
-                len(b) != 3 or "in __interceptor_malloc" not in b[1] or \
-                not LIBSSH2_KEX_LEAK.match(b[2]):
-            return False
-    return True
 
 
 class DrillDaemon(Daemon):
