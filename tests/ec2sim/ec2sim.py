@@ -489,21 +489,33 @@ class Sim:
                                    "DryRun flag is set.")
                 xml = self.model.reply_xml(op, result or {}, rid)
             entry["status"], entry["code"] = 200, "OK"
-            self.send(h, 200, xml)
+            self.answer(h, entry, 200, xml)
         except ApiError as e:
             entry["status"], entry["code"] = e.status, e.code
             entry["message"] = e.message
-            self.send(h, e.status, error_xml(e.code, e.message, rid))
+            self.answer(h, entry, e.status,
+                        error_xml(e.code, e.message, rid))
         except Exception as e:
             traceback.print_exc()
             entry["status"], entry["code"] = 500, "InternalError"
             entry["message"] = f"ec2sim bug: {e}"
-            self.send(h, 500, error_xml(
+            self.answer(h, entry, 500, error_xml(
                 "InternalError", "An internal error has occurred", rid))
         finally:
-            entry["duration"] = round(self.now() - entry["time"], 4)
-            if not entry.pop("logged", False):
+            if not getattr(h, "logged", False):
+                entry["duration"] = round(self.now() - entry["time"], 4)
                 self.log_request(entry)
+
+    def answer(self, h, entry, status, body):
+        """Logs the request, then replies: a client that has its answer
+        finds the request in /requests (logging after the reply raced
+        with tests reading the log as soon as their call returned). A
+        logged entry is never changed again: /requests may be reading
+        it."""
+        entry["duration"] = round(self.now() - entry["time"], 4)
+        self.log_request(entry)
+        h.logged = True
+        self.send(h, status, body)
 
     def apply_fault(self, h, rule, entry):
         """Raise the fault's error, or drop/hang; True when handled."""
@@ -528,8 +540,9 @@ class Sim:
         if k == "hang":
             entry["status"], entry["code"] = 0, "hung"
             # Logged now: a test looks while the client still waits.
+            entry["duration"] = 0
             self.log_request(entry)
-            entry["logged"] = True
+            h.logged = True
             self.stopping.wait(rule["seconds"])
             h.close_connection = True
             h.drop = True
@@ -567,7 +580,9 @@ class ApiHandler(_Base):
     sys_version = ""
 
     def _handle(self):
+        # Per request: a kept-alive connection reuses this handler.
         self.drop = False
+        self.logged = False
         self.server.sim.handle_api(self)
         if self.drop:
             import struct
