@@ -334,7 +334,7 @@ curlev_set_probe_grid(struct curlev *cl, double grid)
 double
 curlev_probe_grid(const struct curlev *cl)
 {
-	return cl->probe_grid > 0 ? cl->probe_grid : 0.02;
+	return cl->probe_grid;
 }
 
 struct curlev *

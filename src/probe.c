@@ -481,7 +481,10 @@ probe_start(struct probe *p)
 	if (p->started)
 		return;
 	p->started = 1;
-	grid = p->curl != NULL ? curlev_probe_grid(p->curl) : PROBE_GRID_MIN;
+	/* probe.c owns the grid's bounds: unset (0) means the finest. */
+	grid = p->curl != NULL ? curlev_probe_grid(p->curl) : 0;
+	if (grid < PROBE_GRID_MIN)
+		grid = PROBE_GRID_MIN;
 	first = probe_spread(p->service, p->conf->name, p->conf->interval,
 	    grid);
 	/*

@@ -83,7 +83,8 @@ unsigned int	 curlev_slots_used(const struct curlev *cl);
 unsigned int	 curlev_slots_waiting(const struct curlev *cl);
 /*
  * The grid step on which probe checks start (probe_grid_for), shared
- * like the line; the daemon sets it from its configuration. 0.02 until
+ * like the line; the daemon sets it from its configuration. 0 (the
+ * probes then use their finest) until
  * set.
  */
 void		 curlev_set_probe_grid(struct curlev *cl, double grid);
