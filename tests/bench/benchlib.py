@@ -11,10 +11,13 @@ import select
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 SRCDIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
+import loopguard  # noqa: E402
 BUILD = os.environ.get("FOD_BENCH_BUILD") or os.path.join(SRCDIR, "build")
 OUT = os.path.join(BUILD, "bench")
 FAILOVERD = os.path.join(BUILD, "failoverd")
@@ -191,6 +194,7 @@ class Daemon:
         if dead_aws:
             full_env.update(ENV)
         full_env.update(env or {})
+        loopguard.check_file(full_env, self.conf)
         # A log file for a daemon nobody reads while it runs: a full
         # pipe would stop it.
         self.logfile = logfile

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import loopguard
+
 BUILD = os.environ.get("FAILOVERD_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
 SRCDIR = os.environ.get("FOD_SRCDIR") or os.path.abspath(
@@ -79,6 +81,7 @@ class Daemon:
         full_env.setdefault("AWS_EC2_METADATA_SERVICE_ENDPOINT",
                             "http://127.0.0.1:9")
         full_env.update(env or {})
+        loopguard.check_file(full_env, conf)
         self.proc = subprocess.Popen(
             [FAILOVERD, "-c", conf, "--log-stderr", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -189,3 +189,26 @@ def test_unit_file_verifies_and_is_sandboxed(tmp_path):
     level = float(p.stdout.split("exposure level for failoverd.service:")[1]
                   .split()[0])
     assert level <= 2.0
+
+
+# --- the harness never lets a daemon off loopback ---------------------------
+
+
+def test_harness_refuses_a_daemon_that_would_ask_the_real_imds(tmp_path):
+    import loopguard
+    conf = tmp_path / "f.conf"
+    conf.write_text('aws = { region = "us-east-1"; };\n')
+    env = {"AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9"}
+    with pytest.raises(loopguard.OffLoopback, match="169.254.169.254"):
+        loopguard.check_file(env, str(conf))
+    env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://169.254.169.254"
+    with pytest.raises(loopguard.OffLoopback, match="not on loopback"):
+        loopguard.check_file(env, str(conf))
+    conf.write_text('aws = { imds_endpoint = "http://127.0.0.2:80"; };\n')
+    loopguard.check_file(env, str(conf))
+    with pytest.raises(loopguard.OffLoopback, match="real EC2"):
+        loopguard.check_file({}, str(conf))
+    conf.write_text('aws = { endpoint = "https://ec2.us-east-1.'
+                    'amazonaws.com"; imds_endpoint = "http://[::1]:80"; };\n')
+    with pytest.raises(loopguard.OffLoopback, match="amazonaws"):
+        loopguard.check_file(env, str(conf))

@@ -22,6 +22,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+import loopguard  # noqa: E402
 from fodtest import FAILOVERCTL, FAILOVERD, SRCDIR, Daemon, ctl  # noqa: E402
 from servers import HttpServer, self_signed_cert  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
@@ -78,6 +79,7 @@ services = (
 
 def run_failoverd(conf, env, *args, timeout=30):
     """failoverd in the foreground until it exits by itself (a refusal)."""
+    loopguard.check_file(env, conf)
     return subprocess.run([FAILOVERD, "-c", conf, "--log-stderr", *args],
                           capture_output=True, text=True, env=env,
                           timeout=timeout)
