@@ -2,9 +2,9 @@
 running failoverd whose log the test can read and wait on."""
 import os
 import re
-import select
 import signal
 import subprocess
+import threading
 import time
 
 import loopguard
@@ -68,8 +68,9 @@ def known_library_leak_only(lines):
 class Daemon:
     """failoverd in the foreground with its log on a pipe.
 
-    lines holds every line it logged; wait_for() reads until a line
-    matches, so tests wait on events, never on sleeps."""
+    lines holds every line it logged, kept current by a reader thread;
+    wait_for() waits until a line matches, so tests wait on events,
+    never on sleeps."""
 
     def __init__(self, conf, env=None, args=()):
         self.conf = conf
@@ -87,19 +88,43 @@ class Daemon:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=full_env)
         self.lines = []
-        self._partial = b""
+        self._eof = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._reader, daemon=True)
+        self._thread.start()
+
+    def _reader(self):
+        """Reads the daemon's log for as long as it runs, so that the
+        daemon never blocks in write(2) on a full pipe, whatever the
+        test is doing (a debug-level daemon fills 64 KiB quickly)."""
+        fd = self.proc.stderr.fileno()
+        partial = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    if partial:
+                        self.lines.append(partial.decode(errors="replace"))
+                    self._eof = True
+                    self._cond.notify_all()
+                    return
+                *done, partial = (partial + chunk).split(b"\n")
+                self.lines.extend(x.decode(errors="replace") for x in done)
+                self._cond.notify_all()
 
     def _read(self, timeout):
-        r, _, _ = select.select([self.proc.stderr], [], [], timeout)
-        if not r:
-            return False
-        chunk = os.read(self.proc.stderr.fileno(), 65536)
-        if not chunk:
-            return None
-        data = self._partial + chunk
-        *done, self._partial = data.split(b"\n")
-        self.lines.extend(x.decode(errors="replace") for x in done)
-        return True
+        """Waits up to timeout for new lines: True when some came, False
+        when none did, None once the log has ended."""
+        with self._cond:
+            n = len(self.lines)
+            self._cond.wait_for(lambda: len(self.lines) > n or self._eof,
+                                timeout)
+            if len(self.lines) > n:
+                return True
+            return None if self._eof else False
 
     def wait_for(self, pattern, timeout=15.0, start=0):
         """Returns the first log line from index start matching pattern."""
@@ -144,11 +169,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-        while self._read(0):
-            pass
-        if self._partial:
-            self.lines.append(self._partial.decode(errors="replace"))
-            self._partial = b""
+        self._thread.join(timeout)
         if check:
             self.check_exit(rc)
         return rc

@@ -191,6 +191,27 @@ def test_unit_file_verifies_and_is_sandboxed(tmp_path):
     assert level <= 2.0
 
 
+def test_a_chatty_daemon_never_blocks_on_its_log(workdir):
+    """A daemon at debug level writes far more than a pipe holds while
+    the test looks elsewhere; it must still stop at once on SIGTERM."""
+    probes = ",\n".join(
+        '{ name = "p%d"; type = "http"; address = "127.0.0.1"; port = 9; '
+        'interval = 0.05; timeout = 0.04; }' % i for i in range(20))
+    text = CONF.format(d=workdir, name="web")
+    start = text.index("    probes = (")
+    end = text.index("    );", start) + len("    );")
+    text = text[:start] + "    probes = (\n" + probes + "\n    );" + \
+        text[end:]
+    path = workdir / "failoverd.conf"
+    path.write_text(text)
+    d = Daemon(str(path), args=("-d",))
+    d.wait_for(r"event=config_loaded")
+    time.sleep(3.0)     # nobody calls wait_for() meanwhile
+    logged = sum(len(l) + 1 for l in d.lines)
+    assert d.stop(timeout=10.0) == 0
+    assert logged > 65536, "the daemon logged too little to fill a pipe"
+
+
 # --- the harness never lets a daemon off loopback ---------------------------
 
 
