@@ -11,6 +11,8 @@ FOD_DEB_PACKAGES=(
 	# the test world: real sshd, HTTP, the emulator and its judges
 	python3 python3-pytest python3-botocore
 	openssh-server openssh-client awscli curl openssl iproute2
+	# the test sshds log in with a shell and home of the tests' own
+	libnss-wrapper
 	# systemd-analyze verify reads the man pages the unit names
 	systemd man-db
 )

@@ -1,5 +1,6 @@
 """Real servers for the probe tests, on 127.x loopback addresses: sshd
-(OpenSSH, as the current user, its own host key and AuthorizedKeysFile),
+(OpenSSH, logging in the current user with a home and a shell of the
+tests' own, its own host key and AuthorizedKeysFile),
 an HTTP(S) server whose answers the test can change, and, from ec2sim,
 the Blackhole that accepts connections and never says a word."""
 import os
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from fodtest import SRCDIR
 
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "ec2sim"))
-from sim_net import Blackhole  # noqa: E402  (shared with ec2sim)
+from sim_net import Blackhole, login_env  # noqa: E402  (shared with ec2sim)
 
 SSHD = "/usr/sbin/sshd"
 
@@ -76,7 +77,8 @@ class Sshd:
         self.proc = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", self.conf],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "w"))
+            stderr=open(self.log, "w"),
+            env=login_env(os.path.join(workdir, f"login.{ip}.{port}")))
         try:
             wait_listening(ip, port)
         except AssertionError:

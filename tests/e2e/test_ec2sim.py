@@ -259,6 +259,22 @@ def test_skewed_clock_is_refused(sim):
         sim.clock(offset=0)
 
 
+def test_an_instance_logs_in_with_the_tests_shell_not_the_hosts(sim):
+    """The instances' sshd runs a login through a passwd of the sim's own:
+    the user's home is in the sim's workdir and its shell is /bin/sh, so
+    no SSH check ever runs the host account's login shell or dotfiles."""
+    argv = sim.ssh_argv(sim.instance(PROD)["ip"],
+                        'echo "$HOME"; readlink /proc/$$/exe')
+    # The module's sim may still be booting its instances.
+    out = sim.wait(lambda: (lambda p: p if p.returncode == 0 else None)(
+        subprocess.run(argv, capture_output=True, text=True, timeout=20)),
+        timeout=30, interval=0.5, what="ssh to the instance")
+    home, shell = out.stdout.split()
+    assert home.startswith(str(sim.workdir)), home
+    assert home != os.path.expanduser("~"), home
+    assert os.path.basename(shell) in ("dash", "sh"), shell
+
+
 def test_ssh_and_curl_follow_the_eip(sim, tmp_path):
     eip_ip = sim.address(EIP)["ip"]
     assert http_get(sim.url(eip_ip)) == f"ok {PROD}\n"

@@ -7,8 +7,11 @@ Elastic IP is its own loopback address whose ports are forwarded, per
 new connection, to the instance it is currently associated with.
 """
 
+import glob
+import grp
 import json
 import os
+import pwd
 import socket
 import struct
 import subprocess
@@ -18,6 +21,52 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SSHD = "/usr/sbin/sshd"
 
+
+
+# --- who an sshd of the tests logs in ------------------------------------
+#
+# The test sshds log in the user running the tests, which is root on CI.
+# Left alone, every SSH check would run that account's own login shell
+# with its dotfiles (bash started by sshd reads ~/.bashrc; a version
+# manager's init there costs seconds on a busy machine). nss_wrapper
+# (Debian's libnss-wrapper, the tool Samba's and SSSD's test suites use
+# for this) gives sshd a passwd file of the tests' own in which that user
+# has a home directory the tests made and /bin/sh as its shell, without
+# touching the host's accounts.
+
+def _nss_wrapper():
+    libs = glob.glob("/usr/lib/*/libnss_wrapper.so") + \
+        glob.glob("/usr/lib/libnss_wrapper.so")
+    if not libs:
+        raise RuntimeError("libnss_wrapper.so not found: install Debian's "
+                           "libnss-wrapper (scripts/test does)")
+    return libs[0]
+
+
+def login_env(workdir):
+    """The environment for an sshd whose logins of the current user get
+    workdir/home as their home and /bin/sh as their shell."""
+    home = os.path.join(workdir, "home")
+    os.makedirs(home, 0o700, exist_ok=True)
+    uid = os.geteuid()
+    passwd = os.path.join(workdir, "nss_passwd")
+    group = os.path.join(workdir, "nss_group")
+    with open(passwd + ".tmp", "w") as f:
+        for p in pwd.getpwall():
+            d, sh = p.pw_dir, p.pw_shell
+            if p.pw_uid == uid:
+                d, sh = home, "/bin/sh"
+            f.write(f"{p.pw_name}:x:{p.pw_uid}:{p.pw_gid}:{p.pw_gecos}:"
+                    f"{d}:{sh}\n")
+    os.replace(passwd + ".tmp", passwd)
+    with open(group + ".tmp", "w") as f:
+        for g in grp.getgrall():
+            f.write(f"{g.gr_name}:x:{g.gr_gid}:{','.join(g.gr_mem)}\n")
+    os.replace(group + ".tmp", group)
+    env = dict(os.environ)
+    env.update(LD_PRELOAD=_nss_wrapper(), NSS_WRAPPER_PASSWD=passwd,
+               NSS_WRAPPER_GROUP=group)
+    return env
 
 def log(msg):
     print(f"ec2sim: {msg}", file=sys.stderr, flush=True)
@@ -181,7 +230,7 @@ class InstanceRuntime:
         self.sshd = subprocess.Popen(
             [SSHD, "-D", "-f", conf, "-E", logf],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            stderr=subprocess.DEVNULL, env=login_env(self.dir))
 
     def _stop_sshd(self):
         if self.sshd is not None:
