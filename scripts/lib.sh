@@ -33,6 +33,18 @@ fod_install_deps() {
 	    >/dev/null
 }
 
+# scripts/test --load: the CPU hog.
+fod_install_load_deps() {
+	dpkg-query -W -f='${Status}' stress-ng 2>/dev/null |
+	    grep -q "install ok installed" && return 0
+	echo "==> installing missing Debian packages: stress-ng"
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends stress-ng >/dev/null
+}
+
 # tests/bench/run-all: monit, the side-by-side baseline of benchmark 4.
 FOD_BENCH_DEB_PACKAGES=(monit)
 
