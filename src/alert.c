@@ -54,6 +54,8 @@ static const struct {
 	[ALERT_ROLLBACK_FAILED]		= { "rollback_failed", LOG_CRIT },
 	[ALERT_EVACUATION_STARTED]	= { "evacuation_started", LOG_ALERT },
 	[ALERT_EVACUATION_COMPLETED]	= { "evacuation_completed", LOG_ALERT },
+	[ALERT_JOURNAL_WRITE_FAILED]	= { "journal_write_failed", LOG_CRIT },
+	[ALERT_JOURNAL_WRITE_OK]	= { "journal_write_ok", LOG_NOTICE },
 };
 
 #define ALERT_RL_SLOTS	64

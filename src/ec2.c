@@ -296,6 +296,12 @@ is_describe(enum ec2_action a)
 	return strncmp(ec2_action_str(a), "Describe", 8) == 0;
 }
 
+int
+ec2_action_mutates(enum ec2_action a)
+{
+	return !is_describe(a) && a != EC2_GET_CONSOLE_OUTPUT;
+}
+
 /* Action=...&Version=...&k=v... with every key and value escaped. */
 static char *
 request_body(CURL *easy, const struct ec2_request *req,

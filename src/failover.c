@@ -155,6 +155,7 @@ struct failover {
 	char			*name;
 	struct journal_rec	*rec;
 	int			 journal_bad;	/* never save over it */
+	int			 journal_failing; /* last save failed */
 
 	enum failover_step	 step;
 	double			 step_start;	/* ev_now */
@@ -231,7 +232,7 @@ static void	failover_begin(struct failover *fo, const char *why,
 static void	fo_volumes_progress(struct failover *fo);
 static int	fo_has_ssh_probe(const struct failover *fo);
 static int	fo_write_learned(struct failover *fo, const struct buf *keys);
-static void	fo_save(struct failover *fo);
+static int	fo_save(struct failover *fo);
 static void	fo_rollback_begin(struct failover *fo, const char *from,
 		    const char *to, const char *why, int manual);
 static void	fo_new_id(struct failover *fo, const char *prefix);
@@ -405,18 +406,42 @@ fo_rec_progress(struct failover *fo)
 	}
 }
 
-static void
+/*
+ * Writes the record durably (journal_save: temporary file, fsync,
+ * rename, fsync of the directory). A failure is the watchdog's own
+ * trouble, not production's: it is said once at crit, when it starts,
+ * and once when a write succeeds again; fo_send takes no mutating step
+ * in between.
+ */
+static int
 fo_save(struct failover *fo)
 {
 	char err[512];
 
 	if (fo->journal_bad)
-		return;
+		return -1;
 	fo_rec_progress(fo);
 	if (journal_save(fo->env->state_dir, fo->name, fo->rec, err,
-	    sizeof(err)) == -1)
-		log_warnx("failover %s: journal not written: %s", fo->name,
-		    err);
+	    sizeof(err)) == -1) {
+		if (!fo->journal_failing)
+			alert_emit(ALERT_JOURNAL_WRITE_FAILED, fo->name,
+			    "state_dir", fo->env->state_dir, "error", err,
+			    "step", failover_step_str(fo->step),
+			    "action", fo_active(fo) ? "held until a write "
+			    "succeeds" : "none", NULL);
+		else
+			log_debug("failover %s: journal not written: %s",
+			    fo->name, err);
+		fo->journal_failing = 1;
+		return -1;
+	}
+	if (fo->journal_failing) {
+		fo->journal_failing = 0;
+		alert_emit(ALERT_JOURNAL_WRITE_OK, fo->name, "state_dir",
+		    fo->env->state_dir, "step", failover_step_str(fo->step),
+		    NULL);
+	}
+	return 0;
 }
 
 /* The fields of the failover in progress go once it has ended. */
@@ -539,6 +564,17 @@ fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 	struct fo_call *c;
 
 	if (fo->env->ec2 == NULL) {
+		ec2_request_free(req);
+		return -1;
+	}
+	/*
+	 * No change to the account without a durable record before it: a
+	 * restart resumes from the record, so a call it does not know of
+	 * could be made twice (a second RunInstances under a new token).
+	 * The callers keep their state on -1 and try again next tick.
+	 */
+	if (ec2_action_mutates(ec2_request_action(req)) &&
+	    fo_save(fo) == -1) {
 		ec2_request_free(req);
 		return -1;
 	}

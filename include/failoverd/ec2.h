@@ -52,6 +52,8 @@ enum ec2_action {
 
 /* "RunInstances"...; ec2_action_from_str returns -1 when unknown. */
 const char	*ec2_action_str(enum ec2_action a);
+/* 1 when the action changes something in the account (not a read). */
+int		 ec2_action_mutates(enum ec2_action a);
 int		 ec2_action_from_str(const char *s);
 
 enum ec2_status {
