@@ -40,9 +40,10 @@ PROFILES = {
                    "estimate: CreateImage's reboot is an OS shutdown "
                    "and a boot (see boot)"),
         "status_init": (60.0, 240.0,
-                        "\"Status checks for your instances\": checks "
-                        "run every minute, 'initializing' until the "
-                        "first ones pass (estimate: 1 to 4 checks)"),
+                        "\"Status checks for your instances\": "
+                        "'initializing' until the checks pass; "
+                        "StatusCheckFailed is per minute (estimate: "
+                        "1 to 4 checks)"),
         "volume_create": (2.0, 30.0,
                           "estimate: \"Create an Amazon EBS volume\": "
                           "'creating' until 'available'; blocks of a "
