@@ -628,3 +628,28 @@ def test_timing_profile_aws_loads_and_draws_within_its_ranges(tmp_path):
         assert json.loads(out.stdout)["delays"] == sim_world.DEFAULT_DELAYS
         assert s.set_timing("aws")["delays"]["boot"] == list(
             prof["boot"][:2])
+
+
+def test_http_servers_ask_no_dns():
+    """http.server's own server_bind asks DNS for the name of the address
+    it binds (socket.getfqdn): a query to the host's resolver, off
+    loopback, from every ec2sim and test HTTP server. They bind without
+    it."""
+    import ec2sim
+    import sim_net
+    sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+    import servers
+    with mock.patch("socket.getfqdn",
+                    side_effect=AssertionError("getfqdn: a DNS query")):
+        for make in (
+                lambda: ec2sim.Server(("127.0.0.1", 0),
+                                      ec2sim.BaseHTTPRequestHandler),
+                lambda: sim_net._InstanceHTTPServer(
+                    ("127.0.0.1", 0), ec2sim.BaseHTTPRequestHandler),
+                lambda: servers.HttpServer("127.0.0.1", 0, {})):
+            srv = make()
+            try:
+                assert srv.server_name == "127.0.0.1"
+                assert srv.server_port > 0
+            finally:
+                srv.server_close()

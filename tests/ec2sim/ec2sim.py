@@ -34,6 +34,7 @@ from sim_auth import CredStore, credential_access_key, verify  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
 from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
+from sim_net import bind_without_dns  # noqa: E402
 import sim_timing  # noqa: E402
 from sim_world import DEFAULT_DELAYS, World  # noqa: E402
 
@@ -48,6 +49,7 @@ FAULT_KINDS = ("throttle", "error500", "error503", "error", "drop", "hang",
 
 
 class Server(ThreadingHTTPServer):
+    server_bind = bind_without_dns
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
