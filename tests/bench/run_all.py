@@ -42,12 +42,14 @@ def main(names):
     import bench_detect
     import bench_idle
     import bench_failover
+    import bench_failover_aws
     order = [
         ("idle", bench_idle.start, bench_idle.finish),
         ("probe_cost", bench_probe_cost.run, None),
         ("ssh", bench_ssh.run, None),
         ("detect", bench_detect.run, None),
         ("failover", bench_failover.run, None),
+        ("failover_aws", bench_failover_aws.run, None),
     ]
     print(f"failoverd benchmarks: build {build_type()}, "
           f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}",

@@ -16,6 +16,7 @@ from fodtest import SRCDIR
 
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "ec2sim"))
 from sim_net import Blackhole, login_env  # noqa: E402  (shared with ec2sim)
+from sim_net import bind_without_dns  # noqa: E402
 
 SSHD = "/usr/sbin/sshd"
 
@@ -131,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpServer(ThreadingHTTPServer):
     """routes maps a path to (status, body) or to fn(handler) returning
     one; set_route() changes an answer while the daemon probes it."""
+    server_bind = bind_without_dns
     daemon_threads = True
     allow_reuse_address = True
 

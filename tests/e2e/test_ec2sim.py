@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.error
 import urllib.request
 from unittest import mock
@@ -30,9 +31,10 @@ SRC = os.environ.get("FOD_SRCDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "ec2sim"))
 
-from simfixture import BASIC, Ec2Sim  # noqa: E402
+from simfixture import BASIC, Ec2Sim, Ec2SimError  # noqa: E402
 
 AWS = "/usr/bin/aws"
+PYTHON_SIMCTL = "/usr/bin/python3"
 PROD = BASIC["instance"]
 EIP = BASIC["eip"]
 
@@ -597,3 +599,73 @@ def test_pagination_and_filters(sim):
         c.describe_instances(Filters=[{"Name": "no-such-filter",
                                        "Values": ["x"]}])
     assert err(e)[0] == "InvalidParameterValue"
+
+
+def test_timing_profile_aws_loads_and_draws_within_its_ranges(tmp_path):
+    """--timing aws: every delay the sim models has a sourced range, the
+    sim runs on those ranges, and each event draws within its range."""
+    import sim_timing
+    import sim_world
+    prof = sim_timing.PROFILES["aws"]
+    # Complete: a delay the sim models without a range here would run
+    # at its test default under --timing aws.
+    assert set(sim_world.DEFAULT_DELAYS) <= set(prof)
+    for key, (lo, hi, source) in prof.items():
+        assert 0 <= lo <= hi and source, key
+
+    with Ec2Sim("basic", tmp_path / "sim", timing="aws",
+                delays={"pending": [0.1, 0.3]}) as s:
+        d = s.state()["delays"]
+        for key in sim_world.DEFAULT_DELAYS:
+            want = [0.1, 0.3] if key == "pending" else list(prof[key][:2])
+            assert d[key] == want, key
+        # Each event draws its own delay from the range (World.delay,
+        # which every delayed event goes through).
+        for key in sim_world.DEFAULT_DELAYS:
+            lo, hi = d[key]
+            world = types.SimpleNamespace(delays=d)
+            draws = [sim_world.World.delay(world, key) for _ in range(200)]
+            assert all(lo <= v <= hi for v in draws), key
+            assert lo == hi or len(set(draws)) > 1, key
+        # A launch runs on the drawn delay (kept short above).
+        c = client(s)
+        iid = c.run_instances(ImageId=BASIC["image"], MinCount=1,
+                              MaxCount=1)["Instances"][0]["InstanceId"]
+        s.wait_instance_state(iid, "running", timeout=30)
+        # Ranges through the control API and simctl; a bad range is
+        # refused; "default" puts the fixed test delays back.
+        assert s.set_delays(attach=[1, 2])["attach"] == [1.0, 2.0]
+        with pytest.raises(Ec2SimError):
+            s.set_delays(attach=[2, 1])
+        out = subprocess.run(
+            [PYTHON_SIMCTL, os.path.join(SRC, "tests", "ec2sim", "simctl"),
+             "--control", s.control, "timing", "default"],
+            capture_output=True, text=True, timeout=30, check=True)
+        assert json.loads(out.stdout)["delays"] == sim_world.DEFAULT_DELAYS
+        assert s.set_timing("aws")["delays"]["boot"] == list(
+            prof["boot"][:2])
+
+
+def test_http_servers_ask_no_dns():
+    """http.server's own server_bind asks DNS for the name of the address
+    it binds (socket.getfqdn): a query to the host's resolver, off
+    loopback, from every ec2sim and test HTTP server. They bind without
+    it."""
+    import ec2sim
+    import sim_net
+    sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+    import servers
+    with mock.patch("socket.getfqdn",
+                    side_effect=AssertionError("getfqdn: a DNS query")):
+        for make in (
+                lambda: ec2sim.Server(("127.0.0.1", 0),
+                                      ec2sim.BaseHTTPRequestHandler),
+                lambda: sim_net._InstanceHTTPServer(
+                    ("127.0.0.1", 0), ec2sim.BaseHTTPRequestHandler),
+                lambda: servers.HttpServer("127.0.0.1", 0, {})):
+            srv = make()
+            try:
+                assert srv.server_name == "127.0.0.1"
+                assert srv.server_port > 0
+            finally:
+                srv.server_close()

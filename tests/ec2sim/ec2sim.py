@@ -3,7 +3,8 @@
 
     /usr/bin/python3 tests/ec2sim/ec2sim.py --scenario FILE --workdir DIR
         [--net 127.77] [--tls] [--port 0] [--policy FILE]
-        [--delays JSON] [--cred-lifetime S] [--ssh-port N] [--http-port N]
+        [--delays JSON] [--timing aws] [--cred-lifetime S]
+        [--ssh-port N] [--http-port N]
 
 See tests/ec2sim/README.md.  Only 127.0.0.0/8 is ever used.
 """
@@ -33,7 +34,9 @@ from sim_auth import CredStore, credential_access_key, verify  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
 from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
-from sim_world import World  # noqa: E402
+from sim_net import bind_without_dns  # noqa: E402
+import sim_timing  # noqa: E402
+from sim_world import DEFAULT_DELAYS, World  # noqa: E402
 
 CLAIM_PORT = 65001      # held on A.B.0.1 while a sim owns the net A.B
 EXIT_NET_BUSY = 3
@@ -46,6 +49,7 @@ FAULT_KINDS = ("throttle", "error500", "error503", "error", "drop", "hang",
 
 
 class Server(ThreadingHTTPServer):
+    server_bind = bind_without_dns
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -281,6 +285,14 @@ class Sim:
                 path = alt
         with open(path) as f:
             sc = json.load(f)
+        if self.args.timing:
+            # The profile over the scenario's delays, --delays over both.
+            prof, skipped = sim_timing.delays(self.args.timing,
+                                              DEFAULT_DELAYS)
+            sc.setdefault("delays", {}).update(prof)
+            if skipped:
+                log(f"timing {self.args.timing}: this sim does not model "
+                    f"{', '.join(skipped)}; left out")
         if self.args.delays:
             sc.setdefault("delays", {}).update(json.loads(self.args.delays))
         self.scenario = sc
@@ -855,8 +867,17 @@ def control(sim, method, parts, q, body):
                     if k not in w.delays:
                         raise ValueError(f"unknown delay {k!r}; known: "
                                          f"{sorted(w.delays)}")
-                    w.delays[k] = float(v)
+                    w.delays[k] = sim_timing.check(k, v)
             return 200, dict(w.delays)
+    if head == "timing":
+        with w.lock:
+            if method == "POST":
+                prof, _ = sim_timing.delays(body.get("profile", ""),
+                                            DEFAULT_DELAYS)
+                w.delays.update(prof)
+                sim.event(f"timing profile {body['profile']}")
+            return 200, {"profiles": sim_timing.names(),
+                         "delays": dict(w.delays)}
     if head == "clock":
         if method == "POST":
             if "offset" in body:
@@ -893,7 +914,11 @@ def main():
     ap.add_argument("--tls", action="store_true")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--policy")
-    ap.add_argument("--delays", help="JSON object of delays in seconds")
+    ap.add_argument("--delays", help="JSON object of delays in seconds "
+                    "(a number, or [low, high] drawn per event)")
+    ap.add_argument("--timing", choices=sim_timing.names(),
+                    help="delay profile: aws draws each delay from the "
+                    "ranges of tests/ec2sim/sim_timing.py")
     ap.add_argument("--cred-lifetime", type=float)
     ap.add_argument("--ssh-port", type=int)
     ap.add_argument("--http-port", type=int)

@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import socket
+import socketserver
 import struct
 import subprocess
 import sys
@@ -177,7 +178,16 @@ class _InstanceHTTPHandler(BaseHTTPRequestHandler):
             self._send(404, f"no volume at {dev}\n")
 
 
+def bind_without_dns(server):
+    """HTTPServer.server_bind without its socket.getfqdn() of the
+    address: a reverse DNS query to the host's resolver, a packet off
+    loopback for a name nobody uses.  server_bind = bind_without_dns."""
+    socketserver.TCPServer.server_bind(server)
+    server.server_name, server.server_port = server.server_address[:2]
+
+
 class _InstanceHTTPServer(ThreadingHTTPServer):
+    server_bind = bind_without_dns
     daemon_threads = True
     request_queue_size = 128
     allow_reuse_address = True

@@ -12,6 +12,7 @@ import hashlib
 import heapq
 import json
 import os
+import random
 import re
 import secrets
 import subprocess
@@ -195,8 +196,17 @@ class World:
     def now(self):
         return self.sim.now()
 
+    def delay(self, key):
+        """Seconds for one event of `key`: its fixed delay, or a draw
+        from its [low, high] range (a timing profile, sim_timing.py).
+        Read every delay through here, once per event."""
+        v = self.delays.get(key, 0.0)
+        if isinstance(v, (list, tuple)):
+            return random.uniform(v[0], v[1])
+        return v
+
     def after(self, key, fn, *args):
-        self.sched.after(self.delays.get(key, 0.0), fn, *args)
+        self.sched.after(self.delay(key), fn, *args)
 
     def kick(self):
         self.sim.kick_net()
@@ -420,7 +430,9 @@ class World:
         inst.since = self.now()
         if state == "running":
             inst.running_since = self.now()
-            boot = self.delays.get("boot", 0.0)
+            # Drawn once per boot: every later look agrees with it.
+            boot = inst.boot = self.delay("boot")
+            inst.status_init = self.delay("status_init")
             if boot > 0:
                 self.sched.after(boot, self.kick)
         if reason is not None:
@@ -458,7 +470,7 @@ class World:
         """(ssh_mode, http_mode) for the instance's listeners."""
         if inst.state != "running" or inst.running_since is None:
             return "off", "off"
-        if self.now() < inst.running_since + self.delays.get("boot", 0):
+        if self.now() < inst.running_since + getattr(inst, "boot", 0):
             return "off", "off"
         if self.now() < inst.reboot_until:
             return "off", "off"
@@ -923,7 +935,7 @@ class World:
             return summ, dict(summ)
         az_bad = self.azs[inst.az].impaired
         init = (self.now() < inst.running_since
-                + self.delays.get("status_init", 0))
+                + getattr(inst, "status_init", 0))
 
         def one(bad):
             if bad:
@@ -1300,10 +1312,11 @@ class World:
         if inst.state == "running" and not p.get("NoReboot", False):
             # AWS reboots the instance for a consistent image: a short
             # outage the watchdog will see.
-            inst.reboot_until = self.now() + self.delays.get("reboot", 0)
+            reboot = self.delay("reboot")
+            inst.reboot_until = self.now() + reboot
             self.sim.event(f"instance {inst.id}: rebooting for {iid}")
             self.kick()
-            self.sched.after(self.delays.get("reboot", 0) + 0.01, self.kick)
+            self.sched.after(reboot + 0.01, self.kick)
         self.after("image", self._image_done, iid)
         return {"ImageId": iid}
 

@@ -9,8 +9,8 @@
 
 `scenario` is a path or the name of a file in tests/ec2sim/scenarios.
 net=None picks a free /16 in 127.0.0.0/8 so parallel tests never collide.
-Options: policy=PATH, delays={...}, cred_lifetime=S, port=N,
-ssh_port=N, http_port=N, start_timeout=S.
+Options: policy=PATH, delays={...}, timing="aws", cred_lifetime=S,
+port=N, ssh_port=N, http_port=N, start_timeout=S.
 """
 
 import json
@@ -90,6 +90,8 @@ class Ec2Sim:
             a += ["--port", str(o["port"])]
         if o.get("policy"):
             a += ["--policy", str(o["policy"])]
+        if o.get("timing"):
+            a += ["--timing", o["timing"]]
         if o.get("delays"):
             a += ["--delays", json.dumps(o["delays"])]
         if o.get("cred_lifetime"):
@@ -283,7 +285,12 @@ class Ec2Sim:
         return self._call("GET", f"/address/{alloc_id}")
 
     def set_delays(self, **kw):
+        """KEY=seconds, or KEY=[low, high] drawn per event."""
         return self._call("POST", "/delays", kw)
+
+    def set_timing(self, profile):
+        """A timing profile of sim_timing.py ("aws"), or "default"."""
+        return self._call("POST", "/timing", {"profile": profile})
 
     def impair_az(self, az, impaired=True):
         return self._call("POST", f"/az/{az}", {"impaired": impaired})
