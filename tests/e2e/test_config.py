@@ -84,7 +84,8 @@ def test_every_mistake_is_listed(tmp_path):
         "%s:3: services.[0].colour: unknown setting" % conf,
         '%s:5: services.[0].launch.ami: "ami-xyz" is not an AMI id (ami- '
         "followed by 8 or 17 hex digits)" % conf,
-        "%s:7: services.[0].probes.[0].port: must be at least 1" % conf,
+        "%s:7: services.[0].probes.[0].port: must be at least 1 (got 0)"
+        % conf,
     ]
 
 

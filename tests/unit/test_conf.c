@@ -180,7 +180,8 @@ static void
 test_out_of_range(void **state)
 {
 	assert_one_error(fixture("out-of-range.conf"),
-	    "13: services.[0].probes.[1].port: must be at most 65535");
+	    "13: services.[0].probes.[1].port: must be at most 65535 "
+	    "(got 70000)");
 }
 
 static void
@@ -360,7 +361,8 @@ test_every_error_is_reported(void **state)
 	    "(daemon, user, local0..local7, auth, authpriv)\n"
 	    "%s:4: services.[0].launch.instance_type: \"t3\" is not an "
 	    "instance type (such as t3.micro)\n"
-	    "%s:5: services.[0].probes.[0].fall: must be at least 1\n",
+	    "%s:5: services.[0].probes.[0].fall: must be at least 1 "
+	    "(got 0)\n",
 	    path, path, path);
 	assert_string_equal(errbuf, want);
 }
