@@ -35,8 +35,10 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/conf.h"
 #include "failoverd/log.h"
+#include "failoverd/redact.h"
 
 /* Past this many errors the rest are only counted: one typo repeated in a
  * hundred services must not bury the first message. */
@@ -173,7 +175,6 @@ conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
 	const char	*file = NULL;
 	char		 incfile[PATH_MAX];
 	int		 line = 0;
-	int		 n;
 
 	w->nerrors++;
 	if (w->nerrors > CONF_MAX_ERRORS || w->used + 1 >= w->errlen)
@@ -192,30 +193,15 @@ conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
 		file = incfile;
 	}
 	if (line > 0)
-		n = snprintf(w->err + w->used, w->errlen - w->used, "%s:%d: ",
-		    file, line);
+		buf_fmt_at(w->err, w->errlen, &w->used, "%s:%d: ", file,
+		    line);
 	else
-		n = snprintf(w->err + w->used, w->errlen - w->used, "%s: ",
-		    file);
-	if (n < 0)
-		return;
-	w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
-	    w->used + (size_t)n;
-	if (w->pathlen > 0 || member != NULL) {
-		n = snprintf(w->err + w->used, w->errlen - w->used,
-		    "%s%s%s: ", w->path,
+		buf_fmt_at(w->err, w->errlen, &w->used, "%s: ", file);
+	if (w->pathlen > 0 || member != NULL)
+		buf_fmt_at(w->err, w->errlen, &w->used, "%s%s%s: ", w->path,
 		    w->pathlen > 0 && member != NULL ? "." : "",
 		    member != NULL ? member : "");
-		if (n < 0)
-			return;
-		w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
-		    w->used + (size_t)n;
-	}
-	n = vsnprintf(w->err + w->used, w->errlen - w->used, fmt, ap);
-	if (n < 0)
-		return;
-	w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
-	    w->used + (size_t)n;
+	buf_vfmt_at(w->err, w->errlen, &w->used, fmt, ap);
 	if (w->used + 1 < w->errlen) {
 		w->err[w->used++] = '\n';
 		w->err[w->used] = '\0';
@@ -332,6 +318,22 @@ static int
 conf_check_ami(const char *v, char *why, size_t len)
 {
 	return conf_check_id(v, "ami-", "an AMI id", why, len);
+}
+
+int
+conf_valid_ami(const char *v, char *why, size_t len)
+{
+	char	 shown[80];
+
+	/* The id is quoted in the message: a long one is cut first. */
+	if (strlen(v) > 64) {
+		snprintf(shown, sizeof(shown), "%.32s...", v);
+		snprintf(why, len, "\"%s\" (%zu characters) is not an AMI id "
+		    "(ami- followed by 8 or 17 hex digits)", shown,
+		    strlen(v));
+		return -1;
+	}
+	return conf_check_ami(v, why, len);
 }
 
 static int
@@ -2273,8 +2275,9 @@ static const struct conf_setting conf_snapshot_settings[] = {
 	  .off = NOFF(interval), .min = 1, .max = 365 * 86400,
 	  .defnum = 0 },
 	{ .name = "window", .kind = K_CUSTOM, .custom = &conf_window_ops },
+	/* ec2.c's reply cap is sized for DescribeSnapshots of this many. */
 	{ .name = "keep", .kind = K_INT, .off = NOFF(keep),
-	  .min = 0, .max = 10000, .defnum = 7 },
+	  .min = 0, .max = 1000, .defnum = 7 },
 	{ .name = "max_age", .kind = K_SECS, .flags = F_ZEROOFF,
 	  .off = NOFF(max_age), .min = 60, .max = 10 * 365 * 86400,
 	  .defnum = 0 },
@@ -2784,6 +2787,52 @@ conf_load(const char *path, char *err, size_t errlen)
 	return conf;
 }
 
+/*
+ * What daemon start needs of the machine beyond the file: the daemon
+ * and `failoverd -t` (the unit's ExecStartPre) both call this, so -t
+ * never passes a configuration start would refuse.
+ */
+int
+conf_check_start(const struct config *conf, char *err, size_t errlen)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX], *slash;
+
+	if (stat(conf->state_dir, &st) == -1) {
+		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "state_dir %s: not a directory",
+		    conf->state_dir);
+		return -1;
+	}
+	if (access(conf->state_dir, W_OK) == -1) {
+		snprintf(err, errlen, "state_dir %s: not writable: %s",
+		    conf->state_dir, strerror(errno));
+		return -1;
+	}
+	/* bind(2) creates the socket, not its directory. */
+	snprintf(dir, sizeof(dir), "%s", conf->control_socket);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (stat(dir, &st) == -1) {
+			snprintf(err, errlen, "control_socket %s: directory "
+			    "%s: %s", conf->control_socket, dir,
+			    strerror(errno));
+			return -1;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "control_socket %s: %s is not "
+			    "a directory", conf->control_socket, dir);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void
 conf_free(struct config *conf)
 {
@@ -2832,18 +2881,22 @@ probe_type_str(enum probe_type t)
 static void
 conf_print_probe(const struct probe_conf *p, FILE *fp)
 {
-	const char *addr = p->address != NULL ? p->address : "EIP";
+	const char	*addr = p->address != NULL ? p->address : "EIP";
+	char		 url[CONF_URL_MAX + 64], shown[CONF_URL_MAX + 64];
 
 	fprintf(fp, "  probe %-10s %s ", p->name, probe_type_str(p->type));
 	if (p->type == PROBE_HTTP) {
 		if (p->http.url != NULL)
-			fprintf(fp, "%s %s", p->http.method, p->http.url);
+			snprintf(url, sizeof(url), "%s", p->http.url);
 		else if (p->http.port != 0)
-			fprintf(fp, "%s %s://%s:%d%s", p->http.method,
+			snprintf(url, sizeof(url), "%s://%s:%d%s",
 			    p->http.scheme, addr, p->http.port, p->http.path);
 		else
-			fprintf(fp, "%s %s://%s%s", p->http.method,
+			snprintf(url, sizeof(url), "%s://%s%s",
 			    p->http.scheme, addr, p->http.path);
+		/* -t output goes to the journal at every start. */
+		fprintf(fp, "%s %s", p->http.method,
+		    redact_url(url, shown, sizeof(shown)));
 		if (p->http.host != NULL)
 			fprintf(fp, " host %s", p->http.host);
 		if (!p->http.tls_verify)
@@ -2864,6 +2917,7 @@ void
 conf_print_summary(const struct config *conf, FILE *fp)
 {
 	static const char *const when[] = { "all", "any", "list" };
+	char	 ep[CONF_URL_MAX + 8], hook[CONF_URL_MAX + 8];
 	size_t	 i, j;
 
 	fprintf(fp, "file %s\n", conf->path);
@@ -2877,7 +2931,8 @@ conf_print_summary(const struct config *conf, FILE *fp)
 	fprintf(fp, "  aws region %s, endpoint %s, profile %s, %g calls/s, "
 	    "burst %d\n",
 	    conf->aws.region != NULL ? conf->aws.region : "(AWS_REGION)",
-	    conf->aws.endpoint != NULL ? conf->aws.endpoint : "(default)",
+	    conf->aws.endpoint != NULL ? redact_url(conf->aws.endpoint, ep,
+	    sizeof(ep)) : "(default)",
 	    conf->aws.profile != NULL ? conf->aws.profile : "(default)",
 	    conf->aws.calls_per_second, conf->aws.burst);
 	if (conf->alerts.exec != NULL || conf->alerts.webhook != NULL)
@@ -2885,7 +2940,8 @@ conf_print_summary(const struct config *conf, FILE *fp)
 		    conf->alerts.exec != NULL ? conf->alerts.exec : "",
 		    conf->alerts.exec != NULL && conf->alerts.webhook !=
 		    NULL ? ", " : "",
-		    conf->alerts.webhook != NULL ? conf->alerts.webhook : "",
+		    conf->alerts.webhook != NULL ? redact_url(
+		    conf->alerts.webhook, hook, sizeof(hook)) : "",
 		    conf->alerts.min_severity);
 	fprintf(fp, "%zu service%s\n", conf->nservices,
 	    conf->nservices == 1 ? "" : "s");

@@ -379,27 +379,11 @@ fail:
 	return -1;
 }
 
+/* The same checks `failoverd -t` makes (conf_check_start). */
 static int
 daemon_check_state_dir(const struct config *conf, char *err, size_t errlen)
 {
-	struct stat st;
-
-	if (stat(conf->state_dir, &st) == -1) {
-		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
-		    strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "state_dir %s: not a directory",
-		    conf->state_dir);
-		return -1;
-	}
-	if (access(conf->state_dir, W_OK) == -1) {
-		snprintf(err, errlen, "state_dir %s: not writable: %s",
-		    conf->state_dir, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return conf_check_start(conf, err, errlen);
 }
 
 struct daemon *
@@ -735,8 +719,16 @@ daemon_cmd_switch(struct daemon *d, int argc, char **argv,
 	}
 	if (finish && ami == NULL)
 		return failover_switch_finish(daemon_failover(d, svc), out);
-	if (!finish && ami != NULL)
+	if (!finish && ami != NULL) {
+		char why[256];
+
+		/* A person's string goes no further than this unchecked. */
+		if (conf_valid_ami(ami, why, sizeof(why)) == -1) {
+			buf_printf(out, "switch %s: %s", argv[1], why);
+			return -1;
+		}
 		return failover_switch(daemon_failover(d, svc), ami, out);
+	}
 usage:
 	buf_printf(out, "usage: %s", strcmp(argv[0], "rollback") == 0 ?
 	    "rollback SERVICE" : "switch SERVICE --ami AMI | switch SERVICE "

@@ -40,7 +40,17 @@
 #define BACKOFF_BASE		0.1	/* seconds, first retry's ceiling */
 #define BACKOFF_CAP		20.0
 #define MAX_ATTEMPTS		20
-#define MAX_REPLY		(32 * 1024 * 1024)
+/*
+ * The largest reply failoverd asks for is one service's DescribeSnapshots:
+ * snapshot.keep is at most 1,000, a snapshot item with failoverd's tags
+ * is about 1.5 KB of XML, and as many again may wait to be deleted or be
+ * left by failed runs: about 3 MB. Everything else is filtered to a few
+ * instances, volumes or addresses (a DescribeInstances item is ~8 KB).
+ * The reply is parsed whole, on the loop, at ~10 ms and ~15 bytes of
+ * memory per byte per MB: 4 MiB bounds a parse to well under a second
+ * and its memory to ~60 MB, where 32 MiB took seconds and 450 MB.
+ */
+#define MAX_REPLY		(4 * 1024 * 1024)
 #define DEFAULT_DEADLINE	60.0
 
 struct ec2_param {

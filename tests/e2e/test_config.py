@@ -35,11 +35,24 @@ def check(path, cwd=None):
                           capture_output=True, text=True, timeout=30)
 
 
-def test_example_config_passes_and_prints_summary():
-    r = check(EXAMPLE)
+def on_this_machine(tmp_path, path):
+    """A file that @includes path (absolute) with a state_dir and a
+    control socket directory that exist here: -t checks both, as start
+    does, and the shipped files name /var/lib and /run."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    wrap = tmp_path / "here.conf"
+    wrap.write_text('state_dir = "%s";\ncontrol_socket = "%s/c.sock";\n'
+                    '@include "%s"\n' % (state, tmp_path, path))
+    return str(wrap)
+
+
+def test_example_config_passes_and_prints_summary(tmp_path):
+    wrap = on_this_machine(tmp_path, EXAMPLE)
+    r = check(wrap)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "file %s" % EXAMPLE in out
+    assert "file %s" % wrap in out
     assert "service web" in out
     assert "eip eipalloc-0123456789abcdef0" in out
     assert "volume vol-0123456789abcdef0 at /dev/sdf" in out
@@ -54,7 +67,7 @@ def test_example_config_passes_and_prints_summary():
 def test_summary_shows_the_probe_settings(tmp_path):
     conf = tmp_path / "shop.conf"
     conf.write_text(GOOD)
-    r = check(str(conf))
+    r = check(on_this_machine(tmp_path, conf))
     assert r.returncode == 0, r.stderr
     assert "service shop" in r.stdout
     assert "probe front      http GET http://127.0.0.1:8080/, every 1s, " \
@@ -114,8 +127,9 @@ def test_file_is_named_as_given(tmp_path):
         "an Elastic IP allocation id")
 
 
-def test_minimal_fixture_passes():
-    r = check(os.path.join(FIXTURES, "minimal.conf"))
+def test_minimal_fixture_passes(tmp_path):
+    r = check(on_this_machine(tmp_path,
+                              os.path.join(FIXTURES, "minimal.conf")))
     assert r.returncode == 0, r.stderr
 
 
