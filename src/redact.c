@@ -13,8 +13,9 @@
 
 #include "failoverd/redact.h"
 
-/* A path segment at least this long, with a letter and a digit, is a
- * token: ids and words people write in a health path are shorter. */
+/* A path segment at least this long, of token characters with a digit
+ * or a capital, is a token: words and ids people write in a health path
+ * are shorter or lowercase (/very-long-health-check). */
 #define REDACT_TOKEN_MIN	16
 
 struct redact_out {
@@ -42,17 +43,19 @@ static int
 redact_is_token(const char *s, size_t n)
 {
 	size_t	 i;
-	int	 alpha = 0, digit = 0;
+	int	 mixed = 0;
 
 	if (n < REDACT_TOKEN_MIN)
 		return 0;
 	for (i = 0; i < n; i++) {
-		if (isalpha((unsigned char)s[i]))
-			alpha = 1;
-		else if (isdigit((unsigned char)s[i]))
-			digit = 1;
+		if (isupper((unsigned char)s[i]) ||
+		    isdigit((unsigned char)s[i]))
+			mixed = 1;
+		else if (!islower((unsigned char)s[i]) &&
+		    strchr("-_.~", s[i]) == NULL)
+			return 0;
 	}
-	return alpha && digit;
+	return mixed;
 }
 
 char *
