@@ -168,7 +168,7 @@ static void	conf_launch_check(struct conf_walk *,
 
 /* Errors ------------------------------------------------------------- */
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
     const char *fmt, va_list ap)
 {
