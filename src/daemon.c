@@ -20,6 +20,7 @@
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
 #include "failoverd/log.h"
+#include "failoverd/redact.h"
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
 #include "failoverd/snapshot.h"
@@ -225,6 +226,8 @@ daemon_isolated(void *arg)
 static void
 daemon_open_aws(struct daemon *d, const struct config *conf)
 {
+	char	shown[512];
+
 	d->creds = creds_provider_new(d->loop, d->curl, conf->aws.profile,
 	    conf->aws.imds_endpoint);
 	if (d->creds == NULL) {
@@ -237,7 +240,8 @@ daemon_open_aws(struct daemon *d, const struct config *conf)
 	if (d->ec2 == NULL)
 		goto fail;
 	log_info("aws: EC2 endpoint %s, region %s",
-	    ec2_client_endpoint(d->ec2), ec2_client_region(d->ec2));
+	    redact_url(ec2_client_endpoint(d->ec2), shown, sizeof(shown)),
+	    ec2_client_region(d->ec2));
 	return;
 fail:
 	alert_emit(ALERT_AWS_ERROR, NULL, "error", d->ec2_error, "action",

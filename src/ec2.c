@@ -31,6 +31,7 @@
 #include "failoverd/curlev.h"
 #include "failoverd/ec2.h"
 #include "failoverd/log.h"
+#include "failoverd/redact.h"
 #include "failoverd/sigv4.h"
 #include "ec2_priv.h"
 
@@ -369,6 +370,7 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	struct ec2_client *c;
 	const char *region = NULL, *ep = NULL, *ca = NULL, *why;
 	char *host = NULL, *port = NULL, *upath = NULL, *scheme = NULL;
+	char shown[512];
 	CURLU *u = NULL;
 
 	c = calloc(1, sizeof(*c));
@@ -462,8 +464,8 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	c->refilled = ev_now(loop);
 	ev_timer_init(&c->budget_w, budget_cb, 0.0, 0.0);
 	c->budget_w.data = c;
-	log_info("ec2: region %s, endpoint %s (%s)", c->region, c->endpoint,
-	    why);
+	log_info("ec2: region %s, endpoint %s (%s)", c->region,
+	    redact_url(c->endpoint, shown, sizeof(shown)), why);
 	curl_free(scheme);
 	curl_free(host);
 	curl_free(port);
