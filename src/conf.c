@@ -53,6 +53,9 @@
 /* struct sockaddr_un's sun_path, less its NUL. */
 #define CONF_SUN_PATH_MAX	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
+/* Snapshots one service may keep: see conf_listed_check. */
+#define CONF_MAX_LISTED		2000
+
 /* Any list without a tighter limit of its own. */
 #define CONF_LIST_MAX		64
 
@@ -163,6 +166,8 @@ static int	conf_group_equal(const struct conf_group *, const void *,
 		    const void *);
 static void	conf_hook_check(struct conf_walk *, const config_setting_t *,
 		    struct service_conf *);
+static void	conf_listed_check(struct conf_walk *,
+		    const config_setting_t *, struct service_conf *);
 static void	conf_launch_check(struct conf_walk *,
 		    const config_setting_t *, void *);
 
@@ -1982,6 +1987,45 @@ conf_service_check(struct conf_walk *w, const config_setting_t *cs,
 		conf_path_pop(w, old);
 	}
 	conf_hook_check(w, cs, s);
+	conf_listed_check(w, cs, s);
+}
+
+/*
+ * Retention lists all of a service's snapshots in one DescribeSnapshots
+ * reply, and ec2.c caps a reply at 4 MiB (about 2,500 snapshot items):
+ * what retention keeps must fit, with room for the ones not yet deleted.
+ */
+static void
+conf_listed_check(struct conf_walk *w, const config_setting_t *cs,
+    struct service_conf *s)
+{
+	const struct snapshot_conf	*sn = &s->snapshot;
+	const config_setting_t		*g;
+	double				 per, n;
+	size_t				 old, nvol = s->nvolumes > 0 ?
+					    s->nvolumes : 1;
+
+	if (sn->interval == 0)
+		return;
+	g = config_setting_get_member(cs, "snapshot");
+	old = conf_path_push(w, "snapshot", 0);
+	if (sn->keep == 0 && sn->max_age == 0)
+		conf_err_member(w, g, "keep", "0 with no max_age keeps every "
+		    "snapshot forever; set keep or max_age");
+	else {
+		per = sn->keep;
+		if (sn->keep == 0 || (sn->max_age > 0 &&
+		    sn->max_age / sn->interval + 1 < per))
+			per = floor(sn->max_age / sn->interval) + 1;
+		n = per * (double)nvol;
+		if (n > CONF_MAX_LISTED)
+			conf_err_member(w, g, sn->keep != 0 ? "keep" :
+			    "max_age", "keeps up to %.0f snapshots (%.0f for "
+			    "each of %zu volumes); at most %d fit the one "
+			    "DescribeSnapshots reply retention reads", n, per,
+			    nvol, CONF_MAX_LISTED);
+	}
+	conf_path_pop(w, old);
 }
 
 /*

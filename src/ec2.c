@@ -42,10 +42,10 @@
 #define BACKOFF_CAP		20.0
 #define MAX_ATTEMPTS		20
 /*
- * The largest reply failoverd asks for is one service's DescribeSnapshots:
- * snapshot.keep is at most 1,000, a snapshot item with failoverd's tags
- * is about 1.5 KB of XML, and as many again may wait to be deleted or be
- * left by failed runs: about 3 MB. Everything else is filtered to a few
+ * The largest reply failoverd asks for is one service's DescribeSnapshots
+ * (not paginated): the configuration lets a service keep at most 2,000
+ * snapshots over all its volumes, and a snapshot item with failoverd's
+ * tags is about 1.5 KB of XML: about 3 MB. Everything else is filtered to a few
  * instances, volumes or addresses (a DescribeInstances item is ~8 KB).
  * The reply is parsed whole, on the loop, at ~10 ms and ~15 bytes of
  * memory per byte per MB: 4 MiB bounds a parse to well under a second
