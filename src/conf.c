@@ -51,7 +51,8 @@
 #define CONF_MAX_TAGS		40
 
 /* struct sockaddr_un's sun_path, less its NUL. */
-#define CONF_SUN_PATH_MAX	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define CONF_SUN_PATH_MAX \
+	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* Snapshots one service may keep: see conf_listed_check. */
 #define CONF_MAX_LISTED		2000
@@ -96,7 +97,7 @@ enum conf_kind {
 #define F_NONEMPTY	0x0040	/* string or list must not be empty */
 #define F_SECRET	0x0080	/* a file others must not read */
 #define F_TRUSTED	0x0100	/* a file others must not write */
-#define F_ZEROOFF	0x0200	/* 0 means "off"; any other value in range */
+#define F_ZEROOFF	0x0200	/* 0 is "off", else in range */
 
 struct conf_walk;
 struct conf_group;
@@ -117,7 +118,7 @@ struct conf_setting {
 	size_t			 off2;
 	int			 flags;
 	double			 min, max;	/* K_INT, K_SECS; min==max: none */
-	const char		*unit;		/* K_SECS: NULL is "s" */
+	const char		*unit;		/* K_SECS; NULL: "s" */
 	size_t			 maxlen;	/* K_STR, K_STRLIST: 0 is
 						 * CONF_STR_MAX */
 	int			 maxcount;	/* K_STRLIST, K_LIST: 0 is
@@ -152,7 +153,7 @@ struct conf_walk {
 	size_t		 errlen;
 	size_t		 used;
 	int		 nerrors;
-	size_t		 nseps;		/* '=' and ':' read so far */
+	size_t		 nseps;		/* '=' and ':' read */
 	struct config	*conf;
 	struct service_conf *svc;	/* the service being walked, if any */
 };
@@ -2617,8 +2618,8 @@ conf_prescan(struct conf_walk *w, const char *file, const char *text,
 	regex_t			 re;
 	regmatch_t		 m[2];
 	const char		*p = text, *q, *lstart;
-	char			 name[PATH_MAX], path[PATH_MAX], where[PATH_MAX +
-				    64];
+	char			 name[PATH_MAX], path[PATH_MAX];
+	char			 where[PATH_MAX + 64];
 	char			*inc;
 	size_t			 nlen;
 	int			 line = 1, rc = -1, eflags = 0;

@@ -30,8 +30,8 @@ int	buf_json_str(struct buf *b, const char *s);
  * *off never passes len - 1 (what snprintf returns is how much it WANTED
  * to write; added untruncated, it walks past the buffer).
  */
-void	buf_fmt_at(char *dst, size_t len, size_t *off, const char *fmt, ...)
-	    __attribute__((format(printf, 4, 5)));
+void	buf_fmt_at(char *dst, size_t len, size_t *off, const char *fmt,
+	    ...) __attribute__((format(printf, 4, 5)));
 void	buf_vfmt_at(char *dst, size_t len, size_t *off, const char *fmt,
 	    va_list ap) __attribute__((format(printf, 4, 0)));
 /* The content as a C string ("" when empty). */
