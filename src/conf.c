@@ -452,12 +452,22 @@ conf_check_url(const char *v, char *why, size_t len)
 	else if (strncmp(v, "https://", 8) == 0)
 		rest = v + 8;
 	else {
-		snprintf(why, len, "\"%s\" is not an http:// or https:// URL",
-		    v);
+		/* Not a URL redact_url can take apart: not shown if it
+		 * may hold a secret. */
+		if (strpbrk(v, "@?") != NULL)
+			snprintf(why, len, "is not an http:// or https:// URL "
+			    "(not shown: it may hold a secret)");
+		else
+			snprintf(why, len, "\"%s\" is not an http:// or "
+			    "https:// URL", v);
 		return -1;
 	}
 	if (*rest == '\0' || *rest == '/' || strpbrk(v, " \t\r\n") != NULL) {
-		snprintf(why, len, "\"%s\" is not a valid URL", v);
+		char shown[256];
+
+		/* Errors reach the journal too: a token stays out. */
+		snprintf(why, len, "\"%s\" is not a valid URL",
+		    redact_url(v, shown, sizeof(shown)));
 		return -1;
 	}
 	return 0;
