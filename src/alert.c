@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "failoverd/alert.h"
+#include "failoverd/buf.h"
 #include "failoverd/log.h"
 
 static const struct {
@@ -166,8 +167,7 @@ alert_append(char *buf, size_t len, size_t *off, const char *key,
 			quote = 1;
 	if (*off + 2 >= len)
 		return;
-	*off += snprintf(buf + *off, len - *off, " %s=%s", key,
-	    quote ? "\"" : "");
+	buf_fmt_at(buf, len, off, " %s=%s", key, quote ? "\"" : "");
 	for (p = value; *p != '\0' && *off + 3 < len; p++) {
 		if (*p == '"' || *p == '\\')
 			buf[(*off)++] = '\\';
@@ -189,7 +189,8 @@ alert_emit(enum alert_event ev, const char *service, ...)
 	const char	*key, *value;
 	int		 folded;
 
-	off = snprintf(buf, sizeof(buf), "event=%s", alert_event_name(ev));
+	off = 0;
+	buf_fmt_at(buf, sizeof(buf), &off, "event=%s", alert_event_name(ev));
 	if (service != NULL)
 		alert_append(buf, sizeof(buf), &off, "service", service);
 	va_start(ap, service);

@@ -125,3 +125,34 @@ buf_str(const struct buf *b)
 {
 	return b->data != NULL ? b->data : "";
 }
+
+void
+buf_vfmt_at(char *dst, size_t len, size_t *off, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (len == 0)
+		return;
+	if (*off >= len - 1) {
+		*off = len - 1;
+		dst[*off] = '\0';
+		return;
+	}
+	n = vsnprintf(dst + *off, len - *off, fmt, ap);
+	if (n < 0)
+		dst[*off] = '\0';
+	else if ((size_t)n >= len - *off)
+		*off = len - 1;
+	else
+		*off += (size_t)n;
+}
+
+void
+buf_fmt_at(char *dst, size_t len, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vfmt_at(dst, len, off, fmt, ap);
+	va_end(ap);
+}

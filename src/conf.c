@@ -13,11 +13,14 @@
  * back to a default in silence. Errors are collected (up to a cap), each as
  * "file:line: full.path: what is wrong".
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -25,14 +28,17 @@
 #include <regex.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/conf.h"
 #include "failoverd/log.h"
+#include "failoverd/redact.h"
 
 /* Past this many errors the rest are only counted: one typo repeated in a
  * hundred services must not bury the first message. */
@@ -43,6 +49,31 @@
 
 /* Tags per resource are capped at 50 by AWS; failoverd adds its own. */
 #define CONF_MAX_TAGS		40
+
+/* struct sockaddr_un's sun_path, less its NUL. */
+#define CONF_SUN_PATH_MAX \
+	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+/* Snapshots one service may keep: see conf_listed_check. */
+#define CONF_MAX_LISTED		2000
+
+/* Any list without a tighter limit of its own. */
+#define CONF_LIST_MAX		64
+
+/* Any string without a tighter limit of its own: as long as a path. */
+#define CONF_STR_MAX		4096
+
+/* EC2 CreateKeyPair: "Up to 255 ASCII characters". */
+#define CONF_KEY_NAME_MAX	255
+
+/* IAM instance profile names: 1 to 128 of [A-Za-z0-9+=,.@_-]. */
+#define CONF_PROFILE_MAX	128
+
+/* Security groups per network interface: 5 by default, 16 at most. */
+#define CONF_MAX_SGS		16
+
+/* A probe URL is built in a 2048-byte buffer (probe_http.c). */
+#define CONF_URL_MAX		2047
 
 enum conf_kind {
 	K_BOOL,		/* int field, true/false */
@@ -66,6 +97,7 @@ enum conf_kind {
 #define F_NONEMPTY	0x0040	/* string or list must not be empty */
 #define F_SECRET	0x0080	/* a file others must not read */
 #define F_TRUSTED	0x0100	/* a file others must not write */
+#define F_ZEROOFF	0x0200	/* 0 is "off", else in range */
 
 struct conf_walk;
 struct conf_group;
@@ -86,6 +118,11 @@ struct conf_setting {
 	size_t			 off2;
 	int			 flags;
 	double			 min, max;	/* K_INT, K_SECS; min==max: none */
+	const char		*unit;		/* K_SECS; NULL: "s" */
+	size_t			 maxlen;	/* K_STR, K_STRLIST: 0 is
+						 * CONF_STR_MAX */
+	int			 maxcount;	/* K_STRLIST, K_LIST: 0 is
+						 * CONF_LIST_MAX */
 	double			 defnum;	/* K_BOOL, K_INT, K_SECS */
 	const char		*defstr;	/* K_STR, K_ENUM */
 	conf_check_fn		 check;		/* K_STR, K_STRLIST elements */
@@ -116,6 +153,7 @@ struct conf_walk {
 	size_t		 errlen;
 	size_t		 used;
 	int		 nerrors;
+	size_t		 nseps;		/* '=' and ':' read */
 	struct config	*conf;
 	struct service_conf *svc;	/* the service being walked, if any */
 };
@@ -129,17 +167,20 @@ static int	conf_group_equal(const struct conf_group *, const void *,
 		    const void *);
 static void	conf_hook_check(struct conf_walk *, const config_setting_t *,
 		    struct service_conf *);
+static void	conf_listed_check(struct conf_walk *,
+		    const config_setting_t *, struct service_conf *);
+static void	conf_launch_check(struct conf_walk *,
+		    const config_setting_t *, void *);
 
 /* Errors ------------------------------------------------------------- */
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
     const char *fmt, va_list ap)
 {
 	const char	*file = NULL;
 	char		 incfile[PATH_MAX];
 	int		 line = 0;
-	int		 n;
 
 	w->nerrors++;
 	if (w->nerrors > CONF_MAX_ERRORS || w->used + 1 >= w->errlen)
@@ -158,30 +199,15 @@ conf_verr(struct conf_walk *w, const config_setting_t *s, const char *member,
 		file = incfile;
 	}
 	if (line > 0)
-		n = snprintf(w->err + w->used, w->errlen - w->used, "%s:%d: ",
-		    file, line);
+		buf_fmt_at(w->err, w->errlen, &w->used, "%s:%d: ", file,
+		    line);
 	else
-		n = snprintf(w->err + w->used, w->errlen - w->used, "%s: ",
-		    file);
-	if (n < 0)
-		return;
-	w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
-	    w->used + (size_t)n;
-	if (w->pathlen > 0 || member != NULL) {
-		n = snprintf(w->err + w->used, w->errlen - w->used,
-		    "%s%s%s: ", w->path,
+		buf_fmt_at(w->err, w->errlen, &w->used, "%s: ", file);
+	if (w->pathlen > 0 || member != NULL)
+		buf_fmt_at(w->err, w->errlen, &w->used, "%s%s%s: ", w->path,
 		    w->pathlen > 0 && member != NULL ? "." : "",
 		    member != NULL ? member : "");
-		if (n < 0)
-			return;
-		w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
-		    w->used + (size_t)n;
-	}
-	n = vsnprintf(w->err + w->used, w->errlen - w->used, fmt, ap);
-	if (n < 0)
-		return;
-	w->used = w->used + (size_t)n >= w->errlen ? w->errlen - 1 :
-	    w->used + (size_t)n;
+	buf_vfmt_at(w->err, w->errlen, &w->used, fmt, ap);
 	if (w->used + 1 < w->errlen) {
 		w->err[w->used++] = '\n';
 		w->err[w->used] = '\0';
@@ -300,6 +326,22 @@ conf_check_ami(const char *v, char *why, size_t len)
 	return conf_check_id(v, "ami-", "an AMI id", why, len);
 }
 
+int
+conf_valid_ami(const char *v, char *why, size_t len)
+{
+	char	 shown[80];
+
+	/* The id is quoted in the message: a long one is cut first. */
+	if (strlen(v) > 64) {
+		snprintf(shown, sizeof(shown), "%.32s...", v);
+		snprintf(why, len, "\"%s\" (%zu characters) is not an AMI id "
+		    "(ami- followed by 8 or 17 hex digits)", shown,
+		    strlen(v));
+		return -1;
+	}
+	return conf_check_ami(v, why, len);
+}
+
 static int
 conf_check_subnet(const char *v, char *why, size_t len)
 {
@@ -335,6 +377,23 @@ conf_check_device(const char *v, char *why, size_t len)
 		snprintf(why, len, "\"%s\" is not a device name for a data "
 		    "volume (/dev/sdb../dev/sdz or /dev/xvdb../dev/xvdz)", v);
 	return -1;
+}
+
+/*
+ * /dev/xvdf and /dev/sdf are one device: EC2 maps the two spellings to
+ * the same attachment point, so two volumes may not use them both.
+ * Returns the letter that names the device, or 0.
+ */
+static int
+conf_device_letter(const char *v)
+{
+	if (v == NULL)
+		return 0;
+	if (strncmp(v, "/dev/sd", 7) == 0 && v[7] != '\0' && v[8] == '\0')
+		return v[7];
+	if (strncmp(v, "/dev/xvd", 8) == 0 && v[8] != '\0' && v[9] == '\0')
+		return v[8];
+	return 0;
 }
 
 /* family.size, e.g. t3.micro, m7g.2xlarge. */
@@ -393,12 +452,22 @@ conf_check_url(const char *v, char *why, size_t len)
 	else if (strncmp(v, "https://", 8) == 0)
 		rest = v + 8;
 	else {
-		snprintf(why, len, "\"%s\" is not an http:// or https:// URL",
-		    v);
+		/* Not a URL redact_url can take apart: not shown if it
+		 * may hold a secret. */
+		if (strpbrk(v, "@?") != NULL)
+			snprintf(why, len, "is not an http:// or https:// URL "
+			    "(not shown: it may hold a secret)");
+		else
+			snprintf(why, len, "\"%s\" is not an http:// or "
+			    "https:// URL", v);
 		return -1;
 	}
 	if (*rest == '\0' || *rest == '/' || strpbrk(v, " \t\r\n") != NULL) {
-		snprintf(why, len, "\"%s\" is not a valid URL", v);
+		char shown[256];
+
+		/* Errors reach the journal too: a token stays out. */
+		snprintf(why, len, "\"%s\" is not a valid URL",
+		    redact_url(v, shown, sizeof(shown)));
 		return -1;
 	}
 	return 0;
@@ -413,13 +482,75 @@ conf_check_address(const char *v, char *why, size_t len)
 {
 	struct in6_addr a6;
 	struct in_addr	a4;
+	uint32_t	h;
+	const char	*bad = NULL;
 
-	if (inet_pton(AF_INET, v, &a4) == 1 ||
-	    inet_pton(AF_INET6, v, &a6) == 1)
+	if (inet_pton(AF_INET, v, &a4) == 1) {
+		h = ntohl(a4.s_addr);
+		if ((h >> 24) == 0)
+			bad = "0.0.0.0/8 is \"this host\": the probe would "
+			    "reach the watchdog's own machine";
+		else if (h == 0xffffffffU)
+			bad = "it is the broadcast address";
+		else if ((h >> 28) == 0xe)
+			bad = "it is a multicast address (224.0.0.0/4)";
+		else if ((h >> 28) == 0xf)
+			bad = "it is reserved (240.0.0.0/4)";
+	} else if (inet_pton(AF_INET6, v, &a6) == 1) {
+		if (IN6_IS_ADDR_UNSPECIFIED(&a6))
+			bad = ":: is \"this host\": the probe would reach "
+			    "the watchdog's own machine";
+		else if (IN6_IS_ADDR_MULTICAST(&a6))
+			bad = "it is a multicast address (ff00::/8)";
+	} else {
+		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
+		    "(names are not resolved; use host to send a name)", v);
+		return -1;
+	}
+	if (bad == NULL)
 		return 0;
-	snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address (names "
-	    "are not resolved; use host to send a name)", v);
+	snprintf(why, len, "\"%s\" is not a unicast address: %s", v, bad);
 	return -1;
+}
+
+/* EC2 CreateKeyPair: a key pair name is up to 255 ASCII characters. */
+static int
+conf_check_key_name(const char *v, char *why, size_t len)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+			snprintf(why, len, "must be printable ASCII (an EC2 "
+			    "key pair name)");
+			return -1;
+		}
+	return 0;
+}
+
+/*
+ * IAM: an instance profile name is 1 to 128 of [A-Za-z0-9+=,.@_-].
+ * RunInstances gets it as IamInstanceProfile.Name, where an ARN is not
+ * a name.
+ */
+static int
+conf_check_profile(const char *v, char *why, size_t len)
+{
+	const char *p;
+
+	if (strncmp(v, "arn:", 4) == 0) {
+		snprintf(why, len, "\"%s\" is an ARN: give the instance "
+		    "profile's name (the part after instance-profile/)", v);
+		return -1;
+	}
+	for (p = v; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr("+=,.@_-", *p) ==
+		    NULL) {
+			snprintf(why, len, "\"%s\" is not an instance profile "
+			    "name (letters, digits and +=,.@_-)", v);
+			return -1;
+		}
+	return 0;
 }
 
 static int
@@ -581,31 +712,46 @@ conf_number(const config_setting_t *s)
 	}
 }
 
+/*
+ * Every number has a floor and a ceiling, and the message says both the
+ * unit and what the file said: "must be at least 0.01 s (got 0.001)" is
+ * the whole diagnosis of a seconds-for-milliseconds slip.
+ */
 static int
 conf_check_range(struct conf_walk *w, const config_setting_t *s,
     const struct conf_setting *d, double v)
 {
-	char	 a[32], b[32];
+	const char	*unit = "";
+	char		 a[32], b[32], got[32];
 
 	if (d->min == d->max)
 		return 0;
 	if (d->kind == K_SECS) {
+		unit = d->unit != NULL ? d->unit : "s";
 		conf_secs_str(d->min, a, sizeof(a));
 		conf_secs_str(d->max, b, sizeof(b));
+		snprintf(got, sizeof(got), "%g", v);
 	} else {
 		snprintf(a, sizeof(a), "%.0f", d->min);
 		snprintf(b, sizeof(b), "%.0f", d->max);
+		snprintf(got, sizeof(got), "%.0f", v);
 	}
+	if ((d->flags & F_ZEROOFF) && v == 0)
+		return 0;
 	if ((d->flags & F_MINEXCL) && v <= d->min) {
-		conf_err(w, s, "must be greater than %s", a);
+		conf_err(w, s, "must be greater than %s%s%s (got %s)", a,
+		    *unit ? " " : "", unit, got);
 		return -1;
 	}
 	if (v < d->min) {
-		conf_err(w, s, "must be at least %s", a);
+		conf_err(w, s, "must be %sat least %s%s%s (got %s)",
+		    (d->flags & F_ZEROOFF) ? "0 (off) or " : "", a,
+		    *unit ? " " : "", unit, got);
 		return -1;
 	}
 	if (v > d->max) {
-		conf_err(w, s, "must be at most %s", b);
+		conf_err(w, s, "must be at most %s%s%s (got %s)", b,
+		    *unit ? " " : "", unit, got);
 		return -1;
 	}
 	return 0;
@@ -649,10 +795,18 @@ static int
 conf_string_ok(struct conf_walk *w, const config_setting_t *s,
     const struct conf_setting *d, const char *v)
 {
-	char why[512];
+	char	 why[512];
+	size_t	 max = d->maxlen != 0 ? d->maxlen : CONF_STR_MAX;
+	size_t	 len = strlen(v);
 
 	if ((d->flags & F_NONEMPTY) && *v == '\0') {
 		conf_err(w, s, "must not be empty");
+		return -1;
+	}
+	/* Checked first: the checks below quote the value. */
+	if (len > max) {
+		conf_err(w, s, "is %zu characters long; at most %zu", len,
+		    max);
 		return -1;
 	}
 	if ((d->flags & F_ABSPATH) && v[0] != '/') {
@@ -709,6 +863,11 @@ conf_parse_strlist(struct conf_walk *w, const config_setting_t *s,
 		conf_err(w, s, "must not be empty");
 		return;
 	}
+	if (n > (d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX)) {
+		conf_err(w, s, "has %d elements; at most %d", n,
+		    d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX);
+		return;
+	}
 	*listp = conf_calloc((size_t)n, sizeof(char *));
 	*np = 0;
 	for (i = 0; i < n; i++) {
@@ -746,6 +905,12 @@ conf_parse_list(struct conf_walk *w, const config_setting_t *s,
 	n = config_setting_length(s);
 	if ((d->flags & F_NONEMPTY) && n == 0)
 		conf_err(w, s, "must not be empty");
+	/* Cross checks compare every pair: the count bounds their cost. */
+	if (n > (d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX)) {
+		conf_err(w, s, "has %d elements; at most %d", n,
+		    d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX);
+		return;
+	}
 	arr = conf_calloc((size_t)n, g->size);
 	*arrp = arr;
 	*np = (size_t)n;
@@ -1152,9 +1317,10 @@ conf_mode_parse(struct conf_walk *w, const config_setting_t *s, void *base)
 	}
 	v = config_setting_get_string(s);
 	errno = 0;
+	/* strtol takes "+660", " 660" and "-0": only digits are a mode. */
 	mode = strtol(v, &end, 8);
-	if (*v == '\0' || *end != '\0' || errno != 0 || mode < 0 ||
-	    mode > 0777) {
+	if (*v == '\0' || strspn(v, "01234567") != strlen(v) ||
+	    *end != '\0' || errno != 0 || mode < 0 || mode > 0777) {
 		conf_err(w, s, "\"%s\" is not a file mode (octal, such as "
 		    "\"0660\")", v);
 		return -1;
@@ -1693,6 +1859,25 @@ conf_probe_check(struct conf_walk *w, const config_setting_t *cs,
 }
 
 static void
+conf_launch_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	struct launch_conf	*l = base;
+	struct stat		 st;
+
+	/*
+	 * The EC2 User Guide: "User data is limited to 16 KB, in raw form,
+	 * before it is base64-encoded." The file is the raw form.
+	 */
+	if (l->user_data_file != NULL && stat(l->user_data_file, &st) == 0 &&
+	    st.st_size > CONF_USER_DATA_MAX)
+		conf_err_member(w, cs, "user_data_file", "%s is %lld bytes; "
+		    "EC2 takes at most %d bytes of user data (before base64)",
+		    l->user_data_file, (long long)st.st_size,
+		    CONF_USER_DATA_MAX);
+}
+
+static void
 conf_snapshot_check(struct conf_walk *w, const config_setting_t *cs,
     void *base)
 {
@@ -1766,6 +1951,14 @@ conf_service_check(struct conf_walk *w, const config_setting_t *cs,
 				conf_err_member(w, e, "device", "\"%s\" is "
 				    "already the device of volumes.[%zu]",
 				    s->volumes[i].device, j);
+			else if (conf_device_letter(s->volumes[i].device) !=
+			    0 && conf_device_letter(s->volumes[i].device) ==
+			    conf_device_letter(s->volumes[j].device))
+				conf_err_member(w, e, "device", "\"%s\" is "
+				    "the same device as \"%s\" of "
+				    "volumes.[%zu] (/dev/xvdX is /dev/sdX)",
+				    s->volumes[i].device,
+				    s->volumes[j].device, j);
 			conf_path_pop(w, old);
 		}
 	/* The replacement must come up in the volumes' zone, and a subnet
@@ -1805,6 +1998,45 @@ conf_service_check(struct conf_walk *w, const config_setting_t *cs,
 		conf_path_pop(w, old);
 	}
 	conf_hook_check(w, cs, s);
+	conf_listed_check(w, cs, s);
+}
+
+/*
+ * Retention lists all of a service's snapshots in one DescribeSnapshots
+ * reply, and ec2.c caps a reply at 4 MiB (about 2,500 snapshot items):
+ * what retention keeps must fit, with room for the ones not yet deleted.
+ */
+static void
+conf_listed_check(struct conf_walk *w, const config_setting_t *cs,
+    struct service_conf *s)
+{
+	const struct snapshot_conf	*sn = &s->snapshot;
+	const config_setting_t		*g;
+	double				 per, n;
+	size_t				 old, nvol = s->nvolumes > 0 ?
+					    s->nvolumes : 1;
+
+	if (sn->interval == 0)
+		return;
+	g = config_setting_get_member(cs, "snapshot");
+	old = conf_path_push(w, "snapshot", 0);
+	if (sn->keep == 0 && sn->max_age == 0)
+		conf_err_member(w, g, "keep", "0 with no max_age keeps every "
+		    "snapshot forever; set keep or max_age");
+	else {
+		per = sn->keep;
+		if (sn->keep == 0 || (sn->max_age > 0 &&
+		    sn->max_age / sn->interval + 1 < per))
+			per = floor(sn->max_age / sn->interval) + 1;
+		n = per * (double)nvol;
+		if (n > CONF_MAX_LISTED)
+			conf_err_member(w, g, sn->keep != 0 ? "keep" :
+			    "max_age", "keeps up to %.0f snapshots (%.0f for "
+			    "each of %zu volumes); at most %d fit the one "
+			    "DescribeSnapshots reply retention reads", n, per,
+			    nvol, CONF_MAX_LISTED);
+	}
+	conf_path_pop(w, old);
 }
 
 /*
@@ -1934,12 +2166,14 @@ static const struct conf_setting conf_probe_settings[] = {
 	{ .name = "address", .kind = K_STR,
 	  .off = offsetof(struct probe_conf, address),
 	  .check = conf_check_address },
-	{ .name = "interval", .kind = K_SECS, .flags = F_MINEXCL,
+	/* Floors: 10 checks a second per probe at most, and a timeout no
+	 * network round trip can meet is a slip of the unit. */
+	{ .name = "interval", .kind = K_SECS,
 	  .off = offsetof(struct probe_conf, interval),
-	  .min = 0, .max = 86400, .defnum = 5 },
-	{ .name = "timeout", .kind = K_SECS, .flags = F_MINEXCL,
+	  .min = 0.1, .max = 86400, .defnum = 5 },
+	{ .name = "timeout", .kind = K_SECS,
 	  .off = offsetof(struct probe_conf, timeout),
-	  .min = 0, .max = 3600, .defnum = 2 },
+	  .min = 0.01, .max = 600, .defnum = 2 },
 	{ .name = "fall", .kind = K_INT,
 	  .off = offsetof(struct probe_conf, fall),
 	  .min = 1, .max = 1000, .defnum = 3 },
@@ -1948,13 +2182,13 @@ static const struct conf_setting conf_probe_settings[] = {
 	  .min = 1, .max = 1000, .defnum = 2 },
 	/* http */
 	{ .name = "url", .kind = K_STR, .flags = F_HTTP, .off = HOFF(url),
-	  .check = conf_check_url },
+	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
 	{ .name = "scheme", .kind = K_STR, .flags = F_HTTP,
 	  .off = HOFF(scheme), .defstr = "http", .check = conf_check_scheme },
 	{ .name = "path", .kind = K_STR, .flags = F_HTTP, .off = HOFF(path),
-	  .defstr = "/", .check = conf_check_http_path },
+	  .defstr = "/", .maxlen = 1024, .check = conf_check_http_path },
 	{ .name = "host", .kind = K_STR, .flags = F_HTTP, .off = HOFF(host),
-	  .check = conf_check_host },
+	  .maxlen = 255, .check = conf_check_host },
 	{ .name = "method", .kind = K_STR, .flags = F_HTTP,
 	  .off = HOFF(method), .defstr = "GET", .check = conf_check_method },
 	{ .name = "expect_status", .kind = K_CUSTOM, .flags = F_HTTP,
@@ -1964,11 +2198,11 @@ static const struct conf_setting conf_probe_settings[] = {
 	{ .name = "expect_body_regex", .kind = K_STR,
 	  .flags = F_HTTP | F_NONEMPTY, .off = HOFF(expect_body_regex) },
 	{ .name = "headers", .kind = K_STRLIST, .flags = F_HTTP,
-	  .off = HOFF(headers), .off2 = HOFF(nheaders),
-	  .check = conf_check_header },
+	  .off = HOFF(headers), .off2 = HOFF(nheaders), .maxlen = 8192,
+	  .maxcount = 32, .check = conf_check_header },
 	{ .name = "connect_timeout", .kind = K_SECS,
-	  .flags = F_HTTP | F_MINEXCL, .off = HOFF(connect_timeout),
-	  .min = 0, .max = 3600, .defnum = 0 },
+	  .flags = F_HTTP | F_ZEROOFF, .off = HOFF(connect_timeout),
+	  .min = 0.01, .max = 600, .defnum = 0 },
 	{ .name = "tls_verify", .kind = K_BOOL, .flags = F_HTTP,
 	  .off = HOFF(tls_verify), .defnum = 1 },
 	{ .name = "ca_file", .kind = K_STR,
@@ -1978,7 +2212,7 @@ static const struct conf_setting conf_probe_settings[] = {
 	  .off = HOFF(reuse_connection), .defnum = 0 },
 	/* ssh */
 	{ .name = "user", .kind = K_STR, .flags = F_SSH, .off = SOFF(user),
-	  .check = conf_check_user },
+	  .maxlen = 32, .check = conf_check_user },
 	{ .name = "key_file", .kind = K_STR,
 	  .flags = F_SSH | F_ABSPATH | F_FILE | F_SECRET,
 	  .off = SOFF(key_file) },
@@ -2020,11 +2254,13 @@ static const struct conf_setting conf_launch_settings[] = {
 	  .check = conf_check_subnet },
 	{ .name = "security_groups", .kind = K_STRLIST,
 	  .off = LOFF(security_groups), .off2 = LOFF(nsecurity_groups),
-	  .check = conf_check_sg },
+	  .maxcount = CONF_MAX_SGS, .check = conf_check_sg },
 	{ .name = "key_name", .kind = K_STR, .flags = F_NONEMPTY,
-	  .off = LOFF(key_name) },
+	  .off = LOFF(key_name), .maxlen = CONF_KEY_NAME_MAX,
+	  .check = conf_check_key_name },
 	{ .name = "iam_instance_profile", .kind = K_STR, .flags = F_NONEMPTY,
-	  .off = LOFF(iam_instance_profile) },
+	  .off = LOFF(iam_instance_profile), .maxlen = CONF_PROFILE_MAX,
+	  .check = conf_check_profile },
 	{ .name = "tags", .kind = K_CUSTOM, .custom = &conf_tags_ops },
 	{ .name = "user_data_file", .kind = K_STR,
 	  .flags = F_ABSPATH | F_FILE | F_TRUSTED,
@@ -2032,7 +2268,8 @@ static const struct conf_setting conf_launch_settings[] = {
 };
 
 static const struct conf_group conf_launch_group = {
-	conf_launch_settings, NSETTINGS(conf_launch_settings), 0, NULL, NULL
+	conf_launch_settings, NSETTINGS(conf_launch_settings), 0, NULL,
+	conf_launch_check
 };
 
 #define POFF(f)		offsetof(struct policy_conf, f)
@@ -2049,36 +2286,36 @@ static const struct conf_setting conf_policy_settings[] = {
 	  .min = 0, .max = 30 * 86400, .defnum = 900 },
 	{ .name = "max_failovers", .kind = K_INT, .off = POFF(max_failovers),
 	  .min = 1, .max = 1000, .defnum = 3 },
-	{ .name = "window", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(window), .min = 0, .max = 365 * 86400,
+	{ .name = "window", .kind = K_SECS,
+	  .off = POFF(window), .min = 1, .max = 365 * 86400,
 	  .defnum = 86400 },
 	{ .name = "old_instance", .kind = K_ENUM, .off = POFF(old_instance),
 	  .enum_names = conf_old_names, .defstr = "stop" },
 	{ .name = "restart_in_place", .kind = K_BOOL,
 	  .off = POFF(restart_in_place), .defnum = 1 },
-	{ .name = "fence_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(fence_timeout), .min = 0, .max = 86400,
+	{ .name = "fence_timeout", .kind = K_SECS,
+	  .off = POFF(fence_timeout), .min = 1, .max = 86400,
 	  .defnum = 120 },
-	{ .name = "launch_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(launch_timeout), .min = 0, .max = 86400,
+	{ .name = "launch_timeout", .kind = K_SECS,
+	  .off = POFF(launch_timeout), .min = 1, .max = 86400,
 	  .defnum = 300 },
-	{ .name = "detach_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(detach_timeout), .min = 0, .max = 86400,
+	{ .name = "detach_timeout", .kind = K_SECS,
+	  .off = POFF(detach_timeout), .min = 1, .max = 86400,
 	  .defnum = 60 },
-	{ .name = "attach_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(attach_timeout), .min = 0, .max = 86400,
+	{ .name = "attach_timeout", .kind = K_SECS,
+	  .off = POFF(attach_timeout), .min = 1, .max = 86400,
 	  .defnum = 60 },
-	{ .name = "associate_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(associate_timeout), .min = 0, .max = 86400,
+	{ .name = "associate_timeout", .kind = K_SECS,
+	  .off = POFF(associate_timeout), .min = 1, .max = 86400,
 	  .defnum = 30 },
-	{ .name = "verify_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = POFF(verify_timeout), .min = 0, .max = 86400,
+	{ .name = "verify_timeout", .kind = K_SECS,
+	  .off = POFF(verify_timeout), .min = 1, .max = 86400,
 	  .defnum = 120 },
 	{ .name = "evacuate", .kind = K_BOOL, .off = POFF(evacuate),
 	  .defnum = 0 },
 	{ .name = "evacuation_subnets", .kind = K_STRLIST,
 	  .off = POFF(evacuation_subnets), .off2 = POFF(nevacuation_subnets),
-	  .check = conf_check_subnet },
+	  .maxcount = 16, .check = conf_check_subnet },
 };
 
 static const struct conf_group conf_policy_group = {
@@ -2089,19 +2326,22 @@ static const struct conf_group conf_policy_group = {
 #define NOFF(f)		offsetof(struct snapshot_conf, f)
 
 static const struct conf_setting conf_snapshot_settings[] = {
-	{ .name = "interval", .kind = K_SECS, .off = NOFF(interval),
-	  .min = 0, .max = 365 * 86400, .defnum = 0 },
+	{ .name = "interval", .kind = K_SECS, .flags = F_ZEROOFF,
+	  .off = NOFF(interval), .min = 1, .max = 365 * 86400,
+	  .defnum = 0 },
 	{ .name = "window", .kind = K_CUSTOM, .custom = &conf_window_ops },
+	/* ec2.c's reply cap is sized for DescribeSnapshots of this many. */
 	{ .name = "keep", .kind = K_INT, .off = NOFF(keep),
-	  .min = 0, .max = 10000, .defnum = 7 },
-	{ .name = "max_age", .kind = K_SECS, .off = NOFF(max_age),
-	  .min = 0, .max = 10 * 365 * 86400, .defnum = 0 },
+	  .min = 0, .max = 1000, .defnum = 7 },
+	{ .name = "max_age", .kind = K_SECS, .flags = F_ZEROOFF,
+	  .off = NOFF(max_age), .min = 60, .max = 10 * 365 * 86400,
+	  .defnum = 0 },
 	{ .name = "pre_command", .kind = K_STR, .flags = F_NONEMPTY,
 	  .off = NOFF(pre_command) },
 	{ .name = "post_command", .kind = K_STR, .flags = F_NONEMPTY,
 	  .off = NOFF(post_command) },
-	{ .name = "hook_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = NOFF(hook_timeout), .min = 0, .max = 3600, .defnum = 60 },
+	{ .name = "hook_timeout", .kind = K_SECS,
+	  .off = NOFF(hook_timeout), .min = 1, .max = 3600, .defnum = 60 },
 	{ .name = "hook_probe", .kind = K_STR, .off = NOFF(hook_probe),
 	  .check = conf_service_name_check },
 };
@@ -2142,20 +2382,22 @@ static const struct conf_setting conf_aws_settings[] = {
 	{ .name = "region", .kind = K_STR, .off = AOFF(region),
 	  .check = conf_check_region },
 	{ .name = "endpoint", .kind = K_STR, .off = AOFF(endpoint),
-	  .check = conf_check_url },
+	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
 	{ .name = "imds_endpoint", .kind = K_STR, .off = AOFF(imds_endpoint),
-	  .check = conf_check_url },
+	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
 	{ .name = "profile", .kind = K_STR, .flags = F_NONEMPTY,
 	  .off = AOFF(profile) },
 	{ .name = "ca_file", .kind = K_STR,
 	  .flags = F_ABSPATH | F_FILE | F_TRUSTED, .off = AOFF(ca_file) },
-	{ .name = "calls_per_second", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = AOFF(calls_per_second), .min = 0, .max = 1000,
-	  .defnum = 5 },
+	/* Below one call in ten seconds a failover's dozens of calls would
+	 * outlast every step deadline. */
+	{ .name = "calls_per_second", .kind = K_SECS,
+	  .off = AOFF(calls_per_second), .min = 0.1, .max = 1000,
+	  .unit = "calls/s", .defnum = 5 },
 	{ .name = "burst", .kind = K_INT, .off = AOFF(burst),
 	  .min = 1, .max = 10000, .defnum = 10 },
-	{ .name = "call_timeout", .kind = K_SECS, .flags = F_MINEXCL,
-	  .off = AOFF(call_timeout), .min = 0, .max = 3600, .defnum = 30 },
+	{ .name = "call_timeout", .kind = K_SECS,
+	  .off = AOFF(call_timeout), .min = 1, .max = 600, .defnum = 30 },
 };
 
 static const struct conf_group conf_aws_group = {
@@ -2168,7 +2410,7 @@ static const struct conf_setting conf_alerts_settings[] = {
 	{ .name = "exec", .kind = K_STR, .off = EOFF(exec),
 	  .check = conf_check_exec },
 	{ .name = "webhook", .kind = K_STR, .off = EOFF(webhook),
-	  .check = conf_check_url },
+	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
 	{ .name = "rate_limit", .kind = K_SECS, .off = EOFF(rate_limit),
 	  .min = 0, .max = 86400, .defnum = 60 },
 	{ .name = "min_severity", .kind = K_STR, .off = EOFF(min_severity),
@@ -2184,8 +2426,9 @@ static const struct conf_group conf_alerts_group = {
 static const struct conf_setting conf_top_settings[] = {
 	{ .name = "state_dir", .kind = K_STR, .flags = F_ABSPATH,
 	  .off = COFF(state_dir), .defstr = "/var/lib/failoverd" },
+	/* sun_path holds 107 bytes and a NUL. */
 	{ .name = "control_socket", .kind = K_STR, .flags = F_ABSPATH,
-	  .off = COFF(control_socket),
+	  .off = COFF(control_socket), .maxlen = CONF_SUN_PATH_MAX,
 	  .defstr = "/run/failoverd/control.sock" },
 	{ .name = "control_group", .kind = K_STR, .off = COFF(control_group),
 	  .check = conf_check_group_name },
@@ -2193,8 +2436,8 @@ static const struct conf_setting conf_top_settings[] = {
 	{ .name = "syslog_facility", .kind = K_CUSTOM,
 	  .custom = &conf_facility_ops },
 	{ .name = "debug", .kind = K_BOOL, .off = COFF(debug), .defnum = 0 },
-	{ .name = "watchdog_interval", .kind = K_SECS,
-	  .off = COFF(watchdog_interval), .min = 0, .max = 3600,
+	{ .name = "watchdog_interval", .kind = K_SECS, .flags = F_ZEROOFF,
+	  .off = COFF(watchdog_interval), .min = 0.1, .max = 3600,
 	  .defnum = 0 },
 	{ .name = "probe_max_in_flight", .kind = K_INT,
 	  .off = COFF(probe_max_in_flight), .min = 1, .max = 100000,
@@ -2213,53 +2456,309 @@ static const struct conf_group conf_top_group = {
 	conf_top_check
 };
 
+/* Reading: sizes, file types, @include and nesting ----------------------- */
+
 /*
- * Whoever can write a file the configuration @includes decides as much as
- * whoever can write the main file. libconfig 1.5 has no hook that sees
- * includes as they are read, so each file a setting came from is checked
- * once the whole tree is read. Returns -1 with the message in err.
+ * Bounds on what a reload reads. Parsing runs on the event loop, so its
+ * cost must be small whatever the file says: rather than move it off the
+ * loop (a thread would share libconfig's and the walk's state with the
+ * loop), the input is bounded. A large real configuration (64 services
+ * of a few probes) is under 200 KB; 1 MiB with its @include files parses
+ * and validates in well under a second on a slow machine, and anything
+ * bigger is refused before libconfig sees it.
+ */
+#define CONF_MAX_BYTES		(1024 * 1024)
+
+/*
+ * libconfig 1.5 checks each new member of a group against every earlier
+ * one, so one group of n members costs n * n: 100,000 of them take
+ * minutes. Every setting needs an '=' or a ':', so counting those bounds
+ * the settings (and over-counts a little: URLs, header lines).
+ */
+#define CONF_MAX_SETTINGS	8192
+
+/* libconfig 1.5 stops at 10 levels of @include (MAX_INCLUDE_DEPTH). */
+#define CONF_MAX_INCLUDE_DEPTH	10
+
+/*
+ * The schema nests at most 7 deep (services, a service, probes, a probe,
+ * headers, a header); anything deeper is an error, found before any
+ * recursion over the tree can go deep.
+ */
+#define CONF_MAX_DEPTH		16
+
+static void __attribute__((format(printf, 2, 3)))
+conf_load_err(struct conf_walk *w, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (w->errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(w->err, w->errlen, fmt, ap);
+	va_end(ap);
+	w->nerrors++;
+}
+
+static const char *
+conf_file_type(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "not a regular file";
+}
+
+/*
+ * Reads the whole of path into *textp, NUL-terminated, charging its size
+ * to *budget. Only a regular file is read: a FIFO would block the loop
+ * until a writer came, a directory makes libconfig's scanner exit(), a
+ * device may never end. The open does not block (O_NONBLOCK) and the
+ * type is checked on the open descriptor, so what is read is what was
+ * checked. where prefixes the messages ("file:line: @include ...: ").
  */
 static int
-conf_check_sources(struct conf_walk *w, const config_setting_t *s,
-    const char **seen, size_t *nseen, size_t maxseen)
+conf_read_text(struct conf_walk *w, const char *where, const char *path,
+    char **textp, size_t *budget)
+{
+	struct stat	 st;
+	char		*text = NULL;
+	size_t		 len = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	*textp = NULL;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		conf_load_err(w, "%s%s: %s\n", where, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		conf_load_err(w, "%s%s: %s\n", where, path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		conf_load_err(w, "%s%s: %s, not a regular file\n", where, path,
+		    conf_file_type(st.st_mode));
+		goto fail;
+	}
+	/* Whoever can write the file decides which instances get
+	 * replaced. */
+	if ((st.st_mode & 0002) != 0) {
+		conf_load_err(w, "%s%s: mode %04o lets others write it; "
+		    "chmod o-w\n", where, path,
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	if (st.st_size > (off_t)*budget)
+		goto big;
+	text = conf_calloc(1, *budget + 1);
+	/* st_size may lie (procfs): read to the end, never past budget. */
+	for (;;) {
+		n = read(fd, text + len, *budget + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			conf_load_err(w, "%s%s: %s\n", where, path,
+			    strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > *budget)
+			goto big;
+	}
+	if (memchr(text, '\0', len) != NULL) {
+		conf_load_err(w, "%s%s: contains a NUL byte: not a text "
+		    "file\n", where, path);
+		goto fail;
+	}
+	text[len] = '\0';
+	for (n = 0; (size_t)n < len; n++)
+		if (text[n] == '=' || text[n] == ':')
+			w->nseps++;
+	if (w->nseps > CONF_MAX_SETTINGS) {
+		conf_load_err(w, "%s%s: the configuration with its @include "
+		    "files has more than %d settings ('=' or ':'); failoverd "
+		    "refuses it rather than stall while parsing\n", where,
+		    path, CONF_MAX_SETTINGS);
+		goto fail;
+	}
+	*budget -= len;
+	close(fd);
+	*textp = text;
+	return 0;
+ big:
+	conf_load_err(w, "%s%s: the configuration with its @include files "
+	    "is larger than %d bytes; failoverd refuses it rather than "
+	    "stall while parsing\n", where, path, CONF_MAX_BYTES);
+ fail:
+	free(text);
+	close(fd);
+	return -1;
+}
+
+/*
+ * libconfig 1.5 has no hook that sees an @include before it opens the
+ * file (1.7's config_set_include_func), and its scanner calls exit()
+ * when a read fails, as on a directory. So every file is read here
+ * first with the scanner's own rule for the directive, a line that is
+ * `^[ \t]*@include[ \t]+"` then the name up to the closing quote, with
+ * \" and \\ escaped, and each name is checked (and its own includes,
+ * recursively) before libconfig runs. The rule also matches such a line
+ * inside a block comment, which libconfig would skip: that only checks
+ * one file too many. Names are resolved as conf_parse() has libconfig
+ * resolve them: an absolute path as it is, a relative one from the main
+ * file's directory (libconfig 1.5 uses that directory for every level).
+ */
+static int
+conf_prescan(struct conf_walk *w, const char *file, const char *text,
+    int depth, size_t *budget)
+{
+	static const char	 pat[] =
+	    "^[ \t]*@include[ \t]+\"(([^\"\\\\]|\\\\.)*)\"";
+	regex_t			 re;
+	regmatch_t		 m[2];
+	const char		*p = text, *q, *lstart;
+	char			 name[PATH_MAX], path[PATH_MAX];
+	char			 where[PATH_MAX + 64];
+	char			*inc;
+	size_t			 nlen;
+	int			 line = 1, rc = -1, eflags = 0;
+
+	if (regcomp(&re, pat, REG_EXTENDED | REG_NEWLINE) != 0)
+		fatalx("conf: the @include pattern does not compile");
+	for (;;) {
+		if (regexec(&re, p, 2, m, eflags) != 0)
+			break;
+		for (q = p; q < p + m[0].rm_so; q++)
+			if (*q == '\n')
+				line++;
+		lstart = p + m[1].rm_so;
+		nlen = 0;
+		for (q = lstart; q < p + m[1].rm_eo && nlen + 1 <
+		    sizeof(name); q++) {
+			if (*q == '\\' && q + 1 < p + m[1].rm_eo)
+				q++;
+			name[nlen++] = *q;
+		}
+		name[nlen] = '\0';
+		if (depth + 1 > CONF_MAX_INCLUDE_DEPTH) {
+			conf_load_err(w, "%s:%d: @include \"%s\": included "
+			    "files nest deeper than %d\n", file, line, name,
+			    CONF_MAX_INCLUDE_DEPTH);
+			goto done;
+		}
+		if (name[0] == '\0') {
+			conf_load_err(w, "%s:%d: @include \"\": no file "
+			    "name\n", file, line);
+			goto done;
+		}
+		if (name[0] == '/' || w->incdir == NULL)
+			rc = snprintf(path, sizeof(path), "%s", name);
+		else
+			rc = snprintf(path, sizeof(path), "%s/%s",
+			    w->incdir[0] != '\0' ? w->incdir : "", name);
+		if (rc < 0 || (size_t)rc >= sizeof(path) || q < p +
+		    m[1].rm_eo) {
+			rc = -1;
+			conf_load_err(w, "%s:%d: @include: the file name is "
+			    "too long\n", file, line);
+			goto done;
+		}
+		rc = -1;
+		snprintf(where, sizeof(where), "%s:%d: @include \"%.64s%s\": ",
+		    file, line, name, strlen(name) > 64 ? "..." : "");
+		if (conf_read_text(w, where, path, &inc, budget) == -1)
+			goto done;
+		if (conf_prescan(w, path, inc, depth + 1, budget) == -1) {
+			free(inc);
+			goto done;
+		}
+		free(inc);
+		for (q = p + m[0].rm_so; q < p + m[0].rm_eo; q++)
+			if (*q == '\n')
+				line++;
+		p += m[0].rm_eo;
+		eflags = p > text && p[-1] != '\n' ? REG_NOTBOL : 0;
+	}
+	rc = 0;
+ done:
+	regfree(&re);
+	return rc;
+}
+
+/*
+ * Nesting deeper than the schema is refused before anything recurses
+ * over the tree; this walk itself stops at CONF_MAX_DEPTH.
+ */
+static int
+conf_check_depth(struct conf_walk *w, const config_setting_t *s, int depth)
 {
 	const config_setting_t	*c;
-	const char		*file;
-	char			 incfile[PATH_MAX];
-	struct stat		 st;
-	size_t			 i;
-	int			 n;
+	int			 i, n;
 
-	file = config_setting_source_file(s);
-	for (i = 0; file != NULL && i < *nseen; i++)
-		if (seen[i] == file)
-			break;
-	if (file != NULL && i == *nseen) {
-		/* Past maxseen files, each is checked every time. */
-		if (*nseen < maxseen)
-			seen[(*nseen)++] = file;
-		if (strcmp(file, w->file) != 0 && file[0] != '/' &&
-		    w->incdir != NULL) {
-			snprintf(incfile, sizeof(incfile), "%s/%s", w->incdir,
-			    file);
-			file = incfile;
-		}
-		if (stat(file, &st) == 0 && (st.st_mode & 0002) != 0) {
-			snprintf(w->err, w->errlen, "%s: mode %04o lets "
-			    "others write it; chmod o-w\n", file,
-			    (unsigned)(st.st_mode & 07777));
-			return -1;
-		}
-	}
 	if (!config_setting_is_aggregate(s))
 		return 0;
-	for (n = 0; n < config_setting_length(s); n++) {
-		c = config_setting_get_elem(s, (unsigned int)n);
-		if (c != NULL && conf_check_sources(w, c, seen, nseen,
-		    maxseen) == -1)
+	if (depth > CONF_MAX_DEPTH) {
+		const char *f = config_setting_source_file(s);
+
+		conf_load_err(w, "%s:%d: lists and groups nest deeper than %d "
+		    "levels\n", f != NULL ? f : w->file,
+		    config_setting_source_line(s), CONF_MAX_DEPTH);
+		return -1;
+	}
+	n = config_setting_length(s);
+	for (i = 0; i < n; i++) {
+		c = config_setting_get_elem(s, (unsigned int)i);
+		if (c != NULL && conf_check_depth(w, c, depth + 1) == -1)
 			return -1;
 	}
 	return 0;
+}
+
+/*
+ * Has libconfig parse text, the content of the main file. It opens the
+ * @include files itself; 1.5 joins include_dir and the name even when
+ * the name is absolute ("dir//abs/path"), so instead of include_dir the
+ * parse runs in the main file's directory, where a relative name is
+ * found and an absolute one is itself. The daemon has no other thread
+ * that uses relative paths, and the directory is restored at once.
+ */
+static int
+conf_parse(struct conf_walk *w, config_t *cf, const char *text)
+{
+	int	 cwd = -1, rc;
+
+	if (w->incdir != NULL) {
+		cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cwd == -1) {
+			conf_load_err(w, "%s: cannot note the working "
+			    "directory: %s\n", w->file, strerror(errno));
+			return -1;
+		}
+		if (chdir(w->incdir[0] != '\0' ? w->incdir : "/") == -1) {
+			conf_load_err(w, "%s: %s\n", w->incdir[0] != '\0' ?
+			    w->incdir : "/", strerror(errno));
+			close(cwd);
+			return -1;
+		}
+	}
+	rc = config_read_string(cf, text);
+	if (cwd != -1) {
+		if (fchdir(cwd) == -1)
+			fatal("conf: fchdir back from %s", w->incdir);
+		close(cwd);
+	}
+	return rc == CONFIG_TRUE ? 0 : -1;
 }
 
 /* The interface -------------------------------------------------------- */
@@ -2270,11 +2769,8 @@ conf_load(const char *path, char *err, size_t errlen)
 	struct conf_walk	 w;
 	struct config		*conf;
 	config_t		 cf;
-	FILE			*fp;
-	char			 dir[PATH_MAX], *slash;
-	struct stat		 st;
-	const char		*seen[64];	/* files checked */
-	size_t			 nseen = 0;
+	char			 dir[PATH_MAX], *slash, *text;
+	size_t			 budget = CONF_MAX_BYTES;
 
 	memset(&w, 0, sizeof(w));
 	w.file = path;
@@ -2283,37 +2779,31 @@ conf_load(const char *path, char *err, size_t errlen)
 	if (errlen > 0)
 		err[0] = '\0';
 
-	/* libconfig only says "file I/O error"; the person needs errno. */
-	fp = fopen(path, "r");
-	if (fp == NULL) {
-		snprintf(err, errlen, "%s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	/* Whoever can write the file decides which instances get
-	 * replaced. */
-	if (fstat(fileno(fp), &st) == 0 && (st.st_mode & 0002) != 0) {
-		snprintf(err, errlen, "%s: mode %04o lets others write it; "
-		    "chmod o-w\n", path, (unsigned)(st.st_mode & 07777));
-		fclose(fp);
-		return NULL;
-	}
-	fclose(fp);
-
-	config_init(&cf);
 	/* @include paths are relative to the file that includes them. */
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash != NULL) {
 		*slash = '\0';
-		config_set_include_dir(&cf, dir[0] != '\0' ? dir : "/");
-		w.incdir = dir[0] != '\0' ? dir : "";
+		w.incdir = dir;
 	}
-	if (config_read_file(&cf, path) != CONFIG_TRUE) {
+	if (conf_read_text(&w, "", path, &text, &budget) == -1)
+		return NULL;
+	if (conf_prescan(&w, path, text, 0, &budget) == -1) {
+		free(text);
+		return NULL;
+	}
+
+	config_init(&cf);
+	if (conf_parse(&w, &cf, text) == -1) {
 		const char	*f = config_error_file(&cf);
 		char		 incfile[PATH_MAX];
 
-		if (f != NULL && strcmp(f, path) != 0 && f[0] != '/' &&
-		    w.incdir != NULL) {
+		free(text);
+		if (w.nerrors > 0) {
+			config_destroy(&cf);
+			return NULL;
+		}
+		if (f != NULL && f[0] != '/' && w.incdir != NULL) {
 			snprintf(incfile, sizeof(incfile), "%s/%s", w.incdir,
 			    f);
 			f = incfile;
@@ -2328,9 +2818,9 @@ conf_load(const char *path, char *err, size_t errlen)
 		config_destroy(&cf);
 		return NULL;
 	}
+	free(text);
 
-	if (conf_check_sources(&w, config_root_setting(&cf), seen, &nseen,
-	    sizeof(seen) / sizeof(seen[0])) == -1) {
+	if (conf_check_depth(&w, config_root_setting(&cf), 0) == -1) {
 		config_destroy(&cf);
 		return NULL;
 	}
@@ -2350,6 +2840,52 @@ conf_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	return conf;
+}
+
+/*
+ * What daemon start needs of the machine beyond the file: the daemon
+ * and `failoverd -t` (the unit's ExecStartPre) both call this, so -t
+ * never passes a configuration start would refuse.
+ */
+int
+conf_check_start(const struct config *conf, char *err, size_t errlen)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX], *slash;
+
+	if (stat(conf->state_dir, &st) == -1) {
+		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "state_dir %s: not a directory",
+		    conf->state_dir);
+		return -1;
+	}
+	if (access(conf->state_dir, W_OK) == -1) {
+		snprintf(err, errlen, "state_dir %s: not writable: %s",
+		    conf->state_dir, strerror(errno));
+		return -1;
+	}
+	/* bind(2) creates the socket, not its directory. */
+	snprintf(dir, sizeof(dir), "%s", conf->control_socket);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (stat(dir, &st) == -1) {
+			snprintf(err, errlen, "control_socket %s: directory "
+			    "%s: %s", conf->control_socket, dir,
+			    strerror(errno));
+			return -1;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "control_socket %s: %s is not "
+			    "a directory", conf->control_socket, dir);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void
@@ -2400,18 +2936,22 @@ probe_type_str(enum probe_type t)
 static void
 conf_print_probe(const struct probe_conf *p, FILE *fp)
 {
-	const char *addr = p->address != NULL ? p->address : "EIP";
+	const char	*addr = p->address != NULL ? p->address : "EIP";
+	char		 url[CONF_URL_MAX + 64], shown[CONF_URL_MAX + 64];
 
 	fprintf(fp, "  probe %-10s %s ", p->name, probe_type_str(p->type));
 	if (p->type == PROBE_HTTP) {
 		if (p->http.url != NULL)
-			fprintf(fp, "%s %s", p->http.method, p->http.url);
+			snprintf(url, sizeof(url), "%s", p->http.url);
 		else if (p->http.port != 0)
-			fprintf(fp, "%s %s://%s:%d%s", p->http.method,
+			snprintf(url, sizeof(url), "%s://%s:%d%s",
 			    p->http.scheme, addr, p->http.port, p->http.path);
 		else
-			fprintf(fp, "%s %s://%s%s", p->http.method,
+			snprintf(url, sizeof(url), "%s://%s%s",
 			    p->http.scheme, addr, p->http.path);
+		/* -t output goes to the journal at every start. */
+		fprintf(fp, "%s %s", p->http.method,
+		    redact_url(url, shown, sizeof(shown)));
 		if (p->http.host != NULL)
 			fprintf(fp, " host %s", p->http.host);
 		if (!p->http.tls_verify)
@@ -2432,6 +2972,7 @@ void
 conf_print_summary(const struct config *conf, FILE *fp)
 {
 	static const char *const when[] = { "all", "any", "list" };
+	char	 ep[CONF_URL_MAX + 8], hook[CONF_URL_MAX + 8];
 	size_t	 i, j;
 
 	fprintf(fp, "file %s\n", conf->path);
@@ -2445,7 +2986,8 @@ conf_print_summary(const struct config *conf, FILE *fp)
 	fprintf(fp, "  aws region %s, endpoint %s, profile %s, %g calls/s, "
 	    "burst %d\n",
 	    conf->aws.region != NULL ? conf->aws.region : "(AWS_REGION)",
-	    conf->aws.endpoint != NULL ? conf->aws.endpoint : "(default)",
+	    conf->aws.endpoint != NULL ? redact_url(conf->aws.endpoint, ep,
+	    sizeof(ep)) : "(default)",
 	    conf->aws.profile != NULL ? conf->aws.profile : "(default)",
 	    conf->aws.calls_per_second, conf->aws.burst);
 	if (conf->alerts.exec != NULL || conf->alerts.webhook != NULL)
@@ -2453,7 +2995,8 @@ conf_print_summary(const struct config *conf, FILE *fp)
 		    conf->alerts.exec != NULL ? conf->alerts.exec : "",
 		    conf->alerts.exec != NULL && conf->alerts.webhook !=
 		    NULL ? ", " : "",
-		    conf->alerts.webhook != NULL ? conf->alerts.webhook : "",
+		    conf->alerts.webhook != NULL ? redact_url(
+		    conf->alerts.webhook, hook, sizeof(hook)) : "",
 		    conf->alerts.min_severity);
 	fprintf(fp, "%zu service%s\n", conf->nservices,
 	    conf->nservices == 1 ? "" : "s");

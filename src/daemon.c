@@ -20,6 +20,7 @@
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
 #include "failoverd/log.h"
+#include "failoverd/redact.h"
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
 #include "failoverd/snapshot.h"
@@ -225,6 +226,8 @@ daemon_isolated(void *arg)
 static void
 daemon_open_aws(struct daemon *d, const struct config *conf)
 {
+	char	shown[512];
+
 	d->creds = creds_provider_new(d->loop, d->curl, conf->aws.profile,
 	    conf->aws.imds_endpoint);
 	if (d->creds == NULL) {
@@ -237,7 +240,8 @@ daemon_open_aws(struct daemon *d, const struct config *conf)
 	if (d->ec2 == NULL)
 		goto fail;
 	log_info("aws: EC2 endpoint %s, region %s",
-	    ec2_client_endpoint(d->ec2), ec2_client_region(d->ec2));
+	    redact_url(ec2_client_endpoint(d->ec2), shown, sizeof(shown)),
+	    ec2_client_region(d->ec2));
 	return;
 fail:
 	alert_emit(ALERT_AWS_ERROR, NULL, "error", d->ec2_error, "action",
@@ -379,27 +383,11 @@ fail:
 	return -1;
 }
 
+/* The same checks `failoverd -t` makes (conf_check_start). */
 static int
 daemon_check_state_dir(const struct config *conf, char *err, size_t errlen)
 {
-	struct stat st;
-
-	if (stat(conf->state_dir, &st) == -1) {
-		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
-		    strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "state_dir %s: not a directory",
-		    conf->state_dir);
-		return -1;
-	}
-	if (access(conf->state_dir, W_OK) == -1) {
-		snprintf(err, errlen, "state_dir %s: not writable: %s",
-		    conf->state_dir, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return conf_check_start(conf, err, errlen);
 }
 
 struct daemon *
@@ -735,8 +723,16 @@ daemon_cmd_switch(struct daemon *d, int argc, char **argv,
 	}
 	if (finish && ami == NULL)
 		return failover_switch_finish(daemon_failover(d, svc), out);
-	if (!finish && ami != NULL)
+	if (!finish && ami != NULL) {
+		char why[256];
+
+		/* A person's string goes no further than this unchecked. */
+		if (conf_valid_ami(ami, why, sizeof(why)) == -1) {
+			buf_printf(out, "switch %s: %s", argv[1], why);
+			return -1;
+		}
 		return failover_switch(daemon_failover(d, svc), ami, out);
+	}
 usage:
 	buf_printf(out, "usage: %s", strcmp(argv[0], "rollback") == 0 ?
 	    "rollback SERVICE" : "switch SERVICE --ami AMI | switch SERVICE "

@@ -30,6 +30,7 @@ struct main_ctx {
 	struct ev_loop	*loop;
 	struct daemon	*daemon;
 	ev_signal	 sigterm, sigint, sighup;
+	ev_signal	 sigusr1, sigusr2, sigalrm;
 	ev_timer	 watchdog;
 	int		 stopping;
 };
@@ -96,6 +97,53 @@ main_on_control_reload(void *arg)
 }
 
 /*
+ * SIGUSR1, SIGUSR2 and SIGALRM end a process by default, and a stray
+ * kill -USR1 (a log rotation script meant for another daemon) must not
+ * end the watchdog: each is logged and otherwise ignored.
+ */
+static void
+main_on_stray(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	log_info("%s received: ignored (SIGHUP reloads, SIGTERM stops; "
+	    "the rest is failoverctl)", w->signum == SIGUSR1 ? "SIGUSR1" :
+	    w->signum == SIGUSR2 ? "SIGUSR2" : "SIGALRM");
+}
+
+static void
+main_on_ignored(int sig)
+{
+}
+
+/*
+ * The other signals whose default action ends the process and that
+ * nothing in failoverd uses get a handler that does nothing. A handler,
+ * not SIG_IGN: an ignored signal stays ignored across exec in the hooks
+ * failoverd runs, a handled one is reset to its default there. SIGQUIT,
+ * SIGKILL and the faults (SIGSEGV, SIGBUS, ...) keep their defaults:
+ * they are how a person or the kernel ends a process on purpose.
+ */
+static void
+main_handle_stray_signals(void)
+{
+	static const int	 sigs[] = {
+		SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT, SIGXFSZ,
+		SIGXCPU
+	};
+	struct sigaction	 sa;
+	size_t			 i;
+	int			 sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = main_on_ignored;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	for (sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+		sigaction(sig, &sa, NULL);
+}
+
+/*
  * Pinged from the loop itself: if the loop wedges, the pings stop and
  * systemd restarts the daemon. That is the point, so no thread does it.
  */
@@ -124,8 +172,10 @@ main_check(const char *path)
 		free(err);
 		return 1;
 	}
+	/* Everything start checks, so that ExecStartPre=failoverd -t
+	 * never passes what ExecStart refuses. */
 	if (creds_check_files(conf->aws.profile, err, MAIN_CONF_ERRLEN) ==
-	    -1) {
+	    -1 || conf_check_start(conf, err, MAIN_CONF_ERRLEN) == -1) {
 		fprintf(stderr, "%s\nfailoverd: cannot start with %s\n", err,
 		    path);
 		conf_free(conf);
@@ -200,6 +250,7 @@ main(int argc, char **argv)
 	log_set_debug(debug);
 	/* A peer closing on us is an error to handle, not a reason to die. */
 	signal(SIGPIPE, SIG_IGN);
+	main_handle_stray_signals();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
 	if (libssh2_init(0) != 0)
@@ -251,6 +302,12 @@ main(int argc, char **argv)
 	ev_signal_start(m.loop, &m.sigterm);
 	ev_signal_start(m.loop, &m.sigint);
 	ev_signal_start(m.loop, &m.sighup);
+	ev_signal_init(&m.sigusr1, main_on_stray, SIGUSR1);
+	ev_signal_init(&m.sigusr2, main_on_stray, SIGUSR2);
+	ev_signal_init(&m.sigalrm, main_on_stray, SIGALRM);
+	ev_signal_start(m.loop, &m.sigusr1);
+	ev_signal_start(m.loop, &m.sigusr2);
+	ev_signal_start(m.loop, &m.sigalrm);
 
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		/* Half the period, as sd_watchdog_enabled(3) advises. */

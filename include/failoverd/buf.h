@@ -5,6 +5,7 @@
 #ifndef FAILOVERD_BUF_H
 #define FAILOVERD_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 struct buf {
@@ -24,6 +25,15 @@ int	buf_printf(struct buf *b, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
 int	buf_json_str(struct buf *b, const char *s);
+/*
+ * Formats into the fixed buffer dst of len bytes at *off, truncating:
+ * *off never passes len - 1 (what snprintf returns is how much it WANTED
+ * to write; added untruncated, it walks past the buffer).
+ */
+void	buf_fmt_at(char *dst, size_t len, size_t *off, const char *fmt,
+	    ...) __attribute__((format(printf, 4, 5)));
+void	buf_vfmt_at(char *dst, size_t len, size_t *off, const char *fmt,
+	    va_list ap) __attribute__((format(printf, 4, 0)));
 /* The content as a C string ("" when empty). */
 const char *buf_str(const struct buf *b);
 

@@ -211,4 +211,20 @@ const struct service_conf *conf_find_service(const struct config *conf,
 
 const char	*probe_type_str(enum probe_type t);
 
+/*
+ * Checks an AMI id that comes from a person (failoverctl switch --ami)
+ * as the configuration's are checked: ami- and 8 or 17 hex digits.
+ * Returns 0, or -1 with the reason in why.
+ */
+int		 conf_valid_ami(const char *v, char *why, size_t whylen);
+
+/*
+ * The checks daemon start (and reload) makes beyond the file itself, for
+ * `-t` to make the same ones: the state directory exists, is a directory
+ * and is writable; the control socket's directory exists. Returns 0, or
+ * -1 with the reason in err.
+ */
+int		 conf_check_start(const struct config *conf, char *err,
+		    size_t errlen);
+
 #endif

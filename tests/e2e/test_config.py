@@ -35,11 +35,24 @@ def check(path, cwd=None):
                           capture_output=True, text=True, timeout=30)
 
 
-def test_example_config_passes_and_prints_summary():
-    r = check(EXAMPLE)
+def on_this_machine(tmp_path, path):
+    """A file that @includes path (absolute) with a state_dir and a
+    control socket directory that exist here: -t checks both, as start
+    does, and the shipped files name /var/lib and /run."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    wrap = tmp_path / "here.conf"
+    wrap.write_text('state_dir = "%s";\ncontrol_socket = "%s/c.sock";\n'
+                    '@include "%s"\n' % (state, tmp_path, path))
+    return str(wrap)
+
+
+def test_example_config_passes_and_prints_summary(tmp_path):
+    wrap = on_this_machine(tmp_path, EXAMPLE)
+    r = check(wrap)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "file %s" % EXAMPLE in out
+    assert "file %s" % wrap in out
     assert "service web" in out
     assert "eip eipalloc-0123456789abcdef0" in out
     assert "volume vol-0123456789abcdef0 at /dev/sdf" in out
@@ -54,7 +67,7 @@ def test_example_config_passes_and_prints_summary():
 def test_summary_shows_the_probe_settings(tmp_path):
     conf = tmp_path / "shop.conf"
     conf.write_text(GOOD)
-    r = check(str(conf))
+    r = check(on_this_machine(tmp_path, conf))
     assert r.returncode == 0, r.stderr
     assert "service shop" in r.stdout
     assert "probe front      http GET http://127.0.0.1:8080/, every 1s, " \
@@ -84,7 +97,8 @@ def test_every_mistake_is_listed(tmp_path):
         "%s:3: services.[0].colour: unknown setting" % conf,
         '%s:5: services.[0].launch.ami: "ami-xyz" is not an AMI id (ami- '
         "followed by 8 or 17 hex digits)" % conf,
-        "%s:7: services.[0].probes.[0].port: must be at least 1" % conf,
+        "%s:7: services.[0].probes.[0].port: must be at least 1 (got 0)"
+        % conf,
     ]
 
 
@@ -113,8 +127,9 @@ def test_file_is_named_as_given(tmp_path):
         "an Elastic IP allocation id")
 
 
-def test_minimal_fixture_passes():
-    r = check(os.path.join(FIXTURES, "minimal.conf"))
+def test_minimal_fixture_passes(tmp_path):
+    r = check(on_this_machine(tmp_path,
+                              os.path.join(FIXTURES, "minimal.conf")))
     assert r.returncode == 0, r.stderr
 
 
@@ -153,3 +168,101 @@ def test_example_shows_every_setting():
                            re.M))
     missing = [n for n in schema_names() if n not in shown]
     assert missing == []
+
+
+# The corpus of bad configurations (issue 13): every file under
+# tests/data/conf/bad is refused by -t with exactly the errors in its
+# .err sidecar (FILE is the file's path, DIR its directory).
+BAD = os.path.join(FIXTURES, "bad")
+BAD_CORPUS = sorted(glob.glob(os.path.join(BAD, "*.conf")))
+
+
+@pytest.mark.parametrize("path", BAD_CORPUS, ids=os.path.basename)
+def test_bad_corpus_gives_its_exact_error(path):
+    want = open(path[:-len(".conf")] + ".err").read()
+    r = check(path)
+    assert r.returncode == 1
+    errors = [l for l in r.stderr.splitlines(True)
+              if not l.startswith("failoverd: configuration ")]
+    got = "".join(errors).replace(path, "FILE").replace(BAD, "DIR")
+    assert got == want
+
+
+def test_bad_corpus_is_not_empty():
+    assert len(BAD_CORPUS) >= 20
+
+
+# `-t` checks what start checks: ExecStartPre=failoverd -t must not pass
+# what ExecStart then refuses.
+
+def start_check(tmp_path, top):
+    conf = tmp_path / "failoverd.conf"
+    conf.write_text(top + GOOD)
+    return check(str(conf)), str(conf)
+
+
+def test_t_refuses_a_missing_state_dir(tmp_path):
+    r, conf = start_check(tmp_path, 'state_dir = "%s/nope";\n'
+                          'control_socket = "%s/c.sock";\n'
+                          % (tmp_path, tmp_path))
+    assert r.returncode == 1
+    assert "state_dir %s/nope: No such file or directory\n" % tmp_path \
+        in r.stderr
+    assert "failoverd: cannot start with %s" % conf in r.stderr
+
+
+def test_t_refuses_a_state_dir_that_is_a_file(tmp_path):
+    (tmp_path / "afile").write_text("")
+    r, _ = start_check(tmp_path, 'state_dir = "%s/afile";\n'
+                       'control_socket = "%s/c.sock";\n'
+                       % (tmp_path, tmp_path))
+    assert r.returncode == 1
+    assert "state_dir %s/afile: not a directory\n" % tmp_path in r.stderr
+
+
+def test_t_refuses_a_control_socket_path_sun_path_cannot_hold(tmp_path):
+    sock = "%s/%s/c.sock" % (tmp_path, "s" * 110)
+    r, conf = start_check(tmp_path, 'state_dir = "%s";\n'
+                          'control_socket = "%s";\n' % (tmp_path, sock))
+    assert r.returncode == 1
+    assert "%s:2: control_socket: is %d characters long; at most 107\n" \
+        % (conf, len(sock)) in r.stderr
+
+
+def test_t_refuses_a_control_socket_in_no_directory(tmp_path):
+    r, _ = start_check(tmp_path, 'state_dir = "%s";\n'
+                       'control_socket = "%s/nodir/c.sock";\n'
+                       % (tmp_path, tmp_path))
+    assert r.returncode == 1
+    assert "control_socket %s/nodir/c.sock: directory %s/nodir: No such " \
+        "file or directory" % (tmp_path, tmp_path) in r.stderr
+
+
+def test_t_passes_what_start_accepts(tmp_path):
+    r, _ = start_check(tmp_path, 'state_dir = "%s";\n'
+                       'control_socket = "%s/c.sock";\n'
+                       % (tmp_path, tmp_path))
+    assert r.returncode == 0, r.stderr
+
+
+def test_t_output_has_no_secrets(tmp_path):
+    """-t's summary goes to the journal at every start (ExecStartPre)."""
+    token = "Zq7Xw9Vu5Ts3Rq1Po8Nm6Lk4"
+    conf = tmp_path / "failoverd.conf"
+    conf.write_text(
+        'state_dir = "%s";\ncontrol_socket = "%s/c.sock";\n'
+        'aws = { endpoint = "https://ak:Secr3tKey@127.0.0.1:4566/"; };\n'
+        'alerts = { webhook = "https://hooks.example.com/services/T0001/'
+        'B0002/%s?sig=%s"; };\n' % (tmp_path, tmp_path, token, token)
+        + GOOD.replace('port = 8080;',
+                       'url = "http://admin:hunter2pw@127.0.0.1:8080/h'
+                       '?key=%s";' % token))
+    r = check(str(conf))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    for secret in (token, "Secr3tKey", "hunter2pw", "admin:", "ak:"):
+        assert secret not in out, out
+    assert "endpoint https://***@127.0.0.1:4566/" in out
+    assert "https://hooks.example.com/services/T0001/B0002/***?sig=***" \
+        in out
+    assert "GET http://***@127.0.0.1:8080/h?key=***" in out

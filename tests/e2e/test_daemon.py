@@ -196,7 +196,7 @@ def test_a_chatty_daemon_never_blocks_on_its_log(workdir):
     the test looks elsewhere; it must still stop at once on SIGTERM."""
     probes = ",\n".join(
         '{ name = "p%d"; type = "http"; address = "127.0.0.1"; port = 9; '
-        'interval = 0.05; timeout = 0.04; }' % i for i in range(20))
+        'interval = 0.1; timeout = 0.05; }' % i for i in range(40))
     text = CONF.format(d=workdir, name="web")
     start = text.index("    probes = (")
     end = text.index("    );", start) + len("    );")
@@ -233,3 +233,115 @@ def test_harness_refuses_a_daemon_that_would_ask_the_real_imds(tmp_path):
                     'amazonaws.com"; imds_endpoint = "http://[::1]:80"; };\n')
     with pytest.raises(loopguard.OffLoopback, match="amazonaws"):
         loopguard.check_file(env, str(conf))
+# Input that once killed or froze the daemon (issue 13): each is refused
+# with config_rejected and a message naming the file, and the daemon goes
+# on answering failoverctl with its old configuration.
+
+def reload_refused(d, sock, says):
+    mark = len(d.lines)
+    d.signal(signal.SIGHUP)
+    d.wait_for(r"event=config_rejected", start=mark)
+    line = d.wait_for(says, start=mark)
+    assert d.proc.poll() is None
+    assert ctl(sock, "ping").stdout == "pong\n"
+    assert "web" in ctl(sock, "status").stdout
+    return line
+
+
+def test_sighup_with_include_of_a_directory_is_refused(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        # libconfig's scanner exit()s on a directory: never let it see one.
+        with open(conf, "a") as f:
+            f.write('@include "%s"\n' % workdir)
+        line = reload_refused(d, sock, r"not a regular file")
+        assert '@include "%s": %s: a directory' % (workdir, workdir) in line
+
+
+def test_deep_nesting_is_refused_on_reload(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        with open(conf, "a") as f:
+            f.write("deep = %s%s;\n" % ("(" * 2000, ")" * 2000))
+        reload_refused(d, sock, r"nest deeper than 16 levels")
+
+
+def test_fifo_at_the_config_path_does_not_block_the_loop(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        os.rename(conf, conf + ".real")
+        os.mkfifo(conf, 0o600)
+        # No writer ever comes: reading would block the loop for good.
+        line = reload_refused(d, sock, r"a FIFO, not a regular file")
+        assert conf in line
+        # failoverctl reload takes the same path.
+        p = ctl(sock, "reload", check=False)
+        assert p.returncode == 1
+        assert ctl(sock, "ping").stdout == "pong\n"
+
+
+def test_huge_config_is_refused_on_reload(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        with open(conf, "a") as f:
+            for i in range(60000):
+                f.write("# padding line %d of a configuration that grew\n"
+                        % i)
+        reload_refused(d, sock, r"larger than 1048576 bytes")
+
+
+def test_one_huge_group_is_refused_on_reload(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        # libconfig checks each member against all before it: 40,000
+        # members froze the loop for seconds.
+        with open(conf, "a") as f:
+            f.write("".join("x%d = 1;\n" % i for i in range(40000)))
+        reload_refused(d, sock, r"more than 8192 settings")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2,
+                                 signal.SIGALRM, signal.SIGVTALRM,
+                                 signal.SIGPWR, signal.SIGRTMIN + 3],
+                         ids=lambda s: signal.Signals(s).name
+                         if s in signal.Signals._value2member_map_
+                         else str(s))
+def test_stray_signals_do_not_kill_it(workdir, sig):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        mark = len(d.lines)
+        d.signal(sig)
+        if sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+            d.wait_for(r"%s received: ignored" % signal.Signals(sig).name,
+                       start=mark)
+        assert ctl(sock, "ping").stdout == "pong\n"
+        assert d.proc.poll() is None
+
+
+def test_switch_with_a_huge_ami_id_is_refused(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        ami = "ami-" + "0" * 3100
+        p = ctl(sock, "--yes", "switch", "web", "--ami", ami, check=False)
+        assert p.returncode == 1
+        assert "(3104 characters) is not an AMI id" in p.stderr, p.stderr
+        p = ctl(sock, "--yes", "switch", "web", "--ami", "ami-XYZ",
+                check=False)
+        assert p.returncode == 1
+        assert '"ami-XYZ" is not an AMI id' in p.stderr, p.stderr
+        assert d.proc.poll() is None
+        assert ctl(sock, "ping").stdout == "pong\n"

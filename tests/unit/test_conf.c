@@ -5,7 +5,10 @@
  * shipped example loads; a reload can tell changed services from the rest.
  */
 #include <sys/stat.h>
+#include <sys/types.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +21,9 @@
 
 #include <cmocka.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/conf.h"
+#include "failoverd/redact.h"
 
 static char	 errbuf[16384];
 static char	 tmpdir[] = "/tmp/test_conf.XXXXXX";
@@ -180,7 +185,8 @@ static void
 test_out_of_range(void **state)
 {
 	assert_one_error(fixture("out-of-range.conf"),
-	    "13: services.[0].probes.[1].port: must be at most 65535");
+	    "13: services.[0].probes.[1].port: must be at most 65535 "
+	    "(got 70000)");
 }
 
 static void
@@ -360,7 +366,8 @@ test_every_error_is_reported(void **state)
 	    "(daemon, user, local0..local7, auth, authpriv)\n"
 	    "%s:4: services.[0].launch.instance_type: \"t3\" is not an "
 	    "instance type (such as t3.micro)\n"
-	    "%s:5: services.[0].probes.[0].fall: must be at least 1\n",
+	    "%s:5: services.[0].probes.[0].fall: must be at least 1 "
+	    "(got 0)\n",
 	    path, path, path);
 	assert_string_equal(errbuf, want);
 }
@@ -676,6 +683,305 @@ test_service_unequal_when_one_field_changes(void **state)
 	conf_free(a);
 }
 
+/* Replaces every occurrence of from in s (in place, s of size len). */
+static void
+replace_all(char *s, size_t len, const char *from, const char *to)
+{
+	char	*out, *p, *q;
+	size_t	 flen = strlen(from), off = 0;
+
+	out = calloc(1, len);
+	assert_non_null(out);
+	for (p = s; (q = strstr(p, from)) != NULL; p = q + flen) {
+		buf_fmt_at(out, len, &off, "%.*s%s", (int)(q - p), p, to);
+	}
+	buf_fmt_at(out, len, &off, "%s", p);
+	memcpy(s, out, len);
+	free(out);
+}
+
+/*
+ * The corpus of bad configurations: every tests/data/conf/bad/NAME.conf
+ * is refused with exactly the message in NAME.err, where FILE stands for
+ * the file's path and DIR for its directory.
+ */
+static void
+test_bad_corpus(void **state)
+{
+	char		 dir[4096], path[8192], errpath[8192], want[16384];
+	struct dirent	*de;
+	DIR		*dp;
+	FILE		*fp;
+	size_t		 n, len, count = 0;
+
+	snprintf(dir, sizeof(dir), "%s/tests/data/conf/bad", srcdir());
+	dp = opendir(dir);
+	assert_non_null(dp);
+	while ((de = readdir(dp)) != NULL) {
+		len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".conf") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		snprintf(errpath, sizeof(errpath), "%s/%.*s.err", dir,
+		    (int)(len - 5), de->d_name);
+		fp = fopen(errpath, "r");
+		if (fp == NULL)
+			fail_msg("%s has no %s", path, errpath);
+		n = fread(want, 1, sizeof(want) - 1, fp);
+		want[n] = '\0';
+		fclose(fp);
+		if (conf_load(path, errbuf, sizeof(errbuf)) != NULL)
+			fail_msg("%s loaded", path);
+		replace_all(errbuf, sizeof(errbuf), path, "FILE");
+		replace_all(errbuf, sizeof(errbuf), dir, "DIR");
+		if (strcmp(errbuf, want) != 0)
+			fail_msg("%s:\n got: %s want: %s", de->d_name, errbuf,
+			    want);
+		count++;
+	}
+	closedir(dp);
+	assert_true(count >= 20);
+}
+
+static const char one_service[] =
+"services = ( { name = \"web\";\n"
+"  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+"  launch = { ami = \"ami-0123456789abcdef0\"; instance_type = \"t3.micro\";"
+" %s };\n"
+"  probes = ( { type = \"http\"; address = \"127.0.0.1\"; } ); } );\n";
+
+/* user_data_file: 16384 bytes (the raw form EC2 limits) pass, one more
+ * does not. */
+static void
+test_user_data_limit(void **state)
+{
+	char		 ud[4096], extra[8192], text[16384], want[8192];
+	const char	*path;
+	FILE		*fp;
+	int		 size;
+
+	for (size = 16384; size <= 16385; size++) {
+		snprintf(ud, sizeof(ud), "%s/ud-%d", tmpdir, size);
+		fp = fopen(ud, "w");
+		assert_non_null(fp);
+		assert_int_equal(fseek(fp, size - 1, SEEK_SET), 0);
+		fputc('x', fp);
+		fclose(fp);
+		assert_int_equal(chmod(ud, 0644), 0);
+		snprintf(extra, sizeof(extra), "user_data_file = \"%s\";", ud);
+		snprintf(text, sizeof(text), one_service, extra);
+		path = write_conf("ud.conf", text, 0644);
+		if (size == 16384) {
+			conf_free(load_ok(path));
+			continue;
+		}
+		assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+		snprintf(want, sizeof(want), "%s:3: services.[0].launch."
+		    "user_data_file: %s is 16385 bytes; EC2 takes at most "
+		    "16384 bytes of user data (before base64)\n", path, ud);
+		assert_string_equal(errbuf, want);
+	}
+}
+
+/* An absolute @include is opened as written, and an error in it names
+ * it (libconfig 1.5 alone opened "<dir>//abs/path"). */
+static void
+test_absolute_include(void **state)
+{
+	char		 inc[4096], text[8192], want[8192];
+	const char	*path;
+
+	path = write_conf("abs.inc", "debug = 7;\n", 0644);
+	snprintf(inc, sizeof(inc), "%s", path);
+	snprintf(text, sizeof(text), "@include \"%s\"\n", inc);
+	strncat(text, one_service, sizeof(text) - strlen(text) - 1);
+	/* one_service's %s: nothing extra in launch. */
+	replace_all(text, sizeof(text), "%s", "");
+	path = write_conf("abs.conf", text, 0644);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	snprintf(want, sizeof(want), "%s:1: debug: must be true or false\n",
+	    inc);
+	assert_string_equal(errbuf, want);
+}
+
+/* Includes nest at most 10 deep (libconfig's own limit), and a file that
+ * includes itself is that case, not a hang. */
+static void
+test_include_loop_refused(void **state)
+{
+	const char *path;
+
+	path = write_conf("loop.conf", "@include \"loop.conf\"\n", 0644);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	assert_non_null(strstr(errbuf, "included files nest deeper than 10"));
+}
+
+/* A FIFO at the config path is refused at once, never waited on. */
+static void
+test_fifo_refused(void **state)
+{
+	char path[4096], want[8192];
+
+	snprintf(path, sizeof(path), "%s/fifo.conf", tmpdir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	snprintf(want, sizeof(want), "%s: a FIFO, not a regular file\n",
+	    path);
+	assert_string_equal(errbuf, want);
+	unlink(path);
+}
+
+/* A file over the size bound is refused before libconfig parses it. */
+static void
+test_huge_file_refused(void **state)
+{
+	char		*text;
+	const char	*path;
+	size_t		 n = 1024 * 1024 + 1;
+
+	text = malloc(n + 1);
+	assert_non_null(text);
+	memset(text, '#', n);
+	text[n] = '\0';
+	path = write_conf("huge.conf", text, 0644);
+	free(text);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	assert_non_null(strstr(errbuf, "is larger than 1048576 bytes"));
+}
+
+/* One group of many settings costs libconfig n * n: refused unparsed. */
+static void
+test_many_settings_refused(void **state)
+{
+	struct buf	 b;
+	const char	*path;
+	int		 i;
+
+	buf_init(&b);
+	for (i = 0; i < 9000; i++)
+		buf_printf(&b, "a%d=1;", i);
+	path = write_conf("many-settings.conf", buf_str(&b), 0644);
+	buf_free(&b);
+	assert_null(conf_load(path, errbuf, sizeof(errbuf)));
+	assert_non_null(strstr(errbuf, "more than 8192 settings"));
+}
+
+static void
+test_switch_ami_validated(void **state)
+{
+	char	 why[256], *longami;
+
+	assert_int_equal(conf_valid_ami("ami-0123456789abcdef0", why,
+	    sizeof(why)), 0);
+	assert_int_equal(conf_valid_ami("ami-01234567", why, sizeof(why)),
+	    0);
+	assert_int_equal(conf_valid_ami("ami-0123456789ABCDEF0", why,
+	    sizeof(why)), -1);
+	assert_int_equal(conf_valid_ami("ami-", why, sizeof(why)), -1);
+	longami = malloc(3105);
+	assert_non_null(longami);
+	memcpy(longami, "ami-", 4);
+	memset(longami + 4, 'a', 3100);
+	longami[3104] = '\0';
+	assert_int_equal(conf_valid_ami(longami, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "(3104 characters) is not an AMI id"));
+	free(longami);
+}
+
+static void
+test_redact_url(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/"
+		  "aBcDeFgHiJkLmNoPqRsTuVwX",
+		  "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/***" },
+		{ "https://discord.com/api/webhooks/123456789012345678/"
+		  "Ab1_cD2-eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2yZ3aB4cD5eF6gH7iJ8kL9"
+		  "mN0oP1qR2",
+		  "https://discord.com/api/webhooks/***/***" },
+		{ "http://127.0.0.1/very-long-health-check-path",
+		  "http://127.0.0.1/very-long-health-check-path" },
+		{ "https://alerts.example.com/hook?token=s3cr3t&team=ops",
+		  "https://alerts.example.com/hook?token=***&team=***" },
+		{ "http://admin:pa@ss@10.0.0.1:8080/health",
+		  "http://***@10.0.0.1:8080/health" },
+		{ "https://user@ec2.example.com",
+		  "https://***@ec2.example.com" },
+		{ "http://127.0.0.1/health#frag",
+		  "http://127.0.0.1/health#***" },
+		{ "http://127.0.0.1/api/v1/status",
+		  "http://127.0.0.1/api/v1/status" },
+		{ "no scheme at all", "***" },
+	};
+	char	 out[256], small[16];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_string_equal(redact_url(cases[i].in, out, sizeof(out)),
+		    cases[i].out);
+	/* Truncated, never unterminated, never past the buffer. */
+	redact_url(cases[0].in, small, sizeof(small));
+	assert_string_equal(small, "https://hooks.s");
+}
+
+/* The clamp every appending snprintf goes through. */
+static void
+test_fmt_at_clamps(void **state)
+{
+	char	 b[8];
+	size_t	 off = 0;
+
+	buf_fmt_at(b, sizeof(b), &off, "%s", "abcdefghijkl");
+	assert_int_equal(off, 7);
+	assert_string_equal(b, "abcdefg");
+	buf_fmt_at(b, sizeof(b), &off, "%s", "more");
+	assert_int_equal(off, 7);
+	assert_string_equal(b, "abcdefg");
+}
+
+/* -t and start make the same machine checks. */
+static void
+test_check_start(void **state)
+{
+	char		 text[8192], extra[8192], err[1024], file[4096];
+	struct config	*c;
+	FILE		*fp;
+
+	snprintf(extra, sizeof(extra), "state_dir = \"%s/nope\";\n", tmpdir);
+	snprintf(text, sizeof(text), "%s", extra);
+	strncat(text, one_service, sizeof(text) - strlen(text) - 1);
+	replace_all(text, sizeof(text), "%s", "");
+	c = load_ok(write_conf("start.conf", text, 0644));
+	assert_int_equal(conf_check_start(c, err, sizeof(err)), -1);
+	snprintf(extra, sizeof(extra), "state_dir %s/nope: No such file or "
+	    "directory", tmpdir);
+	assert_string_equal(err, extra);
+	conf_free(c);
+
+	snprintf(file, sizeof(file), "%s/afile", tmpdir);
+	fp = fopen(file, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(text, sizeof(text), "state_dir = \"%s\";\n", file);
+	strncat(text, one_service, sizeof(text) - strlen(text) - 1);
+	replace_all(text, sizeof(text), "%s", "");
+	c = load_ok(write_conf("start.conf", text, 0644));
+	assert_int_equal(conf_check_start(c, err, sizeof(err)), -1);
+	snprintf(extra, sizeof(extra), "state_dir %s: not a directory", file);
+	assert_string_equal(err, extra);
+	conf_free(c);
+
+	snprintf(text, sizeof(text), "state_dir = \"%s\";\ncontrol_socket = "
+	    "\"%s/c.sock\";\n", tmpdir, tmpdir);
+	strncat(text, one_service, sizeof(text) - strlen(text) - 1);
+	replace_all(text, sizeof(text), "%s", "");
+	c = load_ok(write_conf("start.conf", text, 0644));
+	assert_int_equal(conf_check_start(c, err, sizeof(err)), 0);
+	conf_free(c);
+}
+
 static int
 setup(void **state)
 {
@@ -727,6 +1033,17 @@ main(void)
 		cmocka_unit_test(test_service_equal_when_identical),
 		cmocka_unit_test(test_service_equal_ignores_line_moves),
 		cmocka_unit_test(test_service_unequal_when_one_field_changes),
+		cmocka_unit_test(test_bad_corpus),
+		cmocka_unit_test(test_user_data_limit),
+		cmocka_unit_test(test_absolute_include),
+		cmocka_unit_test(test_include_loop_refused),
+		cmocka_unit_test(test_fifo_refused),
+		cmocka_unit_test(test_huge_file_refused),
+		cmocka_unit_test(test_many_settings_refused),
+		cmocka_unit_test(test_switch_ami_validated),
+		cmocka_unit_test(test_redact_url),
+		cmocka_unit_test(test_fmt_at_clamps),
+		cmocka_unit_test(test_check_start),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
