@@ -60,6 +60,13 @@
 /* Any list without a tighter limit of its own. */
 #define CONF_LIST_MAX		64
 
+/*
+ * The largest number of services the benchmarks run (tests/bench): a
+ * bound that keeps the pairwise checks of conf_top_check well under a
+ * second.
+ */
+#define CONF_MAX_SERVICES	10000
+
 /* Any string without a tighter limit of its own: as long as a path. */
 #define CONF_STR_MAX		4096
 
@@ -153,7 +160,6 @@ struct conf_walk {
 	size_t		 errlen;
 	size_t		 used;
 	int		 nerrors;
-	size_t		 nseps;		/* '=' and ':' read */
 	struct config	*conf;
 	struct service_conf *svc;	/* the service being walked, if any */
 };
@@ -2448,7 +2454,7 @@ static const struct conf_setting conf_top_settings[] = {
 	  .sub = &conf_alerts_group },
 	{ .name = "services", .kind = K_LIST, .flags = F_REQUIRED | F_NONEMPTY,
 	  .off = COFF(services), .off2 = COFF(nservices),
-	  .sub = &conf_service_group },
+	  .maxcount = CONF_MAX_SERVICES, .sub = &conf_service_group },
 };
 
 static const struct conf_group conf_top_group = {
@@ -2467,15 +2473,16 @@ static const struct conf_group conf_top_group = {
  * and validates in well under a second on a slow machine, and anything
  * bigger is refused before libconfig sees it.
  */
-#define CONF_MAX_BYTES		(1024 * 1024)
+#define CONF_MAX_BYTES		(16 * 1024 * 1024)
 
 /*
  * libconfig 1.5 checks each new member of a group against every earlier
  * one, so one group of n members costs n * n: 100,000 of them take
- * minutes. Every setting needs an '=' or a ':', so counting those bounds
- * the settings (and over-counts a little: URLs, header lines).
+ * minutes. The schema's largest group has a few dozen settings; a group
+ * with more than this is refused before libconfig reads it. A list
+ * (10,000 services) costs nothing of the kind and is not bounded here.
  */
-#define CONF_MAX_SETTINGS	8192
+#define CONF_MAX_MEMBERS	256
 
 /* libconfig 1.5 stops at 10 levels of @include (MAX_INCLUDE_DEPTH). */
 #define CONF_MAX_INCLUDE_DEPTH	10
@@ -2517,6 +2524,86 @@ conf_file_type(mode_t m)
 }
 
 /*
+ * Refuses a group of more than CONF_MAX_MEMBERS settings before
+ * libconfig spends n * n on it. This is not a parser: it follows
+ * libconfig's lexical rules only as far as needed to know which '=' or
+ * ':' belongs to which group (strings with their escapes, the three
+ * kinds of comments, the brackets), and any input it misjudges is still
+ * parsed, and judged, by libconfig itself.
+ */
+static int
+conf_count_members(struct conf_walk *w, const char *where, const char *path,
+    const char *text)
+{
+	unsigned int	 count[CONF_MAX_DEPTH + 2];
+	const char	*p;
+	int		 top = 0, line = 1;
+
+	count[0] = 0;	/* the file itself is a group */
+	for (p = text; *p != '\0'; p++) {
+		switch (*p) {
+		case '\n':
+			line++;
+			break;
+		case '"':
+			for (p++; *p != '\0' && *p != '"'; p++) {
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				else if (*p == '\n')
+					line++;
+			}
+			if (*p == '\0')
+				return 0;
+			break;
+		case '#':
+			while (p[1] != '\0' && p[1] != '\n')
+				p++;
+			break;
+		case '/':
+			if (p[1] == '/') {
+				while (p[1] != '\0' && p[1] != '\n')
+					p++;
+			} else if (p[1] == '*') {
+				for (p += 2; *p != '\0' && !(*p == '*' &&
+				    p[1] == '/'); p++)
+					if (*p == '\n')
+						line++;
+				if (*p == '\0')
+					return 0;
+				p++;
+			}
+			break;
+		case '{':
+		case '(':
+		case '[':
+			/* Deeper than the schema: conf_check_depth says so. */
+			if (top == CONF_MAX_DEPTH + 1)
+				return 0;
+			count[++top] = *p == '{' ? 0 : UINT_MAX;
+			break;
+		case '}':
+		case ')':
+		case ']':
+			if (top > 0)
+				top--;
+			break;
+		case '=':
+		case ':':
+			if (count[top] != UINT_MAX &&
+			    ++count[top] > CONF_MAX_MEMBERS) {
+				conf_load_err(w, "%s%s:%d: a group of more than "
+				    "%d settings; failoverd refuses it rather "
+				    "than stall while parsing\n", where, path,
+				    line, CONF_MAX_MEMBERS);
+				return -1;
+			}
+			break;
+		}
+	}
+	return 0;
+}
+
+/*
  * Reads the whole of path into *textp, NUL-terminated, charging its size
  * to *budget. Only a regular file is read: a FIFO would block the loop
  * until a writer came, a directory makes libconfig's scanner exit(), a
@@ -2529,8 +2616,8 @@ conf_read_text(struct conf_walk *w, const char *where, const char *path,
     char **textp, size_t *budget)
 {
 	struct stat	 st;
-	char		*text = NULL;
-	size_t		 len = 0;
+	char		*text = NULL, *more;
+	size_t		 len = 0, cap;
 	ssize_t		 n;
 	int		 fd;
 
@@ -2559,10 +2646,20 @@ conf_read_text(struct conf_walk *w, const char *where, const char *path,
 	}
 	if (st.st_size > (off_t)*budget)
 		goto big;
-	text = conf_calloc(1, *budget + 1);
 	/* st_size may lie (procfs): read to the end, never past budget. */
+	cap = (size_t)st.st_size + 1;
+	text = conf_calloc(1, cap + 1);
 	for (;;) {
-		n = read(fd, text + len, *budget + 1 - len);
+		if (len == cap) {
+			if (cap > *budget)
+				goto big;
+			cap = cap * 2 > *budget + 1 ? *budget + 1 : cap * 2;
+			more = realloc(text, cap + 1);
+			if (more == NULL)
+				fatal("conf: reading %s", path);
+			text = more;
+		}
+		n = read(fd, text + len, cap - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
@@ -2582,16 +2679,8 @@ conf_read_text(struct conf_walk *w, const char *where, const char *path,
 		goto fail;
 	}
 	text[len] = '\0';
-	for (n = 0; (size_t)n < len; n++)
-		if (text[n] == '=' || text[n] == ':')
-			w->nseps++;
-	if (w->nseps > CONF_MAX_SETTINGS) {
-		conf_load_err(w, "%s%s: the configuration with its @include "
-		    "files has more than %d settings ('=' or ':'); failoverd "
-		    "refuses it rather than stall while parsing\n", where,
-		    path, CONF_MAX_SETTINGS);
+	if (conf_count_members(w, where, path, text) == -1)
 		goto fail;
-	}
 	*budget -= len;
 	close(fd);
 	*textp = text;

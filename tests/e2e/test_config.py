@@ -266,3 +266,22 @@ def test_t_output_has_no_secrets(tmp_path):
     assert "https://hooks.example.com/services/T0001/B0002/***?sig=***" \
         in out
     assert "GET http://***@127.0.0.1:8080/h?key=***" in out
+
+
+def test_ten_thousand_services_are_a_valid_configuration(tmp_path):
+    """The bounds that keep a reload from stalling (group sizes, file
+    size) must not refuse the largest configuration the benchmarks run:
+    10,000 services of one probe each, a 3 MB file."""
+    svc = ('{ name = "s%d"; eip_allocation_id = "eipalloc-%017x"; '
+           'launch = { ami = "ami-0123456789abcdef0"; '
+           'instance_type = "t3.micro"; }; probes = ( { name = "h"; '
+           'type = "http"; address = "127.0.%d.%d"; port = 80; '
+           'interval = 1.0; timeout = 0.5; } ); }')
+    body = "services = (\n" + ",\n".join(
+        svc % (i, i + 1, 1 + i // 250, 1 + i % 250)
+        for i in range(10000)) + "\n);\n"
+    path = tmp_path / "big.conf"
+    path.write_text(body)
+    r = check(on_this_machine(tmp_path, str(path)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "service s9999" in r.stdout
