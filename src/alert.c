@@ -160,7 +160,7 @@ alert_append(char *buf, size_t len, size_t *off, const char *key,
 
 	for (p = value; *p != '\0'; p++)
 		if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' ||
-		    *p == '\t')
+		    (unsigned char)*p < 0x20 || *p == 0x7f)
 			quote = 1;
 	if (*off + 2 >= len)
 		return;
@@ -169,8 +169,8 @@ alert_append(char *buf, size_t len, size_t *off, const char *key,
 	for (p = value; *p != '\0' && *off + 3 < len; p++) {
 		if (*p == '"' || *p == '\\')
 			buf[(*off)++] = '\\';
-		/* A newline would split one event over two syslog lines. */
-		buf[(*off)++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
+		/* Control bytes stay: log.c escapes them (\n, \x1b). */
+		buf[(*off)++] = *p;
 	}
 	if (quote && *off + 1 < len)
 		buf[(*off)++] = '"';

@@ -82,7 +82,8 @@ test_values_are_quoted_and_escaped_on_one_line(void **state)
 	alert_emit(ALERT_PROBE_DOWN, "web", "reason",
 	    "body said \"no\"\nsecond line", "empty", "", NULL);
 	out = captured();
-	assert_non_null(strstr(out, "reason=\"body said \\\"no\\\" second "
+	/* The newline is shown as \n (log.c), not taken as a line end. */
+	assert_non_null(strstr(out, "reason=\"body said \\\"no\\\"\\nsecond "
 	    "line\" empty=\"\"\n"));
 	assert_int_equal(count(out, "\n"), 1);
 	free(out);
@@ -125,6 +126,31 @@ test_different_probes_are_not_folded_together(void **state)
 	free(out);
 }
 
+static void
+test_control_bytes_are_escaped_in_every_message(void **state)
+{
+	char	 small[8];
+	char	*out;
+
+	/* A plain log line, not an event: the escaping is in log.c. */
+	log_warnx("service %s", "web\r\nevent=failover_completed\x1b[2J\x7f");
+	alert_emit(ALERT_CONTROL_COMMAND, "a\rb", "tab", "x\ty", NULL);
+	out = captured();
+	assert_int_equal(count(out, "\n"), 2);
+	assert_null(strchr(out, '\r'));
+	assert_null(strchr(out, '\x1b'));
+	assert_null(strchr(out, '\x7f'));
+	assert_non_null(strstr(out, "service web\\r\\nevent=failover_completed"
+	    "\\x1b[2J\\x7f\n"));
+	assert_non_null(strstr(out, "service=\"a\\rb\" tab=\"x\\ty\"\n"));
+	free(out);
+	/* Never half an escape at the end of a short buffer. */
+	log_escape(small, sizeof(small), "abcd\n");
+	assert_string_equal(small, "abcd");
+	log_escape(small, sizeof(small), "ab\ncdef");
+	assert_string_equal(small, "ab\\ncde");
+}
+
 int
 main(void)
 {
@@ -133,6 +159,7 @@ main(void)
 		cmocka_unit_test(test_values_are_quoted_and_escaped_on_one_line),
 		cmocka_unit_test(test_repeats_are_folded_and_counted),
 		cmocka_unit_test(test_different_probes_are_not_folded_together),
+		cmocka_unit_test(test_control_bytes_are_escaped_in_every_message),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
