@@ -54,6 +54,8 @@ static const struct {
 	[ALERT_ROLLBACK_FAILED]		= { "rollback_failed", LOG_CRIT },
 	[ALERT_EVACUATION_STARTED]	= { "evacuation_started", LOG_ALERT },
 	[ALERT_EVACUATION_COMPLETED]	= { "evacuation_completed", LOG_ALERT },
+	[ALERT_WATCHDOG_UNHEALTHY]	= { "watchdog_unhealthy", LOG_CRIT },
+	[ALERT_WATCHDOG_HEALTHY]	= { "watchdog_healthy", LOG_NOTICE },
 };
 
 #define ALERT_RL_SLOTS	64
