@@ -23,6 +23,7 @@
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
 #include "failoverd/snapshot.h"
+#include "failoverd/statelock.h"
 
 #define DAEMON_CONF_ERRLEN	8192
 /*
@@ -54,6 +55,9 @@ struct daemon {
 	struct failover_env	 fenv;
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
+	int			 lock_fd;	/* statelock.h */
+	dev_t			 lock_dev;	/* of the locked state_dir */
+	ino_t			 lock_ino;
 };
 
 static int daemon_on_request(void *arg, const struct control_peer *peer,
@@ -245,12 +249,49 @@ fail:
 	    "restarted", NULL);
 }
 
+/*
+ * Takes the lock of conf's state_dir unless it is the directory locked
+ * already; the old lock goes once the new one is held.
+ */
+static int
+daemon_lock_state_dir(struct daemon *d, const struct config *conf,
+    char *err, size_t errlen)
+{
+	struct stat	st;
+	int		fd;
+
+	if (stat(conf->state_dir, &st) == -1) {
+		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (d->lock_fd != -1 && st.st_dev == d->lock_dev &&
+	    st.st_ino == d->lock_ino)
+		return 0;
+	fd = statelock_take(conf->state_dir, err, errlen);
+	if (fd == -1)
+		return -1;
+	statelock_release(d->lock_fd);
+	d->lock_fd = fd;
+	d->lock_dev = st.st_dev;
+	d->lock_ino = st.st_ino;
+	return 0;
+}
+
 static int
 daemon_open_control(struct daemon *d, const struct config *conf, char *err,
     size_t errlen)
 {
 	struct control *ctl;
 
+	/*
+	 * Same path: the socket stays (and clients with it); a new one
+	 * would find ours listening there and refuse to replace it.
+	 */
+	if (d->control != NULL &&
+	    strcmp(control_path(d->control), conf->control_socket) == 0)
+		return control_set_access(d->control, conf->control_mode,
+		    conf->control_group, err, errlen);
 	ctl = control_new(d->loop, conf->control_socket, conf->control_mode,
 	    conf->control_group, daemon_on_request, d, err, errlen);
 	if (ctl == NULL)
@@ -414,7 +455,11 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 		return NULL;
 	}
 	d->loop = loop;
+	d->lock_fd = -1;
 	if (daemon_check_state_dir(conf, err, errlen) == -1)
+		goto fail;
+	/* Before the control socket and any journal are touched. */
+	if (daemon_lock_state_dir(d, conf, err, errlen) == -1)
 		goto fail;
 	d->curl = curlev_new(loop);
 	if (d->curl == NULL) {
@@ -447,6 +492,7 @@ fail:
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
 	curlev_free(d->curl);
+	statelock_release(d->lock_fd);
 	free(d);
 	return NULL;
 }
@@ -471,6 +517,7 @@ daemon_free(struct daemon *d)
 	creds_provider_free(d->creds);
 	curlev_free(d->curl);
 	conf_free(d->conf);
+	statelock_release(d->lock_fd);
 	free(d);
 }
 
@@ -515,6 +562,8 @@ daemon_reload(struct daemon *d)
 	}
 	free(err);
 	if (daemon_check_state_dir(conf, cerr, sizeof(cerr)) == -1)
+		goto reject;
+	if (daemon_lock_state_dir(d, conf, cerr, sizeof(cerr)) == -1)
 		goto reject;
 	if (strcmp(conf->control_socket, d->conf->control_socket) != 0 ||
 	    conf->control_mode != d->conf->control_mode ||
