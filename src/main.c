@@ -77,7 +77,8 @@ main_check_nofile(const struct config *conf)
 		log_warn("getrlimit(RLIMIT_NOFILE)");
 		return;
 	}
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need &&
+	    (rl.rlim_max == RLIM_INFINITY || rl.rlim_cur < rl.rlim_max)) {
 		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ||
 		    rl.rlim_max >= need ? need : rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)

@@ -15,12 +15,19 @@
  * minute with a count tells on-call as much.
  */
 #define SELFCHECK_REPEAT	60.0
+/*
+ * Healthy again only after this many seconds without a fault: under a
+ * flood one check in many still gets a descriptor, and saying healthy
+ * at each would make the events flap.
+ */
+#define SELFCHECK_CALM		5.0
 
 struct selfcheck_state {
 	int		 faulty;
 	int		 announced;	/* this episode's event was logged */
 	double		 since;		/* start of the episode */
 	double		 emitted;	/* last watchdog_unhealthy, or 0 */
+	double		 last_fault;
 	unsigned long	 faults;	/* in this episode */
 	unsigned long	 unsaid;	/* faults since the last event */
 };
@@ -76,6 +83,7 @@ selfcheck_fault(enum selfcheck_source src, const char *what,
 	}
 	s->faults++;
 	s->unsaid++;
+	s->last_fault = now;
 	if (s->emitted > 0 && now - s->emitted < SELFCHECK_REPEAT)
 		return;
 	s->emitted = now;
@@ -95,18 +103,22 @@ selfcheck_ok(enum selfcheck_source src)
 {
 	struct selfcheck_state	*s;
 	char			 faults[32], secs[32];
+	double			 now;
 
 	if ((unsigned int)src >= SELFCHECK_MAX)
 		return;
 	s = &selfcheck[src];
 	if (!s->faulty)
 		return;
+	now = selfcheck_now();
+	if (now - s->last_fault < SELFCHECK_CALM)
+		return;
 	s->faulty = 0;
 	/* An episode inside the quiet minute after another was counted. */
 	if (!s->announced)
 		return;
 	snprintf(faults, sizeof(faults), "%lu", s->faults);
-	snprintf(secs, sizeof(secs), "%.0f", selfcheck_now() - s->since);
+	snprintf(secs, sizeof(secs), "%.0f", now - s->since);
 	alert_emit(ALERT_WATCHDOG_HEALTHY, NULL,
 	    "source", selfcheck_names[src], "faults", faults,
 	    "seconds", secs, NULL);

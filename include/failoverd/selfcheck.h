@@ -7,7 +7,8 @@
  * trouble into an outage. Such a check counts for nothing; instead the
  * watchdog says it is unhealthy (event watchdog_unhealthy, crit), at
  * most once a minute per source while the fault lasts, and says
- * watchdog_healthy once the same source works again.
+ * watchdog_healthy once the same source works again and has had no
+ * fault for a few seconds.
  */
 #ifndef FAILOVERD_SELFCHECK_H
 #define FAILOVERD_SELFCHECK_H
@@ -28,7 +29,8 @@ int	selfcheck_errno_is_local(int err);
 /* what: the operation ("socket", "accept"); detail: the reason text. */
 void	selfcheck_fault(enum selfcheck_source src, const char *what,
 	    const char *detail);
-/* The source just worked. */
+/* The source just worked (a check reached its target, a client was
+ * accepted). */
 void	selfcheck_ok(enum selfcheck_source src);
 /* 1 while any source is in fault. */
 int	selfcheck_unhealthy(void);
