@@ -2,6 +2,7 @@
  * The event line a person greps for: its shape, its quoting, and the
  * folding of repeats that keeps a flapping probe from flooding syslog.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "failoverd/alert.h"
 #include "failoverd/log.h"
+#include "failoverd/selfcheck.h"
 
 static FILE	*capture;
 
@@ -151,6 +153,37 @@ test_control_bytes_are_escaped_in_every_message(void **state)
 	assert_string_equal(small, "ab\\ncde");
 }
 
+/*
+ * The watchdog's own faults: one event for a burst, not one per failed
+ * check, and no "healthy" from one lucky check in the middle of it.
+ */
+static void
+test_watchdog_faults_are_one_event_not_a_flood(void **state)
+{
+	char	*out;
+	int	 i;
+
+	assert_true(selfcheck_errno_is_local(EMFILE));
+	assert_true(selfcheck_errno_is_local(EADDRNOTAVAIL));
+	assert_false(selfcheck_errno_is_local(ECONNREFUSED));
+	assert_false(selfcheck_errno_is_local(EHOSTUNREACH));
+	assert_false(selfcheck_unhealthy());
+	for (i = 0; i < 1000; i++) {
+		selfcheck_fault(SELFCHECK_PROBES, "probe web/site",
+		    "socket: Too many open files");
+		if (i == 500)
+			selfcheck_ok(SELFCHECK_PROBES);
+	}
+	out = captured();
+	assert_int_equal(count(out, "event=watchdog_unhealthy"), 1);
+	assert_int_equal(count(out, "event=watchdog_healthy"), 0);
+	assert_non_null(strstr(out, " crit: event=watchdog_unhealthy "
+	    "source=probes reason=\"probe web/site: socket: Too many open "
+	    "files\" faults=1 "));
+	assert_true(selfcheck_unhealthy());
+	free(out);
+}
+
 int
 main(void)
 {
@@ -160,6 +193,7 @@ main(void)
 		cmocka_unit_test(test_repeats_are_folded_and_counted),
 		cmocka_unit_test(test_different_probes_are_not_folded_together),
 		cmocka_unit_test(test_control_bytes_are_escaped_in_every_message),
+		cmocka_unit_test(test_watchdog_faults_are_one_event_not_a_flood),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
