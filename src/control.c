@@ -449,8 +449,15 @@ control_set_access(struct control *ctl, int mode, const char *group,
 		    ctl->path, strerror(errno));
 		return -1;
 	}
-	if (group == NULL)
+	/* No group: the daemon's own, as a new socket has (a reload). */
+	if (group == NULL) {
+		if (chown(ctl->path, (uid_t)-1, getegid()) == -1) {
+			snprintf(err, errlen, "control socket %s: chown: %s",
+			    ctl->path, strerror(errno));
+			return -1;
+		}
 		return 0;
+	}
 	gr = getgrnam(group);
 	if (gr == NULL) {
 		snprintf(err, errlen,

@@ -58,6 +58,8 @@ struct daemon {
 	int			 lock_fd;	/* statelock.h */
 	dev_t			 lock_dev;	/* of the locked state_dir */
 	ino_t			 lock_ino;
+	dev_t			 lock_next_dev;	/* daemon_lock_state_dir */
+	ino_t			 lock_next_ino;
 };
 
 static int daemon_on_request(void *arg, const struct control_peer *peer,
@@ -250,16 +252,17 @@ fail:
 }
 
 /*
- * Takes the lock of conf's state_dir unless it is the directory locked
- * already; the old lock goes once the new one is held.
+ * Takes the lock of conf's state_dir into *fd, or sets *fd to -1 when
+ * it is the directory locked already (a second flock of it would fail
+ * against our own). daemon_lock_commit makes it the daemon's.
  */
 static int
 daemon_lock_state_dir(struct daemon *d, const struct config *conf,
-    char *err, size_t errlen)
+    int *fd, char *err, size_t errlen)
 {
-	struct stat	st;
-	int		fd;
+	struct stat st;
 
+	*fd = -1;
 	if (stat(conf->state_dir, &st) == -1) {
 		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
 		    strerror(errno));
@@ -268,14 +271,24 @@ daemon_lock_state_dir(struct daemon *d, const struct config *conf,
 	if (d->lock_fd != -1 && st.st_dev == d->lock_dev &&
 	    st.st_ino == d->lock_ino)
 		return 0;
-	fd = statelock_take(conf->state_dir, err, errlen);
-	if (fd == -1)
+	*fd = statelock_take(conf->state_dir, err, errlen);
+	if (*fd == -1)
 		return -1;
+	d->lock_next_dev = st.st_dev;
+	d->lock_next_ino = st.st_ino;
+	return 0;
+}
+
+/* The old directory's lock goes once the new one is in use. */
+static void
+daemon_lock_commit(struct daemon *d, int fd)
+{
+	if (fd == -1)
+		return;
 	statelock_release(d->lock_fd);
 	d->lock_fd = fd;
-	d->lock_dev = st.st_dev;
-	d->lock_ino = st.st_ino;
-	return 0;
+	d->lock_dev = d->lock_next_dev;
+	d->lock_ino = d->lock_next_ino;
 }
 
 static int
@@ -447,7 +460,8 @@ struct daemon *
 daemon_new(struct ev_loop *loop, struct config *conf, char *err,
     size_t errlen)
 {
-	struct daemon *d;
+	struct daemon	*d;
+	int		 lock_fd;
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
@@ -459,8 +473,9 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	if (daemon_check_state_dir(conf, err, errlen) == -1)
 		goto fail;
 	/* Before the control socket and any journal are touched. */
-	if (daemon_lock_state_dir(d, conf, err, errlen) == -1)
+	if (daemon_lock_state_dir(d, conf, &lock_fd, err, errlen) == -1)
 		goto fail;
+	daemon_lock_commit(d, lock_fd);
 	d->curl = curlev_new(loop);
 	if (d->curl == NULL) {
 		snprintf(err, errlen, "curl multi handle: out of memory");
@@ -546,6 +561,7 @@ daemon_reload(struct daemon *d)
 	struct config	*conf;
 	char		*err, cerr[512];
 	char		*line, *save = NULL;
+	int		 lock_fd = -1;
 
 	err = calloc(1, DAEMON_CONF_ERRLEN);
 	if (err == NULL)
@@ -563,7 +579,8 @@ daemon_reload(struct daemon *d)
 	free(err);
 	if (daemon_check_state_dir(conf, cerr, sizeof(cerr)) == -1)
 		goto reject;
-	if (daemon_lock_state_dir(d, conf, cerr, sizeof(cerr)) == -1)
+	if (daemon_lock_state_dir(d, conf, &lock_fd, cerr,
+	    sizeof(cerr)) == -1)
 		goto reject;
 	if (strcmp(conf->control_socket, d->conf->control_socket) != 0 ||
 	    conf->control_mode != d->conf->control_mode ||
@@ -587,8 +604,10 @@ daemon_reload(struct daemon *d)
 		    "in flight hold calls on it)");
 	conf_free(d->conf);
 	d->conf = conf;
+	daemon_lock_commit(d, lock_fd);
 	return 0;
 reject:
+	statelock_release(lock_fd);
 	alert_emit(ALERT_CONFIG_REJECTED, NULL, "file", conf->path,
 	    "reason", cerr, "action", "kept the running configuration", NULL);
 	conf_free(conf);

@@ -13,7 +13,7 @@ import re
 import resource
 import select
 import shlex
-import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import fodtest  # noqa: E402
 import test_failover as tf  # noqa: E402
-from fodtest import BUILD, FAILOVERCTL, FAILOVERD, Daemon, ctl  # noqa: E402
+from fodtest import BUILD, FAILOVERD, Daemon, ctl  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
 
 
@@ -346,3 +346,45 @@ def test_control_bytes_of_a_value_never_reach_the_log_raw(tmp_path):
                 assert not re.search(r"[\x00-\x1f\x7f]", l), l
             assert "failover_completed" not in [
                 ev for ev, _ in tf.events(d, n)]
+
+
+def test_reload_keeps_the_socket_and_the_lock_it_holds(tmp_path):
+    """A reload that changes only control_mode keeps the socket (the old
+    code unlinked and rebound it); one that moves state_dir to a
+    directory another daemon holds is refused, and the lock stays."""
+    with Ec2Sim("basic", tmp_path / "sim") as sim:
+        env = dict(sim.env(), AWS_CONFIG_FILE=str(tmp_path / "n"),
+                   AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "n"))
+        other = tmp_path / "other"
+        (other / "state").mkdir(parents=True)
+        with tf.start(tmp_path, sim, probes=("site",)) as d:
+            tf.healthy(d)
+            ino = os.stat(d.sock).st_ino
+            text = open(d.conf).read()
+            with open(d.conf, "w") as f:
+                f.write('control_mode = "0600";\n' + text)
+            n = len(d.lines)
+            d.signal(signal.SIGHUP)
+            d.wait_for(r"event=config_loaded .*SIGHUP", start=n)
+            st = os.stat(d.sock)
+            assert st.st_ino == ino
+            assert st.st_mode & 0o777 == 0o600
+            assert ctl(d.sock, "ping").returncode == 0
+            # A second daemon on its own directory and socket.
+            conf2 = other / "failoverd.conf"
+            conf2.write_text(text.replace(str(tmp_path) + "/state",
+                                          str(other) + "/state")
+                             .replace(str(tmp_path) + "/control.sock",
+                                      str(other) + "/control.sock"))
+            with Daemon(str(conf2), env=env) as d2:
+                d2.wait_for(r"event=startup")
+                with open(d.conf, "w") as f:
+                    f.write(text.replace(str(tmp_path) + "/state",
+                                         str(other) + "/state"))
+                n = len(d.lines)
+                d.signal(signal.SIGHUP)
+                line = d.wait_for(r"event=config_rejected", start=n)
+                assert "pid %d" % d2.proc.pid in line, line
+                with open(tmp_path / "state" / "failoverd.lock") as f:
+                    assert f.read().strip() == str(d.proc.pid)
+                assert ctl(d.sock, "ping").returncode == 0
