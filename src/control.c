@@ -59,7 +59,7 @@ struct control {
 	int			 fd;
 	ev_io			 accept_io;
 	ev_timer		 pause;		/* accepting stopped */
-	double			 pause_for;	/* the next pause, s */
+	double			 pause_for;	/* next pause, s */
 	control_request_cb	 cb;
 	void			*arg;
 	struct control_conn	*conns;
@@ -235,11 +235,12 @@ control_on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * accept failed for want of a resource of the daemon's own: pause, and
- * let the probes have the descriptors that free up meanwhile.
+ * accept failed: pause. For want of a resource of the daemon's own
+ * (local), the probes get the descriptors that free up meanwhile, and
+ * the fault is the watchdog's; any other error would repeat at once.
  */
 static void
-control_pause(struct control *ctl, int err)
+control_pause(struct control *ctl, int err, int local)
 {
 	ev_io_stop(ctl->loop, &ctl->accept_io);
 	ev_timer_set(&ctl->pause, ctl->pause_for, 0.);
@@ -247,7 +248,11 @@ control_pause(struct control *ctl, int err)
 	ctl->pause_for *= 2;
 	if (ctl->pause_for > CONTROL_PAUSE_MAX)
 		ctl->pause_for = CONTROL_PAUSE_MAX;
-	selfcheck_fault(SELFCHECK_CONTROL, "accept", strerror(err));
+	if (local)
+		selfcheck_fault(SELFCHECK_CONTROL, "accept", strerror(err));
+	else
+		log_warnx("control: accept on %s: %s", ctl->path,
+		    strerror(err));
 }
 
 /* 0: one more may be accepted this wakeup; -1: stop. */
@@ -265,11 +270,8 @@ control_accept_one(struct control *ctl)
 			return 0;
 		if (errno == EAGAIN)
 			return -1;
-		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-		    errno == ENOBUFS)
-			control_pause(ctl, errno);
-		else
-			log_warn("control: accept on %s", ctl->path);
+		control_pause(ctl, errno, errno == EMFILE ||
+		    errno == ENFILE || errno == ENOMEM || errno == ENOBUFS);
 		return -1;
 	}
 	ctl->pause_for = CONTROL_PAUSE_MIN;

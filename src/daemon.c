@@ -55,10 +55,12 @@ struct daemon {
 	struct failover_env	 fenv;
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
-	int			 lock_fd;	/* statelock.h */
-	dev_t			 lock_dev;	/* of the locked state_dir */
+	/* statelock.h: the lock of the state_dir of lock_dev, lock_ino */
+	int			 lock_fd;
+	dev_t			 lock_dev;
 	ino_t			 lock_ino;
-	dev_t			 lock_next_dev;	/* daemon_lock_state_dir */
+	/* daemon_lock_state_dir's new one, until daemon_lock_commit */
+	dev_t			 lock_next_dev;
 	ino_t			 lock_next_ino;
 };
 

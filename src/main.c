@@ -91,11 +91,11 @@ main_check_nofile(const struct config *conf)
 			return;
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-		log_warnx("descriptor limit %llu (hard %llu) is below the %llu "
-		    "failoverd needs (probe_max_in_flight %d + %d control "
-		    "connections + %d reserve): checks may fail for want of "
-		    "descriptors; raise LimitNOFILE= in the unit or ulimit "
-		    "-n", (unsigned long long)rl.rlim_cur,
+		log_warnx("descriptor limit %llu (hard %llu) is below the "
+		    "%llu failoverd needs (probe_max_in_flight %d + %d "
+		    "control connections + %d reserve): checks may fail for "
+		    "want of descriptors; raise LimitNOFILE= in the unit or "
+		    "ulimit -n", (unsigned long long)rl.rlim_cur,
 		    (unsigned long long)rl.rlim_max,
 		    (unsigned long long)need, conf->probe_max_in_flight,
 		    CONTROL_MAX_CONNS, MAIN_NOFILE_RESERVE);

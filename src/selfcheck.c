@@ -24,9 +24,9 @@
 
 struct selfcheck_state {
 	int		 faulty;
-	int		 announced;	/* this episode's event was logged */
+	int		 announced;	/* the episode's event logged */
 	double		 since;		/* start of the episode */
-	double		 emitted;	/* last watchdog_unhealthy, or 0 */
+	double		 emitted;	/* last unhealthy event, or 0 */
 	double		 last_fault;
 	unsigned long	 faults;	/* in this episode */
 	unsigned long	 unsaid;	/* faults since the last event */
