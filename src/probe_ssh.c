@@ -465,11 +465,20 @@ probe_ssh_drive(struct probe_ssh *s)
 				s->stage = PROBE_STAGE_CLOSE;
 				break;
 			}
+			errno = 0;
 			rc = libssh2_userauth_publickey_fromfile_ex(
 			    s->session, c->user, strlen(c->user), NULL,
 			    c->key_file, NULL);
 			if (rc == LIBSSH2_ERROR_EAGAIN)
 				goto wait;
+			/* The key file could not be opened for want of a
+			 * descriptor: the target did not refuse anything. */
+			if (rc == LIBSSH2_ERROR_FILE && errno != EAGAIN &&
+			    selfcheck_errno_is_local(errno)) {
+				probe_ssh_fail(s, PROBE_ERR_LOCAL, 0,
+				    strerror(errno));
+				return;
+			}
 			if (rc != 0) {
 				probe_ssh_fail(s, PROBE_ERR_AUTH, 0, NULL);
 				return;
