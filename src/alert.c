@@ -57,6 +57,8 @@ static const struct {
 	[ALERT_EVACUATION_COMPLETED]	= { "evacuation_completed", LOG_ALERT },
 	[ALERT_JOURNAL_WRITE_FAILED]	= { "journal_write_failed", LOG_CRIT },
 	[ALERT_JOURNAL_WRITE_OK]	= { "journal_write_ok", LOG_NOTICE },
+	[ALERT_WATCHDOG_UNHEALTHY]	= { "watchdog_unhealthy", LOG_CRIT },
+	[ALERT_WATCHDOG_HEALTHY]	= { "watchdog_healthy", LOG_NOTICE },
 };
 
 #define ALERT_RL_SLOTS	64
@@ -163,7 +165,7 @@ alert_append(char *buf, size_t len, size_t *off, const char *key,
 
 	for (p = value; *p != '\0'; p++)
 		if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' ||
-		    *p == '\t')
+		    (unsigned char)*p < 0x20 || *p == 0x7f)
 			quote = 1;
 	if (*off + 2 >= len)
 		return;
@@ -171,8 +173,8 @@ alert_append(char *buf, size_t len, size_t *off, const char *key,
 	for (p = value; *p != '\0' && *off + 3 < len; p++) {
 		if (*p == '"' || *p == '\\')
 			buf[(*off)++] = '\\';
-		/* A newline would split one event over two syslog lines. */
-		buf[(*off)++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
+		/* Control bytes stay: log.c escapes them (\n, \x1b). */
+		buf[(*off)++] = *p;
 	}
 	if (quote && *off + 1 < len)
 		buf[(*off)++] = '"';

@@ -2431,11 +2431,11 @@ static const struct conf_group conf_alerts_group = {
 
 static const struct conf_setting conf_top_settings[] = {
 	{ .name = "state_dir", .kind = K_STR, .flags = F_ABSPATH,
-	  .off = COFF(state_dir), .defstr = "/var/lib/failoverd" },
+	  .off = COFF(state_dir), .defstr = FOD_PATH_STATE_DIR },
 	/* sun_path holds 107 bytes and a NUL. */
 	{ .name = "control_socket", .kind = K_STR, .flags = F_ABSPATH,
 	  .off = COFF(control_socket), .maxlen = CONF_SUN_PATH_MAX,
-	  .defstr = "/run/failoverd/control.sock" },
+	  .defstr = FOD_PATH_CONTROL_SOCKET },
 	{ .name = "control_group", .kind = K_STR, .off = COFF(control_group),
 	  .check = conf_check_group_name },
 	{ .name = "control_mode", .kind = K_CUSTOM, .custom = &conf_mode_ops },

@@ -17,9 +17,28 @@
 
 #include "failoverd/control.h"
 #include "failoverd/log.h"
+#include "failoverd/selfcheck.h"
 
 /* A client that sends nothing for this long is dropped. */
 #define CONTROL_CLIENT_TIMEOUT	10.0
+/*
+ * The kernel's queue of connections not yet accepted: a burst of
+ * failoverctl runs (a script, every host's monitoring at once) waits
+ * there, instead of being refused with EAGAIN; the kernel caps it at
+ * net.core.somaxconn (4096 by default since Linux 5.4).
+ */
+#define CONTROL_BACKLOG		4096
+/* Accepted per wakeup at most: the queue drains, probes still run. */
+#define CONTROL_ACCEPT_BATCH	256
+/*
+ * Out of descriptors (or memory), accepting is paused this long, then
+ * doubled up to the maximum: level-triggered, the listening socket
+ * stays readable and a retry at once would spin the loop.
+ */
+#define CONTROL_PAUSE_MIN	0.1
+#define CONTROL_PAUSE_MAX	2.0
+/* Dropped idle clients are logged one line per this many seconds. */
+#define CONTROL_LOG_EVERY	10.0
 
 struct control_conn {
 	struct control		*ctl;
@@ -39,9 +58,15 @@ struct control {
 	char			*path;
 	int			 fd;
 	ev_io			 accept_io;
+	ev_timer		 pause;		/* accepting stopped */
+	double			 pause_for;	/* next pause, s */
 	control_request_cb	 cb;
 	void			*arg;
 	struct control_conn	*conns;
+	unsigned int		 nconns;
+	unsigned long		 refused;	/* past the cap */
+	double			 timeouts_logged; /* ev_now */
+	unsigned long		 timeouts_unsaid;
 };
 
 static void
@@ -53,6 +78,7 @@ control_conn_close(struct control_conn *c)
 	for (pp = &ctl->conns; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
+			ctl->nconns--;
 			break;
 		}
 	ev_io_stop(ctl->loop, &c->io);
@@ -125,10 +151,19 @@ control_dispatch(struct control_conn *c, int argc, char **argv,
 static void
 control_on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct control_conn *c = w->data;
+	struct control_conn	*c = w->data;
+	struct control		*ctl = c->ctl;
 
-	log_warnx("control: client pid %ld uid %lu timed out, dropped",
-	    (long)c->peer.pid, (unsigned long)c->peer.uid);
+	/* A flood of idle clients must not flood the log too. */
+	if (ev_now(loop) - ctl->timeouts_logged >= CONTROL_LOG_EVERY) {
+		log_warnx("control: client pid %ld uid %lu timed out, "
+		    "dropped (%lu more since the last such line)",
+		    (long)c->peer.pid, (unsigned long)c->peer.uid,
+		    ctl->timeouts_unsaid);
+		ctl->timeouts_logged = ev_now(loop);
+		ctl->timeouts_unsaid = 0;
+	} else
+		ctl->timeouts_unsaid++;
 	control_conn_close(c);
 }
 
@@ -172,10 +207,58 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 		control_conn_close(c);
 }
 
+/* Past the cap: said in one line, then closed; never read. */
 static void
-control_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+control_refuse(struct control *ctl, int fd)
 {
-	struct control		*ctl = w->data;
+	char	line[128];
+	int	n;
+
+	n = snprintf(line, sizeof(line), "ERR busy: %u control "
+	    "connections open, the most served at once; try again\n",
+	    ctl->nconns);
+	/* A new socket's buffer is empty: this short write fits. */
+	if (write(fd, line, (size_t)n) == -1)
+		log_debug("control: refusal: %s", strerror(errno));
+	close(fd);
+	if (ctl->refused++ % 1000 == 0)
+		log_warnx("control: %u connections open, refusing more "
+		    "(%lu refused so far)", ctl->nconns, ctl->refused);
+}
+
+static void
+control_on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct control *ctl = w->data;
+
+	ev_io_start(loop, &ctl->accept_io);
+}
+
+/*
+ * accept failed: pause. For want of a resource of the daemon's own
+ * (local), the probes get the descriptors that free up meanwhile, and
+ * the fault is the watchdog's; any other error would repeat at once.
+ */
+static void
+control_pause(struct control *ctl, int err, int local)
+{
+	ev_io_stop(ctl->loop, &ctl->accept_io);
+	ev_timer_set(&ctl->pause, ctl->pause_for, 0.);
+	ev_timer_start(ctl->loop, &ctl->pause);
+	ctl->pause_for *= 2;
+	if (ctl->pause_for > CONTROL_PAUSE_MAX)
+		ctl->pause_for = CONTROL_PAUSE_MAX;
+	if (local)
+		selfcheck_fault(SELFCHECK_CONTROL, "accept", strerror(err));
+	else
+		log_warnx("control: accept on %s: %s", ctl->path,
+		    strerror(err));
+}
+
+/* 0: one more may be accepted this wakeup; -1: stop. */
+static int
+control_accept_one(struct control *ctl)
+{
 	struct control_conn	*c;
 	struct ucred		 cred;
 	socklen_t		 len = sizeof(cred);
@@ -183,15 +266,25 @@ control_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 	fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd == -1) {
-		if (errno != EAGAIN && errno != EINTR)
-			log_warn("control: accept");
-		return;
+		if (errno == EINTR || errno == ECONNABORTED)
+			return 0;
+		if (errno == EAGAIN)
+			return -1;
+		control_pause(ctl, errno, errno == EMFILE ||
+		    errno == ENFILE || errno == ENOMEM || errno == ENOBUFS);
+		return -1;
+	}
+	ctl->pause_for = CONTROL_PAUSE_MIN;
+	selfcheck_ok(SELFCHECK_CONTROL);
+	if (ctl->nconns >= CONTROL_MAX_CONNS) {
+		control_refuse(ctl, fd);
+		return 0;
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		log_warn("control: client");
 		close(fd);
-		return;
+		return -1;
 	}
 	c->ctl = ctl;
 	c->fd = fd;
@@ -207,10 +300,68 @@ control_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	ev_timer_init(&c->timer, control_on_client_timeout,
 	    CONTROL_CLIENT_TIMEOUT, 0.);
 	c->timer.data = c;
-	ev_io_start(loop, &c->io);
-	ev_timer_start(loop, &c->timer);
+	ev_io_start(ctl->loop, &c->io);
+	ev_timer_start(ctl->loop, &c->timer);
 	c->next = ctl->conns;
 	ctl->conns = c;
+	ctl->nconns++;
+	return 0;
+}
+
+/* Drains the queue, a bounded batch per wakeup. */
+static void
+control_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct control	*ctl = w->data;
+	int		 i;
+
+	for (i = 0; i < CONTROL_ACCEPT_BATCH; i++)
+		if (control_accept_one(ctl) == -1)
+			break;
+}
+
+/*
+ * The socket file at path is ours to replace only when nobody listens
+ * on it: a second failoverd started by hand must not steal the running
+ * one's socket. 0: absent or stale; -1 with err set otherwise.
+ */
+static int
+control_check_stale(const char *path, const struct sockaddr_un *sun,
+    char *err, size_t errlen)
+{
+	struct stat	st;
+	int		fd, rc, saved;
+
+	if (lstat(path, &st) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "control socket %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "control socket %s: exists and is not "
+		    "a socket; not replaced", path);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "control socket %s: socket: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	saved = errno;
+	close(fd);
+	if (rc == -1 && (saved == ECONNREFUSED || saved == ENOENT))
+		return 0;
+	if (rc == 0 || saved == EAGAIN)
+		snprintf(err, errlen, "control socket %s: another process "
+		    "listens on it (another failoverd?); not replaced", path);
+	else
+		snprintf(err, errlen, "control socket %s: connect: %s; not "
+		    "replaced", path, strerror(saved));
+	return -1;
 }
 
 struct control *
@@ -220,7 +371,6 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 {
 	struct control		*ctl;
 	struct sockaddr_un	 sun;
-	struct group		*gr;
 	mode_t			 old_umask;
 
 	memset(&sun, 0, sizeof(sun));
@@ -250,6 +400,8 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 		goto fail;
 	}
 	/* A stale socket from a crashed run would make bind fail. */
+	if (control_check_stale(path, &sun, err, errlen) == -1)
+		goto fail;
 	if (unlink(path) == -1 && errno != ENOENT) {
 		snprintf(err, errlen, "control socket %s: unlink: %s", path,
 		    strerror(errno));
@@ -264,33 +416,18 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 		goto fail;
 	}
 	umask(old_umask);
-	if (chmod(path, mode) == -1) {
-		snprintf(err, errlen, "control socket %s: chmod: %s", path,
-		    strerror(errno));
+	if (control_set_access(ctl, mode, group, err, errlen) == -1)
 		goto fail_unlink;
-	}
-	if (group != NULL) {
-		gr = getgrnam(group);
-		if (gr == NULL) {
-			snprintf(err, errlen,
-			    "control socket %s: group %s: no such group",
-			    path, group);
-			goto fail_unlink;
-		}
-		if (chown(path, (uid_t)-1, gr->gr_gid) == -1) {
-			snprintf(err, errlen,
-			    "control socket %s: chown to group %s: %s",
-			    path, group, strerror(errno));
-			goto fail_unlink;
-		}
-	}
-	if (listen(ctl->fd, 16) == -1) {
+	if (listen(ctl->fd, CONTROL_BACKLOG) == -1) {
 		snprintf(err, errlen, "control socket %s: listen: %s", path,
 		    strerror(errno));
 		goto fail_unlink;
 	}
 	ev_io_init(&ctl->accept_io, control_on_accept, ctl->fd, EV_READ);
 	ctl->accept_io.data = ctl;
+	ev_timer_init(&ctl->pause, control_on_pause_end, 0., 0.);
+	ctl->pause.data = ctl;
+	ctl->pause_for = CONTROL_PAUSE_MIN;
 	ev_io_start(loop, &ctl->accept_io);
 	return ctl;
 fail_unlink:
@@ -301,6 +438,42 @@ fail:
 	free(ctl->path);
 	free(ctl);
 	return NULL;
+}
+
+int
+control_set_access(struct control *ctl, int mode, const char *group,
+    char *err, size_t errlen)
+{
+	struct group *gr;
+
+	if (chmod(ctl->path, mode) == -1) {
+		snprintf(err, errlen, "control socket %s: chmod: %s",
+		    ctl->path, strerror(errno));
+		return -1;
+	}
+	/* No group: the daemon's own, as a new socket has (a reload). */
+	if (group == NULL) {
+		if (chown(ctl->path, (uid_t)-1, getegid()) == -1) {
+			snprintf(err, errlen, "control socket %s: chown: %s",
+			    ctl->path, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	gr = getgrnam(group);
+	if (gr == NULL) {
+		snprintf(err, errlen,
+		    "control socket %s: group %s: no such group", ctl->path,
+		    group);
+		return -1;
+	}
+	if (chown(ctl->path, (uid_t)-1, gr->gr_gid) == -1) {
+		snprintf(err, errlen,
+		    "control socket %s: chown to group %s: %s", ctl->path,
+		    group, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 const char *
@@ -317,6 +490,7 @@ control_free(struct control *ctl)
 	while (ctl->conns != NULL)
 		control_conn_close(ctl->conns);
 	ev_io_stop(ctl->loop, &ctl->accept_io);
+	ev_timer_stop(ctl->loop, &ctl->pause);
 	close(ctl->fd);
 	unlink(ctl->path);
 	free(ctl->path);

@@ -24,6 +24,7 @@
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
 #include "failoverd/snapshot.h"
+#include "failoverd/statelock.h"
 
 #define DAEMON_CONF_ERRLEN	8192
 /*
@@ -55,6 +56,13 @@ struct daemon {
 	struct failover_env	 fenv;
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
+	/* statelock.h: the lock of the state_dir of lock_dev, lock_ino */
+	int			 lock_fd;
+	dev_t			 lock_dev;
+	ino_t			 lock_ino;
+	/* daemon_lock_state_dir's new one, until daemon_lock_commit */
+	dev_t			 lock_next_dev;
+	ino_t			 lock_next_ino;
 };
 
 static int daemon_on_request(void *arg, const struct control_peer *peer,
@@ -249,12 +257,60 @@ fail:
 	    "restarted", NULL);
 }
 
+/*
+ * Takes the lock of conf's state_dir into *fd, or sets *fd to -1 when
+ * it is the directory locked already (a second flock of it would fail
+ * against our own). daemon_lock_commit makes it the daemon's.
+ */
+static int
+daemon_lock_state_dir(struct daemon *d, const struct config *conf,
+    int *fd, char *err, size_t errlen)
+{
+	struct stat st;
+
+	*fd = -1;
+	if (stat(conf->state_dir, &st) == -1) {
+		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (d->lock_fd != -1 && st.st_dev == d->lock_dev &&
+	    st.st_ino == d->lock_ino)
+		return 0;
+	*fd = statelock_take(conf->state_dir, err, errlen);
+	if (*fd == -1)
+		return -1;
+	d->lock_next_dev = st.st_dev;
+	d->lock_next_ino = st.st_ino;
+	return 0;
+}
+
+/* The old directory's lock goes once the new one is in use. */
+static void
+daemon_lock_commit(struct daemon *d, int fd)
+{
+	if (fd == -1)
+		return;
+	statelock_release(d->lock_fd);
+	d->lock_fd = fd;
+	d->lock_dev = d->lock_next_dev;
+	d->lock_ino = d->lock_next_ino;
+}
+
 static int
 daemon_open_control(struct daemon *d, const struct config *conf, char *err,
     size_t errlen)
 {
 	struct control *ctl;
 
+	/*
+	 * Same path: the socket stays (and clients with it); a new one
+	 * would find ours listening there and refuse to replace it.
+	 */
+	if (d->control != NULL &&
+	    strcmp(control_path(d->control), conf->control_socket) == 0)
+		return control_set_access(d->control, conf->control_mode,
+		    conf->control_group, err, errlen);
 	ctl = control_new(d->loop, conf->control_socket, conf->control_mode,
 	    conf->control_group, daemon_on_request, d, err, errlen);
 	if (ctl == NULL)
@@ -394,7 +450,8 @@ struct daemon *
 daemon_new(struct ev_loop *loop, struct config *conf, char *err,
     size_t errlen)
 {
-	struct daemon *d;
+	struct daemon	*d;
+	int		 lock_fd;
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
@@ -402,8 +459,13 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 		return NULL;
 	}
 	d->loop = loop;
+	d->lock_fd = -1;
 	if (daemon_check_state_dir(conf, err, errlen) == -1)
 		goto fail;
+	/* Before the control socket and any journal are touched. */
+	if (daemon_lock_state_dir(d, conf, &lock_fd, err, errlen) == -1)
+		goto fail;
+	daemon_lock_commit(d, lock_fd);
 	d->curl = curlev_new(loop);
 	if (d->curl == NULL) {
 		snprintf(err, errlen, "curl multi handle: out of memory");
@@ -435,6 +497,7 @@ fail:
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
 	curlev_free(d->curl);
+	statelock_release(d->lock_fd);
 	free(d);
 	return NULL;
 }
@@ -459,6 +522,7 @@ daemon_free(struct daemon *d)
 	creds_provider_free(d->creds);
 	curlev_free(d->curl);
 	conf_free(d->conf);
+	statelock_release(d->lock_fd);
 	free(d);
 }
 
@@ -487,6 +551,7 @@ daemon_reload(struct daemon *d)
 	struct config	*conf;
 	char		*err, cerr[512];
 	char		*line, *save = NULL;
+	int		 lock_fd = -1;
 
 	err = calloc(1, DAEMON_CONF_ERRLEN);
 	if (err == NULL)
@@ -503,6 +568,9 @@ daemon_reload(struct daemon *d)
 	}
 	free(err);
 	if (daemon_check_state_dir(conf, cerr, sizeof(cerr)) == -1)
+		goto reject;
+	if (daemon_lock_state_dir(d, conf, &lock_fd, cerr,
+	    sizeof(cerr)) == -1)
 		goto reject;
 	if (strcmp(conf->control_socket, d->conf->control_socket) != 0 ||
 	    conf->control_mode != d->conf->control_mode ||
@@ -526,8 +594,10 @@ daemon_reload(struct daemon *d)
 		    "in flight hold calls on it)");
 	conf_free(d->conf);
 	d->conf = conf;
+	daemon_lock_commit(d, lock_fd);
 	return 0;
 reject:
+	statelock_release(lock_fd);
 	alert_emit(ALERT_CONFIG_REJECTED, NULL, "file", conf->path,
 	    "reason", cerr, "action", "kept the running configuration", NULL);
 	conf_free(conf);

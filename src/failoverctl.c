@@ -15,8 +15,9 @@
 
 #include "failoverd/buf.h"
 #include "failoverd/control.h"
+#include "failoverd/paths.h"
 
-#define CTL_DEFAULT_SOCKET	FOD_RUNSTATEDIR "/failoverd/control.sock"
+#define CTL_DEFAULT_SOCKET	FOD_PATH_CONTROL_SOCKET
 #define CTL_TIMEOUT_SEC		60
 
 static void

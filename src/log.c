@@ -100,10 +100,49 @@ log_pri_name(int pri)
 	}
 }
 
+/*
+ * Values in a message come from configuration files, peers and AWS; a
+ * CR or LF in one would split a line, so that a forged second line could
+ * pass for an event of its own. Escaped here, once, for every caller.
+ */
+void
+log_escape(char *dst, size_t len, const char *src)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	size_t			 off = 0;
+	unsigned char		 c;
+
+	if (len == 0)
+		return;
+	for (; *src != '\0'; src++) {
+		c = (unsigned char)*src;
+		if (c >= 0x20 && c != 0x7f) {
+			if (off + 1 >= len)
+				break;
+			dst[off++] = (char)c;
+			continue;
+		}
+		/* Whole escapes only: never half of one at the end. */
+		if (off + 4 >= len)
+			break;
+		dst[off++] = '\\';
+		if (c == '\n' || c == '\r' || c == '\t')
+			dst[off++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		else {
+			dst[off++] = 'x';
+			dst[off++] = hex[c >> 4];
+			dst[off++] = hex[c & 0xf];
+		}
+	}
+	dst[off] = '\0';
+}
+
 void
 log_vmsg(int pri, const char *fmt, va_list ap)
 {
-	char		 buf[4096];
+	char		 raw[4096];
+	/* Each byte may become four ("\x1b"). */
+	char		 buf[sizeof(raw) * 4];
 	struct timespec	 ts;
 	struct tm	 tm;
 	char		 stamp[32];
@@ -111,7 +150,8 @@ log_vmsg(int pri, const char *fmt, va_list ap)
 
 	if (pri == LOG_DEBUG && !log_debug_on)
 		return;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	log_escape(buf, sizeof(buf), raw);
 	syslog(log_fac | pri, "%s", buf);
 	if (log_to_stderr) {
 		clock_gettime(CLOCK_REALTIME, &ts);

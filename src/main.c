@@ -4,6 +4,8 @@
  * failoverd never forks into the background: systemd (Type=notify) owns
  * the process, and a person debugging runs it in the foreground.
  */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 
 #include "failoverd/alert.h"
 #include "failoverd/conf.h"
+#include "failoverd/control.h"
 #include "failoverd/creds.h"
 #include "failoverd/daemon.h"
 #include "failoverd/log.h"
@@ -46,7 +49,57 @@ usage(FILE *fp)
 	    "  -d, --debug        log debug messages too\n"
 	    "      --log-stderr   copy every log line to stderr\n"
 	    "  -V, --version      print the version and exit\n"
-	    "  -h, --help         this text\n", CONF_DEFAULT_PATH);
+	    "  -h, --help         this text\n"
+	    "defaults: control_socket %s, state_dir %s\n",
+	    CONF_DEFAULT_PATH, FOD_PATH_CONTROL_SOCKET, FOD_PATH_STATE_DIR);
+}
+
+/*
+ * Descriptors kept for what is not a probe or a control client: the
+ * journals, EC2 calls, hooks, syslog, libraries.
+ */
+#define MAIN_NOFILE_RESERVE	128
+
+/*
+ * What conf needs open at most; the soft limit is raised to it when the
+ * hard one allows. Short, probes would fail to open sockets under load:
+ * they would not count against a service (selfcheck.h), but nothing
+ * would be watched either, so it is said loudly at start.
+ */
+static void
+main_check_nofile(const struct config *conf)
+{
+	struct rlimit	rl;
+	rlim_t		need;
+
+	need = (rlim_t)conf->probe_max_in_flight + CONTROL_MAX_CONNS +
+	    MAIN_NOFILE_RESERVE;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE)");
+		return;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need &&
+	    (rl.rlim_max == RLIM_INFINITY || rl.rlim_cur < rl.rlim_max)) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ||
+		    rl.rlim_max >= need ? need : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit(RLIMIT_NOFILE, %llu)",
+			    (unsigned long long)rl.rlim_cur);
+		else
+			log_info("descriptor limit raised to %llu",
+			    (unsigned long long)rl.rlim_cur);
+		if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+			return;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warnx("descriptor limit %llu (hard %llu) is below the "
+		    "%llu failoverd needs (probe_max_in_flight %d + %d "
+		    "control connections + %d reserve): checks may fail for "
+		    "want of descriptors; raise LimitNOFILE= in the unit or "
+		    "ulimit -n", (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)rl.rlim_max,
+		    (unsigned long long)need, conf->probe_max_in_flight,
+		    CONTROL_MAX_CONNS, MAIN_NOFILE_RESERVE);
 }
 
 static void
@@ -282,6 +335,7 @@ main(int argc, char **argv)
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(debug || conf->debug);
 	alert_set_rate_limit(conf->alerts.rate_limit);
+	main_check_nofile(conf);
 
 	memset(&m, 0, sizeof(m));
 	m.loop = ev_default_loop(EVFLAG_AUTO);

@@ -15,6 +15,7 @@
 #include "failoverd/probe.h"
 #include "failoverd/probe_http.h"
 #include "failoverd/probe_ssh.h"
+#include "failoverd/selfcheck.h"
 
 /*
  * Checks start on a grid, in absolute time, shared by every probe, so
@@ -110,6 +111,7 @@ static const char *probe_reason_names[PROBE_REASON_MAX] = {
 	[PROBE_ERR_COMMAND_EXIT]	= "command_exit",
 	[PROBE_ERR_COMMAND_OUTPUT]	= "output_mismatch",
 	[PROBE_ERR_INTERNAL]		= "internal",
+	[PROBE_ERR_LOCAL]		= "local",
 };
 
 static const char *probe_stage_names[PROBE_STAGE_MAX] = {
@@ -176,6 +178,31 @@ probe_result_fmt(const struct probe_result *res, char *out, size_t len)
 		snprintf(out, len, "%s", probe_reason_str(res->reason));
 		break;
 	}
+}
+
+int
+probe_result_is_local(const struct probe_result *res)
+{
+	return res->reason == PROBE_ERR_LOCAL ||
+	    res->reason == PROBE_ERR_INTERNAL;
+}
+
+/*
+ * A check the watchdog could not run: shown in status, told to on-call
+ * as the watchdog's fault (selfcheck.c), and counted for nothing. Were
+ * it counted, running out of descriptors would fail production over.
+ */
+static void
+probe_finish_local(struct probe *p, const struct probe_result *res)
+{
+	char what[160];
+
+	p->last = *res;
+	probe_result_fmt(res, p->last_text, sizeof(p->last_text));
+	snprintf(what, sizeof(what), "probe %s/%s", p->service,
+	    p->conf->name);
+	selfcheck_fault(SELFCHECK_PROBES, what,
+	    res->detail[0] != '\0' ? res->detail : p->last_text);
 }
 
 enum probe_state
@@ -275,6 +302,12 @@ probe_finish(struct probe *p, const struct probe_result *res)
 	ev_now_update(p->loop);
 	p->latency = ev_now(p->loop) - p->check_start;
 	p->last_wall = time(NULL);
+	if (probe_result_is_local(res)) {
+		probe_finish_local(p, res);
+		return;
+	}
+	/* A check reached its target: the watchdog can run checks. */
+	selfcheck_ok(SELFCHECK_PROBES);
 	p->last = *res;
 	probe_result_fmt(res, p->last_text, sizeof(p->last_text));
 	p->checks++;

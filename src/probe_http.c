@@ -17,6 +17,8 @@
  * one cached address were ~1 KB per probe (massif, 1,000 services), 10
  * MB at 10,000; made per check it costs a calloc and a free.
  */
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <regex.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 
 #include "failoverd/log.h"
 #include "failoverd/probe_http.h"
+#include "failoverd/selfcheck.h"
 
 /* Enough for any health page; the rest is read and dropped. */
 /* curl's receive buffer for a check, bytes (curl's minimum is 1024). */
@@ -53,6 +56,13 @@ struct probe_http {
 	size_t			 body_len;
 	size_t			 body_cap;	/* bytes, with the NUL */
 	char			*errbuf;	/* CURL_ERROR_SIZE */
+	/*
+	 * errno of a socket() that failed in this check (0: none), and a
+	 * body buffer that could not grow: the watchdog's faults, told
+	 * apart from the target's (probe_http_local).
+	 */
+	int			 sock_errno;
+	int			 oom;
 };
 
 static size_t
@@ -72,8 +82,10 @@ probe_http_on_body(char *data, size_t size, size_t nmemb, void *arg)
 		if (cap > PROBE_HTTP_BODY_MAX + 1)
 			cap = PROBE_HTTP_BODY_MAX + 1;
 		grown = realloc(h->body, cap);
-		if (grown == NULL)
+		if (grown == NULL) {
+			h->oom = 1;
 			return 0;	/* curl fails the check: write error */
+		}
 		h->body = grown;
 		h->body_cap = cap;
 	}
@@ -195,6 +207,71 @@ probe_http_stage(struct probe_http *h)
 	return PROBE_STAGE_RESPONSE;
 }
 
+/*
+ * curl says only "couldn't connect" when socket() fails; opening it here
+ * keeps its errno, so that EMFILE is the watchdog's fault, not the
+ * target's.
+ */
+static curl_socket_t
+probe_http_open_socket(void *arg, curlsocktype purpose,
+    struct curl_sockaddr *addr)
+{
+	struct probe_http	*h = arg;
+	int			 fd;
+
+	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+	    addr->protocol);
+	if (fd == -1) {
+		h->sock_errno = errno;
+		return CURL_SOCKET_BAD;
+	}
+	return fd;
+}
+
+/*
+ * 1 when the check failed for want of something of the watchdog's own,
+ * with res set to PROBE_ERR_LOCAL: it says nothing about the target.
+ */
+static int
+probe_http_local(struct probe_http *h, CURL *easy, CURLcode rc,
+    struct probe_result *res)
+{
+	long		 oserr = 0;
+	char		 detail[160];
+
+	if (h->sock_errno != 0) {
+		snprintf(detail, sizeof(detail), "socket: %s",
+		    strerror(h->sock_errno));
+		goto local;
+	}
+	switch (rc) {
+	case CURLE_OUT_OF_MEMORY:
+	case CURLE_FAILED_INIT:
+		snprintf(detail, sizeof(detail), "curl: %s",
+		    curl_easy_strerror(rc));
+		goto local;
+	case CURLE_WRITE_ERROR:
+		if (!h->oom)
+			return 0;
+		snprintf(detail, sizeof(detail), "body: out of memory");
+		goto local;
+	case CURLE_COULDNT_CONNECT:
+		/* EADDRNOTAVAIL: no local port left; EMFILE, ENOBUFS. */
+		curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &oserr);
+		if (!selfcheck_errno_is_local((int)oserr))
+			return 0;
+		snprintf(detail, sizeof(detail), "connect: %s",
+		    strerror((int)oserr));
+		goto local;
+	default:
+		return 0;
+	}
+local:
+	probe_result_set(res, PROBE_ERR_LOCAL, PROBE_STAGE_CONNECT, 0,
+	    detail);
+	return 1;
+}
+
 static void
 probe_http_on_done(CURL *easy, CURLcode rc, void *arg)
 {
@@ -207,6 +284,11 @@ probe_http_on_done(CURL *easy, CURLcode rc, void *arg)
 	h->running = 0;
 	detail = h->errbuf[0] != '\0' ? h->errbuf : curl_easy_strerror(rc);
 	probe_result_set(&res, PROBE_OK, PROBE_STAGE_RESPONSE, 0, NULL);
+	if (rc != CURLE_OK && probe_http_local(h, easy, rc, &res)) {
+		probe_http_release(h);
+		probe_done(h->probe, &res);
+		return;
+	}
 	switch (rc) {
 	case CURLE_OK:
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
@@ -343,6 +425,8 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	h->body_len = 0;
 	h->body[0] = '\0';
 	h->errbuf[0] = '\0';
+	h->sock_errno = 0;
+	h->oom = 0;
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_CONNECT_TO, h->connect_to);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -369,6 +453,9 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	curl_easy_setopt(e, CURLOPT_FORBID_REUSE,
 	    c->reuse_connection ? 0L : 1L);
 	curl_easy_setopt(e, CURLOPT_SHARE, h->dns);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+	    probe_http_open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
 	/*
 	 * The target is an address, cached by curl as if resolved: it never
 	 * goes stale, and with a timeout curl prunes the cache (walking it
@@ -404,7 +491,7 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	h->running = 1;
 	return 0;
 oom:
-	probe_result_set(res, PROBE_ERR_INTERNAL, PROBE_STAGE_CONNECT, 0,
+	probe_result_set(res, PROBE_ERR_LOCAL, PROBE_STAGE_CONNECT, 0,
 	    "out of memory");
 	/* A check that never ran holds nothing until the next one. */
 	probe_http_release(h);

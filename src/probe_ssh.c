@@ -22,6 +22,7 @@
 #include "failoverd/alert.h"
 #include "failoverd/log.h"
 #include "failoverd/probe_ssh.h"
+#include "failoverd/selfcheck.h"
 #include "failoverd/sshcmd.h"
 
 /* Enough of a command's stdout to look for expect_output in. */
@@ -209,6 +210,20 @@ probe_ssh_wait_session(struct probe_ssh *s)
 	probe_ssh_wait(s, sshcmd_session_events(s->session));
 }
 
+/*
+ * A connect that failed for want of a local resource (EADDRNOTAVAIL: no
+ * port left; ENOBUFS, ...) says nothing about the target.
+ */
+static enum probe_reason
+probe_ssh_connect_reason(int err)
+{
+	if (err == ECONNREFUSED)
+		return PROBE_ERR_CONNECT_REFUSED;
+	if (selfcheck_errno_is_local(err))
+		return PROBE_ERR_LOCAL;
+	return PROBE_ERR_CONNECT;
+}
+
 static void
 probe_ssh_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -220,8 +235,7 @@ probe_ssh_on_io(struct ev_loop *loop, ev_io *w, int revents)
 		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 			err = errno;
 		if (err != 0) {
-			probe_ssh_fail(s, err == ECONNREFUSED ?
-			    PROBE_ERR_CONNECT_REFUSED : PROBE_ERR_CONNECT, 0,
+			probe_ssh_fail(s, probe_ssh_connect_reason(err), 0,
 			    strerror(err));
 			return;
 		}
@@ -451,11 +465,20 @@ probe_ssh_drive(struct probe_ssh *s)
 				s->stage = PROBE_STAGE_CLOSE;
 				break;
 			}
+			errno = 0;
 			rc = libssh2_userauth_publickey_fromfile_ex(
 			    s->session, c->user, strlen(c->user), NULL,
 			    c->key_file, NULL);
 			if (rc == LIBSSH2_ERROR_EAGAIN)
 				goto wait;
+			/* The key file could not be opened for want of a
+			 * descriptor: the target did not refuse anything. */
+			if (rc == LIBSSH2_ERROR_FILE && errno != EAGAIN &&
+			    selfcheck_errno_is_local(errno)) {
+				probe_ssh_fail(s, PROBE_ERR_LOCAL, 0,
+				    strerror(errno));
+				return;
+			}
 			if (rc != 0) {
 				probe_ssh_fail(s, PROBE_ERR_AUTH, 0, NULL);
 				return;
@@ -517,7 +540,8 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	}
 	s->session = libssh2_session_init_ex(NULL, NULL, NULL, s);
 	if (s->session == NULL) {
-		fail = "libssh2_session_init";
+		reason = PROBE_ERR_LOCAL;
+		fail = "libssh2_session_init: out of memory";
 		goto fail;
 	}
 	libssh2_session_set_blocking(s->session, 0);
@@ -527,10 +551,15 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	    (void *)probe_ssh_recv);
 	/* The file is read per check: a person may fix it meanwhile. */
 	if (conf->ssh.known_hosts != NULL) {
+		errno = 0;
 		kh = sshcmd_known_read(s->session, conf->ssh.known_hosts,
 		    probe_learned_hosts(s->probe), &fail);
 		if (kh == NULL) {
-			if (fail != NULL)
+			/* Out of descriptors, the file is fine. */
+			if (fail != NULL && selfcheck_errno_is_local(errno)) {
+				reason = PROBE_ERR_LOCAL;
+				fail = strerror(errno);
+			} else if (fail != NULL)
 				reason = PROBE_ERR_KNOWN_HOSTS;
 			else
 				fail = "libssh2_knownhost_init";
@@ -544,6 +573,8 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (s->fd == -1) {
+		/* No socket: the watchdog's fault, never the target's. */
+		reason = PROBE_ERR_LOCAL;
 		fail = strerror(errno);
 		goto fail;
 	}
@@ -554,8 +585,7 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 		return 0;
 	}
 	if (errno != EINPROGRESS) {
-		reason = errno == ECONNREFUSED ? PROBE_ERR_CONNECT_REFUSED :
-		    PROBE_ERR_CONNECT;
+		reason = probe_ssh_connect_reason(errno);
 		fail = strerror(errno);
 		goto fail;
 	}

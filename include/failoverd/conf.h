@@ -15,7 +15,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define CONF_DEFAULT_PATH	FOD_SYSCONFDIR "/failoverd/failoverd.conf"
+#include "failoverd/paths.h"
+
+#define CONF_DEFAULT_PATH	FOD_PATH_CONFIG
 
 enum probe_type {
 	PROBE_HTTP,

@@ -17,6 +17,13 @@
 
 #define CONTROL_MAX_ARGS	16
 #define CONTROL_MAX_REQUEST	4096
+/*
+ * Connections served at once. Each holds a descriptor the probes and the
+ * journal may need: a flood of idle clients exhausted the daemon's
+ * descriptors, its probes failed to open sockets and a healthy service
+ * was failed over. Past the cap a client gets a one-line refusal.
+ */
+#define CONTROL_MAX_CONNS	64
 
 struct control;
 
@@ -47,6 +54,12 @@ int		 control_parse_request(char *req, size_t len, int *argc,
 struct control	*control_new(struct ev_loop *loop, const char *path,
 		    int mode, const char *group, control_request_cb cb,
 		    void *arg, char *err, size_t errlen);
+/*
+ * Mode and group of the socket file, as control_new sets them; for a
+ * reload that changes only these (the socket stays, clients keep it).
+ */
+int		 control_set_access(struct control *ctl, int mode,
+		    const char *group, char *err, size_t errlen);
 void		 control_free(struct control *ctl);
 const char	*control_path(const struct control *ctl);
 

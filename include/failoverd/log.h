@@ -6,6 +6,7 @@
 #define FAILOVERD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* facility is a syslog LOG_* facility; to_stderr mirrors every line. */
@@ -16,6 +17,13 @@ void	log_set_stream(FILE *fp);
 void	log_set_debug(int on);
 int	log_facility_from_name(const char *name);
 const char *log_facility_name(int facility);
+
+/*
+ * src as one printable line in dst (always terminated): CR, LF and tab
+ * as \r \n \t, other bytes below 0x20 and 0x7f as \xNN. Every message
+ * goes through it; public for the tests.
+ */
+void	log_escape(char *dst, size_t len, const char *src);
 
 /* printf-style; log_warn appends strerror(errno). */
 void	log_msg(int pri, const char *fmt, ...)

@@ -45,6 +45,12 @@ enum probe_reason {
 	PROBE_ERR_COMMAND_EXIT,		/* command_exit=N */
 	PROBE_ERR_COMMAND_OUTPUT,	/* expect_output not found */
 	PROBE_ERR_INTERNAL,
+	/*
+	 * The watchdog's own fault (no descriptor, no memory, no local
+	 * port): the check learnt nothing about the target. Like
+	 * PROBE_ERR_INTERNAL it is not counted (probe_result_is_local).
+	 */
+	PROBE_ERR_LOCAL,
 	PROBE_REASON_MAX
 };
 
@@ -91,6 +97,12 @@ void		 probe_result_fmt(const struct probe_result *res, char *out,
 void		 probe_result_set(struct probe_result *res,
 		    enum probe_reason reason, enum probe_stage stage, int code,
 		    const char *detail);
+
+/*
+ * 1 for a result that says nothing about the target (PROBE_ERR_LOCAL,
+ * PROBE_ERR_INTERNAL): never counted toward fall or rise.
+ */
+int		 probe_result_is_local(const struct probe_result *res);
 
 /*
  * Counts one result; returns the new state. The state moves to DOWN after

@@ -167,9 +167,11 @@ def test_unknown_control_command_is_an_error(workdir):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze not installed")
 def test_unit_file_verifies_and_is_sandboxed(tmp_path):
-    unit = open(os.path.join(SRCDIR, "systemd", "failoverd.service")).read()
+    unit = open(os.path.join(SRCDIR, "systemd",
+                             "failoverd.service.in")).read()
     # verify wants the binaries and man pages the unit names to exist.
-    unit = unit.replace("/usr/sbin/failoverd", FAILOVERD)
+    unit = unit.replace("@FOD_SBINDIR@/failoverd", FAILOVERD).replace(
+        "@FOD_PATH_CONFIG@", "/etc/failoverd/failoverd.conf")
     path = tmp_path / "failoverd.service"
     path.write_text(unit)
     man = tmp_path / "man"

@@ -483,10 +483,12 @@ def test_every_mutating_command_is_logged_with_the_callers_uid(
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze not installed")
 def test_each_sandboxing_exception_of_the_unit_is_explained(tmp_path):
-    unit_path = os.path.join(SRCDIR, "systemd", "failoverd.service")
+    unit_path = os.path.join(SRCDIR, "systemd", "failoverd.service.in")
     unit = open(unit_path).read()
     path = tmp_path / "failoverd.service"
-    path.write_text(unit.replace("/usr/sbin/failoverd", FAILOVERD))
+    path.write_text(unit.replace("@FOD_SBINDIR@/failoverd", FAILOVERD)
+                    .replace("@FOD_PATH_CONFIG@",
+                             "/etc/failoverd/failoverd.conf"))
     p = subprocess.run(["systemd-analyze", "security", "--offline=true",
                         "--threshold=20", str(path)],
                        capture_output=True, text=True)

@@ -2,6 +2,7 @@
  * The event line a person greps for: its shape, its quoting, and the
  * folding of repeats that keeps a flapping probe from flooding syslog.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "failoverd/alert.h"
 #include "failoverd/log.h"
+#include "failoverd/selfcheck.h"
 
 static FILE	*capture;
 
@@ -82,7 +84,8 @@ test_values_are_quoted_and_escaped_on_one_line(void **state)
 	alert_emit(ALERT_PROBE_DOWN, "web", "reason",
 	    "body said \"no\"\nsecond line", "empty", "", NULL);
 	out = captured();
-	assert_non_null(strstr(out, "reason=\"body said \\\"no\\\" second "
+	/* The newline is shown as \n (log.c), not taken as a line end. */
+	assert_non_null(strstr(out, "reason=\"body said \\\"no\\\"\\nsecond "
 	    "line\" empty=\"\"\n"));
 	assert_int_equal(count(out, "\n"), 1);
 	free(out);
@@ -125,6 +128,62 @@ test_different_probes_are_not_folded_together(void **state)
 	free(out);
 }
 
+static void
+test_control_bytes_are_escaped_in_every_message(void **state)
+{
+	char	 small[8];
+	char	*out;
+
+	/* A plain log line, not an event: the escaping is in log.c. */
+	log_warnx("service %s", "web\r\nevent=failover_completed\x1b[2J\x7f");
+	alert_emit(ALERT_CONTROL_COMMAND, "a\rb", "tab", "x\ty", NULL);
+	out = captured();
+	assert_int_equal(count(out, "\n"), 2);
+	assert_null(strchr(out, '\r'));
+	assert_null(strchr(out, '\x1b'));
+	assert_null(strchr(out, '\x7f'));
+	assert_non_null(strstr(out, "service web\\r\\nevent=failover_completed"
+	    "\\x1b[2J\\x7f\n"));
+	assert_non_null(strstr(out, "service=\"a\\rb\" tab=\"x\\ty\"\n"));
+	free(out);
+	/* Never half an escape at the end of a short buffer. */
+	log_escape(small, sizeof(small), "abcd\n");
+	assert_string_equal(small, "abcd");
+	log_escape(small, sizeof(small), "ab\ncdef");
+	assert_string_equal(small, "ab\\ncde");
+}
+
+/*
+ * The watchdog's own faults: one event for a burst, not one per failed
+ * check, and no "healthy" from one lucky check in the middle of it.
+ */
+static void
+test_watchdog_faults_are_one_event_not_a_flood(void **state)
+{
+	char	*out;
+	int	 i;
+
+	assert_true(selfcheck_errno_is_local(EMFILE));
+	assert_true(selfcheck_errno_is_local(EADDRNOTAVAIL));
+	assert_false(selfcheck_errno_is_local(ECONNREFUSED));
+	assert_false(selfcheck_errno_is_local(EHOSTUNREACH));
+	assert_false(selfcheck_unhealthy());
+	for (i = 0; i < 1000; i++) {
+		selfcheck_fault(SELFCHECK_PROBES, "probe web/site",
+		    "socket: Too many open files");
+		if (i == 500)
+			selfcheck_ok(SELFCHECK_PROBES);
+	}
+	out = captured();
+	assert_int_equal(count(out, "event=watchdog_unhealthy"), 1);
+	assert_int_equal(count(out, "event=watchdog_healthy"), 0);
+	assert_non_null(strstr(out, " crit: event=watchdog_unhealthy "
+	    "source=probes reason=\"probe web/site: socket: Too many open "
+	    "files\" faults=1 "));
+	assert_true(selfcheck_unhealthy());
+	free(out);
+}
+
 int
 main(void)
 {
@@ -133,6 +192,8 @@ main(void)
 		cmocka_unit_test(test_values_are_quoted_and_escaped_on_one_line),
 		cmocka_unit_test(test_repeats_are_folded_and_counted),
 		cmocka_unit_test(test_different_probes_are_not_folded_together),
+		cmocka_unit_test(test_control_bytes_are_escaped_in_every_message),
+		cmocka_unit_test(test_watchdog_faults_are_one_event_not_a_flood),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

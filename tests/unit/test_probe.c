@@ -105,6 +105,21 @@ test_reasons_read_as_the_issue_names_them(void **state)
 	    "hostkey_unknown");
 	fmt(PROBE_ERR_KEX, PROBE_STAGE_KEX, 0, "kex");
 	fmt(PROBE_ERR_AUTH, PROBE_STAGE_AUTH, 0, "auth");
+	fmt(PROBE_ERR_LOCAL, PROBE_STAGE_CONNECT, 0, "local");
+}
+
+/* Only the watchdog's own faults are kept out of fall/rise. */
+static void
+test_only_local_results_are_not_counted(void **state)
+{
+	struct probe_result	res;
+	int			i;
+
+	for (i = 0; i < PROBE_REASON_MAX; i++) {
+		probe_result_set(&res, i, PROBE_STAGE_CONNECT, 0, NULL);
+		assert_int_equal(probe_result_is_local(&res),
+		    i == PROBE_ERR_LOCAL || i == PROBE_ERR_INTERNAL);
+	}
 }
 
 static void
@@ -388,6 +403,7 @@ main(void)
 		    test_fall_and_rise_of_one_flip_on_every_result),
 		cmocka_unit_test(test_reasons_read_as_the_issue_names_them),
 		cmocka_unit_test(test_every_reason_and_stage_has_a_name),
+		cmocka_unit_test(test_only_local_results_are_not_counted),
 		cmocka_unit_test(test_grid_follows_the_load),
 		cmocka_unit_test(
 		    test_start_spread_stays_inside_the_interval_and_differs),
