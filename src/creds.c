@@ -60,6 +60,7 @@ struct creds_provider {
 	char			*imds_conf;	/* from the config, or NULL */
 
 	struct creds		*cur;
+	time_t			 clock_offset;	/* AWS's clock minus ours */
 	int			 resolving;	/* a fetch is in flight */
 	char			 err[512];	/* last failure */
 	int			 failed;	/* err is to be delivered */
@@ -632,18 +633,36 @@ fail:
 
 static void	creds_kick(struct creds_provider *cp);
 static void	imds_start(struct creds_provider *cp);
+static void	schedule_refresh_for(struct creds_provider *cp,
+		    const struct creds *c);
+
+/* Now by AWS's clock: the expiry times are AWS's. */
+static time_t
+creds_now(const struct creds_provider *cp)
+{
+	return time(NULL) + cp->clock_offset;
+}
 
 static int
-creds_valid(const struct creds *c)
+creds_valid(const struct creds_provider *cp, const struct creds *c)
 {
 	return c != NULL && (c->expiration == 0 ||
-	    time(NULL) < c->expiration);
+	    creds_now(cp) < c->expiration);
 }
 
 const struct creds *
 creds_current(struct creds_provider *cp)
 {
-	return creds_valid(cp->cur) ? cp->cur : NULL;
+	return creds_valid(cp, cp->cur) ? cp->cur : NULL;
+}
+
+void
+creds_set_clock_offset(struct creds_provider *cp, time_t offset)
+{
+	cp->clock_offset = offset;
+	/* A refresh planned by the wrong clock may come too late. */
+	if (cp->cur != NULL && cp->cur->expiration > 1 && !cp->resolving)
+		schedule_refresh_for(cp, cp->cur);
 }
 
 static void
@@ -711,7 +730,7 @@ schedule_refresh(struct creds_provider *cp, double after)
 static void
 schedule_refresh_for(struct creds_provider *cp, const struct creds *c)
 {
-	double left = difftime(c->expiration, time(NULL));
+	double left = difftime(c->expiration, creds_now(cp));
 	double at = left - REFRESH_MARGIN;
 
 	if (at < left / 2)
@@ -900,7 +919,7 @@ imds_end(struct creds_provider *cp)
 	cp->role = NULL;
 	cp->step = IMDS_IDLE;
 	cp->resolving = 0;
-	if (cp->failed && cp->cur != NULL && creds_valid(cp->cur))
+	if (cp->failed && cp->cur != NULL && creds_valid(cp, cp->cur))
 		schedule_refresh(cp, REFRESH_RETRY);
 	creds_kick(cp);
 }
@@ -1043,7 +1062,7 @@ imds_got_creds(struct creds_provider *cp)
 		snprintf(err, sizeof(err), "out of memory");
 		goto bad;
 	}
-	if (!creds_valid(c)) {
+	if (!creds_valid(cp, c)) {
 		creds_free(c);
 		snprintf(err, sizeof(err), "credentials already expired "
 		    "(check the clock)");

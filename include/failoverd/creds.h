@@ -67,6 +67,12 @@ void		 creds_wait_cancel(struct creds_provider *cp,
  * credentials are kept, a new fetch would give the same ones.
  */
 void		 creds_invalidate(struct creds_provider *cp);
+/*
+ * The AWS endpoint's clock runs offset seconds ahead of ours (from a
+ * reply's Date): expiry times AWS gave are judged by its clock.
+ */
+void		 creds_set_clock_offset(struct creds_provider *cp,
+		    time_t offset);
 
 const char	*creds_access_key_id(const struct creds *c);
 const char	*creds_secret_access_key(const struct creds *c);
