@@ -71,6 +71,7 @@ struct ec2_request {
 	/* Finds what this request creates, when its reply is lost. */
 	struct ec2_request	*effect;
 	char			*dup_code;
+	int			 dup_only;	/* look only after dup_code */
 };
 
 struct ec2_client {
@@ -193,7 +194,8 @@ ec2_request_set_effect_lookup(struct ec2_request *req,
 {
 	if (lookup == NULL || lookup->oom ||
 	    (lookup->action != EC2_DESCRIBE_SNAPSHOTS &&
-	    lookup->action != EC2_DESCRIBE_IMAGES)) {
+	    lookup->action != EC2_DESCRIBE_IMAGES &&
+	    lookup->action != EC2_DESCRIBE_VOLUMES)) {
 		ec2_request_free(lookup);
 		req->oom = 1;
 		return -1;
@@ -1138,6 +1140,14 @@ call_send(struct ec2_call *call, const struct creds *cr)
 	    (long)(left * 1000.0) + 1000L);
 	if (c->ca_file != NULL)
 		curl_easy_setopt(call->easy, CURLOPT_CAINFO, c->ca_file);
+	/*
+	 * libcurl silently sends a request again when the kept-alive
+	 * connection it reused dies before an answer: a create with no
+	 * ClientToken would then be made twice, unseen. A connection of
+	 * its own makes that loss visible, and looked for.
+	 */
+	if (!call->look && call->req->effect != NULL)
+		curl_easy_setopt(call->easy, CURLOPT_FRESH_CONNECT, 1L);
 	if (call->look)
 		log_debug("ec2: %s: %s for what attempt %u may have done",
 		    ec2_action_str(call->req->action),
@@ -1288,10 +1298,47 @@ call_time_refused(struct ec2_call *call, int kind)
 	return 0;
 }
 
-/* The first item a lookup found: what the lost create made. */
 static const char *
-look_found(const struct ec2_result *res)
+req_param(const struct ec2_request *req, const char *key)
 {
+	size_t i;
+
+	for (i = 0; i < req->nparams; i++)
+		if (strcmp(req->params[i].key, key) == 0)
+			return req->params[i].value;
+	return NULL;
+}
+
+/*
+ * What a lookup found of the lost attempt's work: the snapshot or
+ * image made, or (AttachVolume) the volume's attachment to this
+ * instance at this device, which then becomes the result's. NULL: not
+ * done.
+ */
+static const char *
+look_found(const struct ec2_request *req, struct ec2_result *res)
+{
+	const struct ec2_attachment *a;
+	const char *inst, *dev;
+	size_t i;
+
+	if (req->action == EC2_ATTACH_VOLUME) {
+		inst = req_param(req, "InstanceId");
+		dev = req_param(req, "Device");
+		if (res->nvolumes == 0 || inst == NULL || dev == NULL)
+			return NULL;
+		for (i = 0; i < res->volumes[0].nattachments; i++) {
+			a = &res->volumes[0].attachments[i];
+			if (a->instance_id == NULL || a->device == NULL ||
+			    strcmp(a->instance_id, inst) != 0 ||
+			    strcmp(a->device, dev) != 0)
+				continue;
+			res->attachment = *a;
+			res->has_attachment = 1;
+			return res->volumes[0].volume_id;
+		}
+		return NULL;
+	}
 	if (res->nsnapshots > 0)
 		return res->snapshots[0].snapshot_id;
 	if (res->nimages > 0)
@@ -1343,12 +1390,13 @@ look_done(struct ec2_call *call, CURLcode rc, long status)
 		call_finish(call);
 		return;
 	}
-	id = look_found(tmp);
+	id = look_found(call->req, tmp);
 	if (id != NULL) {
 		log_info("ec2: %s: its reply was lost, but it was done: "
 		    "found %s", act, id);
 		tmp->action = call->req->action;
-		tmp->id = id;
+		if (call->req->action != EC2_ATTACH_VOLUME)
+			tmp->id = id;
 		ec2_result_free(call->res);
 		call->res = tmp;
 		call_finish(call);
@@ -1375,18 +1423,24 @@ look_done(struct ec2_call *call, CURLcode rc, long status)
 	call_wait(call, 0.0);
 }
 
-/* The next transfer looks for the effect of one whose fate is unknown. */
 static void
-call_look_first(struct ec2_call *call)
+call_look_setup(struct ec2_call *call)
 {
-	if (call->req->effect == NULL)
-		return;
 	if (!call->look) {
 		call->unsure_since = ev_now(call->c->loop);
 		call->look_wait = EFFECT_POLL;
 	}
-	call->unsure = call->was_unsure = 1;
+	call->unsure = 1;
 	call->look = 1;
+}
+
+/* The next transfer looks for the effect of one whose fate is unknown. */
+static void
+call_look_first(struct ec2_call *call)
+{
+	call->was_unsure = 1;
+	if (call->req->effect != NULL && !call->req->dup_only)
+		call_look_setup(call);
 }
 
 static void
@@ -1477,7 +1531,7 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	if (code != NULL && call->req->dup_code != NULL &&
 	    call->was_unsure && strcmp(code, call->req->dup_code) == 0) {
 		/* Maybe the lost attempt's: find it and see if it is ours. */
-		call_look_first(call);
+		call_look_setup(call);
 		call->dup = 1;
 		call_wait(call, 0.0);
 		return;
@@ -1514,12 +1568,36 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	call_finish(call);
 }
 
+/*
+ * AttachVolume sent again after a lost reply is refused with
+ * VolumeInUse once the first worked: the volume attached to this
+ * instance at this device is then the answer.
+ */
+static void
+attach_effect(struct ec2_request *req)
+{
+	struct ec2_request *look;
+	const char *vol = req_param(req, "VolumeId");
+
+	if (vol == NULL)
+		return;
+	look = ec2_request_new(EC2_DESCRIBE_VOLUMES);
+	if (look == NULL || ec2_request_add(look, "VolumeId.1", vol) == -1) {
+		ec2_request_free(look);
+		return;
+	}
+	if (ec2_request_set_effect_lookup(req, look, "VolumeInUse") == 0)
+		req->dup_only = 1;
+}
+
 struct ec2_call *
 ec2_call(struct ec2_client *c, struct ec2_request *req, double deadline,
     ec2_done_cb cb, void *arg)
 {
 	struct ec2_call *call;
 
+	if (req->action == EC2_ATTACH_VOLUME && req->effect == NULL)
+		attach_effect(req);
 	call = calloc(1, sizeof(*call));
 	if (call == NULL || req->oom) {
 		free(call);

@@ -79,13 +79,16 @@ class Faults:
             self.rules.append(r)
         return r
 
-    def take(self, action):
-        """-> (latency seconds, rule or None) for one call."""
+    def take(self, action, dry=False):
+        """-> (latency seconds, rule or None) for one call. A dry run
+        carries nothing out: faults for after the action skip it."""
         latency = 0.0
         hit = None
         with self.lock:
             for r in self.rules:
                 if r["action"] not in ("*", action):
+                    continue
+                if dry and r["kind"] in AFTER_KINDS:
                     continue
                 if r["kind"] == "latency":
                     latency += r["latency"]
@@ -468,7 +471,8 @@ class Sim:
                                f"service AmazonEC2 does not exist")
             op = self.model.operation(action)
             p = self.model.parse_input(op, flat)
-            latency, rule = self.faults.take(action)
+            latency, rule = self.faults.take(action,
+                                             dry=bool(p.get("DryRun")))
             if latency:
                 self.stopping.wait(latency)
             after = None
