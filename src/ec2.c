@@ -1267,6 +1267,7 @@ call_time_refused(struct ec2_call *call, int kind)
 {
 	struct ec2_client *c = call->c;
 	const char *code = call->res->code;
+	const struct creds *cr;
 	time_t off;
 
 	if (call->server_date != 0 && !call->skew_retried) {
@@ -1284,9 +1285,9 @@ call_time_refused(struct ec2_call *call, int kind)
 			return 1;
 		}
 	}
-	if (kind == 2 && !call->creds_retried &&
-	    creds_current(c->creds) != NULL &&
-	    creds_session_token(creds_current(c->creds)) != NULL) {
+	cr = creds_current(c->creds);
+	if (kind == 2 && !call->creds_retried && cr != NULL &&
+	    creds_source(cr) == CREDS_SRC_IMDS) {
 		call->creds_retried = 1;
 		log_warnx("ec2: %s: RequestExpired with the clock right: the "
 		    "session credentials expired early, fetching new ones",

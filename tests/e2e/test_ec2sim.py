@@ -488,7 +488,7 @@ def test_insufficient_capacity_is_a_server_error(sim):
 def test_role_credentials_stay_valid_until_their_expiration(sim):
     # New role credentials come before the old expire; the old stay
     # good until then, however many rotations a busy client sees.
-    sim.imds_control(lifetime=6, rotate=True)
+    sim.imds_control(lifetime=10, rotate=True)
     base = "/latest/meta-data/iam/security-credentials/"
     st, token = imds_get(sim, "/latest/api/token", "PUT",
                          {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
@@ -497,7 +497,8 @@ def test_role_credentials_stay_valid_until_their_expiration(sim):
     c1 = client(sim, first["AccessKeyId"], first["SecretAccessKey"],
                 first["Token"])
     seen = set()
-    end = time.time() + 5
+    # New ones come 5 s before the first expire (half the lifetime).
+    end = first_expiry(first) - 1.5
     while time.time() < end:
         c1.describe_availability_zones()
         seen.add(json.loads(imds_get(sim, base + sim.role,
