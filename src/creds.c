@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -189,6 +190,8 @@ struct ini_keys {
 	char	*ak;
 	char	*sk;
 	char	*tok;
+	char	*fips;		/* use_fips_endpoint */
+	char	*dualstack;	/* use_dualstack_endpoint */
 	int	 section_seen;
 };
 
@@ -211,6 +214,8 @@ ini_keys_clear(struct ini_keys *k)
 	free(k->ak);
 	wipe_free(k->sk);
 	wipe_free(k->tok);
+	free(k->fips);
+	free(k->dualstack);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -290,6 +295,12 @@ ini_read(const char *path, const char *section, struct ini_keys *k,
 		} else if (strcmp(key, "aws_session_token") == 0) {
 			wipe_free(k->tok);
 			k->tok = strdup(val);
+		} else if (strcmp(key, "use_fips_endpoint") == 0) {
+			free(k->fips);
+			k->fips = strdup(val);
+		} else if (strcmp(key, "use_dualstack_endpoint") == 0) {
+			free(k->dualstack);
+			k->dualstack = strdup(val);
 		}
 	}
 	if (ferror(f)) {
@@ -419,6 +430,60 @@ found:
 out:
 	ini_keys_clear(&k);
 	free(cpath);
+	free(fpath);
+	free(sect);
+	return rc;
+}
+
+static int
+config_bool(const char *path, const char *key, const char *v, char *err,
+    size_t errlen)
+{
+	if (v == NULL || strcasecmp(v, "false") == 0)
+		return 0;
+	if (strcasecmp(v, "true") == 0)
+		return 1;
+	seterr(err, errlen, "%s: %s = %s: must be true or false", path, key,
+	    v);
+	return -1;
+}
+
+int
+creds_config_endpoint_flags(const char *conf_profile, int *fips,
+    int *dualstack, char *err, size_t errlen)
+{
+	struct ini_keys k = { 0 };
+	const char *profile = conf_profile;
+	char *fpath, *sect = NULL;
+	int r, rc = -1;
+
+	*fips = *dualstack = 0;
+	if (profile == NULL || *profile == '\0')
+		profile = getenv("AWS_PROFILE");
+	if (profile == NULL || *profile == '\0')
+		profile = "default";
+	fpath = default_path("AWS_CONFIG_FILE", ".aws/config");
+	if (fpath == NULL)
+		return 0;
+	if (strcmp(profile, "default") == 0)
+		sect = strdup(profile);
+	else if (asprintf(&sect, "profile %s", profile) == -1)
+		sect = NULL;
+	if (sect == NULL) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	r = ini_read(fpath, sect, &k, err, errlen);
+	if (r < 0)
+		goto out;
+	*fips = config_bool(fpath, "use_fips_endpoint", k.fips, err, errlen);
+	*dualstack = config_bool(fpath, "use_dualstack_endpoint",
+	    k.dualstack, err, errlen);
+	if (*fips == -1 || *dualstack == -1)
+		goto out;
+	rc = 0;
+out:
+	ini_keys_clear(&k);
 	free(fpath);
 	free(sect);
 	return rc;

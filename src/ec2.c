@@ -9,7 +9,9 @@
  * whenever a token might be free, O(calls) per token. Each attempt
  * signs afresh, because a retry may come after a credential refresh or
  * a clock-skew correction; between attempts a call holds no signed
- * request, no headers and no curl handle.
+ * request, no headers and no curl handle. A create that has no
+ * ClientToken is not simply sent again after an attempt whose fate is
+ * unknown: its effect is looked for first (ec2_request_set_effect_lookup).
  */
 #include <ctype.h>
 #include <math.h>
@@ -464,6 +466,14 @@ ec2_endpoint_for(const char *region, int fips, int dualstack, char *out,
 	return 0;
 }
 
+static int
+env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0';
+}
+
 /* An SDK boolean setting: unset is 0; anything but true/false is -1. */
 static int
 env_bool(const char *name)
@@ -485,8 +495,8 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	struct ec2_client *c;
 	const char *region = NULL, *ep = NULL, *ca = NULL, *why;
 	char *host = NULL, *port = NULL, *upath = NULL, *scheme = NULL;
-	char def[256], eperr[256];
-	int fips, dual;
+	char def[256], eperr[512];
+	int fips, dual, cfips, cdual;
 	CURLU *u = NULL;
 
 	c = calloc(1, sizeof(*c));
@@ -521,6 +531,12 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	} else {
 		/* As the AWS SDKs: an explicit endpoint wins over these. */
 		why = "the region's endpoint";
+		if (creds_config_endpoint_flags(conf ? conf->profile : NULL,
+		    &cfips, &cdual, eperr, sizeof(eperr)) == -1) {
+			snprintf(err, errlen, "%s", eperr);
+			goto fail;
+		}
+		/* The environment before the shared config file. */
 		fips = env_bool("AWS_USE_FIPS_ENDPOINT");
 		dual = env_bool("AWS_USE_DUALSTACK_ENDPOINT");
 		if (fips == -1 || dual == -1) {
@@ -529,6 +545,10 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 			    "AWS_USE_DUALSTACK_ENDPOINT");
 			goto fail;
 		}
+		if (fips == 0 && !env_set("AWS_USE_FIPS_ENDPOINT"))
+			fips = cfips;
+		if (dual == 0 && !env_set("AWS_USE_DUALSTACK_ENDPOINT"))
+			dual = cdual;
 		if (ec2_endpoint_for(region, fips, dual, def, sizeof(def),
 		    eperr, sizeof(eperr)) == -1) {
 			snprintf(err, errlen, "aws.region: %s", eperr);

@@ -511,6 +511,25 @@ def test_default_endpoint_follows_partition_fips_and_dualstack(
     assert out[0]["endpoint"] == sim.ready["endpoint"]
 
 
+def test_endpoint_settings_of_the_shared_config_file(sim):
+    # use_fips_endpoint / use_dualstack_endpoint of the profile, below
+    # the environment variables, as the SDKs rank them.
+    path = os.path.join(sim.workdir, "config")
+    with open(path, "w") as f:
+        f.write("[default]\nuse_fips_endpoint = true\n\n"
+                "[profile v6]\nuse_dualstack_endpoint = true\n")
+    env = sim.env()
+    env.pop("AWS_ENDPOINT_URL", None)
+    env["AWS_CONFIG_FILE"] = path
+    rc, out, err = ec2call(env, "endpoint")
+    assert out[0]["endpoint"] == "https://ec2-fips.us-east-1.amazonaws.com"
+    env["AWS_USE_FIPS_ENDPOINT"] = "false"
+    rc, out, err = ec2call(env, "endpoint")
+    assert out[0]["endpoint"] == "https://ec2.us-east-1.amazonaws.com"
+    rc, out, err = ec2call(env, "--profile", "v6", "endpoint")
+    assert out[0]["endpoint"] == "https://ec2.us-east-1.api.aws"
+
+
 def test_bad_fips_setting_is_refused(sim):
     env = sim.env()
     env.pop("AWS_ENDPOINT_URL", None)
