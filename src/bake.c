@@ -281,6 +281,37 @@ bake_on_created(struct ec2_result *res, void *arg)
 	bake_poll(b);
 }
 
+/*
+ * CreateImage has no ClientToken: if a reply is lost, the image of
+ * this name with this bake's tags is looked for before another is
+ * made, and a retry told the name is taken adopts it when it is ours.
+ */
+static struct ec2_request *
+bake_effect_lookup(struct bake *b, const char *name)
+{
+	struct ec2_request	*req;
+	const char		*val[1];
+	int			 bad = 0;
+
+	req = ec2_request_new(EC2_DESCRIBE_IMAGES);
+	if (req == NULL)
+		return NULL;
+	bad |= ec2_request_add(req, "Owner.1", "self");
+	val[0] = name;
+	bad |= ec2_request_add_filter(req, "name", val, 1);
+	val[0] = b->name;
+	bad |= ec2_request_add_filter(req, "tag:" SNAPSHOT_TAG_SERVICE, val,
+	    1);
+	val[0] = b->instance;
+	bad |= ec2_request_add_filter(req, "tag:failoverd:source-instance",
+	    val, 1);
+	if (bad) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
 static void
 bake_create(struct bake *b)
 {
@@ -315,6 +346,8 @@ bake_create(struct bake *b)
 	if (b->no_reboot)
 		bad |= ec2_request_add(req, "NoReboot", "true");
 	bad |= ec2_request_add_tag_spec(req, "image", tags, 4);
+	bad |= ec2_request_set_effect_lookup(req, bake_effect_lookup(b,
+	    name), "InvalidAMIName.Duplicate");
 	if (bad) {
 		ec2_request_free(req);
 		bake_end(b, "out of memory");

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -60,6 +61,7 @@ struct creds_provider {
 	char			*imds_conf;	/* from the config, or NULL */
 
 	struct creds		*cur;
+	time_t			 clock_offset;	/* AWS's clock minus ours */
 	int			 resolving;	/* a fetch is in flight */
 	char			 err[512];	/* last failure */
 	int			 failed;	/* err is to be delivered */
@@ -188,6 +190,8 @@ struct ini_keys {
 	char	*ak;
 	char	*sk;
 	char	*tok;
+	char	*fips;		/* use_fips_endpoint */
+	char	*dualstack;	/* use_dualstack_endpoint */
 	int	 section_seen;
 };
 
@@ -210,6 +214,8 @@ ini_keys_clear(struct ini_keys *k)
 	free(k->ak);
 	wipe_free(k->sk);
 	wipe_free(k->tok);
+	free(k->fips);
+	free(k->dualstack);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -289,6 +295,12 @@ ini_read(const char *path, const char *section, struct ini_keys *k,
 		} else if (strcmp(key, "aws_session_token") == 0) {
 			wipe_free(k->tok);
 			k->tok = strdup(val);
+		} else if (strcmp(key, "use_fips_endpoint") == 0) {
+			free(k->fips);
+			k->fips = strdup(val);
+		} else if (strcmp(key, "use_dualstack_endpoint") == 0) {
+			free(k->dualstack);
+			k->dualstack = strdup(val);
 		}
 	}
 	if (ferror(f)) {
@@ -418,6 +430,60 @@ found:
 out:
 	ini_keys_clear(&k);
 	free(cpath);
+	free(fpath);
+	free(sect);
+	return rc;
+}
+
+static int
+config_bool(const char *path, const char *key, const char *v, char *err,
+    size_t errlen)
+{
+	if (v == NULL || strcasecmp(v, "false") == 0)
+		return 0;
+	if (strcasecmp(v, "true") == 0)
+		return 1;
+	seterr(err, errlen, "%s: %s = %s: must be true or false", path, key,
+	    v);
+	return -1;
+}
+
+int
+creds_config_endpoint_flags(const char *conf_profile, int *fips,
+    int *dualstack, char *err, size_t errlen)
+{
+	struct ini_keys k = { 0 };
+	const char *profile = conf_profile;
+	char *fpath, *sect = NULL;
+	int r, rc = -1;
+
+	*fips = *dualstack = 0;
+	if (profile == NULL || *profile == '\0')
+		profile = getenv("AWS_PROFILE");
+	if (profile == NULL || *profile == '\0')
+		profile = "default";
+	fpath = default_path("AWS_CONFIG_FILE", ".aws/config");
+	if (fpath == NULL)
+		return 0;
+	if (strcmp(profile, "default") == 0)
+		sect = strdup(profile);
+	else if (asprintf(&sect, "profile %s", profile) == -1)
+		sect = NULL;
+	if (sect == NULL) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	r = ini_read(fpath, sect, &k, err, errlen);
+	if (r < 0)
+		goto out;
+	*fips = config_bool(fpath, "use_fips_endpoint", k.fips, err, errlen);
+	*dualstack = config_bool(fpath, "use_dualstack_endpoint",
+	    k.dualstack, err, errlen);
+	if (*fips == -1 || *dualstack == -1)
+		goto out;
+	rc = 0;
+out:
+	ini_keys_clear(&k);
 	free(fpath);
 	free(sect);
 	return rc;
@@ -632,18 +698,36 @@ fail:
 
 static void	creds_kick(struct creds_provider *cp);
 static void	imds_start(struct creds_provider *cp);
+static void	schedule_refresh_for(struct creds_provider *cp,
+		    const struct creds *c);
+
+/* Now by AWS's clock: the expiry times are AWS's. */
+static time_t
+creds_now(const struct creds_provider *cp)
+{
+	return time(NULL) + cp->clock_offset;
+}
 
 static int
-creds_valid(const struct creds *c)
+creds_valid(const struct creds_provider *cp, const struct creds *c)
 {
 	return c != NULL && (c->expiration == 0 ||
-	    time(NULL) < c->expiration);
+	    creds_now(cp) < c->expiration);
 }
 
 const struct creds *
 creds_current(struct creds_provider *cp)
 {
-	return creds_valid(cp->cur) ? cp->cur : NULL;
+	return creds_valid(cp, cp->cur) ? cp->cur : NULL;
+}
+
+void
+creds_set_clock_offset(struct creds_provider *cp, time_t offset)
+{
+	cp->clock_offset = offset;
+	/* A refresh planned by the wrong clock may come too late. */
+	if (cp->cur != NULL && cp->cur->expiration > 1 && !cp->resolving)
+		schedule_refresh_for(cp, cp->cur);
 }
 
 static void
@@ -711,7 +795,7 @@ schedule_refresh(struct creds_provider *cp, double after)
 static void
 schedule_refresh_for(struct creds_provider *cp, const struct creds *c)
 {
-	double left = difftime(c->expiration, time(NULL));
+	double left = difftime(c->expiration, creds_now(cp));
 	double at = left - REFRESH_MARGIN;
 
 	if (at < left / 2)
@@ -900,7 +984,7 @@ imds_end(struct creds_provider *cp)
 	cp->role = NULL;
 	cp->step = IMDS_IDLE;
 	cp->resolving = 0;
-	if (cp->failed && cp->cur != NULL && creds_valid(cp->cur))
+	if (cp->failed && cp->cur != NULL && creds_valid(cp, cp->cur))
 		schedule_refresh(cp, REFRESH_RETRY);
 	creds_kick(cp);
 }
@@ -1043,7 +1127,7 @@ imds_got_creds(struct creds_provider *cp)
 		snprintf(err, sizeof(err), "out of memory");
 		goto bad;
 	}
-	if (!creds_valid(c)) {
+	if (!creds_valid(cp, c)) {
 		creds_free(c);
 		snprintf(err, sizeof(err), "credentials already expired "
 		    "(check the clock)");

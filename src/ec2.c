@@ -9,7 +9,9 @@
  * whenever a token might be free, O(calls) per token. Each attempt
  * signs afresh, because a retry may come after a credential refresh or
  * a clock-skew correction; between attempts a call holds no signed
- * request, no headers and no curl handle.
+ * request, no headers and no curl handle. A create that has no
+ * ClientToken is not simply sent again after an attempt whose fate is
+ * unknown: its effect is looked for first (ec2_request_set_effect_lookup).
  */
 #include <ctype.h>
 #include <math.h>
@@ -53,6 +55,16 @@
  */
 #define MAX_REPLY		(4 * 1024 * 1024)
 #define DEFAULT_DEADLINE	60.0
+/*
+ * A clock this far off the endpoint's (by its Date) is worth a
+ * correction; less is latency and Date's one-second grain. SigV4
+ * tolerates five minutes, so a smaller error never caused a refusal.
+ */
+#define SKEW_SLACK		30
+/* How long a lost create may take to show in Describe (eventual
+ * consistency) before it is taken as not done, and the first wait. */
+#define EFFECT_SETTLE		8.0
+#define EFFECT_POLL		1.0
 
 struct ec2_param {
 	char	*key;
@@ -69,6 +81,10 @@ struct ec2_request {
 	int			 dry_run;
 	int			 after_mutation;
 	int			 oom;
+	/* Finds what this request creates, when its reply is lost. */
+	struct ec2_request	*effect;
+	char			*dup_code;
+	int			 dup_only;	/* look only after dup_code */
 };
 
 struct ec2_client {
@@ -129,6 +145,17 @@ struct ec2_call {
 	unsigned int		 tries;		/* this page */
 	int			 skew_retried;
 	int			 creds_retried;
+	/*
+	 * Effect lookup (ec2_request_set_effect_lookup): an attempt's fate
+	 * is unknown (unsure), so the next transfer is the lookup (look);
+	 * dup: it follows the "already exists" answer of a later attempt.
+	 */
+	int			 unsure;
+	int			 was_unsure;
+	int			 look;
+	int			 dup;
+	ev_tstamp		 unsure_since;
+	double			 look_wait;
 	/* NextToken of the next page */
 	char			*page_token;
 	unsigned int		 pages;
@@ -169,7 +196,32 @@ ec2_request_free(struct ec2_request *req)
 		}
 	}
 	free(req->params);
+	ec2_request_free(req->effect);
+	free(req->dup_code);
 	free(req);
+}
+
+int
+ec2_request_set_effect_lookup(struct ec2_request *req,
+    struct ec2_request *lookup, const char *dup_code)
+{
+	if (lookup == NULL || lookup->oom ||
+	    (lookup->action != EC2_DESCRIBE_SNAPSHOTS &&
+	    lookup->action != EC2_DESCRIBE_IMAGES &&
+	    lookup->action != EC2_DESCRIBE_VOLUMES)) {
+		ec2_request_free(lookup);
+		req->oom = 1;
+		return -1;
+	}
+	ec2_request_free(req->effect);
+	req->effect = lookup;
+	free(req->dup_code);
+	req->dup_code = NULL;
+	if (dup_code != NULL && (req->dup_code = strdup(dup_code)) == NULL) {
+		req->oom = 1;
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -368,6 +420,90 @@ getenv_set(const char *name, const char **out)
 	return 1;
 }
 
+/*
+ * The partitions of botocore's endpoints.json (and partitions.json): a
+ * region's prefix picks the DNS suffix and the dual-stack one (NULL:
+ * the partition has no dual-stack endpoints). The commercial partition
+ * comes last and takes every other region.
+ */
+static const struct ec2_partition {
+	const char	*prefix;
+	const char	*dns;
+	const char	*dualstack;
+	int		 fips_is_plain;	/* GovCloud: EC2 is FIPS already */
+} ec2_partitions[] = {
+	{ "us-gov-",	"amazonaws.com",	"api.aws",	1 },
+	{ "us-isob-",	"sc2s.sgov.gov",	NULL,		0 },
+	{ "us-iso-",	"c2s.ic.gov",		NULL,		0 },
+	{ "cn-",	"amazonaws.com.cn",
+	    "api.amazonwebservices.com.cn",			0 },
+	{ "",		"amazonaws.com",	"api.aws",	0 },
+};
+
+int
+ec2_endpoint_for(const char *region, int fips, int dualstack, char *out,
+    size_t outlen, char *err, size_t errlen)
+{
+	const struct ec2_partition *p;
+	const char *svc, *dns, *c;
+	size_t i;
+	int n;
+
+	if (region == NULL || *region == '\0') {
+		snprintf(err, errlen, "no region");
+		return -1;
+	}
+	for (c = region; *c != '\0'; c++) {
+		if (!islower((unsigned char)*c) &&
+		    !isdigit((unsigned char)*c) && *c != '-') {
+			snprintf(err, errlen, "region '%s': only a-z, 0-9 "
+			    "and '-'", region);
+			return -1;
+		}
+	}
+	p = &ec2_partitions[0];
+	for (i = 0; i < sizeof(ec2_partitions) / sizeof(ec2_partitions[0]);
+	    i++) {
+		p = &ec2_partitions[i];
+		if (strncmp(region, p->prefix, strlen(p->prefix)) == 0)
+			break;
+	}
+	if (dualstack && p->dualstack == NULL) {
+		snprintf(err, errlen, "region %s: its partition has no "
+		    "dual-stack endpoints", region);
+		return -1;
+	}
+	dns = dualstack ? p->dualstack : p->dns;
+	svc = fips && !(p->fips_is_plain && !dualstack) ? "ec2-fips" : "ec2";
+	n = snprintf(out, outlen, "https://%s.%s.%s", svc, region, dns);
+	if (n < 0 || (size_t)n >= outlen) {
+		snprintf(err, errlen, "region '%s': too long", region);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0';
+}
+
+/* An SDK boolean setting: unset is 0; anything but true/false is -1. */
+static int
+env_bool(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (v == NULL || *v == '\0' || strcasecmp(v, "false") == 0)
+		return 0;
+	if (strcasecmp(v, "true") == 0)
+		return 1;
+	return -1;
+}
+
 struct ec2_client *
 ec2_client_new(struct ev_loop *loop, struct curlev *cl,
     struct creds_provider *creds, const struct aws_conf *conf,
@@ -377,6 +513,8 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	const char *region = NULL, *ep = NULL, *ca = NULL, *why;
 	char *host = NULL, *port = NULL, *upath = NULL, *scheme = NULL;
 	char shown[512];
+	char def[256], eperr[512];
+	int fips, dual, cfips, cdual;
 	CURLU *u = NULL;
 
 	c = calloc(1, sizeof(*c));
@@ -409,10 +547,36 @@ ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 	if (ep != NULL) {
 		c->endpoint = strdup(ep);
 	} else {
+		/* As the AWS SDKs: an explicit endpoint wins over these. */
 		why = "the region's endpoint";
-		if (asprintf(&c->endpoint, "https://ec2.%s.amazonaws.com",
-		    region) == -1)
-			c->endpoint = NULL;
+		if (creds_config_endpoint_flags(conf ? conf->profile : NULL,
+		    &cfips, &cdual, eperr, sizeof(eperr)) == -1) {
+			snprintf(err, errlen, "%s", eperr);
+			goto fail;
+		}
+		/* The environment before the shared config file. */
+		fips = env_bool("AWS_USE_FIPS_ENDPOINT");
+		dual = env_bool("AWS_USE_DUALSTACK_ENDPOINT");
+		if (fips == -1 || dual == -1) {
+			snprintf(err, errlen, "%s: must be true or false",
+			    fips == -1 ? "AWS_USE_FIPS_ENDPOINT" :
+			    "AWS_USE_DUALSTACK_ENDPOINT");
+			goto fail;
+		}
+		if (fips == 0 && !env_set("AWS_USE_FIPS_ENDPOINT"))
+			fips = cfips;
+		if (dual == 0 && !env_set("AWS_USE_DUALSTACK_ENDPOINT"))
+			dual = cdual;
+		if (ec2_endpoint_for(region, fips, dual, def, sizeof(def),
+		    eperr, sizeof(eperr)) == -1) {
+			snprintf(err, errlen, "aws.region: %s", eperr);
+			goto fail;
+		}
+		if (fips || dual)
+			why = fips && dual ? "the region's FIPS dual-stack "
+			    "endpoint" : fips ? "the region's FIPS endpoint" :
+			    "the region's dual-stack endpoint";
+		c->endpoint = strdup(def);
 	}
 	if (c->region == NULL || c->endpoint == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -758,6 +922,29 @@ static const char *const retryable_codes[] = {
 	"IDPCommunicationError", "TransactionInProgressException",
 };
 
+/*
+ * Server errors ("Error codes for the Amazon EC2 API") that say no
+ * capacity: 5xx, yet an answer, not a passing trouble. The caller
+ * decides (another zone, later, restart in place); retrying here would
+ * spend its deadline on the same answer.
+ */
+static const char *const capacity_codes[] = {
+	"InsufficientInstanceCapacity", "InsufficientCapacity",
+	"InsufficientHostCapacity", "InsufficientReservedInstanceCapacity",
+	"InsufficientAddressCapacity", "InsufficientVolumeCapacity",
+	"InsufficientCapacityOnHost",
+};
+
+/* Refused before anything was done: no effect to look for. */
+static const char *const refused_codes[] = {
+	"RequestLimitExceeded", "Throttling", "ThrottlingException",
+	"RequestThrottled", "RequestThrottledException",
+	"TooManyRequestsException", "EC2ThrottledException", "SlowDown",
+	"BandwidthLimitExceeded",
+};
+
+#define NCODES(a)	(sizeof(a) / sizeof((a)[0]))
+
 static int
 code_in(const char *code, const char *const *list, size_t n)
 {
@@ -786,6 +973,20 @@ curl_retryable(CURLcode rc)
 		return 1;
 	default:
 		return 0;
+	}
+}
+
+/* Whether a failed transfer may have delivered the request. */
+static int
+curl_maybe_sent(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SSL_CONNECT_ERROR:
+		return 0;
+	default:
+		return 1;
 	}
 }
 
@@ -897,13 +1098,18 @@ call_send(struct ec2_call *call, const struct creds *cr)
 	struct sigv4_header sh[2];
 	struct sigv4_input in;
 	struct sigv4_result sig;
+	const struct ec2_request *r = call->req;
 	char err[256];
 	double left;
 	const char *tok;
 
 	memset(&sig, 0, sizeof(sig));
 	call_stop_transfer(call);
-	call->attempts++;
+	/* A lookup is no attempt of the call, but bounded as one. */
+	if (call->look)
+		r = call->req->effect;
+	else
+		call->attempts++;
 	call->tries++;
 	call->server_date = 0;
 	call->curlerr[0] = '\0';
@@ -911,7 +1117,8 @@ call_send(struct ec2_call *call, const struct creds *cr)
 	call->easy = curl_easy_init();
 	if (call->easy == NULL)
 		goto internal;
-	call->body = request_body(call->easy, call->req, call->page_token);
+	call->body = request_body(call->easy, r, call->look ? NULL :
+	    call->page_token);
 	if (call->body == NULL)
 		goto internal;
 
@@ -971,8 +1178,22 @@ call_send(struct ec2_call *call, const struct creds *cr)
 	    (long)(left * 1000.0) + 1000L);
 	if (c->ca_file != NULL)
 		curl_easy_setopt(call->easy, CURLOPT_CAINFO, c->ca_file);
-	log_debug("ec2: %s attempt %u%s", ec2_action_str(call->req->action),
-	    call->attempts, call->req->dry_run ? " (dry run)" : "");
+	/*
+	 * libcurl silently sends a request again when the kept-alive
+	 * connection it reused dies before an answer: a create with no
+	 * ClientToken would then be made twice, unseen. A connection of
+	 * its own makes that loss visible, and looked for.
+	 */
+	if (!call->look && call->req->effect != NULL)
+		curl_easy_setopt(call->easy, CURLOPT_FRESH_CONNECT, 1L);
+	if (call->look)
+		log_debug("ec2: %s: %s for what attempt %u may have done",
+		    ec2_action_str(call->req->action),
+		    ec2_action_str(r->action), call->attempts);
+	else
+		log_debug("ec2: %s attempt %u%s",
+		    ec2_action_str(call->req->action), call->attempts,
+		    call->req->dry_run ? " (dry run)" : "");
 	if (curlev_add(c->cl, call->easy, call_done, call) < 0)
 		goto internal;
 	return;
@@ -1041,6 +1262,226 @@ ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+static int
+has_text(const char *s, const char *needle)
+{
+	return s != NULL && strstr(s, needle) != NULL;
+}
+
+/*
+ * Whether a refusal is about the request's timestamp. EC2 answers one
+ * more than five minutes off with AuthFailure "Signature expired: ..."
+ * or "Signature not yet current: ...", more than fifteen with
+ * RequestExpired, which also means expired temporary credentials:
+ * returns 2 for that one, since only the Date can tell them apart.
+ */
+static int
+skew_refusal(const char *code, const char *message)
+{
+	if (code == NULL)
+		return 0;
+	if (strcmp(code, "RequestExpired") == 0)
+		return 2;
+	if (strcmp(code, "RequestTimeTooSkewed") == 0 ||
+	    strcmp(code, "RequestInTheFuture") == 0 ||
+	    strcmp(code, "SignatureExpired") == 0)
+		return 1;
+	if ((strcmp(code, "AuthFailure") == 0 ||
+	    strcmp(code, "SignatureDoesNotMatch") == 0 ||
+	    strcmp(code, "InvalidSignatureException") == 0) &&
+	    (has_text(message, "Signature expired") ||
+	    has_text(message, "Signature not yet current")))
+		return 1;
+	return 0;
+}
+
+/*
+ * A refusal about time: sign with the endpoint's clock when ours is
+ * off it, else (RequestExpired with a good clock) the session token
+ * has expired: fetch new credentials. 1 when the call goes on.
+ */
+static int
+call_time_refused(struct ec2_call *call, int kind)
+{
+	struct ec2_client *c = call->c;
+	const char *code = call->res->code;
+	const struct creds *cr;
+	time_t off;
+
+	if (call->server_date != 0 && !call->skew_retried) {
+		off = call->server_date - time(NULL);
+		if (labs((long)(off - c->skew)) > SKEW_SLACK || (kind == 1 &&
+		    off != c->skew)) {
+			call->skew_retried = 1;
+			c->skew = off;
+			creds_set_clock_offset(c->creds, off);
+			log_warnx("ec2: %s: %s; the local clock is %+lds off "
+			    "the endpoint's, signing with the corrected time",
+			    ec2_action_str(call->req->action), code,
+			    -(long)off);
+			call_wait(call, 0.0);
+			return 1;
+		}
+	}
+	cr = creds_current(c->creds);
+	if (kind == 2 && !call->creds_retried && cr != NULL &&
+	    creds_source(cr) == CREDS_SRC_IMDS) {
+		call->creds_retried = 1;
+		log_warnx("ec2: %s: RequestExpired with the clock right: the "
+		    "session credentials expired early, fetching new ones",
+		    ec2_action_str(call->req->action));
+		creds_invalidate(c->creds);
+		call_wait(call, 0.0);
+		return 1;
+	}
+	return 0;
+}
+
+static const char *
+req_param(const struct ec2_request *req, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < req->nparams; i++)
+		if (strcmp(req->params[i].key, key) == 0)
+			return req->params[i].value;
+	return NULL;
+}
+
+/*
+ * What a lookup found of the lost attempt's work: the snapshot or
+ * image made, or (AttachVolume) the volume's attachment to this
+ * instance at this device, which then becomes the result's. NULL: not
+ * done.
+ */
+static const char *
+look_found(const struct ec2_request *req, struct ec2_result *res)
+{
+	const struct ec2_attachment *a;
+	const char *inst, *dev;
+	size_t i;
+
+	if (req->action == EC2_ATTACH_VOLUME) {
+		inst = req_param(req, "InstanceId");
+		dev = req_param(req, "Device");
+		if (res->nvolumes == 0 || inst == NULL || dev == NULL)
+			return NULL;
+		for (i = 0; i < res->volumes[0].nattachments; i++) {
+			a = &res->volumes[0].attachments[i];
+			if (a->instance_id == NULL || a->device == NULL ||
+			    strcmp(a->instance_id, inst) != 0 ||
+			    strcmp(a->device, dev) != 0)
+				continue;
+			res->attachment = *a;
+			res->has_attachment = 1;
+			return res->volumes[0].volume_id;
+		}
+		return NULL;
+	}
+	if (res->nsnapshots > 0)
+		return res->snapshots[0].snapshot_id;
+	if (res->nimages > 0)
+		return res->images[0].image_id;
+	return NULL;
+}
+
+/* An effect lookup's answer: adopt what it found, look again, or resend. */
+static void
+look_done(struct ec2_call *call, CURLcode rc, long status)
+{
+	struct ec2_result *tmp;
+	const char *id, *act = ec2_action_str(call->req->action);
+	double since;
+	char why[300];
+
+	if (rc != CURLE_OK) {
+		buf_free(&call->reply);
+		snprintf(why, sizeof(why), "looking for its effect: %s",
+		    curl_easy_strerror(rc));
+		call_retry_later(call, why);
+		return;
+	}
+	tmp = ec2_result_new(call->req->effect->action);
+	if (tmp == NULL) {
+		buf_free(&call->reply);
+		ec2_result_set_error(call->res, EC2_ERR_INTERNAL, NULL,
+		    "out of memory");
+		call_finish(call);
+		return;
+	}
+	ec2_result_parse_into(tmp, call->reply.data ? call->reply.data : "",
+	    call->reply.len, status);
+	buf_free(&call->reply);
+	if (tmp->status != EC2_OK) {
+		ec2_result_finish(tmp);
+		snprintf(why, sizeof(why), "looking for its effect: %s",
+		    ec2_result_error(tmp));
+		if (status >= 500 || status == 429 || code_in(tmp->code,
+		    retryable_codes, NCODES(retryable_codes))) {
+			ec2_result_free(tmp);
+			call_retry_later(call, why);
+			return;
+		}
+		/* Unable to look: a second create is worse than none. */
+		log_warnx("ec2: %s: %s; not sending it again", act, why);
+		ec2_result_free(tmp);
+		call->res->retryable = 1;
+		call_finish(call);
+		return;
+	}
+	id = look_found(call->req, tmp);
+	if (id != NULL) {
+		log_info("ec2: %s: its reply was lost, but it was done: "
+		    "found %s", act, id);
+		tmp->action = call->req->action;
+		if (call->req->action != EC2_ATTACH_VOLUME)
+			tmp->id = id;
+		ec2_result_free(call->res);
+		call->res = tmp;
+		call_finish(call);
+		return;
+	}
+	ec2_result_free(tmp);
+	since = ev_now(call->c->loop) - call->unsure_since;
+	if (since < EFFECT_SETTLE) {
+		/* Describe may not show it yet (eventual consistency). */
+		call_wait(call, call->look_wait);
+		call->look_wait *= 2;
+		return;
+	}
+	call->look = 0;
+	call->unsure = 0;
+	if (call->dup) {
+		/* The name is taken by something that is not ours. */
+		call->res->retryable = 0;
+		call_finish(call);
+		return;
+	}
+	log_info("ec2: %s: not done by the lost attempt, sending it again",
+	    act);
+	call_wait(call, 0.0);
+}
+
+static void
+call_look_setup(struct ec2_call *call)
+{
+	if (!call->look) {
+		call->unsure_since = ev_now(call->c->loop);
+		call->look_wait = EFFECT_POLL;
+	}
+	call->unsure = 1;
+	call->look = 1;
+}
+
+/* The next transfer looks for the effect of one whose fate is unknown. */
+static void
+call_look_first(struct ec2_call *call)
+{
+	call->was_unsure = 1;
+	if (call->req->effect != NULL && !call->req->dup_only)
+		call_look_setup(call);
+}
+
 static void
 call_done(CURL *easy, CURLcode rc, void *arg)
 {
@@ -1050,6 +1491,7 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	const char *code;
 	long status = 0;
 	char why[300];
+	int kind;
 
 	/* curlev has let go of the handle. */
 	call->easy = NULL;
@@ -1063,6 +1505,12 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 		free(call->body);
 		call->body = NULL;
 	}
+	if (call->look) {
+		look_done(call, rc, status);
+		return;
+	}
+	/* Only this attempt's answer says whether the call may go on. */
+	res->retryable = 0;
 
 	if (rc != CURLE_OK) {
 		ec2_result_set_error(res, EC2_ERR_NETWORK, NULL, "%s: %s",
@@ -1070,6 +1518,8 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 		    curl_easy_strerror(rc));
 		res->http_status = status;
 		if (curl_retryable(rc)) {
+			if (curl_maybe_sent(rc))
+				call_look_first(call);
 			snprintf(why, sizeof(why), "%s",
 			    curl_easy_strerror(rc));
 			call_retry_later(call, why);
@@ -1086,7 +1536,6 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	code = res->code;
 
 	if (res->status == EC2_OK) {
-		res->retryable = 0;
 		if (res->next_token != NULL &&
 		    is_describe(call->req->action)) {
 			/* The next page; its items add to this result. */
@@ -1104,22 +1553,25 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	if (res->status != EC2_ERR_AWS) {
 		/* DryRun answers, unreadable replies: final. */
 		if (res->status == EC2_ERR_REPLY && status >= 500) {
+			call_look_first(call);
 			call_retry_later(call, "unreadable 5xx reply");
 			return;
 		}
 		call_finish(call);
 		return;
 	}
-	if (code != NULL && (strcmp(code, "RequestExpired") == 0 ||
-	    strcmp(code, "RequestTimeTooSkewed") == 0 ||
-	    strcmp(code, "SignatureExpired") == 0) &&
-	    !call->skew_retried && call->server_date != 0) {
-		/* Our clock is off: sign with AWS's time from now on. */
-		call->skew_retried = 1;
-		c->skew = call->server_date - time(NULL);
-		log_warnx("ec2: %s: %s; the local clock is %+lds off the "
-		    "endpoint's, signing with the corrected time",
-		    ec2_action_str(call->req->action), code, -(long)c->skew);
+	if (code_in(code, capacity_codes, NCODES(capacity_codes))) {
+		call_finish(call);
+		return;
+	}
+	kind = skew_refusal(code, res->message);
+	if (kind != 0 && call_time_refused(call, kind))
+		return;
+	if (code != NULL && call->req->dup_code != NULL &&
+	    call->was_unsure && strcmp(code, call->req->dup_code) == 0) {
+		/* Maybe the lost attempt's: find it and see if it is ours. */
+		call_look_setup(call);
+		call->dup = 1;
 		call_wait(call, 0.0);
 		return;
 	}
@@ -1135,8 +1587,11 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 			return;
 		}
 	}
-	if (code_in(code, retryable_codes, sizeof(retryable_codes) /
-	    sizeof(retryable_codes[0])) || status >= 500 || status == 429) {
+	if (code_in(code, retryable_codes, NCODES(retryable_codes)) ||
+	    status >= 500 || status == 429) {
+		if (status >= 500 && !code_in(code, refused_codes,
+		    NCODES(refused_codes)))
+			call_look_first(call);
 		snprintf(why, sizeof(why), "%s (HTTP %ld)",
 		    code ? code : "error", status);
 		call_retry_later(call, why);
@@ -1152,12 +1607,36 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 	call_finish(call);
 }
 
+/*
+ * AttachVolume sent again after a lost reply is refused with
+ * VolumeInUse once the first worked: the volume attached to this
+ * instance at this device is then the answer.
+ */
+static void
+attach_effect(struct ec2_request *req)
+{
+	struct ec2_request *look;
+	const char *vol = req_param(req, "VolumeId");
+
+	if (vol == NULL)
+		return;
+	look = ec2_request_new(EC2_DESCRIBE_VOLUMES);
+	if (look == NULL || ec2_request_add(look, "VolumeId.1", vol) == -1) {
+		ec2_request_free(look);
+		return;
+	}
+	if (ec2_request_set_effect_lookup(req, look, "VolumeInUse") == 0)
+		req->dup_only = 1;
+}
+
 struct ec2_call *
 ec2_call(struct ec2_client *c, struct ec2_request *req, double deadline,
     ec2_done_cb cb, void *arg)
 {
 	struct ec2_call *call;
 
+	if (req->action == EC2_ATTACH_VOLUME && req->effect == NULL)
+		attach_effect(req);
 	call = calloc(1, sizeof(*call));
 	if (call == NULL || req->oom) {
 		free(call);

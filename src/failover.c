@@ -1558,12 +1558,10 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 	int				 kind;
 
 	/*
-	 * AWS sends InsufficientInstanceCapacity with HTTP 500, which the
-	 * client retries: arriving here, it has been retried already.
+	 * AWS sends InsufficientInstanceCapacity with HTTP 500; the client
+	 * hands it back at once, and the tries are counted here.
 	 */
 	if (ec2_result_status(res) == EC2_ERR_AWS && fo_no_capacity(code)) {
-		if (ec2_result_attempts(res) > 1)
-			fo->launch_tries = FO_LAUNCH_TRIES - 1;
 		kind = 2;
 	} else {
 		kind = fo_result_kind(fo, res);

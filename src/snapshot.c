@@ -719,6 +719,38 @@ snapshot_on_created(struct ec2_result *res, void *arg)
 		snapshot_next(s);
 }
 
+/*
+ * CreateSnapshot has no ClientToken: if a reply is lost, the snapshot
+ * this run's tags name (service, volume, time) is looked for before
+ * another is made.
+ */
+static struct ec2_request *
+snapshot_effect_lookup(struct snapshot *s, struct snapshot_vol *v,
+    const char *when)
+{
+	struct ec2_request	*req;
+	const char		*val[1];
+	int			 bad = 0;
+
+	req = ec2_request_new(EC2_DESCRIBE_SNAPSHOTS);
+	if (req == NULL)
+		return NULL;
+	bad |= ec2_request_add(req, "Owner.1", "self");
+	val[0] = s->name;
+	bad |= ec2_request_add_filter(req, "tag:" SNAPSHOT_TAG_SERVICE, val,
+	    1);
+	val[0] = v->id;
+	bad |= ec2_request_add_filter(req, "tag:" SNAPSHOT_TAG_VOLUME, val,
+	    1);
+	val[0] = when;
+	bad |= ec2_request_add_filter(req, "tag:" SNAPSHOT_TAG_TIME, val, 1);
+	if (bad) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
 static int
 snapshot_create_one(struct snapshot *s, struct snapshot_vol *v,
     const char *when)
@@ -741,7 +773,9 @@ snapshot_create_one(struct snapshot *s, struct snapshot_vol *v,
 	    ec2_request_add(req, "VolumeId", v->id) == -1 ||
 	    ec2_request_addf(req, "Description", "failoverd %s %s %s %s",
 	    s->name, v->id, v->device, when) == -1 ||
-	    ec2_request_add_tag_spec(req, "snapshot", tags, 5) == -1) {
+	    ec2_request_add_tag_spec(req, "snapshot", tags, 5) == -1 ||
+	    ec2_request_set_effect_lookup(req,
+	    snapshot_effect_lookup(s, v, when), NULL) == -1) {
 		ec2_request_free(req);
 		return -1;
 	}

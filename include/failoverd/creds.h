@@ -67,6 +67,20 @@ void		 creds_wait_cancel(struct creds_provider *cp,
  * credentials are kept, a new fetch would give the same ones.
  */
 void		 creds_invalidate(struct creds_provider *cp);
+/*
+ * The AWS endpoint's clock runs offset seconds ahead of ours (from a
+ * reply's Date): expiry times AWS gave are judged by its clock.
+ */
+void		 creds_set_clock_offset(struct creds_provider *cp,
+		    time_t offset);
+/*
+ * use_fips_endpoint and use_dualstack_endpoint of the profile (the
+ * configuration's, AWS_PROFILE or default) in the shared config file,
+ * 1 or 0 each (unset: 0). -1 with err set: unreadable file, or a value
+ * that is not true or false.
+ */
+int		 creds_config_endpoint_flags(const char *conf_profile,
+		    int *fips, int *dualstack, char *err, size_t errlen);
 
 const char	*creds_access_key_id(const struct creds *c);
 const char	*creds_secret_access_key(const struct creds *c);

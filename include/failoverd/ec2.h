@@ -214,8 +214,34 @@ void		 ec2_request_set_dry_run(struct ec2_request *req, int on);
 void		 ec2_request_set_after_mutation(struct ec2_request *req,
 		    int on);
 enum ec2_action	 ec2_request_action(const struct ec2_request *req);
+/*
+ * For a create that has no ClientToken (CreateSnapshot, CreateImage):
+ * lookup (DescribeSnapshots or DescribeImages, taken whatever happens)
+ * finds what req makes, by the tags or name the caller gave it. When an
+ * attempt's fate is unknown (reply lost, a 5xx, a dropped connection),
+ * the call runs lookup before sending req again, for a while since
+ * Describe lags, and what it finds is the call's answer (its id in
+ * ec2_result_id, the item in ec2_result_snapshots/images). A later
+ * attempt failing with dup_code (may be NULL), e.g.
+ * InvalidAMIName.Duplicate, is looked up the same way. -1: out of
+ * memory, or lookup is not a Describe of that kind (req is then bad).
+ */
+int		 ec2_request_set_effect_lookup(struct ec2_request *req,
+		    struct ec2_request *lookup, const char *dup_code);
 
 /* --- the client ----------------------------------------------------- */
+
+/*
+ * The EC2 endpoint the AWS SDKs use for region by default, as
+ * botocore's endpoints.json has it: the partition's DNS suffix
+ * (amazonaws.com.cn for cn-*), "ec2-fips" with fips (GovCloud's EC2
+ * endpoint is FIPS already), the dual-stack suffix (api.aws...) with
+ * dualstack. Pure. -1 with err set for a bad region or a partition
+ * without dual-stack endpoints.
+ */
+int		 ec2_endpoint_for(const char *region, int fips,
+		    int dualstack, char *out, size_t outlen, char *err,
+		    size_t errlen);
 
 /*
  * conf is read at creation (region, endpoint, CA file, call budget); the

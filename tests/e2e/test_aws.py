@@ -395,11 +395,148 @@ def test_not_found_after_a_mutation_is_retried(sim):
 
 
 def test_clock_skew_is_corrected_from_the_date_header(sim):
-    sim.control("POST", "/clock", {"offset": 900})
+    # More than 15 minutes off: RequestExpired.
+    sim.control("POST", "/clock", {"offset": 1200})
     r = call(sim, "DescribeAvailabilityZones")
     assert r["attempts"] == 2
     codes = [e["code"] for e in sim.requests()]
     assert codes == ["RequestExpired", "OK"]
+
+
+@pytest.mark.parametrize("offset", [400, -400])
+def test_signature_expired_authfailure_is_skew_not_credentials(sim,
+                                                                offset):
+    # Between 5 and 15 minutes EC2 says AuthFailure, "Signature expired"
+    # (our clock behind) or "Signature not yet current" (ahead): the
+    # clock is corrected from Date, the credentials are not blamed.
+    sim.control("POST", "/clock", {"offset": offset})
+    rc, out, err = ec2call(sim.env(static=False), "--repeat", "2",
+                           "DescribeAvailabilityZones")
+    assert rc == 0, err
+    assert [r["attempts"] for r in out] == [2, 1]
+    log = sim.requests()
+    assert [e["code"] for e in log] == ["AuthFailure", "OK", "OK"]
+    assert ("Signature expired" if offset > 0 else
+            "Signature not yet current") in log[0]["message"]
+    # One set of role credentials all along: skew is no rotation.
+    assert len({e["access_key"] for e in log}) == 1
+    assert "refused by AWS" not in err
+    assert f"{-offset:+d}s off" in err or \
+        f"{-offset - 1:+d}s off" in err or f"{-offset + 1:+d}s off" in err
+
+
+def test_expired_session_token_fetches_new_credentials(sim):
+    # The local clock is 200 s behind EC2's: within the five minutes
+    # SigV4 allows, but the role credentials (10 s here) expire by
+    # EC2's clock while failoverd's still thinks them good. EC2 says
+    # RequestExpired: the clock is corrected from Date and new
+    # credentials are fetched; no call fails.
+    sim.control("POST", "/imds", {"lifetime": 10})
+    sim.control("POST", "/clock", {"offset": 200})
+    rc, out, err = ec2call(sim.env(static=False), "--repeat", "16",
+                           "--interval", "1", "DescribeAvailabilityZones")
+    assert rc == 0, err
+    assert [r["status"] for r in out] == ["ok"] * 16
+    log = sim.requests("DescribeAvailabilityZones")
+    codes = [e["code"] for e in log]
+    assert "RequestExpired" in codes
+    assert codes.count("RequestExpired") == 1, codes
+    first = codes.index("RequestExpired")
+    assert log[first + 1]["access_key"] != log[first]["access_key"]
+    assert "+0s off" not in err and "-0s off" not in err
+    assert "IQoJec2sim" not in err
+
+
+def test_non_retryable_error_after_a_retry_is_not_transient(sim):
+    # A 500, then an answer that no retry changes: final, and said so.
+    sim.fault(kind="error500", count=1, action="RunInstances")
+    sim.fault(kind="error", code="IdempotentParameterMismatch",
+              count=1, action="RunInstances")
+    rc, out, err = ec2call(sim.env(), "RunInstances", f"ImageId={AMI}",
+                           "MinCount=1", "MaxCount=1",
+                           "InstanceType=t3.micro", f"SubnetId={SUBNET_B}",
+                           "ClientToken=tok-mismatch-1")
+    assert rc == 1
+    r = out[0]
+    assert r["code"] == "IdempotentParameterMismatch"
+    assert r["attempts"] == 2
+    assert r["retryable"] is False
+
+
+def test_insufficient_capacity_is_a_500_answered_at_once(sim):
+    # EC2's server error: HTTP 500, yet an answer for the caller (try
+    # another zone, later), not something to retry till the deadline.
+    sim.control("POST", "/az/us-east-1b", {"impaired": True})
+    rc, out, err = ec2call(sim.env(), "--deadline", "20", "RunInstances",
+                           f"ImageId={AMI}", "MinCount=1", "MaxCount=1",
+                           "InstanceType=t3.micro", f"SubnetId={SUBNET_B}")
+    assert rc == 1
+    r = out[0]
+    assert r["status"] == "aws-error"
+    assert r["code"] == "InsufficientInstanceCapacity"
+    assert r["http_status"] == 500
+    assert r["attempts"] == 1
+    assert r["elapsed"] < 10
+    assert [e["status"] for e in sim.requests("RunInstances")] == [500]
+
+
+@pytest.mark.parametrize("region,fips,dual,want", [
+    ("us-east-1", None, None, "https://ec2.us-east-1.amazonaws.com"),
+    ("cn-north-1", None, None, "https://ec2.cn-north-1.amazonaws.com.cn"),
+    ("us-west-2", "true", None, "https://ec2-fips.us-west-2.amazonaws.com"),
+    ("eu-west-1", None, "TRUE", "https://ec2.eu-west-1.api.aws"),
+    ("us-gov-west-1", "true", None,
+     "https://ec2.us-gov-west-1.amazonaws.com"),
+    ("us-east-2", "false", "false", "https://ec2.us-east-2.amazonaws.com"),
+])
+def test_default_endpoint_follows_partition_fips_and_dualstack(
+        sim, region, fips, dual, want):
+    # `ec2call endpoint` builds the client and prints its endpoint;
+    # nothing is sent anywhere.
+    env = sim.env()
+    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2"):
+        env.pop(k, None)
+    env["AWS_REGION"] = region
+    if fips is not None:
+        env["AWS_USE_FIPS_ENDPOINT"] = fips
+    if dual is not None:
+        env["AWS_USE_DUALSTACK_ENDPOINT"] = dual
+    rc, out, err = ec2call(env, "endpoint")
+    assert rc == 0, err
+    assert out[0]["endpoint"] == want
+    assert want in err
+    # An explicit endpoint still wins, as in the SDKs.
+    env["AWS_ENDPOINT_URL"] = sim.ready["endpoint"]
+    rc, out, err = ec2call(env, "endpoint")
+    assert out[0]["endpoint"] == sim.ready["endpoint"]
+
+
+def test_endpoint_settings_of_the_shared_config_file(sim):
+    # use_fips_endpoint / use_dualstack_endpoint of the profile, below
+    # the environment variables, as the SDKs rank them.
+    path = os.path.join(sim.workdir, "config")
+    with open(path, "w") as f:
+        f.write("[default]\nuse_fips_endpoint = true\n\n"
+                "[profile v6]\nuse_dualstack_endpoint = true\n")
+    env = sim.env()
+    env.pop("AWS_ENDPOINT_URL", None)
+    env["AWS_CONFIG_FILE"] = path
+    rc, out, err = ec2call(env, "endpoint")
+    assert out[0]["endpoint"] == "https://ec2-fips.us-east-1.amazonaws.com"
+    env["AWS_USE_FIPS_ENDPOINT"] = "false"
+    rc, out, err = ec2call(env, "endpoint")
+    assert out[0]["endpoint"] == "https://ec2.us-east-1.amazonaws.com"
+    rc, out, err = ec2call(env, "--profile", "v6", "endpoint")
+    assert out[0]["endpoint"] == "https://ec2.us-east-1.api.aws"
+
+
+def test_bad_fips_setting_is_refused(sim):
+    env = sim.env()
+    env.pop("AWS_ENDPOINT_URL", None)
+    env["AWS_USE_FIPS_ENDPOINT"] = "yes"
+    rc, out, err = ec2call(env, "endpoint")
+    assert rc == 1
+    assert "AWS_USE_FIPS_ENDPOINT" in err
 
 
 def test_dry_run_answers(sim):

@@ -5,6 +5,7 @@ EC2's, they would fail.  Only 127.0.0.0/8 is used.
 """
 
 import base64
+import calendar
 import datetime
 import json
 import os
@@ -37,6 +38,7 @@ AWS = "/usr/bin/aws"
 PYTHON_SIMCTL = "/usr/bin/python3"
 PROD = BASIC["instance"]
 EIP = BASIC["eip"]
+VOL = BASIC["volumes"]["/dev/sdf"]
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +225,9 @@ class _SkewedDatetime(datetime.datetime):
 
 
 def test_skewed_clock_is_refused(sim):
+    # "Error codes for the Amazon EC2 API": more than 5 minutes off is
+    # AuthFailure with a "Signature expired" message; more than 15 is
+    # RequestExpired.
     import types
     fake = types.SimpleNamespace(
         datetime=_SkewedDatetime, timezone=datetime.timezone,
@@ -242,21 +247,33 @@ def test_skewed_clock_is_refused(sim):
     finally:
         for p in patches:
             p.stop()
-    assert err(e) == ("RequestExpired", 400)
+    assert err(e) == ("AuthFailure", 401)
+    assert e.value.response["Error"]["Message"].startswith(
+        "Signature expired: ")
+    assert "(" in e.value.response["Error"]["Message"]
     assert e.value.response["ResponseMetadata"]["HTTPHeaders"]["date"]
     c.describe_instances()  # a correct clock works again
 
     # The other way round: the sim's clock is off; its Date header says
     # by how much, so a client can correct itself.
-    sim.clock(offset=900)
+    sim.clock(offset=1200)
     try:
         with pytest.raises(ClientError) as e:
             c.describe_instances()
         assert err(e) == ("RequestExpired", 400)
+        assert e.value.response["Error"]["Message"] == \
+            "Request has expired."
         date = e.value.response["ResponseMetadata"]["HTTPHeaders"]["date"]
         from email.utils import parsedate_to_datetime
         skew = parsedate_to_datetime(date).timestamp() - time.time()
-        assert 800 < skew < 1000
+        assert 1100 < skew < 1300
+        # Our clock ahead of EC2's by 6 minutes: not yet current.
+        sim.clock(offset=-360)
+        with pytest.raises(ClientError) as e:
+            c.describe_instances()
+        assert err(e) == ("AuthFailure", 401)
+        assert e.value.response["Error"]["Message"].startswith(
+            "Signature not yet current: ")
     finally:
         sim.clock(offset=0)
 
@@ -435,6 +452,95 @@ def test_throttling_and_connection_faults(sim):
     c.describe_images(Owners=["self"])
     codes = [x["code"] for x in sim.requests(action="DescribeImages")][-3:]
     assert codes == ["dropped", "hung", "OK"]
+
+
+def test_faults_after_the_action_was_carried_out(sim):
+    # drop_after / error500_after: the action happens, the reply is lost
+    # or a 500. Offered for every action (here: a create, an attach, an
+    # association).
+    c = client(sim, read_timeout=5, connect_timeout=2)
+    before = set(sim.state()["snapshots"])
+    sim.fault(kind="drop_after", action="CreateSnapshot", count=1)
+    with pytest.raises(Exception) as e:
+        c.create_snapshot(VolumeId=VOL)
+    assert not isinstance(e.value, ClientError)
+    made = set(sim.state()["snapshots"]) - before
+    assert len(made) == 1
+    sim.fault(kind="error500_after", action="CreateSnapshot", count=1)
+    with pytest.raises(ClientError) as e:
+        c.create_snapshot(VolumeId=VOL)
+    assert err(e) == ("InternalError", 500)
+    assert len(set(sim.state()["snapshots"]) - before) == 2
+    log = sim.requests(action="CreateSnapshot")[-2:]
+    assert [x["code"] for x in log] == ["dropped_after", "InternalError"]
+    assert all(x.get("done") for x in log)
+    # A refused action stays refused: the fault is spent, nothing done.
+    sim.fault(kind="drop_after", action="CreateSnapshot", count=1)
+    with pytest.raises(ClientError) as e:
+        c.create_snapshot(VolumeId="vol-0123456789abcdef0")
+    assert err(e)[0] == "InvalidVolume.NotFound"
+
+
+def test_insufficient_capacity_is_a_server_error(sim):
+    # "Error codes for the Amazon EC2 API" lists it under server errors
+    # (500-series).
+    c = client(sim)
+    sim.impair_az("us-east-1c")
+    try:
+        with pytest.raises(ClientError) as e:
+            c.run_instances(ImageId=BASIC["image"], MinCount=1,
+                            MaxCount=1, InstanceType="t3.micro",
+                            SubnetId=BASIC["subnets"]["us-east-1c"])
+        assert err(e) == ("InsufficientInstanceCapacity", 500)
+    finally:
+        sim.impair_az("us-east-1c", False)
+    sim.fault(kind="error", code="InsufficientInstanceCapacity",
+              action="RunInstances", count=1)
+    with pytest.raises(ClientError) as e:
+        c.run_instances(ImageId=BASIC["image"], MinCount=1, MaxCount=1,
+                        InstanceType="t3.micro",
+                        SubnetId=BASIC["subnets"]["us-east-1b"])
+    assert err(e) == ("InsufficientInstanceCapacity", 500)
+
+
+def test_role_credentials_stay_valid_until_their_expiration(sim):
+    # New role credentials come before the old expire; the old stay
+    # good until then, however many rotations a busy client sees.
+    sim.imds_control(lifetime=10, rotate=True)
+    base = "/latest/meta-data/iam/security-credentials/"
+    st, token = imds_get(sim, "/latest/api/token", "PUT",
+                         {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    hdr = {"X-aws-ec2-metadata-token": token}
+    first = json.loads(imds_get(sim, base + sim.role, headers=hdr)[1])
+    c1 = client(sim, first["AccessKeyId"], first["SecretAccessKey"],
+                first["Token"])
+    seen = set()
+    # New ones come 5 s before the first expire (half the lifetime).
+    end = first_expiry(first) - 1.5
+    while time.time() < end:
+        c1.describe_availability_zones()
+        seen.add(json.loads(imds_get(sim, base + sim.role,
+                                     headers=hdr)[1])["AccessKeyId"])
+        time.sleep(0.2)
+    assert len(seen) >= 2
+    time.sleep(max(0.0, first_expiry(first) - time.time() + 1.5))
+    with pytest.raises(ClientError) as e:
+        c1.describe_availability_zones()
+    # Expired temporary credentials: RequestExpired (the error page).
+    assert err(e) == ("RequestExpired", 400)
+    sim.imds_control(lifetime=3600, rotate=True)
+
+
+def imds_get(sim, path, method="GET", headers=None):
+    r = urllib.request.Request(sim.imds + path, method=method,
+                               headers=headers or {})
+    with urllib.request.urlopen(r, timeout=5) as resp:
+        return resp.status, resp.read().decode()
+
+
+def first_expiry(creds):
+    return calendar.timegm(time.strptime(creds["Expiration"],
+                                         "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def test_unknown_parameter_and_action_are_rejected(sim):

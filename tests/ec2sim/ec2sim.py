@@ -45,7 +45,9 @@ HIDDEN_PARAMS = ("Signature", "X-Amz-Signature", "X-Amz-Security-Token",
                  "SignatureVersion", "X-Amz-Algorithm", "X-Amz-Date",
                  "X-Amz-SignedHeaders")
 FAULT_KINDS = ("throttle", "error500", "error503", "error", "drop", "hang",
-               "latency")
+               "latency", "drop_after", "error500_after")
+# Carried out first, then the reply is lost or replaced by a 500.
+AFTER_KINDS = ("drop_after", "error500_after")
 
 
 class Server(ThreadingHTTPServer):
@@ -81,13 +83,16 @@ class Faults:
             self.rules.append(r)
         return r
 
-    def take(self, action):
-        """-> (latency seconds, rule or None) for one call."""
+    def take(self, action, dry=False):
+        """-> (latency seconds, rule or None) for one call. A dry run
+        carries nothing out: faults for after the action skip it."""
         latency = 0.0
         hit = None
         with self.lock:
             for r in self.rules:
                 if r["action"] not in ("*", action):
+                    continue
+                if dry and r["kind"] in AFTER_KINDS:
                     continue
                 if r["kind"] == "latency":
                     latency += r["latency"]
@@ -478,9 +483,13 @@ class Sim:
                                f"service AmazonEC2 does not exist")
             op = self.model.operation(action)
             p = self.model.parse_input(op, flat)
-            latency, rule = self.faults.take(action)
+            latency, rule = self.faults.take(action,
+                                             dry=bool(p.get("DryRun")))
             if latency:
                 self.stopping.wait(latency)
+            after = None
+            if rule and rule["kind"] in AFTER_KINDS:
+                after, rule = rule, None
             if rule:
                 if self.apply_fault(h, rule, entry):
                     return
@@ -500,6 +509,9 @@ class Sim:
                                    "Request would have succeeded, but "
                                    "DryRun flag is set.")
                 xml = self.model.reply_xml(op, result or {}, rid)
+            if after is not None:
+                self.fault_after(h, after, entry)
+                return
             entry["status"], entry["code"] = 200, "OK"
             self.answer(h, entry, 200, xml)
         except ApiError as e:
@@ -560,6 +572,20 @@ class Sim:
             h.drop = True
             return True
         return False
+
+    def fault_after(self, h, rule, entry):
+        """The action happened; its reply is lost or becomes a 500."""
+        entry["done"] = True
+        if rule["kind"] == "drop_after":
+            entry["status"], entry["code"] = 0, "dropped_after"
+            h.close_connection = True
+            h.drop = True
+            return
+        entry["status"], entry["code"] = 500, "InternalError"
+        entry["message"] = "carried out, then answered 500"
+        self.answer(h, entry, 500, error_xml(
+            "InternalError", "An internal error has occurred",
+            entry["request_id"]))
 
     def send(self, h, status, body):
         h.send_response(status)

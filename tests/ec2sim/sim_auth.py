@@ -22,7 +22,13 @@ from botocore.credentials import Credentials
 
 from sim_model import ApiError, iso
 
-MAX_SKEW = 300  # seconds, as AWS
+# SigV4 ("Elements of an AWS API request signature"): a request must
+# reach AWS within five minutes of its timestamp. The EC2 API's error
+# page ("Error codes for the Amazon EC2 API", RequestExpired) names 15
+# minutes for RequestExpired; between the two EC2 answers AuthFailure
+# with a "Signature expired" / "Signature not yet current" message.
+MAX_SKEW = 300
+EXPIRED_SKEW = 900
 
 
 class _ExactSigner(SigV4Auth):
@@ -58,6 +64,11 @@ class CredStore:
         self.lock = threading.Lock()
         self.current = None
         self.previous = None
+        # Every set handed out by a scheduled rotation stays valid until
+        # its own Expiration, as AWS's role credentials do; an expired
+        # one is still known for a while (RequestExpired, not
+        # AuthFailure). A forced rotation revokes all but the last two.
+        self.known = {}
         self.issued = 0
 
     def _new(self):
@@ -83,6 +94,14 @@ class CredStore:
             self.previous = cur
             self.current = self._new()
             self.issued += 1
+            if force:
+                self.known = {}
+                if cur:
+                    self.known[cur["AccessKeyId"]] = cur
+            self.known[self.current["AccessKeyId"]] = self.current
+            for k, c in list(self.known.items()):
+                if now > c["expires"] + 3600:
+                    del self.known[k]
 
     def role_credentials(self, force=False):
         with self.lock:
@@ -108,10 +127,10 @@ class CredStore:
             return self.static[access_key], None, None, "static"
         with self.lock:
             self._rotate_locked()
-            for c in (self.current, self.previous):
-                if c and c["AccessKeyId"] == access_key:
-                    return (c["SecretAccessKey"], c["Token"], c["expires"],
-                            "role")
+            c = self.known.get(access_key)
+            if c:
+                return (c["SecretAccessKey"], c["Token"], c["expires"],
+                        "role")
         return None
 
     def describe(self):
@@ -124,6 +143,17 @@ class CredStore:
                     "access_key": c["AccessKeyId"],
                     "expires": _iso_s(c["expires"])}
             return out
+
+
+def skew_message(ts, now):
+    """AWS's wording for a timestamp outside the five minutes."""
+    def t(x):
+        return time.strftime(SIGV4_TIMESTAMP, time.gmtime(x))
+    if ts < now:
+        return (f"Signature expired: {t(ts)} is now earlier than "
+                f"{t(now - MAX_SKEW)} ({t(now)} - 5 min.)")
+    return (f"Signature not yet current: {t(ts)} is still later than "
+            f"{t(now + MAX_SKEW)} ({t(now)} + 5 min.)")
 
 
 def _iso_s(ts):
@@ -221,17 +251,14 @@ def verify(method, scheme, raw_path, raw_query, headers, body, creds,
                        "invalid" if given_token else
                        "AWS was not able to validate the provided access "
                        "credentials")
-    if expires is not None and now >= expires:
-        raise ApiError("RequestExpired",
-                       "Request has expired. The security token included "
-                       "in the request is expired")
-
+    if abs(now - ts) > EXPIRED_SKEW:
+        raise ApiError("RequestExpired", "Request has expired.")
     if abs(now - ts) > MAX_SKEW:
-        raise ApiError(
-            "RequestExpired",
-            f"Request has expired. Timestamp date is {amz_date}; "
-            f"server time is "
-            f"{time.strftime(SIGV4_TIMESTAMP, time.gmtime(now))}")
+        raise ApiError("AuthFailure", skew_message(ts, now))
+    if expires is not None and now >= expires:
+        # The same code for temporary credentials past their expiry
+        # (the error page says so), with nothing about clocks.
+        raise ApiError("RequestExpired", "Request has expired.")
     if sdate != amz_date[:8]:
         raise ApiError("SignatureDoesNotMatch",
                        f"Date in Credential scope does not match YYYYMMDD "

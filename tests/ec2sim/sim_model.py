@@ -30,6 +30,15 @@ STATUS = {
     "ServiceUnavailable": 503,
     "InternalError": 500,
     "InternalFailure": 500,
+    # "Error codes for the Amazon EC2 API" lists these under "Server
+    # error codes", which come "with a 500-series HTTP response code".
+    "InsufficientInstanceCapacity": 500,
+    "InsufficientCapacity": 500,
+    "InsufficientHostCapacity": 500,
+    "InsufficientReservedInstanceCapacity": 500,
+    "InsufficientAddressCapacity": 500,
+    "InsufficientVolumeCapacity": 500,
+    "ServerInternal": 500,
 }
 
 

@@ -243,8 +243,8 @@ class Ec2Sim:
         return self._call("GET", "/events")
 
     def fault(self, **kw):
-        """kind=throttle|error500|error503|error|drop|hang|latency,
-        action='*'|Name, count=N (None: forever), latency=S, seconds=S,
+        """kind=throttle|error500|error503|error|drop|hang|latency|
+        drop_after|error500_after, action='*'|Name, count=N (None: forever), latency=S, seconds=S,
         code/message/status for kind=error."""
         return self._call("POST", "/faults", kw)
 

@@ -422,7 +422,7 @@ usage(void)
 	    "               [--region R] [--endpoint URL] [--profile P] "
 	    "[--ca-file F]\n"
 	    "               [--imds-endpoint URL] [--rate R] [--burst N] "
-	    "Action|creds [Key=Value ...]\n");
+	    "Action|creds|endpoint [Key=Value ...]\n");
 	exit(2);
 }
 
@@ -489,6 +489,9 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[optind], "creds") == 0) {
 		r.action = -1;
+	} else if (strcmp(argv[optind], "endpoint") == 0) {
+		/* The endpoint the client would use; nothing is sent. */
+		r.action = -2;
 	} else {
 		r.action = ec2_action_from_str(argv[optind]);
 		if (r.action < 0) {
@@ -529,13 +532,24 @@ main(int argc, char **argv)
 		fprintf(stderr, "ec2call: out of memory\n");
 		return 1;
 	}
-	if (r.action >= 0) {
+	if (r.action >= 0 || r.action == -2) {
 		r.ec2 = ec2_client_new(r.loop, cl, r.creds, &conf, err,
 		    sizeof(err));
 		if (r.ec2 == NULL) {
 			fprintf(stderr, "ec2call: %s\n", err);
+			printf("{\"error\":\"%s\"}\n", err);
 			return 1;
 		}
+	}
+	if (r.action == -2) {
+		printf("{\"endpoint\":\"%s\",\"region\":\"%s\"}\n",
+		    ec2_client_endpoint(r.ec2), ec2_client_region(r.ec2));
+		ec2_client_free(r.ec2);
+		creds_provider_free(r.creds);
+		curlev_free(cl);
+		curl_global_cleanup();
+		free(r.slots);
+		return 0;
 	}
 	ev_timer_init(&r.next, next_cb, 0.0, 0.0);
 	r.next.data = &r;

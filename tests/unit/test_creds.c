@@ -6,8 +6,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -84,6 +86,56 @@ test_malformed_json_is_an_error_never_a_crash(void **state)
 		    sizeof(err)));
 }
 
+static void
+write_config(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The shared config file's endpoint settings, per profile. */
+static void
+test_config_endpoint_flags(void **state)
+{
+	char path[] = "/tmp/test_creds.XXXXXX", err[512];
+	int fd, fips, dual;
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	write_config(path, "[default]\nregion = us-east-1\n"
+	    "use_fips_endpoint = true\n\n[profile ops]\n"
+	    "s3 =\n  max_concurrent_requests = 2\n"
+	    "use_dualstack_endpoint = TRUE\nuse_fips_endpoint = false\n");
+	setenv("AWS_CONFIG_FILE", path, 1);
+	unsetenv("AWS_PROFILE");
+	assert_int_equal(creds_config_endpoint_flags(NULL, &fips, &dual, err,
+	    sizeof(err)), 0);
+	assert_int_equal(fips, 1);
+	assert_int_equal(dual, 0);
+	assert_int_equal(creds_config_endpoint_flags("ops", &fips, &dual, err,
+	    sizeof(err)), 0);
+	assert_int_equal(fips, 0);
+	assert_int_equal(dual, 1);
+	assert_int_equal(creds_config_endpoint_flags("none", &fips, &dual,
+	    err, sizeof(err)), 0);
+	assert_int_equal(fips + dual, 0);
+	write_config(path, "[default]\nuse_fips_endpoint = yes\n");
+	assert_int_equal(creds_config_endpoint_flags(NULL, &fips, &dual, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "use_fips_endpoint"));
+	assert_non_null(strstr(err, path));
+	unlink(path);
+	/* No file: nothing set, no error. */
+	assert_int_equal(creds_config_endpoint_flags(NULL, &fips, &dual, err,
+	    sizeof(err)), 0);
+	assert_int_equal(fips + dual, 0);
+	unsetenv("AWS_CONFIG_FILE");
+}
+
 int
 main(void)
 {
@@ -92,6 +144,7 @@ main(void)
 		cmocka_unit_test(test_missing_or_non_string_field_is_an_error),
 		cmocka_unit_test(
 		    test_malformed_json_is_an_error_never_a_crash),
+		cmocka_unit_test(test_config_endpoint_flags),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

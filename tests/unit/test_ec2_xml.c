@@ -491,6 +491,63 @@ test_action_names_round_trip(void **state)
 	assert_int_equal(ec2_action_from_str("RebootInstances"), -1);
 }
 
+static void
+check_endpoint(const char *region, int fips, int dual, const char *want)
+{
+	char out[256], err[256];
+	int rc;
+
+	rc = ec2_endpoint_for(region, fips, dual, out, sizeof(out), err,
+	    sizeof(err));
+	if (want == NULL) {
+		assert_int_equal(rc, -1);
+		assert_true(err[0] != '\0');
+		return;
+	}
+	assert_int_equal(rc, 0);
+	assert_string_equal(out, want);
+}
+
+/* Hostnames as botocore's endpoints.json builds them for ec2. */
+static void
+test_default_endpoint_follows_the_partition(void **state)
+{
+	check_endpoint("us-east-1", 0, 0,
+	    "https://ec2.us-east-1.amazonaws.com");
+	check_endpoint("eu-west-3", 0, 0,
+	    "https://ec2.eu-west-3.amazonaws.com");
+	check_endpoint("us-east-1", 1, 0,
+	    "https://ec2-fips.us-east-1.amazonaws.com");
+	check_endpoint("us-east-1", 0, 1, "https://ec2.us-east-1.api.aws");
+	check_endpoint("us-east-1", 1, 1,
+	    "https://ec2-fips.us-east-1.api.aws");
+	check_endpoint("cn-north-1", 0, 0,
+	    "https://ec2.cn-north-1.amazonaws.com.cn");
+	check_endpoint("cn-northwest-1", 0, 1,
+	    "https://ec2.cn-northwest-1.api.amazonwebservices.com.cn");
+	check_endpoint("cn-north-1", 1, 0,
+	    "https://ec2-fips.cn-north-1.amazonaws.com.cn");
+	/* GovCloud's EC2 endpoint is FIPS already. */
+	check_endpoint("us-gov-west-1", 0, 0,
+	    "https://ec2.us-gov-west-1.amazonaws.com");
+	check_endpoint("us-gov-west-1", 1, 0,
+	    "https://ec2.us-gov-west-1.amazonaws.com");
+	check_endpoint("us-gov-east-1", 0, 1,
+	    "https://ec2.us-gov-east-1.api.aws");
+	check_endpoint("us-gov-east-1", 1, 1,
+	    "https://ec2-fips.us-gov-east-1.api.aws");
+	check_endpoint("us-iso-east-1", 0, 0,
+	    "https://ec2.us-iso-east-1.c2s.ic.gov");
+	check_endpoint("us-isob-east-1", 1, 0,
+	    "https://ec2-fips.us-isob-east-1.sc2s.sgov.gov");
+	/* No dual-stack in the isolated partitions; no odd regions. */
+	check_endpoint("us-iso-east-1", 0, 1, NULL);
+	check_endpoint("us-isob-east-1", 0, 1, NULL);
+	check_endpoint("", 0, 0, NULL);
+	check_endpoint("us-east-1/../x", 0, 0, NULL);
+	check_endpoint("US-EAST-1", 0, 0, NULL);
+}
+
 int
 main(void)
 {
@@ -512,6 +569,7 @@ main(void)
 		cmocka_unit_test(test_action_names_round_trip),
 		cmocka_unit_test(
 		    test_error_rewritten_from_its_own_code_and_message),
+		cmocka_unit_test(test_default_endpoint_follows_the_partition),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
