@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sim_auth import CredStore, credential_access_key, verify  # noqa: E402
+import sim_overlay  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
 from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
@@ -741,7 +742,7 @@ class ControlHandler(_Base):
 
 
 INSTANCE_FAULTS = ("http_down", "ssh_down", "blackhole", "status_impaired",
-                   "instance_impaired", "http_down_with_data")
+                   "instance_impaired", "http_down_with_data", "os_hung")
 
 
 def control(sim, method, parts, q, body):
@@ -857,6 +858,14 @@ def control(sim, method, parts, q, body):
                                          f"{sorted(w.delays)}")
                     w.delays[k] = float(v)
             return 200, dict(w.delays)
+    if head == "model":
+        # {"refuse": ["StopInstances.SkipOsShutdown"]}: an endpoint
+        # that predates these newer members (sim_overlay).
+        if method == "POST" and "refuse" in body:
+            sim.model.refuse(body["refuse"] or [])
+            sim.event(f"model: refusing {sim.model.refused}")
+        return 200, {"overlay": sim_overlay.names(),
+                     "refused": list(sim.model.refused)}
     if head == "clock":
         if method == "POST":
             if "offset" in body:

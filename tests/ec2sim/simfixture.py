@@ -256,8 +256,9 @@ class Ec2Sim:
         return self._call("GET", f"/instance/{iid}")
 
     def instance_fault(self, iid, fault="none", **kw):
-        """fault: none|http_down|ssh_down|both|blackhole|status_impaired|
-        instance_impaired, or a comma list; stuck_stopping=bool."""
+        """fault: none|http_down|ssh_down|both|blackhole|os_hung|
+        status_impaired|instance_impaired, or a comma list;
+        stuck_stopping=bool."""
         return self._call("POST", f"/instance/{iid}", {"fault": fault, **kw})
 
     def set_instance(self, iid, **kw):
@@ -284,6 +285,11 @@ class Ec2Sim:
 
     def set_delays(self, **kw):
         return self._call("POST", "/delays", kw)
+
+    def refuse_members(self, *names):
+        """The endpoint predates these newer members (sim_overlay),
+        e.g. "StopInstances.SkipOsShutdown"; none: knows them all."""
+        return self._call("POST", "/model", {"refuse": list(names)})
 
     def impair_az(self, az, impaired=True):
         return self._call("POST", f"/az/{az}", {"impaired": impaired})
