@@ -207,6 +207,8 @@ struct failover {
 	enum fo_fence		 fence;
 	enum fo_launch		 launch;
 	int			 stop_sent;
+	int			 skip_os_sent;	/* in the StopInstances in flight */
+	int			 skip_os_refused; /* by this region: graceful */
 	int			 launch_looked_up;
 	int			 launch_tries;
 	double			 launch_next;
@@ -1718,6 +1720,65 @@ fo_on_current_console(struct failover *fo, struct ec2_result *res)
 
 /* --- the main branch: fence, detach, attach, associate ------------------- */
 
+/*
+ * The fence's StopInstances. Force in both forms: EC2 first asks the
+ * OS to shut down (flushing the file systems of the very volumes that
+ * move next) and powers off when that has not finished within its
+ * timeout. SkipOsShutdown powers off at once, faster on a hung OS at
+ * the price of writes not yet flushed; it is sent only when the
+ * policy asks for it and this region has not refused it.
+ */
+static struct ec2_request *
+fo_stop_request(struct failover *fo)
+{
+	struct ec2_request	*req;
+	int			 skip;
+
+	skip = fo_policy(fo)->fence == POLICY_FENCE_SKIP_OS &&
+	    !fo->skip_os_refused;
+	req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1", fo->old);
+	if (req == NULL ||
+	    ec2_request_add(req, "Force", "true") == -1 ||
+	    (skip && ec2_request_add(req, "SkipOsShutdown", "true") == -1)) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	fo->skip_os_sent = skip;
+	return req;
+}
+
+/*
+ * A region or endpoint that predates SkipOsShutdown refuses it as an
+ * unknown or invalid parameter: stop gracefully instead (Force alone)
+ * rather than leave the service down. Returns 1 when the refusal was
+ * that, and the fence is to send StopInstances again.
+ */
+static int
+fo_stop_refused(struct failover *fo, struct ec2_result *res)
+{
+	static const char *codes[] = { "UnknownParameter",
+		"InvalidParameterValue", "InvalidParameterCombination",
+		"InvalidParameter", "UnsupportedOperation" };
+	const char	*code = ec2_result_code(res);
+	size_t		 i;
+
+	if (!fo->skip_os_sent || code == NULL ||
+	    ec2_result_status(res) == EC2_OK)
+		return 0;
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(code, codes[i]) == 0)
+			break;
+	if (i == sizeof(codes) / sizeof(codes[0]))
+		return 0;
+	fo->skip_os_refused = 1;
+	fo->skip_os_sent = 0;
+	log_warnx("failover %s: StopInstances of %s refused SkipOsShutdown "
+	    "(%s); fencing with the graceful stop instead (Force: the OS "
+	    "shuts down first, powered off after EC2's timeout)", fo->name,
+	    fo->old, ec2_result_error(res));
+	return 1;
+}
+
 static void
 fo_fence_poll(struct failover *fo)
 {
@@ -1735,13 +1796,9 @@ fo_fence_poll(struct failover *fo)
 		return;
 	}
 	if (fo->fence == FENCE_TODO) {
-		req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1",
-		    fo->old);
-		if (req == NULL ||
-		    ec2_request_add(req, "Force", "true") == -1) {
-			ec2_request_free(req);
+		req = fo_stop_request(fo);
+		if (req == NULL)
 			return;
-		}
 		fo->stop_sent = 1;
 		if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0)
 			fo->fence = FENCE_STOPPING;
@@ -1768,8 +1825,9 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
 		/* A switch fences only once its new instance passed. */
 		fo->t[T_FENCE] = fo->fenced_at - (fo->kind == KIND_SWITCH ?
 		    fo->step_start : fo->started);
-		log_info("failover %s: %s fenced (%s, %.1fs)", fo->name,
-		    fo->old, inst->state, fo->t[T_FENCE]);
+		log_info("failover %s: %s fenced (%s, %.1fs, %s)", fo->name,
+		    fo->old, inst->state, fo->t[T_FENCE], fo->skip_os_sent ?
+		    "OS shutdown skipped" : "graceful stop");
 		failover_set_step(fo, FAILOVER_DETACH);
 		failover_poll(fo);
 		return;
@@ -2258,6 +2316,22 @@ fo_old_instance(struct failover *fo)
 }
 
 /*
+ * The service answers again, from the instance the move put behind
+ * the Elastic IP. Its probes were reset at ASSOCIATE, so their own
+ * verdict comes from "unknown" and says nothing: the story of the
+ * outage ends here, for whoever follows the service's events.
+ */
+static void
+fo_recovered(struct failover *fo)
+{
+	alert_emit(ALERT_SERVICE_RECOVERED, fo->name, "from", "down",
+	    "instance", fo->new, "by", fo->rollback_auto ?
+	    "rollback of the failed switch" : fo->restart ?
+	    "restart_in_place" : fo_kind_names[fo->kind], "failover_id",
+	    fo->id, NULL);
+}
+
+/*
  * A switch or a rollback verified. The switch's old instance stays
  * stopped, kept (switch_kept) for failoverctl rollback until a person
  * retires it with switch --finish; a rollback leaves the instance it
@@ -2293,6 +2367,9 @@ fo_moved(struct failover *fo, char v[T_MAX][32])
 	    "trigger", fo->rollback_auto ? "failed switch" : "manual",
 	    "total", v[T_TOTAL], "action", "production is back on the kept "
 	    "instance; the other one is stopped, kept for a look", NULL);
+	/* A failed switch had touched production: it was out. */
+	if (fo->rollback_auto)
+		fo_recovered(fo);
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
 
@@ -2334,6 +2411,7 @@ failover_complete(struct failover *fo)
 	    "detach", v[T_DETACH], "attach", v[T_ATTACH],
 	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
 	    "total", v[T_TOTAL], "critical_path", v[T_CRITICAL], NULL);
+	fo_recovered(fo);
 	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
@@ -2797,6 +2875,8 @@ fo_progress_reset(struct failover *fo)
 	fo->fence = FENCE_TODO;
 	fo->launch = LAUNCH_TODO;
 	fo->stop_sent = 0;
+	fo->skip_os_sent = 0;
+	fo->skip_os_refused = 0;
 	fo->launch_looked_up = 0;
 	fo->launch_tries = 0;
 	fo->launch_next = 0;
@@ -2982,7 +3062,9 @@ failover_on_result(struct ec2_result *res, void *arg)
 				    ec2_result_error(res), "action", "the idle "
 				    "replacement was not stopped; stop it by "
 				    "hand", NULL);
-		} else if (fo_result_kind(fo, res) == 1)
+		} else if (fo_stop_refused(fo, res))
+			fo->fence = FENCE_TODO;
+		else if (fo_result_kind(fo, res) == 1)
 			fo->fence = FENCE_TODO;
 		else if (ec2_result_status(res) != EC2_OK)
 			failover_fail(fo, ec2_result_error(res));

@@ -486,7 +486,8 @@ test_defaults_filled(void **state)
 	assert_true(s->policy.window == 86400);
 	assert_int_equal(s->policy.old_instance, POLICY_OLD_STOP);
 	assert_true(s->policy.restart_in_place);
-	assert_true(s->policy.fence_timeout == 120);
+	assert_int_equal(s->policy.fence, POLICY_FENCE_GRACEFUL);
+	assert_true(s->policy.fence_timeout == 300);
 	assert_true(s->policy.launch_timeout == 300);
 	assert_true(s->policy.detach_timeout == 60);
 	assert_true(s->policy.attach_timeout == 60);
