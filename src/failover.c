@@ -71,6 +71,7 @@
 #define FO_ACT_DEADLINE		20.0	/* one mutating call */
 #define FO_CORROBORATE_TIMEOUT	30.0
 #define FO_LAUNCH_TRIES		3	/* RunInstances on no capacity */
+#define FO_LOOKUP_TRIES		4	/* resumed: failed lookups, then run */
 #define FO_HISTORY_MAX		20
 #define FO_TOKEN_MAX		64	/* AWS's ClientToken limit */
 
@@ -210,6 +211,8 @@ struct failover {
 	int			 skip_os_sent;	/* in the StopInstances in flight */
 	int			 skip_os_refused; /* by this region: graceful */
 	int			 launch_looked_up;
+	int			 lookup_by_tag;	/* resumed: which filter now */
+	int			 lookup_fails;
 	int			 launch_tries;
 	double			 launch_next;
 	int			 assoc_sent;
@@ -1426,12 +1429,104 @@ fo_run_request(struct failover *fo)
 	    fo->kind != KIND_EVACUATE ? fo->vol_az : NULL, token, fo->id);
 }
 
+/*
+ * A resumed failover that may have launched before the crash looks for
+ * its replacement: by the ClientToken it gave RunInstances, then by
+ * the failoverd:failover-id tag the instance was launched with (a
+ * token filter an endpoint does not answer must not be the only way).
+ */
+static struct ec2_request *
+fo_lookup_request(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		*v[1];
+	char			 token[FO_TOKEN_MAX + 1];
+	int			 bad;
+
+	req = fo_req(EC2_DESCRIBE_INSTANCES);
+	if (req == NULL)
+		return NULL;
+	if (fo->lookup_by_tag) {
+		v[0] = fo->id;
+		bad = ec2_request_add_filter(req,
+		    "tag:failoverd:failover-id", v, 1);
+		/* An evacuation tags every subnet's try alike. */
+		if (!bad && fo->kind == KIND_EVACUATE) {
+			v[0] = fo_policy(fo)->evacuation_subnets[
+			    fo->evac_subnet];
+			bad = ec2_request_add_filter(req, "subnet-id", v, 1);
+		}
+	} else {
+		fo_token(fo, token, sizeof(token));
+		v[0] = token;
+		bad = ec2_request_add_filter(req, "client-token", v, 1);
+	}
+	if (bad) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+/*
+ * The lookup's answer. Found: adopt it. Neither filter finds one: the
+ * launch did not happen. A lookup that keeps failing is bounded
+ * (FO_LOOKUP_TRIES, the two filters in turn): then RunInstances goes
+ * out again with the same ClientToken, which EC2 answers with the
+ * instance it already launched for that token, if any, rather than a
+ * second one. Returns 1 when the answer was the lookup's.
+ */
+static int
+fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	const char			*by;
+	size_t				 n, i;
+
+	by = fo->lookup_by_tag ? "failoverd:failover-id tag" :
+	    "client token";
+	if (fo_result_kind(fo, res) != 0) {
+		fo->lookup_fails++;
+		fo->lookup_by_tag = !fo->lookup_by_tag;
+		/* A third of launch_timeout leaves the launch its time. */
+		if (fo->lookup_fails < FO_LOOKUP_TRIES && fo_now(fo) -
+		    fo->launch_start < fo_policy(fo)->launch_timeout / 3)
+			return 1;
+		log_warnx("failover %s: looking up the replacement failed %d "
+		    "times (last by its %s: %s); launching with the same "
+		    "ClientToken, which finds the instance if it exists",
+		    fo->name, fo->lookup_fails, by, ec2_result_error(res));
+		fo->launch_looked_up = 1;
+		return 1;
+	}
+	n = ec2_result_instances(res, &inst);
+	for (i = 0; i < n; i++) {
+		if (fo_is(inst[i].state, "terminated") ||
+		    fo_is(inst[i].state, "shutting-down") ||
+		    inst[i].instance_id == NULL)
+			continue;
+		fo->launch_looked_up = 1;
+		fo_set_str(&fo->new, inst[i].instance_id);
+		fo->launch = LAUNCH_SENT;
+		if (fo->kind == KIND_EVACUATE)
+			fo_set_str(&fo->evac_az, inst[i].az);
+		log_info("failover %s: found replacement %s by its %s",
+		    fo->name, fo->new, by);
+		fo_save(fo);
+		return 1;
+	}
+	if (!fo->lookup_by_tag) {
+		fo->lookup_by_tag = 1;	/* the tag, before launching */
+		return 1;
+	}
+	fo->launch_looked_up = 1;
+	return 1;
+}
+
 static void
 fo_launch_poll(struct failover *fo)
 {
 	struct ec2_request	*req = NULL;
-	const char		*tok[1];
-	char			 token[FO_TOKEN_MAX + 1];
 	double			 deadline;
 
 	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
@@ -1453,14 +1548,7 @@ fo_launch_poll(struct failover *fo)
 			break;
 		}
 		if (fo->resumed && !fo->launch_looked_up) {
-			req = fo_req(EC2_DESCRIBE_INSTANCES);
-			fo_token(fo, token, sizeof(token));
-			tok[0] = token;
-			if (req != NULL && ec2_request_add_filter(req,
-			    "client-token", tok, 1) == -1) {
-				ec2_request_free(req);
-				req = NULL;
-			}
+			req = fo_lookup_request(fo);
 			break;
 		}
 		if (fo_now(fo) < fo->launch_next)
@@ -1622,9 +1710,13 @@ static void
 fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 {
 	const struct ec2_instance	*inst;
-	size_t				 n, i;
+	size_t				 n;
 	char				 why[256];
 
+	/* Resumed: did the launch before the crash happen? */
+	if (fo->launch == LAUNCH_TODO && fo->kind != KIND_ROLLBACK &&
+	    !fo->launch_looked_up && fo_on_launch_lookup(fo, res))
+		return;
 	if (fo_result_kind(fo, res) != 0)
 		return;	/* a Describe that fails is tried again */
 	n = ec2_result_instances(res, &inst);
@@ -1632,25 +1724,8 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 		fo_rollback_look(fo, n > 0 ? inst : NULL);
 		return;
 	}
-	if (fo->launch == LAUNCH_TODO) {
-		/* Resumed: did the launch before the crash happen? */
-		fo->launch_looked_up = 1;
-		for (i = 0; i < n; i++) {
-			if (fo_is(inst[i].state, "terminated") ||
-			    fo_is(inst[i].state, "shutting-down") ||
-			    inst[i].instance_id == NULL)
-				continue;
-			fo_set_str(&fo->new, inst[i].instance_id);
-			fo->launch = LAUNCH_SENT;
-			if (fo->kind == KIND_EVACUATE)
-				fo_set_str(&fo->evac_az, inst[i].az);
-			log_info("failover %s: found replacement %s by its "
-			    "client token", fo->name, fo->new);
-			fo_save(fo);
-			return;
-		}
-		return;
-	}
+	if (fo->launch == LAUNCH_TODO)
+		return;		/* answered before a change of plan */
 	if (n == 0)
 		return;
 	if (fo_is(inst->state, "running")) {
@@ -2878,6 +2953,8 @@ fo_progress_reset(struct failover *fo)
 	fo->skip_os_sent = 0;
 	fo->skip_os_refused = 0;
 	fo->launch_looked_up = 0;
+	fo->lookup_by_tag = 0;
+	fo->lookup_fails = 0;
 	fo->launch_tries = 0;
 	fo->launch_next = 0;
 	fo->assoc_sent = 0;

@@ -69,7 +69,10 @@ class Faults:
              "latency": float(rule.get("latency", 0)),
              "seconds": float(rule.get("seconds", 3600)),
              "code": rule.get("code"), "message": rule.get("message"),
-             "status": rule.get("status"), "hits": 0}
+             "status": rule.get("status"), "hits": 0,
+             # Only requests carrying these parameters (a filter...).
+             "match": {str(k): str(v) for k, v in
+                       (rule.get("match") or {}).items()}}
         if kind == "error" and not r["code"]:
             raise ValueError("fault kind 'error' needs a code")
         with self.lock:
@@ -78,13 +81,16 @@ class Faults:
             self.rules.append(r)
         return r
 
-    def take(self, action):
+    def take(self, action, params=None):
         """-> (latency seconds, rule or None) for one call."""
         latency = 0.0
         hit = None
+        params = params or {}
         with self.lock:
             for r in self.rules:
                 if r["action"] not in ("*", action):
+                    continue
+                if any(params.get(k) != v for k, v in r["match"].items()):
                     continue
                 if r["kind"] == "latency":
                     latency += r["latency"]
@@ -467,7 +473,7 @@ class Sim:
                                f"service AmazonEC2 does not exist")
             op = self.model.operation(action)
             p = self.model.parse_input(op, flat)
-            latency, rule = self.faults.take(action)
+            latency, rule = self.faults.take(action, flat)
             if latency:
                 self.stopping.wait(latency)
             if rule:

@@ -243,7 +243,8 @@ class Ec2Sim:
     def fault(self, **kw):
         """kind=throttle|error500|error503|error|drop|hang|latency,
         action='*'|Name, count=N (None: forever), latency=S, seconds=S,
-        code/message/status for kind=error."""
+        code/message/status for kind=error, match={param: value} (only
+        requests carrying them, e.g. {"Filter.1.Name": "client-token"})."""
         return self._call("POST", "/faults", kw)
 
     def faults(self):
