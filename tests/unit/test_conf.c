@@ -113,7 +113,8 @@ static const char rich_conf[] =
 "      { name = \"shell\"; type = \"ssh\"; user = \"ec2-user\";\n"
 "        interval = 10; timeout = 4.5; }\n"
 "    );\n"
-"    policy = { failover_when = [ \"site\" ]; cooldown = 600; };\n"
+"    policy = { failover_when = [ \"site\" ]; cooldown = 600;\n"
+"      fence = \"skip_os_shutdown\"; };\n"
 "    snapshot = { interval = 3600; window = \"02:00-04:00\"; };\n"
 "  },\n"
 "  {\n"
@@ -547,6 +548,7 @@ test_rich_settings_parsed(void **state)
 	assert_int_equal(s->policy.when, POLICY_WHEN_LIST);
 	assert_int_equal(s->policy.nfailover_probes, 1);
 	assert_string_equal(s->policy.failover_probes[0], "site");
+	assert_int_equal(s->policy.fence, POLICY_FENCE_SKIP_OS);
 	assert_int_equal(s->snapshot.window_start, 120);
 	assert_int_equal(s->snapshot.window_end, 240);
 	assert_string_equal(probe_type_str(PROBE_HTTP), "http");
