@@ -71,7 +71,7 @@
 #define FO_ACT_DEADLINE		20.0	/* one mutating call */
 #define FO_CORROBORATE_TIMEOUT	30.0
 #define FO_LAUNCH_TRIES		3	/* RunInstances on no capacity */
-#define FO_LOOKUP_TRIES		4	/* resumed: failed lookups, then run */
+#define FO_LOOKUP_TRIES		4	/* failed lookups, then launch */
 #define FO_HISTORY_MAX		20
 #define FO_TOKEN_MAX		64	/* AWS's ClientToken limit */
 
@@ -208,10 +208,10 @@ struct failover {
 	enum fo_fence		 fence;
 	enum fo_launch		 launch;
 	int			 stop_sent;
-	int			 skip_os_sent;	/* in the StopInstances in flight */
-	int			 skip_os_refused; /* by this region: graceful */
+	int			 skip_os_sent;	/* in the last StopInstances */
+	int			 skip_os_refused; /* here: graceful */
 	int			 launch_looked_up;
-	int			 lookup_by_tag;	/* resumed: which filter now */
+	int			 lookup_by_tag;	/* else by token */
 	int			 lookup_fails;
 	int			 launch_tries;
 	double			 launch_next;
