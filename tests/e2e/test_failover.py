@@ -171,6 +171,7 @@ def test_happy_path_replaces_the_instance_moves_volumes_and_eip(
         assert before["instance_id"] == OLD
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed", timeout=60)
+        d.wait_for(r"event=service_recovered", timeout=10)
         new = assert_replaced(sim)
         assert field(line, "new_instance") == new["id"]
         for k in ("detect", "fence", "launch", "detach", "attach",
