@@ -155,18 +155,21 @@ def _kill_in_the_launch_window(tmp_path, sim):
     d = tf.start(tmp_path, sim)
     try:
         tf.healthy(d)
-        # The reply comes 5 s late: time for the request to reach the
+        # The reply comes 8 s late: time for the request to reach the
         # sim, which carries it out after the daemon is gone.
-        sim.fault(kind="latency", action="RunInstances", latency=5,
+        sim.fault(kind="latency", action="RunInstances", latency=8,
                   count=1)
         sim.instance_fault(tf.OLD, "both")
         d.wait_for(r"ec2: RunInstances attempt 1$", timeout=30)
-        d.drain(1.5)
+        d.drain(3)
         d.proc.kill()
     finally:
         d.stop(check=False)
     # The launch did happen: EC2 carried it out behind the dead reply.
     sim.wait(lambda: tf.replacement(sim), timeout=20, what="launched")
+    # ...and logged it: a later clear_requests must not miss it.
+    sim.wait(lambda: tf.calls(sim, "RunInstances"), timeout=10,
+             what="RunInstances logged")
     return tf
 
 
