@@ -2399,7 +2399,7 @@ fo_old_instance(struct failover *fo)
 static void
 fo_recovered(struct failover *fo)
 {
-	alert_emit(ALERT_SERVICE_RECOVERED, fo->name, "from", "down",
+	alert_emit(ALERT_SERVICE_RECOVERED, fo->name,
 	    "instance", fo->new, "by", fo->rollback_auto ?
 	    "rollback of the failed switch" : fo->restart ?
 	    "restart_in_place" : fo_kind_names[fo->kind], "failover_id",
