@@ -2157,6 +2157,10 @@ conf_service_name_check(const char *v, char *why, size_t len)
 #define SOFF(f)		offsetof(struct probe_conf, ssh.f)
 
 static const char *const conf_probe_types[] = { "http", "ssh", NULL };
+static const char *const conf_fence_names[] = {
+	"graceful", "skip_os_shutdown", NULL
+};
+
 static const char *const conf_old_names[] = {
 	"stop", "terminate", "keep", NULL
 };
@@ -2299,9 +2303,13 @@ static const struct conf_setting conf_policy_settings[] = {
 	  .enum_names = conf_old_names, .defstr = "stop" },
 	{ .name = "restart_in_place", .kind = K_BOOL,
 	  .off = POFF(restart_in_place), .defnum = 1 },
+	{ .name = "fence", .kind = K_ENUM, .off = POFF(fence),
+	  .enum_names = conf_fence_names, .defstr = "graceful" },
+	/* Covers EC2's graceful attempt on a hung OS, which it does not
+	 * bound in writing and which takes minutes. */
 	{ .name = "fence_timeout", .kind = K_SECS,
 	  .off = POFF(fence_timeout), .min = 1, .max = 86400,
-	  .defnum = 120 },
+	  .defnum = 300 },
 	{ .name = "launch_timeout", .kind = K_SECS,
 	  .off = POFF(launch_timeout), .min = 1, .max = 86400,
 	  .defnum = 300 },

@@ -71,6 +71,7 @@
 #define FO_ACT_DEADLINE		20.0	/* one mutating call */
 #define FO_CORROBORATE_TIMEOUT	30.0
 #define FO_LAUNCH_TRIES		3	/* RunInstances on no capacity */
+#define FO_LOOKUP_TRIES		4	/* failed lookups, then launch */
 #define FO_HISTORY_MAX		20
 #define FO_TOKEN_MAX		64	/* AWS's ClientToken limit */
 
@@ -208,7 +209,11 @@ struct failover {
 	enum fo_fence		 fence;
 	enum fo_launch		 launch;
 	int			 stop_sent;
+	int			 skip_os_sent;	/* in the last StopInstances */
+	int			 skip_os_refused; /* here: graceful */
 	int			 launch_looked_up;
+	int			 lookup_by_tag;	/* else by token */
+	int			 lookup_fails;
 	int			 launch_tries;
 	double			 launch_next;
 	int			 assoc_sent;
@@ -1460,12 +1465,104 @@ fo_run_request(struct failover *fo)
 	    fo->kind != KIND_EVACUATE ? fo->vol_az : NULL, token, fo->id);
 }
 
+/*
+ * A resumed failover that may have launched before the crash looks for
+ * its replacement: by the ClientToken it gave RunInstances, then by
+ * the failoverd:failover-id tag the instance was launched with (a
+ * token filter an endpoint does not answer must not be the only way).
+ */
+static struct ec2_request *
+fo_lookup_request(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		*v[1];
+	char			 token[FO_TOKEN_MAX + 1];
+	int			 bad;
+
+	req = fo_req(EC2_DESCRIBE_INSTANCES);
+	if (req == NULL)
+		return NULL;
+	if (fo->lookup_by_tag) {
+		v[0] = fo->id;
+		bad = ec2_request_add_filter(req,
+		    "tag:failoverd:failover-id", v, 1);
+		/* An evacuation tags every subnet's try alike. */
+		if (!bad && fo->kind == KIND_EVACUATE) {
+			v[0] = fo_policy(fo)->evacuation_subnets[
+			    fo->evac_subnet];
+			bad = ec2_request_add_filter(req, "subnet-id", v, 1);
+		}
+	} else {
+		fo_token(fo, token, sizeof(token));
+		v[0] = token;
+		bad = ec2_request_add_filter(req, "client-token", v, 1);
+	}
+	if (bad) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+/*
+ * The lookup's answer. Found: adopt it. Neither filter finds one: the
+ * launch did not happen. A lookup that keeps failing is bounded
+ * (FO_LOOKUP_TRIES, the two filters in turn): then RunInstances goes
+ * out again with the same ClientToken, which EC2 answers with the
+ * instance it already launched for that token, if any, rather than a
+ * second one. Returns 1 when the answer was the lookup's.
+ */
+static int
+fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	const char			*by;
+	size_t				 n, i;
+
+	by = fo->lookup_by_tag ? "failoverd:failover-id tag" :
+	    "client token";
+	if (fo_result_kind(fo, res) != 0) {
+		fo->lookup_fails++;
+		fo->lookup_by_tag = !fo->lookup_by_tag;
+		/* A third of launch_timeout leaves the launch its time. */
+		if (fo->lookup_fails < FO_LOOKUP_TRIES && fo_now(fo) -
+		    fo->launch_start < fo_policy(fo)->launch_timeout / 3)
+			return 1;
+		log_warnx("failover %s: looking up the replacement failed %d "
+		    "times (last by its %s: %s); launching with the same "
+		    "ClientToken, which finds the instance if it exists",
+		    fo->name, fo->lookup_fails, by, ec2_result_error(res));
+		fo->launch_looked_up = 1;
+		return 1;
+	}
+	n = ec2_result_instances(res, &inst);
+	for (i = 0; i < n; i++) {
+		if (fo_is(inst[i].state, "terminated") ||
+		    fo_is(inst[i].state, "shutting-down") ||
+		    inst[i].instance_id == NULL)
+			continue;
+		fo->launch_looked_up = 1;
+		fo_set_str(&fo->new, inst[i].instance_id);
+		fo->launch = LAUNCH_SENT;
+		if (fo->kind == KIND_EVACUATE)
+			fo_set_str(&fo->evac_az, inst[i].az);
+		log_info("failover %s: found replacement %s by its %s",
+		    fo->name, fo->new, by);
+		fo_save(fo);
+		return 1;
+	}
+	if (!fo->lookup_by_tag) {
+		fo->lookup_by_tag = 1;	/* the tag, before launching */
+		return 1;
+	}
+	fo->launch_looked_up = 1;
+	return 1;
+}
+
 static void
 fo_launch_poll(struct failover *fo)
 {
 	struct ec2_request	*req = NULL;
-	const char		*tok[1];
-	char			 token[FO_TOKEN_MAX + 1];
 	double			 deadline;
 
 	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
@@ -1487,14 +1584,7 @@ fo_launch_poll(struct failover *fo)
 			break;
 		}
 		if (fo->resumed && !fo->launch_looked_up) {
-			req = fo_req(EC2_DESCRIBE_INSTANCES);
-			fo_token(fo, token, sizeof(token));
-			tok[0] = token;
-			if (req != NULL && ec2_request_add_filter(req,
-			    "client-token", tok, 1) == -1) {
-				ec2_request_free(req);
-				req = NULL;
-			}
+			req = fo_lookup_request(fo);
 			break;
 		}
 		if (fo_now(fo) < fo->launch_next)
@@ -1654,9 +1744,13 @@ static void
 fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 {
 	const struct ec2_instance	*inst;
-	size_t				 n, i;
+	size_t				 n;
 	char				 why[256];
 
+	/* Resumed: did the launch before the crash happen? */
+	if (fo->launch == LAUNCH_TODO && fo->kind != KIND_ROLLBACK &&
+	    !fo->launch_looked_up && fo_on_launch_lookup(fo, res))
+		return;
 	if (fo_result_kind(fo, res) != 0)
 		return;	/* a Describe that fails is tried again */
 	n = ec2_result_instances(res, &inst);
@@ -1664,25 +1758,8 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 		fo_rollback_look(fo, n > 0 ? inst : NULL);
 		return;
 	}
-	if (fo->launch == LAUNCH_TODO) {
-		/* Resumed: did the launch before the crash happen? */
-		fo->launch_looked_up = 1;
-		for (i = 0; i < n; i++) {
-			if (fo_is(inst[i].state, "terminated") ||
-			    fo_is(inst[i].state, "shutting-down") ||
-			    inst[i].instance_id == NULL)
-				continue;
-			fo_set_str(&fo->new, inst[i].instance_id);
-			fo->launch = LAUNCH_SENT;
-			if (fo->kind == KIND_EVACUATE)
-				fo_set_str(&fo->evac_az, inst[i].az);
-			log_info("failover %s: found replacement %s by its "
-			    "client token", fo->name, fo->new);
-			fo_save(fo);
-			return;
-		}
-		return;
-	}
+	if (fo->launch == LAUNCH_TODO)
+		return;		/* answered before a change of plan */
 	if (n == 0)
 		return;
 	if (fo_is(inst->state, "running")) {
@@ -1752,6 +1829,65 @@ fo_on_current_console(struct failover *fo, struct ec2_result *res)
 
 /* --- the main branch: fence, detach, attach, associate ------------------- */
 
+/*
+ * The fence's StopInstances. Force in both forms: EC2 first asks the
+ * OS to shut down (flushing the file systems of the very volumes that
+ * move next) and powers off when that has not finished within its
+ * timeout. SkipOsShutdown powers off at once, faster on a hung OS at
+ * the price of writes not yet flushed; it is sent only when the
+ * policy asks for it and this region has not refused it.
+ */
+static struct ec2_request *
+fo_stop_request(struct failover *fo)
+{
+	struct ec2_request	*req;
+	int			 skip;
+
+	skip = fo_policy(fo)->fence == POLICY_FENCE_SKIP_OS &&
+	    !fo->skip_os_refused;
+	req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1", fo->old);
+	if (req == NULL ||
+	    ec2_request_add(req, "Force", "true") == -1 ||
+	    (skip && ec2_request_add(req, "SkipOsShutdown", "true") == -1)) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	fo->skip_os_sent = skip;
+	return req;
+}
+
+/*
+ * A region or endpoint that predates SkipOsShutdown refuses it as an
+ * unknown or invalid parameter: stop gracefully instead (Force alone)
+ * rather than leave the service down. Returns 1 when the refusal was
+ * that, and the fence is to send StopInstances again.
+ */
+static int
+fo_stop_refused(struct failover *fo, struct ec2_result *res)
+{
+	static const char *codes[] = { "UnknownParameter",
+		"InvalidParameterValue", "InvalidParameterCombination",
+		"InvalidParameter", "UnsupportedOperation" };
+	const char	*code = ec2_result_code(res);
+	size_t		 i;
+
+	if (!fo->skip_os_sent || code == NULL ||
+	    ec2_result_status(res) == EC2_OK)
+		return 0;
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(code, codes[i]) == 0)
+			break;
+	if (i == sizeof(codes) / sizeof(codes[0]))
+		return 0;
+	fo->skip_os_refused = 1;
+	fo->skip_os_sent = 0;
+	log_warnx("failover %s: StopInstances of %s refused SkipOsShutdown "
+	    "(%s); fencing with the graceful stop instead (Force: the OS "
+	    "shuts down first, powered off after EC2's timeout)", fo->name,
+	    fo->old, ec2_result_error(res));
+	return 1;
+}
+
 static void
 fo_fence_poll(struct failover *fo)
 {
@@ -1769,13 +1905,9 @@ fo_fence_poll(struct failover *fo)
 		return;
 	}
 	if (fo->fence == FENCE_TODO) {
-		req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1",
-		    fo->old);
-		if (req == NULL ||
-		    ec2_request_add(req, "Force", "true") == -1) {
-			ec2_request_free(req);
+		req = fo_stop_request(fo);
+		if (req == NULL)
 			return;
-		}
 		fo->stop_sent = 1;
 		if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0)
 			fo->fence = FENCE_STOPPING;
@@ -1802,8 +1934,9 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
 		/* A switch fences only once its new instance passed. */
 		fo->t[T_FENCE] = fo->fenced_at - (fo->kind == KIND_SWITCH ?
 		    fo->step_start : fo->started);
-		log_info("failover %s: %s fenced (%s, %.1fs)", fo->name,
-		    fo->old, inst->state, fo->t[T_FENCE]);
+		log_info("failover %s: %s fenced (%s, %.1fs, %s)", fo->name,
+		    fo->old, inst->state, fo->t[T_FENCE], fo->skip_os_sent ?
+		    "OS shutdown skipped" : "graceful stop");
 		failover_set_step(fo, FAILOVER_DETACH);
 		failover_poll(fo);
 		return;
@@ -2292,6 +2425,22 @@ fo_old_instance(struct failover *fo)
 }
 
 /*
+ * The service answers again, from the instance the move put behind
+ * the Elastic IP. Its probes were reset at ASSOCIATE, so their own
+ * verdict comes from "unknown" and says nothing: the story of the
+ * outage ends here, for whoever follows the service's events.
+ */
+static void
+fo_recovered(struct failover *fo)
+{
+	alert_emit(ALERT_SERVICE_RECOVERED, fo->name,
+	    "instance", fo->new, "by", fo->rollback_auto ?
+	    "rollback of the failed switch" : fo->restart ?
+	    "restart_in_place" : fo_kind_names[fo->kind], "failover_id",
+	    fo->id, NULL);
+}
+
+/*
  * A switch or a rollback verified. The switch's old instance stays
  * stopped, kept (switch_kept) for failoverctl rollback until a person
  * retires it with switch --finish; a rollback leaves the instance it
@@ -2327,6 +2476,9 @@ fo_moved(struct failover *fo, char v[T_MAX][32])
 	    "trigger", fo->rollback_auto ? "failed switch" : "manual",
 	    "total", v[T_TOTAL], "action", "production is back on the kept "
 	    "instance; the other one is stopped, kept for a look", NULL);
+	/* A failed switch had touched production: it was out. */
+	if (fo->rollback_auto)
+		fo_recovered(fo);
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
 
@@ -2368,6 +2520,7 @@ failover_complete(struct failover *fo)
 	    "detach", v[T_DETACH], "attach", v[T_ATTACH],
 	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
 	    "total", v[T_TOTAL], "critical_path", v[T_CRITICAL], NULL);
+	fo_recovered(fo);
 	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
@@ -2831,7 +2984,11 @@ fo_progress_reset(struct failover *fo)
 	fo->fence = FENCE_TODO;
 	fo->launch = LAUNCH_TODO;
 	fo->stop_sent = 0;
+	fo->skip_os_sent = 0;
+	fo->skip_os_refused = 0;
 	fo->launch_looked_up = 0;
+	fo->lookup_by_tag = 0;
+	fo->lookup_fails = 0;
 	fo->launch_tries = 0;
 	fo->launch_next = 0;
 	fo->assoc_sent = 0;
@@ -3016,7 +3173,9 @@ failover_on_result(struct ec2_result *res, void *arg)
 				    ec2_result_error(res), "action", "the idle "
 				    "replacement was not stopped; stop it by "
 				    "hand", NULL);
-		} else if (fo_result_kind(fo, res) == 1)
+		} else if (fo_stop_refused(fo, res))
+			fo->fence = FENCE_TODO;
+		else if (fo_result_kind(fo, res) == 1)
 			fo->fence = FENCE_TODO;
 		else if (ec2_result_status(res) != EC2_OK)
 			failover_fail(fo, ec2_result_error(res));

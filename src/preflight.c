@@ -809,9 +809,11 @@ pf_reads(struct preflight *p)
 		pf_set(p, chk, PREFLIGHT_OK, "%s (RunInstances checks it)",
 		    lc->iam_instance_profile);
 	else
-		pf_set(p, chk, PREFLIGHT_INVALID,
-		    "launch.iam_instance_profile is not set: the "
-		    "replacement would run without a role");
+		/* Optional (RunInstances' default is none): left out, it
+		 * is not a failure. */
+		pf_set(p, chk, PREFLIGHT_OK, "not configured (optional): "
+		    "the replacement runs without a role, as production "
+		    "may");
 
 	chk = pf_add(p, "DescribeAddresses", "Elastic IP %s",
 	    sc->eip_allocation_id);

@@ -31,6 +31,12 @@ enum policy_when {
 	POLICY_WHEN_LIST	/* the probes named in failover_probes */
 };
 
+/* How the fence stops the old instance (StopInstances). */
+enum policy_fence {
+	POLICY_FENCE_GRACEFUL,	/* Force: OS shutdown, power off after */
+	POLICY_FENCE_SKIP_OS	/* Force + SkipOsShutdown: power off now */
+};
+
 enum policy_old {
 	POLICY_OLD_STOP,
 	POLICY_OLD_TERMINATE,
@@ -117,6 +123,7 @@ struct policy_conf {
 	double		 window;
 	enum policy_old	 old_instance;
 	int		 restart_in_place;	/* fallback when no launch */
+	enum policy_fence fence;
 	/* Deadlines of the failover steps, seconds. */
 	double		 fence_timeout;
 	double		 launch_timeout;

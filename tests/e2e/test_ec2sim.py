@@ -775,3 +775,54 @@ def test_http_servers_ask_no_dns():
                 assert srv.server_port > 0
             finally:
                 srv.server_close()
+def stop_raw(sim, iid, **members):
+    body = "Action=StopInstances&Version=2016-11-15&InstanceId.1=" + iid
+    for k, v in members.items():
+        body += f"&{k}={v}"
+    return raw_call(sim, body)
+
+
+def test_stop_is_graceful_first_unless_skip_os_shutdown(sim):
+    # Methods for stopping an instance: Force attempts the graceful OS
+    # shutdown first and powers off only after its timeout;
+    # SkipOsShutdown bypasses it.  A hung OS shows the difference.
+    c = client(sim)
+    hung = launch(sim, c)
+    healthy = launch(sim, c)
+    sim.instance_fault(hung, "os_hung")
+    assert sim.state()["delays"]["graceful_stop"] > 0    # by default
+    sim.set_delays(graceful_stop=600)
+    try:
+        # Without Force a hung OS never finishes its shutdown.
+        assert stop_raw(sim, hung)[0] == 200
+        assert stop_raw(sim, healthy, Force="true")[0] == 200
+        sim.wait_instance_state(healthy, "stopped")
+        assert sim.instance(hung)["state"] == "stopping"
+        # Force waits for the graceful attempt (600 s here)...
+        assert stop_raw(sim, hung, Force="true")[0] == 200
+        c.start_instances(InstanceIds=[healthy])
+        sim.wait_instance_state(healthy, "running", timeout=15)
+        assert stop_raw(sim, healthy, Force="true")[0] == 200
+        sim.wait_instance_state(healthy, "stopped")
+        assert sim.instance(hung)["state"] == "stopping"
+        # ...SkipOsShutdown does not wait for the OS at all.
+        st, body = stop_raw(sim, hung, Force="true", SkipOsShutdown="true")
+        assert st == 200, body
+        sim.wait_instance_state(hung, "stopped")
+        # Force alone ends after graceful_stop.
+        sim.set_delays(graceful_stop=0.2)
+        c.start_instances(InstanceIds=[hung])
+        sim.wait_instance_state(hung, "running", timeout=15)
+        assert stop_raw(sim, hung, Force="true")[0] == 200
+        sim.wait_instance_state(hung, "stopped")
+        # An endpoint that predates the member refuses it.
+        sim.refuse_members("StopInstances.SkipOsShutdown")
+        st, body = stop_raw(sim, hung, SkipOsShutdown="true")
+        assert st == 400 and "<Code>UnknownParameter</Code>" in body
+        assert "SkipOsShutdown" in body
+        sim.refuse_members()
+        assert stop_raw(sim, hung, SkipOsShutdown="true")[0] == 200
+    finally:
+        sim.refuse_members()
+        sim.set_delays(graceful_stop=3.0)
+        c.terminate_instances(InstanceIds=[hung, healthy])

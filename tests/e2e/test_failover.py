@@ -171,6 +171,7 @@ def test_happy_path_replaces_the_instance_moves_volumes_and_eip(
         assert before["instance_id"] == OLD
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed", timeout=60)
+        d.wait_for(r"event=service_recovered", timeout=10)
         new = assert_replaced(sim)
         assert field(line, "new_instance") == new["id"]
         for k in ("detect", "fence", "launch", "detach", "attach",
@@ -180,9 +181,15 @@ def test_happy_path_replaces_the_instance_moves_volumes_and_eip(
             float(field(line, "total")) + 0.001
         evs = [e for e, _ in events(d)]
         order = [e for e in evs if e in (
-            "service_down", "failover_started", "failover_completed")]
+            "service_down", "failover_started", "failover_completed",
+            "service_recovered")]
+        # The service's own story ends: it is back, on the new instance.
         assert order == ["service_down", "failover_started",
-                         "failover_completed"]
+                         "failover_completed", "service_recovered"]
+        rec = [ln for e, ln in events(d) if e == "service_recovered"][0]
+        assert field(rec, "instance") == new["id"]
+        assert field(rec, "by") == "failover"
+        assert field(rec, "failover_id") == field(line, "failover_id")
         assert step_order(d) == STEPS
         # The site answers from the replacement through the same EIP,
         # and the ssh probe trusts its new host key (learnt, not TOFU).
@@ -509,3 +516,68 @@ def test_kill_9_while_run_instances_is_in_flight_launches_once(
         tokens = {r["params"]["ClientToken"]
                   for r in calls(sim, "RunInstances")}
         assert len(tokens) == 1
+
+
+# --- the fence: graceful stop, or SkipOsShutdown -------------------------
+
+
+def fence_stops(sim):
+    return [r["params"] for r in calls(sim, "StopInstances")
+            if r["params"].get("InstanceId.1") == OLD]
+
+
+def test_hung_os_default_fence_waits_for_the_graceful_stop(tmp_path, sim):
+    # Force first asks the OS to shut down and powers off only after
+    # EC2's timeout (graceful_stop): a hung OS costs that wait.
+    graceful = sim.state()["delays"]["graceful_stop"]
+    assert graceful > 0
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        sim.instance_fault(OLD, "os_hung")
+        line = d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        stops = fence_stops(sim)
+        assert stops and all(p.get("Force") == "true" for p in stops)
+        assert not [p for p in stops if "SkipOsShutdown" in p]
+        # Stopped only once EC2 gave up on the OS shutdown.
+        assert float(field(line, "fence")) >= graceful
+        d.wait_for(r"fenced \(stopped, [0-9.]+s, graceful stop\)",
+                   timeout=1, start=0)
+
+
+def test_skip_os_shutdown_fence_does_not_wait_for_a_hung_os(tmp_path, sim):
+    # A graceful attempt longer than fence_timeout (20 s) would fail the
+    # failover: only SkipOsShutdown gets past it.
+    sim.set_delays(graceful_stop=600)
+    with start(tmp_path, sim, policy={"fence": "skip_os_shutdown"}) as d:
+        healthy(d)
+        sim.instance_fault(OLD, "os_hung")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        stops = fence_stops(sim)
+        assert stops
+        for p in stops:
+            assert p.get("Force") == "true"
+            assert p.get("SkipOsShutdown") == "true"
+        d.wait_for(r"fenced \(stopped, [0-9.]+s, OS shutdown skipped\)",
+                   timeout=1, start=0)
+
+
+def test_a_region_refusing_skip_os_shutdown_falls_back_to_graceful(
+        tmp_path, sim):
+    sim.refuse_members("StopInstances.SkipOsShutdown")
+    with start(tmp_path, sim, policy={"fence": "skip_os_shutdown"}) as d:
+        healthy(d)
+        sim.instance_fault(OLD, "os_hung")
+        d.wait_for(r"event=failover_completed", timeout=60)
+        assert_replaced(sim)
+        mine = [r for r in sim.requests("StopInstances")
+                if r["params"].get("InstanceId.1") == OLD and
+                r["params"].get("DryRun") != "true"]
+        assert mine[0]["params"].get("SkipOsShutdown") == "true"
+        assert mine[0]["code"] == "UnknownParameter"
+        assert mine[-1]["code"] == "OK"
+        assert "SkipOsShutdown" not in mine[-1]["params"]
+        assert mine[-1]["params"].get("Force") == "true"
+        line = d.wait_for(r"refused SkipOsShutdown", timeout=1, start=0)
+        assert "graceful" in line

@@ -146,3 +146,21 @@ def test_missing_volume_and_image_are_invalid(tmp_path, sim):
     assert "image ami-0fffffffffffffff9" in bad, json.dumps(r, indent=1)
     assert any(c.startswith("volume vol-0fffffffffffffff9") for c in bad)
     assert not by_result(r, "DENIED")
+
+
+def test_no_instance_profile_is_not_configured_not_a_failure(tmp_path, sim):
+    # iam_instance_profile is optional (RunInstances launches without
+    # one): left out, preflight says so and passes.
+    edits = [(f'iam_instance_profile = "{BASIC["instance_profile"]}";', "")]
+    with base.start(tmp_path, sim, edits=edits) as d:
+        d.wait_for(r"event=preflight_passed service=web", timeout=30)
+        r = result(d)
+        text = ctl(d.sock, "preflight", "web", "--result").stdout
+        assert not base.events(d, "preflight_failed")
+    assert r["ok"] is True, json.dumps(r, indent=1)
+    prof = [c for c in r["checks"] if c["check"] == "instance profile"]
+    assert len(prof) == 1 and prof[0]["result"] == "OK", prof
+    assert "not configured" in prof[0]["detail"]
+    assert "not configured" in text
+    run = sim.requests(action="RunInstances")[0]["params"]
+    assert not [k for k in run if k.startswith("IamInstanceProfile")]

@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sim_auth import CredStore, credential_access_key, verify  # noqa: E402
+import sim_overlay  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
 from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
@@ -74,7 +75,10 @@ class Faults:
              "latency": float(rule.get("latency", 0)),
              "seconds": float(rule.get("seconds", 3600)),
              "code": rule.get("code"), "message": rule.get("message"),
-             "status": rule.get("status"), "hits": 0}
+             "status": rule.get("status"), "hits": 0,
+             # Only requests carrying these parameters (a filter...).
+             "match": {str(k): str(v) for k, v in
+                       (rule.get("match") or {}).items()}}
         if kind == "error" and not r["code"]:
             raise ValueError("fault kind 'error' needs a code")
         with self.lock:
@@ -83,16 +87,19 @@ class Faults:
             self.rules.append(r)
         return r
 
-    def take(self, action, dry=False):
+    def take(self, action, params=None, dry=False):
         """-> (latency seconds, rule or None) for one call. A dry run
         carries nothing out: faults for after the action skip it."""
         latency = 0.0
         hit = None
+        params = params or {}
         with self.lock:
             for r in self.rules:
                 if r["action"] not in ("*", action):
                     continue
                 if dry and r["kind"] in AFTER_KINDS:
+                    continue
+                if any(params.get(k) != v for k, v in r["match"].items()):
                     continue
                 if r["kind"] == "latency":
                     latency += r["latency"]
@@ -483,7 +490,7 @@ class Sim:
                                f"service AmazonEC2 does not exist")
             op = self.model.operation(action)
             p = self.model.parse_input(op, flat)
-            latency, rule = self.faults.take(action,
+            latency, rule = self.faults.take(action, flat,
                                              dry=bool(p.get("DryRun")))
             if latency:
                 self.stopping.wait(latency)
@@ -779,7 +786,7 @@ class ControlHandler(_Base):
 
 
 INSTANCE_FAULTS = ("http_down", "ssh_down", "blackhole", "status_impaired",
-                   "instance_impaired", "http_down_with_data")
+                   "instance_impaired", "http_down_with_data", "os_hung")
 
 
 def control(sim, method, parts, q, body):
@@ -904,6 +911,14 @@ def control(sim, method, parts, q, body):
                 sim.event(f"timing profile {body['profile']}")
             return 200, {"profiles": sim_timing.names(),
                          "delays": dict(w.delays)}
+    if head == "model":
+        # {"refuse": ["StopInstances.SkipOsShutdown"]}: an endpoint
+        # that predates these newer members (sim_overlay).
+        if method == "POST" and "refuse" in body:
+            sim.model.refuse(body["refuse"] or [])
+            sim.event(f"model: refusing {sim.model.refused}")
+        return 200, {"overlay": sim_overlay.names(),
+                     "refused": list(sim.model.refused)}
     if head == "clock":
         if method == "POST":
             if "offset" in body:

@@ -8,11 +8,14 @@ in both directions, so a misspelt reply member is caught here instead
 of silently producing XML a real client cannot read.
 """
 
+import copy
 import datetime
 import xml.etree.ElementTree as ET
 
 import botocore.loaders
 import botocore.model
+
+import sim_overlay
 
 NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
 API_VERSION = "2016-11-15"
@@ -72,11 +75,29 @@ def iso(ts):
 
 class Ec2Model:
     def __init__(self):
-        data = botocore.loaders.Loader().load_service_model(
+        self._raw = botocore.loaders.Loader().load_service_model(
             "ec2", "service-2")
+        self.refused = []
+        self._build()
+
+    def _build(self):
+        # Debian's model plus the newer documented members
+        # (sim_overlay), less those this endpoint refuses.
+        data = sim_overlay.apply(copy.deepcopy(self._raw), self.refused)
+        self._in_names = {}
         self.service = botocore.model.ServiceModel(data)
         self.operations = set(self.service.operation_names)
-        self._in_names = {}
+
+    def refuse(self, names):
+        """Act as an endpoint that predates these overlay entries
+        ("StopInstances.SkipOsShutdown"): they are unknown again."""
+        known = sim_overlay.names()
+        for n in names:
+            if n not in known:
+                raise ValueError(f"overlay entry {n!r} unknown; one of "
+                                 f"{known}")
+        self.refused = list(names)
+        self._build()
 
     def operation(self, name):
         return self.service.operation_model(name)

@@ -24,6 +24,11 @@ from sim_model import ApiError, iso
 DEFAULT_DELAYS = {
     "pending": 0.5,        # pending -> running
     "stopping": 0.5,       # stopping -> stopped
+    # Force on a hung OS: EC2's wait for the graceful shutdown before
+    # it powers off (then 'stopping' more).  EC2 gives no figure; 3 s
+    # is six plain stops, long enough that a test tells the graceful
+    # path from SkipOsShutdown, short enough for the suite.
+    "graceful_stop": 3.0,
     "shutting_down": 0.5,  # shutting-down -> terminated
     "boot": 0.0,           # running -> sshd/http listening
     "reboot": 0.5,         # CreateImage without NoReboot: listeners down
@@ -416,7 +421,7 @@ class World:
             since=self.now(), reason="", state_reason=None,
             root_device=image.root_device, dir=d, hostkey=hostkey,
             hostkey_pub=pub, faults=set(getattr(image, "faults", ())),
-            stuck_stopping=False,
+            stuck_stopping=False, stop_gen=0, stop_skip_os=False,
             running_since=None, reboot_until=0.0)
         self.instances[iid] = inst
         self.sim.add_runtime(inst)
@@ -474,7 +479,7 @@ class World:
             return "off", "off"
         if self.now() < inst.reboot_until:
             return "off", "off"
-        if "blackhole" in inst.faults or self.azs[inst.az].impaired:
+        if self.os_hung(inst) or self.azs[inst.az].impaired:
             return "blackhole", "blackhole"
         ssh = "off" if "ssh_down" in inst.faults else "up"
         http = "off" if "http_down" in inst.faults else "up"
@@ -841,6 +846,15 @@ class World:
         return time.strftime("User initiated (%Y-%m-%d %H:%M:%S GMT)",
                              time.gmtime(self.now()))
 
+    @staticmethod
+    def os_hung(inst):
+        """The instance's OS no longer runs its shutdown: an explicit
+        os_hung, or a blackhole (connections accepted by the kernel,
+        then silence: nothing above it answers).  ssh_down/http_down
+        (refused: the OS answers, its services are down) leave the
+        OS able to shut down."""
+        return "os_hung" in inst.faults or "blackhole" in inst.faults
+
     def op_StopInstances(self, p, ctx):
         insts = self._select(self.instances, "i", p["InstanceIds"])
         for inst in insts:
@@ -851,24 +865,48 @@ class World:
         if self._dry(p):
             return None
         force = p.get("Force", False)
+        skip = p.get("SkipOsShutdown", False)
         out = []
         for inst in insts:
             prev = inst.state
             if inst.state in ("pending", "running"):
                 inst.reason = self._user_reason()
+                inst.stop_gen = getattr(inst, "stop_gen", 0) + 1
+                # Bypassing the OS shutdown holds for the whole
+                # transition (Methods for stopping an instance).
+                inst.stop_skip_os = False
                 self._set_state(inst, "stopping",
                                 ("Client.UserInitiatedShutdown",
                                  "Client.UserInitiatedShutdown: User "
                                  "initiated shutdown"))
-            if inst.state == "stopping" and (
-                    force or not inst.stuck_stopping):
-                self.after("stopping", self._stopping_done, inst.id)
+            if inst.state == "stopping":
+                inst.stop_skip_os = inst.stop_skip_os or skip
+                delay = self._stop_delay(inst, force)
+                if delay is not None:
+                    self.sched.after(delay, self._stopping_done, inst.id,
+                                     inst.stop_gen)
             out.append(self._change(inst, prev))
         return {"StoppingInstances": out}
 
-    def _stopping_done(self, iid):
+    def _stop_delay(self, inst, force):
+        """Seconds until a stop in progress ends, None: it does not.
+        EC2 first asks the OS to shut down (flushing its caches);
+        SkipOsShutdown powers off without asking; Force powers off
+        when the graceful attempt has not finished within its timeout
+        (graceful_stop).  Without Force, a hung OS or a host stuck
+        stopping leaves the instance stopping."""
+        if inst.stuck_stopping and not force:
+            return None
+        if inst.stop_skip_os or not self.os_hung(inst):
+            return self.delays.get("stopping", 0.0)
+        if not force:
+            return None
+        return (self.delays.get("graceful_stop", 0.0)
+                + self.delays.get("stopping", 0.0))
+
+    def _stopping_done(self, iid, gen):
         inst = self.instances[iid]
-        if inst.state == "stopping":
+        if inst.state == "stopping" and inst.stop_gen == gen:
             self._set_state(inst, "stopped")
 
     def op_StartInstances(self, p, ctx):

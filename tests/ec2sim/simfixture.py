@@ -244,8 +244,10 @@ class Ec2Sim:
 
     def fault(self, **kw):
         """kind=throttle|error500|error503|error|drop|hang|latency|
-        drop_after|error500_after, action='*'|Name, count=N (None: forever), latency=S, seconds=S,
-        code/message/status for kind=error."""
+        drop_after|error500_after, action='*'|Name, count=N (None:
+        forever), latency=S, seconds=S, code/message/status for
+        kind=error, match={param: value} (only requests carrying them,
+        e.g. {"Filter.1.Name": "client-token"})."""
         return self._call("POST", "/faults", kw)
 
     def faults(self):
@@ -258,8 +260,9 @@ class Ec2Sim:
         return self._call("GET", f"/instance/{iid}")
 
     def instance_fault(self, iid, fault="none", **kw):
-        """fault: none|http_down|ssh_down|both|blackhole|status_impaired|
-        instance_impaired, or a comma list; stuck_stopping=bool."""
+        """fault: none|http_down|ssh_down|both|blackhole|os_hung|
+        status_impaired|instance_impaired, or a comma list;
+        stuck_stopping=bool."""
         return self._call("POST", f"/instance/{iid}", {"fault": fault, **kw})
 
     def set_instance(self, iid, **kw):
@@ -291,6 +294,11 @@ class Ec2Sim:
     def set_timing(self, profile):
         """A timing profile of sim_timing.py ("aws"), or "default"."""
         return self._call("POST", "/timing", {"profile": profile})
+
+    def refuse_members(self, *names):
+        """The endpoint predates these newer members (sim_overlay),
+        e.g. "StopInstances.SkipOsShutdown"; none: knows them all."""
+        return self._call("POST", "/model", {"refuse": list(names)})
 
     def impair_az(self, az, impaired=True):
         return self._call("POST", f"/az/{az}", {"impaired": impaired})

@@ -118,7 +118,8 @@ static const char rich_conf[] =
 "      { name = \"shell\"; type = \"ssh\"; user = \"ec2-user\";\n"
 "        interval = 10; timeout = 4.5; }\n"
 "    );\n"
-"    policy = { failover_when = [ \"site\" ]; cooldown = 600; };\n"
+"    policy = { failover_when = [ \"site\" ]; cooldown = 600;\n"
+"      fence = \"skip_os_shutdown\"; };\n"
 "    snapshot = { interval = 3600; window = \"02:00-04:00\"; };\n"
 "  },\n"
 "  {\n"
@@ -493,7 +494,8 @@ test_defaults_filled(void **state)
 	assert_true(s->policy.window == 86400);
 	assert_int_equal(s->policy.old_instance, POLICY_OLD_STOP);
 	assert_true(s->policy.restart_in_place);
-	assert_true(s->policy.fence_timeout == 120);
+	assert_int_equal(s->policy.fence, POLICY_FENCE_GRACEFUL);
+	assert_true(s->policy.fence_timeout == 300);
 	assert_true(s->policy.launch_timeout == 300);
 	assert_true(s->policy.detach_timeout == 60);
 	assert_true(s->policy.attach_timeout == 60);
@@ -553,6 +555,7 @@ test_rich_settings_parsed(void **state)
 	assert_int_equal(s->policy.when, POLICY_WHEN_LIST);
 	assert_int_equal(s->policy.nfailover_probes, 1);
 	assert_string_equal(s->policy.failover_probes[0], "site");
+	assert_int_equal(s->policy.fence, POLICY_FENCE_SKIP_OS);
 	assert_int_equal(s->snapshot.window_start, 120);
 	assert_int_equal(s->snapshot.window_end, 240);
 	assert_string_equal(probe_type_str(PROBE_HTTP), "http");
