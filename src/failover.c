@@ -132,10 +132,15 @@ struct fo_volume {
 	char		*from;		/* before an evacuation */
 	char		*snap;		/* evacuation: restored from */
 	long long	 snap_time;	/* its start, epoch seconds */
+	char		*vtype;		/* evacuation: from's type, */
+	int		 iops;		/* IOPS and throughput (0: */
+	int		 throughput;	/* EC2's default) */
 	int		 restored;	/* id is the new volume */
 	char		*device;
 	enum fo_vol	 st;
 	char		 where[32];	/* instance it is attached to */
+	char		 where_dev[32];	/* there: device, attachment */
+	char		 where_state[16];
 	int		 detach_sent;
 	int		 forced;
 	int		 attach_sent;
@@ -201,6 +206,8 @@ struct failover {
 	size_t			 evac_subnet;	/* evacuation_subnets[] */
 	char			*evac_az;	/* where the launch landed */
 	int			 snaps_known;
+	int			 src_known;	/* from's type read */
+	int			 src_sent;	/* that DescribeVolumes */
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
@@ -1092,9 +1099,21 @@ fo_on_zones(struct failover *fo, struct ec2_result *res)
 
 	fo->az_checked = 1;
 	if (ec2_result_status(res) != EC2_OK ||
-	    ec2_result_zones(res, &z) == 0 || z->state == NULL ||
-	    strcmp(z->state, "available") == 0)
+	    ec2_result_zones(res, &z) == 0 || z->state == NULL)
 		return;		/* launch there, as usual */
+	/*
+	 * Evacuating loses the writes since the last snapshot: only a
+	 * zone EC2 calls impaired or unavailable is worth that. Any other
+	 * state (information, constrained, and whatever AWS adds) is a
+	 * notice; the launch there tells whether capacity is short.
+	 */
+	if (!fo_is(z->state, "impaired") && !fo_is(z->state, "unavailable")) {
+		if (!fo_is(z->state, "available"))
+			log_info("failover %s: %s is %s: not a reason to "
+			    "evacuate; launching there", fo->name, fo->vol_az,
+			    z->state);
+		return;
+	}
 	snprintf(why, sizeof(why), "DescribeAvailabilityZones: %s is %s",
 	    fo->vol_az, z->state);
 	fo_evacuate_start(fo, why);
@@ -1105,6 +1124,7 @@ fo_evac_snapshots_send(struct failover *fo)
 {
 	struct ec2_request	*req;
 	const char		**ids, *st[1] = { "completed" };
+	const char		*self = SNAPSHOT_OWNER;
 	size_t			 i;
 
 	ids = calloc(fo->nvols, sizeof(*ids));
@@ -1116,7 +1136,10 @@ fo_evac_snapshots_send(struct failover *fo)
 	}
 	for (i = 0; i < fo->nvols; i++)
 		ids[i] = fo->vols[i].from;
-	if (ec2_request_add_filter(req, "volume-id", ids, fo->nvols) == 0 &&
+	/* Ours only: a public snapshot of anyone's would restore too. */
+	if (ec2_request_add_list(req, "Owner", &self, 1) == 0 &&
+	    ec2_request_add(req, "MaxResults", SNAPSHOT_PAGE) == 0 &&
+	    ec2_request_add_filter(req, "volume-id", ids, fo->nvols) == 0 &&
 	    ec2_request_add_filter(req, "status", st, 1) == 0)
 		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
 	else
@@ -1165,6 +1188,86 @@ fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res)
 	failover_poll(fo);
 }
 
+/*
+ * CreateVolume makes a gp2 volume unless told otherwise: a restored
+ * io2 or gp3 volume would serve the database at a fraction of its
+ * IOPS. The old volumes are read (the API is regional: an impaired AZ
+ * still answers) for their type, IOPS and throughput.
+ */
+static void
+fo_evac_sources_send(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		**ids;
+	size_t			 i;
+
+	ids = calloc(fo->nvols, sizeof(*ids));
+	req = fo_req(EC2_DESCRIBE_VOLUMES);
+	if (ids == NULL || req == NULL) {
+		free(ids);
+		ec2_request_free(req);
+		return;
+	}
+	for (i = 0; i < fo->nvols; i++)
+		ids[i] = fo->vols[i].from;
+	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == -1)
+		ec2_request_free(req);
+	else if (fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE) == 0)
+		fo->src_sent = 1;
+	free(ids);
+}
+
+static void
+fo_on_evac_sources(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_volume	*ev;
+	struct fo_volume	*v;
+	size_t			 n, i, k;
+	int			 kind = fo_result_kind(fo, res);
+
+	fo->src_sent = 0;
+	if (kind == 1)
+		return;
+	n = kind == 0 ? ec2_result_volumes(res, &ev) : 0;
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		for (k = 0; k < n; k++)
+			if (fo_is(ev[k].volume_id, v->from))
+				break;
+		if (k == n || ev[k].volume_type == NULL) {
+			log_warnx("failover %s: the type of %s is not known "
+			    "(%s): restored with EC2's default type", fo->name,
+			    v->from, kind == 0 ? "not described" :
+			    ec2_result_error(res));
+			continue;
+		}
+		fo_set_str(&v->vtype, ev[k].volume_type);
+		v->iops = ev[k].iops;
+		v->throughput = ev[k].throughput;
+	}
+	fo->src_known = 1;
+	failover_poll(fo);
+}
+
+/* The source's performance, as far as CreateVolume takes it. */
+static int
+fo_evac_add_type(struct ec2_request *req, const struct fo_volume *v)
+{
+	int bad = 0;
+
+	if (v->vtype == NULL)
+		return 0;
+	bad |= ec2_request_add(req, "VolumeType", v->vtype);
+	/* Iops: io1, io2, gp3 only; Throughput: gp3 only. */
+	if (v->iops > 0 && (fo_is(v->vtype, "io1") ||
+	    fo_is(v->vtype, "io2") || fo_is(v->vtype, "gp3")))
+		bad |= ec2_request_addf(req, "Iops", "%d", v->iops);
+	if (v->throughput > 0 && fo_is(v->vtype, "gp3"))
+		bad |= ec2_request_addf(req, "Throughput", "%d",
+		    v->throughput);
+	return bad;
+}
+
 static void
 fo_evac_create(struct failover *fo, struct fo_volume *v, size_t idx)
 {
@@ -1180,6 +1283,7 @@ fo_evac_create(struct failover *fo, struct fo_volume *v, size_t idx)
 	if (req == NULL)
 		return;
 	bad |= ec2_request_add(req, "AvailabilityZone", fo->evac_az);
+	bad |= fo_evac_add_type(req, v);
 	bad |= ec2_request_add(req, "ClientToken", token);
 	tags[0].key = "failoverd:service";
 	tags[0].value = fo->name;
@@ -1215,9 +1319,10 @@ fo_on_evac_create(struct failover *fo, struct ec2_result *res)
 		fo_set_str(&fo->vols[i].id, id);
 		fo->vols[i].restored = 1;
 		fo->vols[i].st = VOL_UNKNOWN;
-		log_info("failover %s: volume %s restored from %s as %s in %s",
-		    fo->name, fo->vols[i].from, fo->vols[i].snap, id,
-		    fo->evac_az);
+		log_info("failover %s: volume %s restored from %s as %s in %s "
+		    "(%s)", fo->name, fo->vols[i].from, fo->vols[i].snap, id,
+		    fo->evac_az, fo->vols[i].vtype != NULL ?
+		    fo->vols[i].vtype : "EC2's default type");
 		break;
 	}
 	fo_save(fo);
@@ -1240,11 +1345,16 @@ fo_evac_volumes(struct failover *fo)
 		fo_evac_snapshots_send(fo);
 		return 0;
 	}
+	/* Nothing in flight: a source read cancelled is read again. */
+	fo->src_sent = 0;
 	if (fo->evac_az == NULL)
 		return 0;	/* the launch tells where */
 	for (i = 0; i < fo->nvols; i++)
 		if (!fo->vols[i].restored) {
-			fo_evac_create(fo, &fo->vols[i], i);
+			if (!fo->src_known)
+				fo_evac_sources_send(fo);
+			else
+				fo_evac_create(fo, &fo->vols[i], i);
 			return 0;
 		}
 	return 1;
@@ -1851,6 +1961,10 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 	}
 	snprintf(v->where, sizeof(v->where), "%s",
 	    a->instance_id ? a->instance_id : "");
+	snprintf(v->where_dev, sizeof(v->where_dev), "%s",
+	    a->device ? a->device : "?");
+	snprintf(v->where_state, sizeof(v->where_state), "%s",
+	    a->state ? a->state : "?");
 	if (target != NULL && fo_is(a->instance_id, target)) {
 		fo_vol_set(fo, v, fo_is(a->state, "attached") ?
 		    VOL_ATTACHED : VOL_ATTACHING);
@@ -1929,6 +2043,40 @@ fo_on_volumes(struct failover *fo, struct ec2_result *res)
 	fo_volumes_progress(fo);
 }
 
+/*
+ * Only the instance this failover fenced (stopped) gives its volumes
+ * up: DetachVolume's reference keeps Force for a failed instance and
+ * warns that it can corrupt the file system. Any other holder (a
+ * replacement a failed failover left running, an instance a person
+ * started) may be writing to the volume.
+ */
+static int
+fo_fenced_holder(const struct failover *fo, const struct fo_volume *v)
+{
+	return fo->fence == FENCE_DONE && fo->old != NULL &&
+	    fo_is(v->where, fo->old);
+}
+
+/* A volume held by an instance we did not fence: a person decides. */
+static void
+fo_foreign_holder(struct failover *fo, const struct fo_volume *v)
+{
+	char why[400];
+
+	snprintf(why, sizeof(why), "volume %s is attached to %s at %s "
+	    "(attachment %s), an instance failoverd did not fence; it "
+	    "detaches a volume only from the instance it stopped", v->id,
+	    v->where, v->where_dev, v->where_state);
+	alert_emit(ALERT_FAILOVER_HELD, fo->name, "failover_id", fo->id,
+	    "volume", v->id, "instance", v->where, "device", v->where_dev,
+	    "attachment", v->where_state, "reason", why, "action",
+	    "nothing detached; if that instance should not have the volume, "
+	    "stop it (or unmount and detach the volume there), then "
+	    "failoverctl failover; if it should, move the Elastic IP to it",
+	    NULL);
+	failover_fail(fo, why);
+}
+
 /* Acts on what the volumes' states say: detach, attach, next step. */
 static void
 fo_volumes_progress(struct failover *fo)
@@ -1950,12 +2098,17 @@ fo_volumes_progress(struct failover *fo)
 				failover_fail(fo, why);
 				return;
 			}
+			if (!fo_fenced_holder(fo, v)) {
+				fo_foreign_holder(fo, v);
+				return;
+			}
 			if (!v->detach_sent || (force && !v->forced))
 				fo_detach_one(fo, v, force);
 			break;
 		case VOL_DETACHING:
+			/* Someone else's detach: theirs to finish. */
 			if (fo->step == FAILOVER_DETACH && force &&
-			    !v->forced && v->where[0] != '\0')
+			    !v->forced && fo_fenced_holder(fo, v))
 				fo_detach_one(fo, v, 1);
 			break;
 		case VOL_AVAILABLE:
@@ -2739,6 +2892,7 @@ fo_vols_free(struct failover *fo)
 		free(fo->vols[i].conf_id);
 		free(fo->vols[i].from);
 		free(fo->vols[i].snap);
+		free(fo->vols[i].vtype);
 		free(fo->vols[i].device);
 	}
 	free(fo->vols);
@@ -2791,6 +2945,8 @@ fo_progress_reset(struct failover *fo)
 	fo->az_checked = 0;
 	fo->evac_subnet = 0;
 	fo->snaps_known = 0;
+	fo->src_known = 0;
+	fo->src_sent = 0;
 	fo_set_str(&fo->evac_az, NULL);
 	fo_set_str(&fo->ami, NULL);
 	fo_set_str(&fo->new_ip, NULL);
@@ -2951,6 +3107,9 @@ failover_on_result(struct ec2_result *res, void *arg)
 		if (br == FO_REFRESH_BR) {
 			if (ec2_result_status(res) == EC2_OK)
 				fo_refresh_volumes(fo, res);
+		} else if (fo->src_sent && fo->step == FAILOVER_DETACH &&
+		    fo->kind == KIND_EVACUATE) {
+			fo_on_evac_sources(fo, res);
 		} else if (fo->step == FAILOVER_DETACH ||
 		    fo->step == FAILOVER_ATTACH) {
 			fo_on_volumes(fo, res);
