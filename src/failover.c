@@ -2087,6 +2087,15 @@ fo_volumes_progress(struct failover *fo)
 	char			 why[256];
 
 	force = fo_now(fo) - fo->step_start >= fo_policy(fo)->detach_timeout;
+	/* Before any detach: all of them move, or none. */
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		if (v->st == VOL_ELSEWHERE && fo->step == FAILOVER_DETACH &&
+		    !fo_fenced_holder(fo, v)) {
+			fo_foreign_holder(fo, v);
+			return;
+		}
+	}
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
 		switch (v->st) {
@@ -2096,10 +2105,6 @@ fo_volumes_progress(struct failover *fo)
 				    "attached to %s, not the replacement %s",
 				    v->id, v->where, fo->new);
 				failover_fail(fo, why);
-				return;
-			}
-			if (!fo_fenced_holder(fo, v)) {
-				fo_foreign_holder(fo, v);
 				return;
 			}
 			if (!v->detach_sent || (force && !v->forced))
