@@ -54,7 +54,8 @@ NOT_FOUND = {
     "eipalloc": ("InvalidAllocationID", "allocation ID"),
     "eipassoc": ("InvalidAssociationID", "association ID"),
 }
-DEVICE_RE = re.compile(r"^/dev/(sd[a-z][1-9]?|xvd[a-z]{1,2})$")
+# "/dev/sdh or xvdh" (AttachVolume, BlockDeviceMapping): both forms.
+DEVICE_RE = re.compile(r"^(/dev/)?(sd[a-z][1-9]?|xvd[a-z]{1,2})$")
 
 # DescribeAvailabilityZones: the botocore model's AvailabilityZoneState
 # (available, information, impaired, unavailable) and the current API
