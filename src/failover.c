@@ -141,6 +141,9 @@ struct fo_volume {
 	char		 where[32];	/* instance it is attached to */
 	char		 where_dev[32];	/* there: device, attachment */
 	char		 where_state[16];
+	char		 holder[32];	/* an instance we did not fence, */
+	char		 holder_state[16]; /* its state ("": not read) */
+	int		 holder_asked;
 	int		 detach_sent;
 	int		 forced;
 	int		 attach_sent;
@@ -2063,18 +2066,81 @@ fo_foreign_holder(struct failover *fo, const struct fo_volume *v)
 {
 	char why[400];
 
-	snprintf(why, sizeof(why), "volume %s is attached to %s at %s "
+	snprintf(why, sizeof(why), "volume %s is attached to %s (%s) at %s "
 	    "(attachment %s), an instance failoverd did not fence; it "
-	    "detaches a volume only from the instance it stopped", v->id,
-	    v->where, v->where_dev, v->where_state);
+	    "detaches a volume only from the instance it stopped, or from "
+	    "a stopped one", v->id, v->where, v->holder_state, v->where_dev,
+	    v->where_state);
 	alert_emit(ALERT_FAILOVER_HELD, fo->name, "failover_id", fo->id,
-	    "volume", v->id, "instance", v->where, "device", v->where_dev,
-	    "attachment", v->where_state, "reason", why, "action",
+	    "volume", v->id, "instance", v->where, "instance_state",
+	    v->holder_state, "device", v->where_dev, "attachment",
+	    v->where_state, "reason", why, "action",
 	    "nothing detached; if that instance should not have the volume, "
 	    "stop it (or unmount and detach the volume there), then "
 	    "failoverctl failover; if it should, move the Elastic IP to it",
 	    NULL);
 	failover_fail(fo, why);
+}
+
+/*
+ * Another instance holds v: a stopped one writes nothing and gives it
+ * up to a plain detach (a failed failover's replacement, stopped when
+ * it failed); any other is a person's to decide. 1 when v may be
+ * detached (never forced), 0 while its state is read, -1 once held.
+ */
+static int
+fo_holder_check(struct failover *fo, struct fo_volume *v)
+{
+	struct ec2_request *req;
+
+	if (!fo_is(v->holder, v->where)) {
+		snprintf(v->holder, sizeof(v->holder), "%s", v->where);
+		v->holder_state[0] = '\0';
+		v->holder_asked = 0;
+	}
+	if (v->holder_state[0] == '\0') {
+		/* Asked, and the answer still to come. */
+		if (v->holder_asked && fo->busy[FO_MAIN] > 0)
+			return 0;
+		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
+		    v->holder);
+		if (req != NULL && fo_send(fo, FO_MAIN, req,
+		    FO_POLL_DEADLINE) == 0)
+			v->holder_asked = 1;
+		return 0;
+	}
+	if (fo_is(v->holder_state, "stopped"))
+		return 1;
+	fo_foreign_holder(fo, v);
+	return -1;
+}
+
+static void
+fo_on_holder_describe(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	struct fo_volume		*v;
+	size_t				 n, i, k;
+	int				 kind = fo_result_kind(fo, res);
+
+	n = kind == 0 ? ec2_result_instances(res, &inst) : 0;
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		if (!v->holder_asked)
+			continue;
+		v->holder_asked = 0;
+		if (kind == 1)
+			continue;	/* asked again */
+		for (k = 0; k < n; k++)
+			if (fo_is(inst[k].instance_id, v->holder))
+				break;
+		/* Not found, or refused: not known to be stopped. */
+		snprintf(v->holder_state, sizeof(v->holder_state), "%s",
+		    k < n && inst[k].state != NULL ? inst[k].state :
+		    "state unknown");
+	}
+	if (kind != 1 && fo->step == FAILOVER_DETACH)
+		fo_volumes_progress(fo);
 }
 
 /* Acts on what the volumes' states say: detach, attach, next step. */
@@ -2091,10 +2157,8 @@ fo_volumes_progress(struct failover *fo)
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
 		if (v->st == VOL_ELSEWHERE && fo->step == FAILOVER_DETACH &&
-		    !fo_fenced_holder(fo, v)) {
-			fo_foreign_holder(fo, v);
+		    !fo_fenced_holder(fo, v) && fo_holder_check(fo, v) != 1)
 			return;
-		}
 	}
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
@@ -2107,7 +2171,11 @@ fo_volumes_progress(struct failover *fo)
 				failover_fail(fo, why);
 				return;
 			}
-			if (!v->detach_sent || (force && !v->forced))
+			/* Force only from the fenced instance. */
+			if (!fo_fenced_holder(fo, v)) {
+				if (!v->detach_sent)
+					fo_detach_one(fo, v, 0);
+			} else if (!v->detach_sent || (force && !v->forced))
 				fo_detach_one(fo, v, force);
 			break;
 		case VOL_DETACHING:
@@ -3156,6 +3224,8 @@ failover_on_result(struct ec2_result *res, void *arg)
 			fo_on_launch_describe(fo, res);
 		else if (fo->step == FAILOVER_FENCE_LAUNCH)
 			fo_on_fence_describe(fo, res);
+		else if (fo->step == FAILOVER_DETACH)
+			fo_on_holder_describe(fo, res);
 		break;
 	case EC2_RUN_INSTANCES:
 		fo_on_run(fo, res);

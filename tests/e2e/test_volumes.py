@@ -187,6 +187,7 @@ def test_volume_on_another_running_instance_is_never_force_detached(
     assert field(held, "instance") == other
     assert field(held, "device") == "/dev/sdh"
     assert field(held, "attachment") == "attached"
+    assert field(held, "instance_state") == "running"
     assert "stop it" in field(held, "action")
     assert other in field(failed, "reason")
     detaches = [r for r in sim.requests(action="DetachVolume")
@@ -200,6 +201,42 @@ def test_volume_on_another_running_instance_is_never_force_detached(
     assert sim.instance(OLD)["state"] == "stopped"
     assert calls(sim, "DetachVolume") == []
     assert sim.volume(VOLS["/dev/sdf"])["attachment"]["instance"] == OLD
+
+
+def test_volume_on_another_stopped_instance_is_detached_without_force(
+        tmp_path, sim):
+    """A stopped holder (a failed failover's replacement, stopped when
+    it failed) writes nothing: a plain detach frees the volume."""
+    c = client(sim)
+    other = c.run_instances(
+        ImageId=BASIC["image"], MinCount=1, MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=BASIC["subnets"]["us-east-1a"])["Instances"][0][
+        "InstanceId"]
+    sim.wait_instance_state(other, "running", timeout=20)
+    vol = VOLS["/dev/sdg"]
+    with start(tmp_path, sim) as d:
+        healthy(d)
+        c.detach_volume(VolumeId=vol, Force=True)
+        sim.wait(lambda: sim.volume(vol)["state"] == "available",
+                 timeout=10, what="volume free")
+        c.attach_volume(VolumeId=vol, InstanceId=other, Device="/dev/sdg")
+        c.stop_instances(InstanceIds=[other])
+        sim.wait_instance_state(other, "stopped", timeout=20)
+        sim.clear_requests()
+        sim.instance_fault(OLD, "both")
+        d.wait_for(r"event=failover_completed", timeout=90)
+        text = "\n".join(d.lines)
+    assert "event=failover_held" not in text
+    detaches = [r["params"] for r in calls(sim, "DetachVolume")
+                if r["params"].get("VolumeId") == vol]
+    assert detaches and all(p.get("InstanceId") == other and
+                            str(p.get("Force", "false")).lower() != "true"
+                            for p in detaches), detaches
+    new = [i for i in sim.state()["instances"].values()
+           if i["id"] not in (OLD, other)]
+    assert len(new) == 1
+    assert_real_volumes_only(sim, new[0])
 
 
 # --- 7: snapshot lookups --------------------------------------------------
