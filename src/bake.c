@@ -17,6 +17,7 @@
 #include "failoverd/bake.h"
 #include "failoverd/ec2.h"
 #include "failoverd/journal.h"
+#include "failoverd/launch.h"
 #include "failoverd/log.h"
 #include "failoverd/service.h"
 #include "failoverd/snapshot.h"
@@ -345,6 +346,9 @@ bake_create(struct bake *b)
 	    "service %s from %s at %s", b->name, b->instance, when);
 	if (b->no_reboot)
 		bad |= ec2_request_add(req, "NoReboot", "true");
+	/* An image of the system, not of the data the failover moves. */
+	bad |= launch_no_data_devices(req, service_conf(b->svc),
+	    "BlockDeviceMapping");
 	bad |= ec2_request_add_tag_spec(req, "image", tags, 4);
 	bad |= ec2_request_set_effect_lookup(req, bake_effect_lookup(b,
 	    name), "InvalidAMIName.Duplicate");

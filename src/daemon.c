@@ -159,7 +159,9 @@ daemon_practice_begin(struct daemon_practice *pr)
 	struct buf out;
 
 	buf_init(&out);
-	if (preflight_start(pr->preflight, NULL, &out) == -1)
+	/* The AMI the next failover launches: bake --use's, if any. */
+	if (preflight_start(pr->preflight, bake_replacement_ami(pr->bake),
+	    &out) == -1)
 		log_warnx("%s", buf_str(&out));
 	buf_free(&out);
 }
@@ -840,7 +842,8 @@ daemon_cmd_practice(struct daemon *d, int argc, char **argv,
 	if (strcmp(argv[0], "preflight") == 0) {
 		if (daemon_has_flag(argc, argv, "--result"))
 			return preflight_report(pr->preflight, out, json);
-		return preflight_start(pr->preflight, NULL, out);
+		return preflight_start(pr->preflight,
+		    bake_replacement_ami(pr->bake), out);
 	}
 	return bake_start(pr->bake, daemon_has_flag(argc, argv,
 	    "--no-reboot"), daemon_has_flag(argc, argv, "--use"), out);

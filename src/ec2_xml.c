@@ -567,6 +567,8 @@ parse_volume(struct pctx *pc, xmlNode *it)
 	v->volume_type = text(pc, it, "volumeType");
 	v->create_time = text(pc, it, "createTime");
 	v->size_gib = text_int(pc, it, "size");
+	v->iops = text_int(pc, it, "iops");
+	v->throughput = text_int(pc, it, "throughput");
 	parse_tags(pc, it, &v->tags, &v->ntags);
 	k = count_items(it, "attachmentSet", &set);
 	v->attachments = items_alloc(pc, k, sizeof(*v->attachments));

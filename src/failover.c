@@ -133,10 +133,18 @@ struct fo_volume {
 	char		*from;		/* before an evacuation */
 	char		*snap;		/* evacuation: restored from */
 	long long	 snap_time;	/* its start, epoch seconds */
+	char		*vtype;		/* evacuation: from's type, */
+	int		 iops;		/* IOPS and throughput (0: */
+	int		 throughput;	/* EC2's default) */
 	int		 restored;	/* id is the new volume */
 	char		*device;
 	enum fo_vol	 st;
 	char		 where[32];	/* instance it is attached to */
+	char		 where_dev[32];	/* there: device, attachment */
+	char		 where_state[16];
+	char		 holder[32];	/* an instance we did not fence, */
+	char		 holder_state[16]; /* its state ("": not read) */
+	int		 holder_asked;
 	int		 detach_sent;
 	int		 forced;
 	int		 attach_sent;
@@ -203,6 +211,8 @@ struct failover {
 	size_t			 evac_subnet;	/* evacuation_subnets[] */
 	char			*evac_az;	/* where the launch landed */
 	int			 snaps_known;
+	int			 src_known;	/* from's type read */
+	int			 src_sent;	/* that DescribeVolumes */
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
@@ -1133,9 +1143,21 @@ fo_on_zones(struct failover *fo, struct ec2_result *res)
 
 	fo->az_checked = 1;
 	if (ec2_result_status(res) != EC2_OK ||
-	    ec2_result_zones(res, &z) == 0 || z->state == NULL ||
-	    strcmp(z->state, "available") == 0)
+	    ec2_result_zones(res, &z) == 0 || z->state == NULL)
 		return;		/* launch there, as usual */
+	/*
+	 * Evacuating loses the writes since the last snapshot: only a
+	 * zone EC2 calls impaired or unavailable is worth that. Any other
+	 * state (information, constrained, and whatever AWS adds) is a
+	 * notice; the launch there tells whether capacity is short.
+	 */
+	if (!fo_is(z->state, "impaired") && !fo_is(z->state, "unavailable")) {
+		if (!fo_is(z->state, "available"))
+			log_info("failover %s: %s is %s: not a reason to "
+			    "evacuate; launching there", fo->name, fo->vol_az,
+			    z->state);
+		return;
+	}
 	snprintf(why, sizeof(why), "DescribeAvailabilityZones: %s is %s",
 	    fo->vol_az, z->state);
 	fo_evacuate_start(fo, why);
@@ -1146,6 +1168,7 @@ fo_evac_snapshots_send(struct failover *fo)
 {
 	struct ec2_request	*req;
 	const char		**ids, *st[1] = { "completed" };
+	const char		*self = SNAPSHOT_OWNER;
 	size_t			 i;
 
 	ids = calloc(fo->nvols, sizeof(*ids));
@@ -1157,7 +1180,10 @@ fo_evac_snapshots_send(struct failover *fo)
 	}
 	for (i = 0; i < fo->nvols; i++)
 		ids[i] = fo->vols[i].from;
-	if (ec2_request_add_filter(req, "volume-id", ids, fo->nvols) == 0 &&
+	/* Ours only: a public snapshot of anyone's would restore too. */
+	if (ec2_request_add_list(req, "Owner", &self, 1) == 0 &&
+	    ec2_request_add(req, "MaxResults", SNAPSHOT_PAGE) == 0 &&
+	    ec2_request_add_filter(req, "volume-id", ids, fo->nvols) == 0 &&
 	    ec2_request_add_filter(req, "status", st, 1) == 0)
 		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
 	else
@@ -1206,6 +1232,86 @@ fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res)
 	failover_poll(fo);
 }
 
+/*
+ * CreateVolume makes a gp2 volume unless told otherwise: a restored
+ * io2 or gp3 volume would serve the database at a fraction of its
+ * IOPS. The old volumes are read (the API is regional: an impaired AZ
+ * still answers) for their type, IOPS and throughput.
+ */
+static void
+fo_evac_sources_send(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		**ids;
+	size_t			 i;
+
+	ids = calloc(fo->nvols, sizeof(*ids));
+	req = fo_req(EC2_DESCRIBE_VOLUMES);
+	if (ids == NULL || req == NULL) {
+		free(ids);
+		ec2_request_free(req);
+		return;
+	}
+	for (i = 0; i < fo->nvols; i++)
+		ids[i] = fo->vols[i].from;
+	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == -1)
+		ec2_request_free(req);
+	else if (fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE) == 0)
+		fo->src_sent = 1;
+	free(ids);
+}
+
+static void
+fo_on_evac_sources(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_volume	*ev;
+	struct fo_volume	*v;
+	size_t			 n, i, k;
+	int			 kind = fo_result_kind(fo, res);
+
+	fo->src_sent = 0;
+	if (kind == 1)
+		return;
+	n = kind == 0 ? ec2_result_volumes(res, &ev) : 0;
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		for (k = 0; k < n; k++)
+			if (fo_is(ev[k].volume_id, v->from))
+				break;
+		if (k == n || ev[k].volume_type == NULL) {
+			log_warnx("failover %s: the type of %s is not known "
+			    "(%s): restored with EC2's default type", fo->name,
+			    v->from, kind == 0 ? "not described" :
+			    ec2_result_error(res));
+			continue;
+		}
+		fo_set_str(&v->vtype, ev[k].volume_type);
+		v->iops = ev[k].iops;
+		v->throughput = ev[k].throughput;
+	}
+	fo->src_known = 1;
+	failover_poll(fo);
+}
+
+/* The source's performance, as far as CreateVolume takes it. */
+static int
+fo_evac_add_type(struct ec2_request *req, const struct fo_volume *v)
+{
+	int bad = 0;
+
+	if (v->vtype == NULL)
+		return 0;
+	bad |= ec2_request_add(req, "VolumeType", v->vtype);
+	/* Iops: io1, io2, gp3 only; Throughput: gp3 only. */
+	if (v->iops > 0 && (fo_is(v->vtype, "io1") ||
+	    fo_is(v->vtype, "io2") || fo_is(v->vtype, "gp3")))
+		bad |= ec2_request_addf(req, "Iops", "%d", v->iops);
+	if (v->throughput > 0 && fo_is(v->vtype, "gp3"))
+		bad |= ec2_request_addf(req, "Throughput", "%d",
+		    v->throughput);
+	return bad;
+}
+
 static void
 fo_evac_create(struct failover *fo, struct fo_volume *v, size_t idx)
 {
@@ -1221,6 +1327,7 @@ fo_evac_create(struct failover *fo, struct fo_volume *v, size_t idx)
 	if (req == NULL)
 		return;
 	bad |= ec2_request_add(req, "AvailabilityZone", fo->evac_az);
+	bad |= fo_evac_add_type(req, v);
 	bad |= ec2_request_add(req, "ClientToken", token);
 	tags[0].key = "failoverd:service";
 	tags[0].value = fo->name;
@@ -1256,9 +1363,10 @@ fo_on_evac_create(struct failover *fo, struct ec2_result *res)
 		fo_set_str(&fo->vols[i].id, id);
 		fo->vols[i].restored = 1;
 		fo->vols[i].st = VOL_UNKNOWN;
-		log_info("failover %s: volume %s restored from %s as %s in %s",
-		    fo->name, fo->vols[i].from, fo->vols[i].snap, id,
-		    fo->evac_az);
+		log_info("failover %s: volume %s restored from %s as %s in %s "
+		    "(%s)", fo->name, fo->vols[i].from, fo->vols[i].snap, id,
+		    fo->evac_az, fo->vols[i].vtype != NULL ?
+		    fo->vols[i].vtype : "EC2's default type");
 		break;
 	}
 	fo_save(fo);
@@ -1281,11 +1389,16 @@ fo_evac_volumes(struct failover *fo)
 		fo_evac_snapshots_send(fo);
 		return 0;
 	}
+	/* Nothing in flight: a source read cancelled is read again. */
+	fo->src_sent = 0;
 	if (fo->evac_az == NULL)
 		return 0;	/* the launch tells where */
 	for (i = 0; i < fo->nvols; i++)
 		if (!fo->vols[i].restored) {
-			fo_evac_create(fo, &fo->vols[i], i);
+			if (!fo->src_known)
+				fo_evac_sources_send(fo);
+			else
+				fo_evac_create(fo, &fo->vols[i], i);
 			return 0;
 		}
 	return 1;
@@ -2018,6 +2131,10 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 	}
 	snprintf(v->where, sizeof(v->where), "%s",
 	    a->instance_id ? a->instance_id : "");
+	snprintf(v->where_dev, sizeof(v->where_dev), "%s",
+	    a->device ? a->device : "?");
+	snprintf(v->where_state, sizeof(v->where_state), "%s",
+	    a->state ? a->state : "?");
 	if (target != NULL && fo_is(a->instance_id, target)) {
 		fo_vol_set(fo, v, fo_is(a->state, "attached") ?
 		    VOL_ATTACHED : VOL_ATTACHING);
@@ -2096,6 +2213,103 @@ fo_on_volumes(struct failover *fo, struct ec2_result *res)
 	fo_volumes_progress(fo);
 }
 
+/*
+ * Only the instance this failover fenced (stopped) gives its volumes
+ * up: DetachVolume's reference keeps Force for a failed instance and
+ * warns that it can corrupt the file system. Any other holder (a
+ * replacement a failed failover left running, an instance a person
+ * started) may be writing to the volume.
+ */
+static int
+fo_fenced_holder(const struct failover *fo, const struct fo_volume *v)
+{
+	return fo->fence == FENCE_DONE && fo->old != NULL &&
+	    fo_is(v->where, fo->old);
+}
+
+/* A volume held by an instance we did not fence: a person decides. */
+static void
+fo_foreign_holder(struct failover *fo, const struct fo_volume *v)
+{
+	char why[400];
+
+	snprintf(why, sizeof(why), "volume %s is attached to %s (%s) at %s "
+	    "(attachment %s), an instance failoverd did not fence; it "
+	    "detaches a volume only from the instance it stopped, or from "
+	    "a stopped one", v->id, v->where, v->holder_state, v->where_dev,
+	    v->where_state);
+	alert_emit(ALERT_FAILOVER_HELD, fo->name, "failover_id", fo->id,
+	    "volume", v->id, "instance", v->where, "instance_state",
+	    v->holder_state, "device", v->where_dev, "attachment",
+	    v->where_state, "reason", why, "action",
+	    "nothing detached; if that instance should not have the volume, "
+	    "stop it (or unmount and detach the volume there), then "
+	    "failoverctl failover; if it should, move the Elastic IP to it",
+	    NULL);
+	failover_fail(fo, why);
+}
+
+/*
+ * Another instance holds v: a stopped one writes nothing and gives it
+ * up to a plain detach (a failed failover's replacement, stopped when
+ * it failed); any other is a person's to decide. 1 when v may be
+ * detached (never forced), 0 while its state is read, -1 once held.
+ */
+static int
+fo_holder_check(struct failover *fo, struct fo_volume *v)
+{
+	struct ec2_request *req;
+
+	if (!fo_is(v->holder, v->where)) {
+		snprintf(v->holder, sizeof(v->holder), "%s", v->where);
+		v->holder_state[0] = '\0';
+		v->holder_asked = 0;
+	}
+	if (v->holder_state[0] == '\0') {
+		/* Asked, and the answer still to come. */
+		if (v->holder_asked && fo->busy[FO_MAIN] > 0)
+			return 0;
+		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
+		    v->holder);
+		if (req != NULL && fo_send(fo, FO_MAIN, req,
+		    FO_POLL_DEADLINE) == 0)
+			v->holder_asked = 1;
+		return 0;
+	}
+	if (fo_is(v->holder_state, "stopped"))
+		return 1;
+	fo_foreign_holder(fo, v);
+	return -1;
+}
+
+static void
+fo_on_holder_describe(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	struct fo_volume		*v;
+	size_t				 n, i, k;
+	int				 kind = fo_result_kind(fo, res);
+
+	n = kind == 0 ? ec2_result_instances(res, &inst) : 0;
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		if (!v->holder_asked)
+			continue;
+		v->holder_asked = 0;
+		if (kind == 1)
+			continue;	/* asked again */
+		for (k = 0; k < n; k++)
+			if (fo_is(inst[k].instance_id, v->holder))
+				break;
+		/* Not found, or refused: not known to be stopped. */
+		snprintf(v->holder_state, sizeof(v->holder_state), "%s",
+		    k < n && inst[k].state != NULL ? inst[k].state :
+		    "state unknown");
+	}
+	if (kind != 1 && fo->step == FAILOVER_DETACH)
+		fo_volumes_progress(fo);
+}
+
 /* Acts on what the volumes' states say: detach, attach, next step. */
 static void
 fo_volumes_progress(struct failover *fo)
@@ -2106,6 +2320,13 @@ fo_volumes_progress(struct failover *fo)
 	char			 why[256];
 
 	force = fo_now(fo) - fo->step_start >= fo_policy(fo)->detach_timeout;
+	/* Before any detach: all of them move, or none. */
+	for (i = 0; i < fo->nvols; i++) {
+		v = &fo->vols[i];
+		if (v->st == VOL_ELSEWHERE && fo->step == FAILOVER_DETACH &&
+		    !fo_fenced_holder(fo, v) && fo_holder_check(fo, v) != 1)
+			return;
+	}
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
 		switch (v->st) {
@@ -2117,12 +2338,17 @@ fo_volumes_progress(struct failover *fo)
 				failover_fail(fo, why);
 				return;
 			}
-			if (!v->detach_sent || (force && !v->forced))
+			/* Force only from the fenced instance. */
+			if (!fo_fenced_holder(fo, v)) {
+				if (!v->detach_sent)
+					fo_detach_one(fo, v, 0);
+			} else if (!v->detach_sent || (force && !v->forced))
 				fo_detach_one(fo, v, force);
 			break;
 		case VOL_DETACHING:
+			/* Someone else's detach: theirs to finish. */
 			if (fo->step == FAILOVER_DETACH && force &&
-			    !v->forced && v->where[0] != '\0')
+			    !v->forced && fo_fenced_holder(fo, v))
 				fo_detach_one(fo, v, 1);
 			break;
 		case VOL_AVAILABLE:
@@ -2926,6 +3152,7 @@ fo_vols_free(struct failover *fo)
 		free(fo->vols[i].conf_id);
 		free(fo->vols[i].from);
 		free(fo->vols[i].snap);
+		free(fo->vols[i].vtype);
 		free(fo->vols[i].device);
 	}
 	free(fo->vols);
@@ -2978,6 +3205,8 @@ fo_progress_reset(struct failover *fo)
 	fo->az_checked = 0;
 	fo->evac_subnet = 0;
 	fo->snaps_known = 0;
+	fo->src_known = 0;
+	fo->src_sent = 0;
 	fo_set_str(&fo->evac_az, NULL);
 	fo_set_str(&fo->ami, NULL);
 	fo_set_str(&fo->new_ip, NULL);
@@ -3142,6 +3371,9 @@ failover_on_result(struct ec2_result *res, void *arg)
 		if (br == FO_REFRESH_BR) {
 			if (ec2_result_status(res) == EC2_OK)
 				fo_refresh_volumes(fo, res);
+		} else if (fo->src_sent && fo->step == FAILOVER_DETACH &&
+		    fo->kind == KIND_EVACUATE) {
+			fo_on_evac_sources(fo, res);
 		} else if (fo->step == FAILOVER_DETACH ||
 		    fo->step == FAILOVER_ATTACH) {
 			fo_on_volumes(fo, res);
@@ -3185,6 +3417,8 @@ failover_on_result(struct ec2_result *res, void *arg)
 			fo_on_launch_describe(fo, res);
 		else if (fo->step == FAILOVER_FENCE_LAUNCH)
 			fo_on_fence_describe(fo, res);
+		else if (fo->step == FAILOVER_DETACH)
+			fo_on_holder_describe(fo, res);
 		break;
 	case EC2_RUN_INSTANCES:
 		fo_on_run(fo, res);

@@ -1,9 +1,34 @@
 #include <stddef.h>
+#include <stdio.h>
 
 #include "failoverd/ec2.h"
 #include "failoverd/launch.h"
 
 #define LAUNCH_MAX_TAGS	32
+
+/*
+ * An image made from production maps its data volumes (CreateImage
+ * records every attached EBS volume), and an instance launched from it
+ * gets stale copies at those devices, where the real volumes must go.
+ * NoDevice (an empty string, as the EC2 API reference asks) leaves
+ * each data device out, whatever the image says.
+ */
+int
+launch_no_data_devices(struct ec2_request *req,
+    const struct service_conf *sc, const char *prefix)
+{
+	char	key[128];
+	size_t	i;
+	int	bad = 0;
+
+	for (i = 0; i < sc->nvolumes; i++) {
+		snprintf(key, sizeof(key), "%s.%zu.DeviceName", prefix, i + 1);
+		bad |= ec2_request_add(req, key, sc->volumes[i].device);
+		snprintf(key, sizeof(key), "%s.%zu.NoDevice", prefix, i + 1);
+		bad |= ec2_request_add(req, key, "");
+	}
+	return bad ? -1 : 0;
+}
 
 struct ec2_request *
 launch_request_new(const struct service_conf *sc, const char *ami,
@@ -39,6 +64,7 @@ launch_request_new(const struct service_conf *sc, const char *ami,
 	if (lc->iam_instance_profile != NULL)
 		bad |= ec2_request_add(req, "IamInstanceProfile.Name",
 		    lc->iam_instance_profile);
+	bad |= launch_no_data_devices(req, sc, "BlockDeviceMapping");
 	/* Same token, same instance: a resumed launch never makes two. */
 	if (client_token != NULL)
 		bad |= ec2_request_add(req, "ClientToken", client_token);

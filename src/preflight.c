@@ -615,8 +615,15 @@ pf_dry_runs(struct preflight *p)
 	snprintf(name, sizeof(name), "failoverd-preflight-%s-%lld", p->name,
 	    (long long)time(NULL));
 	chk = pf_add(p, "CreateImage", "CreateImage %s", inst);
-	pf_dry(p, pf_req(EC2_CREATE_IMAGE, "InstanceId", inst, "Name", name,
-	    "NoReboot", "true", NULL), chk, 0);
+	req = pf_req(EC2_CREATE_IMAGE, "InstanceId", inst, "Name", name,
+	    "NoReboot", "true", NULL);
+	/* As bake asks: without the data volumes. */
+	if (req != NULL && launch_no_data_devices(req, sc,
+	    "BlockDeviceMapping") == -1) {
+		ec2_request_free(req);
+		req = NULL;
+	}
+	pf_dry(p, req, chk, 0);
 }
 
 /* --- answers -------------------------------------------------------- */
@@ -690,6 +697,57 @@ pf_on_volumes(struct preflight *p, struct pf_call *c, struct ec2_result *res)
 	}
 }
 
+/*
+ * An image made from production (CreateImage without NoDevice) maps its
+ * data volumes: an instance launched from it as is gets stale copies at
+ * the very devices the failover attaches the real volumes to. Every
+ * launch of failoverd leaves those devices out (NoDevice), so this is
+ * said, not failed; an image whose root device is a data device cannot
+ * be fixed so (EC2 refuses NoDevice on the root).
+ */
+static void
+pf_image_devices(struct preflight *p, size_t check,
+    const struct ec2_image *im)
+{
+	const struct service_conf	*sc = service_conf(p->svc);
+	struct buf			 b;
+	size_t				 i, k;
+
+	buf_init(&b);
+	for (i = 0; i < sc->nvolumes; i++) {
+		for (k = 0; k < im->nbdm; k++)
+			if (im->bdm[k].device_name != NULL &&
+			    strcmp(im->bdm[k].device_name,
+			    sc->volumes[i].device) == 0)
+				break;
+		if (k == im->nbdm)
+			continue;
+		if (im->root_device_name != NULL && strcmp(
+		    im->root_device_name, sc->volumes[i].device) == 0) {
+			pf_set(p, check, PREFLIGHT_INVALID, "data device %s "
+			    "is the image's root device: no launch can leave "
+			    "it out", sc->volumes[i].device);
+			buf_free(&b);
+			return;
+		}
+		buf_printf(&b, "%s%s (%s)", b.len > 0 ? ", " : "",
+		    sc->volumes[i].device, im->bdm[k].volume_id != NULL ?
+		    im->bdm[k].volume_id : "no snapshot");
+	}
+	if (b.oom)
+		pf_set(p, check, PREFLIGHT_INVALID, "out of memory");
+	else if (b.len > 0) {
+		log_warnx("preflight %s: image %s maps the data devices %s",
+		    p->name, im->image_id, buf_str(&b));
+		pf_set(p, check, PREFLIGHT_OK, "conflict: the image maps the "
+		    "data devices %s (copies of the volumes it was made "
+		    "with); each launch leaves them out (NoDevice); an "
+		    "image baked by failoverd has none", buf_str(&b));
+	} else
+		pf_set(p, check, PREFLIGHT_OK, "no data device mapped");
+	buf_free(&b);
+}
+
 static void
 pf_on_image(struct preflight *p, struct pf_call *c, struct ec2_result *res)
 {
@@ -701,6 +759,8 @@ pf_on_image(struct preflight *p, struct pf_call *c, struct ec2_result *res)
 		return;
 	}
 	n = ec2_result_images(res, &im);
+	if (n > 0)
+		pf_image_devices(p, c->check + 1, im);
 	if (n == 0)
 		pf_set(p, c->check, PREFLIGHT_INVALID, "not found");
 	else if (im->state == NULL || strcmp(im->state, "available") != 0)
@@ -855,6 +915,10 @@ pf_reads(struct preflight *p)
 	}
 
 	chk = pf_add(p, "DescribeImages", "image %s", p->cur.ami);
+	/* Filled by the same answer: chk + 1. */
+	if (chk == (size_t)-1 || pf_add(p, "DescribeImages", "block devices "
+	    "of %s", p->cur.ami) != chk + 1)
+		return -1;
 	return pf_send(p, pf_req(EC2_DESCRIBE_IMAGES, "ImageId.1", p->cur.ami,
 	    NULL), PF_IMAGE, chk, 0, 0);
 }

@@ -471,13 +471,14 @@ static struct ec2_request *
 snapshot_describe_request(struct snapshot *s)
 {
 	struct ec2_request	*req;
-	const char		*self = "self";
+	const char		*self = SNAPSHOT_OWNER;
 	const char		*svc = s->name;
 
 	req = ec2_request_new(EC2_DESCRIBE_SNAPSHOTS);
 	if (req == NULL)
 		return NULL;
 	if (ec2_request_add_list(req, "Owner", &self, 1) == -1 ||
+	    ec2_request_add(req, "MaxResults", SNAPSHOT_PAGE) == -1 ||
 	    ec2_request_add_filter(req, "tag:" SNAPSHOT_TAG_SERVICE, &svc,
 	    1) == -1) {
 		ec2_request_free(req);

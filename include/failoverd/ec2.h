@@ -129,6 +129,8 @@ struct ec2_volume {
 	const char		*volume_type;
 	const char		*create_time;
 	int			 size_gib;
+	int			 iops;		/* 0: not reported */
+	int			 throughput;	/* MiB/s; 0: not reported */
 	struct ec2_attachment	*attachments;
 	size_t			 nattachments;
 	struct ec2_tag		*tags;

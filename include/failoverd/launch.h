@@ -19,4 +19,12 @@ struct ec2_request *launch_request_new(const struct service_conf *sc,
 		    const char *ami, const char *subnet, const char *az,
 		    const char *client_token, const char *failover_id);
 
+/*
+ * Adds PREFIX.N.DeviceName and PREFIX.N.NoDevice for each of the
+ * service's data devices (RunInstances, CreateImage). -1 when out of
+ * memory.
+ */
+int		 launch_no_data_devices(struct ec2_request *req,
+		    const struct service_conf *sc, const char *prefix);
+
 #endif

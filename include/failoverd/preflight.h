@@ -3,8 +3,11 @@
  * changing anything.
  *
  * First the reads: the Elastic IP allocation exists (and which instance
- * it points at), the data volumes exist (and their AZ), the launch AMI
- * exists and is available, the key pair and instance profile are named.
+ * it points at), the data volumes exist (and their AZ), the AMI the
+ * next failover launches (bake --use's, else launch.ami) exists, is
+ * available, and which data devices its block device mappings hold
+ * (an image made from production carries copies of the volumes), the
+ * key pair and instance profile are named.
  * Then every mutating call a failover (or a snapshot, or a bake) makes
  * is sent with DryRun and the real parameters: RunInstances,
  * StopInstances, DetachVolume, AttachVolume, AssociateAddress,

@@ -40,6 +40,13 @@ struct snapshot;
 #define SNAPSHOT_TAG_TAKEN_BY	"failoverd:taken-by"
 #define SNAPSHOT_TAG_TIME	"failoverd:time"
 #define SNAPSHOT_TAKEN_BY	"failoverd"
+/*
+ * Every DescribeSnapshots asks for Owner.1=self (without it EC2 also
+ * returns every public snapshot, anyone's) and pages by this many, as
+ * its API reference recommends; the EC2 client reads every page.
+ */
+#define SNAPSHOT_OWNER		"self"
+#define SNAPSHOT_PAGE		"500"
 
 /* --- the pure parts (unit-tested) ----------------------------------- */
 

@@ -826,3 +826,95 @@ def test_stop_is_graceful_first_unless_skip_os_shutdown(sim):
         sim.refuse_members()
         sim.set_delays(graceful_stop=3.0)
         c.terminate_instances(InstanceIds=[hung, healthy])
+def test_snapshot_owners_and_public_snapshots(sim):
+    """DescribeSnapshots: without an owner, every snapshot the caller may
+    restore, public ones of other accounts included; Owner=self and the
+    owner-id filter narrow it."""
+    c = client(sim)
+    public = set(BASIC["public_snapshots"].values())
+    every = {s["SnapshotId"]: s for s in c.describe_snapshots()["Snapshots"]}
+    assert public <= set(every)
+    assert {every[s]["OwnerId"] for s in public} != {BASIC["account"]}
+    mine = {s["SnapshotId"] for s in
+            c.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert not mine & public
+    assert set(BASIC["snapshots"].values()) <= mine
+    assert {s["OwnerId"] for s in c.describe_snapshots(
+        OwnerIds=["self"])["Snapshots"]} == {BASIC["account"]}
+    by_filter = {s["SnapshotId"] for s in c.describe_snapshots(Filters=[
+        {"Name": "owner-id", "Values": [BASIC["account"]]}])["Snapshots"]}
+    assert by_filter == mine
+
+
+def test_create_volume_type_iops_and_throughput(sim):
+    c = client(sim)
+    az = "us-east-1b"
+    snap = BASIC["snapshots"][BASIC["volumes"]["/dev/sdf"]]
+    # Scenario volumes: io2 and gp3 with their own performance.
+    vols = {v["VolumeId"]: v for v in c.describe_volumes(
+        VolumeIds=list(BASIC["volumes"].values()))["Volumes"]}
+    db = vols[BASIC["volumes"]["/dev/sdf"]]
+    assert (db["VolumeType"], db["Iops"]) == ("io2", 4000)
+    up = vols[BASIC["volumes"]["/dev/sdg"]]
+    assert (up["VolumeType"], up["Iops"], up["Throughput"]) == \
+        ("gp3", 6000, 250)
+    # CreateVolume's default type is gp2: baseline IOPS, no throughput.
+    v = c.create_volume(AvailabilityZone=az, SnapshotId=snap)
+    assert v["VolumeType"] == "gp2" and v["Iops"] == 100
+    assert "Throughput" not in v
+    v = c.create_volume(AvailabilityZone=az, SnapshotId=snap,
+                        VolumeType="io2", Iops=4000)
+    assert (v["VolumeType"], v["Iops"]) == ("io2", 4000)
+    v = c.create_volume(AvailabilityZone=az, Size=10, VolumeType="gp3")
+    assert (v["Iops"], v["Throughput"]) == (3000, 125)
+    got = c.describe_volumes(VolumeIds=[v["VolumeId"]])["Volumes"][0]
+    assert (got["VolumeType"], got["Iops"], got["Throughput"]) == \
+        ("gp3", 3000, 125)
+    for kw, code in (({"VolumeType": "io2"}, "MissingParameter"),
+                     ({"Iops": 3000}, "InvalidParameterCombination"),
+                     ({"VolumeType": "io1", "Iops": 200, "Throughput": 200},
+                      "InvalidParameterCombination")):
+        with pytest.raises(ClientError) as e:
+            c.create_volume(AvailabilityZone=az, Size=10, **kw)
+        assert err(e)[0] == code, kw
+
+
+@pytest.mark.parametrize("state", ["available", "information", "impaired",
+                                   "unavailable", "constrained"])
+def test_availability_zone_states(sim, state):
+    c = client(sim)
+    az = "us-east-1c"
+    try:
+        assert sim.set_az_state(az, state)["state"] == state
+        z = c.describe_availability_zones(ZoneNames=[az])[
+            "AvailabilityZones"][0]
+        assert z["State"] == state
+        assert bool(z["Messages"]) == (state != "available")
+        same = c.describe_availability_zones(Filters=[
+            {"Name": "state", "Values": [state]}])["AvailabilityZones"]
+        assert az in {x["ZoneName"] for x in same}
+        # Only impaired and unavailable zones lose their capacity.
+        r = aws(sim, "run-instances", "--image-id", BASIC["image"],
+                "--subnet-id", BASIC["subnets"][az], "--dry-run",
+                check=False)
+        if state in ("impaired", "unavailable"):
+            assert "InsufficientInstanceCapacity" in r.stderr
+        else:
+            assert "DryRunOperation" in r.stderr
+    finally:
+        sim.set_az_state(az, "available")
+
+
+def test_device_names_with_and_without_dev(sim):
+    """AttachVolume's Device: "/dev/sdh or xvdh" (API reference)."""
+    c = client(sim)
+    vid = c.create_volume(AvailabilityZone=BASIC["az"], Size=1)["VolumeId"]
+    sim.wait(lambda: sim.volume(vid)["state"] == "available")
+    a = c.attach_volume(VolumeId=vid, InstanceId=PROD, Device="xvdh")
+    assert a["Device"] == "xvdh"
+    sim.wait(lambda: sim.volume(vid)["attachment"]["state"] == "attached")
+    c.detach_volume(VolumeId=vid)
+    sim.wait(lambda: sim.volume(vid)["state"] == "available")
+    with pytest.raises(ClientError) as e:
+        c.attach_volume(VolumeId=vid, InstanceId=PROD, Device="/dev/hdh")
+    assert err(e)[0] == "InvalidParameterValue"

@@ -108,8 +108,10 @@ def wait_events(daemon, name, count, timeout=20):
 
 
 def ours(sim):
+    # Another account's public snapshots may carry the same tags.
     return {sid: s for sid, s in sim.state()["snapshots"].items()
-            if s["tags"].get("failoverd:taken-by") == "failoverd"}
+            if s["tags"].get("failoverd:taken-by") == "failoverd"
+            and s["owner"] == BASIC["account"]}
 
 
 def creates(sim):

@@ -888,11 +888,15 @@ def control(sim, method, parts, q, body):
     if head == "az" and arg:
         with w.lock:
             z = w.azs[arg]
-            if method == "POST" and "impaired" in body:
-                z.impaired = bool(body["impaired"])
-                sim.event(f"az {arg}: impaired={z.impaired}")
+            if method == "POST" and ("impaired" in body or
+                                     "state" in body):
+                state = body.get("state") or (
+                    "impaired" if body["impaired"] else "available")
+                w.set_az_state(arg, state)
+                sim.event(f"az {arg}: {z.state}")
                 sim.kick_net()
-            return 200, {"name": z.name, "impaired": z.impaired}
+            return 200, {"name": z.name, "impaired": z.impaired,
+                         "state": z.state}
     if head == "delays":
         with w.lock:
             if method == "POST":

@@ -60,7 +60,51 @@ NOT_FOUND = {
     "eipalloc": ("InvalidAllocationID", "allocation ID"),
     "eipassoc": ("InvalidAssociationID", "association ID"),
 }
-DEVICE_RE = re.compile(r"^/dev/(sd[a-z][1-9]?|xvd[a-z]{1,2})$")
+# "/dev/sdh or xvdh" (AttachVolume, BlockDeviceMapping): both forms.
+DEVICE_RE = re.compile(r"^(/dev/)?(sd[a-z][1-9]?|xvd[a-z]{1,2})$")
+
+# DescribeAvailabilityZones: the botocore model's AvailabilityZoneState
+# (available, information, impaired, unavailable) and the current API
+# reference's "constrained". Only impaired and unavailable zones lose
+# capacity and their instances here; the others only say so.
+AZ_STATES = ("available", "information", "impaired", "unavailable",
+             "constrained")
+AZ_DOWN = ("impaired", "unavailable")
+AZ_MESSAGES = {
+    "information": "This zone has an informational notice",
+    "impaired": "Increased error rates and latencies for instances in "
+                "this zone",
+    "unavailable": "This zone is unavailable",
+    "constrained": "Launches in this zone may be limited",
+}
+
+# CreateVolume: what each type takes and reports (API reference
+# "CreateVolume", user guide "Amazon EBS volume types").
+VOLUME_IOPS_TYPES = ("io1", "io2", "gp3")
+VOLUME_DEFAULT_TYPE = "gp2"
+
+
+def volume_perf(vtype, size, iops=None, throughput=None):
+    """(iops, throughput) as DescribeVolumes reports them; ApiError when
+    CreateVolume would refuse the combination."""
+    if iops is not None and vtype not in VOLUME_IOPS_TYPES:
+        raise ApiError("InvalidParameterCombination",
+                       f"The parameter iops is not supported for {vtype} "
+                       f"volumes.")
+    if throughput is not None and vtype != "gp3":
+        raise ApiError("InvalidParameterCombination",
+                       f"The parameter throughput is not supported for "
+                       f"{vtype} volumes.")
+    if vtype in ("io1", "io2") and iops is None:
+        raise ApiError("MissingParameter",
+                       f"The request must contain the parameter iops for "
+                       f"{vtype} volumes")
+    if vtype == "gp3":
+        return (3000 if iops is None else iops,
+                125 if throughput is None else throughput)
+    if vtype == "gp2":
+        return min(max(100, 3 * int(size)), 16000), None
+    return iops, None
 
 
 def new_id(prefix):
@@ -172,6 +216,7 @@ class World:
                 "availability_zones",
                 [self.region + s for s in "abc"])):
             self.azs[az] = Obj(name=az, impaired=False, tags={},
+                               state="available",
                                zone_id=f"use1-az{i + 1}")
         self.subnets = {}
         for s in scenario.get("subnets", []):
@@ -215,6 +260,17 @@ class World:
 
     def kick(self):
         self.sim.kick_net()
+
+    def set_az_state(self, name, state):
+        """impaired and unavailable take the zone's capacity and
+        instances away; the other states are only reported."""
+        if state == "ok":
+            state = "available"
+        if state not in AZ_STATES:
+            raise ValueError(f"az state {state!r}: one of {AZ_STATES}")
+        z = self.azs[name]
+        z.state = state
+        z.impaired = state in AZ_DOWN
 
     def _get(self, table, kind, rid):
         check_id(kind, rid)
@@ -318,15 +374,19 @@ class World:
             self._new_volume(v["id"], v["az"], v.get("size", 10),
                              v.get("snapshot"), v.get("data", ""),
                              dict(v.get("tags", {})), "available",
-                             v.get("type", "gp3"))
+                             v.get("type", "gp3"), v.get("iops"),
+                             v.get("throughput"))
         for s in sc.get("snapshots", []):
             vol = self.volumes.get(s.get("volume"))
             data = s.get("data", vol.data if vol else "")
-            self._new_snapshot(s["id"], s.get("volume"),
-                               s.get("size", vol.size if vol else 10),
-                               data, s.get("description", ""),
-                               dict(s.get("tags", {})),
-                               now - s.get("age", 3600), "completed")
+            snap = self._new_snapshot(
+                s["id"], s.get("volume"),
+                s.get("size", vol.size if vol else 10), data,
+                s.get("description", ""), dict(s.get("tags", {})),
+                now - s.get("age", 3600), "completed")
+            # Another account's snapshot shared with everyone.
+            snap.owner = str(s.get("owner", self.account))
+            snap.public = bool(s.get("public", False))
         for a in sc.get("addresses", []):
             self._new_address(a.get("allocation_id"),
                               dict(a.get("tags", {})))
@@ -368,19 +428,21 @@ class World:
     # ---------------------------------------------------------------
     # constructors and transitions
     # ---------------------------------------------------------------
-    def _new_volume(self, vid, az, size, snap, data, tags, state, vtype):
+    def _new_volume(self, vid, az, size, snap, data, tags, state, vtype,
+                    iops=None, throughput=None):
+        iops, throughput = volume_perf(vtype, size, iops, throughput)
         self.volumes[vid] = Obj(
             id=vid, az=az, size=int(size), snapshot=snap or "",
             data=data, tags=tags, state=state, created=self.now(),
-            type=vtype, att=None, detach_busy=False,
-            detach_stuck=False)
+            type=vtype, iops=iops, throughput=throughput, att=None,
+            detach_busy=False, detach_stuck=False)
         return self.volumes[vid]
 
     def _new_snapshot(self, sid, vid, size, data, desc, tags, start, state):
         self.snapshots[sid] = Obj(
             id=sid, volume=vid or "vol-ffffffff", size=int(size), data=data,
             description=desc, tags=tags, start=start, state=state,
-            owner=self.account)
+            owner=self.account, public=False)
         return self.snapshots[sid]
 
     def _new_address(self, alloc=None, tags=None):
@@ -601,8 +663,8 @@ class World:
         out = {"Attachments": atts, "AvailabilityZone": v.az,
                "CreateTime": v.created, "Encrypted": False, "Size": v.size,
                "SnapshotId": v.snapshot, "State": v.state,
-               "VolumeId": v.id, "Iops": 3000, "VolumeType": v.type,
-               "MultiAttachEnabled": False, "Throughput": 125,
+               "VolumeId": v.id, "Iops": v.iops, "VolumeType": v.type,
+               "MultiAttachEnabled": False, "Throughput": v.throughput,
                "Tags": tags_out(v.tags) or None}
         return out
 
@@ -633,7 +695,9 @@ class World:
                 {"DeviceName": m["device"], "Ebs": {
                     "DeleteOnTermination": m["dot"],
                     "SnapshotId": m["snapshot"], "VolumeSize": m["size"],
-                    "VolumeType": "gp3", "Encrypted": False}}
+                    "VolumeType": m.get("type", "gp3"),
+                    "Iops": m.get("iops"), "Throughput": m.get("throughput"),
+                    "Encrypted": False}}
                 for m in im.mappings],
             "Description": im.description, "EnaSupport": True,
             "Hypervisor": "xen", "Name": im.name,
@@ -755,7 +819,11 @@ class World:
                 vol = self._new_volume(new_id("vol"), subnet.az, m["size"],
                                        m["snapshot"],
                                        snap.data if snap else "",
-                                       dict(vtags), "in-use", "gp3")
+                                       dict(vtags), "in-use",
+                                       m.get("type", "gp3"),
+                                       m.get("iops") if m.get("type", "gp3")
+                                       in VOLUME_IOPS_TYPES else None,
+                                       m.get("throughput"))
                 self._attach(vol, inst, m["device"], "attached", m["dot"])
             insts.append(inst)
             self.sim.event(f"instance {inst.id}: launched in {inst.az} "
@@ -1092,6 +1160,9 @@ class World:
         if size < 1 or size > 16384:
             raise ApiError("InvalidParameterValue",
                            f"Volume of {size}GiB is out of range.")
+        vtype = p.get("VolumeType", VOLUME_DEFAULT_TYPE)
+        # Refused before anything else about capacity.
+        volume_perf(vtype, size, p.get("Iops"), p.get("Throughput"))
         if self.azs[az].impaired:
             raise ApiError("InsufficientVolumeCapacity",
                            f"There is currently insufficient capacity to "
@@ -1106,7 +1177,7 @@ class World:
                                snap.id if snap else "",
                                snap.data if snap else "",
                                tag_specs(p, "volume"), "creating",
-                               p.get("VolumeType", "gp2"))
+                               vtype, p.get("Iops"), p.get("Throughput"))
         if token:
             self.client_tokens[("vol", token)] = (None, [vol.id])
         self.after("volume_create", self._volume_created, vol.id)
@@ -1272,8 +1343,14 @@ class World:
         snaps = self._select(self.snapshots, "snap", ids)
         owners = p.get("OwnerIds")
         if owners:
+            # "self" is the caller's account, not a wildcard.
+            want = {self.account if o == "self" else o for o in owners}
+            snaps = [s for s in snaps if s.owner in want]
+        elif not ids:
+            # Without an owner, every snapshot the caller may restore:
+            # its own and every public one.
             snaps = [s for s in snaps
-                     if s.owner in owners or "self" in owners]
+                     if s.owner == self.account or s.public]
         snaps = self._filter(snaps, p.get("Filters"), {
             "snapshot-id": lambda s: [s.id],
             "volume-id": lambda s: [s.volume],
@@ -1338,7 +1415,9 @@ class World:
                 self.after("snapshot", self._snapshot_done, s.id)
                 mappings.append({"device": v.att["device"],
                                  "snapshot": s.id, "size": v.size,
-                                 "dot": v.att["dot"]})
+                                 "dot": v.att["dot"], "type": v.type,
+                                 "iops": v.iops,
+                                 "throughput": v.throughput})
         mappings.sort(key=lambda m: (m["device"] != inst.root_device,
                                      m["device"]))
         self.images[iid] = Obj(
@@ -1370,7 +1449,8 @@ class World:
                if i.state != "deregistered" or ids]
         owners = p.get("Owners")
         if owners:
-            ims = [i for i in ims if i.owner in owners or "self" in owners]
+            want = {self.account if o == "self" else o for o in owners}
+            ims = [i for i in ims if i.owner in want]
         ims = self._filter(ims, p.get("Filters"), {
             "image-id": lambda i: [i.id],
             "name": lambda i: [i.name],
@@ -1523,18 +1603,17 @@ class World:
         zones = self._filter(zones, p.get("Filters"), {
             "zone-name": lambda z: [z.name],
             "zone-id": lambda z: [z.zone_id],
-            "state": lambda z: ["impaired" if z.impaired else "available"],
+            "state": lambda z: [z.state],
             "region-name": lambda z: [self.region],
             "zone-type": lambda z: ["availability-zone"],
         }) if p.get("Filters") else zones
         out = []
         for z in zones:
             out.append({
-                "State": "impaired" if z.impaired else "available",
+                "State": z.state,
                 "OptInStatus": "opt-in-not-required",
-                "Messages": ([{"Message": "Increased error rates and "
-                               "latencies for instances in this zone"}]
-                             if z.impaired else []),
+                "Messages": ([{"Message": AZ_MESSAGES[z.state]}]
+                             if z.state in AZ_MESSAGES else []),
                 "RegionName": self.region, "ZoneName": z.name,
                 "ZoneId": z.zone_id, "GroupName": self.region,
                 "NetworkBorderGroup": self.region,
@@ -1563,6 +1642,8 @@ class World:
     def view_volume(self, v):
         return {"id": v.id, "state": v.state, "az": v.az, "size": v.size,
                 "snapshot": v.snapshot, "data": v.data, "tags": v.tags,
+                "type": v.type, "iops": v.iops,
+                "throughput": v.throughput,
                 "detach_busy": v.detach_busy,
                 "detach_stuck": v.detach_stuck,
                 "attachment": copy.deepcopy(v.att)}
@@ -1576,7 +1657,8 @@ class World:
         return {
             "region": self.region, "account": self.account,
             "delays": self.delays,
-            "availability_zones": {z.name: {"impaired": z.impaired}
+            "availability_zones": {z.name: {"impaired": z.impaired,
+                                            "state": z.state}
                                    for z in self.azs.values()},
             "instances": {i.id: self.view_instance(i)
                           for i in self.instances.values()},
@@ -1585,7 +1667,8 @@ class World:
             "snapshots": {s.id: {"id": s.id, "state": s.state,
                                  "volume": s.volume, "data": s.data,
                                  "size": s.size, "tags": s.tags,
-                                 "description": s.description}
+                                 "description": s.description,
+                                 "owner": s.owner, "public": s.public}
                           for s in self.snapshots.values()},
             "images": {i.id: {"id": i.id, "name": i.name,
                               "state": i.state, "tags": i.tags,

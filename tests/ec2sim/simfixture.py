@@ -45,6 +45,11 @@ BASIC = {
     "key_name": "prod-key",
     "instance_profile": "prod-web-role",
     "az": "us-east-1a",
+    "account": "123456789012",
+    # Another account's public snapshots, newer than ours, that match
+    # failoverd's filters and tags (a lookup without Owner=self).
+    "public_snapshots": {"vol-0daaaaaaaaaaaaaa1": "snap-0f0000000000000f1",
+                         "vol-0daaaaaaaaaaaaaa2": "snap-0f0000000000000f2"},
 }
 
 
@@ -302,6 +307,11 @@ class Ec2Sim:
 
     def impair_az(self, az, impaired=True):
         return self._call("POST", f"/az/{az}", {"impaired": impaired})
+
+    def set_az_state(self, az, state):
+        """available, information, impaired, unavailable, constrained
+        (or ok)."""
+        return self._call("POST", f"/az/{az}", {"state": state})
 
     def clock(self, **kw):
         """offset=S (the sim's clock runs S seconds ahead), check=bool."""

@@ -112,6 +112,8 @@ static const char describe_volumes[] =
 "        </item>\n"
 "      </attachmentSet>\n"
 "      <volumeType>gp3</volumeType>\n"
+"      <iops>6000</iops>\n"
+"      <throughput>250</throughput>\n"
 "      <encrypted>false</encrypted>\n"
 "      <tagSet><item><key>role</key><value>data</value></item></tagSet>\n"
 "    </item>\n"
@@ -349,6 +351,9 @@ test_volumes_with_attachments(void **state)
 	assert_string_equal(v[0].az, "us-east-1a");
 	assert_string_equal(v[0].volume_type, "gp3");
 	assert_int_equal(v[0].size_gib, 80);
+	/* What an evacuation restores the volume with. */
+	assert_int_equal(v[0].iops, 6000);
+	assert_int_equal(v[0].throughput, 250);
 	assert_string_equal(v[0].snapshot_id, "");
 	assert_int_equal(v[0].nattachments, 1);
 	assert_string_equal(v[0].attachments[0].instance_id,
