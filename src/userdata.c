@@ -136,14 +136,6 @@ ud_compose(struct ud_out *o, const unsigned char *user, size_t ulen,
 	ud_puts(o, boundary);
 	ud_puts(o, "\"\nMIME-Version: 1.0\n\n--");
 	ud_puts(o, boundary);
-	ud_puts(o, "\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n"
-	    "MIME-Version: 1.0\n"
-	    "Content-Transfer-Encoding: 7bit\n"
-	    "Content-Disposition: attachment; "
-	    "filename=\"failoverd-host-key.cfg\"\n\n");
-	ud_key_part(o, hk);
-	ud_puts(o, "\n--");
-	ud_puts(o, boundary);
 	ud_puts(o, "\n");
 	if (ud_is_mime(user, ulen)) {
 		/* Its headers are the part's: a nested multipart. */
@@ -161,6 +153,14 @@ ud_compose(struct ud_out *o, const unsigned char *user, size_t ulen,
 		    "filename=\"user-data\"\n\n");
 		ud_base64(o, user, ulen);
 	}
+	ud_puts(o, "\n--");
+	ud_puts(o, boundary);
+	ud_puts(o, "\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n"
+	    "MIME-Version: 1.0\n"
+	    "Content-Transfer-Encoding: 7bit\n"
+	    "Content-Disposition: attachment; "
+	    "filename=\"failoverd-host-key.cfg\"\n\n");
+	ud_key_part(o, hk);
 	ud_puts(o, "\n--");
 	ud_puts(o, boundary);
 	ud_puts(o, "--\n");

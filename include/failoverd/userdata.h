@@ -6,11 +6,12 @@
  *
  * Alone, the key part is a plain "#cloud-config" document. With the
  * user's data, both go in a MIME multipart/mixed document, cloud-init's
- * documented way to combine parts: failoverd's part first (cloud-init
- * merges cloud-config parts keeping the first value of a key), then
- * the user's as it is: a MIME document as a nested part, gzip as
- * application/x-gzip, anything else as text/x-not-multipart, whose
- * type cloud-init finds from its first line (#!, #cloud-config, ...).
+ * documented way to combine parts: the user's first, as it is (a MIME
+ * document as a nested part, gzip as application/x-gzip, anything
+ * else as text/x-not-multipart, whose type cloud-init finds from its
+ * first line: #!, #cloud-config, ...), then failoverd's, last because
+ * cloud-init merges cloud-config parts with dict(replace): a later
+ * part's ssh_keys replace an earlier one's.
  *
  * The result holds a private key: one owner, wiped by userdata_free.
  */

@@ -85,8 +85,8 @@ test_both_make_a_multipart(void **state)
 	mine = strstr(doc, "Content-Type: text/x-not-multipart");
 	assert_non_null(key);
 	assert_non_null(mine);
-	/* failoverd's part first: its ssh_keys win a merge. */
-	assert_true(key < mine);
+	/* failoverd's part last: cloud-init's dict(replace) keeps it. */
+	assert_true(mine < key);
 	/* base64 of "#!/bin/sh\necho hi\n" */
 	assert_non_null(strstr(mine, "\n\nIyEvYmluL3NoCmVjaG8gaGkK\n"));
 	assert_true(strcmp(doc + len - 10, "--==b==--\n") == 0);
