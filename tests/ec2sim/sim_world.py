@@ -1048,10 +1048,14 @@ class World:
             up = boot is not None and inst.state == "running" and \
                 now >= boot["start"] + self.delays.get("boot", 0.0)
         else:
-            # Buffered: what was posted console_lag after a boot.
+            # Buffered: what was posted console_lag after the last
+            # boot. Until then nothing that helps: the unkind reading of
+            # "posted shortly after an instance transition state" (the
+            # last boot's keys are 64 KB back or not posted yet).
             lag = self.delays.get("console_lag", 0.0)
-            posted = [b for b in inst.boots if now >= b["start"] + lag]
-            boot = posted[-1] if posted else None
+            boot = inst.boots[-1] if inst.boots else None
+            if boot is not None and now < boot["start"] + lag:
+                boot = None
             up = True
             if boot is not None:
                 out["Timestamp"] = boot["start"] + lag
