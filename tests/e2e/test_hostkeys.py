@@ -333,3 +333,38 @@ def test_known_hosts_holding_the_key_is_not_waited_on(tmp_path, sim):
         assert "not waiting for" in "\n".join(d.lines)
         # The user's data went as it was: nothing of failoverd's in it.
         assert user_data_of(sim) == mine
+
+
+def test_config_host_keys_known_hosts_needs_the_probes_files(tmp_path):
+    """host_keys = "known_hosts" without a known_hosts in the ssh probe
+    that follows the EIP could never pass a failover: refused at load."""
+    from fodtest import FAILOVERD
+
+    class NoSim:
+        http_port, ssh_port, ssh_user = 8080, 2222, "root"
+        ssh_key = known_hosts = os.path.join(str(tmp_path), "f")
+    open(NoSim.ssh_key, "w").close()
+    os.chmod(NoSim.ssh_key, 0o600)
+    conf = tf.write_conf(str(tmp_path), NoSim)
+    with open(conf) as f:
+        text = f.read()
+
+    def check(replace):
+        with open(conf, "w") as f:
+            f.write(replace(text))
+        return subprocess.run([FAILOVERD, "-t", "-c", conf],
+                              capture_output=True, text=True, timeout=30)
+    ok = check(lambda t: t.replace('instance_type = "t3.micro";',
+                                   'instance_type = "t3.micro"; '
+                                   'host_keys = "known_hosts";'))
+    assert ok.returncode == 0, ok.stderr
+    bad = check(lambda t: t.replace(
+        'instance_type = "t3.micro";',
+        'instance_type = "t3.micro"; host_keys = "known_hosts";').replace(
+        f'known_hosts = "{NoSim.known_hosts}";', ""))
+    assert bad.returncode == 1
+    assert "host_keys" in bad.stderr and "shell" in bad.stderr, bad.stderr
+    bogus = check(lambda t: t.replace('instance_type = "t3.micro";',
+                                      'instance_type = "t3.micro"; '
+                                      'host_keys = "tofu";'))
+    assert bogus.returncode == 1 and "host_keys" in bogus.stderr
