@@ -18,7 +18,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "failoverd/hostkey.h"
 #include "failoverd/userdata.h"
@@ -244,26 +243,52 @@ sys:
 	return -1;
 }
 
+/* SHA-256 of the user's data and the key's public half. */
+static int
+ud_boundary_hash(const unsigned char *user, size_t ulen,
+    const struct hostkey *hk, unsigned char *md)
+{
+	EVP_MD_CTX	*ctx;
+	int		 ok;
+
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		return -1;
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    (user == NULL || EVP_DigestUpdate(ctx, user, ulen) == 1) &&
+	    (hk == NULL || EVP_DigestUpdate(ctx, hostkey_public(hk),
+	    strlen(hostkey_public(hk))) == 1) &&
+	    EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
 int
 userdata_build(const char *user_file, const struct hostkey *hk,
     char **b64, char *err, size_t errlen)
 {
-	unsigned char	*user = NULL, rnd[12];
+	unsigned char	*user = NULL, md[32];
 	char		*doc = NULL, boundary[64];
-	size_t		 ulen = 0, dlen = 0, i;
+	size_t		 ulen = 0, dlen = 0, i, k;
 	int		 rc = -1;
 
 	*b64 = NULL;
 	if (user_file != NULL &&
 	    ud_read(user_file, &user, &ulen, err, errlen) == -1)
 		return -1;
-	/* Random, and checked against the data: RFC 2046. */
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		memset(rnd, 0x5a, sizeof(rnd));
+	/*
+	 * From the content, not random: a resumed launch must send the
+	 * same user data under its ClientToken. A hash of the parts
+	 * does not occur in them (and compose checks, RFC 2046).
+	 */
+	if (ud_boundary_hash(user, ulen, hk, md) == -1) {
+		snprintf(err, errlen, "user data: SHA-256 failed");
+		goto done;
+	}
 	i = (size_t)snprintf(boundary, sizeof(boundary), "==failoverd-");
-	for (size_t k = 0; k < sizeof(rnd); k++)
+	for (k = 0; k < 12; k++)
 		i += (size_t)snprintf(boundary + i, sizeof(boundary) - i,
-		    "%02x", rnd[k]);
+		    "%02x", md[k]);
 	snprintf(boundary + i, sizeof(boundary) - i, "==");
 	if (userdata_compose(user, ulen, hk, boundary, &doc, &dlen, err,
 	    errlen) == -1)

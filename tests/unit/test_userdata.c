@@ -140,6 +140,28 @@ test_over_16k_refused_naming_the_file(void **state)
 	hostkey_free(hk);
 }
 
+static void
+test_same_inputs_same_user_data(void **state)
+{
+	struct hostkey	*hk = hostkey_from_seed(seed, "x");
+	char		 path[] = "/tmp/test_userdata.XXXXXX", *a, *b, err[512];
+	int		 fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "#!/bin/sh\n", 10), 10);
+	close(fd);
+	/* A resumed launch: same ClientToken, so the very same bytes. */
+	assert_int_equal(userdata_build(path, hk, &a, err, sizeof(err)), 0);
+	assert_int_equal(userdata_build(path, hk, &b, err, sizeof(err)), 0);
+	assert_string_equal(a, b);
+	userdata_free(a);
+	userdata_free(b);
+	unlink(path);
+	hostkey_free(hk);
+}
+
 int
 main(void)
 {
@@ -150,6 +172,7 @@ main(void)
 		cmocka_unit_test(test_both_make_a_multipart),
 		cmocka_unit_test(test_boundary_in_user_data_refused),
 		cmocka_unit_test(test_over_16k_refused_naming_the_file),
+		cmocka_unit_test(test_same_inputs_same_user_data),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
