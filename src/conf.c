@@ -1818,9 +1818,10 @@ static void
 conf_host_keys_check(struct conf_walk *w, const config_setting_t *cs,
     struct service_conf *s)
 {
-	const config_setting_t	*g = config_setting_get_member(cs, "launch");
+	const config_setting_t	*g;
 	size_t			 i, old;
 
+	g = config_setting_get_member(cs, "launch");
 	if (s->launch.host_keys != HOST_KEYS_KNOWN_HOSTS || g == NULL)
 		return;
 	for (i = 0; i < s->nprobes; i++) {

@@ -215,9 +215,9 @@ struct failover {
 	double			 launch_next;
 	int			 assoc_sent;
 	int			 keys_waiting;
-	int			 keys_checked;	/* known without a console? */
-	int			 console_latest; /* asked with Latest=true */
-	char			*latest_refused; /* instance whose type did */
+	int			 keys_checked;	/* without the console? */
+	int			 console_latest; /* asked for Latest */
+	char			*latest_refused; /* its type refused it */
 	double			 started;	/* ev_now */
 	double			 launch_start;
 	double			 fenced_at;
@@ -1026,7 +1026,7 @@ fo_has_ssh_probe(const struct failover *fo)
 
 /* --- where a replacement's host keys come from --------------------------- */
 
-#define FO_LEARNED_MAX	8	/* instances whose keys the file holds */
+#define FO_LEARNED_MAX	8	/* instances the learned file holds */
 
 /*
  * Whether the learned file holds this instance's keys: the instances

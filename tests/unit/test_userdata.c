@@ -113,7 +113,8 @@ static void
 test_over_16k_refused_naming_the_file(void **state)
 {
 	struct hostkey	*hk = hostkey_from_seed(seed, "x");
-	char		 path[] = "/tmp/test_userdata.XXXXXX", *b64, err[512];
+	char		 path[] = "/tmp/test_userdata.XXXXXX";
+	char		*b64, err[512];
 	char		 line[100];
 	int		 fd, i;
 
@@ -144,7 +145,8 @@ static void
 test_same_inputs_same_user_data(void **state)
 {
 	struct hostkey	*hk = hostkey_from_seed(seed, "x");
-	char		 path[] = "/tmp/test_userdata.XXXXXX", *a, *b, err[512];
+	char		 path[] = "/tmp/test_userdata.XXXXXX";
+	char		*a, *b, err[512];
 	int		 fd;
 
 	(void)state;
