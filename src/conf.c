@@ -171,6 +171,8 @@ static void	conf_group_default(struct conf_walk *,
 static void	conf_group_free(const struct conf_group *, void *);
 static int	conf_group_equal(const struct conf_group *, const void *,
 		    const void *);
+static void	conf_host_keys_check(struct conf_walk *,
+		    const config_setting_t *, struct service_conf *);
 static void	conf_hook_check(struct conf_walk *, const config_setting_t *,
 		    struct service_conf *);
 static void	conf_listed_check(struct conf_walk *,
@@ -2005,6 +2007,35 @@ conf_service_check(struct conf_walk *w, const config_setting_t *cs,
 	}
 	conf_hook_check(w, cs, s);
 	conf_listed_check(w, cs, s);
+	conf_host_keys_check(w, cs, s);
+}
+
+/*
+ * host_keys = "known_hosts" trusts the probes' own files alone: an ssh
+ * probe following the EIP without one could never pass after a move.
+ */
+static void
+conf_host_keys_check(struct conf_walk *w, const config_setting_t *cs,
+    struct service_conf *s)
+{
+	const config_setting_t	*g;
+	size_t			 i, old;
+
+	g = config_setting_get_member(cs, "launch");
+	if (s->launch.host_keys != HOST_KEYS_KNOWN_HOSTS || g == NULL)
+		return;
+	for (i = 0; i < s->nprobes; i++) {
+		if (s->probes[i].type != PROBE_SSH ||
+		    s->probes[i].address != NULL ||
+		    s->probes[i].ssh.known_hosts != NULL)
+			continue;
+		old = conf_path_push(w, "launch", 0);
+		conf_err_member(w, g, "host_keys", "\"known_hosts\" needs a "
+		    "known_hosts in every ssh probe that follows the EIP; "
+		    "probe \"%s\" has none", s->probes[i].name ?
+		    s->probes[i].name : "ssh");
+		conf_path_pop(w, old);
+	}
 }
 
 /*
@@ -2161,6 +2192,9 @@ static const char *const conf_fence_names[] = {
 	"graceful", "skip_os_shutdown", NULL
 };
 
+static const char *const conf_host_keys_names[] = {
+	"user_data", "console", "known_hosts", NULL
+};
 static const char *const conf_old_names[] = {
 	"stop", "terminate", "keep", NULL
 };
@@ -2275,6 +2309,8 @@ static const struct conf_setting conf_launch_settings[] = {
 	{ .name = "user_data_file", .kind = K_STR,
 	  .flags = F_ABSPATH | F_FILE | F_TRUSTED,
 	  .off = LOFF(user_data_file) },
+	{ .name = "host_keys", .kind = K_ENUM, .off = LOFF(host_keys),
+	  .enum_names = conf_host_keys_names, .defstr = "user_data" },
 };
 
 static const struct conf_group conf_launch_group = {

@@ -46,10 +46,13 @@
 #include "failoverd/alert.h"
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
+#include "failoverd/hostkey.h"
 #include "failoverd/journal.h"
 #include "failoverd/launch.h"
 #include "failoverd/log.h"
 #include "failoverd/snapshot.h"
+#include "failoverd/sshcmd.h"
+#include "failoverd/userdata.h"
 
 /*
  * While acting, the engine looks at its step every FO_TICK and polls
@@ -228,6 +231,9 @@ struct failover {
 	double			 launch_next;
 	int			 assoc_sent;
 	int			 keys_waiting;
+	int			 keys_checked;	/* without the console? */
+	int			 console_latest; /* asked for Latest */
+	char			*latest_refused; /* its type refused it */
 	double			 started;	/* ev_now */
 	double			 launch_start;
 	double			 fenced_at;
@@ -247,6 +253,7 @@ static void	failover_begin(struct failover *fo, const char *why,
 static void	fo_volumes_progress(struct failover *fo);
 static int	fo_has_ssh_probe(const struct failover *fo);
 static int	fo_write_learned(struct failover *fo, const struct buf *keys);
+static void	fo_learned_note(struct failover *fo, const char *instance);
 static int	fo_save(struct failover *fo);
 static void	fo_rollback_begin(struct failover *fo, const char *from,
 		    const char *to, const char *why, int manual);
@@ -1068,6 +1075,218 @@ fo_has_ssh_probe(const struct failover *fo)
 	return 0;
 }
 
+/* --- where a replacement's host keys come from --------------------------- */
+
+#define FO_LEARNED_MAX	8	/* instances the learned file holds */
+
+/*
+ * Whether the learned file holds this instance's keys: the instances
+ * are journaled as the file is written (learned_instances, newest
+ * last; learned_instance alone in journals of older versions).
+ */
+static int
+fo_keys_learnt(const struct failover *fo, const char *instance)
+{
+	const char	*p;
+	size_t		 n;
+
+	if (instance == NULL)
+		return 0;
+	if (fo_is(journal_rec_get(fo->rec, "learned_instance"), instance))
+		return 1;
+	n = strlen(instance);
+	for (p = journal_rec_get(fo->rec, "learned_instances"); p != NULL;
+	    p = strchr(p, ' ') != NULL ? strchr(p, ' ') + 1 : NULL)
+		if (strncmp(p, instance, n) == 0 &&
+		    (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/*
+ * After fo_write_learned: the file kept its lines (a switch, a
+ * rollback) or holds this instance's alone; the list says the same.
+ */
+static void
+fo_learned_note(struct failover *fo, const char *instance)
+{
+	const char	*had = journal_rec_get(fo->rec, "learned_instances");
+	const char	*p, *sp;
+	char		 list[FO_LEARNED_MAX * 24];
+	size_t		 words = 0, skip, off = 0, n;
+
+	list[0] = '\0';
+	if (fo_active(fo) && fo->kind != KIND_FAILOVER && had != NULL) {
+		for (p = had; *p != '\0'; p = *sp ? sp + 1 : sp) {
+			sp = strchr(p, ' ');
+			if (sp == NULL)
+				sp = p + strlen(p);
+			words++;
+		}
+		skip = words >= FO_LEARNED_MAX ? words - FO_LEARNED_MAX + 1 :
+		    0;
+		for (p = had; *p != '\0'; p = *sp ? sp + 1 : sp) {
+			sp = strchr(p, ' ');
+			if (sp == NULL)
+				sp = p + strlen(p);
+			n = (size_t)(sp - p);
+			if (skip > 0) {
+				skip--;
+				continue;
+			}
+			if (n == 0 || n > 23 || (n == strlen(instance) &&
+			    strncmp(p, instance, n) == 0))
+				continue;
+			off += (size_t)snprintf(list + off, sizeof(list) - off,
+			    "%.*s ", (int)n, p);
+		}
+	}
+	snprintf(list + off, sizeof(list) - off, "%s", instance);
+	fo_rec_set(fo, "learned_instances", list);
+	fo_rec_set(fo, "learned_instance", instance);
+}
+
+/*
+ * The key failoverd gives this failover's launches: the same for every
+ * launch of one failover id, also after a crash (hostkey.h).
+ */
+static struct hostkey *
+fo_hostkey(const struct failover *fo, char *why, size_t len)
+{
+	char path[1024], comment[128];
+
+	snprintf(path, sizeof(path), "%s/.hostkey-secret",
+	    fo->env->state_dir);
+	snprintf(comment, sizeof(comment), "failoverd@%.100s", fo->name);
+	return hostkey_for_launch(path, fo->id, comment, why, len);
+}
+
+/*
+ * RunInstances' UserData: the user's file and, with host_keys =
+ * "user_data", the replacement's host key. The request wipes its
+ * copy when freed; this function wipes its own.
+ */
+static int
+fo_add_user_data(struct failover *fo, struct ec2_request *req, char *why,
+    size_t len)
+{
+	const struct launch_conf	*lc = &fo_conf(fo)->launch;
+	struct hostkey			*hk = NULL;
+	char				*b64 = NULL;
+	int				 rc = -1;
+
+	if (lc->host_keys == HOST_KEYS_USER_DATA && fo_has_ssh_probe(fo)) {
+		hk = fo_hostkey(fo, why, len);
+		if (hk == NULL)
+			return -1;
+	}
+	if (userdata_build(lc->user_data_file, hk, &b64, why, len) == -1)
+		goto done;
+	if (b64 != NULL && ec2_request_add(req, "UserData", b64) != 0) {
+		snprintf(why, len, "RunInstances: out of memory");
+		goto done;
+	}
+	rc = 0;
+done:
+	hostkey_free(hk);
+	userdata_free(b64);
+	return rc;
+}
+
+/* The probes' own known_hosts vouch for the new instance's address. */
+static int
+fo_known_hosts_cover(const struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	const struct probe_conf		*p;
+	const char			*ips[2];
+	size_t				 i, k, n = 0;
+
+	ips[0] = fo->eip_ip;
+	ips[1] = fo->kind == KIND_SWITCH ? fo->new_ip : NULL;
+	if (ips[0] == NULL)
+		return 0;
+	for (i = 0; i < sc->nprobes; i++) {
+		p = &sc->probes[i];
+		if (p->type != PROBE_SSH || p->address != NULL)
+			continue;
+		if (p->ssh.known_hosts == NULL)
+			return 0;
+		for (k = 0; k < 2; k++)
+			if (ips[k] != NULL && sshcmd_known_has(
+			    p->ssh.known_hosts, ips[k], p->ssh.port) != 1)
+				return 0;
+		n++;
+	}
+	return n > 0;
+}
+
+/* The key given in the user data, trusted before the instance boots. */
+static int
+fo_learn_given_key(struct failover *fo)
+{
+	struct hostkey	*hk;
+	struct buf	 keys;
+	char		 why[512];
+	int		 rc = -1;
+
+	hk = fo_hostkey(fo, why, sizeof(why));
+	if (hk == NULL) {
+		failover_fail(fo, why);
+		return -1;
+	}
+	buf_init(&keys);
+	buf_printf(&keys, "%s\n", hostkey_public_key(hk));
+	hostkey_free(hk);
+	if (fo_write_learned(fo, &keys) == 0) {
+		log_info("failover %s: %s's SSH host key is the one failoverd "
+		    "gave it in its user data", fo->name, fo->new);
+		fo_learned_note(fo, fo->new);
+		fo_save(fo);
+		rc = 1;
+	} else
+		failover_fail(fo, "cannot write the file of learned SSH host "
+		    "keys (see the log)");
+	buf_free(&keys);
+	return rc;
+}
+
+/*
+ * Whether the new instance's host keys are known without its console:
+ * 1 yes (in the learned file or the probes' known_hosts), 0 no (wait
+ * for the console), -1 the failover failed. An instance that booted
+ * before (restart in place, rollback) prints no keys any more: cloud-
+ * init prints them on a first boot only.
+ */
+static int
+fo_keys_known(struct failover *fo)
+{
+	enum host_keys_source	src = fo_conf(fo)->launch.host_keys;
+	int			again = fo->restart ||
+				    fo->kind == KIND_ROLLBACK;
+
+	if (again && fo_keys_learnt(fo, fo->new)) {
+		log_info("failover %s: %s's SSH host keys are known from "
+		    "before it was stopped", fo->name, fo->new);
+		return 1;
+	}
+	if (src == HOST_KEYS_KNOWN_HOSTS) {
+		log_info("failover %s: the probes' known_hosts are to hold "
+		    "%s's SSH host keys (host_keys = \"known_hosts\")",
+		    fo->name, fo->new);
+		return 1;
+	}
+	if (src == HOST_KEYS_USER_DATA && !again)
+		return fo_learn_given_key(fo);
+	if (fo_known_hosts_cover(fo)) {
+		log_info("failover %s: the probes' known_hosts hold keys for "
+		    "%s: not waiting for %s's console", fo->name, fo->eip_ip,
+		    fo->new);
+		return 1;
+	}
+	return 0;
+}
+
 /* --- evacuation ---------------------------------------------------------- */
 
 /*
@@ -1570,12 +1789,20 @@ fo_subnet(const struct failover *fo)
 static struct ec2_request *
 fo_run_request(struct failover *fo)
 {
-	char token[FO_TOKEN_MAX + 1];
+	struct ec2_request	*req;
+	char			 token[FO_TOKEN_MAX + 1], why[640];
 
 	fo_token(fo, token, sizeof(token));
 	/* An evacuation goes where its subnet is; the volumes follow. */
-	return launch_request_new(fo_conf(fo), fo_ami(fo), fo_subnet(fo),
+	req = launch_request_new(fo_conf(fo), fo_ami(fo), fo_subnet(fo),
 	    fo->kind != KIND_EVACUATE ? fo->vol_az : NULL, token, fo->id);
+	if (req != NULL && fo_add_user_data(fo, req, why, sizeof(why)) ==
+	    -1) {
+		ec2_request_free(req);
+		failover_fail(fo, why);
+		return NULL;
+	}
+	return req;
 }
 
 /*
@@ -1718,8 +1945,31 @@ fo_launch_poll(struct failover *fo)
 			ec2_request_set_after_mutation(req, 1);
 		break;
 	case LAUNCH_RUNNING:
+		if (!fo->keys_checked) {
+			fo->keys_checked = 1;
+			switch (fo_keys_known(fo)) {
+			case 1:
+				fo_launch_ready(fo);
+				return;
+			case -1:
+				return;
+			default:
+				break;
+			}
+		}
 		req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
 		    fo->new);
+		/*
+		 * The buffered output is posted after a state change and
+		 * may lack the keys for minutes; the latest is there at
+		 * once, on the instance types that offer it (Nitro).
+		 */
+		fo->console_latest = !fo_is(fo->latest_refused, fo->new);
+		if (req != NULL && fo->console_latest &&
+		    ec2_request_add(req, "Latest", "true") != 0) {
+			ec2_request_free(req);
+			req = NULL;
+		}
 		if (req != NULL)
 			ec2_request_set_after_mutation(req, 1);
 		break;
@@ -1904,6 +2154,21 @@ fo_on_console(struct failover *fo, struct ec2_result *res)
 {
 	struct buf keys;
 
+	/*
+	 * EC2 documents Latest for Nitro types only, not the refusal's
+	 * code: any refusal falls back to the buffered output, which
+	 * every type has, for the rest of this instance's launch.
+	 */
+	if (fo->console_latest && ec2_result_status(res) == EC2_ERR_AWS &&
+	    !ec2_result_retryable(res)) {
+		if (!fo_is(fo->latest_refused, fo->new))
+			log_info("failover %s: %s gives no latest console "
+			    "output (%s); reading its buffered output, "
+			    "posted late", fo->name, fo->new,
+			    ec2_result_error(res));
+		fo_set_str(&fo->latest_refused, fo->new);
+		return;
+	}
 	if (fo_result_kind(fo, res) != 0)
 		return;
 	buf_init(&keys);
@@ -1911,7 +2176,7 @@ fo_on_console(struct failover *fo, struct ec2_result *res)
 	    0 && fo->eip_ip != NULL && fo_write_learned(fo, &keys) == 0) {
 		log_info("failover %s: learnt %s's SSH host keys from its "
 		    "console", fo->name, fo->new);
-		fo_rec_set(fo, "learned_instance", fo->new);
+		fo_learned_note(fo, fo->new);
 		fo_launch_ready(fo);
 	} else if (!fo->keys_waiting) {
 		fo->keys_waiting = 1;
@@ -1934,7 +2199,7 @@ fo_on_current_console(struct failover *fo, struct ec2_result *res)
 	    0 && fo->eip_ip != NULL && fo_write_learned(fo, &keys) == 0) {
 		log_info("service %s: learnt %s's SSH host keys from its "
 		    "console", fo->name, fo->eip_instance);
-		fo_rec_set(fo, "learned_instance", fo->eip_instance);
+		fo_learned_note(fo, fo->eip_instance);
 		fo_save(fo);
 	}
 	buf_free(&keys);
@@ -2846,6 +3111,16 @@ fo_check_deadlines(struct failover *fo)
 		    fo->id, "step", failover_step_str(fo->step), "elapsed",
 		    secs, "budget", budget, NULL);
 	}
+	if (fo->launch == LAUNCH_RUNNING && fo_has_ssh_probe(fo) &&
+	    now - fo->launch_start > fo_policy(fo)->launch_timeout) {
+		snprintf(why, sizeof(why), "no SSH host keys on the console "
+		    "of %s within %.0f s (launch_timeout)%s", fo->new,
+		    fo_policy(fo)->launch_timeout, fo->restart ||
+		    fo->kind == KIND_ROLLBACK ? "; cloud-init prints them on "
+		    "an instance's first boot only" : "");
+		failover_fail(fo, why);
+		return -1;
+	}
 	if (fo->launch != LAUNCH_READY &&
 	    now - fo->launch_start > fo_policy(fo)->launch_timeout) {
 		snprintf(why, sizeof(why), "launch of the replacement%s%s "
@@ -3222,6 +3497,9 @@ fo_progress_reset(struct failover *fo)
 	fo->launch_next = 0;
 	fo->assoc_sent = 0;
 	fo->keys_waiting = 0;
+	fo->keys_checked = 0;
+	fo->console_latest = 0;
+	fo_set_str(&fo->latest_refused, NULL);
 	fo->fenced_at = 0;
 	for (k = 0; k < T_MAX; k++)
 		fo->t[k] = -1;
@@ -3793,6 +4071,7 @@ failover_free(struct failover *fo)
 	free(fo->new);
 	free(fo->ami);
 	free(fo->new_ip);
+	free(fo->latest_refused);
 	free(fo->name);
 	free(fo);
 }

@@ -360,6 +360,48 @@ sshcmd_prefer_known(LIBSSH2_SESSION *session, LIBSSH2_KNOWNHOSTS *kh,
 		    algos);
 }
 
+int
+sshcmd_known_has(const char *known_hosts, const char *host, int port)
+{
+	LIBSSH2_SESSION		*session;
+	LIBSSH2_KNOWNHOSTS	*kh;
+	struct libssh2_knownhost *node, *prev = NULL;
+	int			 rc = 0, mask;
+
+	session = libssh2_session_init();
+	if (session == NULL)
+		return -1;
+	kh = libssh2_knownhost_init(session);
+	if (kh == NULL ||
+	    libssh2_knownhost_readfile(kh, known_hosts,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+		rc = -1;
+		goto done;
+	}
+	/*
+	 * libssh2 shows no name of a hashed entry, but checks a name
+	 * against it: ask, for each entry's own key, whether it is one
+	 * of host's.
+	 */
+	while (rc == 0 && libssh2_knownhost_get(kh, &node, prev) == 0) {
+		prev = node;
+		if (node->key == NULL)
+			continue;
+		mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+		    LIBSSH2_KNOWNHOST_KEYENC_BASE64 |
+		    (node->typemask & LIBSSH2_KNOWNHOST_KEY_MASK);
+		if (libssh2_knownhost_checkp(kh, host, port, node->key,
+		    strlen(node->key), mask, NULL) ==
+		    LIBSSH2_KNOWNHOST_CHECK_MATCH)
+			rc = 1;
+	}
+done:
+	if (kh != NULL)
+		libssh2_knownhost_free(kh);
+	libssh2_session_free(session);
+	return rc;
+}
+
 enum sshcmd_hostkey
 sshcmd_check_hostkey(LIBSSH2_SESSION *session, LIBSSH2_KNOWNHOSTS *kh,
     const char *host, int port)

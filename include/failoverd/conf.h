@@ -43,6 +43,16 @@ enum policy_old {
 	POLICY_OLD_KEEP
 };
 
+/*
+ * Where failoverd gets the SSH host keys of a replacement, for the ssh
+ * probes that follow the EIP (no address of their own).
+ */
+enum host_keys_source {
+	HOST_KEYS_USER_DATA,	/* its own key, handed over by cloud-init */
+	HOST_KEYS_CONSOLE,	/* printed by cloud-init on the console */
+	HOST_KEYS_KNOWN_HOSTS	/* the probes' known_hosts only */
+};
+
 struct status_range {
 	int	lo, hi;
 };
@@ -109,6 +119,7 @@ struct launch_conf {
 	struct tag_conf	*tags;
 	size_t		 ntags;
 	char		*user_data_file;
+	enum host_keys_source host_keys;
 };
 
 struct policy_conf {

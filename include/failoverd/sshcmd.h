@@ -86,6 +86,13 @@ LIBSSH2_KNOWNHOSTS *sshcmd_known_read(LIBSSH2_SESSION *session,
 		    const char *known_hosts, const char *learned,
 		    const char **bad);
 /*
+ * 1 when the known_hosts file holds a key for host:port (hashed names
+ * too: libssh2 matches them), 0 when not, -1 when it cannot be read.
+ * Reads the file: for a decision, not for every probe.
+ */
+int		 sshcmd_known_has(const char *known_hosts, const char *host,
+		    int port);
+/*
  * Before the handshake: ask for the key types kh holds for host:port,
  * as OpenSSH does, so a server with several keys shows one we know.
  */

@@ -123,8 +123,11 @@ def launch(sim, c, az_subnet=BASIC["subnets"]["us-east-1a"], **kw):
 
 
 def host_key_from_console(c, iid):
-    # botocore base64-decodes the console output itself.
-    out = c.get_console_output(InstanceId=iid)["Output"].encode()
+    # botocore base64-decodes the console output itself. The buffered
+    # output comes console_lag after the boot: t3 is Nitro, ask the
+    # latest.
+    out = c.get_console_output(InstanceId=iid, Latest=True)[
+        "Output"].encode()
     m = re.search(r"-----BEGIN SSH HOST KEY KEYS-----\n(.*?)\n"
                   r"-----END SSH HOST KEY KEYS-----", out.decode(), re.S)
     assert m, out

@@ -864,8 +864,15 @@ def control(sim, method, parts, q, body):
                             f"{INSTANCE_FAULTS}")
                 im.faults = set(body["faults"])
                 sim.event(f"image {arg}: faults {sorted(im.faults)}")
+            if method == "POST" and "emit_keys_to_console" in body:
+                # cloud-init's emit_keys_to_console: false in the image.
+                im.emit_keys = bool(body["emit_keys_to_console"])
+                sim.event(f"image {arg}: emit_keys_to_console "
+                          f"{im.emit_keys}")
             return 200, {"id": im.id, "name": im.name, "state": im.state,
-                         "faults": sorted(getattr(im, "faults", ()))}
+                         "faults": sorted(getattr(im, "faults", ())),
+                         "emit_keys_to_console": getattr(im, "emit_keys",
+                                                         True)}
     if head == "volume" and arg:
         with w.lock:
             v = w.volumes[arg]

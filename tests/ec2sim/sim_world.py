@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 
+import sim_cloudinit
 from sim_model import ApiError, iso
 
 DEFAULT_DELAYS = {
@@ -39,7 +40,23 @@ DEFAULT_DELAYS = {
     "associate": 0.1,      # EIP association -> traffic moves
     "snapshot": 0.5,       # pending -> completed
     "image": 1.0,          # pending -> available
+    # GetConsoleOutput without Latest: the buffered output of a boot is
+    # posted this long after the instance entered running; longer than
+    # failoverd's default verify_timeout (120 s).
+    "console_lag": 180.0,
 }
+
+# Instance families on the Xen hypervisor; every other family (t3, m5,
+# c5, ... and all newer ones) is built on Nitro ("Instances built on the
+# AWS Nitro System", EC2 User Guide). Only Nitro types give the latest
+# console output (GetConsoleOutput, Latest).
+XEN_FAMILIES = {"t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3",
+                "r4", "i2", "i3", "d2", "x1", "x1e", "p2", "p3", "g2", "g3",
+                "f1", "h1", "cc2", "cr1", "hs1"}
+
+
+def is_nitro(itype):
+    return itype.split(".")[0] not in XEN_FAMILIES
 
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32,
                "terminated": 48, "stopping": 64, "stopped": 80}
@@ -359,7 +376,8 @@ class World:
                 description=im.get("description", ""), state="available",
                 created=now - 86400, owner=self.account,
                 root_device=im.get("root_device", "/dev/xvda"),
-                mappings=[], tags=dict(im.get("tags", {})))
+                mappings=[], tags=dict(im.get("tags", {})),
+                emit_keys=bool(im.get("emit_keys_to_console", True)))
             root_snap = im.get("root_snapshot",
                                "snap-0" + hashlib.sha1(
                                    im["id"].encode()).hexdigest()[:16])
@@ -412,6 +430,8 @@ class World:
         inst.since = now - 3600
         if state == "running":
             inst.running_since = now - 3600
+        # It booted once, an hour ago: its first boot's output is posted.
+        inst.boots = [{"start": now - 3600, "keys": inst.emit_keys}]
         root = spec.get("root_volume")
         if root:
             self._new_volume(root, subnet.az, image.mappings[0]["size"],
@@ -483,6 +503,8 @@ class World:
             since=self.now(), reason="", state_reason=None,
             root_device=image.root_device, dir=d, hostkey=hostkey,
             hostkey_pub=pub, faults=set(getattr(image, "faults", ())),
+            console_pub=pub, emit_keys=getattr(image, "emit_keys", True),
+            boots=[],
             stuck_stopping=False, stop_gen=0, stop_skip_os=False,
             running_since=None, reboot_until=0.0)
         self.instances[iid] = inst
@@ -497,6 +519,11 @@ class World:
         inst.since = self.now()
         if state == "running":
             inst.running_since = self.now()
+            # cloud-init prints the host keys on the instance's first
+            # boot only (cc_keys_to_console runs once per instance).
+            inst.boots.append({"start": inst.running_since,
+                               "keys": inst.emit_keys and not inst.boots,
+                               "lag": self.delay("console_lag")})
             # Drawn once per boot: every later look agrees with it.
             boot = inst.boot = self.delay("boot")
             inst.status_init = self.delay("status_init")
@@ -804,6 +831,9 @@ class World:
                 f"choosing {others}.")
         mappings = self._launch_mappings(image, p.get("BlockDeviceMappings",
                                                       []))
+        user_data = None
+        if p.get("UserData") is not None:
+            user_data = sim_cloudinit.decode(p["UserData"])
         if self._dry(p):
             return None
         rid = new_id("r")
@@ -814,6 +844,8 @@ class World:
             inst = self._new_instance(
                 new_id("i"), image, itype, subnet, p.get("KeyName"),
                 groups, prof, dict(itags), token, rid, n)
+            if user_data is not None:
+                self._apply_user_data(inst, user_data)
             for m in mappings:
                 snap = self.snapshots.get(m["snapshot"])
                 vol = self._new_volume(new_id("vol"), subnet.az, m["size"],
@@ -833,6 +865,32 @@ class World:
             self.client_tokens[token] = (fingerprint,
                                          [i.id for i in insts])
         return self._reservations(insts)[0]
+
+    def _apply_user_data(self, inst, raw):
+        """cloud-init's ssh module on first boot: ssh_keys replace the
+        generated host key (only ed25519 is modelled)."""
+        key = sim_cloudinit.ssh_host_key(sim_cloudinit.cloud_config(raw))
+        if key is None:
+            return
+        priv, pub = key
+        with open(inst.hostkey, "w") as f:
+            f.write(priv)
+        os.chmod(inst.hostkey, 0o600)
+        # What sshd will present: the private key's own public half.
+        r = subprocess.run(["ssh-keygen", "-y", "-f", inst.hostkey],
+                           capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            # sshd loads no host key and does not start.
+            inst.faults.add("ssh_down")
+            self.sim.event(f"instance {inst.id}: ssh_keys.ed25519_private "
+                           f"is no usable key; sshd will not start")
+            return
+        inst.hostkey_pub = " ".join(r.stdout.split()[:2])
+        # cloud-init writes ed25519_public as given to the .pub file,
+        # which is what it prints on the console.
+        inst.console_pub = (pub or inst.hostkey_pub).strip()
+        self.sim.event(f"instance {inst.id}: host key from user data")
 
     def _launch_mappings(self, image, overrides):
         """The image's block devices as changed by BlockDeviceMapping.N."""
@@ -966,11 +1024,10 @@ class World:
         if inst.stuck_stopping and not force:
             return None
         if inst.stop_skip_os or not self.os_hung(inst):
-            return self.delays.get("stopping", 0.0)
+            return self.delay("stopping")
         if not force:
             return None
-        return (self.delays.get("graceful_stop", 0.0)
-                + self.delays.get("stopping", 0.0))
+        return self.delay("graceful_stop") + self.delay("stopping")
 
     def _stopping_done(self, iid, gen):
         inst = self.instances[iid]
@@ -1092,23 +1149,44 @@ class World:
 
     def op_GetConsoleOutput(self, p, ctx):
         inst = self._get(self.instances, "i", p["InstanceId"])
+        latest = bool(p.get("Latest"))
+        if latest and not is_nitro(inst.type):
+            # The reference says Latest is for Nitro types but not how
+            # others refuse it: ec2sim's code and message are its own.
+            raise ApiError("UnsupportedOperation",
+                           f"The instance type {inst.type} does not "
+                           f"support retrieving the latest console "
+                           f"output.")
         if self._dry(p):
             return None
-        out = {"InstanceId": inst.id, "Timestamp": self.now()}
-        if inst.running_since is not None:
+        now = self.now()
+        out = {"InstanceId": inst.id, "Timestamp": now}
+        if latest:
+            boot = inst.boots[-1] if inst.boots else None
+            up = boot is not None and inst.state == "running" and \
+                now >= boot["start"] + getattr(inst, "boot", 0.0)
+        else:
+            # Buffered: what was posted console_lag after the last
+            # boot. Until then nothing that helps: the unkind reading of
+            # "posted shortly after an instance transition state" (the
+            # last boot's keys are 64 KB back or not posted yet).
+            boot = inst.boots[-1] if inst.boots else None
+            lag = boot.get("lag", 0.0) if boot is not None else 0.0
+            if boot is not None and now < boot["start"] + lag:
+                boot = None
+            up = True
+            if boot is not None:
+                out["Timestamp"] = boot["start"] + lag
+        if boot is not None:
             out["Output"] = base64.b64encode(
-                self._console(inst).encode()).decode()
+                self._console(inst, boot, up).encode()).decode()
         return out
 
-    def _console(self, inst):
-        blob = base64.b64decode(inst.hostkey_pub.split()[1])
-        fp = base64.b64encode(hashlib.sha256(blob).digest()).decode()
-        fp = fp.rstrip("=")
+    def _console(self, inst, boot, up):
+        """A boot's console; cloud-init's part once it has run (up)."""
         t = time.strftime("%a, %d %b %Y %H:%M:%S +0000",
-                          time.gmtime(inst.running_since))
-        host = "ip-" + inst.ip.replace(".", "-")
-        kt, kb = inst.hostkey_pub.split()[:2]
-        return (
+                          time.gmtime(boot["start"]))
+        kernel = (
             "[    0.000000] Linux version 6.1.0-18-cloud-amd64 "
             "(debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC\n"
             "[    0.000000] Command line: BOOT_IMAGE=/boot/vmlinuz "
@@ -1116,7 +1194,24 @@ class World:
             f"[    1.234567] EXT4-fs (xvda1): mounted filesystem\n"
             f"Cloud-init v. 22.4.2 running 'init' at {t}. Up 3.21 "
             f"seconds.\n"
-            f"ci-info: | eth0 | True | {inst.ip} | 255.255.0.0 |\n"
+            f"ci-info: | eth0 | True | {inst.ip} | 255.255.0.0 |\n")
+        if not up:
+            return kernel
+        if not boot["keys"]:
+            return kernel + (
+                f"Cloud-init v. 22.4.2 running 'modules:final' at {t}. Up "
+                f"5.02 seconds.\n"
+                f"Cloud-init v. 22.4.2 finished at {t}. Datasource "
+                f"DataSourceEc2Local.  Up 5.31 seconds\n")
+        return kernel + self._console_keys(inst, t)
+
+    def _console_keys(self, inst, t):
+        blob = base64.b64decode(inst.console_pub.split()[1])
+        fp = base64.b64encode(hashlib.sha256(blob).digest()).decode()
+        fp = fp.rstrip("=")
+        host = "ip-" + inst.ip.replace(".", "-")
+        kt, kb = inst.console_pub.split()[:2]
+        return (
             "Generating public/private ed25519 key pair.\n"
             f"Cloud-init v. 22.4.2 running 'modules:final' at {t}. Up "
             f"5.02 seconds.\n"
@@ -1424,7 +1519,9 @@ class World:
             id=iid, name=name, description=p.get("Description", ""),
             state="pending", created=self.now(), owner=self.account,
             root_device=inst.root_device, mappings=mappings,
-            tags=tag_specs(p, "image"))
+            tags=tag_specs(p, "image"),
+            emit_keys=getattr(self.images.get(inst.image), "emit_keys",
+                              True))
         self.sim.event(f"image {iid}: creating from {inst.id}")
         if inst.state == "running" and not p.get("NoReboot", False):
             # AWS reboots the instance for a consistent image: a short
@@ -1633,6 +1730,7 @@ class World:
                 "stuck_stopping": inst.stuck_stopping,
                 "ssh": ssh, "http": http,
                 "host_key": inst.hostkey_pub,
+                "boots": len(inst.boots),
                 "volumes": {v.att["device"]: v.id
                             for v in self.volumes.values()
                             if v.att and v.att["instance"] == inst.id},

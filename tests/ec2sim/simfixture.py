@@ -275,7 +275,9 @@ class Ec2Sim:
 
     def image(self, ami, **kw):
         """copy_of=AMI registers ami as a copy; faults=[...] go to every
-        instance launched from it (http_down, http_down_with_data...)."""
+        instance launched from it (http_down, http_down_with_data...);
+        emit_keys_to_console=False: its instances never print their SSH
+        host keys on the console."""
         return self._call("POST" if kw else "GET", f"/image/{ami}",
                           kw or None)
 
