@@ -10,6 +10,8 @@ FOD_DEB_PACKAGES=(
 	libconfig-dev libxml2-dev libsystemd-dev libcmocka-dev
 	# the test world: real sshd, HTTP, the emulator and its judges
 	python3 python3-pytest python3-botocore
+	# ec2sim reads cloud-init user data (#cloud-config is YAML)
+	python3-yaml
 	openssh-server openssh-client awscli curl openssl iproute2
 	# the test sshds log in with a shell and home of the tests' own
 	libnss-wrapper
