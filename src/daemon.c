@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "failoverd/daemon.h"
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
+#include "failoverd/hostkey.h"
 #include "failoverd/log.h"
 #include "failoverd/redact.h"
 #include "failoverd/preflight.h"
@@ -268,7 +270,8 @@ static int
 daemon_lock_state_dir(struct daemon *d, const struct config *conf,
     int *fd, char *err, size_t errlen)
 {
-	struct stat st;
+	struct stat	st;
+	char		path[PATH_MAX];
 
 	*fd = -1;
 	if (stat(conf->state_dir, &st) == -1) {
@@ -282,6 +285,13 @@ daemon_lock_state_dir(struct daemon *d, const struct config *conf,
 	*fd = statelock_take(conf->state_dir, err, errlen);
 	if (*fd == -1)
 		return -1;
+	snprintf(path, sizeof(path), "%s/" HOSTKEY_SECRET_NAME,
+	    conf->state_dir);
+	if (hostkey_secret_ensure(path, err, errlen) == -1) {
+		statelock_release(*fd);
+		*fd = -1;
+		return -1;
+	}
 	d->lock_next_dev = st.st_dev;
 	d->lock_next_ino = st.st_ino;
 	return 0;

@@ -1155,7 +1155,7 @@ fo_hostkey(const struct failover *fo, char *why, size_t len)
 {
 	char path[1024], comment[128];
 
-	snprintf(path, sizeof(path), "%s/.hostkey-secret",
+	snprintf(path, sizeof(path), "%s/" HOSTKEY_SECRET_NAME,
 	    fo->env->state_dir);
 	snprintf(comment, sizeof(comment), "failoverd@%.100s", fo->name);
 	return hostkey_for_launch(path, fo->id, comment, why, len);
@@ -1244,9 +1244,21 @@ fo_learn_given_key(struct failover *fo)
 		fo_learned_note(fo, fo->new);
 		fo_save(fo);
 		rc = 1;
-	} else
-		failover_fail(fo, "cannot write the file of learned SSH host "
-		    "keys (see the log)");
+	} else {
+		/*
+		 * The watchdog's own disk, not the replacement: say so once
+		 * and try again at the next poll, within launch_timeout.
+		 */
+		if (!fo->journal_failing)
+			alert_emit(ALERT_JOURNAL_WRITE_FAILED, fo->name,
+			    "state_dir", fo->env->state_dir, "error",
+			    "cannot write the file of learned SSH host keys "
+			    "(see the log)", "step",
+			    failover_step_str(fo->step), "action",
+			    "held until a write succeeds", NULL);
+		fo->journal_failing = 1;
+		rc = 2;
+	}
 	buf_free(&keys);
 	return rc;
 }
@@ -1254,7 +1266,8 @@ fo_learn_given_key(struct failover *fo)
 /*
  * Whether the new instance's host keys are known without its console:
  * 1 yes (in the learned file or the probes' known_hosts), 0 no (wait
- * for the console), -1 the failover failed. An instance that booted
+ * for the console), 2 not yet (the state_dir cannot be written: try
+ * again), -1 the failover failed. An instance that booted
  * before (restart in place, rollback) prints no keys any more: cloud-
  * init prints them on a first boot only.
  */
@@ -1950,6 +1963,9 @@ fo_launch_poll(struct failover *fo)
 			switch (fo_keys_known(fo)) {
 			case 1:
 				fo_launch_ready(fo);
+				return;
+			case 2:		/* the state_dir cannot be written */
+				fo->keys_checked = 0;
 				return;
 			case -1:
 				return;

@@ -281,6 +281,17 @@ sys:
 	return -1;
 }
 
+int
+hostkey_secret_ensure(const char *secret_path, char *err, size_t errlen)
+{
+	unsigned char secret[HOSTKEY_SEED_LEN];
+
+	if (hk_secret(secret_path, secret, err, errlen) == -1)
+		return -1;
+	OPENSSL_cleanse(secret, sizeof(secret));
+	return 0;
+}
+
 struct hostkey *
 hostkey_for_launch(const char *secret_path, const char *launch_id,
     const char *comment, char *err, size_t errlen)

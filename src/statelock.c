@@ -1,5 +1,12 @@
 /*
  * The state directory's lock (statelock.h).
+ *
+ * The descriptor that holds the lock is read-only: flock needs no write
+ * access, and a file kept open for writing pins the file system
+ * writable (a remount read-only fails with EBUSY), where a disk going
+ * read-only must be something failoverd survives, not something it
+ * prevents. The pid is written through a second descriptor, closed at
+ * once.
  */
 #include <sys/file.h>
 
@@ -30,7 +37,7 @@ int
 statelock_take(const char *state_dir, char *err, size_t errlen)
 {
 	char	path[4096], pid[32];
-	int	fd, n;
+	int	fd, wfd, n;
 	long	holder;
 
 	n = snprintf(path, sizeof(path), "%s/%s", state_dir, STATELOCK_NAME);
@@ -39,7 +46,7 @@ statelock_take(const char *state_dir, char *err, size_t errlen)
 		    state_dir);
 		return -1;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd == -1) {
 		snprintf(err, errlen, "lock file %s: %s", path,
 		    strerror(errno));
@@ -65,12 +72,16 @@ statelock_take(const char *state_dir, char *err, size_t errlen)
 		return -1;
 	}
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) == -1 || pwrite(fd, pid, (size_t)n, 0) != n) {
+	wfd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+	if (wfd == -1 || write(wfd, pid, (size_t)n) != n) {
 		snprintf(err, errlen, "lock file %s: write: %s", path,
 		    strerror(errno));
+		if (wfd != -1)
+			close(wfd);
 		close(fd);
 		return -1;
 	}
+	close(wfd);
 	return fd;
 }
 

@@ -24,6 +24,17 @@ struct hostkey;
 struct hostkey	*hostkey_from_seed(const unsigned char *seed,
 		    const char *comment);
 
+/* The secret's file in the state directory. */
+#define HOSTKEY_SECRET_NAME	".hostkey-secret"
+
+/*
+ * Makes the secret of hostkey_for_launch if there is none yet: at start,
+ * while the state directory is known to be writable, so that a failover
+ * on a disk that has since filled or gone read-only still has its key.
+ */
+int		 hostkey_secret_ensure(const char *secret_path, char *err,
+		    size_t errlen);
+
 /*
  * The key of one launch: the seed is HMAC-SHA256(secret, launch_id),
  * the secret the 32 random bytes of secret_path, made (mode 0600,

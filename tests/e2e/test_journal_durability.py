@@ -126,3 +126,28 @@ def test_a_restart_after_failed_writes_launches_one_replacement(world):
     tokens = {r["params"]["ClientToken"]
               for r in w.calls("RunInstances", run["seq"])}
     assert len(tokens) == 1, tokens
+
+
+def test_a_disk_that_fails_while_the_replacement_boots_holds_then_completes(
+        world):
+    """The replacement is launched, then the state directory goes
+    read-only before failoverd writes the host key it gave it: that is
+    failoverd's own trouble (journal_write_failed), not a failed
+    failover, and the move completes once the disk is back."""
+    w, disk = world
+    w.sim.set_delays(pending=4.0)
+    run = w.begin()
+    with w.daemon() as d:
+        d.wait_for(HEALTHY, timeout=30)
+        w.break_production()
+        w.sim.wait(lambda: w.calls("RunInstances", run["seq"]),
+                   timeout=60, what="RunInstances")
+        disk.break_it("read_only")
+        d.wait_for(r"event=journal_write_failed service=web", timeout=60)
+        d.drain(6.0)
+        assert not any("event=failover_failed" in l for l in d.lines), \
+            "\n".join(d.lines[-30:])
+        disk.mend("read_only")
+        d.wait_for(COMPLETED, timeout=120)
+        d.drain(0.5)
+    w.assert_replaced(run)
