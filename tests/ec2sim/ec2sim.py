@@ -33,7 +33,7 @@ from sim_auth import CredStore, credential_access_key, verify  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
 from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
-from sim_world import World  # noqa: E402
+from sim_world import RANGE_DELAYS, World  # noqa: E402
 
 CLAIM_PORT = 65001      # held on A.B.0.1 while a sim owns the net A.B
 EXIT_NET_BUSY = 3
@@ -482,7 +482,7 @@ class Sim:
                                f"ec2sim does not implement {action}.")
             with self.world.lock:
                 ctx = {"access_key": ak, "request_id": rid}
-                result = handler(p, ctx)
+                result = self.world.perform(action, handler, p, ctx)
                 if p.get("DryRun"):
                     raise ApiError("DryRunOperation",
                                    "Request would have succeeded, but "
@@ -744,6 +744,19 @@ INSTANCE_FAULTS = ("http_down", "ssh_down", "blackhole", "status_impaired",
                    "instance_impaired", "http_down_with_data")
 
 
+def delay_value(key, v):
+    """A delay in seconds, or [lo, hi] for the delays that take a
+    range."""
+    if isinstance(v, (list, tuple)):
+        if key not in RANGE_DELAYS:
+            raise ValueError(f"delay {key!r} takes a number")
+        lo, hi = (float(x) for x in v)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"delay {key!r}: need 0 <= lo <= hi")
+        return [lo, hi]
+    return float(v)
+
+
 def control(sim, method, parts, q, body):
     w = sim.world
     head = parts[0] if parts else ""
@@ -855,7 +868,7 @@ def control(sim, method, parts, q, body):
                     if k not in w.delays:
                         raise ValueError(f"unknown delay {k!r}; known: "
                                          f"{sorted(w.delays)}")
-                    w.delays[k] = float(v)
+                    w.delays[k] = delay_value(k, v)
             return 200, dict(w.delays)
     if head == "clock":
         if method == "POST":
