@@ -550,11 +550,17 @@ class Sim:
         return False
 
     def send(self, h, status, body):
-        h.send_response(status)
-        h.send_header("Content-Type", "text/xml;charset=UTF-8")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "text/xml;charset=UTF-8")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            h.wfile.flush()
+        except OSError:
+            # The client is gone (killed, timed out): what the action
+            # did stands and is logged once; only the reply is lost.
+            h.close_connection = True
 
 
 def _signed_time(headers):
