@@ -27,10 +27,10 @@ from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import ctl  # noqa: E402
+from fodtest import Daemon, ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim, Ec2SimError  # noqa: E402
 from test_failover import (EIP, OLD, VOLS, assert_replaced,  # noqa: E402
-                           calls, events, healthy, replacement, start)
+                           calls, events, healthy, replacement, write_conf)
 
 
 def client(sim):
@@ -138,19 +138,37 @@ def test_default_lag_is_on(tmp_path):
         assert 0 < lo < hi
 
 
-def conf_kw():
-    # Every step waits out the lag at least once: room for it.
-    return {"policy": {"fence_timeout": 40, "launch_timeout": 60,
-                       "attach_timeout": 60, "associate_timeout": 30,
-                       "verify_timeout": 30}}
+def start(tmp_path, sim):
+    """failoverd as test_failover starts it, with room for the lag in
+    each step's deadline, and an ssh probe that a busy machine does not
+    time out (these tests are about what EC2 shows, not probe speed)."""
+    conf = write_conf(str(tmp_path), sim, policy={
+        "fence_timeout": 40, "launch_timeout": 60, "attach_timeout": 60,
+        "associate_timeout": 30, "verify_timeout": 60})
+    with open(conf) as f:
+        text = f.read()
+    shell = 'name = "shell"; type = "ssh";'
+    assert shell in text
+    head, tail = text.split(shell, 1)
+    tail = tail.replace("interval = 0.5; timeout = 0.4;",
+                        "interval = 1.5; timeout = 1.4;", 1)
+    with open(conf, "w") as f:
+        f.write(head + shell + tail)
+    e = dict(sim.env())
+    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
+    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
+                                                   "no-aws-credentials")
+    d = Daemon(conf, env=e)
+    d.sock = os.path.join(str(tmp_path), "control.sock")
+    return d
 
 
 def test_failover_under_lag_moves_each_thing_once_and_keeps_it(tmp_path):
     with Ec2Sim("basic", tmp_path / "sim",
                 delays={"describe_lag": 3}) as sim:
-        d = start(tmp_path, sim, **conf_kw())
+        d = start(tmp_path, sim)
         try:
-            healthy(d)
+            healthy(d, timeout=60)
             # The association's own lag covers the restart below.
             sim.fault(kind="latency", action="AssociateAddress",
                       latency=1, count=1)
@@ -175,9 +193,10 @@ def test_failover_under_lag_moves_each_thing_once_and_keeps_it(tmp_path):
         d = start(tmp_path, sim)
         try:
             d.wait_for(r"service web: production instance is", timeout=20)
-            healthy(d, timeout=30)
-            # Long enough for the ssh probe to meet a wrong key.
-            d.drain(3)
+            # The ssh probe checks the EIP's host key: against the old
+            # instance's keys (re-learnt from a stale view) it could not.
+            d.wait_for(r"probe web/shell: check ok", timeout=60)
+            d.drain(4)
             st = json.loads(ctl(d.sock, "status", "--json").stdout)
         finally:
             d.stop()
@@ -200,9 +219,9 @@ def test_resume_after_a_lost_runinstances_reply_launches_once(tmp_path):
     token while EC2 does not show it yet, and launches again with the
     same token: EC2's idempotency gives back the same instance."""
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        d = start(tmp_path, sim, **conf_kw())
+        d = start(tmp_path, sim)
         try:
-            healthy(d)
+            healthy(d, timeout=60)
             sim.fault(kind="latency", action="RunInstances", latency=2,
                       count=1)
             sim.instance_fault(OLD, "both")
@@ -214,7 +233,7 @@ def test_resume_after_a_lost_runinstances_reply_launches_once(tmp_path):
         sim.wait(lambda: calls(sim, "RunInstances"), timeout=30,
                  what="the launch carried out")
         assert len(replacement(sim)) == 1
-        d = start(tmp_path, sim, **conf_kw())
+        d = start(tmp_path, sim)
         try:
             d.wait_for(r"resuming failover", timeout=15)
             d.wait_for(r"event=failover_completed", timeout=120)
@@ -234,9 +253,9 @@ def test_resume_in_attach_under_lag_does_not_fail(tmp_path):
     (the view from before the attach); its AttachVolume is refused
     (VolumeInUse), which means "look again", not a failed failover."""
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        d = start(tmp_path, sim, **conf_kw())
+        d = start(tmp_path, sim)
         try:
-            healthy(d)
+            healthy(d, timeout=60)
             sim.fault(kind="latency", action="AttachVolume", latency=2,
                       count=1)
             sim.instance_fault(OLD, "both")
@@ -247,7 +266,7 @@ def test_resume_in_attach_under_lag_does_not_fail(tmp_path):
             d.stop(check=False)
         sim.wait(lambda: len(calls(sim, "AttachVolume")) == 2,
                  timeout=30, what="both attaches carried out")
-        d = start(tmp_path, sim, **conf_kw())
+        d = start(tmp_path, sim)
         try:
             d.wait_for(r"resuming failover", timeout=15)
             d.wait_for(r"event=failover_(completed|failed)", timeout=120)
