@@ -77,7 +77,7 @@
  * EC2's Describe calls are eventually consistent: for a while after a
  * change they may still show what was before it ("Eventual consistency
  * in the Amazon EC2 API", which backs off up to five minutes). For that
- * long after a completed move, the EIP or a volume still seen on the
+ * long after the EIP moved, the EIP or a volume still seen on the
  * instance it moved away from is the past, not news. Our own StartInstances
  * is trusted over a "stopped" for less: starting again is harmless.
  */
@@ -813,8 +813,9 @@ fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * A move completed: what the engine did is the service's identity until
- * EC2 shows it (journaled, so a restart right after the move knows it).
+ * The EIP moved: what the engine did is the service's identity until
+ * EC2 shows it, whether VERIFY passes or not (journaled with the step,
+ * so a restart right after the move knows it).
  */
 static void
 fo_settle_begin(struct failover *fo)
@@ -2088,6 +2089,7 @@ fo_associated(struct failover *fo)
 {
 	fo->t[T_ASSOCIATE] = fo_now(fo) - fo->step_start;
 	fo_set_str(&fo->eip_instance, fo->new);
+	fo_settle_begin(fo);
 	log_info("failover %s: Elastic IP %s now on %s", fo->name,
 	    fo->eip_ip ? fo->eip_ip : "?", fo->new);
 	failover_set_step(fo, FAILOVER_VERIFY);
@@ -2378,7 +2380,6 @@ failover_complete(struct failover *fo)
 		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
 		    fo->t[k]);
 	fo_old_instance(fo);
-	fo_settle_begin(fo);
 	if (fo->kind == KIND_EVACUATE)
 		fo_evac_done(fo);
 	if (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE) {
