@@ -3119,11 +3119,6 @@ fo_attach_in_flight(const struct failover *fo)
 }
 
 /*
- * AWS refused an AttachVolume: the volume is where it was, free. The
- * failover fails once every AttachVolume sent has its answer, so that
- * its alert says where each volume really is.
- */
-/*
  * A refusal that says the volume is already past what the Describe we
  * acted on showed: an AttachVolume to a volume seen "available" that is
  * in use or attaching (an earlier AttachVolume of ours, before a crash
@@ -3155,6 +3150,11 @@ fo_refusal_is_past(struct failover *fo, struct fo_volume *vol,
 	return 1;
 }
 
+/*
+ * AWS refused an AttachVolume: the volume is where it was, free. The
+ * failover fails once every AttachVolume sent has its answer, so that
+ * its alert says where each volume really is.
+ */
 static void
 fo_on_attach(struct failover *fo, struct fo_volume *vol,
     struct ec2_result *res)
