@@ -165,6 +165,7 @@ struct failover {
 	char			*name;
 	struct journal_rec	*rec;
 	int			 journal_bad;	/* never save over it */
+	char			*saved;		/* last written, seq aside */
 
 	enum failover_step	 step;
 	double			 step_start;	/* ev_now */
@@ -419,15 +420,30 @@ fo_rec_progress(struct failover *fo)
 static void
 fo_save(struct failover *fo)
 {
-	char err[512];
+	struct buf	 now;
+	char		 err[512];
 
 	if (fo->journal_bad)
 		return;
 	fo_rec_progress(fo);
+	/*
+	 * A poll that saw nothing new writes nothing: while EC2 takes its
+	 * time to show a change, the wait is not a stream of fsyncs.
+	 */
+	buf_init(&now);
+	if (journal_format(fo->rec, 0, &now) == 0 && fo->saved != NULL &&
+	    strcmp(buf_str(&now), fo->saved) == 0) {
+		buf_free(&now);
+		return;
+	}
 	if (journal_save(fo->env->state_dir, fo->name, fo->rec, err,
-	    sizeof(err)) == -1)
+	    sizeof(err)) == -1) {
 		log_warnx("failover %s: journal not written: %s", fo->name,
 		    err);
+		fo_set_str(&fo->saved, NULL);
+	} else
+		fo_set_str(&fo->saved, now.len > 0 ? buf_str(&now) : NULL);
+	buf_free(&now);
 }
 
 /* The fields of the failover in progress go once it has ended. */
@@ -1908,6 +1924,9 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 		a = &ev->attachments[0];
 	if (a == NULL || fo_is(a->state, "detached")) {
 		v->where[0] = '\0';
+		/* EC2 took our AttachVolume: this view is from before it. */
+		if (v->attach_sent && v->st == VOL_ATTACHING)
+			return;
 		fo_vol_set(fo, v, fo_is(ev->state, "available") ?
 		    VOL_AVAILABLE : VOL_DETACHING);
 		return;
@@ -3453,6 +3472,7 @@ failover_free(struct failover *fo)
 	fo_line_remove(fo);
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
+	free(fo->saved);
 	free(fo->evac_az);
 	free(fo->hold_reason);
 	free(fo->ec2_view);
