@@ -77,6 +77,16 @@
 #define FO_LOOKUP_TRIES		4	/* failed lookups, then launch */
 #define FO_HISTORY_MAX		20
 #define FO_TOKEN_MAX		64	/* AWS's ClientToken limit */
+/*
+ * EC2's Describe calls are eventually consistent: for a while after a
+ * change they may still show what was before it ("Eventual consistency
+ * in the Amazon EC2 API", which backs off up to five minutes). For that
+ * long after the EIP moved, the EIP or a volume still seen on the
+ * instance it moved away from is the past, not news. Our own StartInstances
+ * is trusted over a "stopped" for less: starting again is harmless.
+ */
+#define FO_SETTLE		300	/* seconds, wall clock */
+#define FO_START_SETTLE		10.0
 
 enum fo_branch {
 	FO_MAIN,	/* corroborate, fence, detach, attach, associate */
@@ -168,6 +178,7 @@ struct failover {
 	struct journal_rec	*rec;
 	int			 journal_bad;	/* never save over it */
 	int			 journal_failing; /* last save failed */
+	char			*saved;		/* last written, seq aside */
 
 	enum failover_step	 step;
 	double			 step_start;	/* ev_now */
@@ -234,6 +245,7 @@ struct failover {
 	int			 keys_checked;	/* without the console? */
 	int			 console_latest; /* asked for Latest */
 	char			*latest_refused; /* its type refused it */
+	double			 start_ok_at;	/* our StartInstances worked */
 	double			 started;	/* ev_now */
 	double			 launch_start;
 	double			 fenced_at;
@@ -438,13 +450,25 @@ fo_rec_progress(struct failover *fo)
 static int
 fo_save(struct failover *fo)
 {
-	char err[512];
+	struct buf	 now;
+	char		 err[512];
 
 	if (fo->journal_bad)
 		return -1;
 	fo_rec_progress(fo);
+	/*
+	 * A poll that saw nothing new writes nothing: while EC2 takes its
+	 * time to show a change, the wait is not a stream of fsyncs.
+	 */
+	buf_init(&now);
+	if (journal_format(fo->rec, 0, &now) == 0 && fo->saved != NULL &&
+	    strcmp(buf_str(&now), fo->saved) == 0) {
+		buf_free(&now);
+		return 0;	/* on disk already */
+	}
 	if (journal_save(fo->env->state_dir, fo->name, fo->rec, err,
 	    sizeof(err)) == -1) {
+		fo_set_str(&fo->saved, NULL);
 		if (!fo->journal_failing)
 			alert_emit(ALERT_JOURNAL_WRITE_FAILED, fo->name,
 			    "state_dir", fo->env->state_dir, "error", err,
@@ -455,8 +479,11 @@ fo_save(struct failover *fo)
 			log_debug("failover %s: journal not written: %s",
 			    fo->name, err);
 		fo->journal_failing = 1;
+		buf_free(&now);
 		return -1;
 	}
+	fo_set_str(&fo->saved, now.len > 0 ? buf_str(&now) : NULL);
+	buf_free(&now);
 	if (fo->journal_failing) {
 		fo->journal_failing = 0;
 		alert_emit(ALERT_JOURNAL_WRITE_OK, fo->name, "state_dir",
@@ -859,10 +886,47 @@ fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_again(loop, w);
 }
 
+/*
+ * The EIP moved: what the engine did is the service's identity until
+ * EC2 shows it, whether VERIFY passes or not (journaled with the step,
+ * so a restart right after the move knows it).
+ */
+static void
+fo_settle_begin(struct failover *fo)
+{
+	fo_rec_set(fo, "moved_from", fo->old != NULL ? fo->old : "");
+	fo_rec_set(fo, "moved_to", fo->new);
+	fo_rec_setf(fo, "moved_at", "%lld", (long long)time(NULL));
+}
+
+/*
+ * The instance the last move went to, when "seen" (what a Describe
+ * says the EIP or a volume is on; NULL: nothing) is only the view from
+ * before that move: the instance it moved away from, or nothing, within
+ * FO_SETTLE of it. NULL when "seen" is to be believed.
+ */
+static const char *
+fo_settling(const struct failover *fo, const char *seen)
+{
+	const char	*from, *to;
+	long long	 at, now = (long long)time(NULL);
+
+	to = journal_rec_get(fo->rec, "moved_to");
+	from = journal_rec_get(fo->rec, "moved_from");
+	at = fo_rec_int(fo, "moved_at", 0);
+	if (to == NULL || from == NULL || fo_is(seen, to) ||
+	    now - at > FO_SETTLE || at > now)
+		return NULL;
+	if (seen != NULL && *seen != '\0' && strcmp(seen, from) != 0)
+		return NULL;	/* somebody else moved it since */
+	return to;
+}
+
 static void
 fo_refresh_address(struct failover *fo, struct ec2_result *res)
 {
 	const struct ec2_address	*a;
+	const char			*seen, *moved;
 	size_t				 n;
 
 	n = ec2_result_addresses(res, &a);
@@ -883,13 +947,21 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 	}
 	if (fo_active(fo))
 		return;
-	if ((fo->eip_instance == NULL) != (a->instance_id == NULL) ||
-	    (a->instance_id != NULL &&
-	    strcmp(fo->eip_instance, a->instance_id) != 0))
+	seen = a->instance_id;
+	moved = fo_settling(fo, seen);
+	if (moved != NULL) {
+		if (!fo_is(fo->eip_instance, moved))
+			log_info("service %s: EC2 still shows the Elastic IP "
+			    "on %s, from before the move to %s (eventual "
+			    "consistency): %s is production", fo->name,
+			    seen ? seen : "no instance", moved, moved);
+		seen = moved;
+	}
+	if ((fo->eip_instance == NULL) != (seen == NULL) ||
+	    (seen != NULL && strcmp(fo->eip_instance, seen) != 0))
 		log_info("service %s: production instance is %s", fo->name,
-		    a->instance_id ? a->instance_id :
-		    "none (EIP unassociated)");
-	fo_set_str(&fo->eip_instance, a->instance_id);
+		    seen ? seen : "none (EIP unassociated)");
+	fo_set_str(&fo->eip_instance, seen);
 	if (!fo->aws_ok) {
 		log_info("service %s: EC2 answers again", fo->name);
 		fo->aws_ok = 1;
@@ -902,6 +974,7 @@ static void
 fo_refresh_volumes(struct failover *fo, struct ec2_result *res)
 {
 	const struct ec2_volume	*v;
+	const char		*seen, *moved;
 	size_t			 n, i;
 
 	n = ec2_result_volumes(res, &v);
@@ -914,8 +987,10 @@ fo_refresh_volumes(struct failover *fo, struct ec2_result *res)
 			    fo->name, v[0].volume_id, v[0].az,
 			    v[i].volume_id, v[i].az);
 	fo_set_str(&fo->vol_az, v[0].az);
-	fo_set_str(&fo->vol_instance, v[0].nattachments > 0 ?
-	    v[0].attachments[0].instance_id : NULL);
+	seen = v[0].nattachments > 0 ? v[0].attachments[0].instance_id :
+	    NULL;
+	moved = fo_settling(fo, seen);
+	fo_set_str(&fo->vol_instance, moved != NULL ? moved : seen);
 }
 
 /* --- learned host keys --------------------------------------------------- */
@@ -2157,6 +2232,10 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 	if ((fo->restart || fo->kind == KIND_ROLLBACK) &&
 	    (fo_is(inst->state, "stopped") ||
 	    fo_is(inst->state, "stopping"))) {
+		/* Just started by us: EC2 may not show it yet. */
+		if (fo->start_ok_at > 0 &&
+		    fo_now(fo) - fo->start_ok_at < FO_START_SETTLE)
+			return;
 		fo->launch = LAUNCH_TODO;	/* start it (again) */
 		return;
 	}
@@ -2406,6 +2485,9 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 		a = &ev->attachments[0];
 	if (a == NULL || fo_is(a->state, "detached")) {
 		v->where[0] = '\0';
+		/* EC2 took our AttachVolume: this view is from before it. */
+		if (v->attach_sent && v->st == VOL_ATTACHING)
+			return;
 		fo_vol_set(fo, v, fo_is(ev->state, "available") ?
 		    VOL_AVAILABLE : VOL_DETACHING);
 		return;
@@ -2700,6 +2782,7 @@ fo_associated(struct failover *fo)
 {
 	fo->t[T_ASSOCIATE] = fo_now(fo) - fo->step_start;
 	fo_set_str(&fo->eip_instance, fo->new);
+	fo_settle_begin(fo);
 	log_info("failover %s: Elastic IP %s now on %s", fo->name,
 	    fo->eip_ip ? fo->eip_ip : "?", fo->new);
 	failover_set_step(fo, FAILOVER_VERIFY);
@@ -3516,6 +3599,7 @@ fo_progress_reset(struct failover *fo)
 	fo->keys_checked = 0;
 	fo->console_latest = 0;
 	fo_set_str(&fo->latest_refused, NULL);
+	fo->start_ok_at = 0;
 	fo->fenced_at = 0;
 	for (k = 0; k < T_MAX; k++)
 		fo->t[k] = -1;
@@ -3727,6 +3811,7 @@ failover_on_result(struct ec2_result *res, void *arg)
 			failover_fail(fo, ec2_result_error(res));
 		} else if (ec2_result_status(res) == EC2_OK) {
 			fo->launch = LAUNCH_SENT;
+			fo->start_ok_at = fo_now(fo);
 			if (fo->kind == KIND_ROLLBACK)
 				log_info("rollback %s: starting %s again",
 				    fo->name, fo->new);
@@ -3774,6 +3859,38 @@ fo_attach_in_flight(const struct failover *fo)
 }
 
 /*
+ * A refusal that says the volume is already past what the Describe we
+ * acted on showed: an AttachVolume to a volume seen "available" that is
+ * in use or attaching (an earlier AttachVolume of ours, before a crash
+ * or within the view's lag), a DetachVolume of a volume seen attached
+ * that is detached already. Eventually consistent Describe calls show
+ * such past states ("Eventual consistency in the Amazon EC2 API"): the
+ * next Describe says where the volume really is, and the step acts on
+ * that (a volume on another instance still fails ATTACH, by name).
+ */
+static int
+fo_refusal_is_past(struct failover *fo, struct fo_volume *vol,
+    struct ec2_result *res)
+{
+	const char	*code = ec2_result_code(res);
+	int		 attach = ec2_result_action(res) == EC2_ATTACH_VOLUME;
+
+	if (ec2_result_status(res) != EC2_ERR_AWS || code == NULL)
+		return 0;
+	if (attach ? strcmp(code, "VolumeInUse") != 0 &&
+	    strcmp(code, "IncorrectState") != 0 :
+	    strcmp(code, "IncorrectState") != 0 &&
+	    strcmp(code, "InvalidAttachment.NotFound") != 0)
+		return 0;
+	log_info("failover %s: %s%s%s: %s; looking again", fo->name,
+	    attach ? "AttachVolume" : "DetachVolume", vol ? " " : "",
+	    vol ? vol->id : "", ec2_result_error(res));
+	if (vol != NULL)
+		fo_vol_set(fo, vol, VOL_UNKNOWN);	/* attach_sent stays */
+	return 1;
+}
+
+/*
  * AWS refused an AttachVolume: the volume is where it was, free. The
  * failover fails once every AttachVolume sent has its answer, so that
  * its alert says where each volume really is.
@@ -3784,7 +3901,9 @@ fo_on_attach(struct failover *fo, struct fo_volume *vol,
 {
 	char *why;
 
-	if (fo_result_kind(fo, res) == 2) {
+	if (fo_refusal_is_past(fo, vol, res)) {
+		/* nothing more: the next poll reads the volume */
+	} else if (fo_result_kind(fo, res) == 2) {
 		if (vol != NULL) {
 			vol->attach_sent = 0;
 			fo_vol_set(fo, vol, VOL_AVAILABLE);
@@ -4074,6 +4193,7 @@ failover_free(struct failover *fo)
 	fo_line_remove(fo);
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
+	free(fo->saved);
 	free(fo->evac_az);
 	free(fo->hold_reason);
 	free(fo->ec2_view);

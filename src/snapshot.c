@@ -575,6 +575,16 @@ snapshot_on_deleted(struct ec2_result *res, void *arg)
 		z->deleted = 1;
 		alert_emit(ALERT_SNAPSHOT_DELETED, s->name, "snapshot", z->id,
 		    "volume", z->volume, "taken", z->start_time, NULL);
+	} else if (ec2_result_status(res) == EC2_ERR_AWS &&
+	    ec2_result_code(res) != NULL &&
+	    strcmp(ec2_result_code(res), "InvalidSnapshot.NotFound") == 0) {
+		/*
+		 * Gone already: DescribeSnapshots is eventually consistent
+		 * and may list a snapshot an earlier run just deleted.
+		 */
+		z->deleted = 1;
+		log_info("service %s: snapshot %s was deleted already",
+		    s->name, z->id);
 	} else {
 		z->deleted = 0;
 		snapshot_error(s, "retention: DeleteSnapshot %s: %s", z->id,

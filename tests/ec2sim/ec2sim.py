@@ -510,7 +510,7 @@ class Sim:
                                f"ec2sim does not implement {action}.")
             with self.world.lock:
                 ctx = {"access_key": ak, "request_id": rid}
-                result = handler(p, ctx)
+                result = self.world.perform(action, handler, p, ctx)
                 if p.get("DryRun"):
                     raise ApiError("DryRunOperation",
                                    "Request would have succeeded, but "
@@ -595,11 +595,17 @@ class Sim:
             entry["request_id"]))
 
     def send(self, h, status, body):
-        h.send_response(status)
-        h.send_header("Content-Type", "text/xml;charset=UTF-8")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "text/xml;charset=UTF-8")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            h.wfile.flush()
+        except OSError:
+            # The client is gone (killed, timed out): what the action
+            # did stands and is logged once; only the reply is lost.
+            h.close_connection = True
 
 
 def _signed_time(headers):

@@ -44,6 +44,12 @@ DEFAULT_DELAYS = {
     # posted this long after the instance entered running; longer than
     # failoverd's default verify_timeout (120 s).
     "console_lag": 180.0,
+    # What Describe* shows of a resource lags each mutation of it by
+    # this long (a number, or [lo, hi] drawn uniformly per mutation):
+    # "Eventual consistency in the Amazon EC2 API".  AWS gives no
+    # figure; it says to retry a Describe "starting with a couple of
+    # seconds", so a fraction of a second to a couple of seconds.
+    "describe_lag": [0.2, 2.0],
 }
 
 # Instance families on the Xen hypervisor; every other family (t3, m5,
@@ -57,6 +63,11 @@ XEN_FAMILIES = {"t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3",
 
 def is_nitro(itype):
     return itype.split(".")[0] not in XEN_FAMILIES
+
+
+# The resources whose Describe* view lags their mutations.
+LAGGED_TABLES = ("instances", "volumes", "snapshots", "images",
+                 "addresses")
 
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32,
                "terminated": 48, "stopping": 64, "stopped": 80}
@@ -218,6 +229,20 @@ class Obj:
         self.__dict__.update(kw)
 
 
+class _View(dict):
+    """What Describe* sees of a table: the visible objects.  Iteration,
+    `in` and .get() see only them; [] of an id the view lacks falls back
+    to the real object (an address associated, visibly, with an
+    instance launched too recently to be listed still has its IP)."""
+
+    def __init__(self, real):
+        super().__init__(real)
+        self.real = real
+
+    def __missing__(self, key):
+        return self.real[key]
+
+
 class World:
     def __init__(self, sim, scenario):
         self.sim = sim
@@ -253,6 +278,9 @@ class World:
         self.images = {}
         self.addresses = {}
         self.client_tokens = {}
+        # id -> (table, object as Describe* shows it or None for absent,
+        # time.monotonic() until which it shows that)
+        self.stale = {}
         self.next_instance_ip = 1
         self.next_eip = 1
         self._seed(scenario)
@@ -288,6 +316,71 @@ class World:
         z = self.azs[name]
         z.state = state
         z.impaired = state in AZ_DOWN
+
+    # ---------------------------------------------------------------
+    # eventual consistency
+    # ---------------------------------------------------------------
+    def describe_lag(self):
+        return float(self.delay("describe_lag"))
+
+    def perform(self, action, handler, p, ctx):
+        """Runs one API action (under the lock).  A mutation acts on the
+        real state; every resource it changed (or made, or deleted) keeps
+        showing to Describe* as it was before, for describe_lag.
+        Describe* runs against the visible view.  The control API and
+        the instances' network always see the real state."""
+        if action.startswith("Describe"):
+            return self._describe(handler, p, ctx)
+        if action.startswith("Get"):
+            return handler(p, ctx)
+        before = {t: {rid: copy.deepcopy(o)
+                      for rid, o in getattr(self, t).items()}
+                  for t in LAGGED_TABLES}
+        try:
+            return handler(p, ctx)
+        finally:
+            self._lag_changes(before)
+
+    def _lag_changes(self, before):
+        now = time.monotonic()
+        until = None
+        for t in LAGGED_TABLES:
+            real = getattr(self, t)
+            for rid in set(before[t]) | set(real):
+                old, new = before[t].get(rid), real.get(rid)
+                if (old is not None and new is not None
+                        and vars(old) == vars(new)):
+                    continue
+                if until is None:
+                    until = now + self.describe_lag()
+                seen = self.stale.get(rid)
+                if seen is not None and seen[2] > now:
+                    # Still showing an older view: that stays, until
+                    # this change is visible too.
+                    self.stale[rid] = (t, seen[1], max(seen[2], until))
+                else:
+                    self.stale[rid] = (t, old, until)
+
+    def _describe(self, handler, p, ctx):
+        now = time.monotonic()
+        for rid in [r for r, s in self.stale.items() if s[2] <= now]:
+            del self.stale[rid]
+        if not self.stale:
+            return handler(p, ctx)
+        real = {t: getattr(self, t) for t in LAGGED_TABLES}
+        views = {t: _View(real[t]) for t in LAGGED_TABLES}
+        for rid, (t, shown, _) in self.stale.items():
+            if shown is None:
+                views[t].pop(rid, None)
+            else:
+                views[t][rid] = shown
+        try:
+            for t in LAGGED_TABLES:
+                setattr(self, t, views[t])
+            return handler(p, ctx)
+        finally:
+            for t in LAGGED_TABLES:
+                setattr(self, t, real[t])
 
     def _get(self, table, kind, rid):
         check_id(kind, rid)
