@@ -150,7 +150,7 @@ def start(tmp_path, sim):
     shell = 'name = "shell"; type = "ssh";'
     assert shell in text
     head, tail = text.split(shell, 1)
-    tail = tail.replace("interval = 0.5; timeout = 0.4;",
+    tail = tail.replace("interval = 1.0; timeout = 0.9;",
                         "interval = 1.5; timeout = 1.4;", 1)
     with open(conf, "w") as f:
         f.write(head + shell + tail)

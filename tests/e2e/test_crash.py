@@ -187,7 +187,10 @@ def _tag_lookups(sim):
 def test_resume_finds_the_replacement_by_tag_when_the_token_lookup_fails(
         tmp_path):
     from simfixture import Ec2Sim
-    with Ec2Sim("basic", tmp_path / "sim") as sim:
+    # About the tag fallback, not about lag: the replacement launched
+    # before the kill must be visible to Describe at once.
+    with Ec2Sim("basic", tmp_path / "sim",
+                delays={"describe_lag": 0.0}) as sim:
         tf = _kill_in_the_launch_window(tmp_path, sim)
         # This endpoint does not answer the client-token filter.
         sim.fault(kind="error", action="DescribeInstances",

@@ -117,14 +117,25 @@ def test_bake_use_then_failover_attaches_the_real_volumes(tmp_path, sim):
         assert st["addresses"][BASIC["eip"]]["instance"] == new[0]["id"]
 
 
+def image_state(c, ami):
+    """The image's state as DescribeImages shows it, None while the
+    new image is not visible yet (EC2 is eventually consistent)."""
+    try:
+        return c.describe_images(ImageIds=[ami])["Images"][0]["State"]
+    except c.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] == "InvalidAMIID.NotFound":
+            return None
+        raise
+
+
 def test_image_carrying_data_devices_is_flagged_and_launched_without_them(
         tmp_path, sim):
     # Someone imaged production by hand (console default: every volume).
     c = client(sim)
     ami = c.create_image(InstanceId=OLD, Name="prod-web-by-hand",
                          NoReboot=True)["ImageId"]
-    sim.wait(lambda: c.describe_images(ImageIds=[ami])["Images"][0][
-        "State"] == "available", timeout=10, what="image available")
+    sim.wait(lambda: image_state(c, ami) == "available", timeout=10,
+             what="image available")
     assert image_devices(sim, ami) == {ROOT, *VOLS}
     with start_with_ami(tmp_path, sim, ami) as d:
         healthy(d)
