@@ -129,7 +129,7 @@ def test_describe_shows_the_state_before_each_mutation(tmp_path):
         assert sim.set_delays(describe_lag=[0.2, 2.0])[
             "describe_lag"] == [0.2, 2.0]
         with pytest.raises(Ec2SimError):
-            sim.set_delays(attach=[1, 2])
+            sim.set_delays(describe_lag=[2.0, 0.2])
 
 
 def test_default_lag_is_on(tmp_path):

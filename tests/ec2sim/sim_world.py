@@ -615,8 +615,7 @@ class World:
             # cloud-init prints the host keys on the instance's first
             # boot only (cc_keys_to_console runs once per instance).
             inst.boots.append({"start": inst.running_since,
-                               "keys": inst.emit_keys and not inst.boots,
-                               "lag": self.delay("console_lag")})
+                               "keys": inst.emit_keys and not inst.boots})
             # Drawn once per boot: every later look agrees with it.
             boot = inst.boot = self.delay("boot")
             inst.status_init = self.delay("status_init")
@@ -1264,7 +1263,7 @@ class World:
             # "posted shortly after an instance transition state" (the
             # last boot's keys are 64 KB back or not posted yet).
             boot = inst.boots[-1] if inst.boots else None
-            lag = boot.get("lag", 0.0) if boot is not None else 0.0
+            lag = self._console_lag(boot) if boot is not None else 0.0
             if boot is not None and now < boot["start"] + lag:
                 boot = None
             up = True
@@ -1274,6 +1273,15 @@ class World:
             out["Output"] = base64.b64encode(
                 self._console(inst, boot, up).encode()).decode()
         return out
+
+    def _console_lag(self, boot):
+        """One boot's console_lag: drawn once (every look at that boot
+        agrees), again only when the setting changes."""
+        spec = self.delays.get("console_lag", 0.0)
+        if "lag" not in boot or boot.get("lag_spec") != spec:
+            boot["lag_spec"] = spec
+            boot["lag"] = self.delay("console_lag")
+        return boot["lag"]
 
     def _console(self, inst, boot, up):
         """A boot's console; cloud-init's part once it has run (up)."""
