@@ -338,6 +338,19 @@ check_private(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* The config file says "[profile x]", but "[default]". NULL: no memory. */
+static char *
+config_section(const char *profile)
+{
+	char *sect;
+
+	if (strcmp(profile, "default") == 0)
+		return strdup(profile);
+	if (asprintf(&sect, "profile %s", profile) == -1)
+		return NULL;
+	return sect;
+}
+
 static char *
 default_path(const char *env, const char *rel)
 {
@@ -386,11 +399,7 @@ creds_from_files(const char *conf_profile, struct creds **out,
 		ini_keys_clear(&k);
 	}
 	if (fpath != NULL) {
-		/* The config file says "[profile x]", but "[default]". */
-		if (strcmp(profile, "default") == 0)
-			sect = strdup(profile);
-		else if (asprintf(&sect, "profile %s", profile) == -1)
-			sect = NULL;
+		sect = config_section(profile);
 		if (sect == NULL) {
 			seterr(err, errlen, "out of memory");
 			goto out;
@@ -465,10 +474,7 @@ creds_config_endpoint_flags(const char *conf_profile, int *fips,
 	fpath = default_path("AWS_CONFIG_FILE", ".aws/config");
 	if (fpath == NULL)
 		return 0;
-	if (strcmp(profile, "default") == 0)
-		sect = strdup(profile);
-	else if (asprintf(&sect, "profile %s", profile) == -1)
-		sect = NULL;
+	sect = config_section(profile);
 	if (sect == NULL) {
 		seterr(err, errlen, "out of memory");
 		goto out;
@@ -510,10 +516,7 @@ creds_check_files(const char *conf_profile, char *err, size_t errlen)
 	if (profile == NULL || *profile == '\0')
 		profile = "default";
 	if (fpath != NULL) {
-		if (strcmp(profile, "default") == 0)
-			sect = strdup(profile);
-		else if (asprintf(&sect, "profile %s", profile) == -1)
-			sect = NULL;
+		sect = config_section(profile);
 		if (sect == NULL) {
 			seterr(err, errlen, "out of memory");
 			goto out;
