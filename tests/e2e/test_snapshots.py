@@ -160,6 +160,10 @@ def test_snapshot_now_tags_every_data_volume(tmp_path, sim):
 
 
 def test_schedule_keeps_count_and_never_deletes_others(tmp_path, sim):
+    # A run a second, faster than Describe's lag (up to 2 s): retention
+    # would count snapshots it cannot see yet. This test is about what
+    # retention keeps and deletes, so Describe shows changes at once.
+    sim.set_delays(describe_lag=0.0)
     with start(tmp_path, sim, snapshot="interval = 1.0; keep = 2;") as d:
         # Four runs: the first two stay, then each run deletes the
         # oldest of each volume.

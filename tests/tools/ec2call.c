@@ -538,6 +538,10 @@ main(int argc, char **argv)
 		if (r.ec2 == NULL) {
 			fprintf(stderr, "ec2call: %s\n", err);
 			printf("{\"error\":\"%s\"}\n", err);
+			creds_provider_free(r.creds);
+			curlev_free(cl);
+			curl_global_cleanup();
+			free(r.slots);
 			return 1;
 		}
 	}
