@@ -17,23 +17,13 @@ import re
 import signal
 import time
 
-from fodtest import Daemon, known_library_leak_only
+from fodtest import Daemon, known_library_leak_only, sanitized_build
 from simfixture import BASIC, Ec2Sim
 import test_failover as tf
 
 VOLS = BASIC["volumes"]          # device -> volume id
 EIP = BASIC["eip"]
 SCENARIO_INSTANCES = {BASIC["instance"]}
-
-
-def sanitized_build():
-    """True for the ASan+UBSan build, where every run costs ~2x."""
-    from fodtest import BUILD
-    try:
-        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
-            return "FOD_SANITIZE:BOOL=ON" in f.read()
-    except OSError:
-        return False
 
 
 def runs(name, ci_default, sanitized_default=None):

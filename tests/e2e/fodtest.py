@@ -20,6 +20,16 @@ SANITIZER_RX = re.compile(
     r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 
 
+def sanitized_build():
+    """True for the ASan+UBSan build, where every run costs ~2x: it
+    checks memory, and says nothing about timing."""
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            return "FOD_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
 # libssh2 1.10 (Debian 12) leaks the two 32-byte curve25519 kex keys of
 # a session freed in the middle of its key exchange (_libssh2_curve25519_new
 # from kex_method_curve25519_key_exchange; libssh2 issues #282 and #660,
