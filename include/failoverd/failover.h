@@ -1,7 +1,7 @@
 /*
  * failover: the per-service state machine that replaces a dead
- * production instance through the EC2 API (DESIGN.md, "The failover
- * state machine").
+ * production instance through the EC2 API; the step chain is drawn at
+ * the top of src/failover.c.
  *
  * One struct failover per service. It learns the service's identity
  * from EC2 (the Elastic IP's address and the instance it points at, the
