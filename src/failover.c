@@ -1470,23 +1470,35 @@ fo_on_zones(struct failover *fo, struct ec2_result *res)
 	fo_evacuate_start(fo, why);
 }
 
+/* The evacuated volumes' own ids, for a filter; NULL: no memory. */
+static const char **
+fo_evac_from_ids(const struct failover *fo)
+{
+	const char	**ids;
+	size_t		  i;
+
+	ids = calloc(fo->nvols > 0 ? fo->nvols : 1, sizeof(*ids));
+	if (ids == NULL)
+		return NULL;
+	for (i = 0; i < fo->nvols; i++)
+		ids[i] = fo->vols[i].from;
+	return ids;
+}
+
 static void
 fo_evac_snapshots_send(struct failover *fo)
 {
 	struct ec2_request	*req;
 	const char		**ids, *st[1] = { "completed" };
 	const char		*self = SNAPSHOT_OWNER;
-	size_t			 i;
 
-	ids = calloc(fo->nvols, sizeof(*ids));
+	ids = fo_evac_from_ids(fo);
 	req = fo_req(EC2_DESCRIBE_SNAPSHOTS);
 	if (ids == NULL || req == NULL) {
 		free(ids);
 		ec2_request_free(req);
 		return;
 	}
-	for (i = 0; i < fo->nvols; i++)
-		ids[i] = fo->vols[i].from;
 	/* Ours only: a public snapshot of anyone's would restore too. */
 	if (ec2_request_add_list(req, "Owner", &self, 1) == 0 &&
 	    ec2_request_add(req, "MaxResults", SNAPSHOT_PAGE) == 0 &&
@@ -1550,17 +1562,14 @@ fo_evac_sources_send(struct failover *fo)
 {
 	struct ec2_request	*req;
 	const char		**ids;
-	size_t			 i;
 
-	ids = calloc(fo->nvols, sizeof(*ids));
+	ids = fo_evac_from_ids(fo);
 	req = fo_req(EC2_DESCRIBE_VOLUMES);
 	if (ids == NULL || req == NULL) {
 		free(ids);
 		ec2_request_free(req);
 		return;
 	}
-	for (i = 0; i < fo->nvols; i++)
-		ids[i] = fo->vols[i].from;
 	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == -1)
 		ec2_request_free(req);
 	else if (fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE) == 0)
