@@ -63,6 +63,7 @@ static const struct {
 
 #define ALERT_RL_SLOTS	64
 #define ALERT_RL_BURST	5
+#define ALERT_KV_MAX	32	/* pairs an observer sees */
 
 /* A repeat is the same event with the same fields: same line, same key. */
 struct alert_rl {
@@ -89,6 +90,36 @@ alert_event_severity(enum alert_event ev)
 	if (ev >= ALERT_EVENT_MAX)
 		return LOG_ERR;
 	return alert_table[ev].severity;
+}
+
+static struct {
+	alert_observer_fn	*fn;
+	void			*arg;
+} alert_observers[ALERT_OBSERVERS];
+
+int
+alert_observe(alert_observer_fn *fn, void *arg)
+{
+	size_t	i;
+
+	for (i = 0; i < ALERT_OBSERVERS; i++)
+		if (alert_observers[i].fn == NULL) {
+			alert_observers[i].fn = fn;
+			alert_observers[i].arg = arg;
+			return 0;
+		}
+	return -1;
+}
+
+void
+alert_unobserve(alert_observer_fn *fn, void *arg)
+{
+	size_t	i;
+
+	for (i = 0; i < ALERT_OBSERVERS; i++)
+		if (alert_observers[i].fn == fn &&
+		    alert_observers[i].arg == arg)
+			alert_observers[i].fn = NULL;
 }
 
 void
@@ -186,7 +217,8 @@ alert_emit(enum alert_event ev, const char *service, ...)
 {
 	char		 buf[3072];
 	char		 num[32];
-	size_t		 off;
+	const char	*kv[2 * ALERT_KV_MAX];
+	size_t		 off, nkv = 0, i;
 	va_list		 ap;
 	const char	*key, *value;
 	int		 folded;
@@ -203,8 +235,17 @@ alert_emit(enum alert_event ev, const char *service, ...)
 		value = va_arg(ap, const char *);
 		alert_append(buf, sizeof(buf), &off, key,
 		    value ? value : "");
+		if (nkv < ALERT_KV_MAX) {
+			kv[2 * nkv] = key;
+			kv[2 * nkv + 1] = value ? value : "";
+			nkv++;
+		}
 	}
 	va_end(ap);
+	for (i = 0; i < ALERT_OBSERVERS; i++)
+		if (alert_observers[i].fn != NULL)
+			alert_observers[i].fn(ev, service, kv, nkv, buf,
+			    alert_observers[i].arg);
 	folded = alert_rate_check(buf);
 	if (folded < 0)
 		return;

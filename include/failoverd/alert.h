@@ -9,6 +9,8 @@
 #ifndef FAILOVERD_ALERT_H
 #define FAILOVERD_ALERT_H
 
+#include <stddef.h>
+
 enum alert_event {
 	ALERT_STARTUP,
 	ALERT_CONFIG_LOADED,
@@ -71,5 +73,20 @@ void		 alert_emit(enum alert_event ev, const char *service, ...)
  * inside this many seconds are folded into a count; 0 turns this off.
  */
 void		 alert_set_rate_limit(double seconds);
+
+/*
+ * Observers see every event as it is emitted, before the rate limit
+ * folds repeats (a counter must count them all): the event, its service
+ * (or NULL), the key/value pairs (kv[0] = kv[1], ...; nkv pairs) and the
+ * line as logged. They run on the loop and must not block or emit.
+ * Returns -1 when ALERT_OBSERVERS are already registered.
+ */
+#define ALERT_OBSERVERS	4
+typedef void	 alert_observer_fn(enum alert_event ev, const char *service,
+		    const char *const *kv, size_t nkv, const char *line,
+		    void *arg);
+int		 alert_observe(alert_observer_fn *fn, void *arg);
+/* Removes every registration of fn with arg. */
+void		 alert_unobserve(alert_observer_fn *fn, void *arg);
 
 #endif

@@ -112,6 +112,51 @@ test_repeats_are_folded_and_counted(void **state)
 	alert_set_rate_limit(60);
 }
 
+struct seen {
+	int	 n;
+	int	 ev;
+	char	 service[16];
+	char	 kv[64];
+};
+
+static void
+on_event(enum alert_event ev, const char *service, const char *const *kv,
+    size_t nkv, const char *line, void *arg)
+{
+	struct seen	*s = arg;
+	size_t		 i, off = 0;
+
+	(void)line;
+	s->n++;
+	s->ev = ev;
+	snprintf(s->service, sizeof(s->service), "%s", service ? service : "");
+	s->kv[0] = '\0';
+	for (i = 0; i < 2 * nkv && off < sizeof(s->kv); i++)
+		off += snprintf(s->kv + off, sizeof(s->kv) - off, "%s;", kv[i]);
+}
+
+/* A counter fed by an observer counts the repeats the log folds. */
+static void
+test_observers_see_every_event_with_its_fields(void **state)
+{
+	struct seen	 s = { 0 };
+	int		 i;
+
+	assert_int_equal(alert_observe(on_event, &s), 0);
+	for (i = 0; i < 20; i++)
+		alert_emit(ALERT_AWS_ERROR, "obs", "code", "Throttling",
+		    "action", NULL, NULL);
+	free(captured());
+	assert_int_equal(s.n, 20);
+	assert_int_equal(s.ev, ALERT_AWS_ERROR);
+	assert_string_equal(s.service, "obs");
+	assert_string_equal(s.kv, "code;Throttling;action;;");
+	alert_unobserve(on_event, &s);
+	alert_emit(ALERT_AWS_ERROR, "obs", NULL);
+	free(captured());
+	assert_int_equal(s.n, 20);
+}
+
 static void
 test_different_probes_are_not_folded_together(void **state)
 {
@@ -191,6 +236,7 @@ main(void)
 		cmocka_unit_test(test_event_line_has_name_service_and_fields),
 		cmocka_unit_test(test_values_are_quoted_and_escaped_on_one_line),
 		cmocka_unit_test(test_repeats_are_folded_and_counted),
+		cmocka_unit_test(test_observers_see_every_event_with_its_fields),
 		cmocka_unit_test(test_different_probes_are_not_folded_together),
 		cmocka_unit_test(test_control_bytes_are_escaped_in_every_message),
 		cmocka_unit_test(test_watchdog_faults_are_one_event_not_a_flood),
