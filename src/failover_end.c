@@ -1,0 +1,220 @@
+/*
+ * How a move ends: completed (timings, the old instance as the policy
+ * says, the service recovered) or failed (an idle replacement stopped,
+ * the service held for a person, with what stands in the alert).
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failover_priv.h"
+
+/* What stands now, for a person: instances, volumes, the EIP. */
+static void
+fo_what_stands(struct failover *fo, char *out, size_t len)
+{
+	size_t	i, off;
+	int	n;
+
+	n = snprintf(out, len, "old %s %s; new %s %s; EIP on %s;",
+	    fo->old ? fo->old : "-",
+	    fo->fence == FENCE_DONE ? "stopped" : "not confirmed stopped",
+	    fo->new ? fo->new : "-",
+	    fo->new == NULL ? "not launched" :
+	    fo->launch >= LAUNCH_RUNNING ? "running" : "launching",
+	    fo->step >= FAILOVER_VERIFY ? (fo->new ? fo->new : "-") :
+	    (fo->old ? fo->old : "-"));
+	off = n > 0 && (size_t)n < len ? (size_t)n : len - 1;
+	for (i = 0; i < fo->nvols && off < len - 1; i++) {
+		n = snprintf(out + off, len - off, " %s %s%s%s",
+		    fo->vols[i].id, fo_vol_names[fo->vols[i].st],
+		    fo->vols[i].where[0] ? " to " : "", fo->vols[i].where);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
+void
+fo_end(struct failover *fo, enum failover_step to, const char *result,
+    const char *why)
+{
+	fo_cancel_branch(fo, FO_MAIN);
+	fo_cancel_branch(fo, FO_LAUNCH);
+	ev_timer_stop(fo->env->loop, &fo->tick);
+	service_check_stop(fo->svc);
+	fo_set_str(&fo->attach_refused, NULL);
+	fo_history_add(fo, result, why);
+	fo_rec_clear_progress(fo);
+	journal_rec_del(fo->rec, "started");
+	fo->step_start = fo_now(fo);
+	fo->resumed = 0;
+	fo_set_step(fo, to);
+}
+
+static void
+fo_stop_idle_replacement(struct failover *fo)
+{
+	struct ec2_request *req;
+
+	req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1", fo->new);
+	if (req == NULL)
+		return;
+	/* The refresh branch: fo_end cancels the others. */
+	if (fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE) == 0)
+		log_warnx("failover %s: stopping the idle replacement %s",
+		    fo->name, fo->new);
+}
+
+void
+fo_fail(struct failover *fo, const char *why)
+{
+	enum failover_step	at = fo->step;
+	char			stands[1024];
+
+	if (!fo_active(fo))
+		return;
+	fo_what_stands(fo, stands, sizeof(stands));
+	if (fo->kind == KIND_SWITCH) {
+		fo_switch_fail(fo, why, stands);
+		return;
+	}
+	if (fo->kind == KIND_ROLLBACK) {
+		/*
+		 * The instance we were moving back to serves nobody before
+		 * ASSOCIATE: stopped, it cannot run beside volumes attached
+		 * nowhere (as a failed failover's replacement).
+		 */
+		if (fo->new != NULL && at < FAILOVER_ASSOCIATE &&
+		    fo->launch >= LAUNCH_SENT) {
+			fo_stop_idle_replacement(fo);
+			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
+			    "rollback_id", fo->id, "step",
+			    failover_step_str(at), "reason", why, "stands",
+			    stands, "action", "the instance we were moving "
+			    "back to serves nobody and is stopped again; the "
+			    "rest is left as it stands; a person decides "
+			    "(failoverctl rollback to try again)", NULL);
+		} else
+			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
+			    "rollback_id", fo->id, "step",
+			    failover_step_str(at), "reason", why, "stands",
+			    stands, "action", "left as it stands; a person "
+			    "decides (failoverctl rollback to try again)",
+			    NULL);
+		fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+		    failover_step_str(at), why);
+		fo_end(fo, FAILOVER_FAILED, "failed", why);
+		return;
+	}
+	/*
+	 * Before ASSOCIATE the replacement serves nobody: stopped (kept for
+	 * a look) it cannot run beside volumes that ended up attached
+	 * nowhere, nor become a second production by accident.
+	 */
+	if (fo->new != NULL && at < FAILOVER_ASSOCIATE) {
+		fo_stop_idle_replacement(fo);
+		alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "the replacement, which "
+		    "serves nobody, is stopped and kept; the rest is left as "
+		    "it stands; a person decides (failoverctl failover to "
+		    "try again)", NULL);
+	} else
+		alert_emit(ALERT_FAILOVER_FAILED, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "left as it stands; a person "
+		    "decides (failoverctl failover to try again)", NULL);
+	/* Shown by status until a person resumes the service. */
+	fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+	    failover_step_str(at), why);
+	fo_end(fo, FAILOVER_FAILED, "failed", why);
+}
+
+/*
+ * The fence stopped the old instance; "stop" leaves it so, "terminate"
+ * ends it, "keep" starts it again (without its volumes and EIP) for
+ * whoever wants to look at it running.
+ */
+static void
+fo_old_instance(struct failover *fo)
+{
+	struct ec2_request	*req;
+	enum policy_old		 pol = fo_policy(fo)->old_instance;
+
+	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP ||
+	    (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE))
+		return;
+	req = fo_req_instance(pol == POLICY_OLD_TERMINATE ?
+	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, "InstanceId.1",
+	    fo->old);
+	/* On the refresh branch: it outlives the failover's own calls. */
+	if (req != NULL)
+		fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE);
+}
+
+/*
+ * The service answers again, from the instance the move put behind
+ * the Elastic IP. Its probes were reset at ASSOCIATE, so their own
+ * verdict comes from "unknown" and says nothing: the story of the
+ * outage ends here, for whoever follows the service's events.
+ */
+void
+fo_recovered(struct failover *fo)
+{
+	alert_emit(ALERT_SERVICE_RECOVERED, fo->name,
+	    "instance", fo->new, "by", fo->rollback_auto ?
+	    "rollback of the failed switch" : fo->restart ?
+	    "restart_in_place" : fo_kind_names[fo->kind], "failover_id",
+	    fo->id, NULL);
+}
+
+void
+fo_complete(struct failover *fo)
+{
+	char	 v[T_MAX][32];
+	double	 a, b;
+	int	 k;
+
+	fo->t[T_VERIFY] = fo_now(fo) - fo->step_start;
+	fo->t[T_TOTAL] = fo_now(fo) - fo->started;
+	a = fo->t[T_LAUNCH] < 0 ? 0 : fo->t[T_LAUNCH];
+	b = (fo->t[T_FENCE] < 0 ? 0 : fo->t[T_FENCE]) +
+	    (fo->t[T_DETACH] < 0 ? 0 : fo->t[T_DETACH]);
+	fo->t[T_CRITICAL] = (a > b ? a : b) +
+	    (fo->t[T_ATTACH] < 0 ? 0 : fo->t[T_ATTACH]) +
+	    (fo->t[T_ASSOCIATE] < 0 ? 0 : fo->t[T_ASSOCIATE]) +
+	    fo->t[T_VERIFY];
+	for (k = 0; k < T_MAX; k++)
+		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
+		    fo->t[k]);
+	fo_old_instance(fo);
+	if (fo->kind == KIND_EVACUATE)
+		fo_evac_done(fo);
+	if (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE) {
+		fo_moved(fo, v);
+		return;
+	}
+	alert_emit(ALERT_FAILOVER_COMPLETED, fo->name, "failover_id", fo->id,
+	    "old_instance", fo->old ? fo->old : "-", "new_instance", fo->new,
+	    "mode", fo->restart ? "restart_in_place" : "replace",
+	    "az", fo->vol_az ? fo->vol_az : "-",
+	    "old_is", fo->restart ? "the new" :
+	    fo_policy(fo)->old_instance == POLICY_OLD_TERMINATE ?
+	    "terminating" : fo_policy(fo)->old_instance == POLICY_OLD_KEEP ?
+	    "starting" : "stopped",
+	    "detect", v[T_DETECT], "fence", v[T_FENCE], "launch", v[T_LAUNCH],
+	    "detach", v[T_DETACH], "attach", v[T_ATTACH],
+	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
+	    "total", v[T_TOTAL], "critical_path", v[T_CRITICAL], NULL);
+	fo_recovered(fo);
+	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
+	fo_end(fo, FAILOVER_DONE, "completed", NULL);
+}

@@ -1,0 +1,334 @@
+/*
+ * The service's identity, the monitoring half of the engine: which
+ * instance the Elastic IP points at (production), its address, the data
+ * volumes' AZ and holder, refreshed every FO_REFRESH; the volume ids and
+ * the subnet as they stand after an evacuation. At most
+ * FO_REFRESH_ACTIVE services refresh at a time, the others wait in line.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failover_priv.h"
+
+static void	fo_refresh_volumes_send(struct failover *fo);
+static void	fo_refresh_send(struct failover *fo);
+
+/*
+ * A data volume's id now: the configured one, or the volume an
+ * evacuation restored it into (identity.<configured id>).
+ */
+const char *
+fo_vol_id(const struct failover *fo, const char *conf_id)
+{
+	const char	*v;
+	char		 key[160];
+
+	if (fo->rec == NULL)
+		return conf_id;		/* not loaded yet */
+	snprintf(key, sizeof(key), "identity.%s", conf_id);
+	v = journal_rec_get(fo->rec, key);
+	return v != NULL ? v : conf_id;
+}
+
+/*
+ * The production instance's own host keys, from its console, unless
+ * they are learnt already: ssh probes without a known_hosts of their
+ * own trust exactly these (never the first key that shows up).
+ */
+static void
+fo_learn_current(struct failover *fo)
+{
+	const char		*had;
+	struct ec2_request	*req;
+
+	if (fo->eip_instance == NULL || !fo_has_ssh_probe(fo))
+		return;
+	had = journal_rec_get(fo->rec, "learned_instance");
+	if (had != NULL && strcmp(had, fo->eip_instance) == 0)
+		return;
+	req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
+	    fo->eip_instance);
+	if (req != NULL)
+		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
+}
+
+/*
+ * Services waiting for their turn to refresh, process-wide (a process
+ * runs one daemon; its EC2 call budget is one). At start every service
+ * looks its EIP up at once: thousands of calls that would all wait in
+ * the budget's queue holding their requests, and ahead of a failover's.
+ * At most FO_REFRESH_ACTIVE services refresh at a time; the others
+ * wait here holding nothing.
+ */
+static struct failover	*fo_line_head, *fo_line_tail;
+static unsigned int	 fo_refreshing;
+
+void
+fo_line_remove(struct failover *fo)
+{
+	if (!fo->in_line)
+		return;
+	if (fo->line_prev != NULL)
+		fo->line_prev->line_next = fo->line_next;
+	else
+		fo_line_head = fo->line_next;
+	if (fo->line_next != NULL)
+		fo->line_next->line_prev = fo->line_prev;
+	else
+		fo_line_tail = fo->line_prev;
+	fo->line_prev = fo->line_next = NULL;
+	fo->in_line = 0;
+}
+
+/* The refresh branch has nothing in flight any more: next in line. */
+void
+fo_refresh_over(struct failover *fo)
+{
+	struct failover *next;
+
+	if (!fo->refreshing || fo->busy[FO_REFRESH_BR] > 0)
+		return;
+	fo->refreshing = 0;
+	fo_refreshing--;
+	while (fo_refreshing < FO_REFRESH_ACTIVE && fo_line_head != NULL) {
+		next = fo_line_head;
+		fo_line_remove(next);
+		fo_refresh_send(next);
+	}
+}
+
+static void
+fo_refresh_send(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct ec2_request		*req;
+
+	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL ||
+	    fo->in_line)
+		return;
+	if (!fo->refreshing && fo_refreshing >= FO_REFRESH_ACTIVE) {
+		fo->line_prev = fo_line_tail;
+		fo->line_next = NULL;
+		if (fo_line_tail != NULL)
+			fo_line_tail->line_next = fo;
+		else
+			fo_line_head = fo;
+		fo_line_tail = fo;
+		fo->in_line = 1;
+		return;
+	}
+	if (!fo->refreshing) {
+		fo->refreshing = 1;
+		fo_refreshing++;
+	}
+	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
+	    sc->eip_allocation_id);
+	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
+	    FO_POLL_DEADLINE) == -1) {
+		fo_refresh_over(fo);
+		return;
+	}
+	/* While EC2 is away the address alone tells when it is back. */
+	if (fo->aws_ok)
+		fo_refresh_volumes_send(fo);
+}
+
+static void
+fo_refresh_volumes_send(struct failover *fo)
+{
+	const struct service_conf	*sc = fo_conf(fo);
+	struct ec2_request		*req;
+	const char			**ids;
+	size_t				 i;
+
+	if (sc->nvolumes == 0)
+		return;
+	ids = calloc(sc->nvolumes, sizeof(*ids));
+	req = fo_req(EC2_DESCRIBE_VOLUMES);
+	if (ids == NULL || req == NULL) {
+		free(ids);
+		ec2_request_free(req);
+		return;
+	}
+	for (i = 0; i < sc->nvolumes; i++)
+		ids[i] = fo_vol_id(fo, sc->volumes[i].id);
+	if (ec2_request_add_list(req, "VolumeId", ids, sc->nvolumes) == 0)
+		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
+	else
+		ec2_request_free(req);
+	free(ids);
+}
+
+void
+fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct failover *fo = w->data;
+
+	/*
+	 * During a failover the engine, not the EIP, says who is who; a
+	 * resumed one still needs the address for its probes.
+	 */
+	if (!fo_active(fo) || fo->eip_ip == NULL)
+		fo_refresh_send(fo);
+	/*
+	 * With EC2 away, look again soon, then less and less often (each
+	 * look is a few attempts): an idle watchdog that cannot reach AWS
+	 * must not keep waking up for it.
+	 */
+	if (fo->aws_ok) {
+		fo->refresh_fails = 0;
+		w->repeat = FO_REFRESH;
+	} else {
+		w->repeat = FO_REFRESH_RETRY * (double)(1u <<
+		    (fo->refresh_fails < 4 ? fo->refresh_fails : 4));
+		if (w->repeat > FO_REFRESH)
+			w->repeat = FO_REFRESH;
+		fo->refresh_fails++;
+	}
+	ev_timer_again(loop, w);
+}
+
+/*
+ * The EIP moved: what the engine did is the service's identity until
+ * EC2 shows it, whether VERIFY passes or not (journaled with the step,
+ * so a restart right after the move knows it).
+ */
+void
+fo_settle_begin(struct failover *fo)
+{
+	fo_rec_set(fo, "moved_from", fo->old != NULL ? fo->old : "");
+	fo_rec_set(fo, "moved_to", fo->new);
+	fo_rec_setf(fo, "moved_at", "%lld", (long long)time(NULL));
+}
+
+/*
+ * The instance the last move went to, when "seen" (what a Describe
+ * says the EIP or a volume is on; NULL: nothing) is only the view from
+ * before that move: the instance it moved away from, or nothing, within
+ * FO_SETTLE of it. NULL when "seen" is to be believed.
+ */
+static const char *
+fo_settling(const struct failover *fo, const char *seen)
+{
+	const char	*from, *to;
+	long long	 at, now = (long long)time(NULL);
+
+	to = journal_rec_get(fo->rec, "moved_to");
+	from = journal_rec_get(fo->rec, "moved_from");
+	at = fo_rec_int(fo, "moved_at", 0);
+	if (to == NULL || from == NULL || fo_is(seen, to) ||
+	    now - at > FO_SETTLE || at > now)
+		return NULL;
+	if (seen != NULL && *seen != '\0' && strcmp(seen, from) != 0)
+		return NULL;	/* somebody else moved it since */
+	return to;
+}
+
+void
+fo_refresh_address(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_address	*a;
+	const char			*seen, *moved;
+	size_t				 n;
+
+	n = ec2_result_addresses(res, &a);
+	if (n == 0 || a->public_ip == NULL) {
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    "DescribeAddresses: no such Elastic IP",
+		    "allocation_id", fo_conf(fo)->eip_allocation_id, NULL);
+		return;
+	}
+	if (fo->eip_ip == NULL || strcmp(fo->eip_ip, a->public_ip) != 0) {
+		log_info("service %s: Elastic IP %s is %s", fo->name,
+		    fo_conf(fo)->eip_allocation_id, a->public_ip);
+		fo_set_str(&fo->eip_ip, a->public_ip);
+		service_set_target(fo->svc, fo->eip_ip);
+		/* Kept, so a restart while EC2 is away still probes it. */
+		fo_rec_set(fo, "eip_ip", fo->eip_ip);
+		fo_save(fo);
+	}
+	if (fo_active(fo))
+		return;
+	seen = a->instance_id;
+	moved = fo_settling(fo, seen);
+	if (moved != NULL) {
+		if (!fo_is(fo->eip_instance, moved))
+			log_info("service %s: EC2 still shows the Elastic IP "
+			    "on %s, from before the move to %s (eventual "
+			    "consistency): %s is production", fo->name,
+			    seen ? seen : "no instance", moved, moved);
+		seen = moved;
+	}
+	if ((fo->eip_instance == NULL) != (seen == NULL) ||
+	    (seen != NULL && strcmp(fo->eip_instance, seen) != 0))
+		log_info("service %s: production instance is %s", fo->name,
+		    seen ? seen : "none (EIP unassociated)");
+	fo_set_str(&fo->eip_instance, seen);
+	if (!fo->aws_ok) {
+		log_info("service %s: EC2 answers again", fo->name);
+		fo->aws_ok = 1;
+		fo_refresh_volumes_send(fo);
+	}
+	fo_learn_current(fo);
+}
+
+void
+fo_refresh_volumes(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_volume	*v;
+	const char		*seen, *moved;
+	size_t			 n, i;
+
+	n = ec2_result_volumes(res, &v);
+	if (n == 0 || fo_active(fo))
+		return;
+	for (i = 1; i < n; i++)
+		if (!fo_is(v[0].az, v[i].az))
+			log_warnx("service %s: volumes %s in %s and %s in %s: "
+			    "a replacement can attach only one AZ's",
+			    fo->name, v[0].volume_id, v[0].az,
+			    v[i].volume_id, v[i].az);
+	fo_set_str(&fo->vol_az, v[0].az);
+	seen = v[0].nattachments > 0 ? v[0].attachments[0].instance_id :
+	    NULL;
+	moved = fo_settling(fo, seen);
+	fo_set_str(&fo->vol_instance, moved != NULL ? moved : seen);
+}
+
+const char *
+failover_volume_id(const struct failover *fo, const char *conf_id)
+{
+	return fo_vol_id(fo, conf_id);
+}
+
+const char *
+failover_subnet(const struct failover *fo)
+{
+	const char *moved = NULL;
+
+	if (fo->rec != NULL)
+		moved = journal_rec_get(fo->rec, "identity.subnet");
+	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
+}
+
+/* The subnet of a launch: after an evacuation, one in the new AZ. */
+const char *
+fo_subnet(const struct failover *fo)
+{
+	const struct policy_conf	*p = fo_policy(fo);
+	const char			*moved;
+
+	if (fo->kind == KIND_EVACUATE && fo->evac_subnet <
+	    p->nevacuation_subnets)
+		return p->evacuation_subnets[fo->evac_subnet];
+	moved = journal_rec_get(fo->rec, "identity.subnet");
+	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
+}

@@ -1,0 +1,434 @@
+/*
+ * The launch branch, beside the fence: RunInstances under the move's
+ * ClientToken (found again after a crash by that token or its tag),
+ * retries on no capacity, a restart in place when there is none, and
+ * the wait for the replacement to run and show its host keys.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failover_priv.h"
+
+int
+fo_launch_ready(struct failover *fo)
+{
+	fo->launch = LAUNCH_READY;
+	fo->t[T_LAUNCH] = fo_now(fo) - fo->launch_start;
+	log_info("failover %s: replacement %s ready (%.1fs)", fo->name,
+	    fo->new, fo->t[T_LAUNCH]);
+	fo_save(fo);
+	if (fo->kind == KIND_SWITCH && !fo->prechecked) {
+		fo_precheck_start(fo);
+		return 0;
+	}
+	/* The volumes may be waiting for it: go on at once. */
+	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0) {
+		fo_set_step(fo, FAILOVER_ATTACH);
+		fo_poll(fo);
+	}
+	return 0;
+}
+
+const char *
+fo_ami(const struct failover *fo)
+{
+	const char *ami = NULL;
+
+	if (fo->ami != NULL)
+		return fo->ami;
+	if (fo->env->replacement_ami != NULL)
+		ami = fo->env->replacement_ami(fo->env->arg, fo->svc);
+	return ami != NULL ? ami : fo_conf(fo)->launch.ami;
+}
+
+/*
+ * The launch's ClientToken: the failover's id, and one per evacuation
+ * subnet (a token is bound to its parameters).
+ */
+static void
+fo_token(const struct failover *fo, char *out, size_t len)
+{
+	if (fo->kind == KIND_EVACUATE)
+		snprintf(out, len, "%.58s-e%zu", fo->id,
+		    fo->evac_subnet % 100);
+	else
+		snprintf(out, len, "%s", fo->id);
+}
+
+static struct ec2_request *
+fo_run_request(struct failover *fo)
+{
+	struct ec2_request	*req;
+	char			 token[FO_TOKEN_MAX + 1], why[640];
+
+	fo_token(fo, token, sizeof(token));
+	/* An evacuation goes where its subnet is; the volumes follow. */
+	req = launch_request_new(fo_conf(fo), fo_ami(fo), fo_subnet(fo),
+	    fo->kind != KIND_EVACUATE ? fo->vol_az : NULL, token, fo->id);
+	if (req != NULL && fo_add_user_data(fo, req, why, sizeof(why)) ==
+	    -1) {
+		ec2_request_free(req);
+		fo_fail(fo, why);
+		return NULL;
+	}
+	return req;
+}
+
+/*
+ * A resumed failover that may have launched before the crash looks for
+ * its replacement: by the ClientToken it gave RunInstances, then by
+ * the failoverd:failover-id tag the instance was launched with (a
+ * token filter an endpoint does not answer must not be the only way).
+ */
+static struct ec2_request *
+fo_lookup_request(struct failover *fo)
+{
+	struct ec2_request	*req;
+	const char		*v[1];
+	char			 token[FO_TOKEN_MAX + 1];
+	int			 bad;
+
+	req = fo_req(EC2_DESCRIBE_INSTANCES);
+	if (req == NULL)
+		return NULL;
+	if (fo->lookup_by_tag) {
+		v[0] = fo->id;
+		bad = ec2_request_add_filter(req,
+		    "tag:failoverd:failover-id", v, 1);
+		/* An evacuation tags every subnet's try alike. */
+		if (!bad && fo->kind == KIND_EVACUATE) {
+			v[0] = fo_policy(fo)->evacuation_subnets[
+			    fo->evac_subnet];
+			bad = ec2_request_add_filter(req, "subnet-id", v, 1);
+		}
+	} else {
+		fo_token(fo, token, sizeof(token));
+		v[0] = token;
+		bad = ec2_request_add_filter(req, "client-token", v, 1);
+	}
+	if (bad) {
+		ec2_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+/*
+ * The lookup's answer. Found: adopt it. Neither filter finds one: the
+ * launch did not happen. A lookup that keeps failing is bounded
+ * (FO_LOOKUP_TRIES, the two filters in turn): then RunInstances goes
+ * out again with the same ClientToken, which EC2 answers with the
+ * instance it already launched for that token, if any, rather than a
+ * second one. Returns 1 when the answer was the lookup's.
+ */
+static int
+fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	const char			*by;
+	size_t				 n, i;
+
+	by = fo->lookup_by_tag ? "failoverd:failover-id tag" :
+	    "client token";
+	if (fo_result_kind(fo, res) != 0) {
+		fo->lookup_fails++;
+		fo->lookup_by_tag = !fo->lookup_by_tag;
+		/* A third of launch_timeout leaves the launch its time. */
+		if (fo->lookup_fails < FO_LOOKUP_TRIES && fo_now(fo) -
+		    fo->launch_start < fo_policy(fo)->launch_timeout / 3)
+			return 1;
+		log_warnx("failover %s: looking up the replacement failed %d "
+		    "times (last by its %s: %s); launching with the same "
+		    "ClientToken, which finds the instance if it exists",
+		    fo->name, fo->lookup_fails, by, ec2_result_error(res));
+		fo->launch_looked_up = 1;
+		return 1;
+	}
+	n = ec2_result_instances(res, &inst);
+	for (i = 0; i < n; i++) {
+		if (fo_is(inst[i].state, "terminated") ||
+		    fo_is(inst[i].state, "shutting-down") ||
+		    inst[i].instance_id == NULL)
+			continue;
+		fo->launch_looked_up = 1;
+		fo_set_str(&fo->new, inst[i].instance_id);
+		fo->launch = LAUNCH_SENT;
+		if (fo->kind == KIND_EVACUATE)
+			fo_set_str(&fo->evac_az, inst[i].az);
+		log_info("failover %s: found replacement %s by its %s",
+		    fo->name, fo->new, by);
+		fo_save(fo);
+		return 1;
+	}
+	if (!fo->lookup_by_tag) {
+		fo->lookup_by_tag = 1;	/* the tag, before launching */
+		return 1;
+	}
+	fo->launch_looked_up = 1;
+	return 1;
+}
+
+void
+fo_launch_poll(struct failover *fo)
+{
+	struct ec2_request	*req = NULL;
+	double			 deadline;
+
+	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
+		return;
+	switch (fo->launch) {
+	case LAUNCH_TODO:
+		if (fo->kind == KIND_ROLLBACK) {
+			/* Started, stopping or stopped: look before acting. */
+			req = fo_req_instance(EC2_DESCRIBE_INSTANCES,
+			    "InstanceId.1", fo->new);
+			break;
+		}
+		if (fo->restart) {
+			/* The same instance, on new hardware after a stop. */
+			if (fo->fence != FENCE_DONE)
+				return;
+			req = fo_req_instance(EC2_START_INSTANCES,
+			    "InstanceId.1", fo->old);
+			break;
+		}
+		if (fo->resumed && !fo->launch_looked_up) {
+			req = fo_lookup_request(fo);
+			break;
+		}
+		if (fo_now(fo) < fo->launch_next)
+			return;
+		if (fo->kind == KIND_FAILOVER && fo_policy(fo)->evacuate &&
+		    !fo->az_checked && fo->vol_az != NULL) {
+			/* Is the volumes' AZ impaired? Then evacuate. */
+			req = fo_req_instance(EC2_DESCRIBE_AVAILABILITY_ZONES,
+			    "ZoneName.1", fo->vol_az);
+			break;
+		}
+		req = fo_run_request(fo);
+		break;
+	case LAUNCH_SENT:
+		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
+		    fo->new);
+		if (req != NULL)
+			ec2_request_set_after_mutation(req, 1);
+		break;
+	case LAUNCH_RUNNING:
+		if (!fo->keys_checked) {
+			fo->keys_checked = 1;
+			switch (fo_keys_known(fo)) {
+			case 1:
+				fo_launch_ready(fo);
+				return;
+			case 2:		/* the state_dir cannot be written */
+				fo->keys_checked = 0;
+				return;
+			case -1:
+				return;
+			default:
+				break;
+			}
+		}
+		req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
+		    fo->new);
+		/*
+		 * The buffered output is posted after a state change and
+		 * may lack the keys for minutes; the latest is there at
+		 * once, on the instance types that offer it (Nitro).
+		 */
+		fo->console_latest = !fo_is(fo->latest_refused, fo->new);
+		if (req != NULL && fo->console_latest &&
+		    ec2_request_add(req, "Latest", "true") != 0) {
+			ec2_request_free(req);
+			req = NULL;
+		}
+		if (req != NULL)
+			ec2_request_set_after_mutation(req, 1);
+		break;
+	default:
+		return;
+	}
+	if (req == NULL)
+		return;
+	/* Room for the fallback when RunInstances keeps failing. */
+	deadline = fo_policy(fo)->launch_timeout / 3;
+	if (deadline > FO_ACT_DEADLINE)
+		deadline = FO_ACT_DEADLINE;
+	fo_send(fo, FO_LAUNCH, req, ec2_request_action(req) ==
+	    EC2_RUN_INSTANCES ? deadline : FO_POLL_DEADLINE);
+}
+
+static int
+fo_no_capacity(const char *code)
+{
+	static const char *codes[] = { "InsufficientInstanceCapacity",
+		"InsufficientCapacity", "InsufficientHostCapacity",
+		"InstanceLimitExceeded", "VcpuLimitExceeded",
+		"Unsupported", "InsufficientFreeAddressesInSubnet" };
+	size_t i;
+
+	if (code == NULL)
+		return 0;
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(code, codes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+void
+fo_on_run(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	const char			*code = ec2_result_code(res);
+	int				 kind;
+
+	/*
+	 * AWS sends InsufficientInstanceCapacity with HTTP 500; the client
+	 * hands it back at once, and the tries are counted here.
+	 */
+	if (ec2_result_status(res) == EC2_ERR_AWS && fo_no_capacity(code)) {
+		kind = 2;
+	} else {
+		kind = fo_result_kind(fo, res);
+	}
+	if (kind == 1)
+		return;
+	if (kind == 2 && fo_no_capacity(code)) {
+		fo->launch_tries++;
+		log_warnx("failover %s: %s (try %d of %d)",
+		    fo->name, ec2_result_error(res), fo->launch_tries,
+		    FO_LAUNCH_TRIES);
+		if (fo->launch_tries < FO_LAUNCH_TRIES) {
+			fo->launch_next = fo_now(fo) + 1.0;
+			return;
+		}
+		if (fo->kind == KIND_EVACUATE) {
+			fo_evac_next_subnet(fo, ec2_result_error(res));
+			return;
+		}
+		/* A switch has production to fall back on: it just fails. */
+		if (fo->kind == KIND_SWITCH) {
+			fo_fail(fo, ec2_result_error(res));
+			return;
+		}
+		if (fo_policy(fo)->evacuate) {
+			fo_evacuate_start(fo, ec2_result_error(res));
+			return;
+		}
+		if (!fo_policy(fo)->restart_in_place || fo->old == NULL) {
+			fo_fail(fo, ec2_result_error(res));
+			return;
+		}
+		fo->restart = 1;
+		fo_set_str(&fo->new, fo->old);
+		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(fo->step),
+		    "change", "restart_in_place", "reason",
+		    ec2_result_error(res), "instance", fo->old, NULL);
+		fo_save(fo);
+		return;
+	}
+	if (kind == 2) {
+		fo_fail(fo, ec2_result_error(res));
+		return;
+	}
+	if (ec2_result_instances(res, &inst) == 0 ||
+	    inst->instance_id == NULL) {
+		fo_fail(fo, "RunInstances answered without an instance");
+		return;
+	}
+	fo_set_str(&fo->new, inst->instance_id);
+	fo->launch = LAUNCH_SENT;
+	if (fo->kind == KIND_EVACUATE)
+		fo_set_str(&fo->evac_az, inst->az);
+	log_info("failover %s: launched %s in %s from %s", fo->name,
+	    inst->instance_id, inst->az ? inst->az : "?", fo_ami(fo));
+	fo_save(fo);
+}
+
+/*
+ * A rollback's "launch": the kept instance is started again, unless it
+ * runs already; one still stopping is looked at again next tick.
+ */
+static void
+fo_rollback_look(struct failover *fo, const struct ec2_instance *inst)
+{
+	struct ec2_request	*req;
+	char			 why[256];
+
+	if (inst == NULL || fo_is(inst->state, "terminated") ||
+	    fo_is(inst->state, "shutting-down")) {
+		snprintf(why, sizeof(why), "the instance to roll back to, %s, "
+		    "is %s", fo->new, inst == NULL ? "gone" : inst->state);
+		fo_fail(fo, why);
+		return;
+	}
+	if (fo_is(inst->state, "running") || fo_is(inst->state, "pending")) {
+		fo->launch = LAUNCH_SENT;
+		fo_save(fo);
+		return;
+	}
+	if (!fo_is(inst->state, "stopped"))
+		return;
+	req = fo_req_instance(EC2_START_INSTANCES, "InstanceId.1", fo->new);
+	if (req != NULL)
+		fo_send(fo, FO_LAUNCH, req, FO_ACT_DEADLINE);
+}
+
+void
+fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
+{
+	const struct ec2_instance	*inst;
+	size_t				 n;
+	char				 why[256];
+
+	/* Resumed: did the launch before the crash happen? */
+	if (fo->launch == LAUNCH_TODO && fo->kind != KIND_ROLLBACK &&
+	    !fo->launch_looked_up && fo_on_launch_lookup(fo, res))
+		return;
+	if (fo_result_kind(fo, res) != 0)
+		return;	/* a Describe that fails is tried again */
+	n = ec2_result_instances(res, &inst);
+	if (fo->launch == LAUNCH_TODO && fo->kind == KIND_ROLLBACK) {
+		fo_rollback_look(fo, n > 0 ? inst : NULL);
+		return;
+	}
+	if (fo->launch == LAUNCH_TODO)
+		return;		/* answered before a change of plan */
+	if (n == 0)
+		return;
+	if (fo_is(inst->state, "running")) {
+		fo->launch = LAUNCH_RUNNING;
+		fo_set_str(&fo->new_ip, inst->private_ip);
+		if (!fo_has_ssh_probe(fo)) {
+			fo_launch_ready(fo);
+			return;
+		}
+		fo_save(fo);
+		fo_launch_poll(fo);
+		return;
+	}
+	if (fo_is(inst->state, "pending"))
+		return;
+	if ((fo->restart || fo->kind == KIND_ROLLBACK) &&
+	    (fo_is(inst->state, "stopped") ||
+	    fo_is(inst->state, "stopping"))) {
+		/* Just started by us: EC2 may not show it yet. */
+		if (fo->start_ok_at > 0 &&
+		    fo_now(fo) - fo->start_ok_at < FO_START_SETTLE)
+			return;
+		fo->launch = LAUNCH_TODO;	/* start it (again) */
+		return;
+	}
+	snprintf(why, sizeof(why), "replacement %s is %s", fo->new,
+	    inst->state ? inst->state : "in no state EC2 names");
+	fo_fail(fo, why);
+}

@@ -1,0 +1,341 @@
+/*
+ * The failover engine's private header: the state of one service's
+ * engine (struct failover) and what its files share. The engine is a
+ * core (src/failover.c: the step, the calls, the tick, the public API)
+ * and one file per concern around it (src/failover_*.c); nothing
+ * outside those files includes this header, except the engine's own
+ * unit tests.
+ */
+#ifndef FAILOVERD_FAILOVER_PRIV_H
+#define FAILOVERD_FAILOVER_PRIV_H
+
+#include <stddef.h>
+
+#include "failoverd/alert.h"
+#include "failoverd/ec2.h"
+#include "failoverd/failover.h"
+#include "failoverd/hostkey.h"
+#include "failoverd/journal.h"
+#include "failoverd/launch.h"
+#include "failoverd/log.h"
+#include "failoverd/snapshot.h"
+#include "failoverd/sshcmd.h"
+#include "failoverd/userdata.h"
+
+/*
+ * While acting, the engine looks at its step every FO_TICK and polls
+ * EC2 at least every FO_POLL_EVERY; in between it polls only with call
+ * budget to spare (ec2_budget_spare: nobody waiting, FO_POLL_RESERVE
+ * tokens left for the actions that follow). A step AWS ends between two
+ * polls is seen up to one poll period late, on each step of the
+ * critical path: polling faster with spare budget keeps that small
+ * without ever delaying an action or another service's call.
+ */
+#define FO_TICK			0.1
+#define FO_POLL_EVERY		0.5
+#define FO_POLL_RESERVE		2.0
+#define FO_REFRESH		30.0	/* re-learn the EIP's instance */
+#define FO_REFRESH_ACTIVE	4	/* services refreshing at once */
+#define FO_REFRESH_RETRY	2.0	/* EC2 away: doubles up to ... */
+#define FO_RETRY_IDLE		5.0	/* a DOWN we could not act on */
+#define FO_POLL_DEADLINE	10.0	/* one Describe* call */
+#define FO_ACT_DEADLINE		20.0	/* one mutating call */
+#define FO_CORROBORATE_TIMEOUT	30.0
+#define FO_LAUNCH_TRIES		3	/* RunInstances on no capacity */
+#define FO_LOOKUP_TRIES		4	/* failed lookups, then launch */
+#define FO_HISTORY_MAX		20
+#define FO_TOKEN_MAX		64	/* AWS's ClientToken limit */
+/*
+ * EC2's Describe calls are eventually consistent: for a while after a
+ * change they may still show what was before it ("Eventual consistency
+ * in the Amazon EC2 API", which backs off up to five minutes). For that
+ * long after the EIP moved, the EIP or a volume still seen on the
+ * instance it moved away from is the past, not news. Our own StartInstances
+ * is trusted over a "stopped" for less: starting again is harmless.
+ */
+#define FO_SETTLE		300	/* seconds, wall clock */
+#define FO_START_SETTLE		10.0
+
+enum fo_branch {
+	FO_MAIN,	/* corroborate, fence, detach, attach, associate */
+	FO_LAUNCH,
+	FO_REFRESH_BR,
+	FO_BRANCHES
+};
+
+enum fo_fence { FENCE_TODO, FENCE_STOPPING, FENCE_DONE, FENCE_MAX };
+enum fo_launch { LAUNCH_TODO, LAUNCH_SENT, LAUNCH_RUNNING, LAUNCH_READY,
+	LAUNCH_MAX };
+enum fo_vol {
+	VOL_UNKNOWN,
+	VOL_ELSEWHERE,		/* attached to another instance */
+	VOL_DETACHING,
+	VOL_AVAILABLE,
+	VOL_ATTACHING,
+	VOL_ATTACHED,		/* to the replacement */
+	VOL_MAX
+};
+
+/* What the move is for; journaled as kind=. */
+enum fo_kind { KIND_FAILOVER, KIND_SWITCH, KIND_ROLLBACK, KIND_EVACUATE,
+	KIND_MAX };
+
+/* The timings of failover_completed, in this order. */
+enum fo_timing {
+	T_DETECT, T_FENCE, T_LAUNCH, T_DETACH, T_ATTACH, T_ASSOCIATE,
+	T_VERIFY, T_TOTAL, T_CRITICAL, T_MAX
+};
+
+extern const char	*fo_fence_names[FENCE_MAX];
+extern const char	*fo_launch_names[LAUNCH_MAX];
+extern const char	*fo_vol_names[VOL_MAX];
+extern const char	*fo_kind_names[KIND_MAX];
+extern const char	*fo_timing_names[T_MAX];
+extern const char	*fo_step_names[FAILOVER_STEP_MAX];
+
+struct fo_volume {
+	char		*id;		/* what moves: maybe restored */
+	char		*conf_id;	/* as configured */
+	char		*from;		/* before an evacuation */
+	char		*snap;		/* evacuation: restored from */
+	long long	 snap_time;	/* its start, epoch seconds */
+	char		*vtype;		/* evacuation: from's type, */
+	int		 iops;		/* IOPS and throughput (0: */
+	int		 throughput;	/* EC2's default) */
+	int		 restored;	/* id is the new volume */
+	char		*device;
+	enum fo_vol	 st;
+	char		 where[32];	/* instance it is attached to */
+	char		 where_dev[32];	/* there: device, attachment */
+	char		 where_state[16];
+	char		 holder[32];	/* an instance we did not fence, */
+	char		 holder_state[16]; /* its state ("": not read) */
+	int		 holder_asked;
+	int		 detach_sent;
+	int		 forced;
+	int		 attach_sent;
+};
+
+struct fo_call {
+	struct fo_call		*next;
+	struct failover		*fo;
+	struct ec2_call		*call;
+	enum fo_branch		 branch;
+	struct fo_volume	*vol;	/* AttachVolume's, or NULL */
+};
+
+struct failover {
+	const struct failover_env *env;
+	struct service		*svc;
+	char			*name;
+	struct journal_rec	*rec;
+	int			 journal_bad;	/* never save over it */
+	int			 journal_failing; /* last save failed */
+	char			*saved;		/* last written, seq aside */
+
+	enum failover_step	 step;
+	double			 step_start;	/* ev_now */
+	int			 step_slow;	/* alerted for this step */
+	double			 last_look;	/* deadline passed: re-read at */
+	ev_timer		 tick;
+	double			 polled_at;	/* ev_now of the last poll */
+	ev_timer		 refresh;
+	unsigned int		 refresh_fails;	/* in a row: the backoff */
+	int			 refreshing;	/* counted in fo_refreshing */
+	int			 in_line;	/* waiting to refresh */
+	struct failover		*line_prev, *line_next;
+	struct fo_call		*calls;
+	int			 busy[FO_BRANCHES];
+
+	/* What EC2 says the service is. */
+	char			*eip_ip;
+	char			*eip_instance;	/* production */
+	char			*vol_az;
+	char			*vol_instance;	/* the volumes' instance */
+	int			 aws_ok;
+	double			 down_since;	/* ev_now, 0: not down */
+	double			 unhealthy_since; /* for the detect time */
+	int			 paused;
+	int			 isolated;	/* said so for this DOWN */
+	int			 ec2_says_ok;	/* corroborate's answer */
+	/* Heap, not arrays: a watchdog may hold thousands of these. */
+	char			*ec2_view;	/* corroborate's EC2 answer */
+	char			*hold_reason;	/* NULL: not held */
+	char			*attach_refused; /* first refusal, pending */
+	double			 retry_at;	/* idle: consider again */
+
+	/* The failover in progress. */
+	char			*id;
+	char			*old;
+	char			*new;
+	enum fo_kind		 kind;
+	char			*ami;		/* switch: the new release */
+	char			*new_ip;	/* its private address */
+	int			 prechecked;	/* switch: passed, privately */
+	double			 precheck_start; /* ev_now, 0: not begun */
+	int			 rollback_auto;	/* after a failed switch */
+	int			 az_checked;	/* evacuate: AZ asked about */
+	size_t			 evac_subnet;	/* evacuation_subnets[] */
+	char			*evac_az;	/* where the launch landed */
+	int			 snaps_known;
+	int			 src_known;	/* from's type read */
+	int			 src_sent;	/* that DescribeVolumes */
+	int			 restart;	/* restart in place */
+	int			 manual;
+	int			 resumed;
+	enum fo_fence		 fence;
+	enum fo_launch		 launch;
+	int			 stop_sent;
+	int			 skip_os_sent;	/* in the last StopInstances */
+	int			 skip_os_refused; /* here: graceful */
+	int			 launch_looked_up;
+	int			 lookup_by_tag;	/* else by token */
+	int			 lookup_fails;
+	int			 launch_tries;
+	double			 launch_next;
+	int			 assoc_sent;
+	int			 keys_waiting;
+	int			 keys_checked;	/* without the console? */
+	int			 console_latest; /* asked for Latest */
+	char			*latest_refused; /* its type refused it */
+	double			 start_ok_at;	/* our StartInstances worked */
+	double			 started;	/* ev_now */
+	double			 launch_start;
+	double			 fenced_at;
+	double			 t[T_MAX];
+	struct fo_volume	*vols;
+	size_t			 nvols;
+};
+
+/* strcmp for what EC2 may leave out of a reply. */
+static inline int
+fo_is(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static inline const struct service_conf *
+fo_conf(const struct failover *fo)
+{
+	return service_conf(fo->svc);
+}
+
+static inline const struct policy_conf *
+fo_policy(const struct failover *fo)
+{
+	return &service_conf(fo->svc)->policy;
+}
+
+static inline double
+fo_now(const struct failover *fo)
+{
+	return ev_now(fo->env->loop);
+}
+
+static inline int
+fo_active(const struct failover *fo)
+{
+	return fo->step >= FAILOVER_FENCE_LAUNCH &&
+	    fo->step <= FAILOVER_VERIFY;
+}
+
+void	fo_rec_setf(struct failover *fo, const char *key, const char *fmt,
+	    ...) __attribute__((format(printf, 3, 4)));
+
+/* failover.c */
+int	fo_str_index(const char *const *names, size_t n, const char *s);
+void __attribute__((format(printf, 2, 3)))	fo_set_holdf(struct failover *fo, const char *fmt, ...);
+void	fo_set_str(char **dst, const char *src);
+void	fo_set_step(struct failover *fo, enum failover_step to);
+int	fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
+	    double deadline);
+void	fo_cancel_branch(struct failover *fo, int br);
+struct ec2_request	*fo_req(enum ec2_action a);
+struct ec2_request	*fo_req_instance(enum ec2_action a, const char *key, const char *id);
+int	fo_result_kind(struct failover *fo, struct ec2_result *res);
+void	fo_poll(struct failover *fo);
+void	fo_progress_reset(struct failover *fo);
+void	fo_new_id(struct failover *fo, const char *prefix);
+void	fo_begin(struct failover *fo, const char *why, int manual);
+
+/* failover_journal.c */
+void	fo_rec_set(struct failover *fo, const char *key, const char *value);
+void	fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...);
+int	fo_save(struct failover *fo);
+void	fo_rec_clear_progress(struct failover *fo);
+long long	fo_rec_int(const struct failover *fo, const char *key, long long def);
+void	fo_history_add(struct failover *fo, const char *result, const char *why);
+int	fo_restore(struct failover *fo, char *err, size_t errlen);
+
+/* failover_identity.c */
+const char	*fo_vol_id(const struct failover *fo, const char *conf_id);
+void	fo_line_remove(struct failover *fo);
+void	fo_refresh_over(struct failover *fo);
+void	fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents);
+void	fo_settle_begin(struct failover *fo);
+void	fo_refresh_address(struct failover *fo, struct ec2_result *res);
+void	fo_refresh_volumes(struct failover *fo, struct ec2_result *res);
+const char	*fo_subnet(const struct failover *fo);
+
+/* failover_hostkeys.c */
+void	fo_learned_path(const struct failover *fo, char *out, size_t len);
+int	fo_has_ssh_probe(const struct failover *fo);
+int	fo_add_user_data(struct failover *fo, struct ec2_request *req, char *why,
+	    size_t len);
+int	fo_keys_known(struct failover *fo);
+void	fo_on_console(struct failover *fo, struct ec2_result *res);
+void	fo_on_current_console(struct failover *fo, struct ec2_result *res);
+
+/* failover_evacuate.c */
+void	fo_evacuate_start(struct failover *fo, const char *why);
+void	fo_evac_next_subnet(struct failover *fo, const char *why);
+void	fo_on_zones(struct failover *fo, struct ec2_result *res);
+void	fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res);
+void	fo_on_evac_sources(struct failover *fo, struct ec2_result *res);
+void	fo_on_evac_create(struct failover *fo, struct ec2_result *res);
+int	fo_evac_volumes(struct failover *fo);
+void	fo_evac_done(struct failover *fo);
+
+/* failover_launch.c */
+int	fo_launch_ready(struct failover *fo);
+const char	*fo_ami(const struct failover *fo);
+void	fo_launch_poll(struct failover *fo);
+void	fo_on_run(struct failover *fo, struct ec2_result *res);
+void	fo_on_launch_describe(struct failover *fo, struct ec2_result *res);
+
+/* failover_steps.c */
+int	fo_stop_refused(struct failover *fo, struct ec2_result *res);
+void	fo_on_fence_describe(struct failover *fo, struct ec2_result *res);
+void	fo_on_volumes(struct failover *fo, struct ec2_result *res);
+void	fo_on_holder_describe(struct failover *fo, struct ec2_result *res);
+void	fo_associate_poll(struct failover *fo);
+void	fo_on_associate(struct failover *fo, struct ec2_result *res);
+void	fo_step_fence_launch(struct failover *fo);
+void	fo_step_detach(struct failover *fo);
+void	fo_step_attach(struct failover *fo);
+void	fo_step_verify(struct failover *fo);
+void	fo_on_attach(struct failover *fo, struct fo_volume *vol,
+	    struct ec2_result *res);
+
+/* failover_end.c */
+void	fo_end(struct failover *fo, enum failover_step to, const char *result,
+	    const char *why);
+void	fo_fail(struct failover *fo, const char *why);
+void	fo_recovered(struct failover *fo);
+void	fo_complete(struct failover *fo);
+
+/* failover_switch.c */
+void	fo_precheck_start(struct failover *fo);
+int	fo_precheck_waiting(const struct failover *fo);
+void	fo_precheck_passed(struct failover *fo);
+void	fo_switch_fail(struct failover *fo, const char *why, const char *stands);
+void	fo_moved(struct failover *fo, char v[T_MAX][32]);
+
+/* failover_consider.c */
+int	fo_wants_failover(const struct failover *fo);
+int	fo_can_act(struct failover *fo, char *why, size_t len);
+void	fo_consider(struct failover *fo);
+void	fo_corroborate_decide(struct failover *fo);
+void	fo_on_corroborate(struct failover *fo, struct ec2_result *res);
+
+#endif
