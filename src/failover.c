@@ -160,7 +160,7 @@ static void fo_on_result(struct ec2_result *res, void *arg);
 
 int
 fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
-    double deadline)
+    double deadline, fo_reply_fn *on_reply, void *arg)
 {
 	struct fo_call *c;
 
@@ -187,6 +187,8 @@ fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 	}
 	c->fo = fo;
 	c->branch = br;
+	c->on_reply = on_reply;
+	c->arg = arg;
 	c->call = ec2_call(fo->env->ec2, req, deadline, fo_on_result,
 	    c);
 	if (c->call == NULL) {
@@ -238,24 +240,25 @@ fo_req_instance(enum ec2_action a, const char *key, const char *id)
 }
 
 /*
- * 0: the call worked. 1: a passing trouble (network, throttling past
- * the call's deadline): try again next tick. 2: AWS said no.
+ * A passing trouble (network, throttling past the call's deadline) is
+ * said as aws_error and tried again next tick; a refusal is the
+ * caller's to judge.
  */
-int
-fo_result_kind(struct failover *fo, struct ec2_result *res)
+enum fo_outcome
+fo_outcome(struct failover *fo, struct ec2_result *res)
 {
 	enum ec2_status st = ec2_result_status(res);
 
 	if (st == EC2_OK)
-		return 0;
+		return FO_OK;
 	if (st == EC2_ERR_NETWORK || st == EC2_ERR_TIMEOUT ||
 	    st == EC2_ERR_CREDS || ec2_result_retryable(res)) {
 		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
 		    ec2_result_error(res), "step", failover_step_str(fo->step),
 		    "action", "retrying", NULL);
-		return 1;
+		return FO_AGAIN;
 	}
-	return 2;
+	return FO_REFUSED;
 }
 
 static double
@@ -537,13 +540,15 @@ fo_begin(struct failover *fo, const char *why, int manual)
 	fo_poll(fo);
 }
 
+/* A reply: its call is done; the handler it carries says what it means. */
 static void
 fo_on_result(struct ec2_result *res, void *arg)
 {
 	struct fo_call	*c = arg, **pp;
 	struct failover	*fo = c->fo;
+	fo_reply_fn	*on_reply = c->on_reply;
+	void		*rarg = c->arg;
 	enum fo_branch	 br = c->branch;
-	struct fo_volume *vol = c->vol;
 
 	for (pp = &fo->calls; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -554,123 +559,7 @@ fo_on_result(struct ec2_result *res, void *arg)
 	free(c);
 	if (br == FO_REFRESH_BR)
 		fo_refresh_over(fo);
-
-	switch (ec2_result_action(res)) {
-	case EC2_DESCRIBE_ADDRESSES:
-		if (br == FO_REFRESH_BR) {
-			if (ec2_result_status(res) == EC2_OK) {
-				fo_refresh_address(fo, res);
-			} else {
-				if (fo->aws_ok || fo->eip_ip == NULL)
-					alert_emit(ALERT_AWS_ERROR, fo->name,
-					    "error", ec2_result_error(res),
-					    "action", "monitoring goes on; "
-					    "retrying", NULL);
-				fo->aws_ok = 0;
-			}
-		} else if (fo->step == FAILOVER_ASSOCIATE) {
-			fo_on_associate(fo, res);
-		}
-		break;
-	case EC2_DESCRIBE_VOLUMES:
-		if (br == FO_REFRESH_BR) {
-			if (ec2_result_status(res) == EC2_OK)
-				fo_refresh_volumes(fo, res);
-		} else if (fo->src_sent && fo->step == FAILOVER_DETACH &&
-		    fo->kind == KIND_EVACUATE) {
-			fo_on_evac_sources(fo, res);
-		} else if (fo->step == FAILOVER_DETACH ||
-		    fo->step == FAILOVER_ATTACH) {
-			fo_on_volumes(fo, res);
-		}
-		break;
-	case EC2_DESCRIBE_INSTANCE_STATUS:
-		if (fo->step == FAILOVER_CORROBORATE)
-			fo_on_corroborate(fo, res);
-		break;
-	case EC2_DESCRIBE_AVAILABILITY_ZONES:
-		if (fo_active(fo) && fo->kind == KIND_FAILOVER)
-			fo_on_zones(fo, res);
-		break;
-	case EC2_DESCRIBE_SNAPSHOTS:
-		if (fo->step == FAILOVER_DETACH &&
-		    fo->kind == KIND_EVACUATE)
-			fo_on_evac_snapshots(fo, res);
-		break;
-	case EC2_CREATE_VOLUME:
-		if (fo->step == FAILOVER_DETACH &&
-		    fo->kind == KIND_EVACUATE)
-			fo_on_evac_create(fo, res);
-		break;
-	case EC2_STOP_INSTANCES:
-		if (br == FO_REFRESH_BR) {
-			/* The idle replacement of a failed failover. */
-			if (ec2_result_status(res) != EC2_OK)
-				alert_emit(ALERT_AWS_ERROR, fo->name, "error",
-				    ec2_result_error(res), "action", "the idle "
-				    "replacement was not stopped; stop it by "
-				    "hand", NULL);
-		} else if (fo_stop_refused(fo, res))
-			fo->fence = FENCE_TODO;
-		else if (fo_result_kind(fo, res) == 1)
-			fo->fence = FENCE_TODO;
-		else if (ec2_result_status(res) != EC2_OK)
-			fo_fail(fo, ec2_result_error(res));
-		break;
-	case EC2_DESCRIBE_INSTANCES:
-		if (br == FO_LAUNCH)
-			fo_on_launch_describe(fo, res);
-		else if (fo->step == FAILOVER_FENCE_LAUNCH)
-			fo_on_fence_describe(fo, res);
-		else if (fo->step == FAILOVER_DETACH)
-			fo_on_holder_describe(fo, res);
-		break;
-	case EC2_RUN_INSTANCES:
-		fo_on_run(fo, res);
-		break;
-	case EC2_START_INSTANCES:
-		if (br == FO_REFRESH_BR) {
-			if (ec2_result_status(res) != EC2_OK)
-				alert_emit(ALERT_AWS_ERROR, fo->name, "error",
-				    ec2_result_error(res), "action", "the old "
-				    "instance was not started again", NULL);
-		} else if (fo_result_kind(fo, res) == 2) {
-			fo_fail(fo, ec2_result_error(res));
-		} else if (ec2_result_status(res) == EC2_OK) {
-			fo->launch = LAUNCH_SENT;
-			fo->start_ok_at = fo_now(fo);
-			if (fo->kind == KIND_ROLLBACK)
-				log_info("rollback %s: starting %s again",
-				    fo->name, fo->new);
-			else
-				log_info("failover %s: restarting %s in place",
-				    fo->name, fo->old);
-			fo_save(fo);
-		}
-		break;
-	case EC2_GET_CONSOLE_OUTPUT:
-		if (br == FO_REFRESH_BR)
-			fo_on_current_console(fo, res);
-		else if (fo->launch == LAUNCH_RUNNING)
-			fo_on_console(fo, res);
-		break;
-	case EC2_DETACH_VOLUME:
-	case EC2_ATTACH_VOLUME:
-		fo_on_attach(fo, vol, res);
-		break;
-	case EC2_ASSOCIATE_ADDRESS:
-		if (fo->step == FAILOVER_ASSOCIATE)
-			fo_on_associate(fo, res);
-		break;
-	case EC2_TERMINATE_INSTANCES:
-		if (ec2_result_status(res) != EC2_OK)
-			alert_emit(ALERT_AWS_ERROR, fo->name, "error",
-			    ec2_result_error(res), "action", "the old "
-			    "instance was not terminated", NULL);
-		break;
-	default:
-		break;
-	}
+	on_reply(fo, res, rarg);
 	ec2_result_free(res);
 }
 

@@ -150,7 +150,8 @@ fo_consider(struct failover *fo)
 	fo->ec2_says_ok = 0;
 	fo_set_step(fo, FAILOVER_CORROBORATE);
 	ev_timer_again(fo->env->loop, &fo->tick);
-	if (fo_send(fo, FO_MAIN, req, FO_CORROBORATE_TIMEOUT) == -1)
+	if (fo_send(fo, FO_MAIN, req, FO_CORROBORATE_TIMEOUT,
+	    fo_on_corroborate, NULL) == -1)
 		fo_set_step(fo, FAILOVER_IDLE);
 }
 
@@ -184,12 +185,15 @@ fo_corroborate_decide(struct failover *fo)
 }
 
 void
-fo_on_corroborate(struct failover *fo, struct ec2_result *res)
+fo_on_corroborate(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_instance_status	*st;
 	char					 what[160];
 	int					 ok;
 
+	if (fo->step != FAILOVER_CORROBORATE)
+		return;
 	if (ec2_result_status(res) != EC2_OK) {
 		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
 		    ec2_result_error(res), "step", "corroborate",

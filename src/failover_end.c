@@ -68,7 +68,8 @@ fo_stop_idle_replacement(struct failover *fo)
 	if (req == NULL)
 		return;
 	/* The refresh branch: fo_end cancels the others. */
-	if (fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE) == 0)
+	if (fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE,
+	    fo_on_idle_stopped, NULL) == 0)
 		log_warnx("failover %s: stopping the idle replacement %s",
 		    fo->name, fo->new);
 }
@@ -157,7 +158,9 @@ fo_old_instance(struct failover *fo)
 	    fo->old);
 	/* On the refresh branch: it outlives the failover's own calls. */
 	if (req != NULL)
-		fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE);
+		fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE,
+		    pol == POLICY_OLD_TERMINATE ? fo_on_terminated :
+		    fo_on_old_started, NULL);
 }
 
 /*
@@ -217,4 +220,35 @@ fo_complete(struct failover *fo)
 	fo_recovered(fo);
 	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
+}
+
+/*
+ * Replies on the refresh branch, which outlives a move's own calls:
+ * what they failed to do is said, for a person to finish.
+ */
+void
+fo_on_idle_stopped(struct failover *fo, struct ec2_result *res, void *arg)
+{
+	if (ec2_result_status(res) != EC2_OK)
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    ec2_result_error(res), "action", "the idle replacement "
+		    "was not stopped; stop it by hand", NULL);
+}
+
+void
+fo_on_old_started(struct failover *fo, struct ec2_result *res, void *arg)
+{
+	if (ec2_result_status(res) != EC2_OK)
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    ec2_result_error(res), "action", "the old instance was "
+		    "not started again", NULL);
+}
+
+void
+fo_on_terminated(struct failover *fo, struct ec2_result *res, void *arg)
+{
+	if (ec2_result_status(res) != EC2_OK)
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    ec2_result_error(res), "action", "the old instance was "
+		    "not terminated", NULL);
 }

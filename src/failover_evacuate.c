@@ -17,6 +17,13 @@
 
 #include "failover_priv.h"
 
+/* DETACH of an evacuation, where its replies still matter. */
+static int
+fo_evac_restoring(const struct failover *fo)
+{
+	return fo->step == FAILOVER_DETACH && fo->kind == KIND_EVACUATE;
+}
+
 /*
  * The volumes' AZ is impaired (DescribeAvailabilityZones, or no
  * capacity there after the retry budget): go on as an evacuation. The
@@ -83,11 +90,14 @@ fo_evac_next_subnet(struct failover *fo, const char *why)
 }
 
 void
-fo_on_zones(struct failover *fo, struct ec2_result *res)
+fo_on_zones(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_zone	*z;
 	char			 why[200];
 
+	if (!fo_active(fo) || fo->kind != KIND_FAILOVER)
+		return;		/* a change of plan since it was asked */
 	fo->az_checked = 1;
 	if (ec2_result_status(res) != EC2_OK ||
 	    ec2_result_zones(res, &z) == 0 || z->state == NULL)
@@ -144,7 +154,8 @@ fo_evac_snapshots_send(struct failover *fo)
 	    ec2_request_add(req, "MaxResults", SNAPSHOT_PAGE) == 0 &&
 	    ec2_request_add_filter(req, "volume-id", ids, fo->nvols) == 0 &&
 	    ec2_request_add_filter(req, "status", st, 1) == 0)
-		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE,
+		    fo_on_evac_snapshots, NULL);
 	else
 		ec2_request_free(req);
 	free(ids);
@@ -152,7 +163,8 @@ fo_evac_snapshots_send(struct failover *fo)
 
 /* The newest completed snapshot of each volume, or the evacuation fails. */
 void
-fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res)
+fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_snapshot	*sn;
 	struct fo_volume		*v;
@@ -160,7 +172,7 @@ fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res)
 	time_t				 t;
 	char				 why[256];
 
-	if (fo_result_kind(fo, res) != 0)
+	if (!fo_evac_restoring(fo) || fo_outcome(fo, res) != FO_OK)
 		return;
 	n = ec2_result_snapshots(res, &sn);
 	for (i = 0; i < fo->nvols; i++) {
@@ -212,23 +224,28 @@ fo_evac_sources_send(struct failover *fo)
 	}
 	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == -1)
 		ec2_request_free(req);
-	else if (fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE) == 0)
+	else if (fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE,
+	    fo_on_evac_sources, NULL) == 0)
 		fo->src_sent = 1;
 	free(ids);
 }
 
 void
-fo_on_evac_sources(struct failover *fo, struct ec2_result *res)
+fo_on_evac_sources(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_volume	*ev;
 	struct fo_volume	*v;
 	size_t			 n, i, k;
-	int			 kind = fo_result_kind(fo, res);
+	enum fo_outcome		 out;
 
-	fo->src_sent = 0;
-	if (kind == 1)
+	if (!fo_evac_restoring(fo))
 		return;
-	n = kind == 0 ? ec2_result_volumes(res, &ev) : 0;
+	out = fo_outcome(fo, res);
+	fo->src_sent = 0;
+	if (out == FO_AGAIN)
+		return;
+	n = out == FO_OK ? ec2_result_volumes(res, &ev) : 0;
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
 		for (k = 0; k < n; k++)
@@ -237,7 +254,7 @@ fo_on_evac_sources(struct failover *fo, struct ec2_result *res)
 		if (k == n || ev[k].volume_type == NULL) {
 			log_warnx("failover %s: the type of %s is not known "
 			    "(%s): restored with EC2's default type", fo->name,
-			    v->from, kind == 0 ? "not described" :
+			    v->from, out == FO_OK ? "not described" :
 			    ec2_result_error(res));
 			continue;
 		}
@@ -298,20 +315,24 @@ fo_evac_create(struct failover *fo, struct fo_volume *v, size_t idx)
 		ec2_request_free(req);
 		return;
 	}
-	fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE);
+	fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE, fo_on_evac_create, NULL);
 }
 
 void
-fo_on_evac_create(struct failover *fo, struct ec2_result *res)
+fo_on_evac_create(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const char	*id;
 	size_t		 i;
-	int		 kind = fo_result_kind(fo, res);
+	enum fo_outcome	 out;
 
-	if (kind == 2)
+	if (!fo_evac_restoring(fo))
+		return;
+	out = fo_outcome(fo, res);
+	if (out == FO_REFUSED)
 		fo_fail(fo, ec2_result_error(res));
 	id = ec2_result_id(res);
-	if (kind != 0 || id == NULL)
+	if (out != FO_OK || id == NULL)
 		return;
 	for (i = 0; i < fo->nvols; i++) {
 		if (fo->vols[i].restored)

@@ -396,10 +396,13 @@ fo_keys_known(struct failover *fo)
 }
 
 void
-fo_on_console(struct failover *fo, struct ec2_result *res)
+fo_on_console(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	struct buf keys;
 
+	if (fo->launch != LAUNCH_RUNNING)
+		return;		/* answered before a change of plan */
 	/*
 	 * EC2 documents Latest for Nitro types only, not the refusal's
 	 * code: any refusal falls back to the buffered output, which
@@ -415,7 +418,7 @@ fo_on_console(struct failover *fo, struct ec2_result *res)
 		fo_set_str(&fo->latest_refused, fo->new);
 		return;
 	}
-	if (fo_result_kind(fo, res) != 0)
+	if (fo_outcome(fo, res) != FO_OK)
 		return;
 	buf_init(&keys);
 	if (failover_console_keys(ec2_result_console_output(res), &keys) >
@@ -433,7 +436,8 @@ fo_on_console(struct failover *fo, struct ec2_result *res)
 }
 
 void
-fo_on_current_console(struct failover *fo, struct ec2_result *res)
+fo_on_current_console(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	struct buf keys;
 

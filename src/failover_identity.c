@@ -20,6 +20,10 @@
 
 static void	fo_refresh_volumes_send(struct failover *fo);
 static void	fo_refresh_send(struct failover *fo);
+static void	fo_on_address(struct failover *fo, struct ec2_result *res,
+		    void *arg);
+static void	fo_on_refresh_volumes(struct failover *fo,
+		    struct ec2_result *res, void *arg);
 
 /*
  * A data volume's id now: the configured one, or the volume an
@@ -57,7 +61,8 @@ fo_learn_current(struct failover *fo)
 	req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
 	    fo->eip_instance);
 	if (req != NULL)
-		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
+		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE,
+		    fo_on_current_console, NULL);
 }
 
 /*
@@ -132,7 +137,7 @@ fo_refresh_send(struct failover *fo)
 	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
 	    sc->eip_allocation_id);
 	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
-	    FO_POLL_DEADLINE) == -1) {
+	    FO_POLL_DEADLINE, fo_on_address, NULL) == -1) {
 		fo_refresh_over(fo);
 		return;
 	}
@@ -161,7 +166,8 @@ fo_refresh_volumes_send(struct failover *fo)
 	for (i = 0; i < sc->nvolumes; i++)
 		ids[i] = fo_vol_id(fo, sc->volumes[i].id);
 	if (ec2_request_add_list(req, "VolumeId", ids, sc->nvolumes) == 0)
-		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE);
+		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE,
+		    fo_on_refresh_volumes, NULL);
 	else
 		ec2_request_free(req);
 	free(ids);
@@ -331,4 +337,28 @@ fo_subnet(const struct failover *fo)
 		return p->evacuation_subnets[fo->evac_subnet];
 	moved = journal_rec_get(fo->rec, "identity.subnet");
 	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
+}
+
+/* The refresh's DescribeAddresses: the EIP's address and instance. */
+static void
+fo_on_address(struct failover *fo, struct ec2_result *res, void *arg)
+{
+	if (ec2_result_status(res) == EC2_OK) {
+		fo_refresh_address(fo, res);
+		return;
+	}
+	if (fo->aws_ok || fo->eip_ip == NULL)
+		alert_emit(ALERT_AWS_ERROR, fo->name, "error",
+		    ec2_result_error(res), "action", "monitoring goes on; "
+		    "retrying", NULL);
+	fo->aws_ok = 0;
+}
+
+/* The refresh's DescribeVolumes: the volumes' AZ and holder. */
+static void
+fo_on_refresh_volumes(struct failover *fo, struct ec2_result *res,
+    void *arg)
+{
+	if (ec2_result_status(res) == EC2_OK)
+		fo_refresh_volumes(fo, res);
 }

@@ -138,7 +138,7 @@ fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
 
 	by = fo->lookup_by_tag ? "failoverd:failover-id tag" :
 	    "client token";
-	if (fo_result_kind(fo, res) != 0) {
+	if (fo_outcome(fo, res) != FO_OK) {
 		fo->lookup_fails++;
 		fo->lookup_by_tag = !fo->lookup_by_tag;
 		/* A third of launch_timeout leaves the launch its time. */
@@ -180,6 +180,7 @@ void
 fo_launch_poll(struct failover *fo)
 {
 	struct ec2_request	*req = NULL;
+	fo_reply_fn		*on_reply = fo_on_launch_describe;
 	double			 deadline;
 
 	if (fo->busy[FO_LAUNCH] > 0 || fo->launch == LAUNCH_READY)
@@ -198,6 +199,7 @@ fo_launch_poll(struct failover *fo)
 				return;
 			req = fo_req_instance(EC2_START_INSTANCES,
 			    "InstanceId.1", fo->old);
+			on_reply = fo_on_start;
 			break;
 		}
 		if (fo->resumed && !fo->launch_looked_up) {
@@ -211,9 +213,11 @@ fo_launch_poll(struct failover *fo)
 			/* Is the volumes' AZ impaired? Then evacuate. */
 			req = fo_req_instance(EC2_DESCRIBE_AVAILABILITY_ZONES,
 			    "ZoneName.1", fo->vol_az);
+			on_reply = fo_on_zones;
 			break;
 		}
 		req = fo_run_request(fo);
+		on_reply = fo_on_run;
 		break;
 	case LAUNCH_SENT:
 		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
@@ -252,6 +256,7 @@ fo_launch_poll(struct failover *fo)
 		}
 		if (req != NULL)
 			ec2_request_set_after_mutation(req, 1);
+		on_reply = fo_on_console;
 		break;
 	default:
 		return;
@@ -263,7 +268,7 @@ fo_launch_poll(struct failover *fo)
 	if (deadline > FO_ACT_DEADLINE)
 		deadline = FO_ACT_DEADLINE;
 	fo_send(fo, FO_LAUNCH, req, ec2_request_action(req) ==
-	    EC2_RUN_INSTANCES ? deadline : FO_POLL_DEADLINE);
+	    EC2_RUN_INSTANCES ? deadline : FO_POLL_DEADLINE, on_reply, NULL);
 }
 
 static int
@@ -284,24 +289,25 @@ fo_no_capacity(const char *code)
 }
 
 void
-fo_on_run(struct failover *fo, struct ec2_result *res)
+fo_on_run(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_instance	*inst;
 	const char			*code = ec2_result_code(res);
-	int				 kind;
+	enum fo_outcome		 out;
 
 	/*
 	 * AWS sends InsufficientInstanceCapacity with HTTP 500; the client
 	 * hands it back at once, and the tries are counted here.
 	 */
 	if (ec2_result_status(res) == EC2_ERR_AWS && fo_no_capacity(code)) {
-		kind = 2;
+		out = FO_REFUSED;
 	} else {
-		kind = fo_result_kind(fo, res);
+		out = fo_outcome(fo, res);
 	}
-	if (kind == 1)
+	if (out == FO_AGAIN)
 		return;
-	if (kind == 2 && fo_no_capacity(code)) {
+	if (out == FO_REFUSED && fo_no_capacity(code)) {
 		fo->launch_tries++;
 		log_warnx("failover %s: %s (try %d of %d)",
 		    fo->name, ec2_result_error(res), fo->launch_tries,
@@ -336,7 +342,7 @@ fo_on_run(struct failover *fo, struct ec2_result *res)
 		fo_save(fo);
 		return;
 	}
-	if (kind == 2) {
+	if (out == FO_REFUSED) {
 		fo_fail(fo, ec2_result_error(res));
 		return;
 	}
@@ -380,11 +386,35 @@ fo_rollback_look(struct failover *fo, const struct ec2_instance *inst)
 		return;
 	req = fo_req_instance(EC2_START_INSTANCES, "InstanceId.1", fo->new);
 	if (req != NULL)
-		fo_send(fo, FO_LAUNCH, req, FO_ACT_DEADLINE);
+		fo_send(fo, FO_LAUNCH, req, FO_ACT_DEADLINE, fo_on_start, NULL);
+}
+
+/* StartInstances of a restart in place or a rollback. */
+void
+fo_on_start(struct failover *fo, struct ec2_result *res, void *arg)
+{
+	enum fo_outcome out = fo_outcome(fo, res);
+
+	if (out == FO_REFUSED) {
+		fo_fail(fo, ec2_result_error(res));
+		return;
+	}
+	if (out != FO_OK)
+		return;
+	fo->launch = LAUNCH_SENT;
+	fo->start_ok_at = fo_now(fo);
+	if (fo->kind == KIND_ROLLBACK)
+		log_info("rollback %s: starting %s again", fo->name,
+		    fo->new);
+	else
+		log_info("failover %s: restarting %s in place", fo->name,
+		    fo->old);
+	fo_save(fo);
 }
 
 void
-fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
+fo_on_launch_describe(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_instance	*inst;
 	size_t				 n;
@@ -394,7 +424,7 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res)
 	if (fo->launch == LAUNCH_TODO && fo->kind != KIND_ROLLBACK &&
 	    !fo->launch_looked_up && fo_on_launch_lookup(fo, res))
 		return;
-	if (fo_result_kind(fo, res) != 0)
+	if (fo_outcome(fo, res) != FO_OK)
 		return;	/* a Describe that fails is tried again */
 	n = ec2_result_instances(res, &inst);
 	if (fo->launch == LAUNCH_TODO && fo->kind == KIND_ROLLBACK) {

@@ -116,12 +116,28 @@ struct fo_volume {
 	int		 attach_sent;
 };
 
+/*
+ * What a call's reply means, for the handler it carries: the step or
+ * the kind may have changed since it was sent, so each handler checks
+ * that its reply still concerns the move as it stands.
+ */
+typedef void	fo_reply_fn(struct failover *fo, struct ec2_result *res,
+		    void *arg);
+
 struct fo_call {
 	struct fo_call		*next;
 	struct failover		*fo;
 	struct ec2_call		*call;
 	enum fo_branch		 branch;
-	struct fo_volume	*vol;	/* AttachVolume's, or NULL */
+	fo_reply_fn		*on_reply;
+	void			*arg;	/* AttachVolume's volume, or NULL */
+};
+
+/* What a reply says, for a handler (fo_outcome). */
+enum fo_outcome {
+	FO_OK,		/* the call worked */
+	FO_AGAIN,	/* a passing trouble (network, throttling): next tick */
+	FO_REFUSED	/* AWS said no */
 };
 
 struct failover {
@@ -248,11 +264,11 @@ void __attribute__((format(printf, 2, 3)))	fo_set_holdf(struct failover *fo, con
 void	fo_set_str(char **dst, const char *src);
 void	fo_set_step(struct failover *fo, enum failover_step to);
 int	fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
-	    double deadline);
+	    double deadline, fo_reply_fn *on_reply, void *arg);
 void	fo_cancel_branch(struct failover *fo, int br);
 struct ec2_request	*fo_req(enum ec2_action a);
 struct ec2_request	*fo_req_instance(enum ec2_action a, const char *key, const char *id);
-int	fo_result_kind(struct failover *fo, struct ec2_result *res);
+enum fo_outcome	fo_outcome(struct failover *fo, struct ec2_result *res);
 void	fo_poll(struct failover *fo);
 void	fo_progress_reset(struct failover *fo);
 void	fo_new_id(struct failover *fo, const char *prefix);
@@ -283,16 +299,22 @@ int	fo_has_ssh_probe(const struct failover *fo);
 int	fo_add_user_data(struct failover *fo, struct ec2_request *req, char *why,
 	    size_t len);
 int	fo_keys_known(struct failover *fo);
-void	fo_on_console(struct failover *fo, struct ec2_result *res);
-void	fo_on_current_console(struct failover *fo, struct ec2_result *res);
+void	fo_on_console(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_current_console(struct failover *fo, struct ec2_result *res,
+	    void *arg);
 
 /* failover_evacuate.c */
 void	fo_evacuate_start(struct failover *fo, const char *why);
 void	fo_evac_next_subnet(struct failover *fo, const char *why);
-void	fo_on_zones(struct failover *fo, struct ec2_result *res);
-void	fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res);
-void	fo_on_evac_sources(struct failover *fo, struct ec2_result *res);
-void	fo_on_evac_create(struct failover *fo, struct ec2_result *res);
+void	fo_on_zones(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_evac_sources(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_evac_create(struct failover *fo, struct ec2_result *res,
+	    void *arg);
 int	fo_evac_volumes(struct failover *fo);
 void	fo_evac_done(struct failover *fo);
 
@@ -300,22 +322,27 @@ void	fo_evac_done(struct failover *fo);
 int	fo_launch_ready(struct failover *fo);
 const char	*fo_ami(const struct failover *fo);
 void	fo_launch_poll(struct failover *fo);
-void	fo_on_run(struct failover *fo, struct ec2_result *res);
-void	fo_on_launch_describe(struct failover *fo, struct ec2_result *res);
+void	fo_on_run(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_launch_describe(struct failover *fo, struct ec2_result *res,
+	    void *arg);
 
 /* failover_steps.c */
 int	fo_stop_refused(struct failover *fo, struct ec2_result *res);
-void	fo_on_fence_describe(struct failover *fo, struct ec2_result *res);
-void	fo_on_volumes(struct failover *fo, struct ec2_result *res);
-void	fo_on_holder_describe(struct failover *fo, struct ec2_result *res);
+void	fo_on_fence_describe(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_volumes(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_holder_describe(struct failover *fo, struct ec2_result *res,
+	    void *arg);
 void	fo_associate_poll(struct failover *fo);
-void	fo_on_associate(struct failover *fo, struct ec2_result *res);
+void	fo_on_associate(struct failover *fo, struct ec2_result *res,
+	    void *arg);
 void	fo_step_fence_launch(struct failover *fo);
 void	fo_step_detach(struct failover *fo);
 void	fo_step_attach(struct failover *fo);
 void	fo_step_verify(struct failover *fo);
-void	fo_on_attach(struct failover *fo, struct fo_volume *vol,
-	    struct ec2_result *res);
+void	fo_on_attach(struct failover *fo, struct ec2_result *res, void *arg);
 
 /* failover_end.c */
 void	fo_end(struct failover *fo, enum failover_step to, const char *result,
@@ -336,6 +363,17 @@ int	fo_wants_failover(const struct failover *fo);
 int	fo_can_act(struct failover *fo, char *why, size_t len);
 void	fo_consider(struct failover *fo);
 void	fo_corroborate_decide(struct failover *fo);
-void	fo_on_corroborate(struct failover *fo, struct ec2_result *res);
+void	fo_on_corroborate(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+
+/* Reply handlers (fo_reply_fn) defined with the calls they answer. */
+void	fo_on_start(struct failover *fo, struct ec2_result *res, void *arg);
+void	fo_on_stop(struct failover *fo, struct ec2_result *res, void *arg);
+void	fo_on_idle_stopped(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_old_started(struct failover *fo, struct ec2_result *res,
+	    void *arg);
+void	fo_on_terminated(struct failover *fo, struct ec2_result *res,
+	    void *arg);
 
 #endif

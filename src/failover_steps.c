@@ -99,22 +99,38 @@ fo_fence_poll(struct failover *fo)
 		if (req == NULL)
 			return;
 		fo->stop_sent = 1;
-		if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0)
+		if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE, fo_on_stop,
+		    NULL) == 0)
 			fo->fence = FENCE_STOPPING;
 		return;
 	}
 	req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
 	    fo->old);
 	if (req != NULL)
-		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE,
+		    fo_on_fence_describe, NULL);
+}
+
+/* The fence's StopInstances: sent again on a passing trouble. */
+void
+fo_on_stop(struct failover *fo, struct ec2_result *res, void *arg)
+{
+	if (fo_stop_refused(fo, res))
+		fo->fence = FENCE_TODO;
+	else if (fo_outcome(fo, res) == FO_AGAIN)
+		fo->fence = FENCE_TODO;
+	else if (ec2_result_status(res) != EC2_OK)
+		fo_fail(fo, ec2_result_error(res));
 }
 
 void
-fo_on_fence_describe(struct failover *fo, struct ec2_result *res)
+fo_on_fence_describe(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_instance *inst;
 
-	if (fo_result_kind(fo, res) != 0 ||
+	if (fo->step != FAILOVER_FENCE_LAUNCH ||
+	    fo_outcome(fo, res) != FO_OK ||
 	    ec2_result_instances(res, &inst) == 0)
 		return;
 	if (fo_is(inst->state, "stopped") ||
@@ -163,7 +179,8 @@ fo_volumes_describe(struct failover *fo)
 	for (i = 0; i < fo->nvols; i++)
 		ids[i] = fo->vols[i].id;
 	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == 0)
-		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE, fo_on_volumes,
+		    NULL);
 	else
 		ec2_request_free(req);
 	free(ids);
@@ -241,7 +258,9 @@ fo_detach_one(struct failover *fo, struct fo_volume *v, int force)
 		ec2_request_free(req);
 		return;
 	}
-	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == -1)
+	/* A refusal is judged as an AttachVolume's, without its volume. */
+	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE, fo_on_attach,
+	    NULL) == -1)
 		return;
 	v->detach_sent = 1;
 	if (force) {
@@ -268,21 +287,22 @@ fo_attach_one(struct failover *fo, struct fo_volume *v)
 		ec2_request_free(req);
 		return;
 	}
-	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE) == 0) {
-		fo->calls->vol = v;	/* fo_send put it first */
+	if (fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE, fo_on_attach, v) == 0) {
 		v->attach_sent = 1;
 		fo_vol_set(fo, v, VOL_ATTACHING);
 	}
 }
 
 void
-fo_on_volumes(struct failover *fo, struct ec2_result *res)
+fo_on_volumes(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_volume	*ev;
 	struct fo_volume	*v;
 	size_t			 n, i;
 
-	if (fo_result_kind(fo, res) != 0)
+	if ((fo->step != FAILOVER_DETACH && fo->step != FAILOVER_ATTACH) ||
+	    fo_outcome(fo, res) != FO_OK)
 		return;
 	n = ec2_result_volumes(res, &ev);
 	for (i = 0; i < n; i++) {
@@ -352,7 +372,7 @@ fo_holder_check(struct failover *fo, struct fo_volume *v)
 		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
 		    v->holder);
 		if (req != NULL && fo_send(fo, FO_MAIN, req,
-		    FO_POLL_DEADLINE) == 0)
+		    FO_POLL_DEADLINE, fo_on_holder_describe, NULL) == 0)
 			v->holder_asked = 1;
 		return 0;
 	}
@@ -363,20 +383,24 @@ fo_holder_check(struct failover *fo, struct fo_volume *v)
 }
 
 void
-fo_on_holder_describe(struct failover *fo, struct ec2_result *res)
+fo_on_holder_describe(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_instance	*inst;
 	struct fo_volume		*v;
 	size_t				 n, i, k;
-	int				 kind = fo_result_kind(fo, res);
+	enum fo_outcome			 out;
 
-	n = kind == 0 ? ec2_result_instances(res, &inst) : 0;
+	if (fo->step != FAILOVER_DETACH)
+		return;
+	out = fo_outcome(fo, res);
+	n = out == FO_OK ? ec2_result_instances(res, &inst) : 0;
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
 		if (!v->holder_asked)
 			continue;
 		v->holder_asked = 0;
-		if (kind == 1)
+		if (out == FO_AGAIN)
 			continue;	/* asked again */
 		for (k = 0; k < n; k++)
 			if (fo_is(inst[k].instance_id, v->holder))
@@ -386,7 +410,7 @@ fo_on_holder_describe(struct failover *fo, struct ec2_result *res)
 		    k < n && inst[k].state != NULL ? inst[k].state :
 		    "state unknown");
 	}
-	if (kind != 1 && fo->step == FAILOVER_DETACH)
+	if (out != FO_AGAIN && fo->step == FAILOVER_DETACH)
 		fo_volumes_progress(fo);
 }
 
@@ -478,7 +502,8 @@ fo_associate_poll(struct failover *fo)
 		req = fo_req_instance(EC2_DESCRIBE_ADDRESSES,
 		    "AllocationId.1", fo_conf(fo)->eip_allocation_id);
 		if (req != NULL)
-			fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE);
+			fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE,
+			    fo_on_associate, NULL);
 		return;
 	}
 	req = fo_req_instance(EC2_ASSOCIATE_ADDRESS, "AllocationId",
@@ -491,7 +516,7 @@ fo_associate_poll(struct failover *fo)
 		ec2_request_free(req);
 		return;
 	}
-	fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE);
+	fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE, fo_on_associate, NULL);
 }
 
 static void
@@ -508,14 +533,18 @@ fo_associated(struct failover *fo)
 }
 
 void
-fo_on_associate(struct failover *fo, struct ec2_result *res)
+fo_on_associate(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_address	*a;
-	int				 kind = fo_result_kind(fo, res);
+	enum fo_outcome			 out;
 
-	if (kind == 1)
+	if (fo->step != FAILOVER_ASSOCIATE)
 		return;
-	if (kind == 2) {
+	out = fo_outcome(fo, res);
+	if (out == FO_AGAIN)
+		return;
+	if (out == FO_REFUSED) {
 		fo_fail(fo, ec2_result_error(res));
 		return;
 	}
@@ -584,7 +613,7 @@ fo_attach_in_flight(const struct failover *fo)
 	const struct fo_call *c;
 
 	for (c = fo->calls; c != NULL; c = c->next)
-		if (c->vol != NULL)
+		if (c->on_reply == fo_on_attach && c->arg != NULL)
 			return 1;
 	return 0;
 }
@@ -622,19 +651,20 @@ fo_refusal_is_past(struct failover *fo, struct fo_volume *vol,
 }
 
 /*
- * AWS refused an AttachVolume: the volume is where it was, free. The
- * failover fails once every AttachVolume sent has its answer, so that
- * its alert says where each volume really is.
+ * The reply to an AttachVolume (arg: its volume) or a DetachVolume
+ * (NULL). AWS refused an AttachVolume: the volume is where it was,
+ * free. The failover fails once every AttachVolume sent has its
+ * answer, so that its alert says where each volume really is.
  */
 void
-fo_on_attach(struct failover *fo, struct fo_volume *vol,
-    struct ec2_result *res)
+fo_on_attach(struct failover *fo, struct ec2_result *res, void *arg)
 {
-	char *why;
+	struct fo_volume	*vol = arg;
+	char			*why;
 
 	if (fo_refusal_is_past(fo, vol, res)) {
 		/* nothing more: the next poll reads the volume */
-	} else if (fo_result_kind(fo, res) == 2) {
+	} else if (fo_outcome(fo, res) == FO_REFUSED) {
 		if (vol != NULL) {
 			vol->attach_sent = 0;
 			fo_vol_set(fo, vol, VOL_AVAILABLE);

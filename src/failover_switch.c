@@ -92,7 +92,7 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 			    "InstanceId.1", fo->new);
 			if (req != NULL)
 				fo_send(fo, FO_REFRESH_BR, req,
-				    FO_ACT_DEADLINE);
+				    FO_ACT_DEADLINE, fo_on_terminated, NULL);
 		}
 		fo_end(fo, FAILOVER_IDLE, "failed", why);
 		/*
@@ -317,7 +317,7 @@ failover_switch_finish(struct failover *fo, struct buf *out)
 	    journal_rec_get(fo->rec, "switch_kept"));
 	req = fo_req_instance(EC2_TERMINATE_INSTANCES, "InstanceId.1", kept);
 	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
-	    FO_ACT_DEADLINE) == -1) {
+	    FO_ACT_DEADLINE, fo_on_terminated, NULL) == -1) {
 		buf_printf(out, "service %s: TerminateInstances %s could not "
 		    "be sent", fo->name, kept);
 		return -1;
