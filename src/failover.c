@@ -117,18 +117,26 @@ fo_set_holdf(struct failover *fo, const char *fmt, ...)
 	fo_set_str(&fo->hold_reason, why);
 }
 
-void
+/*
+ * -1 when out of memory: *dst keeps its old value, and the caller says
+ * what that means (a move fails rather than go on with a stale id).
+ */
+int
 fo_set_str(char **dst, const char *src)
 {
 	char *copy = NULL;
 
 	if (src != NULL && *src != '\0') {
 		copy = strdup(src);
-		if (copy == NULL)
-			return;	/* keeps the old value: better than none */
+		if (copy == NULL) {
+			log_warnx("failover: out of memory (%zu bytes)",
+			    strlen(src) + 1);
+			return -1;
+		}
 	}
 	free(*dst);
 	*dst = copy;
+	return 0;
 }
 
 /* The one place the step changes: logged, journaled, told. */
@@ -419,7 +427,8 @@ fo_vols_free(struct failover *fo)
 	fo->nvols = 0;
 }
 
-static void
+/* All the volumes, or none and -1: a move never takes only some. */
+static int
 fo_vols_reset(struct failover *fo)
 {
 	const struct service_conf	*sc = fo_conf(fo);
@@ -428,10 +437,10 @@ fo_vols_reset(struct failover *fo)
 
 	fo_vols_free(fo);
 	if (sc->nvolumes == 0)
-		return;
+		return 0;
 	fo->vols = calloc(sc->nvolumes, sizeof(*fo->vols));
 	if (fo->vols == NULL)
-		return;
+		return -1;
 	for (i = 0; i < sc->nvolumes; i++) {
 		v = &fo->vols[i];
 		v->id = strdup(fo_vol_id(fo, sc->volumes[i].id));
@@ -444,13 +453,16 @@ fo_vols_reset(struct failover *fo)
 			free(v->from);
 			free(v->conf_id);
 			free(v->device);
-			break;
+			fo_vols_free(fo);
+			return -1;
 		}
 		fo->nvols++;
 	}
+	return 0;
 }
 
-void
+/* -1 when out of memory for the volumes: no move may begin. */
+int
 fo_progress_reset(struct failover *fo)
 {
 	int k;
@@ -489,10 +501,10 @@ fo_progress_reset(struct failover *fo)
 	for (k = 0; k < T_MAX; k++)
 		fo->t[k] = -1;
 	fo_set_str(&fo->new, NULL);
-	fo_vols_reset(fo);
+	return fo_vols_reset(fo);
 }
 
-void
+static int
 fo_new_id(struct failover *fo, const char *prefix)
 {
 	unsigned char	rnd[3];
@@ -508,36 +520,67 @@ fo_new_id(struct failover *fo, const char *prefix)
 	snprintf(id, sizeof(id), "%s-%.30s-%s-%02x%02x%02x", prefix, fo->name,
 	    stamp, rnd[0], rnd[1], rnd[2]);
 	id[FO_TOKEN_MAX] = '\0';
-	fo_set_str(&fo->id, id);
+	return fo_set_str(&fo->id, id);
 }
 
-void
+/*
+ * What every move starts from: its state reset, a new id (its
+ * ClientToken), the instance it moves away from, its clocks. -1 when
+ * out of memory, before anything is journaled or sent.
+ */
+int
+fo_move_prepare(struct failover *fo, enum fo_kind kind, const char *old)
+{
+	static const char *prefix[KIND_MAX] = { "fo", "sw", "rb", "fo" };
+	double now = fo_now(fo);
+
+	if (fo_progress_reset(fo) == -1 ||
+	    fo_new_id(fo, prefix[kind]) == -1 ||
+	    fo_set_str(&fo->old, old) == -1)
+		return -1;
+	fo->kind = kind;
+	fo->started = now;
+	fo->launch_start = now;
+	fo_set_str(&fo->hold_reason, NULL);
+	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
+	return 0;
+}
+
+/* A move that could not begin (out of memory) waits for a person. */
+int
+fo_move_unprepared(struct failover *fo, const char *what)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "out of memory: the %s could not begin",
+	    what);
+	fo_hold(fo, why);
+	return -1;
+}
+
+int
 fo_begin(struct failover *fo, const char *why, int manual)
 {
 	double now = fo_now(fo);
 
-	fo_progress_reset(fo);
-	fo->manual = manual;
-	fo_new_id(fo, "fo");
 	/*
 	 * The EIP's instance is production; with the EIP unassociated,
 	 * whatever holds the volumes must be fenced all the same.
 	 */
-	fo_set_str(&fo->old, fo->eip_instance ? fo->eip_instance :
-	    fo->vol_instance);
-	fo->started = now;
-	fo->launch_start = now;
+	if (fo_move_prepare(fo, KIND_FAILOVER, fo->eip_instance ?
+	    fo->eip_instance : fo->vol_instance) == -1)
+		return fo_move_unprepared(fo, "failover");
+	fo->manual = manual;
 	fo->isolated = 0;
-	fo_set_str(&fo->hold_reason, NULL);
 	fo->t[T_DETECT] = fo->manual || fo->unhealthy_since == 0 ? 0 :
 	    now - fo->unhealthy_since;
-	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_FAILOVER_STARTED, fo->name, "failover_id", fo->id,
 	    "trigger", fo->manual ? "manual" : "auto", "reason", why,
 	    "old_instance", fo->old ? fo->old : "-",
 	    "az", fo->vol_az, "ami", fo_ami(fo), NULL);
 	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
 	fo_poll(fo);
+	return 0;
 }
 
 /* A reply: its call is done; the handler it carries says what it means. */
@@ -770,7 +813,11 @@ failover_manual(struct failover *fo, struct buf *out)
 		    why);
 		return -1;
 	}
-	fo_begin(fo, "asked by a person", 1);
+	if (fo_begin(fo, "asked by a person", 1) == -1) {
+		buf_printf(out, "service %s: out of memory: the failover "
+		    "could not begin", fo->name);
+		return -1;
+	}
 	buf_printf(out, "service %s: failover %s started (old instance %s); "
 	    "follow it with: failoverctl status %s\n", fo->name, fo->id,
 	    fo->old ? fo->old : "-", fo->name);

@@ -25,7 +25,7 @@ fo_wants_failover(const struct failover *fo)
 	    fo_policy(fo)->failover_on_degraded);
 }
 
-static void
+void
 fo_hold(struct failover *fo, const char *why)
 {
 	fo_set_str(&fo->hold_reason, why);

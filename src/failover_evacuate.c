@@ -183,10 +183,13 @@ fo_on_evac_snapshots(struct failover *fo, struct ec2_result *res,
 			    sn[k].snapshot_id == NULL ||
 			    snapshot_parse_time(sn[k].start_time, &t) == -1)
 				continue;
-			if (v->snap == NULL || (long long)t > v->snap_time) {
-				fo_set_str(&v->snap, sn[k].snapshot_id);
-				v->snap_time = (long long)t;
+			if (v->snap != NULL && (long long)t <= v->snap_time)
+				continue;
+			if (fo_set_str(&v->snap, sn[k].snapshot_id) == -1) {
+				fo_fail(fo, "out of memory for the snapshots");
+				return;
 			}
+			v->snap_time = (long long)t;
 		}
 		if (v->snap == NULL) {
 			snprintf(why, sizeof(why), "evacuation: volume %s has "
@@ -337,7 +340,10 @@ fo_on_evac_create(struct failover *fo, struct ec2_result *res,
 	for (i = 0; i < fo->nvols; i++) {
 		if (fo->vols[i].restored)
 			continue;
-		fo_set_str(&fo->vols[i].id, id);
+		if (fo_set_str(&fo->vols[i].id, id) == -1) {
+			fo_fail(fo, "out of memory for a restored volume's id");
+			return;
+		}
 		fo->vols[i].restored = 1;
 		fo->vols[i].st = VOL_UNKNOWN;
 		log_info("failover %s: volume %s restored from %s as %s in %s "

@@ -344,14 +344,8 @@ fo_learn_given_key(struct failover *fo)
 		 * The watchdog's own disk, not the replacement: say so once
 		 * and try again at the next poll, within launch_timeout.
 		 */
-		if (!fo->journal_failing)
-			alert_emit(ALERT_JOURNAL_WRITE_FAILED, fo->name,
-			    "state_dir", fo->env->state_dir, "error",
-			    "cannot write the file of learned SSH host keys "
-			    "(see the log)", "step",
-			    failover_step_str(fo->step), "action",
-			    "held until a write succeeds", NULL);
-		fo->journal_failing = 1;
+		fo_journal_failed(fo, "cannot write the file of learned SSH "
+		    "host keys (see the log)");
 		rc = 2;
 	}
 	buf_free(&keys);

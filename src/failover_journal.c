@@ -122,20 +122,16 @@ fo_save(struct failover *fo)
 	if (journal_save(fo->env->state_dir, fo->name, fo->rec, err,
 	    sizeof(err)) == -1) {
 		fo_set_str(&fo->saved, NULL);
-		if (!fo->journal_failing)
-			alert_emit(ALERT_JOURNAL_WRITE_FAILED, fo->name,
-			    "state_dir", fo->env->state_dir, "error", err,
-			    "step", failover_step_str(fo->step),
-			    "action", fo_active(fo) ? "held until a write "
-			    "succeeds" : "none", NULL);
-		else
-			log_debug("failover %s: journal not written: %s",
-			    fo->name, err);
-		fo->journal_failing = 1;
+		fo_journal_failed(fo, err);
 		buf_free(&now);
 		return -1;
 	}
-	fo_set_str(&fo->saved, now.len > 0 ? buf_str(&now) : NULL);
+	/* A stale copy would skip a later write: none rather than that. */
+	if (fo_set_str(&fo->saved, now.len > 0 ? buf_str(&now) : NULL) ==
+	    -1) {
+		free(fo->saved);
+		fo->saved = NULL;
+	}
 	buf_free(&now);
 	if (fo->journal_failing) {
 		fo->journal_failing = 0;
@@ -144,6 +140,25 @@ fo_save(struct failover *fo)
 		    NULL);
 	}
 	return 0;
+}
+
+/*
+ * The state_dir (the journal, or the learned-hosts file beside it)
+ * cannot be written: the watchdog's own trouble, said once until a
+ * write succeeds (fo_save says that); no mutating step in between.
+ */
+void
+fo_journal_failed(struct failover *fo, const char *error)
+{
+	if (!fo->journal_failing)
+		alert_emit(ALERT_JOURNAL_WRITE_FAILED, fo->name, "state_dir",
+		    fo->env->state_dir, "error", error, "step",
+		    failover_step_str(fo->step), "action", fo_active(fo) ?
+		    "held until a write succeeds" : "none", NULL);
+	else
+		log_debug("failover %s: journal not written: %s", fo->name,
+		    error);
+	fo->journal_failing = 1;
 }
 
 /* The fields of the failover in progress go once it has ended. */
@@ -260,8 +275,12 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 		snprintf(err, errlen, "step %s without a failover_id", step);
 		return -1;
 	}
-	fo_progress_reset(fo);
-	fo_set_str(&fo->id, journal_rec_get(fo->rec, "failover_id"));
+	if (fo_progress_reset(fo) == -1 ||
+	    fo_set_str(&fo->id, journal_rec_get(fo->rec, "failover_id")) ==
+	    -1) {
+		snprintf(err, errlen, "out of memory restoring %s", step);
+		return -1;
+	}
 	fo_set_str(&fo->old, journal_rec_get(fo->rec, "old_instance"));
 	fo_set_str(&fo->new, journal_rec_get(fo->rec, "new_instance"));
 	fo_set_str(&fo->vol_az, journal_rec_get(fo->rec, "az"));

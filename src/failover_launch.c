@@ -158,11 +158,14 @@ fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
 		    fo_is(inst[i].state, "shutting-down") ||
 		    inst[i].instance_id == NULL)
 			continue;
+		if (fo_set_str(&fo->new, inst[i].instance_id) == -1 ||
+		    (fo->kind == KIND_EVACUATE &&
+		    fo_set_str(&fo->evac_az, inst[i].az) == -1)) {
+			fo_fail(fo, "out of memory for the replacement's id");
+			return 1;
+		}
 		fo->launch_looked_up = 1;
-		fo_set_str(&fo->new, inst[i].instance_id);
 		fo->launch = LAUNCH_SENT;
-		if (fo->kind == KIND_EVACUATE)
-			fo_set_str(&fo->evac_az, inst[i].az);
 		log_info("failover %s: found replacement %s by its %s",
 		    fo->name, fo->new, by);
 		fo_save(fo);
@@ -333,8 +336,11 @@ fo_on_run(struct failover *fo, struct ec2_result *res,
 			fo_fail(fo, ec2_result_error(res));
 			return;
 		}
+		if (fo_set_str(&fo->new, fo->old) == -1) {
+			fo_fail(fo, "out of memory for restart_in_place");
+			return;
+		}
 		fo->restart = 1;
-		fo_set_str(&fo->new, fo->old);
 		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
 		    fo->id, "step", failover_step_str(fo->step),
 		    "change", "restart_in_place", "reason",
@@ -351,10 +357,14 @@ fo_on_run(struct failover *fo, struct ec2_result *res,
 		fo_fail(fo, "RunInstances answered without an instance");
 		return;
 	}
-	fo_set_str(&fo->new, inst->instance_id);
+	/* Launched but not known: it fails, stopped by its tag's owner. */
+	if (fo_set_str(&fo->new, inst->instance_id) == -1 ||
+	    (fo->kind == KIND_EVACUATE &&
+	    fo_set_str(&fo->evac_az, inst->az) == -1)) {
+		fo_fail(fo, "out of memory for the replacement's id");
+		return;
+	}
 	fo->launch = LAUNCH_SENT;
-	if (fo->kind == KIND_EVACUATE)
-		fo_set_str(&fo->evac_az, inst->az);
 	log_info("failover %s: launched %s in %s from %s", fo->name,
 	    inst->instance_id, inst->az ? inst->az : "?", fo_ami(fo));
 	fo_save(fo);

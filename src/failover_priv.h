@@ -261,7 +261,7 @@ void	fo_rec_setf(struct failover *fo, const char *key, const char *fmt,
 /* failover.c */
 int	fo_str_index(const char *const *names, size_t n, const char *s);
 void __attribute__((format(printf, 2, 3)))	fo_set_holdf(struct failover *fo, const char *fmt, ...);
-void	fo_set_str(char **dst, const char *src);
+int	fo_set_str(char **dst, const char *src);
 void	fo_set_step(struct failover *fo, enum failover_step to);
 int	fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 	    double deadline, fo_reply_fn *on_reply, void *arg);
@@ -270,14 +270,17 @@ struct ec2_request	*fo_req(enum ec2_action a);
 struct ec2_request	*fo_req_instance(enum ec2_action a, const char *key, const char *id);
 enum fo_outcome	fo_outcome(struct failover *fo, struct ec2_result *res);
 void	fo_poll(struct failover *fo);
-void	fo_progress_reset(struct failover *fo);
-void	fo_new_id(struct failover *fo, const char *prefix);
-void	fo_begin(struct failover *fo, const char *why, int manual);
+int	fo_progress_reset(struct failover *fo);
+int	fo_move_prepare(struct failover *fo, enum fo_kind kind,
+	    const char *old);
+int	fo_move_unprepared(struct failover *fo, const char *what);
+int	fo_begin(struct failover *fo, const char *why, int manual);
 
 /* failover_journal.c */
 void	fo_rec_set(struct failover *fo, const char *key, const char *value);
 void	fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...);
 int	fo_save(struct failover *fo);
+void	fo_journal_failed(struct failover *fo, const char *error);
 void	fo_rec_clear_progress(struct failover *fo);
 long long	fo_rec_int(const struct failover *fo, const char *key, long long def);
 void	fo_history_add(struct failover *fo, const char *result, const char *why);
@@ -359,6 +362,7 @@ void	fo_switch_fail(struct failover *fo, const char *why, const char *stands);
 void	fo_moved(struct failover *fo, char v[T_MAX][32]);
 
 /* failover_consider.c */
+void	fo_hold(struct failover *fo, const char *why);
 int	fo_wants_failover(const struct failover *fo);
 int	fo_can_act(struct failover *fo, char *why, size_t len);
 void	fo_consider(struct failover *fo);

@@ -17,7 +17,7 @@
 
 #include "failover_priv.h"
 
-static void	fo_rollback_begin(struct failover *fo, const char *from,
+static int	fo_rollback_begin(struct failover *fo, const char *from,
 	    const char *to, const char *why, int manual);
 
 /*
@@ -170,24 +170,16 @@ fo_moved(struct failover *fo, char v[T_MAX][32])
  * back to `to`, the instance a switch kept: its "launch" starts `to`
  * again while `from` is fenced.
  */
-static void
+static int
 fo_rollback_begin(struct failover *fo, const char *from, const char *to,
     const char *why, int manual)
 {
-	double now = fo_now(fo);
-
-	fo_progress_reset(fo);
-	fo->kind = KIND_ROLLBACK;
+	if (fo_move_prepare(fo, KIND_ROLLBACK, from) == -1 ||
+	    fo_set_str(&fo->new, to) == -1)
+		return fo_move_unprepared(fo, "rollback");
 	fo->manual = manual;
 	fo->rollback_auto = !manual;
-	fo_new_id(fo, "rb");
-	fo_set_str(&fo->old, from);
-	fo_set_str(&fo->new, to);
-	fo->started = now;
-	fo->launch_start = now;
-	fo_set_str(&fo->hold_reason, NULL);
 	fo->t[T_DETECT] = 0;
-	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_ROLLBACK_STARTED, fo->name, "rollback_id", fo->id,
 	    "trigger", manual ? "manual" : "failed switch", "reason", why,
 	    "from_instance", from ? from : "-", "to_instance", to, NULL);
@@ -195,27 +187,21 @@ fo_rollback_begin(struct failover *fo, const char *from, const char *to,
 	service_set_target(fo->svc, fo->eip_ip);
 	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
 	fo_poll(fo);
+	return 0;
 }
 
-static void
+static int
 fo_switch_begin(struct failover *fo, const char *ami)
 {
-	double now = fo_now(fo);
-
-	fo_progress_reset(fo);
-	fo->kind = KIND_SWITCH;
+	if (fo_move_prepare(fo, KIND_SWITCH, fo->eip_instance) == -1 ||
+	    fo_set_str(&fo->ami, ami) == -1)
+		return fo_move_unprepared(fo, "switch");
 	fo->manual = 1;
-	fo_set_str(&fo->ami, ami);
-	fo_new_id(fo, "sw");
-	fo_set_str(&fo->old, fo->eip_instance);
-	fo->started = now;
-	fo->launch_start = now;
-	fo_set_str(&fo->hold_reason, NULL);
-	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
 	alert_emit(ALERT_SWITCH_STARTED, fo->name, "switch_id", fo->id,
 	    "ami", ami, "old_instance", fo->old, "az", fo->vol_az, NULL);
 	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
 	fo_poll(fo);
+	return 0;
 }
 
 /* What refuses a planned move now; 0 when it may go. */
@@ -257,7 +243,11 @@ failover_switch(struct failover *fo, const char *ami, struct buf *out)
 		    "--finish first", fo->name, kept, fo->name, fo->name);
 		return -1;
 	}
-	fo_switch_begin(fo, ami);
+	if (fo_switch_begin(fo, ami) == -1) {
+		buf_printf(out, "service %s: out of memory: the switch could "
+		    "not begin", fo->name);
+		return -1;
+	}
 	buf_printf(out, "service %s: switch %s started: a new instance from "
 	    "%s is checked on its private address before production moves "
 	    "(old instance %s is kept); follow it with: failoverctl status "
@@ -284,8 +274,12 @@ failover_rollback(struct failover *fo, struct buf *out)
 		    fo->name, kept);
 		return -1;
 	}
-	fo_rollback_begin(fo, fo->eip_instance, kept, "asked by a person",
-	    1);
+	if (fo_rollback_begin(fo, fo->eip_instance, kept,
+	    "asked by a person", 1) == -1) {
+		buf_printf(out, "service %s: out of memory: the rollback "
+		    "could not begin", fo->name);
+		return -1;
+	}
 	buf_printf(out, "service %s: rollback %s started: production moves "
 	    "from %s back to %s; follow it with: failoverctl status %s\n",
 	    fo->name, fo->id, fo->old, kept, fo->name);
