@@ -542,7 +542,7 @@ fo_move_prepare(struct failover *fo, enum fo_kind kind, const char *old)
 	fo->started = now;
 	fo->launch_start = now;
 	fo_set_str(&fo->hold_reason, NULL);
-	fo_rec_setf(fo, "started", "%lld", (long long)time(NULL));
+	fo->started_at = (long long)time(NULL);
 	return 0;
 }
 
@@ -781,6 +781,7 @@ failover_free(struct failover *fo)
 	free(fo->ami);
 	free(fo->new_ip);
 	free(fo->latest_refused);
+	free(fo->switch_kept);
 	free(fo->name);
 	free(fo);
 }
@@ -843,6 +844,7 @@ failover_pause(struct failover *fo, int on, struct buf *out)
 		if (rc == 0) {
 			journal_rec_free(fo->rec);
 			fo->rec = rec;
+			fo_restore_service(fo);
 		}
 		fo->journal_bad = 0;
 	}

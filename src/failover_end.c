@@ -53,7 +53,6 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	fo_set_str(&fo->attach_refused, NULL);
 	fo_history_add(fo, result, why);
 	fo_rec_clear_progress(fo);
-	journal_rec_del(fo->rec, "started");
 	fo->step_start = fo_now(fo);
 	fo->resumed = 0;
 	fo_set_step(fo, to);

@@ -37,7 +37,146 @@ fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...)
 	fo_rec_set(fo, key, val);
 }
 
-/* The progress of the failover in progress, as journal fields. */
+/*
+ * The journal fields of struct failover, in the order they are written:
+ * the one list that save (fo_rec_progress), clear (fo_rec_clear_progress)
+ * and restore (fo_restore) go through. The service's fields are always
+ * written; a move's while it is active, and cleared once it has ended
+ * (an evacuation's only for an evacuation). The volumes (volume.<id>.*,
+ * evac.<configured id>.*) and the timings (t.<name>) are families of
+ * their own below.
+ */
+enum fo_ftype { FT_STR, FT_BOOL, FT_SIZE, FT_LLONG, FT_ENUM };
+enum fo_fwhen {
+	FW_SERVICE,	/* always */
+	FW_MOVE,	/* while a move is active */
+	FW_EVAC		/* while an evacuation is active */
+};
+#define FF_WRITE_ONLY	0x01	/* for the outside (a token): not read */
+
+struct fo_field {
+	const char		*key;
+	enum fo_ftype		 type;
+	enum fo_fwhen		 when;
+	size_t			 off;
+	const char *const	*names;	/* FT_ENUM: the value's words */
+	size_t			 nnames;
+	int			 flags;
+};
+
+static const char *const fo_mode_names[] = { "replace", "restart" };
+
+/* FT_ENUM fields are enums, read and written as the int they are. */
+_Static_assert(sizeof(enum fo_kind) == sizeof(int) &&
+    sizeof(enum fo_fence) == sizeof(int) &&
+    sizeof(enum fo_launch) == sizeof(int), "enum fields are ints");
+
+#define FO_F(k, t, w, m)	{ k, t, w, offsetof(struct failover, m), \
+				    NULL, 0, 0 }
+#define FO_FE(k, w, m, n)	{ k, FT_ENUM, w, offsetof(struct failover, m), \
+				    n, sizeof(n) / sizeof((n)[0]), 0 }
+
+static const struct fo_field fo_fields[] = {
+	FO_F("paused",		FT_BOOL,  FW_SERVICE,	paused),
+	FO_F("hold_reason",	FT_STR,   FW_SERVICE,	hold_reason),
+	FO_F("switch_kept",	FT_STR,   FW_SERVICE,	switch_kept),
+	FO_F("failover_id",	FT_STR,   FW_MOVE,	id),
+	{ "client_token", FT_STR, FW_MOVE, offsetof(struct failover, id),
+	    NULL, 0, FF_WRITE_ONLY },
+	FO_F("old_instance",	FT_STR,   FW_MOVE,	old),
+	FO_F("new_instance",	FT_STR,   FW_MOVE,	new),
+	FO_FE("mode",		FW_MOVE,  restart,	fo_mode_names),
+	FO_F("manual",		FT_BOOL,  FW_MOVE,	manual),
+	FO_F("az",		FT_STR,   FW_MOVE,	vol_az),
+	FO_FE("fence",		FW_MOVE,  fence,	fo_fence_names),
+	FO_FE("launch",		FW_MOVE,  launch,	fo_launch_names),
+	FO_F("started",		FT_LLONG, FW_MOVE,	started_at),
+	FO_FE("kind",		FW_MOVE,  kind,		fo_kind_names),
+	FO_F("switch_ami",	FT_STR,   FW_MOVE,	ami),
+	FO_F("new_ip",		FT_STR,   FW_MOVE,	new_ip),
+	FO_F("prechecked",	FT_BOOL,  FW_MOVE,	prechecked),
+	FO_F("rollback_auto",	FT_BOOL,  FW_MOVE,	rollback_auto),
+	FO_F("evac_subnet",	FT_SIZE,  FW_EVAC,	evac_subnet),
+	FO_F("evac_az",		FT_STR,   FW_EVAC,	evac_az),
+};
+#define FO_NFIELDS	(sizeof(fo_fields) / sizeof(fo_fields[0]))
+
+/* The key families of a move, cleared with its fields. */
+static const char *const fo_move_prefixes[] = { "volume.", "t.", "evac." };
+
+static void
+fo_field_save(struct failover *fo, const struct fo_field *f)
+{
+	const char	*p = (const char *)fo + f->off;
+	int		 e;
+
+	switch (f->type) {
+	case FT_STR:
+		fo_rec_set(fo, f->key, *(char *const *)(const void *)p);
+		break;
+	case FT_BOOL:
+		fo_rec_set(fo, f->key, *(const int *)(const void *)p ?
+		    "1" : "0");
+		break;
+	case FT_SIZE:
+		fo_rec_setf(fo, f->key, "%zu",
+		    *(const size_t *)(const void *)p);
+		break;
+	case FT_LLONG:
+		fo_rec_setf(fo, f->key, "%lld",
+		    *(const long long *)(const void *)p);
+		break;
+	case FT_ENUM:
+		e = *(const int *)(const void *)p;
+		fo_rec_set(fo, f->key, e >= 0 && (size_t)e < f->nnames ?
+		    f->names[e] : NULL);
+		break;
+	}
+}
+
+/* -1 only when out of memory; a missing field reads as its zero. */
+static int
+fo_field_restore(struct failover *fo, const struct fo_field *f)
+{
+	char	*p = (char *)fo + f->off;
+	int	 e;
+
+	if (f->flags & FF_WRITE_ONLY)
+		return 0;
+	switch (f->type) {
+	case FT_STR:
+		return fo_set_str((char **)(void *)p,
+		    journal_rec_get(fo->rec, f->key));
+	case FT_BOOL:
+		*(int *)(void *)p = fo_rec_int(fo, f->key, 0) != 0;
+		break;
+	case FT_SIZE:
+		*(size_t *)(void *)p = (size_t)fo_rec_int(fo, f->key, 0);
+		break;
+	case FT_LLONG:
+		*(long long *)(void *)p = fo_rec_int(fo, f->key, 0);
+		break;
+	case FT_ENUM:
+		e = fo_str_index(f->names, f->nnames,
+		    journal_rec_get(fo->rec, f->key));
+		*(int *)(void *)p = e < 0 ? 0 : e;
+		break;
+	}
+	return 0;
+}
+
+/* The fields written when: the service's, or those of a move. */
+static int
+fo_field_due(const struct failover *fo, const struct fo_field *f)
+{
+	if (f->when == FW_SERVICE)
+		return 1;
+	if (!fo_active(fo))
+		return 0;
+	return f->when == FW_MOVE || fo->kind == KIND_EVACUATE;
+}
+
+/* The state of the service and of its move, as journal fields. */
 static void
 fo_rec_progress(struct failover *fo)
 {
@@ -46,39 +185,22 @@ fo_rec_progress(struct failover *fo)
 	int	k;
 
 	fo_rec_set(fo, "step", failover_step_str(fo->step));
-	fo_rec_set(fo, "paused", fo->paused ? "1" : "0");
-	fo_rec_set(fo, "hold_reason", fo->hold_reason);
+	for (i = 0; i < FO_NFIELDS; i++)
+		if (fo_field_due(fo, &fo_fields[i]))
+			fo_field_save(fo, &fo_fields[i]);
 	if (!fo_active(fo))
 		return;
-	fo_rec_set(fo, "failover_id", fo->id);
-	fo_rec_set(fo, "client_token", fo->id);
-	fo_rec_set(fo, "old_instance", fo->old);
-	fo_rec_set(fo, "new_instance", fo->new);
-	fo_rec_set(fo, "mode", fo->restart ? "restart" : "replace");
-	fo_rec_set(fo, "manual", fo->manual ? "1" : "0");
-	fo_rec_set(fo, "az", fo->vol_az);
-	fo_rec_set(fo, "fence", fo_fence_names[fo->fence]);
-	fo_rec_set(fo, "launch", fo_launch_names[fo->launch]);
-	fo_rec_set(fo, "kind", fo_kind_names[fo->kind]);
-	fo_rec_set(fo, "switch_ami", fo->ami);
-	fo_rec_set(fo, "new_ip", fo->new_ip);
-	fo_rec_set(fo, "prechecked", fo->prechecked ? "1" : "0");
-	fo_rec_set(fo, "rollback_auto", fo->rollback_auto ? "1" : "0");
-	if (fo->kind == KIND_EVACUATE) {
-		fo_rec_setf(fo, "evac_subnet", "%zu", fo->evac_subnet);
-		fo_rec_set(fo, "evac_az", fo->evac_az);
-		for (i = 0; i < fo->nvols; i++) {
-			snprintf(key, sizeof(key), "evac.%s.snap",
-			    fo->vols[i].conf_id);
-			fo_rec_set(fo, key, fo->vols[i].snap);
-			snprintf(key, sizeof(key), "evac.%s.snap_time",
-			    fo->vols[i].conf_id);
-			fo_rec_setf(fo, key, "%lld", fo->vols[i].snap_time);
-			snprintf(key, sizeof(key), "evac.%s.new",
-			    fo->vols[i].conf_id);
-			fo_rec_set(fo, key, fo->vols[i].restored ?
-			    fo->vols[i].id : NULL);
-		}
+	for (i = 0; i < fo->nvols && fo->kind == KIND_EVACUATE; i++) {
+		snprintf(key, sizeof(key), "evac.%s.snap",
+		    fo->vols[i].conf_id);
+		fo_rec_set(fo, key, fo->vols[i].snap);
+		snprintf(key, sizeof(key), "evac.%s.snap_time",
+		    fo->vols[i].conf_id);
+		fo_rec_setf(fo, key, "%lld", fo->vols[i].snap_time);
+		snprintf(key, sizeof(key), "evac.%s.new",
+		    fo->vols[i].conf_id);
+		fo_rec_set(fo, key, fo->vols[i].restored ?
+		    fo->vols[i].id : NULL);
 	}
 	for (i = 0; i < fo->nvols; i++) {
 		snprintf(key, sizeof(key), "volume.%s.state", fo->vols[i].id);
@@ -161,28 +283,44 @@ fo_journal_failed(struct failover *fo, const char *error)
 	fo->journal_failing = 1;
 }
 
-/* The fields of the failover in progress go once it has ended. */
+/* The fields of the move in progress go once it has ended. */
 void
 fo_rec_clear_progress(struct failover *fo)
 {
-	static const char *keys[] = { "failover_id", "client_token",
-		"old_instance", "new_instance", "mode", "manual", "az",
-		"fence", "launch", "started", "kind", "switch_ami", "new_ip",
-		"prechecked", "rollback_auto", "evac_subnet", "evac_az" };
 	const char	*k, *v;
-	size_t		 i;
+	size_t		 i, p;
 
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		journal_rec_del(fo->rec, keys[i]);
+	for (i = 0; i < FO_NFIELDS; i++)
+		if (fo_fields[i].when != FW_SERVICE)
+			journal_rec_del(fo->rec, fo_fields[i].key);
+	fo->started_at = 0;
 	i = 0;
 	while (i < journal_rec_count(fo->rec)) {
 		journal_rec_at(fo->rec, i, &k, &v);
-		if (strncmp(k, "volume.", 7) == 0 ||
-		    strncmp(k, "t.", 2) == 0 || strncmp(k, "evac.", 5) == 0)
+		for (p = 0; p < sizeof(fo_move_prefixes) /
+		    sizeof(fo_move_prefixes[0]); p++)
+			if (strncmp(k, fo_move_prefixes[p],
+			    strlen(fo_move_prefixes[p])) == 0)
+				break;
+		if (p < sizeof(fo_move_prefixes) / sizeof(fo_move_prefixes[0]))
 			journal_rec_del(fo->rec, k);
 		else
 			i++;
 	}
+}
+
+/* The service's own fields, also after the file was dealt with. */
+int
+fo_restore_service(struct failover *fo)
+{
+	size_t	i;
+	int	rc = 0;
+
+	for (i = 0; i < FO_NFIELDS; i++)
+		if (fo_fields[i].when == FW_SERVICE &&
+		    fo_field_restore(fo, &fo_fields[i]) == -1)
+			rc = -1;
+	return rc;
 }
 
 long long
@@ -221,8 +359,8 @@ fo_history_add(struct failover *fo, const char *result, const char *why)
 	HSET("new", fo->new ? fo->new : "-");
 	HSET("az", fo->vol_az ? fo->vol_az : "-");
 	snprintf(key, sizeof(key), "%sstarted", pfx);
-	fo_rec_setf(fo, key, "%lld", fo_rec_int(fo, "started",
-	    (long long)time(NULL)));
+	fo_rec_setf(fo, key, "%lld", fo->started_at > 0 ? fo->started_at :
+	    (long long)time(NULL));
 	for (n = 0; n < T_MAX; n++) {
 		if (fo->t[n] < 0)
 			continue;
@@ -250,13 +388,13 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	char		 key[160];
 	int		 s, k;
 	size_t		 i;
-	long long	 started;
+	long long	 now = (long long)time(NULL);
 
 	step = journal_rec_get(fo->rec, "step");
-	fo->paused = fo_rec_int(fo, "paused", 0) != 0;
-	v = journal_rec_get(fo->rec, "hold_reason");
-	if (v != NULL)
-		fo_set_str(&fo->hold_reason, v);
+	if (fo_restore_service(fo) == -1) {
+		snprintf(err, errlen, "out of memory restoring the service");
+		return -1;
+	}
 	s = fo_str_index(fo_step_names, FAILOVER_STEP_MAX, step);
 	if (s < 0) {
 		if (step == NULL)
@@ -275,31 +413,19 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 		snprintf(err, errlen, "step %s without a failover_id", step);
 		return -1;
 	}
-	if (fo_progress_reset(fo) == -1 ||
-	    fo_set_str(&fo->id, journal_rec_get(fo->rec, "failover_id")) ==
-	    -1) {
-		snprintf(err, errlen, "out of memory restoring %s", step);
-		return -1;
-	}
-	fo_set_str(&fo->old, journal_rec_get(fo->rec, "old_instance"));
-	fo_set_str(&fo->new, journal_rec_get(fo->rec, "new_instance"));
-	fo_set_str(&fo->vol_az, journal_rec_get(fo->rec, "az"));
-	v = journal_rec_get(fo->rec, "mode");
-	fo->restart = v != NULL && strcmp(v, "restart") == 0;
-	k = fo_str_index(fo_kind_names, KIND_MAX,
-	    journal_rec_get(fo->rec, "kind"));
-	fo->kind = k < 0 ? KIND_FAILOVER : (enum fo_kind)k;
-	fo_set_str(&fo->ami, journal_rec_get(fo->rec, "switch_ami"));
-	fo_set_str(&fo->new_ip, journal_rec_get(fo->rec, "new_ip"));
-	fo->prechecked = fo_rec_int(fo, "prechecked", 0) != 0;
-	fo->rollback_auto = fo_rec_int(fo, "rollback_auto", 0) != 0;
-	fo->evac_subnet = (size_t)fo_rec_int(fo, "evac_subnet", 0);
-	fo_set_str(&fo->evac_az, journal_rec_get(fo->rec, "evac_az"));
+	if (fo_progress_reset(fo) == -1)
+		goto oom;
+	for (i = 0; i < FO_NFIELDS; i++)
+		if (fo_fields[i].when != FW_SERVICE &&
+		    fo_field_restore(fo, &fo_fields[i]) == -1)
+			goto oom;
 	fo->snaps_known = fo->kind == KIND_EVACUATE;
 	for (i = 0; i < fo->nvols && fo->kind == KIND_EVACUATE; i++) {
 		snprintf(key, sizeof(key), "evac.%s.snap",
 		    fo->vols[i].conf_id);
-		fo_set_str(&fo->vols[i].snap, journal_rec_get(fo->rec, key));
+		if (fo_set_str(&fo->vols[i].snap,
+		    journal_rec_get(fo->rec, key)) == -1)
+			goto oom;
 		if (fo->vols[i].snap == NULL)
 			fo->snaps_known = 0;
 		snprintf(key, sizeof(key), "evac.%s.snap_time",
@@ -308,22 +434,18 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 		snprintf(key, sizeof(key), "evac.%s.new",
 		    fo->vols[i].conf_id);
 		if (journal_rec_get(fo->rec, key) != NULL) {
-			fo_set_str(&fo->vols[i].id,
-			    journal_rec_get(fo->rec, key));
+			if (fo_set_str(&fo->vols[i].id,
+			    journal_rec_get(fo->rec, key)) == -1)
+				goto oom;
 			fo->vols[i].restored = 1;
 		}
 	}
 	if (!fo->snaps_known)
 		for (i = 0; i < fo->nvols; i++)
 			fo_set_str(&fo->vols[i].snap, NULL);
-	fo->manual = fo_rec_int(fo, "manual", 0) != 0;
-	k = fo_str_index(fo_fence_names, 3,
-	    journal_rec_get(fo->rec, "fence"));
 	/* Stopping: look at it again; stop it again if it runs. */
-	fo->fence = k == FENCE_DONE ? FENCE_DONE : FENCE_STOPPING;
-	k = fo_str_index(fo_launch_names, 4,
-	    journal_rec_get(fo->rec, "launch"));
-	fo->launch = k < 0 ? LAUNCH_TODO : (enum fo_launch)k;
+	if (fo->fence != FENCE_DONE)
+		fo->fence = FENCE_STOPPING;
 	/*
 	 * Before ATTACH, keys are learnt again (the crash may have come
 	 * between the file and the journal); from ATTACH on they were.
@@ -350,11 +472,15 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 		fo->vols[i].st = k < 0 ? VOL_UNKNOWN : (enum fo_vol)k;
 	}
 	fo->resumed = 1;
-	started = fo_rec_int(fo, "started", (long long)time(NULL));
-	fo->started = fo_now(fo) - (double)(time(NULL) - started);
+	if (fo->started_at <= 0)
+		fo->started_at = now;
+	fo->started = fo_now(fo) - (double)(now - fo->started_at);
 	fo->launch_start = fo_now(fo);
 	fo->fenced_at = fo_now(fo);
 	fo->step = s;
 	fo->step_start = fo_now(fo);
 	return 1;
+oom:
+	snprintf(err, errlen, "out of memory restoring %s", step);
+	return -1;
 }

@@ -177,6 +177,7 @@ struct failover {
 	/* Heap, not arrays: a watchdog may hold thousands of these. */
 	char			*ec2_view;	/* corroborate's EC2 answer */
 	char			*hold_reason;	/* NULL: not held */
+	char			*switch_kept;	/* production before a switch */
 	char			*attach_refused; /* first refusal, pending */
 	double			 retry_at;	/* idle: consider again */
 
@@ -216,6 +217,7 @@ struct failover {
 	char			*latest_refused; /* its type refused it */
 	double			 start_ok_at;	/* our StartInstances worked */
 	double			 started;	/* ev_now */
+	long long		 started_at;	/* the same, wall clock */
 	double			 launch_start;
 	double			 fenced_at;
 	double			 t[T_MAX];
@@ -280,6 +282,7 @@ int	fo_begin(struct failover *fo, const char *why, int manual);
 void	fo_rec_set(struct failover *fo, const char *key, const char *value);
 void	fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...);
 int	fo_save(struct failover *fo);
+int	fo_restore_service(struct failover *fo);
 void	fo_journal_failed(struct failover *fo, const char *error);
 void	fo_rec_clear_progress(struct failover *fo);
 long long	fo_rec_int(const struct failover *fo, const char *key, long long def);

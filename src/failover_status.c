@@ -82,11 +82,11 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 		if (fo->paused)
 			buf_puts(out, "  paused: no automatic failover\n");
 		fo_status_volumes(fo, out, 0);
-		if (journal_rec_get(fo->rec, "switch_kept") != NULL)
+		if (fo->switch_kept != NULL)
 			buf_printf(out, "  kept: %s, production before the "
 			    "last switch, stopped (failoverctl rollback %s, or "
 			    "switch %s --finish)\n",
-			    journal_rec_get(fo->rec, "switch_kept"), fo->name,
+			    fo->switch_kept, fo->name,
 			    fo->name);
 		return;
 	}
@@ -112,8 +112,8 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	buf_json_str(out, fo->hold_reason ? fo->hold_reason : "");
 	fo_status_volumes(fo, out, 1);
 	buf_puts(out, ",\"kept_instance\":");
-	if (journal_rec_get(fo->rec, "switch_kept") != NULL)
-		buf_json_str(out, journal_rec_get(fo->rec, "switch_kept"));
+	if (fo->switch_kept != NULL)
+		buf_json_str(out, fo->switch_kept);
 	else
 		buf_puts(out, "null");
 	buf_puts(out, ",\"failover\":");

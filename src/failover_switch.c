@@ -119,7 +119,7 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 	 * alert advises) must still know where to.
 	 */
 	if (to[0] != '\0')
-		fo_rec_set(fo, "switch_kept", to);
+		fo_set_str(&fo->switch_kept, to);
 	fo_rollback_begin(fo, from[0] ? from : NULL, to, why, 0);
 }
 
@@ -138,7 +138,7 @@ fo_moved(struct failover *fo, char v[T_MAX][32])
 	if (fo->kind == KIND_SWITCH) {
 		snprintf(precheck, sizeof(precheck), "%.3f",
 		    fo->t[T_DETECT] < 0 ? 0 : fo->t[T_DETECT]);
-		fo_rec_set(fo, "switch_kept", fo->old);
+		fo_set_str(&fo->switch_kept, fo->old);
 		fo_rec_set(fo, "switch_ami", NULL);
 		alert_emit(ALERT_SWITCH_COMPLETED, fo->name, "switch_id",
 		    fo->id, "ami", fo->ami ? fo->ami : "-", "new_instance",
@@ -152,7 +152,7 @@ fo_moved(struct failover *fo, char v[T_MAX][32])
 		fo_end(fo, FAILOVER_DONE, "completed", NULL);
 		return;
 	}
-	journal_rec_del(fo->rec, "switch_kept");
+	fo_set_str(&fo->switch_kept, NULL);
 	alert_emit(fo->rollback_auto ? ALERT_SWITCH_ROLLED_BACK :
 	    ALERT_ROLLBACK_COMPLETED, fo->name, "rollback_id", fo->id,
 	    "instance", fo->new, "stopped_instance", fo->old ? fo->old : "-",
@@ -233,7 +233,7 @@ fo_refuse_move(struct failover *fo, const char *what, struct buf *out)
 int
 failover_switch(struct failover *fo, const char *ami, struct buf *out)
 {
-	const char *kept = journal_rec_get(fo->rec, "switch_kept");
+	const char *kept = fo->switch_kept;
 
 	if (fo_refuse_move(fo, "switch", out) == -1)
 		return -1;
@@ -260,13 +260,13 @@ failover_rollback(struct failover *fo, struct buf *out)
 {
 	char kept[64];
 
-	if (journal_rec_get(fo->rec, "switch_kept") == NULL) {
+	if (fo->switch_kept == NULL) {
 		buf_printf(out, "service %s: no instance kept by a switch to "
 		    "roll back to", fo->name);
 		return -1;
 	}
 	snprintf(kept, sizeof(kept), "%s",
-	    journal_rec_get(fo->rec, "switch_kept"));
+	    fo->switch_kept);
 	if (fo_refuse_move(fo, "rollback", out) == -1)
 		return -1;
 	if (strcmp(kept, fo->eip_instance) == 0) {
@@ -292,7 +292,7 @@ failover_switch_finish(struct failover *fo, struct buf *out)
 	struct ec2_request	*req;
 	char			 kept[64];
 
-	if (journal_rec_get(fo->rec, "switch_kept") == NULL) {
+	if (fo->switch_kept == NULL) {
 		buf_printf(out, "service %s: no instance kept by a switch",
 		    fo->name);
 		return -1;
@@ -308,7 +308,7 @@ failover_switch_finish(struct failover *fo, struct buf *out)
 		return -1;
 	}
 	snprintf(kept, sizeof(kept), "%s",
-	    journal_rec_get(fo->rec, "switch_kept"));
+	    fo->switch_kept);
 	req = fo_req_instance(EC2_TERMINATE_INSTANCES, "InstanceId.1", kept);
 	if (req == NULL || fo_send(fo, FO_REFRESH_BR, req,
 	    FO_ACT_DEADLINE, fo_on_terminated, NULL) == -1) {
@@ -316,7 +316,7 @@ failover_switch_finish(struct failover *fo, struct buf *out)
 		    "be sent", fo->name, kept);
 		return -1;
 	}
-	journal_rec_del(fo->rec, "switch_kept");
+	fo_set_str(&fo->switch_kept, NULL);
 	fo_save(fo);
 	alert_emit(ALERT_SWITCH_FINISHED, fo->name, "terminated_instance",
 	    kept, "action", "no rollback possible from now on", NULL);
