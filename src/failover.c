@@ -172,7 +172,7 @@ fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 {
 	struct fo_call *c;
 
-	if (fo->env->ec2 == NULL) {
+	if (!fo_has_ec2(fo)) {
 		ec2_request_free(req);
 		return -1;
 	}
@@ -197,8 +197,12 @@ fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 	c->branch = br;
 	c->on_reply = on_reply;
 	c->arg = arg;
-	c->call = ec2_call(fo->env->ec2, req, deadline, fo_on_result,
-	    c);
+	if (fo->env->send != NULL)
+		c->call = fo->env->send(fo->env->send_arg, req, deadline,
+		    fo_on_result, c);
+	else
+		c->call = ec2_call(fo->env->ec2, req, deadline, fo_on_result,
+		    c);
 	if (c->call == NULL) {
 		free(c);
 		return -1;
@@ -221,7 +225,10 @@ fo_cancel_branch(struct failover *fo, int br)
 			continue;
 		}
 		*pp = c->next;
-		ec2_call_cancel(c->call);
+		if (fo->env->cancel != NULL)
+			fo->env->cancel(fo->env->send_arg, c->call);
+		else
+			ec2_call_cancel(c->call);
 		fo->busy[c->branch]--;
 		free(c);
 	}

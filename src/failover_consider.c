@@ -85,7 +85,7 @@ fo_rate_limited(struct failover *fo, char *why, size_t len)
 int
 fo_can_act(struct failover *fo, char *why, size_t len)
 {
-	if (fo->env->ec2 == NULL) {
+	if (!fo_has_ec2(fo)) {
 		snprintf(why, len, "no EC2 client: %s", fo->env->ec2_error ?
 		    fo->env->ec2_error : "?");
 		return 0;

@@ -116,7 +116,7 @@ fo_refresh_send(struct failover *fo)
 	const struct service_conf	*sc = fo_conf(fo);
 	struct ec2_request		*req;
 
-	if (fo->busy[FO_REFRESH_BR] > 0 || fo->env->ec2 == NULL ||
+	if (fo->busy[FO_REFRESH_BR] > 0 || !fo_has_ec2(fo) ||
 	    fo->in_line)
 		return;
 	if (!fo->refreshing && fo_refreshing >= FO_REFRESH_ACTIVE) {

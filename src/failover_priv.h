@@ -250,6 +250,13 @@ fo_now(const struct failover *fo)
 	return ev_now(fo->env->loop);
 }
 
+/* Calls can go out: to EC2, or to a test's fake (failover_env.send). */
+static inline int
+fo_has_ec2(const struct failover *fo)
+{
+	return fo->env->ec2 != NULL || fo->env->send != NULL;
+}
+
 static inline int
 fo_active(const struct failover *fo)
 {

@@ -302,7 +302,7 @@ failover_switch_finish(struct failover *fo, struct buf *out)
 		    "refused", fo->name, fo_kind_names[fo->kind]);
 		return -1;
 	}
-	if (fo->env->ec2 == NULL) {
+	if (!fo_has_ec2(fo)) {
 		buf_printf(out, "service %s: no EC2 client: %s", fo->name,
 		    fo->env->ec2_error ? fo->env->ec2_error : "?");
 		return -1;

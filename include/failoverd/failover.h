@@ -20,7 +20,10 @@
 #include "failoverd/buf.h"
 #include "failoverd/service.h"
 
+struct ec2_call;
 struct ec2_client;
+struct ec2_request;
+struct ec2_result;
 struct failover;
 
 enum failover_step {
@@ -55,6 +58,18 @@ struct failover_env {
 	const char		*(*replacement_ami)(void *arg,
 				    const struct service *svc);
 	void			*arg;
+	/*
+	 * Where the engine's EC2 calls go, as ec2_call() and
+	 * ec2_call_cancel() (ec2.h) would take them; NULL: to ec2. The
+	 * engine's unit tests answer here from memory.
+	 */
+	struct ec2_call		*(*send)(void *send_arg,
+				    struct ec2_request *req, double deadline,
+				    void (*done)(struct ec2_result *res,
+				    void *arg), void *done_arg);
+	void			(*cancel)(void *send_arg,
+				    struct ec2_call *call);
+	void			*send_arg;
 };
 
 /*
