@@ -71,24 +71,66 @@ const char *fo_kind_names[KIND_MAX] = { "failover", "switch",
 const char *fo_timing_names[T_MAX] = { "detect", "fence", "launch",
 	"detach", "attach", "associate", "verify", "total",
 	"critical_path" };
-const char *fo_step_names[FAILOVER_STEP_MAX] = {
-	[FAILOVER_IDLE]		= "idle",
-	[FAILOVER_CORROBORATE]	= "corroborate",
-	[FAILOVER_FENCE_LAUNCH]	= "fence+launch",
-	[FAILOVER_DETACH]	= "detach",
-	[FAILOVER_ATTACH]	= "attach",
-	[FAILOVER_ASSOCIATE]	= "associate",
-	[FAILOVER_VERIFY]	= "verify",
-	[FAILOVER_DONE]		= "done",
-	[FAILOVER_FAILED]	= "failed",
-	[FAILOVER_HELD]		= "held",
+
+static double	fo_fence_deadline(const struct failover *fo);
+static double	fo_detach_deadline(const struct failover *fo);
+static double	fo_attach_deadline(const struct failover *fo);
+static double	fo_associate_deadline(const struct failover *fo);
+static double	fo_verify_deadline(const struct failover *fo);
+
+/*
+ * The steps, in the order a move takes them:
+ *
+ *   idle -> corroborate -> fence+launch -> detach -> attach -> associate
+ *        -> verify -> done
+ *
+ * and failed or held (a person decides) from any of them. Each active
+ * step has its deadline and the function the tick runs while in it;
+ * `abortable`: past its deadline, its calls in flight are dropped for
+ * one last look at AWS before the move fails (fo_last_look).
+ */
+struct fo_step_def {
+	const char	*name;
+	double		(*deadline)(const struct failover *fo);
+	void		(*run)(struct failover *fo);
+	int		 abortable;
 };
+
+static const struct fo_step_def fo_steps[FAILOVER_STEP_MAX] = {
+	[FAILOVER_IDLE]		= { "idle", NULL, NULL, 0 },
+	[FAILOVER_CORROBORATE]	= { "corroborate", NULL, NULL, 0 },
+	[FAILOVER_FENCE_LAUNCH]	= { "fence+launch", fo_fence_deadline,
+				    fo_step_fence_launch, 0 },
+	[FAILOVER_DETACH]	= { "detach", fo_detach_deadline,
+				    fo_step_detach, 1 },
+	[FAILOVER_ATTACH]	= { "attach", fo_attach_deadline,
+				    fo_step_attach, 1 },
+	[FAILOVER_ASSOCIATE]	= { "associate", fo_associate_deadline,
+				    fo_associate_poll, 1 },
+	[FAILOVER_VERIFY]	= { "verify", fo_verify_deadline,
+				    fo_step_verify, 0 },
+	[FAILOVER_DONE]		= { "done", NULL, NULL, 0 },
+	[FAILOVER_FAILED]	= { "failed", NULL, NULL, 0 },
+	[FAILOVER_HELD]		= { "held", NULL, NULL, 0 },
+};
+
+/* The step a journal names, or -1. */
+int
+fo_step_index(const char *name)
+{
+	int s;
+
+	for (s = 0; name != NULL && s < FAILOVER_STEP_MAX; s++)
+		if (strcmp(fo_steps[s].name, name) == 0)
+			return s;
+	return -1;
+}
 const char *
 failover_step_str(enum failover_step s)
 {
 	if ((unsigned int)s >= FAILOVER_STEP_MAX)
 		return "?";
-	return fo_step_names[s];
+	return fo_steps[s].name;
 }
 
 int
@@ -139,18 +181,33 @@ fo_set_str(char **dst, const char *src)
 	return 0;
 }
 
-/* The one place the step changes: logged, journaled, told. */
-void
-fo_set_step(struct failover *fo, enum failover_step to)
+/*
+ * The one place the step changes. A move is logged, journaled and told;
+ * a step found in the journal (restored) is on disk already, and a
+ * resumed move says so instead.
+ */
+static void
+fo_step_enter(struct failover *fo, enum failover_step to, int restored)
 {
 	enum failover_step from = fo->step;
 
-	if (from == to)
+	if (from == to && !restored)
 		return;
 	fo->step = to;
 	fo->step_start = fo_now(fo);
 	fo->step_slow = 0;
 	fo->last_look = 0;
+	if (restored) {
+		if (!fo_active(fo))
+			return;
+		log_info("failover %s: resuming failover %s at step %s",
+		    fo->name, fo->id, failover_step_str(to));
+		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
+		    fo->id, "step", failover_step_str(to), "resumed", "yes",
+		    NULL);
+		ev_timer_again(fo->env->loop, &fo->tick);
+		return;
+	}
 	/* On disk first: what the log says has happened is durable. */
 	fo_save(fo);
 	log_info("failover %s: [%s] -> [%s]", fo->name,
@@ -162,6 +219,19 @@ fo_set_step(struct failover *fo, enum failover_step to)
 		    fo_kind_names[fo->kind], NULL);
 	if (fo_active(fo))
 		ev_timer_again(fo->env->loop, &fo->tick);
+}
+
+void
+fo_set_step(struct failover *fo, enum failover_step to)
+{
+	fo_step_enter(fo, to, 0);
+}
+
+/* As the journal has it (fo_restore, a corrupt journal's hold). */
+void
+fo_resume_step(struct failover *fo, enum failover_step to)
+{
+	fo_step_enter(fo, to, 1);
 }
 
 static void fo_on_result(struct ec2_result *res, void *arg);
@@ -277,28 +347,47 @@ fo_outcome(struct failover *fo, struct ec2_result *res)
 }
 
 static double
-fo_step_deadline(const struct failover *fo)
+fo_fence_deadline(const struct failover *fo)
+{
+	return fo_policy(fo)->fence_timeout;
+}
+
+static double
+fo_detach_deadline(const struct failover *fo)
 {
 	const struct policy_conf *p = fo_policy(fo);
 
-	switch (fo->step) {
-	case FAILOVER_FENCE_LAUNCH:
-		return p->fence_timeout;
-	case FAILOVER_DETACH:
-		/* An evacuation restores volumes here, after its launch. */
-		if (fo->kind == KIND_EVACUATE)
-			return 2 * p->detach_timeout + p->launch_timeout;
-		/* Forced after detach_timeout, given up after twice that. */
-		return 2 * p->detach_timeout;
-	case FAILOVER_ATTACH:
-		return p->attach_timeout;
-	case FAILOVER_ASSOCIATE:
-		return p->associate_timeout;
-	case FAILOVER_VERIFY:
-		return p->verify_timeout;
-	default:
-		return 0;
-	}
+	/* An evacuation restores volumes here, after its launch. */
+	if (fo->kind == KIND_EVACUATE)
+		return 2 * p->detach_timeout + p->launch_timeout;
+	/* Forced after detach_timeout, given up after twice that. */
+	return 2 * p->detach_timeout;
+}
+
+static double
+fo_attach_deadline(const struct failover *fo)
+{
+	return fo_policy(fo)->attach_timeout;
+}
+
+static double
+fo_associate_deadline(const struct failover *fo)
+{
+	return fo_policy(fo)->associate_timeout;
+}
+
+static double
+fo_verify_deadline(const struct failover *fo)
+{
+	return fo_policy(fo)->verify_timeout;
+}
+
+static double
+fo_step_deadline(const struct failover *fo)
+{
+	const struct fo_step_def *d = &fo_steps[fo->step];
+
+	return d->deadline != NULL ? d->deadline(fo) : 0;
 }
 
 /*
@@ -313,7 +402,7 @@ fo_step_deadline(const struct failover *fo)
 static int
 fo_last_look(struct failover *fo, double now)
 {
-	if (fo->step < FAILOVER_DETACH || fo->step > FAILOVER_ASSOCIATE)
+	if (!fo_steps[fo->step].abortable)
 		return -1;
 	if (fo->last_look == 0) {
 		fo->last_look = now;
@@ -395,25 +484,7 @@ fo_poll(struct failover *fo)
 {
 	if (!fo_active(fo) || fo_check_deadlines(fo) == -1)
 		return;
-	switch (fo->step) {
-	case FAILOVER_FENCE_LAUNCH:
-		fo_step_fence_launch(fo);
-		break;
-	case FAILOVER_DETACH:
-		fo_step_detach(fo);
-		break;
-	case FAILOVER_ATTACH:
-		fo_step_attach(fo);
-		break;
-	case FAILOVER_ASSOCIATE:
-		fo_associate_poll(fo);
-		break;
-	case FAILOVER_VERIFY:
-		fo_step_verify(fo);
-		break;
-	default:
-		break;
-	}
+	fo_steps[fo->step].run(fo);
 }
 
 static void
@@ -721,7 +792,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 		alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error", err,
 		    "action", "service held; move the file away and run "
 		    "failoverctl resume", NULL);
-		fo->step = FAILOVER_HELD;
+		fo_resume_step(fo, FAILOVER_HELD);
 	} else if (rc == 1) {
 		fo->rec = journal_rec_new();
 		if (fo->rec == NULL)
@@ -734,18 +805,9 @@ failover_new(const struct failover_env *env, struct service *svc)
 			alert_emit(ALERT_JOURNAL_CORRUPT, fo->name, "error",
 			    err, "action", "service held; move the file "
 			    "away and run failoverctl resume", NULL);
-			fo->step = FAILOVER_HELD;
-		} else if (rc == 1) {
-			log_info("failover %s: resuming failover %s at step "
-			    "%s", fo->name, fo->id,
-			    failover_step_str(fo->step));
-			alert_emit(ALERT_FAILOVER_STEP, fo->name,
-			    "failover_id", fo->id, "step",
-			    failover_step_str(fo->step), "resumed", "yes",
-			    NULL);
-			if (fo->step == FAILOVER_VERIFY)
-				service_reset_probes(svc);
-			ev_timer_again(env->loop, &fo->tick);
+			fo_resume_step(fo, FAILOVER_HELD);
+		} else if (rc == 1 && fo->step == FAILOVER_VERIFY) {
+			service_reset_probes(svc);
 		}
 	}
 	if (!fo->journal_bad && fo->eip_ip == NULL &&

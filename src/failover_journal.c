@@ -395,7 +395,7 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory restoring the service");
 		return -1;
 	}
-	s = fo_str_index(fo_step_names, FAILOVER_STEP_MAX, step);
+	s = fo_step_index(step);
 	if (s < 0) {
 		if (step == NULL)
 			return 0;
@@ -404,7 +404,7 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	}
 	if (s == FAILOVER_HELD || s == FAILOVER_FAILED ||
 	    s == FAILOVER_DONE) {
-		fo->step = s;
+		fo_resume_step(fo, s);
 		return 0;
 	}
 	if (s < FAILOVER_FENCE_LAUNCH)
@@ -477,8 +477,7 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 	fo->started = fo_now(fo) - (double)(now - fo->started_at);
 	fo->launch_start = fo_now(fo);
 	fo->fenced_at = fo_now(fo);
-	fo->step = s;
-	fo->step_start = fo_now(fo);
+	fo_resume_step(fo, s);
 	return 1;
 oom:
 	snprintf(err, errlen, "out of memory restoring %s", step);

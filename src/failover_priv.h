@@ -91,7 +91,6 @@ extern const char	*fo_launch_names[LAUNCH_MAX];
 extern const char	*fo_vol_names[VOL_MAX];
 extern const char	*fo_kind_names[KIND_MAX];
 extern const char	*fo_timing_names[T_MAX];
-extern const char	*fo_step_names[FAILOVER_STEP_MAX];
 
 struct fo_volume {
 	char		*id;		/* what moves: maybe restored */
@@ -272,6 +271,8 @@ int	fo_str_index(const char *const *names, size_t n, const char *s);
 void __attribute__((format(printf, 2, 3)))	fo_set_holdf(struct failover *fo, const char *fmt, ...);
 int	fo_set_str(char **dst, const char *src);
 void	fo_set_step(struct failover *fo, enum failover_step to);
+void	fo_resume_step(struct failover *fo, enum failover_step to);
+int	fo_step_index(const char *name);
 int	fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 	    double deadline, fo_reply_fn *on_reply, void *arg);
 void	fo_cancel_branch(struct failover *fo, int br);
