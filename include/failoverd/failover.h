@@ -1,7 +1,8 @@
 /*
  * failover: the per-service state machine that replaces a dead
- * production instance through the EC2 API; the step chain is drawn at
- * the top of src/failover.c.
+ * production instance through the EC2 API. docs/ARCHITECTURE.md
+ * describes the engine, its files and its journal; the step chain is
+ * drawn above fo_steps[] in src/failover.c.
  *
  * One struct failover per service. It learns the service's identity
  * from EC2 (the Elastic IP's address and the instance it points at, the
