@@ -770,6 +770,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 		return NULL;
 	fo->env = env;
 	fo->svc = svc;
+	fo_refresh_line_join(fo);
 	fo->name = strdup(service_name(svc));
 	if (fo->name == NULL)
 		goto fail;
@@ -832,7 +833,7 @@ failover_free(struct failover *fo)
 	ev_timer_stop(fo->env->loop, &fo->refresh);
 	/* The check is the switch's; the service outlives it. */
 	service_check_stop(fo->svc);
-	fo_line_remove(fo);
+	fo_refresh_line_leave(fo);
 	fo_vols_free(fo);
 	journal_rec_free(fo->rec);
 	free(fo->saved);

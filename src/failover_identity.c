@@ -71,68 +71,75 @@ fo_learn_current(struct failover *fo)
  * looks its EIP up at once: thousands of calls that would all wait in
  * the budget's queue holding their requests, and ahead of a failover's.
  * At most FO_REFRESH_ACTIVE services refresh at a time; the others
- * wait here holding nothing.
+ * wait in this admission line holding nothing. The engines share it:
+ * the first one makes it, the last one frees it.
  */
-static struct failover	*fo_line_head, *fo_line_tail;
-static unsigned int	 fo_refreshing;
+static struct admission	*fo_refresh_line;
+static unsigned int	 fo_refresh_users;
+
+static void	fo_refresh_go(struct failover *fo);
+
+static void
+fo_on_refresh_turn(void *arg)
+{
+	fo_refresh_go(arg);
+}
+
+/* The engine's ticket, and the line made by the first engine. */
+void
+fo_refresh_line_join(struct failover *fo)
+{
+	admission_ticket_init(&fo->refresh_ticket, fo_on_refresh_turn, fo);
+	if (fo_refresh_users++ == 0)
+		fo_refresh_line = admission_new(fo->env->loop,
+		    FO_REFRESH_ACTIVE);
+}
 
 void
-fo_line_remove(struct failover *fo)
+fo_refresh_line_leave(struct failover *fo)
 {
-	if (!fo->in_line)
-		return;
-	if (fo->line_prev != NULL)
-		fo->line_prev->line_next = fo->line_next;
-	else
-		fo_line_head = fo->line_next;
-	if (fo->line_next != NULL)
-		fo->line_next->line_prev = fo->line_prev;
-	else
-		fo_line_tail = fo->line_prev;
-	fo->line_prev = fo->line_next = NULL;
-	fo->in_line = 0;
+	if (fo_refresh_line != NULL) {
+		admission_cancel(fo_refresh_line, &fo->refresh_ticket);
+		admission_leave(fo_refresh_line, &fo->refresh_ticket);
+	}
+	if (--fo_refresh_users == 0) {
+		admission_free(fo_refresh_line);
+		fo_refresh_line = NULL;
+	}
 }
 
 /* The refresh branch has nothing in flight any more: next in line. */
 void
 fo_refresh_over(struct failover *fo)
 {
-	struct failover *next;
-
-	if (!fo->refreshing || fo->busy[FO_REFRESH_BR] > 0)
+	if (fo_refresh_line == NULL || fo->busy[FO_REFRESH_BR] > 0)
 		return;
-	fo->refreshing = 0;
-	fo_refreshing--;
-	while (fo_refreshing < FO_REFRESH_ACTIVE && fo_line_head != NULL) {
-		next = fo_line_head;
-		fo_line_remove(next);
-		fo_refresh_send(next);
-	}
+	admission_leave(fo_refresh_line, &fo->refresh_ticket);
 }
 
 static void
 fo_refresh_send(struct failover *fo)
 {
+	if (fo->busy[FO_REFRESH_BR] > 0 || !fo_has_ec2(fo))
+		return;
+	/* Without a line (out of memory when it was made): at once. */
+	if (fo_refresh_line != NULL &&
+	    !admission_ticket_in(&fo->refresh_ticket) &&
+	    admission_enter(fo_refresh_line, &fo->refresh_ticket) == 0)
+		return;		/* fo_on_refresh_turn, in turn */
+	fo_refresh_go(fo);
+}
+
+/* The place in the line is ours: DescribeAddresses, and the volumes. */
+static void
+fo_refresh_go(struct failover *fo)
+{
 	const struct service_conf	*sc = fo_conf(fo);
 	struct ec2_request		*req;
 
-	if (fo->busy[FO_REFRESH_BR] > 0 || !fo_has_ec2(fo) ||
-	    fo->in_line)
+	if (fo->busy[FO_REFRESH_BR] > 0 || !fo_has_ec2(fo)) {
+		fo_refresh_over(fo);
 		return;
-	if (!fo->refreshing && fo_refreshing >= FO_REFRESH_ACTIVE) {
-		fo->line_prev = fo_line_tail;
-		fo->line_next = NULL;
-		if (fo_line_tail != NULL)
-			fo_line_tail->line_next = fo;
-		else
-			fo_line_head = fo;
-		fo_line_tail = fo;
-		fo->in_line = 1;
-		return;
-	}
-	if (!fo->refreshing) {
-		fo->refreshing = 1;
-		fo_refreshing++;
 	}
 	req = fo_req_instance(EC2_DESCRIBE_ADDRESSES, "AllocationId.1",
 	    sc->eip_allocation_id);

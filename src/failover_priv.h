@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "failoverd/admission.h"
 #include "failoverd/alert.h"
 #include "failoverd/ec2.h"
 #include "failoverd/failover.h"
@@ -156,9 +157,7 @@ struct failover {
 	double			 polled_at;	/* ev_now of the last poll */
 	ev_timer		 refresh;
 	unsigned int		 refresh_fails;	/* in a row: the backoff */
-	int			 refreshing;	/* counted in fo_refreshing */
-	int			 in_line;	/* waiting to refresh */
-	struct failover		*line_prev, *line_next;
+	struct admission_ticket	 refresh_ticket; /* fo_refresh_line's */
 	struct fo_call		*calls;
 	int			 busy[FO_BRANCHES];
 
@@ -299,7 +298,8 @@ int	fo_restore(struct failover *fo, char *err, size_t errlen);
 
 /* failover_identity.c */
 const char	*fo_vol_id(const struct failover *fo, const char *conf_id);
-void	fo_line_remove(struct failover *fo);
+void	fo_refresh_line_join(struct failover *fo);
+void	fo_refresh_line_leave(struct failover *fo);
 void	fo_refresh_over(struct failover *fo);
 void	fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents);
 void	fo_settle_begin(struct failover *fo);
