@@ -429,7 +429,7 @@ fo_check_deadlines(struct failover *fo)
 	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0)
 		dl = 0;
 	/* A switch's FENCE waits for its launch and its private check. */
-	if (fo->kind == KIND_SWITCH && !fo->prechecked) {
+	if (!fo_kinds[fo->kind].may_fence(fo)) {
 		dl = 0;
 		if (fo->precheck_start > 0 && now - fo->precheck_start >
 		    fo_policy(fo)->verify_timeout) {

@@ -58,7 +58,7 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	fo_set_step(fo, to);
 }
 
-static void
+void
 fo_stop_idle_replacement(struct failover *fo)
 {
 	struct ec2_request *req;
@@ -73,47 +73,24 @@ fo_stop_idle_replacement(struct failover *fo)
 		    fo->name, fo->new);
 }
 
+/* The move fails: what that means is its kind's (fo_kinds). */
 void
 fo_fail(struct failover *fo, const char *why)
 {
-	enum failover_step	at = fo->step;
-	char			stands[1024];
+	char stands[1024];
 
 	if (!fo_active(fo))
 		return;
 	fo_what_stands(fo, stands, sizeof(stands));
-	if (fo->kind == KIND_SWITCH) {
-		fo_switch_fail(fo, why, stands);
-		return;
-	}
-	if (fo->kind == KIND_ROLLBACK) {
-		/*
-		 * The instance we were moving back to serves nobody before
-		 * ASSOCIATE: stopped, it cannot run beside volumes attached
-		 * nowhere (as a failed failover's replacement).
-		 */
-		if (fo->new != NULL && at < FAILOVER_ASSOCIATE &&
-		    fo->launch >= LAUNCH_SENT) {
-			fo_stop_idle_replacement(fo);
-			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
-			    "rollback_id", fo->id, "step",
-			    failover_step_str(at), "reason", why, "stands",
-			    stands, "action", "the instance we were moving "
-			    "back to serves nobody and is stopped again; the "
-			    "rest is left as it stands; a person decides "
-			    "(failoverctl rollback to try again)", NULL);
-		} else
-			alert_emit(ALERT_ROLLBACK_FAILED, fo->name,
-			    "rollback_id", fo->id, "step",
-			    failover_step_str(at), "reason", why, "stands",
-			    stands, "action", "left as it stands; a person "
-			    "decides (failoverctl rollback to try again)",
-			    NULL);
-		fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
-		    failover_step_str(at), why);
-		fo_end(fo, FAILOVER_FAILED, "failed", why);
-		return;
-	}
+	fo_kinds[fo->kind].on_fail(fo, why, stands);
+}
+
+/* A failover (or an evacuation) failed: held for a person. */
+static void
+fo_failover_fail(struct failover *fo, const char *why, const char *stands)
+{
+	enum failover_step at = fo->step;
+
 	/*
 	 * Before ASSOCIATE the replacement serves nobody: stopped (kept for
 	 * a look) it cannot run beside volumes that ended up attached
@@ -198,12 +175,12 @@ fo_complete(struct failover *fo)
 		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
 		    fo->t[k]);
 	fo_old_instance(fo);
-	if (fo->kind == KIND_EVACUATE)
-		fo_evac_done(fo);
-	if (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE) {
-		fo_moved(fo, v);
-		return;
-	}
+	fo_kinds[fo->kind].on_complete(fo, v);
+}
+
+static void
+fo_failover_done(struct failover *fo, char v[T_MAX][32])
+{
 	alert_emit(ALERT_FAILOVER_COMPLETED, fo->name, "failover_id", fo->id,
 	    "old_instance", fo->old ? fo->old : "-", "new_instance", fo->new,
 	    "mode", fo->restart ? "restart_in_place" : "replace",
@@ -220,6 +197,37 @@ fo_complete(struct failover *fo)
 	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
+
+/* The new volumes are the service's from now on (fo_evac_done). */
+static void
+fo_evacuation_done(struct failover *fo, char v[T_MAX][32])
+{
+	fo_evac_done(fo);
+	fo_failover_done(fo, v);
+}
+
+/* A failover fences at once; a switch once its new instance passed. */
+static int
+fo_fence_at_once(const struct failover *fo)
+{
+	return 1;
+}
+
+/*
+ * What differs between the kinds of move, in one place: whether the
+ * fence may touch production yet, what a failure does, what completion
+ * says. The steps themselves are the same for all four.
+ */
+const struct fo_kind_ops fo_kinds[KIND_MAX] = {
+	[KIND_FAILOVER]	= { fo_fence_at_once, fo_failover_fail,
+			    fo_failover_done },
+	[KIND_SWITCH]	= { fo_switch_may_fence, fo_switch_fail,
+			    fo_switch_done },
+	[KIND_ROLLBACK]	= { fo_fence_at_once, fo_rollback_fail,
+			    fo_rollback_done },
+	[KIND_EVACUATE]	= { fo_fence_at_once, fo_failover_fail,
+			    fo_evacuation_done },
+};
 
 /*
  * Replies on the refresh branch, which outlives a move's own calls:

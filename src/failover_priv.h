@@ -359,6 +359,7 @@ void	fo_step_verify(struct failover *fo);
 void	fo_on_attach(struct failover *fo, struct ec2_result *res, void *arg);
 
 /* failover_end.c */
+void	fo_stop_idle_replacement(struct failover *fo);
 void	fo_end(struct failover *fo, enum failover_step to, const char *result,
 	    const char *why);
 void	fo_fail(struct failover *fo, const char *why);
@@ -370,7 +371,11 @@ void	fo_precheck_start(struct failover *fo);
 int	fo_precheck_waiting(const struct failover *fo);
 void	fo_precheck_passed(struct failover *fo);
 void	fo_switch_fail(struct failover *fo, const char *why, const char *stands);
-void	fo_moved(struct failover *fo, char v[T_MAX][32]);
+void	fo_switch_done(struct failover *fo, char v[T_MAX][32]);
+void	fo_rollback_done(struct failover *fo, char v[T_MAX][32]);
+void	fo_rollback_fail(struct failover *fo, const char *why,
+	    const char *stands);
+int	fo_switch_may_fence(const struct failover *fo);
 
 /* failover_consider.c */
 void	fo_hold(struct failover *fo, const char *why);
@@ -380,6 +385,19 @@ void	fo_consider(struct failover *fo);
 void	fo_corroborate_decide(struct failover *fo);
 void	fo_on_corroborate(struct failover *fo, struct ec2_result *res,
 	    void *arg);
+
+/*
+ * What differs between the kinds of move (failover_end.c): whether the
+ * fence may touch production yet, what a failure does (stands: what
+ * stands now, for a person), what completion says (v: the timings).
+ */
+struct fo_kind_ops {
+	int	(*may_fence)(const struct failover *fo);
+	void	(*on_fail)(struct failover *fo, const char *why,
+		    const char *stands);
+	void	(*on_complete)(struct failover *fo, char v[T_MAX][32]);
+};
+extern const struct fo_kind_ops fo_kinds[KIND_MAX];
 
 /* Reply handlers (fo_reply_fn) defined with the calls they answer. */
 void	fo_on_start(struct failover *fo, struct ec2_result *res, void *arg);

@@ -85,8 +85,8 @@ fo_fence_poll(struct failover *fo)
 
 	if (fo->busy[FO_MAIN] > 0 || fo->fence == FENCE_DONE)
 		return;
-	/* Production is touched only once the new release passed. */
-	if (fo->kind == KIND_SWITCH && !fo->prechecked)
+	/* A switch touches production only once its release passed. */
+	if (!fo_kinds[fo->kind].may_fence(fo))
 		return;
 	if (fo->old == NULL) {
 		fo->fence = FENCE_DONE;

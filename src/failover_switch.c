@@ -81,7 +81,7 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 	struct ec2_request	*req;
 	char			 from[32], to[32];
 
-	if (!fo->prechecked) {
+	if (!fo_switch_may_fence(fo)) {
 		alert_emit(ALERT_SWITCH_FAILED, fo->name, "switch_id", fo->id,
 		    "step", failover_step_str(fo->step), "reason", why,
 		    "ami", fo->ami ? fo->ami : "-", "new_instance",
@@ -131,27 +131,25 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
  * again).
  */
 void
-fo_moved(struct failover *fo, char v[T_MAX][32])
+fo_switch_done(struct failover *fo, char v[T_MAX][32])
 {
-	char precheck[32];
+	fo_set_str(&fo->switch_kept, fo->old);
+	fo_rec_set(fo, "switch_ami", NULL);
+	alert_emit(ALERT_SWITCH_COMPLETED, fo->name, "switch_id",
+	    fo->id, "ami", fo->ami ? fo->ami : "-", "new_instance",
+	    fo->new, "kept_instance", fo->old ? fo->old : "-",
+	    "az", fo->vol_az ? fo->vol_az : "-", "launch",
+	    v[T_LAUNCH], "fence", v[T_FENCE], "detach", v[T_DETACH],
+	    "attach", v[T_ATTACH], "associate", v[T_ASSOCIATE],
+	    "verify", v[T_VERIFY], "total", v[T_TOTAL], "action",
+	    "old instance stopped and kept: failoverctl rollback, or "
+	    "failoverctl switch --finish to terminate it", NULL);
+	fo_end(fo, FAILOVER_DONE, "completed", NULL);
+}
 
-	if (fo->kind == KIND_SWITCH) {
-		snprintf(precheck, sizeof(precheck), "%.3f",
-		    fo->t[T_DETECT] < 0 ? 0 : fo->t[T_DETECT]);
-		fo_set_str(&fo->switch_kept, fo->old);
-		fo_rec_set(fo, "switch_ami", NULL);
-		alert_emit(ALERT_SWITCH_COMPLETED, fo->name, "switch_id",
-		    fo->id, "ami", fo->ami ? fo->ami : "-", "new_instance",
-		    fo->new, "kept_instance", fo->old ? fo->old : "-",
-		    "az", fo->vol_az ? fo->vol_az : "-", "launch",
-		    v[T_LAUNCH], "fence", v[T_FENCE], "detach", v[T_DETACH],
-		    "attach", v[T_ATTACH], "associate", v[T_ASSOCIATE],
-		    "verify", v[T_VERIFY], "total", v[T_TOTAL], "action",
-		    "old instance stopped and kept: failoverctl rollback, or "
-		    "failoverctl switch --finish to terminate it", NULL);
-		fo_end(fo, FAILOVER_DONE, "completed", NULL);
-		return;
-	}
+void
+fo_rollback_done(struct failover *fo, char v[T_MAX][32])
+{
 	fo_set_str(&fo->switch_kept, NULL);
 	alert_emit(fo->rollback_auto ? ALERT_SWITCH_ROLLED_BACK :
 	    ALERT_ROLLBACK_COMPLETED, fo->name, "rollback_id", fo->id,
@@ -323,4 +321,45 @@ failover_switch_finish(struct failover *fo, struct buf *out)
 	buf_printf(out, "service %s: switch finished: %s is being "
 	    "terminated\n", fo->name, kept);
 	return 0;
+}
+
+/*
+ * The point of no return of a switch: production (the old instance) is
+ * touched only once the new release passed its check on its private
+ * address. Before, a failure leaves production alone; after, it rolls
+ * back (fo_switch_fail).
+ */
+int
+fo_switch_may_fence(const struct failover *fo)
+{
+	return fo->prechecked;
+}
+
+/*
+ * A rollback failed. The instance we were moving back to serves nobody
+ * before ASSOCIATE: stopped, it cannot run beside volumes attached
+ * nowhere (as a failed failover's replacement).
+ */
+void
+fo_rollback_fail(struct failover *fo, const char *why, const char *stands)
+{
+	enum failover_step at = fo->step;
+
+	if (fo->new != NULL && at < FAILOVER_ASSOCIATE &&
+	    fo->launch >= LAUNCH_SENT) {
+		fo_stop_idle_replacement(fo);
+		alert_emit(ALERT_ROLLBACK_FAILED, fo->name, "rollback_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "the instance we were moving "
+		    "back to serves nobody and is stopped again; the rest is "
+		    "left as it stands; a person decides (failoverctl "
+		    "rollback to try again)", NULL);
+	} else
+		alert_emit(ALERT_ROLLBACK_FAILED, fo->name, "rollback_id",
+		    fo->id, "step", failover_step_str(at), "reason", why,
+		    "stands", stands, "action", "left as it stands; a person "
+		    "decides (failoverctl rollback to try again)", NULL);
+	fo_set_holdf(fo, "%s failed in %s: %.300s", fo->id,
+	    failover_step_str(at), why);
+	fo_end(fo, FAILOVER_FAILED, "failed", why);
 }
