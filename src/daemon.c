@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "failoverd/admission.h"
 #include "failoverd/alert.h"
 #include "failoverd/bake.h"
 #include "failoverd/buf.h"
@@ -47,6 +48,7 @@ struct daemon {
 	struct config		*conf;
 	struct curlev		*curl;
 	struct probe_sched	*probes;	/* every probe's line and grid */
+	struct admission	*preflights;	/* preflight_line_new */
 	struct control		*control;
 	struct service		**services;
 	struct failover		**failovers;	/* one per service */
@@ -138,7 +140,7 @@ daemon_practice_new(struct daemon *d, struct service *svc,
 	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir,
 				    daemon_volume_id, d };
 	struct preflight_env	pe = { d->loop, d->ec2, daemon_volume_id,
-				    daemon_subnet, d };
+				    daemon_subnet, d, d->preflights };
 	struct bake_env		be = { d->loop, d->ec2, conf->state_dir };
 
 	pr->snapshot = snapshot_new(&se, svc);
@@ -490,6 +492,11 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 		snprintf(err, errlen, "probe schedule: out of memory");
 		goto fail;
 	}
+	d->preflights = preflight_line_new(loop);
+	if (d->preflights == NULL) {
+		snprintf(err, errlen, "preflight line: out of memory");
+		goto fail;
+	}
 	d->env.loop = loop;
 	d->env.curl = d->curl;
 	d->env.probes = d->probes;
@@ -515,6 +522,7 @@ fail:
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
+	admission_free(d->preflights);
 	probe_sched_free(d->probes);
 	curlev_free(d->curl);
 	statelock_release(d->lock_fd);
@@ -540,6 +548,7 @@ daemon_free(struct daemon *d)
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
+	admission_free(d->preflights);
 	probe_sched_free(d->probes);
 	curlev_free(d->curl);
 	conf_free(d->conf);
