@@ -162,7 +162,7 @@ struct probe {
 
 	ev_timer		 sched;		/* start of each check */
 	ev_timer		 deadline;	/* end of the current check */
-	struct admission_ticket	 line;		/* the sched's */
+	struct admission_ticket	 line;		/* in the probes' line */
 	int			 started;
 	int			 running;	/* holds a place */
 	double			 check_start;	/* ev_now */
