@@ -16,24 +16,6 @@
  */
 #define CURLEV_IDLE_MAX		64
 
-/*
- * Probe checks in flight at once, daemon-wide, unless the environment
- * says otherwise. Figures from 10,000 services at 1 s on this 2-core
- * machine (tests/bench/README.md, "Third round"): a check in flight
- * holds ~15 KB (RSS rises by that per slot from a cap of 1 to 1,024: its
- * easy handle, curl's connection and request state, receive, body and
- * error buffers), so 256 bound them to ~4 MB, where uncapped thousands
- * piled up (230 MB). The loop ran ~10,500 checks/s at 256, as at 64;
- * at 1,024 each check cost more (curl walks its in-flight lists) and
- * fewer ran. Not smaller: a blackholed target holds its slot for the
- * whole timeout, and 256 leave room for 128 such checks a second at
- * the default 2 s timeout (1,000 services at 1 s with 10% blackholed
- * and 0.5 s timeouts need ~50) before healthy checks queue behind them.
- */
-#define CURLEV_SLOTS_DEFAULT	256
-/* The cap reached is logged at most this often, seconds. */
-#define CURLEV_SLOTS_LOG_EVERY	60.0
-
 struct curlev {
 	struct ev_loop	*loop;
 	CURLM		*multi;
@@ -41,16 +23,6 @@ struct curlev {
 	int		 running;
 	CURL		**idle;		/* curlev_easy_put() handles */
 	size_t		 nidle, idle_cap;
-
-	/* The probes' line (curlev.h). */
-	unsigned int	 slots_max;
-	double		 probe_grid;	/* curlev_set_probe_grid */
-	unsigned int	 slots_used;
-	unsigned int	 nwaiting;
-	struct curlev_waiter *head, *tail;
-	ev_prepare	 drain;		/* starts waiters before polling */
-	int		 draining;
-	double		 slots_logged;	/* ev_now of the last warning */
 };
 
 /* One per socket curl asks us to watch; its owner is the curlev. */
@@ -188,155 +160,6 @@ curlev_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	return 0;
 }
 
-/*
- * Starts waiting checks while slots are free. Run from an ev_prepare,
- * at the top of the loop and not inside curlev_slot_give(): a slot is
- * given back from a check's end, deep inside a probe's callbacks (or
- * the failover engine's, through probe_reset), and starting another
- * probe's check there could re-enter them when it fails at once.
- */
-static void
-curlev_on_drain(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-	struct curlev		*cl = w->data;
-	struct curlev_waiter	*wt;
-
-	if (cl->draining)
-		return;
-	cl->draining = 1;
-	while (cl->head != NULL && cl->slots_used < cl->slots_max) {
-		wt = cl->head;
-		curlev_slot_cancel(cl, wt);
-		cl->slots_used++;
-		/* May give the slot back at once (a check that failed). */
-		wt->start(wt);
-	}
-	cl->draining = 0;
-	if (cl->head == NULL || cl->slots_used >= cl->slots_max)
-		ev_prepare_stop(loop, &cl->drain);
-}
-
-void
-curlev_waiter_init(struct curlev_waiter *w, curlev_start_cb start)
-{
-	w->next = w->prev = NULL;
-	w->start = start;
-	w->queued = 0;
-}
-
-int
-curlev_waiter_queued(const struct curlev_waiter *w)
-{
-	return w->queued;
-}
-
-int
-curlev_slot_take(struct curlev *cl, struct curlev_waiter *w)
-{
-	double now;
-
-	/* Without a curlev (no HTTP at all) there is no line either. */
-	if (cl == NULL)
-		return 1;
-	if (w->queued)
-		return 0;
-	/* Nobody passes a check already waiting. */
-	if (cl->head == NULL && cl->slots_used < cl->slots_max) {
-		cl->slots_used++;
-		return 1;
-	}
-	w->next = NULL;
-	w->prev = cl->tail;
-	if (cl->tail != NULL)
-		cl->tail->next = w;
-	else
-		cl->head = w;
-	cl->tail = w;
-	w->queued = 1;
-	cl->nwaiting++;
-	now = ev_now(cl->loop);
-	if (cl->slots_logged == 0 ||
-	    now - cl->slots_logged >= CURLEV_SLOTS_LOG_EVERY) {
-		cl->slots_logged = now;
-		log_warnx("probes: %u checks in flight, the most at once: "
-		    "checks due now wait their turn and start late (%u "
-		    "waiting)", cl->slots_used, cl->nwaiting);
-	}
-	return 0;
-}
-
-void
-curlev_slot_give(struct curlev *cl)
-{
-	if (cl == NULL)
-		return;
-	if (cl->slots_used == 0) {
-		log_warnx("curlev: a probe slot given back twice");
-		return;
-	}
-	cl->slots_used--;
-	if (cl->head != NULL && !cl->draining &&
-	    !ev_is_active(&cl->drain))
-		ev_prepare_start(cl->loop, &cl->drain);
-}
-
-void
-curlev_slot_cancel(struct curlev *cl, struct curlev_waiter *w)
-{
-	if (cl == NULL || !w->queued)
-		return;
-	if (w->prev != NULL)
-		w->prev->next = w->next;
-	else
-		cl->head = w->next;
-	if (w->next != NULL)
-		w->next->prev = w->prev;
-	else
-		cl->tail = w->prev;
-	w->next = w->prev = NULL;
-	w->queued = 0;
-	cl->nwaiting--;
-}
-
-void
-curlev_slots_set_max(struct curlev *cl, unsigned int max)
-{
-	cl->slots_max = max > 0 ? max : 1;
-	if (cl->head != NULL && cl->slots_used < cl->slots_max &&
-	    !ev_is_active(&cl->drain))
-		ev_prepare_start(cl->loop, &cl->drain);
-}
-
-unsigned int
-curlev_slots_max(const struct curlev *cl)
-{
-	return cl->slots_max;
-}
-
-unsigned int
-curlev_slots_used(const struct curlev *cl)
-{
-	return cl->slots_used;
-}
-
-unsigned int
-curlev_slots_waiting(const struct curlev *cl)
-{
-	return cl->nwaiting;
-}
-
-void
-curlev_set_probe_grid(struct curlev *cl, double grid)
-{
-	cl->probe_grid = grid;
-}
-
-double
-curlev_probe_grid(const struct curlev *cl)
-{
-	return cl->probe_grid;
-}
-
 struct curlev *
 curlev_new(struct ev_loop *loop)
 {
@@ -346,9 +169,6 @@ curlev_new(struct ev_loop *loop)
 	if (cl == NULL)
 		return NULL;
 	cl->loop = loop;
-	cl->slots_max = CURLEV_SLOTS_DEFAULT;
-	ev_prepare_init(&cl->drain, curlev_on_drain);
-	cl->drain.data = cl;
 	cl->multi = curl_multi_init();
 	if (cl->multi == NULL)
 		goto fail;
@@ -449,7 +269,6 @@ curlev_free(struct curlev *cl)
 	if (cl == NULL)
 		return;
 	ev_timer_stop(cl->loop, &cl->timer);
-	ev_prepare_stop(cl->loop, &cl->drain);
 	/* Transfers still attached belong to their owners, who remove them. */
 	curl_multi_cleanup(cl->multi);
 	while (cl->nidle > 0)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "failoverd/admission.h"
 #include "failoverd/alert.h"
 #include "failoverd/bake.h"
 #include "failoverd/buf.h"
@@ -46,6 +47,8 @@ struct daemon {
 	struct ev_loop		*loop;
 	struct config		*conf;
 	struct curlev		*curl;
+	struct probe_sched	*probes;	/* every probe's line and grid */
+	struct admission	*preflights;	/* preflight_line_new */
 	struct control		*control;
 	struct service		**services;
 	struct failover		**failovers;	/* one per service */
@@ -137,7 +140,7 @@ daemon_practice_new(struct daemon *d, struct service *svc,
 	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir,
 				    daemon_volume_id, d };
 	struct preflight_env	pe = { d->loop, d->ec2, daemon_volume_id,
-				    daemon_subnet, d };
+				    daemon_subnet, d, d->preflights };
 	struct bake_env		be = { d->loop, d->ec2, conf->state_dir };
 
 	pr->snapshot = snapshot_new(&se, svc);
@@ -355,7 +358,7 @@ daemon_set_probe_grid(struct daemon *d, const struct config *conf)
 			if (shortest == 0 || pc->interval < shortest)
 				shortest = pc->interval;
 		}
-	curlev_set_probe_grid(d->curl, probe_grid_for(rate, shortest));
+	probe_sched_set_load(d->probes, rate, shortest);
 }
 
 static int
@@ -483,8 +486,20 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 		snprintf(err, errlen, "curl multi handle: out of memory");
 		goto fail;
 	}
+	d->probes = probe_sched_new(loop,
+	    (unsigned int)conf->probe_max_in_flight);
+	if (d->probes == NULL) {
+		snprintf(err, errlen, "probe schedule: out of memory");
+		goto fail;
+	}
+	d->preflights = preflight_line_new(loop);
+	if (d->preflights == NULL) {
+		snprintf(err, errlen, "preflight line: out of memory");
+		goto fail;
+	}
 	d->env.loop = loop;
 	d->env.curl = d->curl;
+	d->env.probes = d->probes;
 	d->env.on_verdict = daemon_on_verdict;
 	d->env.on_check = daemon_on_check;
 	d->env.arg = d;
@@ -497,7 +512,6 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.isolated = daemon_isolated;
 	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
-	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
 	if (daemon_apply(d, conf) == -1) {
 		snprintf(err, errlen, "cannot create the services");
 		goto fail;
@@ -508,6 +522,8 @@ fail:
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
+	admission_free(d->preflights);
+	probe_sched_free(d->probes);
 	curlev_free(d->curl);
 	statelock_release(d->lock_fd);
 	free(d);
@@ -532,6 +548,8 @@ daemon_free(struct daemon *d)
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
+	admission_free(d->preflights);
+	probe_sched_free(d->probes);
 	curlev_free(d->curl);
 	conf_free(d->conf);
 	statelock_release(d->lock_fd);
@@ -599,7 +617,8 @@ daemon_reload(struct daemon *d)
 	}
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(conf->debug);
-	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
+	probe_sched_set_max_in_flight(d->probes,
+	    (unsigned int)conf->probe_max_in_flight);
 	if (!daemon_aws_equal(&conf->aws, &d->conf->aws))
 		log_warnx("reload: the aws settings changed; the EC2 client "
 		    "keeps the old ones until failoverd restarts (failovers "
@@ -714,14 +733,17 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 	if (json)
 		buf_printf(out, "],\"checks\":{\"in_flight\":%u,"
 		    "\"waiting\":%u,\"max_in_flight\":%u}}\n",
-		    curlev_slots_used(d->curl), curlev_slots_waiting(d->curl),
-		    curlev_slots_max(d->curl));
+		    probe_sched_in_flight(d->probes),
+		    probe_sched_waiting(d->probes),
+		    probe_sched_max_in_flight(d->probes));
 	else if (first)
 		buf_puts(out, "no services configured\n");
 	else if (only == NULL)
 		buf_printf(out, "checks: %u in flight, %u waiting "
-		    "(probe_max_in_flight %u)\n", curlev_slots_used(d->curl),
-		    curlev_slots_waiting(d->curl), curlev_slots_max(d->curl));
+		    "(probe_max_in_flight %u)\n",
+		    probe_sched_in_flight(d->probes),
+		    probe_sched_waiting(d->probes),
+		    probe_sched_max_in_flight(d->probes));
 	return 0;
 }
 

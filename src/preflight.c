@@ -6,7 +6,9 @@
  * report lists them in a fixed order.
  *
  * At most PREFLIGHT_CONCURRENT preflights have calls out at once; the
- * others wait, holding nothing but their place in line. At start the
+ * others wait in the daemon's line of preflights (preflight_line_new),
+ * holding nothing but their ticket, and build their calls when their
+ * turn comes. At start the
  * daemon begins one for every service: with 10,000 services every one
  * of them built and queued its EC2 calls at once (tens of MB waiting
  * behind the EC2 client's call budget, which paces them anyway), and a
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "failoverd/admission.h"
 #include "failoverd/alert.h"
 #include "failoverd/launch.h"
 #include "failoverd/log.h"
@@ -74,9 +77,7 @@ struct preflight {
 	char			*name;
 
 	int			 running;
-	int			 active;	/* counted in pf_active */
-	int			 waiting;	/* in the waiting line */
-	struct preflight	*wait_next;
+	struct admission_ticket	 line;		/* env.line's */
 	size_t			 pending;
 	struct pf_call		*calls;
 	struct pf_run		 cur;
@@ -91,13 +92,6 @@ struct preflight {
 	char			*subnet;	/* the launch's; NULL: none */
 };
 
-/*
- * The line of preflights waiting to begin, process-wide: a process runs
- * one daemon, and the EC2 budget they share is its client's.
- */
-static struct preflight	*pf_wait_head;
-static struct preflight	*pf_wait_tail;
-static unsigned int	 pf_active;
 
 static const char *const preflight_result_names[] = {
 	[PREFLIGHT_OK] = "OK",
@@ -332,37 +326,12 @@ pf_unlink(struct preflight *p, struct pf_call *c)
 
 static int	pf_reads(struct preflight *p);
 
-static void
-pf_wait_remove(struct preflight *p)
-{
-	struct preflight *prev = NULL, *q;
-
-	/*
-	 * A walk, for a preflight freed while waiting; at shutdown the
-	 * services go in the line's order, so it is the head.
-	 */
-	for (q = pf_wait_head; q != NULL && q != p; q = q->wait_next)
-		prev = q;
-	if (q == NULL)
-		return;
-	if (prev != NULL)
-		prev->wait_next = p->wait_next;
-	else
-		pf_wait_head = p->wait_next;
-	if (pf_wait_tail == p)
-		pf_wait_tail = prev;
-	p->wait_next = NULL;
-	p->waiting = 0;
-}
-
 /* Sends the reads of a run; -1 (run dropped) when out of memory. */
 static int
 pf_begin(struct preflight *p)
 {
 	const char *subnet = service_conf(p->svc)->launch.subnet;
 
-	p->active = 1;
-	pf_active++;
 	if (p->env.subnet != NULL)
 		subnet = p->env.subnet(p->env.arg, p->svc);
 	if (subnet != NULL)
@@ -372,34 +341,26 @@ pf_begin(struct preflight *p)
 		pf_run_clear(&p->cur);
 		pf_forget(p);
 		p->running = 0;
-		p->active = 0;
-		pf_active--;
+		admission_leave(p->env.line, &p->line);
 		return -1;
 	}
 	return 0;
 }
 
-/* A run has ended or gone: the next ones in line begin. */
+/* A waiting run's turn came: its place in the line is its. */
 static void
-pf_release(struct preflight *p)
+pf_on_turn(void *arg)
 {
-	struct preflight *next;
+	struct preflight *p = arg;
 
-	if (p->active) {
-		p->active = 0;
-		pf_active--;
-	}
-	while (pf_active < PREFLIGHT_CONCURRENT && pf_wait_head != NULL) {
-		next = pf_wait_head;
-		pf_wait_head = next->wait_next;
-		if (pf_wait_head == NULL)
-			pf_wait_tail = NULL;
-		next->wait_next = NULL;
-		next->waiting = 0;
-		if (pf_begin(next) == -1)
-			log_warnx("preflight %s: out of memory, not run",
-			    next->name);
-	}
+	if (pf_begin(p) == -1)
+		log_warnx("preflight %s: out of memory, not run", p->name);
+}
+
+struct admission *
+preflight_line_new(struct ev_loop *loop)
+{
+	return admission_new(loop, PREFLIGHT_CONCURRENT);
 }
 
 /* --- the end of a run ----------------------------------------------- */
@@ -454,7 +415,8 @@ pf_finish(struct preflight *p)
 	buf_free(&failed);
 	buf_free(&denied);
 	pf_forget(p);
-	pf_release(p);
+	/* The next in line begins, from the loop. */
+	admission_leave(p->env.line, &p->line);
 }
 
 /* --- phase 2: the dry runs ------------------------------------------ */
@@ -935,6 +897,7 @@ preflight_new(const struct preflight_env *env, struct service *svc)
 		return NULL;
 	p->env = *env;
 	p->svc = svc;
+	admission_ticket_init(&p->line, pf_on_turn, p);
 	p->name = strdup(service_name(svc));
 	if (p->name == NULL) {
 		free(p);
@@ -948,10 +911,9 @@ preflight_free(struct preflight *p)
 {
 	if (p == NULL)
 		return;
-	if (p->waiting)
-		pf_wait_remove(p);
+	admission_cancel(p->env.line, &p->line);
 	pf_cancel_calls(p);
-	pf_release(p);
+	admission_leave(p->env.line, &p->line);
 	pf_run_clear(&p->cur);
 	pf_run_clear(&p->last);
 	pf_forget(p);
@@ -989,17 +951,9 @@ preflight_start(struct preflight *p, const char *ami, struct buf *out)
 	if (p->cur.ami == NULL)
 		goto oom;
 	p->running = 1;
-	if (pf_active >= PREFLIGHT_CONCURRENT) {
-		/* Its calls are built when its turn comes (pf_release). */
-		p->waiting = 1;
-		if (pf_wait_tail != NULL)
-			pf_wait_tail->wait_next = p;
-		else
-			pf_wait_head = p;
-		pf_wait_tail = p;
-	} else if (pf_begin(p) == -1) {
+	/* Else its calls are built when its turn comes (pf_on_turn). */
+	if (admission_enter(p->env.line, &p->line) && pf_begin(p) == -1)
 		goto oom;
-	}
 	buf_printf(out, "preflight of service %s started (AMI %s); "
 	    "`failoverctl preflight %s --result` shows it\n", p->name,
 	    ami != NULL ? ami : sc->launch.ami, p->name);

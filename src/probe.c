@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "failoverd/admission.h"
 #include "failoverd/alert.h"
 #include "failoverd/log.h"
 #include "failoverd/probe.h"
@@ -48,9 +49,110 @@ probe_grid_for(double rate, double min_interval)
 	return grid > PROBE_GRID_MIN ? grid : PROBE_GRID_MIN;
 }
 
+/* The cap reached is logged at most this often, seconds. */
+#define PROBE_SCHED_WARN_EVERY	60.0
+
+/*
+ * What the probes of a daemon share (probe.h): the line that lets at
+ * most probe_max_in_flight checks (HTTP or SSH) run at once, so that a
+ * loop that cannot keep up makes the schedule slip instead of memory
+ * grow with checks in flight, and the grid their checks start on.
+ *
+ * probe_max_in_flight is 256 by default. Figures from 10,000 services
+ * at 1 s on a 2-core machine (tests/bench/README.md, "Third round"): a
+ * check in flight holds ~15 KB (RSS rises by that per place from a cap
+ * of 1 to 1,024: its easy handle, curl's connection and request state,
+ * receive, body and error buffers), so 256 bound them to ~4 MB, where
+ * uncapped thousands piled up (230 MB). The loop ran ~10,500 checks/s
+ * at 256, as at 64; at 1,024 each check cost more (curl walks its
+ * in-flight lists) and fewer ran. Not smaller: a blackholed target
+ * holds its place for the whole timeout, and 256 leave room for 128
+ * such checks a second at the default 2 s timeout (1,000 services at
+ * 1 s with 10% blackholed and 0.5 s timeouts need ~50) before healthy
+ * checks queue behind them.
+ */
+struct probe_sched {
+	struct ev_loop		*loop;
+	struct admission	*line;
+	double			 grid;		/* 0: the finest */
+	double			 warned;	/* ev_now, cap reached */
+};
+
+struct probe_sched *
+probe_sched_new(struct ev_loop *loop, unsigned int max_in_flight)
+{
+	struct probe_sched *s;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->loop = loop;
+	s->line = admission_new(loop, max_in_flight);
+	if (s->line == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+probe_sched_free(struct probe_sched *s)
+{
+	if (s == NULL)
+		return;
+	admission_free(s->line);
+	free(s);
+}
+
+void
+probe_sched_set_max_in_flight(struct probe_sched *s, unsigned int max)
+{
+	admission_set_limit(s->line, max);
+}
+
+void
+probe_sched_set_load(struct probe_sched *s, double rate,
+    double min_interval)
+{
+	s->grid = probe_grid_for(rate, min_interval);
+}
+
+unsigned int
+probe_sched_max_in_flight(const struct probe_sched *s)
+{
+	return admission_limit(s->line);
+}
+
+unsigned int
+probe_sched_in_flight(const struct probe_sched *s)
+{
+	return admission_in_use(s->line);
+}
+
+unsigned int
+probe_sched_waiting(const struct probe_sched *s)
+{
+	return admission_waiting(s->line);
+}
+
+/* A check due now must wait: the loop is not keeping up. */
+static void
+probe_sched_warn(struct probe_sched *s)
+{
+	double now = ev_now(s->loop);
+
+	if (s->warned != 0 && now - s->warned < PROBE_SCHED_WARN_EVERY)
+		return;
+	s->warned = now;
+	log_warnx("probes: %u checks in flight, the most at once: checks "
+	    "due now wait their turn and start late (%u waiting)",
+	    admission_in_use(s->line), admission_waiting(s->line));
+}
+
 struct probe {
 	struct ev_loop		*loop;
-	struct curlev		*curl;		/* and its probes' line */
+	struct curlev		*curl;
+	struct probe_sched	*shared;	/* line and grid */
 	const char		*service;
 	const struct probe_conf	*conf;
 	probe_state_cb		 cb;
@@ -60,9 +162,9 @@ struct probe {
 
 	ev_timer		 sched;		/* start of each check */
 	ev_timer		 deadline;	/* end of the current check */
-	struct curlev_waiter	 line;		/* waiting for a slot */
+	struct admission_ticket	 line;		/* in the probes' line */
 	int			 started;
-	int			 running;	/* holds a slot */
+	int			 running;	/* holds a place */
 	double			 check_start;	/* ev_now */
 	double			 planned;	/* next start, ev_now */
 	double			 due;		/* of the check now due */
@@ -298,7 +400,7 @@ probe_finish(struct probe *p, const struct probe_result *res)
 	ev_timer_stop(p->loop, &p->deadline);
 	p->running = 0;
 	/* Another check may start, from the loop, once this one is done. */
-	curlev_slot_give(p->curl);
+	admission_leave(p->shared->line, &p->line);
 	ev_now_update(p->loop);
 	p->latency = ev_now(p->loop) - p->check_start;
 	p->last_wall = time(NULL);
@@ -372,8 +474,8 @@ probe_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * Runs a check that holds a slot of the probes' line: at once when its
- * time came with a slot free, or later, its turn come. Its deadline
+ * Runs a check that holds a place in the probes' line: at once when its
+ * time came with a place free, or later, its turn come. Its deadline
  * starts now, with the check, so waiting in line never fails it.
  */
 static void
@@ -388,7 +490,7 @@ probe_begin(struct probe *p)
 	p->late = now - p->due;
 	if (target == NULL) {
 		/* The address went away while the check waited. */
-		curlev_slot_give(p->curl);
+		admission_leave(p->shared->line, &p->line);
 		probe_result_set(&p->last, PROBE_ERR_NO_TARGET,
 		    PROBE_STAGE_CONNECT, 0, NULL);
 		probe_result_fmt(&p->last, p->last_text,
@@ -411,12 +513,11 @@ probe_begin(struct probe *p)
 	ev_timer_start(p->loop, &p->deadline);
 }
 
-/* The probe's turn in the line came: the slot is its. */
+/* The probe's turn in the line came: the place is its. */
 static void
-probe_on_turn(struct curlev_waiter *w)
+probe_on_turn(void *arg)
 {
-	struct probe *p = (struct probe *)(void *)((char *)w -
-	    offsetof(struct probe, line));
+	struct probe *p = arg;
 
 	/* Other checks may have run since the loop last read the clock. */
 	ev_now_update(p->loop);
@@ -432,12 +533,12 @@ probe_on_sched(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_now_update(loop);
 	now = ev_now(loop);
 	/* As libev does: the next start is a period on, unless missed. */
-	if (!p->running && !curlev_waiter_queued(&p->line))
+	if (!p->running && !admission_ticket_waiting(&p->line))
 		p->due = p->planned;
 	p->planned += p->conf->interval;
 	if (p->planned < now)
 		p->planned = now;
-	if (p->running || curlev_waiter_queued(&p->line)) {
+	if (p->running || admission_ticket_waiting(&p->line)) {
 		/*
 		 * Cannot happen while timeout < interval and the loop keeps
 		 * up; never overlap, never queue a probe twice.
@@ -455,12 +556,15 @@ probe_on_sched(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	/* With the cap reached the check waits; the schedule slips. */
-	if (curlev_slot_take(p->curl, &p->line))
+	if (admission_enter(p->shared->line, &p->line))
 		probe_begin(p);
+	else
+		probe_sched_warn(p->shared);
 }
 
 struct probe *
-probe_new(struct ev_loop *loop, struct curlev *curl, const char *service,
+probe_new(struct ev_loop *loop, struct curlev *curl,
+    struct probe_sched *sched, const char *service,
     const struct probe_conf *conf, probe_state_cb cb, void *arg, char *err,
     size_t errlen)
 {
@@ -474,6 +578,7 @@ probe_new(struct ev_loop *loop, struct curlev *curl, const char *service,
 	}
 	p->loop = loop;
 	p->curl = curl;
+	p->shared = sched;
 	p->service = service;
 	p->conf = conf;
 	p->cb = cb;
@@ -483,7 +588,7 @@ probe_new(struct ev_loop *loop, struct curlev *curl, const char *service,
 	p->sched.data = p;
 	ev_timer_init(&p->deadline, probe_on_deadline, 0., 0.);
 	p->deadline.data = p;
-	curlev_waiter_init(&p->line, probe_on_turn);
+	admission_ticket_init(&p->line, probe_on_turn, p);
 	switch (conf->type) {
 	case PROBE_HTTP:
 		p->http = probe_http_new(p, curl, conf, err, errlen);
@@ -514,8 +619,8 @@ probe_start(struct probe *p)
 	if (p->started)
 		return;
 	p->started = 1;
-	/* probe.c owns the grid's bounds: unset (0) means the finest. */
-	grid = p->curl != NULL ? curlev_probe_grid(p->curl) : 0;
+	/* Unset (0) means the finest. */
+	grid = p->shared->grid;
 	if (grid < PROBE_GRID_MIN)
 		grid = PROBE_GRID_MIN;
 	first = probe_spread(p->service, p->conf->name, p->conf->interval,
@@ -537,7 +642,7 @@ probe_cancel(struct probe *p)
 	struct probe_result res;
 
 	ev_timer_stop(p->loop, &p->deadline);
-	curlev_slot_cancel(p->curl, &p->line);
+	admission_cancel(p->shared->line, &p->line);
 	if (!p->running)
 		return;
 	/* Abort tears the check down without reporting it. */
@@ -546,7 +651,7 @@ probe_cancel(struct probe *p)
 	else if (p->ssh != NULL)
 		probe_ssh_abort(p->ssh, &res);
 	p->running = 0;
-	curlev_slot_give(p->curl);
+	admission_leave(p->shared->line, &p->line);
 }
 
 void
@@ -660,7 +765,7 @@ probe_status(const struct probe *p, struct buf *out, int json)
 	    p->health.ok_streak, p->health.fail_streak, p->conf->fall,
 	    p->conf->rise, p->conf->interval, p->conf->timeout,
 	    p->running ? "true" : "false",
-	    curlev_waiter_queued(&p->line) ? "true" : "false", ago);
+	    admission_ticket_waiting(&p->line) ? "true" : "false", ago);
 }
 
 void

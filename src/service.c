@@ -239,8 +239,8 @@ service_probe_make(struct service *svc, const struct probe_conf *pc,
 	struct probe	*p;
 	char		 err[512];
 
-	p = probe_new(svc->env.loop, svc->env.curl, svc->name, pc,
-	    cb, svc, err, sizeof(err));
+	p = probe_new(svc->env.loop, svc->env.curl, svc->env.probes,
+	    svc->name, pc, cb, svc, err, sizeof(err));
 	if (p == NULL) {
 		log_warnx("service %s: %s", svc->name, err);
 		return NULL;

@@ -27,6 +27,7 @@
 #include "failoverd/buf.h"
 #include "failoverd/ec2.h"
 
+struct admission;
 struct service;
 struct preflight;
 
@@ -47,6 +48,13 @@ const char	*preflight_result_str(enum preflight_result r);
 enum preflight_result preflight_classify(int dry_run, enum ec2_status st,
 		    const char *code);
 
+/*
+ * The line of preflights (admission.h), one per daemon: its services'
+ * preflights share its EC2 client's budget, and all of them begin at
+ * start. The daemon owns it (admission_free), after every preflight.
+ */
+struct admission *preflight_line_new(struct ev_loop *loop);
+
 struct preflight_env {
 	struct ev_loop		*loop;
 	struct ec2_client	*ec2;		/* NULL: AWS not usable */
@@ -62,6 +70,7 @@ struct preflight_env {
 	const char		*(*subnet)(void *arg,
 				    const struct service *svc);
 	void			*arg;
+	struct admission	*line;		/* preflight_line_new */
 };
 
 /* The service's configuration is read through svc at each run. */

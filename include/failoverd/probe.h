@@ -2,7 +2,8 @@
  * probe: one health check of a service, run again and again on the loop.
  *
  * This file owns what every probe type shares: the schedule (interval,
- * spread first start, never overlapping itself), the one deadline that
+ * spread first start on the daemon's grid, never overlapping itself,
+ * waiting its turn in the daemon's line of checks), the one deadline that
  * bounds a whole check, haproxy-style fall/rise counting, and the last
  * result (reason, latency). The types (probe_http.c, probe_ssh.c) only
  * run one check and report how it ended through probe_done(); they never
@@ -126,14 +127,44 @@ double		 probe_spread(const char *service, const char *probe,
 double		 probe_grid_for(double rate, double min_interval);
 
 /*
+ * The probes' schedule, one per daemon and shared by all its probes:
+ * at most max_in_flight checks (HTTP or SSH) run at once, daemon-wide,
+ * the others wait their turn first come, first served (admission.h),
+ * so that a loop that cannot keep up makes the schedule slip instead of
+ * memory grow with checks in flight; a check's one deadline starts
+ * with the check, so waiting never fails it. Checks start on a grid
+ * sized for the load. EC2 and IMDS transfers never wait here.
+ */
+struct probe_sched;
+
+struct probe_sched *probe_sched_new(struct ev_loop *loop,
+		    unsigned int max_in_flight);
+/* After every probe on it. */
+void		 probe_sched_free(struct probe_sched *s);
+/* probe_max_in_flight, at start and on reload (0 counts as 1). */
+void		 probe_sched_set_max_in_flight(struct probe_sched *s,
+		    unsigned int max);
+/*
+ * rate: checks a second of every probe, min_interval: the shortest
+ * (probe_grid_for). Probes started from now on go on the new grid;
+ * running ones keep theirs. Until set, the finest grid.
+ */
+void		 probe_sched_set_load(struct probe_sched *s, double rate,
+		    double min_interval);
+unsigned int	 probe_sched_max_in_flight(const struct probe_sched *s);
+unsigned int	 probe_sched_in_flight(const struct probe_sched *s);
+unsigned int	 probe_sched_waiting(const struct probe_sched *s);
+
+/*
  * A probe of service `service` (borrowed: it must outlive the probe) on
- * the given loop; conf is borrowed too, until probe_set_conf. Returns NULL
- * and a message in err when the settings cannot be used (e.g. a bad
- * regex).
+ * the given loop, its checks scheduled by sched; conf is borrowed too,
+ * until probe_set_conf. Returns NULL and a message in err when the
+ * settings cannot be used (e.g. a bad regex).
  */
 struct probe	*probe_new(struct ev_loop *loop, struct curlev *curl,
-		    const char *service, const struct probe_conf *conf,
-		    probe_state_cb cb, void *arg, char *err, size_t errlen);
+		    struct probe_sched *sched, const char *service,
+		    const struct probe_conf *conf, probe_state_cb cb, void *arg,
+		    char *err, size_t errlen);
 void		 probe_free(struct probe *p);
 
 /*

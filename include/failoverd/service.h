@@ -26,6 +26,7 @@ struct service;
 struct service_env {
 	struct ev_loop	*loop;
 	struct curlev	*curl;
+	struct probe_sched *probes;	/* every probe's schedule */
 	/* Told of every verdict change; the failover engine listens here. */
 	void		(*on_verdict)(struct service *svc,
 			    enum service_verdict from, enum service_verdict to,

@@ -164,3 +164,40 @@ def test_no_instance_profile_is_not_configured_not_a_failure(tmp_path, sim):
     assert "not configured" in text
     run = sim.requests(action="RunInstances")[0]["params"]
     assert not [k for k in run if k.startswith("IamInstanceProfile")]
+
+
+def test_more_services_than_preflights_at_once_each_get_theirs(
+        tmp_path, sim):
+    """A daemon runs only a few preflights at once and the others wait
+    their turn: with more services than that, every service's preflight
+    at start still runs to its end, once. The extra services name an
+    address that does not exist, so theirs fail."""
+    more = [f"more{i}" for i in range(1, 8)]
+    extra = "".join(f"""
+  {{
+    name = "{name}";
+    eip_allocation_id = "eipalloc-{i:017x}";
+    launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro"; }};
+    probes = (
+      {{ name = "site"; type = "http"; port = {sim.http_port};
+         path = "/health"; interval = 1.0; timeout = 0.8; }}
+    );
+    policy = {{ auto_failover = false; }};
+  }},""" for i, name in enumerate(more, 1))
+    edits = [("services = (\n", "services = (" + extra + "\n")]
+    with base.start(tmp_path, sim, edits=edits) as d:
+        deadline = time.monotonic() + 90
+        while True:
+            ends = base.events(d, "preflight_passed") + \
+                base.events(d, "preflight_failed")
+            if len(ends) >= len(more) + 1:
+                break
+            assert time.monotonic() < deadline, "\n".join(d.lines)
+            d.drain(0.2)
+        d.drain(1.0)
+        passed = [base.field(e, "service")
+                  for e in base.events(d, "preflight_passed")]
+        failed = [base.field(e, "service")
+                  for e in base.events(d, "preflight_failed")]
+    assert passed == ["web"], (passed, failed)
+    assert sorted(failed) == sorted(more), (passed, failed)

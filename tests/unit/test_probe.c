@@ -1,8 +1,8 @@
 /*
  * The pure parts of the health checks: fall/rise counting, the reason
  * text on-call reads, the start spread, and the service verdict under
- * each failover_when policy; and the probes' line (curlev), which caps
- * the checks in flight at once, daemon-wide.
+ * each failover_when policy. The probes' line, which caps the checks in
+ * flight at once, daemon-wide, is an admission line (test_admission.c).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -12,9 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ev.h>
 
-#include "failoverd/curlev.h"
 #include "failoverd/probe.h"
 #include "failoverd/service.h"
 
@@ -261,135 +259,6 @@ test_unknown_probes_keep_the_verdict_unknown(void **state)
 	    SERVICE_UNKNOWN);
 }
 
-/* A check waiting for a slot of the probes' line. */
-struct turn {
-	struct curlev_waiter	 w;	/* first: the waiter is the turn */
-	struct curlev		*cl;
-	char			 id;
-	int			 ends_at_once;	/* a check that failed */
-	char			*order;		/* ids, in start order */
-};
-
-static void
-turn_start(struct curlev_waiter *w)
-{
-	struct turn *t = (struct turn *)(void *)w;
-
-	t->order[strlen(t->order)] = t->id;
-	if (t->ends_at_once)
-		curlev_slot_give(t->cl);
-}
-
-static void
-turn_init(struct turn *t, struct curlev *cl, char id, char *order)
-{
-	memset(t, 0, sizeof(*t));
-	curlev_waiter_init(&t->w, turn_start);
-	t->cl = cl;
-	t->id = id;
-	t->order = order;
-}
-
-static void
-test_checks_past_the_cap_wait_and_start_in_order(
-    void **state)
-{
-	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
-	struct curlev	*cl = curlev_new(loop);
-	struct turn	 t[5];
-	char		 order[8] = "";
-	int		 i;
-
-	curlev_slots_set_max(cl, 2);
-	for (i = 0; i < 5; i++)
-		turn_init(&t[i], cl, (char)('a' + i), order);
-	assert_int_equal(curlev_slot_take(cl, &t[0].w), 1);
-	assert_int_equal(curlev_slot_take(cl, &t[1].w), 1);
-	assert_int_equal(curlev_slot_take(cl, &t[2].w), 0);
-	assert_int_equal(curlev_slot_take(cl, &t[3].w), 0);
-	assert_int_equal(curlev_slot_take(cl, &t[4].w), 0);
-	/* Waiting twice is still one place in line. */
-	assert_int_equal(curlev_slot_take(cl, &t[2].w), 0);
-	assert_int_equal(curlev_slots_used(cl), 2);
-	assert_int_equal(curlev_slots_waiting(cl), 3);
-
-	/* A check ends: the next starts from the loop, not from give. */
-	curlev_slot_give(cl);
-	assert_string_equal(order, "");
-	ev_run(loop, EVRUN_NOWAIT);
-	assert_string_equal(order, "c");
-	assert_false(curlev_waiter_queued(&t[2].w));
-	assert_int_equal(curlev_slots_used(cl), 2);
-
-	/* One that left the line (its probe stopped) never starts. */
-	curlev_slot_cancel(cl, &t[3].w);
-	assert_false(curlev_waiter_queued(&t[3].w));
-	curlev_slot_give(cl);
-	curlev_slot_give(cl);
-	ev_run(loop, EVRUN_NOWAIT);
-	assert_string_equal(order, "ce");
-	assert_int_equal(curlev_slots_used(cl), 1);
-	assert_int_equal(curlev_slots_waiting(cl), 0);
-	curlev_free(cl);
-	ev_loop_destroy(loop);
-}
-
-static void
-test_a_new_check_never_passes_a_waiting_one(
-    void **state)
-{
-	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
-	struct curlev	*cl = curlev_new(loop);
-	struct turn	 a, b, x;
-	char		 order[8] = "";
-
-	curlev_slots_set_max(cl, 1);
-	turn_init(&a, cl, 'a', order);
-	turn_init(&b, cl, 'b', order);
-	turn_init(&x, cl, 'x', order);
-	assert_int_equal(curlev_slot_take(cl, &a.w), 1);
-	assert_int_equal(curlev_slot_take(cl, &b.w), 0);
-	curlev_slot_give(cl);
-	/* The slot is free but b was there first. */
-	assert_int_equal(curlev_slot_take(cl, &x.w), 0);
-	ev_run(loop, EVRUN_NOWAIT);
-	assert_string_equal(order, "b");
-	curlev_slot_give(cl);
-	ev_run(loop, EVRUN_NOWAIT);
-	assert_string_equal(order, "bx");
-	curlev_slot_give(cl);
-	assert_int_equal(curlev_slots_used(cl), 0);
-	curlev_free(cl);
-	ev_loop_destroy(loop);
-}
-
-static void
-test_a_check_failing_at_once_hands_its_slot_on(
-    void **state)
-{
-	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
-	struct curlev	*cl = curlev_new(loop);
-	struct turn	 t[4];
-	char		 order[8] = "";
-	int		 i;
-
-	curlev_slots_set_max(cl, 1);
-	for (i = 0; i < 4; i++)
-		turn_init(&t[i], cl, (char)('a' + i), order);
-	t[1].ends_at_once = t[2].ends_at_once = 1;
-	assert_int_equal(curlev_slot_take(cl, &t[0].w), 1);
-	for (i = 1; i < 4; i++)
-		assert_int_equal(curlev_slot_take(cl, &t[i].w), 0);
-	curlev_slot_give(cl);
-	ev_run(loop, EVRUN_NOWAIT);
-	/* b and c failed at once: d got the slot without waiting. */
-	assert_string_equal(order, "bcd");
-	assert_int_equal(curlev_slots_used(cl), 1);
-	assert_int_equal(curlev_slots_waiting(cl), 0);
-	curlev_free(cl);
-	ev_loop_destroy(loop);
-}
-
 int
 main(void)
 {
@@ -414,12 +283,6 @@ main(void)
 		    test_policy_list_is_down_when_the_listed_probes_are),
 		cmocka_unit_test(
 		    test_unknown_probes_keep_the_verdict_unknown),
-		cmocka_unit_test(
-		    test_checks_past_the_cap_wait_and_start_in_order),
-		cmocka_unit_test(
-		    test_a_new_check_never_passes_a_waiting_one),
-		cmocka_unit_test(
-		    test_a_check_failing_at_once_hands_its_slot_on),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
