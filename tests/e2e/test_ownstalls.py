@@ -1,0 +1,98 @@
+"""The daemon's own stalls are never the service's (issue 14).
+
+A syslog reader that stops reading must not stop the probes: failoverd
+logs through its own non-blocking socket with a bounded queue, and says
+how many lines it dropped once the reader is back. A daemon whose loop
+was stopped (SIGSTOP: a paused VM, a machine swapping) enters TILT: it
+keeps probing, its probes' counts start again, and it fails nothing
+over until the tilt period is over."""
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fodtest import Daemon, ctl  # noqa: E402
+
+CONF = """\
+state_dir = "{d}/state";
+control_socket = "{d}/control.sock";
+aws = {{ region = "us-east-1"; }};
+services = (
+  {{
+    name = "web";
+    eip_allocation_id = "eipalloc-0123456789abcdef0";
+    launch = {{ ami = "ami-0123456789abcdef0"; instance_type = "t3.micro";
+               subnet = "subnet-0123456789abcdef0"; }};
+    policy = {{ auto_failover = false; }};
+    probes = (
+{probes}
+    );
+  }}
+);
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "state").mkdir()
+    return tmp_path
+
+
+def checks(sock):
+    """The probes' own count of checks, through the control socket."""
+    st = json.loads(ctl(sock, "status", "--json").stdout)
+    return sum(p["checks"] for s in st["services"] for p in s["probes"])
+
+
+def test_probes_go_on_while_the_syslog_reader_is_stalled(workdir):
+    # 40 probes at 0.1 s to a closed loopback port and debug on: several
+    # hundred lines a second, far more than the socket and the queue hold.
+    probes = ",\n".join(
+        '{ name = "p%d"; type = "http"; address = "127.0.0.1"; port = 9; '
+        'interval = 0.1; timeout = 0.05; }' % i for i in range(40))
+    conf = workdir / "failoverd.conf"
+    conf.write_text(CONF.format(d=workdir, probes=probes))
+    sock = str(workdir / "control.sock")
+    logpath = str(workdir / "log.sock")
+    reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.bind(logpath)
+    try:
+        # FAILOVERD_LOG_SOCKET: log.c's test hook, the syslog socket.
+        with Daemon(str(conf), env={"FAILOVERD_LOG_SOCKET": logpath},
+                    args=("-d",)) as d:
+            d.wait_for(r"event=config_loaded")
+            # Nobody reads: syslog(3) would block the loop here for good.
+            first = checks(sock)
+            deadline = time.monotonic() + 120
+            while checks(sock) < first + 3000:
+                assert time.monotonic() < deadline, \
+                    "the probes stopped while the log reader was stalled"
+                time.sleep(0.5)
+            # The reader is back: what waited, then the count of the rest.
+            reader.settimeout(60)
+            got, dropped = [], None
+            while dropped is None:
+                data = reader.recv(65536).decode(errors="replace")
+                got.append(data)
+                m = re.search(r"failoverd\[%d\]: log: (\d+) lines dropped "
+                              r"while the log reader was stalled$"
+                              % d.proc.pid, data)
+                if m:
+                    dropped = int(m.group(1))
+            assert dropped > 0
+            # RFC 3164 as syslog(3) sends it: daemon facility, the pid.
+            assert re.match(r"<(\d+)>\w{3} [ \d]\d \d\d:\d\d:\d\d "
+                            r"failoverd\[%d\]: " % d.proc.pid, got[0])
+            assert int(got[-1][1:got[-1].index(">")]) == \
+                (3 << 3) | 4        # LOG_DAEMON | LOG_WARNING
+            # stderr was never held up by the stalled syslog socket.
+            d.wait_for(r"probe web/p0: check")
+            assert not any("lines dropped" in l for l in d.lines)
+    finally:
+        reader.close()
