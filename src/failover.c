@@ -52,6 +52,7 @@
 #include "failoverd/log.h"
 #include "failoverd/snapshot.h"
 #include "failoverd/sshcmd.h"
+#include "failoverd/tilt.h"
 #include "failoverd/userdata.h"
 
 /*
@@ -3398,6 +3399,13 @@ fo_can_act(struct failover *fo, char *why, size_t len)
 		    "and the volumes are");
 		return 0;
 	}
+	/* TILT: no move starts on evidence from across a stall. */
+	if (tilt_active(fo->env->tilt)) {
+		snprintf(why, len, "the watchdog is in TILT (its loop stalled "
+		    "or its clock jumped) for %.0fs more",
+		    tilt_left(fo->env->tilt));
+		return 0;
+	}
 	return 1;
 }
 
@@ -3421,6 +3429,14 @@ failover_consider(struct failover *fo)
 		alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", "paused",
 		    "action", "probes run, no automatic action until "
 		    "failoverctl resume", NULL);
+		return;
+	}
+	/* TILT: the watchdog's trouble, not AWS's; failover_tilt_over
+	 * considers again. */
+	if (tilt_active(fo->env->tilt)) {
+		alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", "tilt",
+		    "action", "no action until the watchdog_tilt is over",
+		    NULL);
 		return;
 	}
 	if (fo_rate_limited(fo, why, sizeof(why))) {
@@ -3934,6 +3950,12 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	struct failover *fo = w->data;
 	double		 now = fo_now(fo);
 
+	/*
+	 * TILT: no new call and no deadline while time is not trusted;
+	 * failover_tilt_over moves the deadlines on by the time held.
+	 */
+	if (tilt_active(fo->env->tilt))
+		return;
 	/* Fast only while acting; waiting to retry needs no haste. */
 	w->repeat = fo_active(fo) ? FO_TICK : FO_POLL_EVERY;
 	if (fo_active(fo)) {
@@ -3970,6 +3992,19 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* --- the public side ----------------------------------------------------- */
+
+void
+failover_tilt_over(struct failover *fo, double held)
+{
+	if (fo->step_start > 0)
+		fo->step_start += held;
+	if (fo->launch_start > 0)
+		fo->launch_start += held;
+	if (fo->retry_at > 0)
+		fo->retry_at += held;
+	if (!fo_active(fo) && fo->step != FAILOVER_CORROBORATE)
+		failover_consider(fo);
+}
 
 void
 failover_on_check(struct failover *fo, enum service_verdict to)

@@ -17,7 +17,10 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+import test_failover as tf  # noqa: E402
 from fodtest import Daemon, ctl  # noqa: E402
+from simfixture import Ec2Sim  # noqa: E402
 
 CONF = """\
 state_dir = "{d}/state";
@@ -96,3 +99,49 @@ def test_probes_go_on_while_the_syslog_reader_is_stalled(workdir):
             assert not any("lines dropped" in l for l in d.lines)
     finally:
         reader.close()
+
+
+# --- TILT: a stalled loop acts on fresh evidence only ----------------------
+
+
+def test_a_stall_holds_the_failover_until_the_tilt_is_over(tmp_path):
+    with Ec2Sim("basic", tmp_path / "sim") as sim:
+        conf = tf.write_conf(str(tmp_path), sim, probes=("site",))
+        with open(conf) as f:
+            text = f.read()
+        # Long enough for a fresh DOWN inside it on a busy machine.
+        with open(conf, "w") as f:
+            f.write(text.replace("debug = true;",
+                                 "debug = true;\ntilt_period = 15;"))
+        e = dict(sim.env())
+        e["AWS_CONFIG_FILE"] = str(tmp_path / "no-aws-config")
+        e["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "no-creds")
+        with Daemon(conf, env=e) as d:
+            tf.healthy(d)
+            # The daemon stops (a paused VM); production breaks meanwhile.
+            d.signal(signal.SIGSTOP)
+            try:
+                sim.instance_fault(tf.OLD, "both")
+                time.sleep(6)       # the stall: > 2 s past the 1 s tick
+            finally:
+                d.signal(signal.SIGCONT)
+            mark = len(d.lines)
+            tilt = d.wait_for(r"event=watchdog_tilt ", start=mark)
+            assert tf.field(tilt, "reason") == "stall"
+            # The probes start their counts again: DOWN on fresh checks,
+            # and the failover waits for the tilt to be over.
+            held = d.wait_for(r"event=failover_held .*reason=tilt",
+                              timeout=30, start=mark)
+            assert d.lines.index(held) > d.lines.index(tilt)
+            assert tf.calls(sim, "StopInstances") == []
+            assert tf.calls(sim, "RunInstances") == []
+            over = d.wait_for(r"event=watchdog_tilt_over", timeout=60,
+                              start=mark)
+            started = d.wait_for(r"event=failover_started", timeout=30,
+                                 start=mark)
+            assert d.lines.index(started) > d.lines.index(over)
+            assert not [ev for ev, line in tf.events(d, mark)
+                        if ev == "failover_step" and
+                        d.lines.index(line) < d.lines.index(over)]
+            d.wait_for(r"event=failover_completed", timeout=90, start=mark)
+            tf.assert_replaced(sim)
