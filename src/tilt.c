@@ -1,7 +1,8 @@
 /*
  * The stall and clock-jump guard (tilt.h). Sentinel enters TILT when
  * its timer handler sees the clock go backwards or run more than two
- * seconds past its period; we do the same with both clocks read here,
+ * seconds past its period; we look after every poll of the loop, which
+ * a timer wakes at least every TILT_TICK, with both clocks read here,
  * not ev_now(), which libev keeps in step with the wall clock.
  *
  *	watching --(late or jump > TILT_THRESHOLD)--> tilted
@@ -19,7 +20,8 @@
 
 struct tilt {
 	struct tilt_env		 env;
-	ev_timer		 timer;
+	ev_timer		 timer;		/* the longest sleep */
+	ev_check		 check;		/* after every poll */
 	struct tilt_clock	 last;
 	int			 have_last;
 	int			 tilted;
@@ -118,13 +120,27 @@ tilt_read(struct tilt_clock *c)
 	c->real = ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * After every poll, first of its iteration: after a stall the probes'
+ * timeouts and the engine's tick are due too, and must see the tilt.
+ * The timer only bounds how long the loop may sleep: restarted here,
+ * it fires only when nothing else woke the loop for a whole tick, so
+ * the guard costs no wakeup on a busy daemon.
+ */
+static void
+tilt_on_check(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct tilt		*t = w->data;
+	struct tilt_clock	 now;
+
+	tilt_read(&now);
+	tilt_observe(t, &now);
+	ev_timer_again(loop, &t->timer);
+}
+
 static void
 tilt_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct tilt_clock now;
-
-	tilt_read(&now);
-	tilt_observe(w->data, &now);
 }
 
 struct tilt *
@@ -138,14 +154,12 @@ tilt_new(const struct tilt_env *env)
 	t->env = *env;
 	if (env->loop == NULL)
 		return t;
-	ev_timer_init(&t->timer, tilt_on_timer, TILT_TICK, TILT_TICK);
-	/*
-	 * First in its loop iteration: after a stall, the probes' timeouts
-	 * and the engine's tick are due too, and must see the tilt.
-	 */
-	ev_set_priority(&t->timer, EV_MAXPRI);
-	t->timer.data = t;
-	ev_timer_start(env->loop, &t->timer);
+	ev_timer_init(&t->timer, tilt_on_timer, 0., TILT_TICK);
+	ev_timer_again(env->loop, &t->timer);
+	ev_check_init(&t->check, tilt_on_check);
+	ev_set_priority(&t->check, EV_MAXPRI);
+	t->check.data = t;
+	ev_check_start(env->loop, &t->check);
 	tilt_read(&t->last);
 	t->have_last = 1;
 	return t;
@@ -156,8 +170,10 @@ tilt_free(struct tilt *t)
 {
 	if (t == NULL)
 		return;
-	if (t->env.loop != NULL)
+	if (t->env.loop != NULL) {
 		ev_timer_stop(t->env.loop, &t->timer);
+		ev_check_stop(t->env.loop, &t->check);
+	}
 	free(t);
 }
 

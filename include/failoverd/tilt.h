@@ -1,10 +1,11 @@
 /*
  * tilt: the stall and clock-jump guard, after Redis Sentinel's TILT mode.
  *
- * A timer due every TILT_TICK seconds looks at how late it ran (the loop
- * was not run: SIGSTOP, a paused VM, a machine swapping) and at how far
- * the wall clock moved against the monotonic clock (settimeofday, a VM
- * resumed with a stale clock). Past TILT_THRESHOLD seconds either way,
+ * After every poll the guard looks at how long the loop was gone, which a
+ * timer bounds to TILT_TICK seconds (longer: the loop was not run:
+ * SIGSTOP, a paused VM, a machine swapping, a callback that blocked),
+ * and at how far the wall clock moved against the monotonic clock
+ * (settimeofday, a VM resumed with a stale clock). Past TILT_THRESHOLD seconds either way,
  * time is not trusted for the tilt period: the probes go on, their
  * counts start again (a verdict made across a stall is not evidence),
  * and the acting half starts no move and sends no new call until the
@@ -15,7 +16,7 @@
 
 #include <ev.h>
 
-/* How often the guard looks, and how much slip it tolerates (seconds). */
+/* The loop's longest sleep, and how much slip is tolerated (seconds). */
 #define TILT_TICK		1.0
 #define TILT_THRESHOLD		2.0
 /* How long a tilt lasts by default (config: tilt_period). */
