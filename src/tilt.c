@@ -159,9 +159,8 @@ tilt_new(const struct tilt_env *env)
 	ev_check_init(&t->check, tilt_on_check);
 	ev_set_priority(&t->check, EV_MAXPRI);
 	t->check.data = t;
+	/* The first poll is the first reading: setting up is no stall. */
 	ev_check_start(env->loop, &t->check);
-	tilt_read(&t->last);
-	t->have_last = 1;
 	return t;
 }
 
