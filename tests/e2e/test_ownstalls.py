@@ -9,8 +9,10 @@ over until the tilt period is over."""
 import json
 import os
 import re
+import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -19,7 +21,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import test_failover as tf  # noqa: E402
-from fodtest import Daemon, ctl  # noqa: E402
+from fodtest import FAILOVERD, Daemon, ctl  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
 
 CONF = """\
@@ -99,6 +101,59 @@ def test_probes_go_on_while_the_syslog_reader_is_stalled(workdir):
             assert not any("lines dropped" in l for l in d.lines)
     finally:
         reader.close()
+
+
+def test_probes_go_on_while_nobody_reads_stderr(workdir):
+    """In the foreground or under systemd the log is also on stderr: a
+    reader that stops (a pipe nobody drains) must not stop the loop."""
+    probes = ",\n".join(
+        '{ name = "p%d"; type = "http"; address = "127.0.0.1"; port = 9; '
+        'interval = 0.1; timeout = 0.05; }' % i for i in range(40))
+    conf = workdir / "failoverd.conf"
+    conf.write_text(CONF.format(d=workdir, probes=probes))
+    sock = str(workdir / "control.sock")
+    env = dict(os.environ)
+    env["AWS_ENDPOINT_URL_EC2"] = "http://127.0.0.1:9"
+    env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://127.0.0.1:9"
+    # No syslog: only the stderr sink is under test.
+    env["FAILOVERD_LOG_SOCKET"] = str(workdir / "nobody-listens")
+    import loopguard
+    loopguard.check_file(env, str(conf))
+    proc = subprocess.Popen([FAILOVERD, "-c", str(conf), "--log-stderr",
+                             "-d"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sock):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        # Nothing reads the pipe: it fills (64 KiB), then the queue.
+        first = checks(sock)
+        deadline = time.monotonic() + 120
+        while checks(sock) < first + 3000:
+            assert time.monotonic() < deadline, \
+                "the probes stopped while nobody read stderr"
+            time.sleep(0.5)
+        # Read again: the count of what was dropped comes through.
+        buf = b""
+        rx = re.compile(rb"warning: log: (\d+) lines dropped while the "
+                        rb"log reader was stalled\n")
+        fd = proc.stderr.fileno()
+        deadline = time.monotonic() + 60
+        while rx.search(buf) is None:
+            assert time.monotonic() < deadline, buf[-2000:]
+            r, _, _ = select.select([fd], [], [], 1.0)
+            if r:
+                chunk = os.read(fd, 1 << 20)
+                assert chunk, "failoverd exited"
+                # Keep the tail only: the log runs on at debug level.
+                buf = (buf + chunk)[-(1 << 20):]
+        assert int(rx.search(buf).group(1)) > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # Drain while it stops: the exit path waits for its log a while.
+        out = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0, out[-2000:]
 
 
 # --- TILT: a stalled loop acts on fresh evidence only ----------------------
