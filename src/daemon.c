@@ -753,12 +753,19 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 		first = 0;
 	}
 	/* Daemon-wide: is the machine keeping up with the schedule? */
-	if (json)
+	if (json) {
 		buf_printf(out, "],\"checks\":{\"in_flight\":%u,"
-		    "\"waiting\":%u,\"max_in_flight\":%u}}\n",
+		    "\"waiting\":%u,\"max_in_flight\":%u},"
+		    "\"tilt_left\":%.0f}\n",
 		    curlev_slots_used(d->curl), curlev_slots_waiting(d->curl),
-		    curlev_slots_max(d->curl));
-	else if (first)
+		    curlev_slots_max(d->curl), tilt_left(d->tilt));
+		return 0;
+	}
+	if (tilt_active(d->tilt))
+		buf_printf(out, "watchdog: TILT (its loop stalled or its "
+		    "clock jumped): no failover starts for %.0fs\n",
+		    tilt_left(d->tilt));
+	if (first)
 		buf_puts(out, "no services configured\n");
 	else if (only == NULL)
 		buf_printf(out, "checks: %u in flight, %u waiting "

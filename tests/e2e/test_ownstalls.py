@@ -190,6 +190,15 @@ def test_a_stall_holds_the_failover_until_the_tilt_is_over(tmp_path):
             assert d.lines.index(held) > d.lines.index(tilt)
             assert tf.calls(sim, "StopInstances") == []
             assert tf.calls(sim, "RunInstances") == []
+            # failoverctl status says so while it lasts.
+            sock = str(tmp_path / "control.sock")
+            out = ctl(sock, "status").stdout
+            if "watchdog: TILT" not in out:
+                # Only if it just ended: the log says so already.
+                d.wait_for(r"event=watchdog_tilt_over", timeout=10,
+                           start=mark)
+            st = json.loads(ctl(sock, "status", "--json").stdout)
+            assert isinstance(st["tilt_left"], (int, float))
             over = d.wait_for(r"event=watchdog_tilt_over", timeout=60,
                               start=mark)
             started = d.wait_for(r"event=failover_started", timeout=30,
