@@ -174,13 +174,13 @@ def test_a_stall_holds_the_failover_until_the_tilt_is_over(tmp_path):
         with Daemon(conf, env=e) as d:
             tf.healthy(d)
             # The daemon stops (a paused VM); production breaks meanwhile.
+            mark = len(d.lines)
             d.signal(signal.SIGSTOP)
             try:
                 sim.instance_fault(tf.OLD, "both")
                 time.sleep(6)       # the stall: > 2 s past the 1 s tick
             finally:
                 d.signal(signal.SIGCONT)
-            mark = len(d.lines)
             tilt = d.wait_for(r"event=watchdog_tilt ", start=mark)
             assert tf.field(tilt, "reason") == "stall"
             # The probes start their counts again: DOWN on fresh checks,
