@@ -59,6 +59,8 @@ static const struct {
 	[ALERT_JOURNAL_WRITE_OK]	= { "journal_write_ok", LOG_NOTICE },
 	[ALERT_WATCHDOG_UNHEALTHY]	= { "watchdog_unhealthy", LOG_CRIT },
 	[ALERT_WATCHDOG_HEALTHY]	= { "watchdog_healthy", LOG_NOTICE },
+	[ALERT_WATCHDOG_TILT]		= { "watchdog_tilt", LOG_WARNING },
+	[ALERT_WATCHDOG_TILT_OVER]	= { "watchdog_tilt_over", LOG_NOTICE },
 };
 
 #define ALERT_RL_SLOTS	64

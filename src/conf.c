@@ -2492,6 +2492,9 @@ static const struct conf_setting conf_top_settings[] = {
 	{ .name = "probe_max_in_flight", .kind = K_INT,
 	  .off = COFF(probe_max_in_flight), .min = 1, .max = 100000,
 	  .defnum = 256 },
+	/* TILT_PERIOD_DEFAULT of tilt.h. */
+	{ .name = "tilt_period", .kind = K_SECS, .off = COFF(tilt_period),
+	  .min = 1, .max = 3600, .defnum = 30 },
 	{ .name = "aws", .kind = K_GROUP, .off = COFF(aws),
 	  .sub = &conf_aws_group },
 	{ .name = "alerts", .kind = K_GROUP, .off = COFF(alerts),

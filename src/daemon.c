@@ -28,6 +28,7 @@
 #include "failoverd/service.h"
 #include "failoverd/snapshot.h"
 #include "failoverd/statelock.h"
+#include "failoverd/tilt.h"
 
 #define DAEMON_CONF_ERRLEN	8192
 /*
@@ -59,6 +60,7 @@ struct daemon {
 	struct ec2_client	*ec2;
 	char			 ec2_error[512];
 	struct failover_env	 fenv;
+	struct tilt		*tilt;		/* the stall and clock guard */
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
 	/* statelock.h: the lock of the state_dir of lock_dev, lock_ino */
@@ -197,6 +199,31 @@ daemon_on_verdict(struct service *svc, enum service_verdict from,
 
 	if (fo != NULL)
 		failover_on_verdict(fo, from, to);
+}
+
+/*
+ * The loop stalled or the clock jumped (tilt.h): a probe's streak may
+ * straddle the stall, so every count starts again and a verdict needs
+ * fresh checks.
+ */
+static void
+daemon_on_tilt(void *arg, enum tilt_reason why, double seconds)
+{
+	struct daemon	*d = arg;
+	size_t		 i;
+
+	for (i = 0; i < d->nservices; i++)
+		service_reset_probes(d->services[i]);
+}
+
+static void
+daemon_on_tilt_over(void *arg, double held)
+{
+	struct daemon	*d = arg;
+	size_t		 i;
+
+	for (i = 0; i < d->nservices; i++)
+		failover_tilt_over(d->failovers[i], held);
 }
 
 /*
@@ -466,6 +493,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
     size_t errlen)
 {
 	struct daemon	*d;
+	struct tilt_env	 te;
 	int		 lock_fd;
 
 	d = calloc(1, sizeof(*d));
@@ -506,6 +534,17 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	if (daemon_open_control(d, conf, err, errlen) == -1)
 		goto fail;
 	daemon_open_aws(d, conf);
+	te.loop = loop;
+	te.period = conf->tilt_period;
+	te.on_tilt = daemon_on_tilt;
+	te.on_over = daemon_on_tilt_over;
+	te.arg = d;
+	d->tilt = tilt_new(&te);
+	if (d->tilt == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	d->fenv.tilt = d->tilt;
 	d->fenv.loop = loop;
 	d->fenv.ec2 = d->ec2;
 	d->fenv.ec2_error = d->ec2_error;
@@ -519,6 +558,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->conf = conf;
 	return d;
 fail:
+	tilt_free(d->tilt);
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
@@ -545,6 +585,7 @@ daemon_free(struct daemon *d)
 	free(d->services);
 	free(d->failovers);
 	free(d->practices);
+	tilt_free(d->tilt);
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
@@ -619,6 +660,7 @@ daemon_reload(struct daemon *d)
 	log_set_debug(conf->debug);
 	probe_sched_set_max_in_flight(d->probes,
 	    (unsigned int)conf->probe_max_in_flight);
+	tilt_set_period(d->tilt, conf->tilt_period);
 	if (!daemon_aws_equal(&conf->aws, &d->conf->aws))
 		log_warnx("reload: the aws settings changed; the EC2 client "
 		    "keeps the old ones until failoverd restarts (failovers "
@@ -730,13 +772,20 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 		first = 0;
 	}
 	/* Daemon-wide: is the machine keeping up with the schedule? */
-	if (json)
+	if (json) {
 		buf_printf(out, "],\"checks\":{\"in_flight\":%u,"
-		    "\"waiting\":%u,\"max_in_flight\":%u}}\n",
+		    "\"waiting\":%u,\"max_in_flight\":%u},"
+		    "\"tilt_left\":%.0f}\n",
 		    probe_sched_in_flight(d->probes),
 		    probe_sched_waiting(d->probes),
-		    probe_sched_max_in_flight(d->probes));
-	else if (first)
+		    probe_sched_max_in_flight(d->probes), tilt_left(d->tilt));
+		return 0;
+	}
+	if (tilt_active(d->tilt))
+		buf_printf(out, "watchdog: TILT (its loop stalled or its "
+		    "clock jumped): no failover starts for %.0fs\n",
+		    tilt_left(d->tilt));
+	if (first)
 		buf_puts(out, "no services configured\n");
 	else if (only == NULL)
 		buf_printf(out, "checks: %u in flight, %u waiting "

@@ -59,6 +59,7 @@
 #include <openssl/rand.h>
 
 #include "failover_priv.h"
+#include "failoverd/tilt.h"
 
 const char *fo_fence_names[FENCE_MAX] = { "todo", "stopping",
 	"fenced" };
@@ -690,6 +691,12 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	struct failover *fo = w->data;
 	double		 now = fo_now(fo);
 
+	/*
+	 * TILT: no new call and no deadline while time is not trusted;
+	 * failover_tilt_over moves the deadlines on by the time held.
+	 */
+	if (tilt_active(fo->env->tilt))
+		return;
 	/* Fast only while acting; waiting to retry needs no haste. */
 	w->repeat = fo_active(fo) ? FO_TICK : FO_POLL_EVERY;
 	if (fo_active(fo)) {
@@ -723,6 +730,19 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (fo->retry_at == 0 && fo->step != FAILOVER_CORROBORATE)
 		ev_timer_stop(loop, w);
+}
+
+void
+failover_tilt_over(struct failover *fo, double held)
+{
+	if (fo->step_start > 0)
+		fo->step_start += held;
+	if (fo->launch_start > 0)
+		fo->launch_start += held;
+	if (fo->retry_at > 0)
+		fo->retry_at += held;
+	if (!fo_active(fo) && fo->step != FAILOVER_CORROBORATE)
+		fo_consider(fo);
 }
 
 void

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "failover_priv.h"
+#include "failoverd/tilt.h"
 
 int
 fo_wants_failover(const struct failover *fo)
@@ -100,6 +101,13 @@ fo_can_act(struct failover *fo, char *why, size_t len)
 		    "and the volumes are");
 		return 0;
 	}
+	/* TILT: no move starts on evidence from across a stall. */
+	if (tilt_active(fo->env->tilt)) {
+		snprintf(why, len, "the watchdog is in TILT (its loop stalled "
+		    "or its clock jumped) for %.0fs more",
+		    tilt_left(fo->env->tilt));
+		return 0;
+	}
 	return 1;
 }
 
@@ -123,6 +131,14 @@ fo_consider(struct failover *fo)
 		alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", "paused",
 		    "action", "probes run, no automatic action until "
 		    "failoverctl resume", NULL);
+		return;
+	}
+	/* TILT: the watchdog's trouble, not AWS's; failover_tilt_over
+	 * considers again. */
+	if (tilt_active(fo->env->tilt)) {
+		alert_emit(ALERT_FAILOVER_HELD, fo->name, "reason", "tilt",
+		    "action", "no action until the watchdog_tilt is over",
+		    NULL);
 		return;
 	}
 	if (fo_rate_limited(fo, why, sizeof(why))) {

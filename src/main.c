@@ -339,6 +339,7 @@ main(int argc, char **argv)
 
 	memset(&m, 0, sizeof(m));
 	m.loop = ev_default_loop(EVFLAG_AUTO);
+	log_set_loop(m.loop);
 	m.daemon = daemon_new(m.loop, conf, err, MAIN_CONF_ERRLEN);
 	if (m.daemon == NULL) {
 		log_warnx("cannot start: %s", err);
@@ -381,7 +382,8 @@ main(int argc, char **argv)
 	daemon_free(m.daemon);
 	libssh2_exit();
 	curl_global_cleanup();
+	log_set_loop(NULL);
 	ev_loop_destroy(m.loop);
-	closelog();
+	log_close();
 	return 0;
 }

@@ -203,6 +203,7 @@ struct config {
 	int		 debug;
 	double		 watchdog_interval; /* 0: from WATCHDOG_USEC */
 	int		 probe_max_in_flight; /* checks at once, daemon-wide */
+	double		 tilt_period;	/* seconds the acting half waits */
 	struct aws_conf	 aws;
 	struct alerts_conf alerts;
 	struct service_conf *services;

@@ -26,6 +26,7 @@ struct ec2_client;
 struct ec2_request;
 struct ec2_result;
 struct failover;
+struct tilt;
 
 enum failover_step {
 	FAILOVER_IDLE,
@@ -49,6 +50,8 @@ struct failover_env {
 	struct ec2_client	*ec2;		/* NULL: AWS not usable */
 	const char		*ec2_error;	/* why ec2 is NULL */
 	const char		*state_dir;
+	/* Tilted (tilt.h): no move starts, no new call goes. May be NULL. */
+	const struct tilt	*tilt;
 	/*
 	 * 1 when the watchdog itself looks cut off: every service it
 	 * watches went DOWN within a few seconds of each other; 0 when
@@ -82,6 +85,13 @@ struct failover	*failover_new(const struct failover_env *env,
 		    struct service *svc);
 /* Cancels calls in flight; the journal stays as it is on disk. */
 void		 failover_free(struct failover *fo);
+
+/*
+ * A tilt is over (tilt_env.on_over): the steps' deadlines move on by
+ * the held seconds that time was not trusted, and a DOWN held meanwhile
+ * is considered again.
+ */
+void		 failover_tilt_over(struct failover *fo, double held);
 
 /* The service's verdict changed (service_env.on_verdict). */
 void		 failover_on_verdict(struct failover *fo,

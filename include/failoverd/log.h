@@ -9,8 +9,23 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* facility is a syslog LOG_* facility; to_stderr mirrors every line. */
+struct ev_loop;
+
+/*
+ * facility is a syslog LOG_* facility; to_stderr mirrors every line.
+ * Neither sink ever blocks the caller: a line the sink cannot take now
+ * waits in a bounded queue, and past the bound it is dropped and counted
+ * (log.c). The environment variable FAILOVERD_LOG_SOCKET, a test hook,
+ * names the syslog socket instead of /dev/log.
+ */
 void	log_init(const char *ident, int facility, int to_stderr);
+/*
+ * The loop that flushes queued lines when a sink can take them again;
+ * NULL before that loop is destroyed.
+ */
+void	log_set_loop(struct ev_loop *loop);
+/* Waits a bounded time for what is queued, then frees it (atexit). */
+void	log_close(void);
 void	log_set_facility(int facility);
 /* Where the copy of each line goes instead of stderr (tests). */
 void	log_set_stream(FILE *fp);

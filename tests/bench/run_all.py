@@ -43,6 +43,7 @@ def main(names):
     import bench_idle
     import bench_failover
     import bench_failover_aws
+    import bench_log_stall
     order = [
         ("idle", bench_idle.start, bench_idle.finish),
         ("probe_cost", bench_probe_cost.run, None),
@@ -50,6 +51,7 @@ def main(names):
         ("detect", bench_detect.run, None),
         ("failover", bench_failover.run, None),
         ("failover_aws", bench_failover_aws.run, None),
+        ("log_stall", bench_log_stall.run, None),
     ]
     print(f"failoverd benchmarks: build {build_type()}, "
           f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}",
