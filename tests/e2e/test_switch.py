@@ -13,23 +13,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
+from conftest import (EIP, OLD, VOLS, calls, curl_health,  # noqa: E402
+                      events, field, healthy, start)
 from fodtest import ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
-from test_failover import (calls, curl_health, events, field,  # noqa: E402
-                           healthy, start)
+from simfixture import BASIC  # noqa: E402
 
-OLD = BASIC["instance"]
-VOLS = BASIC["volumes"]
-EIP = BASIC["eip"]
 NEW_AMI = "ami-0bbbbbbbbbbbbbbb2"
 POLICY = {"verify_timeout": 8}
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
 
 
 def release(sim, faults=()):
@@ -40,7 +30,7 @@ def release(sim, faults=()):
 
 
 def evnames(d, start=0):
-    return [e for e, _ in events(d, start)]
+    return [e for e, _ in events(d, start=start)]
 
 
 def status(d):
