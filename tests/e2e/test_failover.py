@@ -388,7 +388,7 @@ def test_hung_os_default_fence_waits_for_the_graceful_stop(tmp_path, sim):
         # Stopped only once EC2 gave up on the OS shutdown.
         assert float(field(line, "fence")) >= graceful
         d.wait_for(r"fenced \(stopped, [0-9.]+s, graceful stop\)",
-                   timeout=1, start=0)
+                   timeout=10, start=0)
 
 
 def test_skip_os_shutdown_fence_does_not_wait_for_a_hung_os(tmp_path, sim):
@@ -406,7 +406,7 @@ def test_skip_os_shutdown_fence_does_not_wait_for_a_hung_os(tmp_path, sim):
             assert p.get("Force") == "true"
             assert p.get("SkipOsShutdown") == "true"
         d.wait_for(r"fenced \(stopped, [0-9.]+s, OS shutdown skipped\)",
-                   timeout=1, start=0)
+                   timeout=10, start=0)
 
 
 def test_a_region_refusing_skip_os_shutdown_falls_back_to_graceful(
@@ -425,5 +425,5 @@ def test_a_region_refusing_skip_os_shutdown_falls_back_to_graceful(
         assert mine[-1]["code"] == "OK"
         assert "SkipOsShutdown" not in mine[-1]["params"]
         assert mine[-1]["params"].get("Force") == "true"
-        line = d.wait_for(r"refused SkipOsShutdown", timeout=1, start=0)
+        line = d.wait_for(r"refused SkipOsShutdown", timeout=10, start=0)
         assert "graceful" in line

@@ -46,7 +46,7 @@ def api_service(sim):
       {{ name = "shell"; type = "ssh"; port = {sim.ssh_port};
          user = "{sim.ssh_user}"; key_file = "{sim.ssh_key}";
          known_hosts = "{sim.known_hosts}";
-         interval = 0.5; timeout = 0.4; fall = 2; rise = 2; }} );
+         interval = 1.0; timeout = 0.9; fall = 2; rise = 2; }} );
     policy = {{ cooldown = 0; }};
   }}"""
 

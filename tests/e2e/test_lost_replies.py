@@ -33,7 +33,7 @@ def test_lost_create_snapshot_reply_leaves_one_snapshot(tmp_path, sim,
         sim.fault(kind=kind, action="CreateSnapshot", count=1)
         ctl(d.sock, "snapshot", "web")
         taken = wait_events(d, "snapshot_taken", 2, timeout=60)
-        d.wait_for(r"its reply was lost, but it was done", timeout=5)
+        d.wait_for(r"its reply was lost, but it was done", timeout=30)
         mine = ours(sim)
     # One per volume: the lost one was found, not made again.
     assert len(mine) == 2, mine
@@ -102,6 +102,6 @@ def test_no_capacity_500s_are_tried_again_and_the_failover_completes(
         d.wait_for(r"event=failover_completed", timeout=90)
         assert_replaced(sim)
         d.wait_for(r"InsufficientInstanceCapacity.*\(try 2 of 3\)",
-                   timeout=5)
+                   timeout=30)
         runs = calls(sim, "RunInstances")
         assert [r["status"] for r in runs] == [500, 500, 200]

@@ -396,7 +396,7 @@ def test_rollback_that_cannot_attach_leaves_no_instance_without_its_data(
             assert sim.volume(vid)["attachment"] is None
         # Volumes attached nowhere: no instance may run beside them.
         sim.wait(lambda: sim.instance(OLD)["state"] in
-                 ("stopping", "stopped"), timeout=5,
+                 ("stopping", "stopped"), timeout=30,
                  what="the kept instance, idle, stopped again")
         assert sim.instance(new["id"])["state"] == "stopped"
         # And the alert says where they are: attached nowhere.
