@@ -313,9 +313,12 @@ def test_probe_tls_verification_is_on_unless_turned_off_and_logged(
     srv = HttpServer(ip, 8443, {"/ok": (200, "secure\n")},
                      certfile=cert, keyfile=key)
     try:
+        # A TLS handshake with the test's own server thread takes more
+        # than 0.4 s on a busy machine; a check that times out first
+        # would be down for the wrong reason (timeout_in=connect).
         common = ('type = "http"; scheme = "https"; host = "probe.test"; '
                   f'address = "{ip}"; port = 8443; path = "/ok"; '
-                  'interval = 0.5; timeout = 0.4; fall = 1; rise = 1;')
+                  'interval = 2.0; timeout = 1.8; fall = 1; rise = 1;')
         probes = ", ".join([
             '{ name = "strict"; %s }' % common,
             '{ name = "with-ca"; ca_file = "%s"; %s }' % (cert, common),
