@@ -22,17 +22,11 @@ import conftest  # noqa: E402
 from conftest import (EIP, assert_replaced, calls, ec2_client,  # noqa: E402
                       field, healthy, write_conf)
 from fodtest import ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
+from simfixture import BASIC  # noqa: E402
 import sim_cloudinit  # noqa: E402
 
 OLD = BASIC["instance"]
 AMI = BASIC["image"]
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
 
 
 def start(tmp_path, sim, host_keys=None, instance_type="t3.micro",
