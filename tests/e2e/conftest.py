@@ -201,6 +201,11 @@ def events(log, name=None, start=0):
     """The event= lines of log (a Daemon or a list of lines) from index
     start: with name, the lines of that event; without, (event, line)
     for every event."""
+    # events(d, n) meant "from line n" before the two kinds of events()
+    # became one: refuse it rather than match no event name at all.
+    if name is not None and not isinstance(name, str):
+        raise TypeError("events(log, name=None, start=0): pass start= "
+                        "by keyword")
     out = []
     for line in getattr(log, "lines", log)[start:]:
         if "event=" in line:
