@@ -513,8 +513,8 @@ def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
     world.http.set_route("/slow", slow)
     # Long enough for a slow check on a busy machine: only the wait in
     # line may take a check past it.
-    timeout = 1.0
-    common = dict(interval=2.0, timeout=timeout, fall=1, rise=1)
+    timeout = 2.0
+    common = dict(interval=3.0, timeout=timeout, fall=1, rise=1)
     # Blackholed targets hold a slot for a whole timeout each.
     probes = [probe(f"hang{i}", "http", address=world.hang_ip,
                     port=HTTP_PORT, **common) for i in range(6)]
@@ -572,7 +572,7 @@ def test_http_probes_ignore_a_proxy_from_the_environment(world, tmp_path):
     d = str(tmp_path)
     conf = write_conf(d, [service(51, "direct", [
         probe("http", "http", address=world.http_ip, port=HTTP_PORT,
-              path="/ok", interval=1.0, timeout=0.9, fall=1, rise=1)])])
+              path="/ok", interval=3.0, timeout=2.5, fall=1, rise=1)])])
     proxy = "http://127.0.0.1:9"
     env = {**ENV, "http_proxy": proxy, "HTTP_PROXY": proxy,
            "https_proxy": proxy, "ALL_PROXY": proxy, "all_proxy": proxy}
