@@ -92,7 +92,7 @@ def run():
         d = Daemon([service_conf(i, [ssh_probe(user, userkey, kh)])
                     for i in range(SERVICES)], workdir=work)
         try:
-            d.wait_for(r"probe svc0/ssh: up", 30)
+            d.wait_for(r"probe svc0/ssh: up", 60)
             for _ in range(WINDOWS):
                 n0, (c0, _) = checks(d), d.stat.cpu()
                 t0 = time.monotonic()

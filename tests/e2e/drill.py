@@ -19,7 +19,7 @@ import time
 
 from fodtest import Daemon, known_library_leak_only, sanitized_build
 from simfixture import BASIC, Ec2Sim
-import test_failover as tf
+import conftest
 
 VOLS = BASIC["volumes"]          # device -> volume id
 EIP = BASIC["eip"]
@@ -114,15 +114,12 @@ class World:
         os.makedirs(self.dir)
         self.sim = Ec2Sim("basic", os.path.join(self.dir, "sim"))
         self.sim.start()
-        self.conf = tf.write_conf(self.dir, self.sim, policy=self.policy,
-                                  probes=self.probes)
-        if self.call_timeout is not None:
-            with open(self.conf) as f:
-                text = f.read()
-            text = text.replace("call_timeout = 10;",
-                                f"call_timeout = {self.call_timeout};")
-            with open(self.conf, "w") as f:
-                f.write(text)
+        aws = {} if self.call_timeout is None else {"aws": {
+            "calls_per_second": 100, "burst": 100,
+            "call_timeout": self.call_timeout}}
+        self.conf = conftest.write_conf(self.dir, self.sim,
+                                        policy=self.policy,
+                                        probes=self.probes, top=aws)
         self.state_dir = os.path.join(self.dir, "state")
         return self
 

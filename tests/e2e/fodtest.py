@@ -136,8 +136,11 @@ class Daemon:
                 return True
             return None if self._eof else False
 
-    def wait_for(self, pattern, timeout=15.0, start=0):
-        """Returns the first log line from index start matching pattern."""
+    def wait_for(self, pattern, timeout=30.0, start=0):
+        """Returns the first log line from index start matching pattern.
+
+        The default leaves room for a busy machine (two suites and a
+        CPU hog beside them): a test about timing says its own."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         seen = start

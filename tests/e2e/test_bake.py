@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-import test_snapshots as base  # noqa: E402
+from conftest import field, start_manual  # noqa: E402
 from fodtest import ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
 
@@ -31,15 +31,15 @@ def status(d):
 
 
 def test_bake_use_makes_the_replacement_ami_and_keeps_it(tmp_path, sim):
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         sim.clear_requests()
         out = ctl(d.sock, "bake", "web", "--no-reboot", "--use").stdout
         assert "started" in out
         done = d.wait_for(r"event=bake_completed service=web", timeout=30)
         st = status(d)
-    image = base.field(done, "image")
-    assert base.field(done, "instance") == BASIC["instance"]
+    image = field(done, "image")
+    assert field(done, "instance") == BASIC["instance"]
     assert st["bake"]["replacement_ami"] == image
     assert st["bake"]["last_result"] == "available"
     im = sim.state()["images"][image]
@@ -54,7 +54,7 @@ def test_bake_use_makes_the_replacement_ami_and_keeps_it(tmp_path, sim):
     # It waited for 'available' by asking, not by guessing.
     assert sim.requests(action="DescribeImages")
     # Kept across a restart; the configuration still names its AMI.
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         st = status(d)
         text = ctl(d.sock, "status", "web").stdout
@@ -65,7 +65,7 @@ def test_bake_use_makes_the_replacement_ami_and_keeps_it(tmp_path, sim):
 
 
 def test_bake_without_use_leaves_the_replacement_alone(tmp_path, sim):
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         ctl(d.sock, "bake", "web")
         # A second bake while one runs is refused, not queued.
@@ -74,20 +74,20 @@ def test_bake_without_use_leaves_the_replacement_alone(tmp_path, sim):
         done = d.wait_for(r"event=bake_completed service=web", timeout=30)
         st = status(d)
     assert st["bake"]["replacement_ami"] == ""
-    assert st["bake"]["last_image"] == base.field(done, "image")
+    assert st["bake"]["last_image"] == field(done, "image")
     # Without --no-reboot, EC2 reboots the instance for the image.
     create = sim.requests(action="CreateImage")[-1]
     assert "NoReboot" not in create["params"]
 
 
 def test_refused_bake_alerts_with_the_reason(tmp_path, sim):
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         sim.set_policy({"deny": ["CreateImage"]})
         ctl(d.sock, "bake", "web", "--use")
         failed = d.wait_for(r"event=bake_failed service=web", timeout=30)
         st = status(d)
-    assert "UnauthorizedOperation" in base.field(failed, "reason")
+    assert "UnauthorizedOperation" in field(failed, "reason")
     assert st["bake"]["replacement_ami"] == ""
     assert st["bake"]["last_result"].startswith("failed: ")
     assert set(sim.state()["images"]) == {BASIC["image"]}

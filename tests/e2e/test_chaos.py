@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import drill  # noqa: E402
-import test_failover as tf  # noqa: E402
+from conftest import field  # noqa: E402
 from simfixture import BASIC  # noqa: E402
 
 OLD = BASIC["instance"]
@@ -84,7 +84,7 @@ def one_run(w, d, seed):
         w.assert_consistent(run)
     except AssertionError as e:
         raise AssertionError(f"{what}\n{e}")
-    end = "failover_failed at " + tf.field(line, "step")
+    end = "failover_failed at " + field(line, "step")
     return end
 
 

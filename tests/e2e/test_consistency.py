@@ -27,10 +27,11 @@ from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon, ctl  # noqa: E402
+from fodtest import ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim, Ec2SimError  # noqa: E402
-from test_failover import (EIP, OLD, VOLS, assert_replaced,  # noqa: E402
-                           calls, events, healthy, replacement, write_conf)
+import conftest  # noqa: E402
+from conftest import (EIP, OLD, VOLS, assert_replaced,  # noqa: E402
+                      calls, events, healthy, replacement)
 
 
 def client(sim):
@@ -142,25 +143,10 @@ def start(tmp_path, sim):
     """failoverd as test_failover starts it, with room for the lag in
     each step's deadline, and an ssh probe that a busy machine does not
     time out (these tests are about what EC2 shows, not probe speed)."""
-    conf = write_conf(str(tmp_path), sim, policy={
+    return conftest.start(tmp_path, sim, policy={
         "fence_timeout": 40, "launch_timeout": 60, "attach_timeout": 60,
-        "associate_timeout": 30, "verify_timeout": 60})
-    with open(conf) as f:
-        text = f.read()
-    shell = 'name = "shell"; type = "ssh";'
-    assert shell in text
-    head, tail = text.split(shell, 1)
-    tail = tail.replace("interval = 1.0; timeout = 0.9;",
-                        "interval = 1.5; timeout = 1.4;", 1)
-    with open(conf, "w") as f:
-        f.write(head + shell + tail)
-    e = dict(sim.env())
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d
+        "associate_timeout": 30, "verify_timeout": 60},
+        shell={"interval": 1.5, "timeout": 1.4})
 
 
 def test_failover_under_lag_moves_each_thing_once_and_keeps_it(tmp_path):

@@ -19,6 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import drill  # noqa: E402
+from conftest import (OLD, assert_replaced, calls,  # noqa: E402
+                      healthy, replacement, start)
 
 HOOK = "FAILOVERD_CRASH_AFTER_JOURNAL_WRITE"
 HEALTHY = r"service web: healthy"
@@ -151,26 +153,24 @@ def test_sigkill_at_random_moments_ends_like_no_crash(tmp_path):
 def _kill_in_the_launch_window(tmp_path, sim):
     """SIGKILL while RunInstances is in flight: the restart does not
     know whether the launch happened and must look it up."""
-    import test_failover as tf
-    d = tf.start(tmp_path, sim)
+    d = start(tmp_path, sim)
     try:
-        tf.healthy(d)
+        healthy(d)
         # The reply comes 8 s late: time for the request to reach the
         # sim, which carries it out after the daemon is gone.
         sim.fault(kind="latency", action="RunInstances", latency=8,
                   count=1)
-        sim.instance_fault(tf.OLD, "both")
+        sim.instance_fault(OLD, "both")
         d.wait_for(r"ec2: RunInstances attempt 1$", timeout=30)
         d.drain(3)
         d.proc.kill()
     finally:
         d.stop(check=False)
     # The launch did happen: EC2 carried it out behind the dead reply.
-    sim.wait(lambda: tf.replacement(sim), timeout=20, what="launched")
+    sim.wait(lambda: replacement(sim), timeout=20, what="launched")
     # ...and logged it: a later clear_requests must not miss it.
-    sim.wait(lambda: tf.calls(sim, "RunInstances"), timeout=10,
+    sim.wait(lambda: calls(sim, "RunInstances"), timeout=10,
              what="RunInstances logged")
-    return tf
 
 
 def _token_lookups(sim):
@@ -191,31 +191,31 @@ def test_resume_finds_the_replacement_by_tag_when_the_token_lookup_fails(
     # before the kill must be visible to Describe at once.
     with Ec2Sim("basic", tmp_path / "sim",
                 delays={"describe_lag": 0.0}) as sim:
-        tf = _kill_in_the_launch_window(tmp_path, sim)
+        _kill_in_the_launch_window(tmp_path, sim)
         # This endpoint does not answer the client-token filter.
         sim.fault(kind="error", action="DescribeInstances",
                   code="InvalidParameterValue", count=None,
                   message="The filter 'client-token' is invalid",
                   match={"Filter.1.Name": "client-token"})
         sim.clear_requests()
-        with tf.start(tmp_path, sim) as d2:
+        with start(tmp_path, sim) as d2:
             d2.wait_for(r"resuming failover", timeout=10)
             d2.wait_for(r"found replacement i-[0-9a-f]+ by its "
                         r"failoverd:failover-id tag", timeout=30)
             d2.wait_for(COMPLETED, timeout=60)
-            tf.assert_replaced(sim)
+            assert_replaced(sim)
         assert _token_lookups(sim) and _tag_lookups(sim)
         # Found, not launched again.
-        assert not tf.calls(sim, "RunInstances")
+        assert not calls(sim, "RunInstances")
 
 
 def test_resume_lookup_failing_for_good_relaunches_with_the_same_token(
         tmp_path):
     from simfixture import Ec2Sim
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        tf = _kill_in_the_launch_window(tmp_path, sim)
+        _kill_in_the_launch_window(tmp_path, sim)
         first = {r["params"]["ClientToken"]
-                 for r in tf.calls(sim, "RunInstances")}
+                 for r in calls(sim, "RunInstances")}
         assert len(first) == 1
         # Neither filter is answered, ever.
         for name in ("client-token", "tag:failoverd:failover-id"):
@@ -223,13 +223,13 @@ def test_resume_lookup_failing_for_good_relaunches_with_the_same_token(
                       code="InvalidParameterValue", count=None,
                       match={"Filter.1.Name": name})
         sim.clear_requests()
-        with tf.start(tmp_path, sim) as d2:
+        with start(tmp_path, sim) as d2:
             d2.wait_for(r"resuming failover", timeout=10)
             d2.wait_for(r"looking up the replacement failed \d+ times",
                         timeout=30)
             d2.wait_for(COMPLETED, timeout=60)
-            tf.assert_replaced(sim)      # one replacement, not two
+            assert_replaced(sim)      # one replacement, not two
         again = {r["params"]["ClientToken"]
-                 for r in tf.calls(sim, "RunInstances")}
+                 for r in calls(sim, "RunInstances")}
         assert again == first            # idempotent: the same token
         assert _token_lookups(sim) and _tag_lookups(sim)

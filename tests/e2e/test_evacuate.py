@@ -10,47 +10,21 @@ import json
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon, ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
-from test_failover import (calls, curl_health, field, healthy,  # noqa: E402
-                           write_conf)
+import conftest  # noqa: E402
+from conftest import (EIP, OLD, OTHER_AZ, VOLS, calls,  # noqa: E402
+                      curl_health, evacuation, field, healthy)
+from fodtest import ctl  # noqa: E402
+from simfixture import BASIC  # noqa: E402
 
-OLD = BASIC["instance"]
-VOLS = BASIC["volumes"]
-EIP = BASIC["eip"]
 SNAPS = {"/dev/sdf": "snap-0daaaaaaaaaaaaaa1",
          "/dev/sdg": "snap-0daaaaaaaaaaaaaa2"}
-OTHER_AZ = "us-east-1b"
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
 
 
 def start(tmp_path, sim, evacuate=True, azs=(OTHER_AZ,)):
     """failoverd with policy.evacuate and the subnets of azs, in order."""
-    conf = write_conf(str(tmp_path), sim, policy={"verify_timeout": 20})
-    if evacuate:
-        with open(conf) as f:
-            text = f.read()
-        subnets = ", ".join('"%s"' % BASIC["subnets"][az] for az in azs)
-        text = text.replace("policy = { ", "policy = { evacuate = true; "
-                            "evacuation_subnets = [ %s ]; " % subnets, 1)
-        with open(conf, "w") as f:
-            f.write(text)
-    e = dict(sim.env())
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d
+    return conftest.start(tmp_path, sim,
+                          policy=evacuation(azs) if evacuate else None)
 
 
 def test_impaired_az_evacuates_from_the_newest_snapshot(tmp_path, sim):

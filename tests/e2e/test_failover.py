@@ -15,152 +15,18 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon, ctl  # noqa: E402
+from conftest import (EIP, OLD, VOLS, assert_replaced, calls,  # noqa: E402
+                      curl_health, events, field, healthy, replacement,
+                      start, two_service_scenario)
+from fodtest import ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
-
-OLD = BASIC["instance"]
-VOLS = BASIC["volumes"]          # device -> volume id
-EIP = BASIC["eip"]
 
 # Steps of a replacement, in the order the log must show them.
 STEPS = ["fence+launch", "detach", "attach", "associate", "verify"]
 
 
-def write_conf(d, sim, policy=None, probes=("site", "shell"), extra=(),
-               name="web"):
-    """A demo-sized failoverd.conf for the basic scenario."""
-    pol = {"cooldown": 0, "fence_timeout": 20, "launch_timeout": 30,
-           "detach_timeout": 5, "attach_timeout": 15,
-           "associate_timeout": 10, "verify_timeout": 20}
-    pol.update(policy or {})
-    pol_s = " ".join(f"{k} = {v if not isinstance(v, bool) else str(v).lower()};"
-                     if not isinstance(v, str) else f'{k} = "{v}";'
-                     for k, v in pol.items())
-    plist = []
-    # An SSH check is a key exchange and a login: on a busy machine
-    # (CI runs two suites at once) 0.4 s is too tight for tests that
-    # are not about the timeout itself.
-    if "site" in probes:
-        plist.append(f"""{{ name = "site"; type = "http";
-            port = {sim.http_port}; path = "/health";
-            interval = 0.5; timeout = 0.4; fall = 2; rise = 2; }}""")
-    if "shell" in probes:
-        plist.append(f"""{{ name = "shell"; type = "ssh";
-            port = {sim.ssh_port}; user = "{sim.ssh_user}";
-            key_file = "{sim.ssh_key}"; known_hosts = "{sim.known_hosts}";
-            interval = 1.0; timeout = 0.9; fall = 2; rise = 2; }}""")
-    services = [f"""{{
-    name = "{name}";
-    eip_allocation_id = "{EIP}";
-    volumes = (
-      {{ id = "{VOLS['/dev/sdf']}"; device = "/dev/sdf"; }},
-      {{ id = "{VOLS['/dev/sdg']}"; device = "/dev/sdg"; }}
-    );
-    launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro";
-               subnet = "{BASIC['subnets']['us-east-1a']}";
-               security_groups = [ "{BASIC['security_group']}" ];
-               key_name = "{BASIC['key_name']}";
-               iam_instance_profile = "{BASIC['instance_profile']}";
-               tags = {{ Name = "prod-web"; }}; }};
-    probes = ( {", ".join(plist)} );
-    policy = {{ {pol_s} }};
-  }}"""] + list(extra)
-    os.makedirs(os.path.join(d, "state"), exist_ok=True)
-    path = os.path.join(d, "failoverd.conf")
-    with open(path, "w") as f:
-        f.write(f"""state_dir = "{d}/state";
-control_socket = "{d}/control.sock";
-debug = true;
-aws = {{ calls_per_second = 100; burst = 100; call_timeout = 10; }};
-alerts = {{ rate_limit = 0; }};
-services = (
-{",".join(services)}
-);
-""")
-    return path
-
-
-def events(daemon, start=0):
-    """(event, line) for every event= line from index start."""
-    out = []
-    for line in daemon.lines[start:]:
-        if "event=" in line:
-            ev = line.split("event=", 1)[1].split()[0]
-            out.append((ev, line))
-    return out
-
-
-def field(line, key):
-    """Value of key=value in an event line (quoted or not)."""
-    part = line.split(f" {key}=", 1)[1]
-    if part.startswith('"'):
-        return part[1:].split('"', 1)[0]
-    return part.split()[0]
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
-
-
-def start(tmp_path, sim, env=None, **kw):
-    conf = write_conf(str(tmp_path), sim, **kw)
-    e = dict(sim.env())
-    # failoverd refuses world-writable credential files (/dev/null).
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    e.update(env or {})
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d
-
-
-def healthy(d, name="web", timeout=20):
-    d.wait_for(rf"service {name}: healthy", timeout=timeout)
-
-
-def replacement(sim):
-    """The instances ec2sim launched (not the scenario's)."""
-    st = sim.state()
-    return [i for i in st["instances"].values() if i["id"] != OLD]
-
-
-def assert_replaced(sim, old=OLD):
-    st = sim.state()
-    new = [i for i in st["instances"].values() if i["id"] != old]
-    assert len(new) == 1, json.dumps(st["instances"], indent=1)
-    new = new[0]
-    assert new["state"] == "running"
-    assert new["image"] == BASIC["image"]
-    assert new["az"] == BASIC["az"]
-    assert new["tags"]["failoverd:service"] == "web"
-    assert new["tags"]["failoverd:failover-id"]
-    for dev, vid in VOLS.items():
-        assert new["volumes"].get(dev) == vid, new["volumes"]
-    assert st["addresses"][EIP]["instance"] == new["id"]
-    assert st["instances"][old]["state"] == "stopped"
-    return new
-
-
 def step_order(d, start=0):
-    return [field(line, "step") for ev, line in events(d, start)
-            if ev == "failover_step"]
-
-
-def calls(sim, action):
-    """The real (not DryRun) requests ec2sim got for action."""
-    return [r for r in sim.requests(action)
-            if str(r["params"].get("DryRun", "")).lower() != "true"]
-
-
-def curl_health(sim):
-    import urllib.request
-    ip = sim.address(EIP)["ip"]
-    with urllib.request.urlopen(sim.url(ip, "/data"), timeout=5) as r:
-        return json.loads(r.read())
+    return [field(line, "step") for line in events(d, "failover_step", start)]
 
 
 # --------------------------------------------------------------------------
@@ -216,7 +82,7 @@ def no_failover(d, seconds):
     """Nothing was launched or stopped during seconds."""
     start = len(d.lines)
     d.drain(seconds)
-    assert not [e for e, _ in events(d, start)
+    assert not [e for e, _ in events(d, start=start)
                 if e.startswith("failover_") and e != "failover_held"]
 
 
@@ -381,29 +247,6 @@ def test_verify_failing_is_failover_failed_and_leaves_things(
             "failovers"][-1]["result"] == "failed"
 
 
-def two_service_scenario(tmp_path):
-    """basic.json plus a second production instance "api" with its own
-    volume and Elastic IP, in the same AZ."""
-    from simfixture import scenario_path
-    with open(scenario_path("basic")) as f:
-        sc = json.load(f)
-    sc["volumes"].append({"id": "vol-0dbbbbbbbbbbbbbb1", "az": "us-east-1a",
-                          "size": 5, "data": "api-db"})
-    sc["addresses"].append({"allocation_id": "eipalloc-0bbbbbbbbbbbbbbb1",
-                            "instance": "i-0bbbbbbbbbbbbbbb1"})
-    api = dict(sc["instances"][0])
-    api.update({"id": "i-0bbbbbbbbbbbbbbb1",
-                "root_volume": "vol-0bbbbbbbbbbbbbbb0",
-                "tags": {"Name": "prod-api", "failoverd:service": "api"},
-                "volumes": [{"id": "vol-0dbbbbbbbbbbbbbb1",
-                             "device": "/dev/sdf"}]})
-    sc["instances"].append(api)
-    path = os.path.join(str(tmp_path), "two.json")
-    with open(path, "w") as f:
-        json.dump(sc, f)
-    return path
-
-
 def test_watchdog_isolated_does_not_fail_over(tmp_path):
     with Ec2Sim(two_service_scenario(tmp_path), tmp_path / "sim") as sim:
         api = f"""{{
@@ -545,7 +388,7 @@ def test_hung_os_default_fence_waits_for_the_graceful_stop(tmp_path, sim):
         # Stopped only once EC2 gave up on the OS shutdown.
         assert float(field(line, "fence")) >= graceful
         d.wait_for(r"fenced \(stopped, [0-9.]+s, graceful stop\)",
-                   timeout=1, start=0)
+                   timeout=10, start=0)
 
 
 def test_skip_os_shutdown_fence_does_not_wait_for_a_hung_os(tmp_path, sim):
@@ -563,7 +406,7 @@ def test_skip_os_shutdown_fence_does_not_wait_for_a_hung_os(tmp_path, sim):
             assert p.get("Force") == "true"
             assert p.get("SkipOsShutdown") == "true"
         d.wait_for(r"fenced \(stopped, [0-9.]+s, OS shutdown skipped\)",
-                   timeout=1, start=0)
+                   timeout=10, start=0)
 
 
 def test_a_region_refusing_skip_os_shutdown_falls_back_to_graceful(
@@ -582,5 +425,5 @@ def test_a_region_refusing_skip_os_shutdown_falls_back_to_graceful(
         assert mine[-1]["code"] == "OK"
         assert "SkipOsShutdown" not in mine[-1]["params"]
         assert mine[-1]["params"].get("Force") == "true"
-        line = d.wait_for(r"refused SkipOsShutdown", timeout=1, start=0)
+        line = d.wait_for(r"refused SkipOsShutdown", timeout=10, start=0)
         assert "graceful" in line

@@ -10,8 +10,8 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-import test_failover as tf  # noqa: E402
+from conftest import (calls, events, healthy, start,  # noqa: E402
+                      start_on, two_service_scenario, write_conf)
 from servers import HttpServer, wait_listening  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
 
@@ -21,14 +21,14 @@ API_EIP = "eipalloc-0bbbbbbbbbbbbbbb1"
 
 
 def no_failover_requests(sim):
-    assert tf.calls(sim, "RunInstances") == []
-    assert tf.calls(sim, "StopInstances") == []
-    assert tf.calls(sim, "DetachVolume") == []
-    assert tf.calls(sim, "AssociateAddress") == []
+    assert calls(sim, "RunInstances") == []
+    assert calls(sim, "StopInstances") == []
+    assert calls(sim, "DetachVolume") == []
+    assert calls(sim, "AssociateAddress") == []
 
 
 def failover_events(d, start=0):
-    return [e for e, _ in tf.events(d, start)
+    return [e for e, _ in events(d, start=start)
             if e.startswith("failover_") and e != "failover_held"]
 
 
@@ -46,17 +46,17 @@ def api_service(sim):
       {{ name = "shell"; type = "ssh"; port = {sim.ssh_port};
          user = "{sim.ssh_user}"; key_file = "{sim.ssh_key}";
          known_hosts = "{sim.known_hosts}";
-         interval = 0.5; timeout = 0.4; fall = 2; rise = 2; }} );
+         interval = 1.0; timeout = 0.9; fall = 2; rise = 2; }} );
     policy = {{ cooldown = 0; }};
   }}"""
 
 
 def test_watchdog_cut_off_from_every_target_never_fails_over(tmp_path):
-    scenario = tf.two_service_scenario(tmp_path)
+    scenario = two_service_scenario(tmp_path)
     with Ec2Sim(scenario, tmp_path / "sim") as sim:
-        with tf.start(tmp_path, sim, extra=[api_service(sim)]) as d:
-            tf.healthy(d, "web")
-            tf.healthy(d, "api")
+        with start(tmp_path, sim, extra=[api_service(sim)]) as d:
+            healthy(d, "web")
+            healthy(d, "api")
             # This host's network breaks: every instance address and
             # every EIP accepts connections and then says nothing, while
             # EC2 sees both instances running with checks ok.
@@ -66,7 +66,7 @@ def test_watchdog_cut_off_from_every_target_never_fails_over(tmp_path):
             line = d.wait_for(r"event=watchdog_isolated", timeout=30,
                               start=n)
             assert "instance ok, system ok" in line
-            assert tf.calls(sim, "DescribeInstanceStatus")
+            assert calls(sim, "DescribeInstanceStatus")
             # Many probe rounds more (fall=2 at 0.5s): still nothing.
             d.drain(6)
             assert failover_events(d, n) == []
@@ -115,7 +115,7 @@ def test_a_target_down_one_probe_in_two_never_reaches_down(tmp_path):
         srv = HttpServer(ip, 0, {"/health": flap})
         port = srv.server_address[1]
         wait_listening(ip, port)
-        conf = tf.write_conf(str(tmp_path), sim, probes=("site",))
+        conf = write_conf(str(tmp_path), sim, probes=("site",))
         with open(conf) as f:
             text = f.read()
         with open(conf, "w") as f:
@@ -123,7 +123,7 @@ def test_a_target_down_one_probe_in_two_never_reaches_down(tmp_path):
                                  % flapping_probe(ip, port), 1))
         try:
             with start_on(tmp_path, sim, conf) as d:
-                tf.healthy(d)
+                healthy(d)
                 # The target starts to flap: 30 probes, fifteen of them
                 # failed, never three in a row.
                 n = len(d.lines)
@@ -134,22 +134,10 @@ def test_a_target_down_one_probe_in_two_never_reaches_down(tmp_path):
                 d.drain(0.2)
                 assert [x for x in d.lines[n:]
                         if "web/flappy: check status=503" in x]
-                assert not [e for e, _ in tf.events(d, n)
+                assert not [e for e, _ in events(d, start=n)
                             if e in ("service_down", "service_degraded",
                                      "watchdog_isolated")]
                 assert failover_events(d) == []
             no_failover_requests(sim)
         finally:
             srv.close()
-
-
-def start_on(tmp_path, sim, conf):
-    """failoverd on conf as tf.start runs it (same environment)."""
-    from fodtest import Daemon
-    e = dict(sim.env())
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d

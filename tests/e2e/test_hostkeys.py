@@ -18,50 +18,32 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon, ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
+import conftest  # noqa: E402
+from conftest import (EIP, assert_replaced, calls, ec2_client,  # noqa: E402
+                      field, healthy, write_conf)
+from fodtest import ctl  # noqa: E402
+from simfixture import BASIC  # noqa: E402
 import sim_cloudinit  # noqa: E402
-import test_failover as tf  # noqa: E402
 
 OLD = BASIC["instance"]
 AMI = BASIC["image"]
 
 
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
-
-
 def start(tmp_path, sim, host_keys=None, instance_type="t3.micro",
           known_hosts=None, user_data=None, policy=None):
-    """The demo service of test_failover, its ssh probe without a
-    known_hosts unless given one, its launch as asked."""
-    conf = tf.write_conf(str(tmp_path), sim, policy=policy)
-    with open(conf) as f:
-        text = f.read()
-    text = text.replace(f'known_hosts = "{sim.known_hosts}";',
-                        f'known_hosts = "{known_hosts}";'
-                        if known_hosts else "")
-    launch = f'instance_type = "{instance_type}";'
-    if host_keys is not None:
-        launch += f' host_keys = "{host_keys}";'
+    """The demo service, its ssh probe without a known_hosts unless
+    given one, its launch as asked."""
+    user_data_file = None
     if user_data is not None:
-        path = os.path.join(str(tmp_path), "user-data")
-        with open(path, "wb") as f:
+        user_data_file = os.path.join(str(tmp_path), "user-data")
+        with open(user_data_file, "wb") as f:
             f.write(user_data)
-        os.chmod(path, 0o600)
-        launch += f' user_data_file = "{path}";'
-    text = text.replace('instance_type = "t3.micro";', launch)
-    with open(conf, "w") as f:
-        f.write(text)
-    e = dict(sim.env())
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d
+        os.chmod(user_data_file, 0o600)
+    return conftest.start(tmp_path, sim, policy=policy,
+                          shell={"known_hosts": known_hosts},
+                          launch={"instance_type": instance_type,
+                                  "host_keys": host_keys,
+                                  "user_data_file": user_data_file})
 
 
 def key_of(inst):
@@ -87,7 +69,7 @@ def last_seq(sim):
 
 def user_data_of(sim):
     """The user data of the one RunInstances failoverd sent, raw."""
-    runs = tf.calls(sim, "RunInstances")
+    runs = calls(sim, "RunInstances")
     assert len(runs) == 1
     return base64.b64decode(runs[0]["params"]["UserData"])
 
@@ -112,8 +94,7 @@ def test_ec2sim_console_is_late_first_boot_only_and_latest_on_nitro(sim):
     """ec2sim: the buffered output waits console_lag; Latest is refused on
     Xen types; a restarted instance prints no key block."""
     from botocore.exceptions import ClientError
-    import test_ec2sim
-    c = test_ec2sim.client(sim)
+    c = ec2_client(sim)
     keys = re.compile(r"-----BEGIN SSH HOST KEY KEYS-----\n(\S+ \S+)")
     for itype, nitro in (("t3.micro", True), ("t2.micro", False)):
         r = c.run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
@@ -160,11 +141,11 @@ def test_images_that_never_print_keys_fail_over_with_the_default(
         tmp_path, sim):
     no_keys_ever(sim)
     with start(tmp_path, sim) as d:
-        tf.healthy(d)
+        healthy(d)
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed", timeout=60)
-        new = tf.assert_replaced(sim)
-        assert tf.field(line, "new_instance") == new["id"]
+        new = assert_replaced(sim)
+        assert field(line, "new_instance") == new["id"]
         # The key the instance's sshd shows is the one failoverd gave it
         # in cloud-init's ssh_keys, trusted before it booted ...
         assert key_of(new) in learned(tmp_path)
@@ -177,7 +158,7 @@ def test_images_that_never_print_keys_fail_over_with_the_default(
         assert "gave it in its user data" in "\n".join(d.lines)
         assert not [x for x in d.lines if "PRIVATE KEY" in x]
         # The probe trusts it: healthy through the EIP after the move.
-        tf.healthy(d, timeout=30)
+        healthy(d, timeout=30)
 
 
 def test_user_data_file_goes_with_the_key_as_a_mime_multipart(
@@ -189,10 +170,10 @@ def test_user_data_file_goes_with_the_key_as_a_mime_multipart(
     mine = (b"#cloud-config\nssh_keys:\n  ed25519_public: " +
             theirs.encode() + b"\nruncmd:\n  - [touch, /tmp/ok]\n")
     with start(tmp_path, sim, user_data=mine) as d:
-        tf.healthy(d)
+        healthy(d)
         sim.instance_fault(OLD, "both")
         d.wait_for(r"event=failover_completed", timeout=60)
-        new = tf.assert_replaced(sim)
+        new = assert_replaced(sim)
         raw = user_data_of(sim)
         assert b"MIME-Version: 1.0" in raw[:4096]
         parts = sim_cloudinit.cloud_config_parts(raw)
@@ -202,12 +183,12 @@ def test_user_data_file_goes_with_the_key_as_a_mime_multipart(
         assert cfg["ssh_keys"]["ed25519_public"].startswith(
             key_of(new))
         assert key_of(new) != theirs
-        tf.healthy(d, timeout=30)
+        healthy(d, timeout=30)
 
 
 def test_restart_in_place_does_not_wait_for_console_keys(tmp_path, sim):
     with start(tmp_path, sim) as d:
-        tf.healthy(d)
+        healthy(d)
         assert key_of(sim.instance(OLD)) in learned(tmp_path)
         sim.fault(kind="error", action="RunInstances",
                   code="InsufficientInstanceCapacity",
@@ -232,7 +213,7 @@ def test_rollback_to_the_kept_instance_does_not_wait_for_console_keys(
     ami = "ami-0bbbbbbbbbbbbbbb2"
     sim.image(ami, copy_of=AMI, name="prod-web-v2")
     with start(tmp_path, sim, policy={"verify_timeout": 8}) as d:
-        tf.healthy(d)
+        healthy(d)
         ctl(d.sock, "--yes", "switch", "web", "--ami", ami)
         d.wait_for(r"event=switch_completed", timeout=60)
         new = [i for i in sim.state()["instances"].values()
@@ -248,7 +229,7 @@ def test_rollback_to_the_kept_instance_does_not_wait_for_console_keys(
         assert "rollback_completed" in line, line
         assert sim.instance(OLD)["boots"] == 2
         assert consoles(sim, OLD, since=seq) == []
-        tf.healthy(d, timeout=30)
+        healthy(d, timeout=30)
 
 
 def test_console_source_falls_back_when_latest_is_refused(tmp_path, sim):
@@ -257,36 +238,36 @@ def test_console_source_falls_back_when_latest_is_refused(tmp_path, sim):
     sim.set_delays(console_lag=6)
     with start(tmp_path, sim, host_keys="console",
                instance_type="t2.micro") as d:
-        tf.healthy(d)
+        healthy(d)
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed|event=failover_failed",
                           timeout=90)
         assert "failover_completed" in line, line
-        new = tf.assert_replaced(sim)
+        new = assert_replaced(sim)
         asked = consoles(sim, new["id"])
         latest = [r for r in asked
                   if str(r["params"].get("Latest")).lower() == "true"]
         # Asked once with Latest, refused, then buffered only.
         assert len(latest) == 1 and len(asked) > 1
-        assert "UserData" not in tf.calls(sim, "RunInstances")[0]["params"]
+        assert "UserData" not in calls(sim, "RunInstances")[0]["params"]
         log = "\n".join(d.lines)
         assert "gives no latest console output" in log
         assert "learnt " + new["id"] + "'s SSH host keys from its " \
             "console" in log
         assert key_of(new) in learned(tmp_path)
-        tf.healthy(d, timeout=30)
+        healthy(d, timeout=30)
 
 
 def test_console_source_with_latest_needs_no_lag(tmp_path, sim):
     """t3 is Nitro: the latest output has the keys at once, although the
     buffered output would come only after 180 s."""
     with start(tmp_path, sim, host_keys="console") as d:
-        tf.healthy(d)
+        healthy(d)
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed|event=failover_failed",
                           timeout=60)
         assert "failover_completed" in line, line
-        new = tf.assert_replaced(sim)
+        new = assert_replaced(sim)
         assert key_of(new) in learned(tmp_path)
 
 
@@ -294,14 +275,14 @@ def test_console_source_without_keys_fails_saying_so(tmp_path, sim):
     no_keys_ever(sim)
     with start(tmp_path, sim, host_keys="console",
                policy={"launch_timeout": 10}) as d:
-        tf.healthy(d)
+        healthy(d)
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed|event=failover_failed",
                           timeout=60)
         assert "failover_failed" in line, line
         new = [i for i in sim.state()["instances"] if i != OLD][0]
         assert f"no SSH host keys on the console of {new} within 10 s" \
-            in tf.field(line, "reason")
+            in field(line, "reason")
         assert "passed its deadline" not in line
 
 
@@ -314,7 +295,7 @@ def test_known_hosts_holding_the_key_is_not_waited_on(tmp_path, sim):
     mine = ("#cloud-config\nssh_keys:\n  ed25519_private: |\n" +
             "".join("    " + x + "\n" for x in priv.splitlines()) +
             f"  ed25519_public: {pub}\n").encode()
-    eip_ip = sim.address(tf.EIP)["ip"]
+    eip_ip = sim.address(EIP)["ip"]
     kh = os.path.join(str(tmp_path), "known_hosts")
     with open(sim.known_hosts) as f:
         seeded = f.read()
@@ -322,12 +303,12 @@ def test_known_hosts_holding_the_key_is_not_waited_on(tmp_path, sim):
         f.write(seeded + f"{sim.host(eip_ip)} {pub}\n")
     with start(tmp_path, sim, host_keys="console", user_data=mine,
                known_hosts=kh) as d:
-        tf.healthy(d)
+        healthy(d)
         sim.instance_fault(OLD, "both")
         line = d.wait_for(r"event=failover_completed|event=failover_failed",
                           timeout=60)
         assert "failover_completed" in line, line
-        new = tf.assert_replaced(sim)
+        new = assert_replaced(sim)
         assert key_of(new) == pub
         assert consoles(sim, new["id"]) == []
         assert "not waiting for" in "\n".join(d.lines)
@@ -345,7 +326,7 @@ def test_config_host_keys_known_hosts_needs_the_probes_files(tmp_path):
         ssh_key = known_hosts = os.path.join(str(tmp_path), "f")
     open(NoSim.ssh_key, "w").close()
     os.chmod(NoSim.ssh_key, 0o600)
-    conf = tf.write_conf(str(tmp_path), NoSim)
+    conf = write_conf(str(tmp_path), NoSim)
     with open(conf) as f:
         text = f.read()
 

@@ -18,47 +18,40 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-import test_failover as fo  # noqa: E402
-import test_snapshots as snap  # noqa: E402
+from conftest import (OLD, VOLS, assert_replaced, calls,  # noqa: E402
+                      creates, events, field, healthy, ours, start,
+                      start_manual, wait_events)
 from fodtest import ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
-
-OLD = BASIC["instance"]
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
+from simfixture import BASIC  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["drop_after", "error500_after"])
 def test_lost_create_snapshot_reply_leaves_one_snapshot(tmp_path, sim,
                                                         kind):
-    with snap.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
         sim.fault(kind=kind, action="CreateSnapshot", count=1)
         ctl(d.sock, "snapshot", "web")
-        taken = snap.wait_events(d, "snapshot_taken", 2, timeout=60)
-        d.wait_for(r"its reply was lost, but it was done", timeout=5)
-        mine = snap.ours(sim)
+        taken = wait_events(d, "snapshot_taken", 2, timeout=60)
+        d.wait_for(r"its reply was lost, but it was done", timeout=30)
+        mine = ours(sim)
     # One per volume: the lost one was found, not made again.
     assert len(mine) == 2, mine
     assert {s["volume"] for s in mine.values()} == \
-        set(snap.VOLS.values())
-    assert {snap.field(t, "snapshot") for t in taken} == set(mine)
-    assert not snap.events(d, "snapshot_failed")
+        set(VOLS.values())
+    assert {field(t, "snapshot") for t in taken} == set(mine)
+    assert not events(d, "snapshot_failed")
     assert sim.faults() == []
-    assert len(snap.creates(sim)) == 2
+    assert len(creates(sim)) == 2
 
 
 def test_lost_create_image_reply_leaves_one_image(tmp_path, sim):
-    with snap.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         sim.fault(kind="drop_after", action="CreateImage", count=1)
         ctl(d.sock, "bake", "web", "--use")
         done = d.wait_for(r"event=bake_completed service=web", timeout=60)
-    image = snap.field(done, "image")
+    image = field(done, "image")
     images = {i: im for i, im in sim.state()["images"].items()
               if i != BASIC["image"]}
     assert list(images) == [image]
@@ -69,13 +62,13 @@ def test_lost_create_image_reply_leaves_one_image(tmp_path, sim):
 
 
 def test_lost_run_instances_reply_launches_one_instance(tmp_path, sim):
-    with fo.start(tmp_path, sim) as d:
-        fo.healthy(d)
+    with start(tmp_path, sim) as d:
+        healthy(d)
         sim.fault(kind="drop_after", action="RunInstances", count=1)
         sim.instance_fault(OLD, "both")
         d.wait_for(r"event=failover_completed", timeout=90)
-        fo.assert_replaced(sim)     # exactly one replacement
-        runs = fo.calls(sim, "RunInstances")
+        assert_replaced(sim)     # exactly one replacement
+        runs = calls(sim, "RunInstances")
         assert runs[0]["code"] == "dropped_after"
         assert len({r["params"]["ClientToken"] for r in runs}) == 1
 
@@ -84,12 +77,12 @@ def test_lost_run_instances_reply_launches_one_instance(tmp_path, sim):
 @pytest.mark.parametrize("kind", ["drop_after", "error500_after"])
 def test_lost_attach_or_associate_reply_still_completes(tmp_path, sim,
                                                         action, kind):
-    with fo.start(tmp_path, sim) as d:
-        fo.healthy(d)
+    with start(tmp_path, sim) as d:
+        healthy(d)
         sim.fault(kind=kind, action=action, count=1)
         sim.instance_fault(OLD, "both")
         d.wait_for(r"event=failover_completed", timeout=90)
-        fo.assert_replaced(sim)
+        assert_replaced(sim)
         assert sim.faults() == []
         assert not [ln for ln in d.lines if "event=failover_failed" in ln]
 
@@ -98,8 +91,8 @@ def test_no_capacity_500s_are_tried_again_and_the_failover_completes(
         tmp_path, sim):
     # EC2 sends InsufficientInstanceCapacity with a 500: the client
     # hands it back at once, the engine tries again (FO_LAUNCH_TRIES).
-    with fo.start(tmp_path, sim) as d:
-        fo.healthy(d)
+    with start(tmp_path, sim) as d:
+        healthy(d)
         sim.fault(kind="error", action="RunInstances",
                   code="InsufficientInstanceCapacity",
                   message="We currently do not have sufficient t3.micro "
@@ -107,8 +100,8 @@ def test_no_capacity_500s_are_tried_again_and_the_failover_completes(
                   count=2)
         sim.instance_fault(OLD, "both")
         d.wait_for(r"event=failover_completed", timeout=90)
-        fo.assert_replaced(sim)
+        assert_replaced(sim)
         d.wait_for(r"InsufficientInstanceCapacity.*\(try 2 of 3\)",
-                   timeout=5)
-        runs = fo.calls(sim, "RunInstances")
+                   timeout=30)
+        runs = calls(sim, "RunInstances")
         assert [r["status"] for r in runs] == [500, 500, 200]

@@ -24,28 +24,23 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import fodtest  # noqa: E402
-import test_failover as tf  # noqa: E402
+from conftest import (OLD, calls, events, healthy, start,  # noqa: E402
+                      write_conf)
 from fodtest import BUILD, FAILOVERD, Daemon, ctl  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
 
 
 def quiet_conf(tmp_path, sim, probes=("site",), extra_top=""):
-    """tf.write_conf without debug lines, so that line counts mean
+    """write_conf without debug lines, so that line counts mean
     something, and with the events' own rate limit on."""
-    path = tf.write_conf(str(tmp_path), sim, probes=probes)
-    with open(path) as f:
-        text = f.read()
-    text = text.replace("debug = true;", "debug = false;" + extra_top)
-    text = text.replace("alerts = { rate_limit = 0; };",
-                        "alerts = { rate_limit = 60; };")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return write_conf(str(tmp_path), sim, probes=probes, top={
+        "debug": False, "alerts": {"rate_limit": 60}},
+        edits=[("debug = false;", "debug = false;" + extra_top)])
 
 
 def failover_requests(sim):
-    return (tf.calls(sim, "RunInstances") + tf.calls(sim, "StopInstances")
-            + tf.calls(sim, "AssociateAddress"))
+    return (calls(sim, "RunInstances") + calls(sim, "StopInstances")
+            + calls(sim, "AssociateAddress"))
 
 
 def hold(path, n):
@@ -86,7 +81,7 @@ def test_descriptor_exhaustion_is_the_watchdogs_fault_not_productions(
             # Said at start: the limit is short of what it needs.
             d.wait_for(r"descriptor limit 64 .*below the 200", timeout=20)
             assert not [l for l in d.lines if "limit raised" in l]
-            tf.healthy(d)
+            healthy(d)
             n = len(d.lines)
             # Twice the descriptors the daemon has, held open: on the
             # old code accept spun on EMFILE, the probes failed to open
@@ -100,7 +95,7 @@ def test_descriptor_exhaustion_is_the_watchdogs_fault_not_productions(
             finally:
                 for s in held:
                     s.close()
-            evs = [ev for ev, _ in tf.events(d, n)]
+            evs = [ev for ev, _ in events(d, start=n)]
             assert "service_down" not in evs, "\n".join(flood)
             assert "probe_down" not in evs, "\n".join(flood)
             assert not [ev for ev in evs if ev.startswith("failover_")]
@@ -124,9 +119,9 @@ def test_descriptor_exhaustion_is_the_watchdogs_fault_not_productions(
             st = ctl(sock, "status").stdout
             assert re.search(r"web\s+.*healthy", st) or "healthy" in st, st
             d.drain(2)
-            assert "service_down" not in [ev for ev, _ in tf.events(d, m)]
+            assert "service_down" not in [ev for ev, _ in events(d, start=m)]
         assert failover_requests(sim) == []
-        assert sim.instance(tf.OLD)["state"] == "running"
+        assert sim.instance(OLD)["state"] == "running"
 
 
 # --- 4. one daemon per state directory ------------------------------------
@@ -135,8 +130,8 @@ def test_descriptor_exhaustion_is_the_watchdogs_fault_not_productions(
 def test_second_daemon_on_one_config_exits_and_first_keeps_working(
         tmp_path):
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        with tf.start(tmp_path, sim, probes=("site",)) as d:
-            tf.healthy(d)
+        with start(tmp_path, sim, probes=("site",)) as d:
+            healthy(d)
             sock_ino = os.stat(d.sock).st_ino
             e = dict(sim.env())
             e["AWS_CONFIG_FILE"] = str(tmp_path / "no-aws-config")
@@ -156,18 +151,18 @@ def test_second_daemon_on_one_config_exits_and_first_keeps_working(
                 assert f.read().strip() == str(d.proc.pid)
             # And it alone fails the service over: one set of calls.
             n = len(d.lines)
-            sim.instance_fault(tf.OLD, "both")
+            sim.instance_fault(OLD, "both")
             d.wait_for(r"event=failover_completed", timeout=120, start=n)
-        assert len(tf.calls(sim, "RunInstances")) == 1
-        assert len(tf.calls(sim, "StopInstances")) == 1
+        assert len(calls(sim, "RunInstances")) == 1
+        assert len(calls(sim, "StopInstances")) == 1
 
 
 def test_a_live_control_socket_is_never_replaced(tmp_path):
     """Another state_dir, the same control_socket: the lock does not
     stop it, the live socket does."""
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        with tf.start(tmp_path, sim, probes=("site",)) as d:
-            tf.healthy(d)
+        with start(tmp_path, sim, probes=("site",)) as d:
+            healthy(d)
             other = tmp_path / "other"
             (other / "state").mkdir(parents=True)
             text = open(d.conf).read().replace(
@@ -236,7 +231,7 @@ def test_installed_unit_starts_a_daemon_the_installed_ctl_reaches(
         .read_text()
     # Started as systemd would, with the test's configuration.
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        conf = tf.write_conf(str(tmp_path), sim, probes=("site",))
+        conf = write_conf(str(tmp_path), sim, probes=("site",))
         argv[2] = conf
         e = dict(os.environ, **sim.env())
         e["AWS_CONFIG_FILE"] = str(tmp_path / "n")
@@ -264,8 +259,8 @@ def test_installed_unit_starts_a_daemon_the_installed_ctl_reaches(
 
 def test_a_burst_of_2500_clients_is_answered_not_refused(tmp_path):
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        with tf.start(tmp_path, sim, probes=("site",)) as d:
-            tf.healthy(d)
+        with start(tmp_path, sim, probes=("site",)) as d:
+            healthy(d)
             n = 2500
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             if hard < n + 100:
@@ -330,8 +325,8 @@ def test_a_burst_of_2500_clients_is_answered_not_refused(tmp_path):
 
 def test_control_bytes_of_a_value_never_reach_the_log_raw(tmp_path):
     with Ec2Sim("basic", tmp_path / "sim") as sim:
-        with tf.start(tmp_path, sim, probes=("site",)) as d:
-            tf.healthy(d)
+        with start(tmp_path, sim, probes=("site",)) as d:
+            healthy(d)
             n = len(d.lines)
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(d.sock)
@@ -345,7 +340,7 @@ def test_control_bytes_of_a_value_never_reach_the_log_raw(tmp_path):
             for l in d.lines[n:]:
                 assert not re.search(r"[\x00-\x1f\x7f]", l), l
             assert "failover_completed" not in [
-                ev for ev, _ in tf.events(d, n)]
+                ev for ev, _ in events(d, start=n)]
 
 
 def test_reload_keeps_the_socket_and_the_lock_it_holds(tmp_path):
@@ -357,8 +352,8 @@ def test_reload_keeps_the_socket_and_the_lock_it_holds(tmp_path):
                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "n"))
         other = tmp_path / "other"
         (other / "state").mkdir(parents=True)
-        with tf.start(tmp_path, sim, probes=("site",)) as d:
-            tf.healthy(d)
+        with start(tmp_path, sim, probes=("site",)) as d:
+            healthy(d)
             ino = os.stat(d.sock).st_ino
             text = open(d.conf).read()
             with open(d.conf, "w") as f:

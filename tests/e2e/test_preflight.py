@@ -8,42 +8,17 @@ message and a crit preflight_failed naming them; nothing in EC2 changes."""
 import json
 import os
 import sys
-import time
-
-import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-import test_snapshots as base  # noqa: E402
+from conftest import events, field, start_manual  # noqa: E402
+from conftest import preflight_result as result  # noqa: E402
 from fodtest import ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
+from simfixture import BASIC  # noqa: E402
 
 # Every mutating action a failover, a snapshot or a bake makes.
 MUTATING = {"RunInstances", "StopInstances", "DetachVolume",
             "AttachVolume", "AssociateAddress", "CreateSnapshot",
             "CreateTags", "CreateImage"}
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
-
-
-def result(d, timeout=30):
-    """The last finished preflight, as JSON."""
-    deadline = time.monotonic() + timeout
-    while True:
-        p = ctl(d.sock, "preflight", "web", "--result", "--json",
-                check=False)
-        if p.returncode == 0:
-            r = json.loads(p.stdout)
-            if not r["running"]:
-                return r
-        if time.monotonic() > deadline:
-            raise AssertionError("no preflight result: %s%s\nlog:\n%s" % (
-                p.stdout, p.stderr, "\n".join(d.lines)))
-        d.drain(0.1)
 
 
 def by_result(report, res):
@@ -63,7 +38,7 @@ def snapshot_of_world(sim):
 
 def test_preflight_at_start_passes_and_changes_nothing(tmp_path, sim):
     before = snapshot_of_world(sim)
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         r = result(d)
     assert r["ok"] is True, json.dumps(r, indent=1)
@@ -90,7 +65,7 @@ def test_preflight_at_start_passes_and_changes_nothing(tmp_path, sim):
 
 def test_deny_policy_names_exactly_the_denied_actions(tmp_path, sim):
     denied = {"StopInstances", "CreateImage", "AttachVolume"}
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         sim.set_policy({"deny": sorted(denied)})
         before = snapshot_of_world(sim)
@@ -106,7 +81,7 @@ def test_deny_policy_names_exactly_the_denied_actions(tmp_path, sim):
     assert not by_result(r, "INVALID"), json.dumps(r, indent=1)
     for c in by_result(r, "DENIED"):
         assert "not authorized" in c["detail"], c
-    assert set(base.field(alert, "denied").split(",")) == denied
+    assert set(field(alert, "denied").split(",")) == denied
     for a in denied:
         assert f"DENIED  {a}" in text, text
     assert "A FAILOVER WOULD NOT WORK" in text
@@ -115,11 +90,11 @@ def test_deny_policy_names_exactly_the_denied_actions(tmp_path, sim):
 
 def test_preflight_failing_at_start_is_a_loud_alert(tmp_path, sim):
     sim.set_policy({"deny": ["RunInstances"]})
-    with base.start(tmp_path, sim) as d:
+    with start_manual(tmp_path, sim) as d:
         alert = d.wait_for(r"event=preflight_failed service=web",
                            timeout=30)
         r = result(d)
-    assert base.field(alert, "denied") == "RunInstances"
+    assert field(alert, "denied") == "RunInstances"
     assert {c["action"] for c in by_result(r, "DENIED")} == \
         {"RunInstances"}
 
@@ -127,7 +102,7 @@ def test_preflight_failing_at_start_is_a_loud_alert(tmp_path, sim):
 def test_subnet_in_another_az_is_invalid(tmp_path, sim):
     other = BASIC["subnets"]["us-east-1b"]
     edits = [(BASIC["subnets"]["us-east-1a"], other)]
-    with base.start(tmp_path, sim, edits=edits) as d:
+    with start_manual(tmp_path, sim, edits=edits) as d:
         d.wait_for(r"event=preflight_failed service=web", timeout=30)
         r = result(d)
     bad = {c["check"]: c for c in by_result(r, "INVALID")}
@@ -139,7 +114,7 @@ def test_subnet_in_another_az_is_invalid(tmp_path, sim):
 def test_missing_volume_and_image_are_invalid(tmp_path, sim):
     edits = [(BASIC["volumes"]["/dev/sdg"], "vol-0fffffffffffffff9"),
              (f'ami = "{BASIC["image"]}"', 'ami = "ami-0fffffffffffffff9"')]
-    with base.start(tmp_path, sim, edits=edits) as d:
+    with start_manual(tmp_path, sim, edits=edits) as d:
         d.wait_for(r"event=preflight_failed service=web", timeout=30)
         r = result(d)
     bad = {c["check"] for c in by_result(r, "INVALID")}
@@ -152,11 +127,11 @@ def test_no_instance_profile_is_not_configured_not_a_failure(tmp_path, sim):
     # iam_instance_profile is optional (RunInstances launches without
     # one): left out, preflight says so and passes.
     edits = [(f'iam_instance_profile = "{BASIC["instance_profile"]}";', "")]
-    with base.start(tmp_path, sim, edits=edits) as d:
+    with start_manual(tmp_path, sim, edits=edits) as d:
         d.wait_for(r"event=preflight_passed service=web", timeout=30)
         r = result(d)
         text = ctl(d.sock, "preflight", "web", "--result").stdout
-        assert not base.events(d, "preflight_failed")
+        assert not events(d, "preflight_failed")
     assert r["ok"] is True, json.dumps(r, indent=1)
     prof = [c for c in r["checks"] if c["check"] == "instance profile"]
     assert len(prof) == 1 and prof[0]["result"] == "OK", prof

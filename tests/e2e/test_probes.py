@@ -89,7 +89,7 @@ def status(d):
             for s in json.loads(out)["services"]}
 
 
-def wait_status(d, pred, timeout=20.0):
+def wait_status(d, pred, timeout=60.0):
     deadline = time.monotonic() + timeout
     while True:
         st = status(d)
@@ -217,10 +217,16 @@ MATRIX = {
 
 
 def matrix_probes(w):
-    fast = {"interval": 1.0, "timeout": 0.8, "fall": 1, "rise": 1}
-    # sshd here takes 0.5-0.8 s to run a command (OpenSSH's own client
-    # too): give logins room, so that only a real failure fails.
-    slow = {"interval": 2.0, "timeout": 1.8, "fall": 1, "rise": 1}
+    # Each probe here is about its reason, not its speed, and one check
+    # that times out on a busy machine (stress-ng and other suites
+    # beside this one) would give another reason: room for them all.
+    fast = {"interval": 2.0, "timeout": 1.8, "fall": 1, "rise": 1}
+    # sshd here takes 0.5-0.8 s to run a command on a quiet machine
+    # (OpenSSH's own client too), several times that on a busy one.
+    slow = {"interval": 4.0, "timeout": 3.8, "fall": 1, "rise": 1}
+    # The two hangs keep their short timeouts: the ticker must go on
+    # while they sit in them (test_hung_targets_do_not_delay_...).
+    hang = {"interval": 1.0, "timeout": 0.8, "fall": 1, "rise": 1}
     h = dict(address=w.http_ip, port=HTTP_PORT, **fast)
     return [
         # The ticker: checks four times a second while others hang.
@@ -260,7 +266,7 @@ def matrix_probes(w):
         w.ssh("ssh-host-unknown", known_hosts=w.known_hosts_other, **slow),
         w.ssh("ssh-wrong-user-key", key=w.user_stranger, command="true",
               **slow),
-        w.ssh("ssh-no-banner", ip=w.nobanner_ip, **fast),
+        w.ssh("ssh-no-banner", ip=w.nobanner_ip, **hang),
         w.ssh("ssh-refused", ip=w.refused_ip, **fast),
     ]
 
@@ -505,8 +511,10 @@ def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
         return 200, "slow but healthy\n"
 
     world.http.set_route("/slow", slow)
-    timeout = 0.6
-    common = dict(interval=1.0, timeout=timeout, fall=1, rise=1)
+    # Long enough for a slow check on a busy machine: only the wait in
+    # line may take a check past it.
+    timeout = 2.0
+    common = dict(interval=3.0, timeout=timeout, fall=1, rise=1)
     # Blackholed targets hold a slot for a whole timeout each.
     probes = [probe(f"hang{i}", "http", address=world.hang_ip,
                     port=HTTP_PORT, **common) for i in range(6)]
@@ -519,7 +527,7 @@ def test_checks_past_the_cap_wait_their_turn_and_none_fails_for_it(
     try:
         daemon.wait_for(r"event=config_loaded")
         most_running, most_waiting = 0, 0
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 90
         while True:
             st = status(d)["line"]
             probes_st = [p for n, p in st.items() if n]
@@ -564,7 +572,7 @@ def test_http_probes_ignore_a_proxy_from_the_environment(world, tmp_path):
     d = str(tmp_path)
     conf = write_conf(d, [service(51, "direct", [
         probe("http", "http", address=world.http_ip, port=HTTP_PORT,
-              path="/ok", interval=0.3, timeout=0.25, fall=1, rise=1)])])
+              path="/ok", interval=3.0, timeout=2.5, fall=1, rise=1)])])
     proxy = "http://127.0.0.1:9"
     env = {**ENV, "http_proxy": proxy, "HTTP_PROXY": proxy,
            "https_proxy": proxy, "ALL_PROXY": proxy, "all_proxy": proxy}

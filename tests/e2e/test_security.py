@@ -23,6 +23,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 import loopguard  # noqa: E402
+from conftest import write_conf  # noqa: E402
 from fodtest import FAILOVERCTL, FAILOVERD, SRCDIR, Daemon, ctl  # noqa: E402
 from servers import HttpServer, self_signed_cert  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
@@ -194,44 +195,13 @@ def test_a_public_aws_config_without_keys_is_fine(tmp_path):
 
 
 def sim_conf(d, sim, ca_file=None):
-    """failoverd.conf for ec2sim's basic scenario, debug on."""
-    vols = BASIC["volumes"]
-    ca = f'ca_file = "{ca_file}";' if ca_file else ""
-    os.makedirs(os.path.join(d, "state"), exist_ok=True)
-    path = os.path.join(d, "failoverd.conf")
-    with open(path, "w") as f:
-        f.write(f"""state_dir = "{d}/state";
-control_socket = "{d}/control.sock";
-debug = true;
-aws = {{ calls_per_second = 100; burst = 100; call_timeout = 10; {ca} }};
-alerts = {{ rate_limit = 0; }};
-services = (
-  {{
-    name = "web";
-    eip_allocation_id = "{BASIC['eip']}";
-    volumes = (
-      {{ id = "{vols['/dev/sdf']}"; device = "/dev/sdf"; }},
-      {{ id = "{vols['/dev/sdg']}"; device = "/dev/sdg"; }}
-    );
-    launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro";
-               subnet = "{BASIC['subnets']['us-east-1a']}";
-               security_groups = [ "{BASIC['security_group']}" ];
-               key_name = "{BASIC['key_name']}"; }};
-    probes = (
-      {{ name = "site"; type = "http"; port = {sim.http_port};
-         path = "/health"; interval = 0.5; timeout = 0.4; fall = 2;
-         rise = 2; }},
-      {{ name = "shell"; type = "ssh"; port = {sim.ssh_port};
-         user = "{sim.ssh_user}"; key_file = "{sim.ssh_key}";
-         known_hosts = "{sim.known_hosts}"; interval = 0.5;
-         timeout = 0.4; fall = 2; rise = 2; }}
-    );
-    policy = {{ cooldown = 0; fence_timeout = 20; launch_timeout = 30;
-               detach_timeout = 5; attach_timeout = 15;
-               associate_timeout = 10; verify_timeout = 20; }};
-  }}
-);
-""")
+    """failoverd.conf for ec2sim's basic scenario, debug on; its probes
+    are the shared builder's, roomy enough for a busy machine (these
+    tests are about secrets and TLS, not probe timing)."""
+    path = write_conf(d, sim, top={"aws": {
+        "calls_per_second": 100, "burst": 100, "call_timeout": 10,
+        "ca_file": ca_file}}, launch={"iam_instance_profile": None,
+                                      "tags": None})
     os.chmod(path, 0o600)
     return path
 
@@ -343,9 +313,12 @@ def test_probe_tls_verification_is_on_unless_turned_off_and_logged(
     srv = HttpServer(ip, 8443, {"/ok": (200, "secure\n")},
                      certfile=cert, keyfile=key)
     try:
+        # A TLS handshake with the test's own server thread takes more
+        # than 0.4 s on a busy machine; a check that times out first
+        # would be down for the wrong reason (timeout_in=connect).
         common = ('type = "http"; scheme = "https"; host = "probe.test"; '
                   f'address = "{ip}"; port = 8443; path = "/ok"; '
-                  'interval = 0.5; timeout = 0.4; fall = 1; rise = 1;')
+                  'interval = 2.0; timeout = 1.8; fall = 1; rise = 1;')
         probes = ", ".join([
             '{ name = "strict"; %s }' % common,
             '{ name = "with-ca"; ca_file = "%s"; %s }' % (cert, common),

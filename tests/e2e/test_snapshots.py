@@ -14,110 +14,15 @@ import os
 import sys
 import time
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon, ctl  # noqa: E402
-from simfixture import BASIC, Ec2Sim  # noqa: E402
+import conftest  # noqa: E402
+from conftest import VOLS, creates, events, field, ours  # noqa: E402
+from conftest import start_manual as start  # noqa: E402
+from conftest import wait_events  # noqa: E402
+from fodtest import ctl  # noqa: E402
+from simfixture import BASIC  # noqa: E402
 
-VOLS = BASIC["volumes"]          # device -> volume id
-EIP = BASIC["eip"]
 SCENARIO_SNAPS = set(BASIC["snapshots"].values())
-
-
-def write_conf(d, sim, snapshot="", name="web", probe_address=None,
-               edits=()):
-    """failoverd.conf for the basic scenario; snapshot is the body of
-    the service's snapshot group; edits are (old, new) replacements."""
-    addr = f'address = "{probe_address}";' if probe_address else ""
-    os.makedirs(os.path.join(d, "state"), exist_ok=True)
-    path = os.path.join(d, "failoverd.conf")
-    text = f"""state_dir = "{d}/state";
-control_socket = "{d}/control.sock";
-debug = true;
-aws = {{ calls_per_second = 100; burst = 100; call_timeout = 10; }};
-alerts = {{ rate_limit = 0; }};
-services = (
-  {{
-    name = "{name}";
-    eip_allocation_id = "{EIP}";
-    volumes = (
-      {{ id = "{VOLS['/dev/sdf']}"; device = "/dev/sdf"; }},
-      {{ id = "{VOLS['/dev/sdg']}"; device = "/dev/sdg"; }}
-    );
-    launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro";
-               subnet = "{BASIC['subnets']['us-east-1a']}";
-               security_groups = [ "{BASIC['security_group']}" ];
-               key_name = "{BASIC['key_name']}";
-               iam_instance_profile = "{BASIC['instance_profile']}"; }};
-    probes = (
-      {{ name = "site"; type = "http"; port = {sim.http_port};
-         path = "/health"; interval = 1.0; timeout = 0.8; }},
-      {{ name = "shell"; type = "ssh"; port = {sim.ssh_port};
-         user = "{sim.ssh_user}"; key_file = "{sim.ssh_key}";
-         known_hosts = "{sim.known_hosts}"; {addr}
-         interval = 1.0; timeout = 0.8; }}
-    );
-    policy = {{ auto_failover = false; }};
-    snapshot = {{ {snapshot} }};
-  }}
-);
-"""
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def start(tmp_path, sim, **kw):
-    conf = write_conf(str(tmp_path), sim, **kw)
-    e = dict(sim.env())
-    # failoverd refuses world-writable credential files (/dev/null).
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d
-
-
-def events(daemon, name, start=0):
-    return [line for line in daemon.lines[start:]
-            if f"event={name} " in line or line.endswith(f"event={name}")]
-
-
-def field(line, key):
-    """Value of key=value in an event line (quoted or not)."""
-    part = line.split(f" {key}=", 1)[1]
-    if part.startswith('"'):
-        return part[1:].split('"', 1)[0]
-    return part.split()[0]
-
-
-def wait_events(daemon, name, count, timeout=20):
-    deadline = time.monotonic() + timeout
-    while len(events(daemon, name)) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError("%d x %s not seen; log:\n%s" % (
-                count, name, "\n".join(daemon.lines)))
-        daemon.drain(0.1)
-    return events(daemon, name)
-
-
-def ours(sim):
-    # Another account's public snapshots may carry the same tags.
-    return {sid: s for sid, s in sim.state()["snapshots"].items()
-            if s["tags"].get("failoverd:taken-by") == "failoverd"
-            and s["owner"] == BASIC["account"]}
-
-
-def creates(sim):
-    """CreateSnapshot calls that were not preflight's dry runs."""
-    return [r for r in sim.requests(action="CreateSnapshot")
-            if r["params"].get("DryRun") not in ("true", True)]
 
 
 def write_journal(path, fields, seq=1):
@@ -128,12 +33,6 @@ def write_journal(path, fields, seq=1):
     digest = hashlib.sha256(body.encode()).hexdigest()
     with open(path, "w") as f:
         f.write(body + "end sha256=%s\n" % digest)
-
-
-@pytest.fixture
-def sim(tmp_path):
-    with Ec2Sim("basic", tmp_path / "sim") as s:
-        yield s
 
 
 def test_snapshot_now_tags_every_data_volume(tmp_path, sim):
@@ -332,7 +231,8 @@ def test_schedule_set_by_a_reload_starts(tmp_path, sim):
         d.wait_for(r"event=preflight_(passed|failed)", timeout=20)
         d.drain(1.0)
         assert not events(d, "snapshot_taken")
-        write_conf(str(tmp_path), sim, snapshot="interval = 3600;")
+        conftest.write_conf(str(tmp_path), sim,
+                            **conftest.manual("interval = 3600;"))
         ctl(d.sock, "reload")
         taken = wait_events(d, "snapshot_taken", 2, timeout=20)
         sim.wait(lambda: json.loads(ctl(d.sock, "snapshots", "web",

@@ -17,13 +17,11 @@ import botocore.session
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-import test_evacuate as evac  # noqa: E402
-from fodtest import Daemon, ctl  # noqa: E402
+from conftest import (OLD, OTHER_AZ, VOLS, calls,  # noqa: E402
+                      evacuation, field, healthy, start)
+from conftest import preflight_result as result  # noqa: E402
+from fodtest import ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
-from test_failover import (OLD, VOLS, calls, field, healthy,  # noqa: E402
-                           start, write_conf)
-from test_preflight import result  # noqa: E402
 
 ROOT = "/dev/xvda"
 OWN_SNAPS = {"/dev/sdf": "snap-0daaaaaaaaaaaaaa1",
@@ -64,18 +62,7 @@ def no_device_params(params):
 
 def start_with_ami(tmp_path, sim, ami):
     """failoverd whose launch.ami is ami."""
-    conf = write_conf(str(tmp_path), sim)
-    with open(conf) as f:
-        text = f.read()
-    with open(conf, "w") as f:
-        f.write(text.replace(f'ami = "{BASIC["image"]}"', f'ami = "{ami}"'))
-    e = dict(sim.env())
-    e["AWS_CONFIG_FILE"] = os.path.join(str(tmp_path), "no-aws-config")
-    e["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(str(tmp_path),
-                                                   "no-aws-credentials")
-    d = Daemon(conf, env=e)
-    d.sock = os.path.join(str(tmp_path), "control.sock")
-    return d
+    return start(tmp_path, sim, launch={"ami": ami})
 
 
 def assert_real_volumes_only(sim, new):
@@ -263,7 +250,7 @@ def test_evacuation_restores_our_snapshot_with_the_source_performance(
     public = BASIC["public_snapshots"]
     for vid, sid in public.items():
         assert sim.state()["snapshots"][sid]["public"] is True
-    with evac.start(tmp_path, sim) as d:
+    with start(tmp_path, sim, policy=evacuation()) as d:
         healthy(d)
         sim.impair_az(BASIC["az"])
         d.wait_for(r"event=evacuation_completed", timeout=90)
@@ -309,7 +296,7 @@ def test_snapshot_listing_asks_for_own_snapshots_by_pages(tmp_path, sim):
 
 @pytest.mark.parametrize("state", ["constrained", "information"])
 def test_az_notice_is_no_reason_to_evacuate(tmp_path, sim, state):
-    with evac.start(tmp_path, sim) as d:
+    with start(tmp_path, sim, policy=evacuation()) as d:
         healthy(d)
         sim.set_az_state(BASIC["az"], state)
         sim.instance_fault(OLD, "both")
@@ -325,11 +312,11 @@ def test_az_notice_is_no_reason_to_evacuate(tmp_path, sim, state):
 
 
 def test_unavailable_az_is_evacuated(tmp_path, sim):
-    with evac.start(tmp_path, sim) as d:
+    with start(tmp_path, sim, policy=evacuation()) as d:
         healthy(d)
         sim.set_az_state(BASIC["az"], "unavailable")
         line = d.wait_for(r"event=evacuation_started", timeout=90)
         assert f"{BASIC['az']} is unavailable" in field(line, "reason")
         d.wait_for(r"event=evacuation_completed", timeout=90)
     new = [i for i in sim.state()["instances"].values() if i["id"] != OLD]
-    assert len(new) == 1 and new[0]["az"] == evac.OTHER_AZ
+    assert len(new) == 1 and new[0]["az"] == OTHER_AZ
