@@ -39,6 +39,8 @@
 #define CONTROL_PAUSE_MAX	2.0
 /* Dropped idle clients are logged one line per this many seconds. */
 #define CONTROL_LOG_EVERY	10.0
+/* Read and dropped from a follower, which has nothing more to ask. */
+#define CONTROL_SINK		512
 
 struct control_conn {
 	struct control		*ctl;
@@ -50,6 +52,9 @@ struct control_conn {
 	size_t			 reqlen;
 	struct buf		 reply;
 	size_t			 sent;
+	int			 follow;	/* CONTROL_FOLLOW: streams */
+	int			 events;	/* what io waits for */
+	unsigned long		 dropped;	/* lines not sent, unsaid */
 	struct control_conn	*next;
 };
 
@@ -140,9 +145,10 @@ control_dispatch(struct control_conn *c, int argc, char **argv,
 		rc = -1;
 	} else
 		rc = c->ctl->cb(c->ctl->arg, &c->peer, argc, argv, &body);
-	if (rc == 0) {
+	if (rc == 0 || rc == CONTROL_FOLLOW) {
 		buf_puts(&c->reply, "OK\n");
 		buf_append(&c->reply, buf_str(&body), body.len);
+		c->follow = rc == CONTROL_FOLLOW;
 	} else
 		buf_printf(&c->reply, "ERR %s\n", buf_str(&body));
 	buf_free(&body);
@@ -168,6 +174,56 @@ control_on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
+control_conn_wait(struct control_conn *c, int events)
+{
+	if (c->events == events && ev_is_active(&c->io))
+		return;
+	ev_io_stop(c->ctl->loop, &c->io);
+	ev_io_set(&c->io, c->fd, events);
+	ev_io_start(c->ctl->loop, &c->io);
+	c->events = events;
+}
+
+/*
+ * A follower: the socket is watched for reading only to notice the
+ * client leave (anything it sends is dropped), and for writing while
+ * lines are pending. The backlog it asked for is under the client
+ * timeout like any reply; once it is out, the follower stays until it
+ * leaves.
+ */
+static void
+control_follower_io(struct control_conn *c, int revents)
+{
+	char	sink[CONTROL_SINK];
+	ssize_t	n;
+
+	if (revents & EV_READ) {
+		n = read(c->fd, sink, sizeof(sink));
+		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+			control_conn_close(c);
+			return;
+		}
+	}
+	if ((revents & EV_WRITE) && c->sent < c->reply.len) {
+		n = write(c->fd, c->reply.data + c->sent,
+		    c->reply.len - c->sent);
+		if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			control_conn_close(c);
+			return;
+		}
+		if (n > 0)
+			c->sent += (size_t)n;
+	}
+	if (c->sent == c->reply.len) {
+		buf_reset(&c->reply);
+		c->sent = 0;
+		ev_timer_stop(c->ctl->loop, &c->timer);
+	}
+	control_conn_wait(c, EV_READ | (c->sent < c->reply.len ?
+	    EV_WRITE : 0));
+}
+
+static void
 control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct control_conn	*c = w->data;
@@ -176,6 +232,10 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 	const char		*why;
 	int			 argc;
 
+	if (c->follow) {
+		control_follower_io(c, revents);
+		return;
+	}
 	if (c->reply.len == 0) {
 		n = read(c->fd, c->req + c->reqlen,
 		    sizeof(c->req) - 1 - c->reqlen);
@@ -190,9 +250,8 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 		    &why) == 0)
 			return;
 		control_dispatch(c, argc, argv, why);
-		ev_io_stop(loop, &c->io);
-		ev_io_set(&c->io, c->fd, EV_WRITE);
-		ev_io_start(loop, &c->io);
+		control_conn_wait(c, c->follow ? EV_READ | EV_WRITE :
+		    EV_WRITE);
 		return;
 	}
 	n = write(c->fd, c->reply.data + c->sent, c->reply.len - c->sent);
@@ -297,6 +356,7 @@ control_accept_one(struct control *ctl)
 		c->peer.uid = (uid_t)-1;
 	ev_io_init(&c->io, control_on_client_io, fd, EV_READ);
 	c->io.data = c;
+	c->events = EV_READ;
 	ev_timer_init(&c->timer, control_on_client_timeout,
 	    CONTROL_CLIENT_TIMEOUT, 0.);
 	c->timer.data = c;
@@ -474,6 +534,55 @@ control_set_access(struct control *ctl, int mode, const char *group,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * A follower that does not read must cost neither memory nor the loop:
+ * past CONTROL_FOLLOW_MAX bytes pending, its lines are dropped and
+ * counted, and it is told how many once it caught up (and the log says
+ * so, once when it starts dropping and once when it caught up).
+ */
+static void
+control_follow_one(struct control_conn *c, const char *line, size_t len)
+{
+	size_t pending = c->reply.len - c->sent;
+
+	if (pending + len + 1 > CONTROL_FOLLOW_MAX) {
+		if (c->dropped++ == 0)
+			log_warnx("control: events follower pid %ld uid %lu "
+			    "reads too slowly; dropping lines",
+			    (long)c->peer.pid, (unsigned long)c->peer.uid);
+		return;
+	}
+	/* Keep only what is pending: the buffer never grows past it. */
+	if (c->sent > 0) {
+		memmove(c->reply.data, c->reply.data + c->sent, pending);
+		c->reply.len = pending;
+		c->reply.data[pending] = '\0';
+		c->sent = 0;
+	}
+	if (c->dropped > 0) {
+		log_warnx("control: events follower pid %ld uid %lu: %lu "
+		    "lines dropped", (long)c->peer.pid,
+		    (unsigned long)c->peer.uid, c->dropped);
+		buf_printf(&c->reply, "-- %lu event lines dropped: this "
+		    "reader was too slow\n", c->dropped);
+		c->dropped = 0;
+	}
+	buf_append(&c->reply, line, len);
+	buf_puts(&c->reply, "\n");
+	control_conn_wait(c, EV_READ | EV_WRITE);
+}
+
+void
+control_follow_line(struct control *ctl, const char *line)
+{
+	struct control_conn	*c;
+	size_t			 len = strlen(line);
+
+	for (c = ctl->conns; c != NULL; c = c->next)
+		if (c->follow)
+			control_follow_one(c, line, len);
 }
 
 const char *

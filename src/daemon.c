@@ -14,11 +14,13 @@
 #include "failoverd/alert.h"
 #include "failoverd/bake.h"
 #include "failoverd/buf.h"
+#include "failoverd/commands.h"
 #include "failoverd/control.h"
 #include "failoverd/creds.h"
 #include "failoverd/curlev.h"
 #include "failoverd/daemon.h"
 #include "failoverd/ec2.h"
+#include "failoverd/events.h"
 #include "failoverd/failover.h"
 #include "failoverd/hostkey.h"
 #include "failoverd/log.h"
@@ -47,6 +49,7 @@ struct daemon {
 	struct config		*conf;
 	struct curlev		*curl;
 	struct control		*control;
+	struct events		*events;	/* failoverctl events */
 	struct service		**services;
 	struct failover		**failovers;	/* one per service */
 	struct daemon_practice	*practices;	/* one per service */
@@ -67,6 +70,7 @@ struct daemon {
 	ino_t			 lock_next_ino;
 };
 
+static void daemon_on_event_line(const char *line, void *arg);
 static int daemon_on_request(void *arg, const struct control_peer *peer,
     int argc, char **argv, struct buf *out);
 
@@ -472,6 +476,11 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	}
 	d->loop = loop;
 	d->lock_fd = -1;
+	/* First: the startup's own events are part of the story. */
+	d->events = events_new(EVENTS_KEEP, daemon_on_event_line, d);
+	if (d->events == NULL)
+		log_warnx("events: not kept in memory (out of memory or no "
+		    "alert observer free); failoverctl events is empty");
 	if (daemon_check_state_dir(conf, err, errlen) == -1)
 		goto fail;
 	/* Before the control socket and any journal are touched. */
@@ -506,6 +515,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	return d;
 fail:
 	control_free(d->control);
+	events_free(d->events);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
 	curlev_free(d->curl);
@@ -530,6 +540,7 @@ daemon_free(struct daemon *d)
 	free(d->failovers);
 	free(d->practices);
 	control_free(d->control);
+	events_free(d->events);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
 	curlev_free(d->curl);
@@ -874,57 +885,78 @@ daemon_request_reload(struct daemon *d, struct buf *out)
 }
 
 static int
+daemon_cmd_events(struct daemon *d, int argc, char **argv, struct buf *out)
+{
+	const struct command *cmd = command_get(COMMAND_EVENTS);
+
+	if (d->events == NULL) {
+		buf_puts(out, "no events kept (out of memory at start)");
+		return -1;
+	}
+	events_render(d->events, out, daemon_has_flag(argc, argv, "--json"));
+	return command_follows(cmd, argc, argv) ? CONTROL_FOLLOW : 0;
+}
+
+/* A new event line, for the followers of `failoverctl events -f`. */
+static void
+daemon_on_event_line(const char *line, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->control != NULL)
+		control_follow_line(d->control, line);
+}
+
+static int
 daemon_on_request(void *arg, const struct control_peer *peer, int argc,
     char **argv, struct buf *out)
 {
-	struct daemon	*d = arg;
-	char		 uid[32], pid[32];
+	struct daemon		*d = arg;
+	const struct command	*cmd;
+	char			 uid[32], pid[32];
 
+	cmd = command_find(argv[0]);
+	if (cmd == NULL) {
+		buf_printf(out, "unknown command '%s' (try: ", argv[0]);
+		command_names(out);
+		buf_puts(out, ")");
+		return -1;
+	}
 	/* Reads are not logged; anything that changes something is. */
-	if (strcmp(argv[0], "status") == 0)
+	if (command_changes(cmd, argc, argv)) {
+		snprintf(uid, sizeof(uid), "%lu", (unsigned long)peer->uid);
+		snprintf(pid, sizeof(pid), "%ld", (long)peer->pid);
+		alert_emit(ALERT_CONTROL_COMMAND,
+		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
+		    "command", argv[0], "uid", uid, "pid", pid, NULL);
+	}
+	switch (cmd->id) {
+	case COMMAND_STATUS:
 		return daemon_cmd_status(d, argc, argv, out);
-	if (strcmp(argv[0], "history") == 0)
+	case COMMAND_HISTORY:
 		return daemon_cmd_history(d, argc, argv, out);
-	if (strcmp(argv[0], "ping") == 0) {
+	case COMMAND_EVENTS:
+		return daemon_cmd_events(d, argc, argv, out);
+	case COMMAND_FAILOVER:
+	case COMMAND_PAUSE:
+	case COMMAND_RESUME:
+		return daemon_cmd_act(d, argc, argv, out);
+	case COMMAND_SWITCH:
+	case COMMAND_ROLLBACK:
+		return daemon_cmd_switch(d, argc, argv, out);
+	case COMMAND_SNAPSHOT:
+	case COMMAND_SNAPSHOTS:
+	case COMMAND_PREFLIGHT:
+	case COMMAND_BAKE:
+		return daemon_cmd_practice(d, argc, argv, out);
+	case COMMAND_RELOAD:
+		return daemon_request_reload(d, out);
+	case COMMAND_PING:
 		buf_puts(out, "pong\n");
 		return 0;
+	default:
+		break;
 	}
-	if (strcmp(argv[0], "snapshots") == 0 ||
-	    (strcmp(argv[0], "preflight") == 0 &&
-	    daemon_has_flag(argc, argv, "--result")))
-		return daemon_cmd_practice(d, argc, argv, out);
-	snprintf(uid, sizeof(uid), "%lu", (unsigned long)peer->uid);
-	snprintf(pid, sizeof(pid), "%ld", (long)peer->pid);
-	if (strcmp(argv[0], "reload") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND, NULL, "command", "reload",
-		    "uid", uid, "pid", pid, NULL);
-		return daemon_request_reload(d, out);
-	}
-	if (strcmp(argv[0], "failover") == 0 ||
-	    strcmp(argv[0], "pause") == 0 ||
-	    strcmp(argv[0], "resume") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND,
-		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
-		    "command", argv[0], "uid", uid, "pid", pid, NULL);
-		return daemon_cmd_act(d, argc, argv, out);
-	}
-	if (strcmp(argv[0], "switch") == 0 ||
-	    strcmp(argv[0], "rollback") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND,
-		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
-		    "command", argv[0], "uid", uid, "pid", pid, NULL);
-		return daemon_cmd_switch(d, argc, argv, out);
-	}
-	if (strcmp(argv[0], "snapshot") == 0 ||
-	    strcmp(argv[0], "preflight") == 0 ||
-	    strcmp(argv[0], "bake") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND,
-		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
-		    "command", argv[0], "uid", uid, "pid", pid, NULL);
-		return daemon_cmd_practice(d, argc, argv, out);
-	}
-	buf_printf(out, "unknown command '%s' (try: status, history, "
-	    "failover, pause, resume, switch, rollback, snapshot, snapshots, "
-	    "preflight, bake, reload, ping)", argv[0]);
+	buf_printf(out, "command '%s' is not served", argv[0]);
 	return -1;
 }
