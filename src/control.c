@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/control.h"
 #include "failoverd/log.h"
 #include "failoverd/selfcheck.h"
@@ -395,20 +396,18 @@ control_check_stale(const char *path, const struct sockaddr_un *sun,
 	if (lstat(path, &st) == -1) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(err, errlen, "control socket %s: %s", path,
+		return errf(err, errlen, "control socket %s: %s", path,
 		    strerror(errno));
-		return -1;
 	}
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "control socket %s: exists and is not "
+		errf(err, errlen, "control socket %s: exists and is not "
 		    "a socket; not replaced", path);
 		return -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
-		snprintf(err, errlen, "control socket %s: socket: %s", path,
+		return errf(err, errlen, "control socket %s: socket: %s", path,
 		    strerror(errno));
-		return -1;
 	}
 	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
 	saved = errno;
@@ -416,10 +415,10 @@ control_check_stale(const char *path, const struct sockaddr_un *sun,
 	if (rc == -1 && (saved == ECONNREFUSED || saved == ENOENT))
 		return 0;
 	if (rc == 0 || saved == EAGAIN)
-		snprintf(err, errlen, "control socket %s: another process "
+		errf(err, errlen, "control socket %s: another process "
 		    "listens on it (another failoverd?); not replaced", path);
 	else
-		snprintf(err, errlen, "control socket %s: connect: %s; not "
+		errf(err, errlen, "control socket %s: connect: %s; not "
 		    "replaced", path, strerror(saved));
 	return -1;
 }
@@ -436,7 +435,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "control socket %s: path too long",
+		errf(err, errlen, "control socket %s: path too long",
 		    path);
 		return NULL;
 	}
@@ -445,7 +444,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	if (ctl != NULL)
 		ctl->path = strdup(path);
 	if (ctl == NULL || ctl->path == NULL) {
-		snprintf(err, errlen, "control socket: out of memory");
+		errf(err, errlen, "control socket: out of memory");
 		free(ctl);
 		return NULL;
 	}
@@ -455,7 +454,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
 	if (ctl->fd == -1) {
-		snprintf(err, errlen, "control socket %s: socket: %s", path,
+		errf(err, errlen, "control socket %s: socket: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
@@ -463,7 +462,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	if (control_check_stale(path, &sun, err, errlen) == -1)
 		goto fail;
 	if (unlink(path) == -1 && errno != ENOENT) {
-		snprintf(err, errlen, "control socket %s: unlink: %s", path,
+		errf(err, errlen, "control socket %s: unlink: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
@@ -471,7 +470,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	old_umask = umask(0777 & ~mode);
 	if (bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		umask(old_umask);
-		snprintf(err, errlen, "control socket %s: bind: %s", path,
+		errf(err, errlen, "control socket %s: bind: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
@@ -479,7 +478,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	if (control_set_access(ctl, mode, group, err, errlen) == -1)
 		goto fail_unlink;
 	if (listen(ctl->fd, CONTROL_BACKLOG) == -1) {
-		snprintf(err, errlen, "control socket %s: listen: %s", path,
+		errf(err, errlen, "control socket %s: listen: %s", path,
 		    strerror(errno));
 		goto fail_unlink;
 	}
@@ -507,14 +506,13 @@ control_set_access(struct control *ctl, int mode, const char *group,
 	struct group *gr;
 
 	if (chmod(ctl->path, mode) == -1) {
-		snprintf(err, errlen, "control socket %s: chmod: %s",
+		return errf(err, errlen, "control socket %s: chmod: %s",
 		    ctl->path, strerror(errno));
-		return -1;
 	}
 	/* No group: the daemon's own, as a new socket has (a reload). */
 	if (group == NULL) {
 		if (chown(ctl->path, (uid_t)-1, getegid()) == -1) {
-			snprintf(err, errlen, "control socket %s: chown: %s",
+			errf(err, errlen, "control socket %s: chown: %s",
 			    ctl->path, strerror(errno));
 			return -1;
 		}
@@ -522,16 +520,14 @@ control_set_access(struct control *ctl, int mode, const char *group,
 	}
 	gr = getgrnam(group);
 	if (gr == NULL) {
-		snprintf(err, errlen,
+		return errf(err, errlen,
 		    "control socket %s: group %s: no such group", ctl->path,
 		    group);
-		return -1;
 	}
 	if (chown(ctl->path, (uid_t)-1, gr->gr_gid) == -1) {
-		snprintf(err, errlen,
+		return errf(err, errlen,
 		    "control socket %s: chown to group %s: %s", ctl->path,
 		    group, strerror(errno));
-		return -1;
 	}
 	return 0;
 }

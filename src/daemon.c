@@ -37,8 +37,13 @@
  */
 #define DAEMON_ISOLATION_WINDOW	5.0
 
-/* Snapshots, preflight and bake (issue 7): one set per service. */
-struct daemon_practice {
+/*
+ * A service's upkeep, beside its probes (service.c) and its failover
+ * engine: the snapshot schedule, the preflight proof that a failover
+ * would work, and the AMI bake. One per service, index for index with
+ * d->services and d->failovers.
+ */
+struct daemon_upkeep {
 	struct snapshot		*snapshot;
 	struct preflight	*preflight;
 	struct bake		*bake;
@@ -52,7 +57,7 @@ struct daemon {
 	struct events		*events;	/* failoverctl events */
 	struct service		**services;
 	struct failover		**failovers;	/* one per service */
-	struct daemon_practice	*practices;	/* one per service */
+	struct daemon_upkeep	*upkeeps;	/* one per service */
 	size_t			 nservices;
 	struct service_env	 env;
 	struct creds_provider	*creds;
@@ -96,19 +101,19 @@ daemon_failover(struct daemon *d, const struct service *svc)
 	return NULL;
 }
 
-static struct daemon_practice *
-daemon_practice(struct daemon *d, const struct service *svc)
+static struct daemon_upkeep *
+daemon_upkeep(struct daemon *d, const struct service *svc)
 {
 	size_t i;
 
 	for (i = 0; i < d->nservices; i++)
 		if (d->services[i] == svc)
-			return &d->practices[i];
+			return &d->upkeeps[i];
 	return NULL;
 }
 
 static void
-daemon_practice_free(struct daemon_practice *pr)
+daemon_upkeep_free(struct daemon_upkeep *pr)
 {
 	snapshot_free(pr->snapshot);
 	preflight_free(pr->preflight);
@@ -135,8 +140,8 @@ daemon_subnet(void *arg, const struct service *svc)
 
 /* A new service's snapshot schedule, preflight (run now) and bake. */
 static int
-daemon_practice_new(struct daemon *d, struct service *svc,
-    const struct config *conf, struct daemon_practice *pr)
+daemon_upkeep_new(struct daemon *d, struct service *svc,
+    const struct config *conf, struct daemon_upkeep *pr)
 {
 	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir,
 				    daemon_volume_id, d };
@@ -149,7 +154,7 @@ daemon_practice_new(struct daemon *d, struct service *svc,
 	pr->bake = bake_new(&be, svc);
 	if (pr->snapshot == NULL || pr->preflight == NULL ||
 	    pr->bake == NULL) {
-		daemon_practice_free(pr);
+		daemon_upkeep_free(pr);
 		return -1;
 	}
 	return 0;
@@ -160,7 +165,7 @@ daemon_practice_new(struct daemon *d, struct service *svc,
  * the service is among d's, where its identity is looked up.
  */
 static void
-daemon_practice_begin(struct daemon_practice *pr)
+daemon_upkeep_begin(struct daemon_upkeep *pr)
 {
 	struct buf out;
 
@@ -175,7 +180,7 @@ daemon_practice_begin(struct daemon_practice *pr)
 static const char *
 daemon_replacement_ami(void *arg, const struct service *svc)
 {
-	struct daemon_practice *pr = daemon_practice(arg, svc);
+	struct daemon_upkeep *pr = daemon_upkeep(arg, svc);
 
 	return pr != NULL && pr->bake != NULL ?
 	    bake_replacement_ami(pr->bake) : NULL;
@@ -279,9 +284,8 @@ daemon_lock_state_dir(struct daemon *d, const struct config *conf,
 
 	*fd = -1;
 	if (stat(conf->state_dir, &st) == -1) {
-		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		return errf(err, errlen, "state_dir %s: %s", conf->state_dir,
 		    strerror(errno));
-		return -1;
 	}
 	if (d->lock_fd != -1 && st.st_dev == d->lock_dev &&
 	    st.st_ino == d->lock_ino)
@@ -367,7 +371,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 {
 	struct service	**next, *svc;
 	struct failover	**nextfo;
-	struct daemon_practice *nextpr;
+	struct daemon_upkeep *nextpr;
 	unsigned char	 *fresh;
 	size_t		  i, j;
 
@@ -391,7 +395,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 		if (svc != NULL) {
 			service_update(svc, &conf->services[i]);
 			nextfo[i] = daemon_failover(d, svc);
-			nextpr[i] = *daemon_practice(d, svc);
+			nextpr[i] = *daemon_upkeep(d, svc);
 			snapshot_reschedule(nextpr[i].snapshot);
 		} else {
 			svc = service_new(&d->env, &conf->services[i]);
@@ -402,7 +406,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 				service_free(svc);
 				goto fail;
 			}
-			if (daemon_practice_new(d, svc, conf,
+			if (daemon_upkeep_new(d, svc, conf,
 			    &nextpr[i]) == -1) {
 				failover_free(nextfo[i]);
 				service_free(svc);
@@ -421,28 +425,28 @@ daemon_apply(struct daemon *d, struct config *conf)
 			log_info("service %s removed from the configuration, "
 			    "no longer watched",
 			    service_name(d->services[i]));
-			daemon_practice_free(&d->practices[i]);
+			daemon_upkeep_free(&d->upkeeps[i]);
 			failover_free(d->failovers[i]);
 			service_free(d->services[i]);
 		}
 	}
 	free(d->services);
 	free(d->failovers);
-	free(d->practices);
-	d->practices = nextpr;
+	free(d->upkeeps);
+	d->upkeeps = nextpr;
 	d->services = next;
 	d->failovers = nextfo;
 	d->nservices = conf->nservices;
 	for (i = 0; i < d->nservices; i++)
 		if (fresh[i])
-			daemon_practice_begin(&d->practices[i]);
+			daemon_upkeep_begin(&d->upkeeps[i]);
 	free(fresh);
 	return 0;
 fail:
 	/* New services made so far go; adopted ones stay with d. */
 	for (j = 0; j < i; j++)
 		if (daemon_find(d, service_name(next[j])) != next[j]) {
-			daemon_practice_free(&nextpr[j]);
+			daemon_upkeep_free(&nextpr[j]);
 			failover_free(nextfo[j]);
 			service_free(next[j]);
 		}
@@ -471,7 +475,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
-		snprintf(err, errlen, "out of memory");
+		errf(err, errlen, "out of memory");
 		return NULL;
 	}
 	d->loop = loop;
@@ -489,7 +493,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	daemon_lock_commit(d, lock_fd);
 	d->curl = curlev_new(loop);
 	if (d->curl == NULL) {
-		snprintf(err, errlen, "curl multi handle: out of memory");
+		errf(err, errlen, "curl multi handle: out of memory");
 		goto fail;
 	}
 	d->env.loop = loop;
@@ -508,7 +512,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.arg = d;
 	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
 	if (daemon_apply(d, conf) == -1) {
-		snprintf(err, errlen, "cannot create the services");
+		errf(err, errlen, "cannot create the services");
 		goto fail;
 	}
 	d->conf = conf;
@@ -532,13 +536,13 @@ daemon_free(struct daemon *d)
 	if (d == NULL)
 		return;
 	for (i = 0; i < d->nservices; i++) {
-		daemon_practice_free(&d->practices[i]);
+		daemon_upkeep_free(&d->upkeeps[i]);
 		failover_free(d->failovers[i]);
 		service_free(d->services[i]);
 	}
 	free(d->services);
 	free(d->failovers);
-	free(d->practices);
+	free(d->upkeeps);
 	control_free(d->control);
 	events_free(d->events);
 	ec2_client_free(d->ec2);
@@ -713,11 +717,11 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 			buf_puts(out, ",");
 			failover_status(d->failovers[n], out, 1);
 			buf_puts(out, ",");
-			bake_status(d->practices[n].bake, out, 1);
+			bake_status(d->upkeeps[n].bake, out, 1);
 			buf_puts(out, "}");
 		} else if (!json) {
 			failover_status(d->failovers[n], out, 0);
-			bake_status(d->practices[n].bake, out, 0);
+			bake_status(d->upkeeps[n].bake, out, 0);
 		}
 		first = 0;
 	}
@@ -840,11 +844,11 @@ usage:
  * outcome is in the log, `snapshots`, `preflight --result` and status.
  */
 static int
-daemon_cmd_practice(struct daemon *d, int argc, char **argv,
+daemon_cmd_upkeep(struct daemon *d, int argc, char **argv,
     struct buf *out)
 {
 	struct service		*svc;
-	struct daemon_practice	*pr;
+	struct daemon_upkeep	*pr;
 	int			 json = daemon_has_flag(argc, argv, "--json");
 
 	if (daemon_cmd_service(d, argc, argv, &svc, out) == -1)
@@ -853,7 +857,7 @@ daemon_cmd_practice(struct daemon *d, int argc, char **argv,
 		buf_printf(out, "usage: %s SERVICE", argv[0]);
 		return -1;
 	}
-	pr = daemon_practice(d, svc);
+	pr = daemon_upkeep(d, svc);
 	if (strcmp(argv[0], "snapshot") == 0)
 		return snapshot_take(pr->snapshot, out);
 	if (strcmp(argv[0], "snapshots") == 0) {
@@ -948,7 +952,7 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 	case COMMAND_SNAPSHOTS:
 	case COMMAND_PREFLIGHT:
 	case COMMAND_BAKE:
-		return daemon_cmd_practice(d, argc, argv, out);
+		return daemon_cmd_upkeep(d, argc, argv, out);
 	case COMMAND_RELOAD:
 		return daemon_request_reload(d, out);
 	case COMMAND_PING:

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "failoverd/alert.h"
+#include "failoverd/buf.h"
 #include "failoverd/log.h"
 #include "failoverd/probe_ssh.h"
 #include "failoverd/sshsess.h"
@@ -57,7 +58,7 @@ oom:
 	if (s != NULL)
 		free(s->out);
 	free(s);
-	snprintf(err, errlen, "probe %s: out of memory, or libssh2_init "
+	errf(err, errlen, "probe %s: out of memory, or libssh2_init "
 	    "failed", conf->name);
 	return NULL;
 }

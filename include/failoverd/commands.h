@@ -34,7 +34,7 @@ struct command {
 	const char	*help;		/* lines for usage, '\n' between */
 	int		 changes;	/* acts: an audit event names who */
 	const char	*read_only;	/* this flag makes it only read */
-	const char	*follow;	/* this flag makes the reply a stream */
+	const char	*follow;	/* this flag: the reply streams */
 	/*
 	 * failoverctl asks on a terminal unless --yes: "<confirm> service
 	 * SERVICE now? <consequence>".

@@ -4,8 +4,8 @@
  * One request per connection: a line of words ("status --json\n"). The
  * reply is a status line, "OK" or "ERR <message>", then the body, then the
  * server closes; or, for a follower ("events --follow"), the body goes on
- * with a line per event until the client leaves. Every read and write is non-blocking on the loop, so a
- * stuck client never holds the daemon.
+ * with a line per event until the client leaves. Every read and write is
+ * non-blocking on the loop, so a stuck client never holds the daemon.
  */
 #ifndef FAILOVERD_CONTROL_H
 #define FAILOVERD_CONTROL_H

@@ -46,7 +46,7 @@ enum sshsess_error {
 	SSHSESS_ERR_BANNER,
 	SSHSESS_ERR_KEX,
 	SSHSESS_ERR_HOSTKEY_NONE,	/* the server showed no key */
-	SSHSESS_ERR_KNOWN_HOSTS,	/* the known_hosts file is unreadable */
+	SSHSESS_ERR_KNOWN_HOSTS,	/* known_hosts is unreadable */
 	SSHSESS_ERR_HOSTKEY_UNKNOWN,	/* detail: the fingerprint */
 	SSHSESS_ERR_HOSTKEY_MISMATCH,	/* detail: the fingerprint */
 	SSHSESS_ERR_HOSTKEY_CHECK,	/* libssh2 could not compare */
@@ -60,7 +60,7 @@ enum sshsess_error {
 struct sshsess_result {
 	enum sshsess_error	 error;
 	enum sshsess_stage	 stage;		/* where it ended */
-	int			 exit_status;	/* of the command, if one ran */
+	int			 exit_status;	/* of the command that ran */
 	char			 signal[32];	/* "" or what killed it */
 	/* libssh2's own words, strerror, or the host key fingerprint. */
 	char			 detail[SSHSESS_DETAIL_MAX];
