@@ -891,14 +891,18 @@ daemon_request_reload(struct daemon *d, struct buf *out)
 static int
 daemon_cmd_events(struct daemon *d, int argc, char **argv, struct buf *out)
 {
-	const struct command *cmd = command_get(COMMAND_EVENTS);
+	const struct command	*cmd = command_get(COMMAND_EVENTS);
+	int			 follow = command_follows(cmd, argc, argv);
 
 	if (d->events == NULL) {
 		buf_puts(out, "no events kept (out of memory at start)");
 		return -1;
 	}
-	events_render(d->events, out, daemon_has_flag(argc, argv, "--json"));
-	return command_follows(cmd, argc, argv) ? CONTROL_FOLLOW : 0;
+	/* A stream is lines, the backlog too: one JSON document never
+	 * ends. */
+	events_render(d->events, out, !follow &&
+	    daemon_has_flag(argc, argv, "--json"));
+	return follow ? CONTROL_FOLLOW : 0;
 }
 
 /* A new event line, for the followers of `failoverctl events -f`. */
