@@ -96,6 +96,27 @@ buf_printf(struct buf *b, const char *fmt, ...)
 }
 
 int
+buf_json_str_or_null(struct buf *b, const char *s)
+{
+	if (s == NULL)
+		return buf_puts(b, "null");
+	return buf_json_str(b, s);
+}
+
+int
+errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
 buf_json_str(struct buf *b, const char *s)
 {
 	const unsigned char *p;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/control.h"
 #include "failoverd/log.h"
 #include "failoverd/selfcheck.h"
@@ -39,6 +40,8 @@
 #define CONTROL_PAUSE_MAX	2.0
 /* Dropped idle clients are logged one line per this many seconds. */
 #define CONTROL_LOG_EVERY	10.0
+/* Read and dropped from a follower, which has nothing more to ask. */
+#define CONTROL_SINK		512
 
 struct control_conn {
 	struct control		*ctl;
@@ -50,6 +53,9 @@ struct control_conn {
 	size_t			 reqlen;
 	struct buf		 reply;
 	size_t			 sent;
+	int			 follow;	/* CONTROL_FOLLOW: streams */
+	int			 events;	/* what io waits for */
+	unsigned long		 dropped;	/* lines not sent, unsaid */
 	struct control_conn	*next;
 };
 
@@ -140,9 +146,10 @@ control_dispatch(struct control_conn *c, int argc, char **argv,
 		rc = -1;
 	} else
 		rc = c->ctl->cb(c->ctl->arg, &c->peer, argc, argv, &body);
-	if (rc == 0) {
+	if (rc == 0 || rc == CONTROL_FOLLOW) {
 		buf_puts(&c->reply, "OK\n");
 		buf_append(&c->reply, buf_str(&body), body.len);
+		c->follow = rc == CONTROL_FOLLOW;
 	} else
 		buf_printf(&c->reply, "ERR %s\n", buf_str(&body));
 	buf_free(&body);
@@ -168,6 +175,56 @@ control_on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
+control_conn_wait(struct control_conn *c, int events)
+{
+	if (c->events == events && ev_is_active(&c->io))
+		return;
+	ev_io_stop(c->ctl->loop, &c->io);
+	ev_io_set(&c->io, c->fd, events);
+	ev_io_start(c->ctl->loop, &c->io);
+	c->events = events;
+}
+
+/*
+ * A follower: the socket is watched for reading only to notice the
+ * client leave (anything it sends is dropped), and for writing while
+ * lines are pending. The backlog it asked for is under the client
+ * timeout like any reply; once it is out, the follower stays until it
+ * leaves.
+ */
+static void
+control_follower_io(struct control_conn *c, int revents)
+{
+	char	sink[CONTROL_SINK];
+	ssize_t	n;
+
+	if (revents & EV_READ) {
+		n = read(c->fd, sink, sizeof(sink));
+		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+			control_conn_close(c);
+			return;
+		}
+	}
+	if ((revents & EV_WRITE) && c->sent < c->reply.len) {
+		n = write(c->fd, c->reply.data + c->sent,
+		    c->reply.len - c->sent);
+		if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			control_conn_close(c);
+			return;
+		}
+		if (n > 0)
+			c->sent += (size_t)n;
+	}
+	if (c->sent == c->reply.len) {
+		buf_reset(&c->reply);
+		c->sent = 0;
+		ev_timer_stop(c->ctl->loop, &c->timer);
+	}
+	control_conn_wait(c, EV_READ | (c->sent < c->reply.len ?
+	    EV_WRITE : 0));
+}
+
+static void
 control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct control_conn	*c = w->data;
@@ -176,6 +233,10 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 	const char		*why;
 	int			 argc;
 
+	if (c->follow) {
+		control_follower_io(c, revents);
+		return;
+	}
 	if (c->reply.len == 0) {
 		n = read(c->fd, c->req + c->reqlen,
 		    sizeof(c->req) - 1 - c->reqlen);
@@ -190,9 +251,8 @@ control_on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 		    &why) == 0)
 			return;
 		control_dispatch(c, argc, argv, why);
-		ev_io_stop(loop, &c->io);
-		ev_io_set(&c->io, c->fd, EV_WRITE);
-		ev_io_start(loop, &c->io);
+		control_conn_wait(c, c->follow ? EV_READ | EV_WRITE :
+		    EV_WRITE);
 		return;
 	}
 	n = write(c->fd, c->reply.data + c->sent, c->reply.len - c->sent);
@@ -297,6 +357,7 @@ control_accept_one(struct control *ctl)
 		c->peer.uid = (uid_t)-1;
 	ev_io_init(&c->io, control_on_client_io, fd, EV_READ);
 	c->io.data = c;
+	c->events = EV_READ;
 	ev_timer_init(&c->timer, control_on_client_timeout,
 	    CONTROL_CLIENT_TIMEOUT, 0.);
 	c->timer.data = c;
@@ -335,20 +396,18 @@ control_check_stale(const char *path, const struct sockaddr_un *sun,
 	if (lstat(path, &st) == -1) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(err, errlen, "control socket %s: %s", path,
+		return errf(err, errlen, "control socket %s: %s", path,
 		    strerror(errno));
-		return -1;
 	}
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "control socket %s: exists and is not "
+		errf(err, errlen, "control socket %s: exists and is not "
 		    "a socket; not replaced", path);
 		return -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
-		snprintf(err, errlen, "control socket %s: socket: %s", path,
+		return errf(err, errlen, "control socket %s: socket: %s", path,
 		    strerror(errno));
-		return -1;
 	}
 	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
 	saved = errno;
@@ -356,10 +415,10 @@ control_check_stale(const char *path, const struct sockaddr_un *sun,
 	if (rc == -1 && (saved == ECONNREFUSED || saved == ENOENT))
 		return 0;
 	if (rc == 0 || saved == EAGAIN)
-		snprintf(err, errlen, "control socket %s: another process "
+		errf(err, errlen, "control socket %s: another process "
 		    "listens on it (another failoverd?); not replaced", path);
 	else
-		snprintf(err, errlen, "control socket %s: connect: %s; not "
+		errf(err, errlen, "control socket %s: connect: %s; not "
 		    "replaced", path, strerror(saved));
 	return -1;
 }
@@ -376,7 +435,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "control socket %s: path too long",
+		errf(err, errlen, "control socket %s: path too long",
 		    path);
 		return NULL;
 	}
@@ -385,7 +444,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	if (ctl != NULL)
 		ctl->path = strdup(path);
 	if (ctl == NULL || ctl->path == NULL) {
-		snprintf(err, errlen, "control socket: out of memory");
+		errf(err, errlen, "control socket: out of memory");
 		free(ctl);
 		return NULL;
 	}
@@ -395,7 +454,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
 	if (ctl->fd == -1) {
-		snprintf(err, errlen, "control socket %s: socket: %s", path,
+		errf(err, errlen, "control socket %s: socket: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
@@ -403,7 +462,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	if (control_check_stale(path, &sun, err, errlen) == -1)
 		goto fail;
 	if (unlink(path) == -1 && errno != ENOENT) {
-		snprintf(err, errlen, "control socket %s: unlink: %s", path,
+		errf(err, errlen, "control socket %s: unlink: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
@@ -411,7 +470,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	old_umask = umask(0777 & ~mode);
 	if (bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		umask(old_umask);
-		snprintf(err, errlen, "control socket %s: bind: %s", path,
+		errf(err, errlen, "control socket %s: bind: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
@@ -419,7 +478,7 @@ control_new(struct ev_loop *loop, const char *path, int mode,
 	if (control_set_access(ctl, mode, group, err, errlen) == -1)
 		goto fail_unlink;
 	if (listen(ctl->fd, CONTROL_BACKLOG) == -1) {
-		snprintf(err, errlen, "control socket %s: listen: %s", path,
+		errf(err, errlen, "control socket %s: listen: %s", path,
 		    strerror(errno));
 		goto fail_unlink;
 	}
@@ -447,14 +506,13 @@ control_set_access(struct control *ctl, int mode, const char *group,
 	struct group *gr;
 
 	if (chmod(ctl->path, mode) == -1) {
-		snprintf(err, errlen, "control socket %s: chmod: %s",
+		return errf(err, errlen, "control socket %s: chmod: %s",
 		    ctl->path, strerror(errno));
-		return -1;
 	}
 	/* No group: the daemon's own, as a new socket has (a reload). */
 	if (group == NULL) {
 		if (chown(ctl->path, (uid_t)-1, getegid()) == -1) {
-			snprintf(err, errlen, "control socket %s: chown: %s",
+			errf(err, errlen, "control socket %s: chown: %s",
 			    ctl->path, strerror(errno));
 			return -1;
 		}
@@ -462,18 +520,65 @@ control_set_access(struct control *ctl, int mode, const char *group,
 	}
 	gr = getgrnam(group);
 	if (gr == NULL) {
-		snprintf(err, errlen,
+		return errf(err, errlen,
 		    "control socket %s: group %s: no such group", ctl->path,
 		    group);
-		return -1;
 	}
 	if (chown(ctl->path, (uid_t)-1, gr->gr_gid) == -1) {
-		snprintf(err, errlen,
+		return errf(err, errlen,
 		    "control socket %s: chown to group %s: %s", ctl->path,
 		    group, strerror(errno));
-		return -1;
 	}
 	return 0;
+}
+
+/*
+ * A follower that does not read must cost neither memory nor the loop:
+ * past CONTROL_FOLLOW_MAX bytes pending, its lines are dropped and
+ * counted, and it is told how many once it caught up (and the log says
+ * so, once when it starts dropping and once when it caught up).
+ */
+static void
+control_follow_one(struct control_conn *c, const char *line, size_t len)
+{
+	size_t pending = c->reply.len - c->sent;
+
+	if (pending + len + 1 > CONTROL_FOLLOW_MAX) {
+		if (c->dropped++ == 0)
+			log_warnx("control: events follower pid %ld uid %lu "
+			    "reads too slowly; dropping lines",
+			    (long)c->peer.pid, (unsigned long)c->peer.uid);
+		return;
+	}
+	/* Keep only what is pending: the buffer never grows past it. */
+	if (c->sent > 0) {
+		memmove(c->reply.data, c->reply.data + c->sent, pending);
+		c->reply.len = pending;
+		c->reply.data[pending] = '\0';
+		c->sent = 0;
+	}
+	if (c->dropped > 0) {
+		log_warnx("control: events follower pid %ld uid %lu: %lu "
+		    "lines dropped", (long)c->peer.pid,
+		    (unsigned long)c->peer.uid, c->dropped);
+		buf_printf(&c->reply, "-- %lu event lines dropped: this "
+		    "reader was too slow\n", c->dropped);
+		c->dropped = 0;
+	}
+	buf_append(&c->reply, line, len);
+	buf_puts(&c->reply, "\n");
+	control_conn_wait(c, EV_READ | EV_WRITE);
+}
+
+void
+control_follow_line(struct control *ctl, const char *line)
+{
+	struct control_conn	*c;
+	size_t			 len = strlen(line);
+
+	for (c = ctl->conns; c != NULL; c = c->next)
+		if (c->follow)
+			control_follow_one(c, line, len);
 }
 
 const char *

@@ -15,11 +15,13 @@
 #include "failoverd/alert.h"
 #include "failoverd/bake.h"
 #include "failoverd/buf.h"
+#include "failoverd/commands.h"
 #include "failoverd/control.h"
 #include "failoverd/creds.h"
 #include "failoverd/curlev.h"
 #include "failoverd/daemon.h"
 #include "failoverd/ec2.h"
+#include "failoverd/events.h"
 #include "failoverd/failover.h"
 #include "failoverd/hostkey.h"
 #include "failoverd/log.h"
@@ -37,8 +39,13 @@
  */
 #define DAEMON_ISOLATION_WINDOW	5.0
 
-/* Snapshots, preflight and bake (issue 7): one set per service. */
-struct daemon_practice {
+/*
+ * A service's upkeep, beside its probes (service.c) and its failover
+ * engine: the snapshot schedule, the preflight proof that a failover
+ * would work, and the AMI bake. One per service, index for index with
+ * d->services and d->failovers.
+ */
+struct daemon_upkeep {
 	struct snapshot		*snapshot;
 	struct preflight	*preflight;
 	struct bake		*bake;
@@ -51,9 +58,10 @@ struct daemon {
 	struct probe_sched	*probes;	/* every probe's line and grid */
 	struct admission	*preflights;	/* preflight_line_new */
 	struct control		*control;
+	struct events		*events;	/* failoverctl events */
 	struct service		**services;
 	struct failover		**failovers;	/* one per service */
-	struct daemon_practice	*practices;	/* one per service */
+	struct daemon_upkeep	*upkeeps;	/* one per service */
 	size_t			 nservices;
 	struct service_env	 env;
 	struct creds_provider	*creds;
@@ -72,6 +80,7 @@ struct daemon {
 	ino_t			 lock_next_ino;
 };
 
+static void daemon_on_event_line(const char *line, void *arg);
 static int daemon_on_request(void *arg, const struct control_peer *peer,
     int argc, char **argv, struct buf *out);
 
@@ -97,19 +106,19 @@ daemon_failover(struct daemon *d, const struct service *svc)
 	return NULL;
 }
 
-static struct daemon_practice *
-daemon_practice(struct daemon *d, const struct service *svc)
+static struct daemon_upkeep *
+daemon_upkeep(struct daemon *d, const struct service *svc)
 {
 	size_t i;
 
 	for (i = 0; i < d->nservices; i++)
 		if (d->services[i] == svc)
-			return &d->practices[i];
+			return &d->upkeeps[i];
 	return NULL;
 }
 
 static void
-daemon_practice_free(struct daemon_practice *pr)
+daemon_upkeep_free(struct daemon_upkeep *pr)
 {
 	snapshot_free(pr->snapshot);
 	preflight_free(pr->preflight);
@@ -136,8 +145,8 @@ daemon_subnet(void *arg, const struct service *svc)
 
 /* A new service's snapshot schedule, preflight (run now) and bake. */
 static int
-daemon_practice_new(struct daemon *d, struct service *svc,
-    const struct config *conf, struct daemon_practice *pr)
+daemon_upkeep_new(struct daemon *d, struct service *svc,
+    const struct config *conf, struct daemon_upkeep *pr)
 {
 	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir,
 				    daemon_volume_id, d };
@@ -150,7 +159,7 @@ daemon_practice_new(struct daemon *d, struct service *svc,
 	pr->bake = bake_new(&be, svc);
 	if (pr->snapshot == NULL || pr->preflight == NULL ||
 	    pr->bake == NULL) {
-		daemon_practice_free(pr);
+		daemon_upkeep_free(pr);
 		return -1;
 	}
 	return 0;
@@ -161,7 +170,7 @@ daemon_practice_new(struct daemon *d, struct service *svc,
  * the service is among d's, where its identity is looked up.
  */
 static void
-daemon_practice_begin(struct daemon_practice *pr)
+daemon_upkeep_begin(struct daemon_upkeep *pr)
 {
 	struct buf out;
 
@@ -176,7 +185,7 @@ daemon_practice_begin(struct daemon_practice *pr)
 static const char *
 daemon_replacement_ami(void *arg, const struct service *svc)
 {
-	struct daemon_practice *pr = daemon_practice(arg, svc);
+	struct daemon_upkeep *pr = daemon_upkeep(arg, svc);
 
 	return pr != NULL && pr->bake != NULL ?
 	    bake_replacement_ami(pr->bake) : NULL;
@@ -305,9 +314,8 @@ daemon_lock_state_dir(struct daemon *d, const struct config *conf,
 
 	*fd = -1;
 	if (stat(conf->state_dir, &st) == -1) {
-		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		return errf(err, errlen, "state_dir %s: %s", conf->state_dir,
 		    strerror(errno));
-		return -1;
 	}
 	if (d->lock_fd != -1 && st.st_dev == d->lock_dev &&
 	    st.st_ino == d->lock_ino)
@@ -393,7 +401,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 {
 	struct service	**next, *svc;
 	struct failover	**nextfo;
-	struct daemon_practice *nextpr;
+	struct daemon_upkeep *nextpr;
 	unsigned char	 *fresh;
 	size_t		  i, j;
 
@@ -417,7 +425,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 		if (svc != NULL) {
 			service_update(svc, &conf->services[i]);
 			nextfo[i] = daemon_failover(d, svc);
-			nextpr[i] = *daemon_practice(d, svc);
+			nextpr[i] = *daemon_upkeep(d, svc);
 			snapshot_reschedule(nextpr[i].snapshot);
 		} else {
 			svc = service_new(&d->env, &conf->services[i]);
@@ -428,7 +436,7 @@ daemon_apply(struct daemon *d, struct config *conf)
 				service_free(svc);
 				goto fail;
 			}
-			if (daemon_practice_new(d, svc, conf,
+			if (daemon_upkeep_new(d, svc, conf,
 			    &nextpr[i]) == -1) {
 				failover_free(nextfo[i]);
 				service_free(svc);
@@ -447,28 +455,28 @@ daemon_apply(struct daemon *d, struct config *conf)
 			log_info("service %s removed from the configuration, "
 			    "no longer watched",
 			    service_name(d->services[i]));
-			daemon_practice_free(&d->practices[i]);
+			daemon_upkeep_free(&d->upkeeps[i]);
 			failover_free(d->failovers[i]);
 			service_free(d->services[i]);
 		}
 	}
 	free(d->services);
 	free(d->failovers);
-	free(d->practices);
-	d->practices = nextpr;
+	free(d->upkeeps);
+	d->upkeeps = nextpr;
 	d->services = next;
 	d->failovers = nextfo;
 	d->nservices = conf->nservices;
 	for (i = 0; i < d->nservices; i++)
 		if (fresh[i])
-			daemon_practice_begin(&d->practices[i]);
+			daemon_upkeep_begin(&d->upkeeps[i]);
 	free(fresh);
 	return 0;
 fail:
 	/* New services made so far go; adopted ones stay with d. */
 	for (j = 0; j < i; j++)
 		if (daemon_find(d, service_name(next[j])) != next[j]) {
-			daemon_practice_free(&nextpr[j]);
+			daemon_upkeep_free(&nextpr[j]);
 			failover_free(nextfo[j]);
 			service_free(next[j]);
 		}
@@ -498,11 +506,16 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
-		snprintf(err, errlen, "out of memory");
+		errf(err, errlen, "out of memory");
 		return NULL;
 	}
 	d->loop = loop;
 	d->lock_fd = -1;
+	/* First: the startup's own events are part of the story. */
+	d->events = events_new(EVENTS_KEEP, daemon_on_event_line, d);
+	if (d->events == NULL)
+		log_warnx("events: not kept in memory (out of memory or no "
+		    "alert observer free); failoverctl events is empty");
 	if (daemon_check_state_dir(conf, err, errlen) == -1)
 		goto fail;
 	/* Before the control socket and any journal are touched. */
@@ -511,18 +524,18 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	daemon_lock_commit(d, lock_fd);
 	d->curl = curlev_new(loop);
 	if (d->curl == NULL) {
-		snprintf(err, errlen, "curl multi handle: out of memory");
+		errf(err, errlen, "curl multi handle: out of memory");
 		goto fail;
 	}
 	d->probes = probe_sched_new(loop,
 	    (unsigned int)conf->probe_max_in_flight);
 	if (d->probes == NULL) {
-		snprintf(err, errlen, "probe schedule: out of memory");
+		errf(err, errlen, "probe schedule: out of memory");
 		goto fail;
 	}
 	d->preflights = preflight_line_new(loop);
 	if (d->preflights == NULL) {
-		snprintf(err, errlen, "preflight line: out of memory");
+		errf(err, errlen, "preflight line: out of memory");
 		goto fail;
 	}
 	d->env.loop = loop;
@@ -541,7 +554,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	te.arg = d;
 	d->tilt = tilt_new(&te);
 	if (d->tilt == NULL) {
-		snprintf(err, errlen, "out of memory");
+		errf(err, errlen, "out of memory");
 		goto fail;
 	}
 	d->fenv.tilt = d->tilt;
@@ -552,7 +565,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
 	if (daemon_apply(d, conf) == -1) {
-		snprintf(err, errlen, "cannot create the services");
+		errf(err, errlen, "cannot create the services");
 		goto fail;
 	}
 	d->conf = conf;
@@ -560,6 +573,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 fail:
 	tilt_free(d->tilt);
 	control_free(d->control);
+	events_free(d->events);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
 	admission_free(d->preflights);
@@ -578,15 +592,16 @@ daemon_free(struct daemon *d)
 	if (d == NULL)
 		return;
 	for (i = 0; i < d->nservices; i++) {
-		daemon_practice_free(&d->practices[i]);
+		daemon_upkeep_free(&d->upkeeps[i]);
 		failover_free(d->failovers[i]);
 		service_free(d->services[i]);
 	}
 	free(d->services);
 	free(d->failovers);
-	free(d->practices);
+	free(d->upkeeps);
 	tilt_free(d->tilt);
 	control_free(d->control);
+	events_free(d->events);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
 	admission_free(d->preflights);
@@ -763,11 +778,11 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 			buf_puts(out, ",");
 			failover_status(d->failovers[n], out, 1);
 			buf_puts(out, ",");
-			bake_status(d->practices[n].bake, out, 1);
+			bake_status(d->upkeeps[n].bake, out, 1);
 			buf_puts(out, "}");
 		} else if (!json) {
 			failover_status(d->failovers[n], out, 0);
-			bake_status(d->practices[n].bake, out, 0);
+			bake_status(d->upkeeps[n].bake, out, 0);
 		}
 		first = 0;
 	}
@@ -900,11 +915,11 @@ usage:
  * outcome is in the log, `snapshots`, `preflight --result` and status.
  */
 static int
-daemon_cmd_practice(struct daemon *d, int argc, char **argv,
+daemon_cmd_upkeep(struct daemon *d, int argc, char **argv,
     struct buf *out)
 {
 	struct service		*svc;
-	struct daemon_practice	*pr;
+	struct daemon_upkeep	*pr;
 	int			 json = daemon_has_flag(argc, argv, "--json");
 
 	if (daemon_cmd_service(d, argc, argv, &svc, out) == -1)
@@ -913,7 +928,7 @@ daemon_cmd_practice(struct daemon *d, int argc, char **argv,
 		buf_printf(out, "usage: %s SERVICE", argv[0]);
 		return -1;
 	}
-	pr = daemon_practice(d, svc);
+	pr = daemon_upkeep(d, svc);
 	if (strcmp(argv[0], "snapshot") == 0)
 		return snapshot_take(pr->snapshot, out);
 	if (strcmp(argv[0], "snapshots") == 0) {
@@ -945,57 +960,82 @@ daemon_request_reload(struct daemon *d, struct buf *out)
 }
 
 static int
+daemon_cmd_events(struct daemon *d, int argc, char **argv, struct buf *out)
+{
+	const struct command	*cmd = command_get(COMMAND_EVENTS);
+	int			 follow = command_follows(cmd, argc, argv);
+
+	if (d->events == NULL) {
+		buf_puts(out, "no events kept (out of memory at start)");
+		return -1;
+	}
+	/* A stream is lines, the backlog too: one JSON document never
+	 * ends. */
+	events_render(d->events, out, !follow &&
+	    daemon_has_flag(argc, argv, "--json"));
+	return follow ? CONTROL_FOLLOW : 0;
+}
+
+/* A new event line, for the followers of `failoverctl events -f`. */
+static void
+daemon_on_event_line(const char *line, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->control != NULL)
+		control_follow_line(d->control, line);
+}
+
+static int
 daemon_on_request(void *arg, const struct control_peer *peer, int argc,
     char **argv, struct buf *out)
 {
-	struct daemon	*d = arg;
-	char		 uid[32], pid[32];
+	struct daemon		*d = arg;
+	const struct command	*cmd;
+	char			 uid[32], pid[32];
 
+	cmd = command_find(argv[0]);
+	if (cmd == NULL) {
+		buf_printf(out, "unknown command '%s' (try: ", argv[0]);
+		command_names(out);
+		buf_puts(out, ")");
+		return -1;
+	}
 	/* Reads are not logged; anything that changes something is. */
-	if (strcmp(argv[0], "status") == 0)
+	if (command_changes(cmd, argc, argv)) {
+		snprintf(uid, sizeof(uid), "%lu", (unsigned long)peer->uid);
+		snprintf(pid, sizeof(pid), "%ld", (long)peer->pid);
+		alert_emit(ALERT_CONTROL_COMMAND,
+		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
+		    "command", argv[0], "uid", uid, "pid", pid, NULL);
+	}
+	switch (cmd->id) {
+	case COMMAND_STATUS:
 		return daemon_cmd_status(d, argc, argv, out);
-	if (strcmp(argv[0], "history") == 0)
+	case COMMAND_HISTORY:
 		return daemon_cmd_history(d, argc, argv, out);
-	if (strcmp(argv[0], "ping") == 0) {
+	case COMMAND_EVENTS:
+		return daemon_cmd_events(d, argc, argv, out);
+	case COMMAND_FAILOVER:
+	case COMMAND_PAUSE:
+	case COMMAND_RESUME:
+		return daemon_cmd_act(d, argc, argv, out);
+	case COMMAND_SWITCH:
+	case COMMAND_ROLLBACK:
+		return daemon_cmd_switch(d, argc, argv, out);
+	case COMMAND_SNAPSHOT:
+	case COMMAND_SNAPSHOTS:
+	case COMMAND_PREFLIGHT:
+	case COMMAND_BAKE:
+		return daemon_cmd_upkeep(d, argc, argv, out);
+	case COMMAND_RELOAD:
+		return daemon_request_reload(d, out);
+	case COMMAND_PING:
 		buf_puts(out, "pong\n");
 		return 0;
+	default:
+		break;
 	}
-	if (strcmp(argv[0], "snapshots") == 0 ||
-	    (strcmp(argv[0], "preflight") == 0 &&
-	    daemon_has_flag(argc, argv, "--result")))
-		return daemon_cmd_practice(d, argc, argv, out);
-	snprintf(uid, sizeof(uid), "%lu", (unsigned long)peer->uid);
-	snprintf(pid, sizeof(pid), "%ld", (long)peer->pid);
-	if (strcmp(argv[0], "reload") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND, NULL, "command", "reload",
-		    "uid", uid, "pid", pid, NULL);
-		return daemon_request_reload(d, out);
-	}
-	if (strcmp(argv[0], "failover") == 0 ||
-	    strcmp(argv[0], "pause") == 0 ||
-	    strcmp(argv[0], "resume") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND,
-		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
-		    "command", argv[0], "uid", uid, "pid", pid, NULL);
-		return daemon_cmd_act(d, argc, argv, out);
-	}
-	if (strcmp(argv[0], "switch") == 0 ||
-	    strcmp(argv[0], "rollback") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND,
-		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
-		    "command", argv[0], "uid", uid, "pid", pid, NULL);
-		return daemon_cmd_switch(d, argc, argv, out);
-	}
-	if (strcmp(argv[0], "snapshot") == 0 ||
-	    strcmp(argv[0], "preflight") == 0 ||
-	    strcmp(argv[0], "bake") == 0) {
-		alert_emit(ALERT_CONTROL_COMMAND,
-		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
-		    "command", argv[0], "uid", uid, "pid", pid, NULL);
-		return daemon_cmd_practice(d, argc, argv, out);
-	}
-	buf_printf(out, "unknown command '%s' (try: status, history, "
-	    "failover, pause, resume, switch, rollback, snapshot, snapshots, "
-	    "preflight, bake, reload, ping)", argv[0]);
+	buf_printf(out, "command '%s' is not served", argv[0]);
 	return -1;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "failoverd/buf.h"
+#include "failoverd/commands.h"
 #include "failoverd/control.h"
 #include "failoverd/paths.h"
 
@@ -23,43 +24,22 @@
 static void
 usage(FILE *fp)
 {
+	struct buf cmds;
+
+	buf_init(&cmds);
+	command_usage(&cmds);
 	fprintf(fp,
 	    "usage: failoverctl [-s socket] [--json] command [args]\n"
 	    "commands:\n"
-	    "  status [SERVICE]   services, probes, current instance and AZ,\n"
-	    "                     failovers in progress with their step\n"
-	    "  history [SERVICE]  past failovers with their timings\n"
-	    "  failover SERVICE   replace SERVICE's instance now (asks for\n"
-	    "                     confirmation on a terminal unless --yes)\n"
-	    "  pause SERVICE      maintenance: probes run and alert, no\n"
-	    "                     automatic failover\n"
-	    "  resume SERVICE     automatic failover again; also releases a\n"
-	    "                     held or failed service\n"
-	    "  switch SERVICE --ami AMI\n"
-	    "                     release switch: a new instance from AMI,\n"
-	    "                     checked on its private address, then\n"
-	    "                     volumes and EIP move; the old one is\n"
-	    "                     stopped and kept (asks unless --yes)\n"
-	    "  switch SERVICE --finish\n"
-	    "                     terminate the instance the switch kept\n"
-	    "  rollback SERVICE   move back to the kept instance\n"
-	    "  snapshot SERVICE   snapshot SERVICE's data volumes now\n"
-	    "  snapshots SERVICE  its snapshots, the last and next run\n"
-	    "  preflight SERVICE [--result]\n"
-	    "                     prove a failover would work (dry runs);\n"
-	    "                     --result shows the last finished one\n"
-	    "  bake SERVICE [--no-reboot] [--use]\n"
-	    "                     AMI of the current instance; --use makes\n"
-	    "                     it the replacement AMI\n"
-	    "  reload             re-read failoverd.conf (like SIGHUP)\n"
-	    "  ping               check that the daemon answers\n"
+	    "%s"
 	    "options:\n"
 	    "  -s, --socket PATH  control socket (default %s,\n"
 	    "                     or $FAILOVERD_SOCKET)\n"
 	    "  -j, --json         machine-readable output\n"
 	    "  -y, --yes          do not ask for confirmation\n"
 	    "  -V, --version      print the version and exit\n",
-	    CTL_DEFAULT_SOCKET);
+	    buf_str(&cmds), CTL_DEFAULT_SOCKET);
+	buf_free(&cmds);
 }
 
 static int
@@ -107,9 +87,42 @@ ctl_write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-/* Sends one request and reads the whole reply; -1 after saying why. */
+/*
+ * A follower's reply never ends: past the status line, each chunk is
+ * printed as it comes, with no timeout, until the daemon closes or the
+ * person interrupts. 0 once the status line was handled.
+ */
 static int
-ctl_exchange(const char *path, const struct buf *req, struct buf *reply)
+ctl_stream(int fd, struct buf *reply, const char *chunk, size_t n)
+{
+	const char *nl;
+
+	if (reply->len > 0 && strncmp(reply->data, "OK\n", 3) == 0) {
+		fwrite(chunk, 1, n, stdout);
+		fflush(stdout);
+		return 0;
+	}
+	buf_append(reply, chunk, n);
+	nl = memchr(reply->data, '\n', reply->len);
+	if (nl == NULL || strncmp(reply->data, "OK\n", 3) != 0)
+		return 0;
+	/* Status line in: no timeout from here on. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ 0, 0 },
+	    sizeof(struct timeval));
+	fwrite(reply->data + 3, 1, reply->len - 3, stdout);
+	fflush(stdout);
+	reply->len = 3;
+	reply->data[3] = '\0';
+	return 0;
+}
+
+/*
+ * Sends one request and reads the whole reply (or, to follow, prints it
+ * as it comes); -1 after saying why.
+ */
+static int
+ctl_exchange(const char *path, const struct buf *req, struct buf *reply,
+    int follow)
 {
 	char	chunk[4096];
 	ssize_t	n;
@@ -142,7 +155,10 @@ ctl_exchange(const char *path, const struct buf *req, struct buf *reply)
 		}
 		if (n == 0)
 			break;
-		buf_append(reply, chunk, (size_t)n);
+		if (follow)
+			ctl_stream(fd, reply, chunk, (size_t)n);
+		else
+			buf_append(reply, chunk, (size_t)n);
 	}
 	close(fd);
 	return 0;
@@ -154,23 +170,17 @@ ctl_exchange(const char *path, const struct buf *req, struct buf *reply)
  * a forgotten flag never acts silently).
  */
 static int
-ctl_confirm(const char *cmd, const char *service)
+ctl_confirm(const struct command *cmd, const char *service)
 {
 	char line[64];
 
 	if (!isatty(STDIN_FILENO)) {
 		fprintf(stderr, "failoverctl: %s %s needs --yes when "
-		    "not asked on a terminal\n", cmd, service);
+		    "not asked on a terminal\n", cmd->name, service);
 		return 0;
 	}
-	if (strcmp(cmd, "failover") == 0)
-		printf("Fail over service %s now? Its instance is stopped "
-		    "and replaced.\n", service);
-	else
-		printf("%s service %s now? Its production instance is "
-		    "stopped and its volumes and Elastic IP move.\n",
-		    strcmp(cmd, "switch") == 0 ? "Switch" : "Roll back",
-		    service);
+	printf("%s service %s now? %s\n", cmd->confirm, service,
+	    cmd->consequence);
 	printf("Type 'yes' to go on: ");
 	fflush(stdout);
 	if (fgets(line, sizeof(line), stdin) == NULL)
@@ -190,9 +200,10 @@ main(int argc, char **argv)
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL,		0,			NULL, 0 }
 	};
-	struct buf	 req, reply;
-	const char	*path, *body;
-	int		 ch, i, rc, json = 0, yes = 0;
+	const struct command	*cmd;
+	struct buf		 req, reply;
+	const char		*path, *body;
+	int			 ch, i, rc, json = 0, yes = 0, follow;
 
 	path = getenv("FAILOVERD_SOCKET");
 	if (path == NULL || *path == '\0')
@@ -226,12 +237,16 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/*
+	 * A command this table lacks still goes to the daemon, which has
+	 * the last word (and says what it serves).
+	 */
+	cmd = command_find(argv[optind]);
+	follow = cmd != NULL && command_follows(cmd, argc - optind,
+	    argv + optind);
 	/* switch --finish terminates an instance: confirmed as well. */
-	if ((strcmp(argv[optind], "failover") == 0 ||
-	    strcmp(argv[optind], "rollback") == 0 ||
-	    strcmp(argv[optind], "switch") == 0) &&
-	    optind + 1 < argc && !yes &&
-	    !ctl_confirm(argv[optind], argv[optind + 1])) {
+	if (cmd != NULL && cmd->confirm != NULL && optind + 1 < argc &&
+	    !yes && !ctl_confirm(cmd, argv[optind + 1])) {
 		fprintf(stderr, "failoverctl: not confirmed; nothing done\n");
 		return 1;
 	}
@@ -254,7 +269,7 @@ main(int argc, char **argv)
 		goto done;
 	}
 	rc = 3;
-	if (ctl_exchange(path, &req, &reply) == -1)
+	if (ctl_exchange(path, &req, &reply, follow) == -1)
 		goto done;
 	body = buf_str(&reply);
 	if (strncmp(body, "OK\n", 3) == 0) {

@@ -40,6 +40,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/hostkey.h"
 
 #define HK_TYPE		"ssh-ed25519"
@@ -226,8 +227,7 @@ hk_secret(const char *path, unsigned char *secret, char *err,
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1 && errno == ENOENT) {
 		if (RAND_bytes(secret, HOSTKEY_SEED_LEN) != 1) {
-			snprintf(err, errlen, "%s: no random bytes", path);
-			return -1;
+			return errf(err, errlen, "%s: no random bytes", path);
 		}
 		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 		unlink(tmp);
@@ -270,13 +270,12 @@ hk_secret(const char *path, unsigned char *secret, char *err,
 	close(fd);
 	if (n != HOSTKEY_SEED_LEN) {
 		OPENSSL_cleanse(secret, HOSTKEY_SEED_LEN);
-		snprintf(err, errlen, "%s: not %d bytes", path,
+		return errf(err, errlen, "%s: not %d bytes", path,
 		    HOSTKEY_SEED_LEN);
-		return -1;
 	}
 	return 0;
 sys:
-	snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	errf(err, errlen, "%s: %s", path, strerror(errno));
 	OPENSSL_cleanse(secret, HOSTKEY_SEED_LEN);
 	return -1;
 }
@@ -306,14 +305,14 @@ hostkey_for_launch(const char *secret_path, const char *launch_id,
 	    (const unsigned char *)launch_id, strlen(launch_id), seed,
 	    &len) == NULL || len != sizeof(seed)) {
 		OPENSSL_cleanse(secret, sizeof(secret));
-		snprintf(err, errlen, "host key: HMAC failed");
+		errf(err, errlen, "host key: HMAC failed");
 		return NULL;
 	}
 	OPENSSL_cleanse(secret, sizeof(secret));
 	hk = hostkey_from_seed(seed, comment);
 	OPENSSL_cleanse(seed, sizeof(seed));
 	if (hk == NULL)
-		snprintf(err, errlen, "host key: cannot make an ed25519 key");
+		errf(err, errlen, "host key: cannot make an ed25519 key");
 	return hk;
 }
 

@@ -48,22 +48,6 @@ struct journal_rec {
 /* Successful saves of this process, for the test-only crash hook. */
 static unsigned long	journal_saves;
 
-static void
-journal_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-journal_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 struct journal_rec *
 journal_rec_new(void)
 {
@@ -234,7 +218,7 @@ journal_rec_get_int(const struct journal_rec *rec, const char *key,
 	/* strtoll skips blanks and takes '+'; a number we wrote has none. */
 	if (!(*v == '-' || (*v >= '0' && *v <= '9')) || *end != '\0' ||
 	    errno == ERANGE) {
-		journal_err(err, errlen, "key '%s': bad number '%.64s'",
+		errf(err, errlen, "key '%s': bad number '%.64s'",
 		    key, v);
 		return -1;
 	}
@@ -407,7 +391,7 @@ journal_check_dups(const struct journal_rec *rec, const char *name,
 		return 0;
 	kl = calloc(rec->n, sizeof(*kl));
 	if (kl == NULL) {
-		journal_err(err, errlen, "%s: out of memory", name);
+		errf(err, errlen, "%s: out of memory", name);
 		return -1;
 	}
 	for (i = 0; i < rec->n; i++) {
@@ -417,7 +401,7 @@ journal_check_dups(const struct journal_rec *rec, const char *name,
 	qsort(kl, rec->n, sizeof(*kl), journal_keyline_cmp);
 	for (i = 1; i < rec->n; i++) {
 		if (strcmp(kl[i - 1].key, kl[i].key) == 0) {
-			journal_err(err, errlen,
+			errf(err, errlen,
 			    "%s:%zu: duplicate key '%.64s' "
 			    "(first on line %zu)",
 			    name, kl[i].line, kl[i].key, kl[i - 1].line);
@@ -441,7 +425,7 @@ journal_parse_field(struct journal_rec *rec, const char *p, size_t len,
 
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)p[i] < 0x20) {
-			journal_err(err, errlen,
+			errf(err, errlen,
 			    "%s:%zu: raw control byte 0x%02x", name, line,
 			    (unsigned char)p[i]);
 			return -1;
@@ -449,17 +433,17 @@ journal_parse_field(struct journal_rec *rec, const char *p, size_t len,
 	}
 	eq = memchr(p, '=', len);
 	if (eq == NULL) {
-		journal_err(err, errlen, "%s:%zu: no '='", name, line);
+		errf(err, errlen, "%s:%zu: no '='", name, line);
 		return -1;
 	}
 	klen = (size_t)(eq - p);
 	if (!journal_key_chars_ok(p, klen)) {
-		journal_err(err, errlen,
+		errf(err, errlen,
 		    "%s:%zu: bad key (must be [a-z0-9_.-]+)", name, line);
 		return -1;
 	}
 	if (klen == 3 && memcmp(p, "seq", 3) == 0) {
-		journal_err(err, errlen, "%s:%zu: key 'seq' is reserved",
+		errf(err, errlen, "%s:%zu: key 'seq' is reserved",
 		    name, line);
 		return -1;
 	}
@@ -476,13 +460,13 @@ journal_parse_field(struct journal_rec *rec, const char *p, size_t len,
 		hi = i + 2 < len ? journal_hexval(p[i + 1]) : -1;
 		lo = i + 2 < len ? journal_hexval(p[i + 2]) : -1;
 		if (hi < 0 || lo < 0) {
-			journal_err(err, errlen,
+			errf(err, errlen,
 			    "%s:%zu: bad escape in value of '%s'", name, line,
 			    key);
 			goto fail;
 		}
 		if (hi == 0 && lo == 0) {
-			journal_err(err, errlen,
+			errf(err, errlen,
 			    "%s:%zu: escaped NUL in value of '%s'", name, line,
 			    key);
 			goto fail;
@@ -495,7 +479,7 @@ journal_parse_field(struct journal_rec *rec, const char *p, size_t len,
 		goto oom;
 	return 0;
 oom:
-	journal_err(err, errlen, "%s:%zu: out of memory", name, line);
+	errf(err, errlen, "%s:%zu: out of memory", name, line);
 fail:
 	free(key);
 	free(value);
@@ -524,17 +508,17 @@ journal_parse(const void *data, size_t len, const char *name,
 
 	*out = NULL;
 	if (len == 0) {
-		journal_err(err, errlen, "%s:1: truncated: empty file", name);
+		errf(err, errlen, "%s:1: truncated: empty file", name);
 		return -1;
 	}
 	if (len > JOURNAL_MAX_SIZE) {
-		journal_err(err, errlen, "%s: too large (%zu bytes)", name,
+		errf(err, errlen, "%s: too large (%zu bytes)", name,
 		    len);
 		return -1;
 	}
 	end = buf + len;
 	if (end[-1] != '\n') {
-		journal_err(err, errlen, "%s:%zu: truncated: no end line",
+		errf(err, errlen, "%s:%zu: truncated: no end line",
 		    name, journal_count_lines(buf, end) + 1);
 		return -1;
 	}
@@ -550,31 +534,31 @@ journal_parse(const void *data, size_t len, const char *name,
 		elen = strlen(JOURNAL_END) + SHA256_HEX_LEN;
 		if (llen > elen && memcmp(last + llen - elen, JOURNAL_END,
 		    strlen(JOURNAL_END)) == 0)
-			journal_err(err, errlen, "%s:%zu: bad end line", name,
+			errf(err, errlen, "%s:%zu: bad end line", name,
 			    line);
 		else
-			journal_err(err, errlen,
+			errf(err, errlen,
 			    "%s:%zu: truncated: no end line", name, line + 1);
 		return -1;
 	}
 	if (llen != strlen(JOURNAL_END) + SHA256_HEX_LEN ||
 	    memcmp(last, JOURNAL_END, strlen(JOURNAL_END)) != 0) {
-		journal_err(err, errlen, "%s:%zu: bad end line", name, line);
+		errf(err, errlen, "%s:%zu: bad end line", name, line);
 		return -1;
 	}
 	if (journal_sha256_hex(buf, (size_t)(last - buf), hex) == -1) {
-		journal_err(err, errlen, "%s: cannot compute SHA-256", name);
+		errf(err, errlen, "%s: cannot compute SHA-256", name);
 		return -1;
 	}
 	if (memcmp(last + strlen(JOURNAL_END), hex, SHA256_HEX_LEN) != 0) {
-		journal_err(err, errlen, "%s:%zu: checksum mismatch", name,
+		errf(err, errlen, "%s:%zu: checksum mismatch", name,
 		    line);
 		return -1;
 	}
 
 	rec = journal_rec_new();
 	if (rec == NULL) {
-		journal_err(err, errlen, "%s: out of memory", name);
+		errf(err, errlen, "%s: out of memory", name);
 		return -1;
 	}
 	for (p = buf, line = 1; p < last; p = nl + 1, line++) {
@@ -587,11 +571,11 @@ journal_parse(const void *data, size_t len, const char *name,
 			if (llen > strlen(JOURNAL_HEADER_PREFIX) &&
 			    memcmp(p, JOURNAL_HEADER_PREFIX,
 			    strlen(JOURNAL_HEADER_PREFIX)) == 0)
-				journal_err(err, errlen,
+				errf(err, errlen,
 				    "%s:1: bad header: unsupported version",
 				    name);
 			else
-				journal_err(err, errlen, "%s:1: bad header",
+				errf(err, errlen, "%s:1: bad header",
 				    name);
 			goto fail;
 		}
@@ -599,7 +583,7 @@ journal_parse(const void *data, size_t len, const char *name,
 			if (llen < 4 || memcmp(p, "seq=", 4) != 0 ||
 			    journal_parse_seq(p + 4, llen - 4,
 			    &rec->seq) == -1) {
-				journal_err(err, errlen,
+				errf(err, errlen,
 				    "%s:2: bad seq line", name);
 				goto fail;
 			}
@@ -610,11 +594,11 @@ journal_parse(const void *data, size_t len, const char *name,
 			goto fail;
 	}
 	if (line == 1) {
-		journal_err(err, errlen, "%s:1: bad header", name);
+		errf(err, errlen, "%s:1: bad header", name);
 		goto fail;
 	}
 	if (line == 2) {
-		journal_err(err, errlen, "%s:2: no seq line", name);
+		errf(err, errlen, "%s:2: no seq line", name);
 		goto fail;
 	}
 	if (journal_check_dups(rec, name, err, errlen) == -1)
@@ -646,7 +630,7 @@ journal_read_seq(int dfd, const char *path, const char *file,
 	if (fd == -1) {
 		if (errno == ENOENT)
 			return 0;
-		journal_err(err, errlen, "%s: open: %s", path,
+		errf(err, errlen, "%s: open: %s", path,
 		    strerror(errno));
 		return -1;
 	}
@@ -655,7 +639,7 @@ journal_read_seq(int dfd, const char *path, const char *file,
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			journal_err(err, errlen, "%s: read: %s", path,
+			errf(err, errlen, "%s: read: %s", path,
 			    strerror(errno));
 			close(fd);
 			return -1;
@@ -728,7 +712,7 @@ journal_save(const char *dir, const char *service,
 
 	buf_init(&b);
 	if (!journal_service_valid(service)) {
-		journal_err(err, errlen, "service name '%.64s': must be "
+		errf(err, errlen, "service name '%.64s': must be "
 		    "[A-Za-z0-9_.-]+ (at most %d characters)",
 		    service ? service : "(null)", JOURNAL_SERVICE_MAX);
 		return -1;
@@ -739,13 +723,13 @@ journal_save(const char *dir, const char *service,
 	    sizeof(path) ||
 	    (size_t)snprintf(tmppath, sizeof(tmppath), "%s/%s", dir, tmp) >=
 	    sizeof(tmppath)) {
-		journal_err(err, errlen, "%s: path too long", dir);
+		errf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
 
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd == -1) {
-		journal_err(err, errlen, "%s: open directory: %s", dir,
+		errf(err, errlen, "%s: open directory: %s", dir,
 		    strerror(errno));
 		goto fail;
 	}
@@ -753,56 +737,56 @@ journal_save(const char *dir, const char *service,
 		goto fail;
 	seq = oldseq > rec->seq ? oldseq : rec->seq;
 	if (seq == ULLONG_MAX) {
-		journal_err(err, errlen, "%s: seq overflow", path);
+		errf(err, errlen, "%s: seq overflow", path);
 		goto fail;
 	}
 	seq++;
 	if (journal_format(rec, seq, &b) == -1) {
-		journal_err(err, errlen, "%s: out of memory", path);
+		errf(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
 
 	/* A stale temporary file is a crash's leftover: never read it. */
 	if (unlinkat(dfd, tmp, 0) == -1 && errno != ENOENT) {
-		journal_err(err, errlen, "%s: remove stale file: %s",
+		errf(err, errlen, "%s: remove stale file: %s",
 		    tmppath, strerror(errno));
 		goto fail;
 	}
 	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
 	    O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		journal_err(err, errlen, "%s: create: %s", tmppath,
+		errf(err, errlen, "%s: create: %s", tmppath,
 		    strerror(errno));
 		goto fail;
 	}
 	tmp_made = 1;
 	if (journal_write_all(fd, b.data, b.len) == -1) {
-		journal_err(err, errlen, "%s: write: %s", tmppath,
+		errf(err, errlen, "%s: write: %s", tmppath,
 		    strerror(errno));
 		goto fail;
 	}
 	if (fsync(fd) == -1) {
-		journal_err(err, errlen, "%s: fsync: %s", tmppath,
+		errf(err, errlen, "%s: fsync: %s", tmppath,
 		    strerror(errno));
 		goto fail;
 	}
 	/* close can report a delayed write error (NFS): check it. */
 	if (close(fd) == -1) {
 		fd = -1;
-		journal_err(err, errlen, "%s: close: %s", tmppath,
+		errf(err, errlen, "%s: close: %s", tmppath,
 		    strerror(errno));
 		goto fail;
 	}
 	fd = -1;
 	if (renameat(dfd, tmp, dfd, file) == -1) {
-		journal_err(err, errlen, "%s: rename from %s: %s", path, tmp,
+		errf(err, errlen, "%s: rename from %s: %s", path, tmp,
 		    strerror(errno));
 		goto fail;
 	}
 	tmp_made = 0;
 	/* Without this the rename itself may not survive a power cut. */
 	if (fsync(dfd) == -1) {
-		journal_err(err, errlen, "%s: fsync directory: %s", dir,
+		errf(err, errlen, "%s: fsync directory: %s", dir,
 		    strerror(errno));
 		goto fail;
 	}
@@ -833,7 +817,7 @@ journal_load(const char *dir, const char *service,
 
 	*out = NULL;
 	if (!journal_service_valid(service)) {
-		journal_err(err, errlen, "service name '%.64s': must be "
+		errf(err, errlen, "service name '%.64s': must be "
 		    "[A-Za-z0-9_.-]+ (at most %d characters)",
 		    service ? service : "(null)", JOURNAL_SERVICE_MAX);
 		return -1;
@@ -841,7 +825,7 @@ journal_load(const char *dir, const char *service,
 	snprintf(file, sizeof(file), "%s" JOURNAL_SUFFIX, service);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >=
 	    sizeof(path)) {
-		journal_err(err, errlen, "%s: path too long", dir);
+		errf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
 	/*
@@ -850,7 +834,7 @@ journal_load(const char *dir, const char *service,
 	 */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd == -1) {
-		journal_err(err, errlen, "%s: open directory: %s", dir,
+		errf(err, errlen, "%s: open directory: %s", dir,
 		    strerror(errno));
 		goto fail;
 	}
@@ -860,17 +844,17 @@ journal_load(const char *dir, const char *service,
 			rc = 1;
 			goto fail;
 		}
-		journal_err(err, errlen, "%s: open: %s", path,
+		errf(err, errlen, "%s: open: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
 	if (fstat(fd, &st) == -1) {
-		journal_err(err, errlen, "%s: fstat: %s", path,
+		errf(err, errlen, "%s: fstat: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		journal_err(err, errlen, "%s: not a regular file", path);
+		errf(err, errlen, "%s: not a regular file", path);
 		goto fail;
 	}
 	/* Read to the end, whatever fstat said, up to one byte too many. */
@@ -879,7 +863,7 @@ journal_load(const char *dir, const char *service,
 		cap = JOURNAL_MAX_SIZE + 1;
 	data = malloc(cap);
 	if (data == NULL) {
-		journal_err(err, errlen, "%s: out of memory", path);
+		errf(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
 	while (got < cap) {
@@ -887,7 +871,7 @@ journal_load(const char *dir, const char *service,
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			journal_err(err, errlen, "%s: read: %s", path,
+			errf(err, errlen, "%s: read: %s", path,
 			    strerror(errno));
 			goto fail;
 		}
@@ -896,7 +880,7 @@ journal_load(const char *dir, const char *service,
 		got += (size_t)n;
 	}
 	if (got > JOURNAL_MAX_SIZE) {
-		journal_err(err, errlen, "%s: too large (over %u bytes)",
+		errf(err, errlen, "%s: too large (over %u bytes)",
 		    path, JOURNAL_MAX_SIZE);
 		goto fail;
 	}

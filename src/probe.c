@@ -749,10 +749,7 @@ probe_status(const struct probe *p, struct buf *out, int json)
 	buf_puts(out, ",\"type\":");
 	buf_json_str(out, probe_type_str(p->conf->type));
 	buf_puts(out, ",\"target\":");
-	if (target != NULL)
-		buf_json_str(out, target);
-	else
-		buf_puts(out, "null");
+	buf_json_str_or_null(out, target);
 	buf_puts(out, ",\"state\":");
 	buf_json_str(out, probe_state_str(p->health.state));
 	buf_puts(out, ",\"reason\":");

@@ -571,10 +571,7 @@ service_status(const struct service *svc, struct buf *out, int json)
 	buf_json_str(out, service_verdict_str(svc->verdict));
 	buf_printf(out, ",\"verdict_for\":%.0f,\"target\":",
 	    difftime(time(NULL), svc->verdict_since));
-	if (svc->target != NULL)
-		buf_json_str(out, svc->target);
-	else
-		buf_puts(out, "null");
+	buf_json_str_or_null(out, svc->target);
 	buf_puts(out, ",\"policy\":");
 	buf_json_str(out, service_policy_str(svc->conf->policy.when));
 	buf_puts(out, ",\"probes\":[");

@@ -15,6 +15,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/sigv4.h"
 
 struct sbuf {
@@ -390,18 +391,6 @@ hmac(const void *key, size_t keylen, const char *msg, unsigned char *out)
 	return 0;
 }
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), ...)) */
 static int
 derive_signature(const struct sigv4_input *in, const char *date,
@@ -449,12 +438,12 @@ sigv4_sign(const struct sigv4_input *in, struct sigv4_result *out,
 	memset(out, 0, sizeof(*out));
 	if (in->method == NULL || in->region == NULL || in->service == NULL ||
 	    in->access_key_id == NULL || in->secret_access_key == NULL) {
-		seterr(err, errlen, "sigv4: method, region, service and "
+		errf(err, errlen, "sigv4: method, region, service and "
 		    "credentials are required");
 		return -1;
 	}
 	if (gmtime_r(&in->when, &tm) == NULL) {
-		seterr(err, errlen, "sigv4: time out of range");
+		errf(err, errlen, "sigv4: time out of range");
 		return -1;
 	}
 	strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm);
@@ -474,7 +463,7 @@ sigv4_sign(const struct sigv4_input *in, struct sigv4_result *out,
 			goto oom;
 	}
 	if (!have_host) {
-		seterr(err, errlen, "sigv4: the request has no Host header");
+		errf(err, errlen, "sigv4: the request has no Host header");
 		goto fail;
 	}
 	if (chdr_add(h, &nh, "x-amz-date", out->amz_date) < 0)
@@ -529,7 +518,7 @@ sigv4_sign(const struct sigv4_input *in, struct sigv4_result *out,
 	if (sts.oom)
 		goto oom;
 	if (derive_signature(in, date, sts.s, sig) < 0) {
-		seterr(err, errlen, "sigv4: HMAC failed");
+		errf(err, errlen, "sigv4: HMAC failed");
 		goto fail;
 	}
 
@@ -552,7 +541,7 @@ sigv4_sign(const struct sigv4_input *in, struct sigv4_result *out,
 	rc = 0;
 	goto done;
 oom:
-	seterr(err, errlen, "sigv4: out of memory");
+	errf(err, errlen, "sigv4: out of memory");
 fail:
 	sigv4_result_free(out);
 done:

@@ -1,19 +1,12 @@
 /*
- * One command over SSH, libssh2 non-blocking on the loop, the way
- * probe_ssh.c drives a check: each stage goes as far as it can and on
- * EAGAIN waits for exactly the directions libssh2 names.
- *
- *   connect -> handshake -> hostkey -> auth -> open -> exec -> read
- *   -> close -> done
+ * One command over SSH on the loop: a session of sshsess.c with the
+ * command's deadline and the first line of its stderr.
  *
  * One ev_timer is the deadline of the whole run and also delivers
  * failures found before anything went on the wire, so the callback
- * never runs inside sshcmd_start(). Every teardown goes through
- * sshcmd_close().
+ * never runs inside sshcmd_start(). Every ending goes through
+ * sshcmd_finish().
  */
-#include <sys/socket.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,33 +14,13 @@
 #include <unistd.h>
 
 #include <libssh2.h>
-#include <openssl/evp.h>
 
 #include "failoverd/log.h"
 #include "failoverd/sshcmd.h"
+#include "failoverd/sshsess.h"
 
 /* Enough of stderr to tell a person why a hook failed. */
 #define SSHCMD_ERR_MAX	512
-/* Calls of libssh2_*_free on a dead socket before giving up. */
-#define SSHCMD_FREE_TRIES	8
-
-enum sshcmd_stage {
-	STAGE_CONNECT,
-	STAGE_HANDSHAKE,
-	STAGE_HOSTKEY,
-	STAGE_AUTH,
-	STAGE_OPEN,
-	STAGE_EXEC,
-	STAGE_READ,
-	STAGE_CLOSE,
-	STAGE_WAIT_CLOSED,
-	STAGE_DONE
-};
-
-static const char *const sshcmd_stage_names[] = {
-	"connect", "handshake", "hostkey", "auth", "open", "exec", "read",
-	"close", "wait_closed", "done"
-};
 
 static const char *const sshcmd_status_names[] = {
 	[SSHCMD_OK] = "ok",
@@ -75,12 +48,8 @@ struct sshcmd {
 	char			*command;
 
 	double			 timeout;
-	int			 fd;
-	ev_io			 io;
 	ev_timer		 timer;
-	LIBSSH2_SESSION		*session;
-	LIBSSH2_CHANNEL		*channel;
-	enum sshcmd_stage	 stage;
+	struct sshsess		*sess;
 
 	/* A failure found before the loop ran: delivered by the timer. */
 	int			 early;
@@ -89,10 +58,6 @@ struct sshcmd {
 	char			 err[SSHCMD_ERR_MAX + 1];
 	size_t			 errlen;
 };
-
-static int sshcmd_inited;
-
-static void sshcmd_drive(struct sshcmd *c);
 
 const char *
 sshcmd_status_str(enum sshcmd_status s)
@@ -103,54 +68,11 @@ sshcmd_status_str(enum sshcmd_status s)
 	return sshcmd_status_names[s];
 }
 
-static LIBSSH2_SEND_FUNC(sshcmd_send)
-{
-	ssize_t n;
-
-	/* A peer gone away is an error, not a SIGPIPE. */
-	n = send(socket, buffer, length, flags | MSG_NOSIGNAL);
-	if (n < 0)
-		return -errno;
-	return n;
-}
-
-static LIBSSH2_RECV_FUNC(sshcmd_recv)
-{
-	ssize_t n;
-
-	n = recv(socket, buffer, length, flags);
-	if (n < 0)
-		return -errno;
-	return n;
-}
-
-/*
- * The one teardown. As in probe_ssh.c, the socket is shut first so that
- * whatever libssh2 still wants to send on free fails at once instead of
- * waiting.
- */
-static void
-sshcmd_close(struct sshcmd *c)
-{
-	ev_io_stop(c->loop, &c->io);
-	ev_timer_stop(c->loop, &c->timer);
-	if (c->fd != -1)
-		shutdown(c->fd, SHUT_RDWR);
-	if (sshcmd_session_free(c->session, c->channel) == -1)
-		log_warnx("ssh %s:%d: libssh2 session not freed", c->host,
-		    c->port);
-	c->channel = NULL;
-	c->session = NULL;
-	if (c->fd != -1) {
-		close(c->fd);
-		c->fd = -1;
-	}
-}
-
 static void
 sshcmd_destroy(struct sshcmd *c)
 {
-	sshcmd_close(c);
+	ev_timer_stop(c->loop, &c->timer);
+	sshsess_free(c->sess);
 	free(c->host);
 	free(c->user);
 	free(c->key_file);
@@ -180,184 +102,129 @@ sshcmd_finish(struct sshcmd *c, enum sshcmd_status st, int code,
 	cb(st, code, line, arg);
 }
 
-/* Fails naming the stage and libssh2's own words when it has some. */
+/* Fails naming the place and the stage: "10.0.0.5:22: auth: ...". */
 static void
-sshcmd_fail(struct sshcmd *c, enum sshcmd_status st, const char *why)
+sshcmd_fail(struct sshcmd *c, enum sshcmd_status st,
+    enum sshsess_stage stage, const char *what, const char *why)
 {
-	char	 detail[sizeof(c->detail)];
-	char	*msg = NULL;
+	char detail[sizeof(c->detail)];
 
-	if (why == NULL && c->session != NULL)
-		libssh2_session_last_error(c->session, &msg, NULL, 0);
-	snprintf(detail, sizeof(detail), "%s:%d: %s: %s", c->host, c->port,
-	    sshcmd_stage_names[c->stage], why != NULL ? why :
-	    (msg != NULL ? msg : "failed"));
+	snprintf(detail, sizeof(detail), "%s:%d: %s: %s%s%s%s", c->host,
+	    c->port, sshsess_stage_str(stage), what,
+	    why != NULL && *why != '\0' ? " (" : "",
+	    why != NULL ? why : "", why != NULL && *why != '\0' ? ")" : "");
 	sshcmd_finish(c, st, 0, detail);
-}
-
-int
-sshcmd_session_events(LIBSSH2_SESSION *session)
-{
-	int dir, events = 0;
-
-	dir = libssh2_session_block_directions(session);
-	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
-		events |= EV_READ;
-	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-		events |= EV_WRITE;
-	return events != 0 ? events : EV_READ;
-}
-
-void
-sshcmd_io_wait(struct ev_loop *loop, ev_io *io, int fd, int events)
-{
-	ev_io_stop(loop, io);
-	ev_io_set(io, fd, events);
-	ev_io_start(loop, io);
-}
-
-static void
-sshcmd_wait(struct sshcmd *c, int events)
-{
-	sshcmd_io_wait(c->loop, &c->io, c->fd, events);
-}
-
-static void
-sshcmd_wait_session(struct sshcmd *c)
-{
-	sshcmd_wait(c, sshcmd_session_events(c->session));
 }
 
 static void
 sshcmd_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sshcmd	*c = w->data;
-	char		 why[64];
+	struct sshcmd		*c = w->data;
+	enum sshsess_stage	 stage;
+	char			 why[64];
 
 	if (c->early) {
 		sshcmd_finish(c, c->early_status, 0, c->detail);
 		return;
 	}
+	stage = sshsess_abort(c->sess);
 	snprintf(why, sizeof(why), "timed out after %gs", c->timeout);
-	sshcmd_fail(c, SSHCMD_TIMEOUT, why);
+	sshcmd_fail(c, SSHCMD_TIMEOUT, stage, why, NULL);
+}
+
+/* Keeps the first bytes of stderr; the rest is drained and dropped. */
+static void
+sshcmd_on_output(void *arg, int stream, const char *p, size_t n)
+{
+	struct sshcmd	*c = arg;
+	size_t		 room = SSHCMD_ERR_MAX - c->errlen;
+
+	if (stream != SSHSESS_STDERR || room == 0)
+		return;
+	if (n < room)
+		room = n;
+	memcpy(c->err + c->errlen, p, room);
+	c->errlen += room;
+	c->err[c->errlen] = '\0';
 }
 
 static void
-sshcmd_on_io(struct ev_loop *loop, ev_io *w, int revents)
+sshcmd_exited(struct sshcmd *c, const struct sshsess_result *r)
 {
-	struct sshcmd	*c = w->data;
-	int		 err = 0;
-	socklen_t	 len = sizeof(err);
+	char	 detail[sizeof(c->detail)], *nl;
 
-	if (c->stage == STAGE_CONNECT) {
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-			err = errno;
-		if (err != 0) {
-			sshcmd_fail(c, SSHCMD_CONNECT, strerror(err));
-			return;
-		}
-		c->stage = STAGE_HANDSHAKE;
+	if (r->signal[0] != '\0') {
+		snprintf(detail, sizeof(detail), "killed by SIG%s",
+		    r->signal);
+		sshcmd_finish(c, SSHCMD_SIGNAL, 0, detail);
+		return;
 	}
-	sshcmd_drive(c);
+	nl = strchr(c->err, '\n');
+	if (nl != NULL)
+		*nl = '\0';
+	if (r->exit_status != 0) {
+		snprintf(detail, sizeof(detail), "exit status %d%s%s",
+		    r->exit_status, c->errlen > 0 ? ": " : "", c->err);
+		sshcmd_finish(c, SSHCMD_EXIT, r->exit_status, detail);
+		return;
+	}
+	sshcmd_finish(c, SSHCMD_OK, 0, "exit status 0");
 }
 
-static int
-sshcmd_key_typemask(int hostkey_type)
+/* The session's ending, in the words of a hook's status. */
+static void
+sshcmd_on_done(void *arg, const struct sshsess_result *r)
 {
-	switch (hostkey_type) {
-	case LIBSSH2_HOSTKEY_TYPE_RSA:
-		return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-	case LIBSSH2_HOSTKEY_TYPE_DSS:
-		return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
-		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-	case LIBSSH2_HOSTKEY_TYPE_ED25519:
-		return LIBSSH2_KNOWNHOST_KEY_ED25519;
+	struct sshcmd		*c = arg;
+	enum sshcmd_status	 st;
+	const char		*what = "failed";
+
+	switch (r->error) {
+	case SSHSESS_OK:
+		sshcmd_exited(c, r);
+		return;
+	case SSHSESS_ERR_ADDRESS:
+	case SSHSESS_ERR_CONNECT_REFUSED:
+	case SSHSESS_ERR_CONNECT:
+		st = SSHCMD_CONNECT;
+		break;
+	case SSHSESS_ERR_LOCAL:
+		st = r->stage == SSHSESS_AUTH ? SSHCMD_AUTH :
+		    r->stage == SSHSESS_CONNECT ? SSHCMD_CONNECT :
+		    SSHCMD_INTERNAL;
+		break;
+	case SSHSESS_ERR_BANNER:
+	case SSHSESS_ERR_KEX:
+	case SSHSESS_ERR_HOSTKEY_NONE:
+		st = SSHCMD_HANDSHAKE;
+		break;
+	case SSHSESS_ERR_KNOWN_HOSTS:
+		st = SSHCMD_HOSTKEY;
+		what = "known_hosts unreadable";
+		break;
+	case SSHSESS_ERR_HOSTKEY_UNKNOWN:
+		st = SSHCMD_HOSTKEY;
+		what = "host key unknown";
+		break;
+	case SSHSESS_ERR_HOSTKEY_MISMATCH:
+		st = SSHCMD_HOSTKEY;
+		what = "host key mismatch";
+		break;
+	case SSHSESS_ERR_HOSTKEY_CHECK:
+		st = SSHCMD_HOSTKEY;
+		what = "host key check failed";
+		break;
+	case SSHSESS_ERR_AUTH:
+		st = SSHCMD_AUTH;
+		break;
+	case SSHSESS_ERR_CHANNEL:
+		st = SSHCMD_CHANNEL;
+		break;
 	default:
-		return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+		st = SSHCMD_INTERNAL;
+		break;
 	}
-}
-
-static const char *
-sshcmd_known_algos(int typemask)
-{
-	switch (typemask & LIBSSH2_KNOWNHOST_KEY_MASK) {
-	case LIBSSH2_KNOWNHOST_KEY_SSHRSA:
-		return "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
-	case LIBSSH2_KNOWNHOST_KEY_SSHDSS:
-		return "ssh-dss";
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_256:
-		return "ecdsa-sha2-nistp256";
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_384:
-		return "ecdsa-sha2-nistp384";
-	case LIBSSH2_KNOWNHOST_KEY_ECDSA_521:
-		return "ecdsa-sha2-nistp521";
-	case LIBSSH2_KNOWNHOST_KEY_ED25519:
-		return "ssh-ed25519";
-	default:
-		return NULL;
-	}
-}
-
-LIBSSH2_KNOWNHOSTS *
-sshcmd_known_read(LIBSSH2_SESSION *session, const char *known_hosts,
-    const char *learned, const char **bad)
-{
-	LIBSSH2_KNOWNHOSTS *kh;
-
-	*bad = NULL;
-	kh = libssh2_knownhost_init(session);
-	if (kh == NULL)
-		return NULL;
-	if (known_hosts != NULL && libssh2_knownhost_readfile(kh,
-	    known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-		*bad = known_hosts;
-		libssh2_knownhost_free(kh);
-		return NULL;
-	}
-	/* A missing learned file is normal: no failover happened yet. */
-	if (learned != NULL && access(learned, R_OK) == 0 &&
-	    libssh2_knownhost_readfile(kh, learned,
-	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
-		log_warnx("learned host keys %s: unreadable", learned);
-	return kh;
-}
-
-void
-sshcmd_prefer_known(LIBSSH2_SESSION *session, LIBSSH2_KNOWNHOSTS *kh,
-    const char *host, int port)
-{
-	struct libssh2_knownhost	*node, *prev = NULL;
-	char				 bracketed[300], algos[512];
-	const char			*a;
-	size_t				 off = 0;
-	int				 n;
-
-	snprintf(bracketed, sizeof(bracketed), "[%s]:%d", host, port);
-	algos[0] = '\0';
-	while (libssh2_knownhost_get(kh, &node, prev) == 0) {
-		prev = node;
-		if (node->name == NULL)
-			continue;	/* hashed: cannot tell */
-		if (strcmp(node->name, bracketed) != 0 &&
-		    !(port == 22 && strcmp(node->name, host) == 0))
-			continue;
-		a = sshcmd_known_algos(node->typemask);
-		if (a == NULL || strstr(algos, a) != NULL)
-			continue;
-		n = snprintf(algos + off, sizeof(algos) - off, "%s%s",
-		    off > 0 ? "," : "", a);
-		if (n < 0 || (size_t)n >= sizeof(algos) - off)
-			break;
-		off += n;
-	}
-	if (off > 0)
-		libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY,
-		    algos);
+	sshcmd_fail(c, st, r->stage, what, r->detail);
 }
 
 int
@@ -402,289 +269,7 @@ done:
 	return rc;
 }
 
-enum sshcmd_hostkey
-sshcmd_check_hostkey(LIBSSH2_SESSION *session, LIBSSH2_KNOWNHOSTS *kh,
-    const char *host, int port)
-{
-	const char	*key;
-	size_t		 keylen;
-	int		 type, rc;
-
-	key = libssh2_session_hostkey(session, &keylen, &type);
-	if (key == NULL)
-		return SSHCMD_KEY_NONE;
-	/*
-	 * libssh2 keeps looking after a mismatching entry, so the old key
-	 * of an address in known_hosts does not hide a learned one.
-	 */
-	rc = libssh2_knownhost_checkp(kh, host, port, key, keylen,
-	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-	    sshcmd_key_typemask(type), NULL);
-	switch (rc) {
-	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
-		return SSHCMD_KEY_MATCH;
-	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
-		return SSHCMD_KEY_MISMATCH;
-	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
-		return SSHCMD_KEY_UNKNOWN;
-	default:
-		return SSHCMD_KEY_FAILED;
-	}
-}
-
-void
-sshcmd_fingerprint(LIBSSH2_SESSION *session, char *out, size_t len)
-{
-	const unsigned char	*hash;
-	unsigned char		 b64[64];
-	int			 n;
-
-	hash = (const unsigned char *)libssh2_hostkey_hash(session,
-	    LIBSSH2_HOSTKEY_HASH_SHA256);
-	if (hash == NULL) {
-		snprintf(out, len, "?");
-		return;
-	}
-	n = EVP_EncodeBlock(b64, hash, 32);
-	/* OpenSSH shows it without the padding. */
-	while (n > 0 && b64[n - 1] == '=')
-		b64[--n] = '\0';
-	snprintf(out, len, "SHA256:%s", b64);
-}
-
-int
-sshcmd_session_free(LIBSSH2_SESSION *session, LIBSSH2_CHANNEL *channel)
-{
-	int i;
-
-	/*
-	 * On a shut socket each call fails at once; a call that says
-	 * EAGAIN has only moved its own state machine on, so call again
-	 * (a bounded few times) rather than leak the session.
-	 */
-	for (i = 0; channel != NULL && i < SSHCMD_FREE_TRIES; i++)
-		if (libssh2_channel_free(channel) != LIBSSH2_ERROR_EAGAIN)
-			channel = NULL;
-	for (i = 0; session != NULL && i < SSHCMD_FREE_TRIES; i++)
-		if (libssh2_session_free(session) != LIBSSH2_ERROR_EAGAIN)
-			session = NULL;
-	return session != NULL ? -1 : 0;
-}
-
-static void
-sshcmd_prefer(struct sshcmd *c)
-{
-	LIBSSH2_KNOWNHOSTS	*kh;
-	const char		*bad;
-
-	kh = sshcmd_known_read(c->session, c->known_hosts,
-	    c->learned_hosts, &bad);
-	if (kh == NULL)
-		return;		/* the check after the handshake says why */
-	sshcmd_prefer_known(c->session, kh, c->host, c->port);
-	libssh2_knownhost_free(kh);
-}
-
-/* Never trust on first use: only a key that known_hosts has matches. */
-static int
-sshcmd_hostkey_ok(struct sshcmd *c)
-{
-	LIBSSH2_KNOWNHOSTS	*kh;
-	const char		*bad;
-	enum sshcmd_hostkey	 rc;
-
-	kh = sshcmd_known_read(c->session, c->known_hosts,
-	    c->learned_hosts, &bad);
-	if (kh == NULL) {
-		sshcmd_fail(c, SSHCMD_HOSTKEY, bad != NULL ?
-		    "known_hosts unreadable" : "knownhost_init");
-		return -1;
-	}
-	rc = sshcmd_check_hostkey(c->session, kh, c->host, c->port);
-	libssh2_knownhost_free(kh);
-	switch (rc) {
-	case SSHCMD_KEY_MATCH:
-		return 0;
-	case SSHCMD_KEY_NONE:
-		sshcmd_fail(c, SSHCMD_HANDSHAKE, "no host key");
-		return -1;
-	case SSHCMD_KEY_MISMATCH:
-		sshcmd_fail(c, SSHCMD_HOSTKEY, "host key mismatch");
-		return -1;
-	case SSHCMD_KEY_UNKNOWN:
-		sshcmd_fail(c, SSHCMD_HOSTKEY, "host key unknown");
-		return -1;
-	default:
-		sshcmd_fail(c, SSHCMD_HOSTKEY, "host key check failed");
-		return -1;
-	}
-}
-
 /* Keeps the first bytes of stderr; the rest is drained and dropped. */
-static void
-sshcmd_keep_err(struct sshcmd *c, const char *p, ssize_t n)
-{
-	size_t room = SSHCMD_ERR_MAX - c->errlen;
-
-	if (n <= 0 || room == 0)
-		return;
-	if ((size_t)n < room)
-		room = (size_t)n;
-	memcpy(c->err + c->errlen, p, room);
-	c->errlen += room;
-	c->err[c->errlen] = '\0';
-}
-
-static void
-sshcmd_exited(struct sshcmd *c)
-{
-	char	 detail[sizeof(c->detail)], *nl;
-	char	*sig = NULL;
-	size_t	 len = 0;
-	int	 status;
-
-	if (libssh2_channel_get_exit_signal(c->channel, &sig, &len, NULL,
-	    NULL, NULL, NULL) == 0 && sig != NULL) {
-		snprintf(detail, sizeof(detail), "killed by SIG%.*s",
-		    (int)len, sig);
-		libssh2_free(c->session, sig);
-		sshcmd_finish(c, SSHCMD_SIGNAL, 0, detail);
-		return;
-	}
-	status = libssh2_channel_get_exit_status(c->channel);
-	nl = strchr(c->err, '\n');
-	if (nl != NULL)
-		*nl = '\0';
-	if (status != 0) {
-		snprintf(detail, sizeof(detail), "exit status %d%s%s", status,
-		    c->errlen > 0 ? ": " : "", c->err);
-		sshcmd_finish(c, SSHCMD_EXIT, status, detail);
-		return;
-	}
-	sshcmd_finish(c, SSHCMD_OK, 0, "exit status 0");
-}
-
-static void
-sshcmd_drive(struct sshcmd *c)
-{
-	char	 sink[4096];
-	ssize_t	 n, e;
-	int	 rc;
-
-	for (;;) {
-		switch (c->stage) {
-		case STAGE_CONNECT:
-			goto wait;
-		case STAGE_HANDSHAKE:
-			rc = libssh2_session_handshake(c->session, c->fd);
-			if (rc == LIBSSH2_ERROR_EAGAIN)
-				goto wait;
-			if (rc != 0) {
-				sshcmd_fail(c, SSHCMD_HANDSHAKE, NULL);
-				return;
-			}
-			c->stage = STAGE_HOSTKEY;
-			break;
-		case STAGE_HOSTKEY:
-			if (sshcmd_hostkey_ok(c) == -1)
-				return;
-			c->stage = STAGE_AUTH;
-			break;
-		case STAGE_AUTH:
-			rc = libssh2_userauth_publickey_fromfile_ex(
-			    c->session, c->user, strlen(c->user), NULL,
-			    c->key_file, NULL);
-			if (rc == LIBSSH2_ERROR_EAGAIN)
-				goto wait;
-			if (rc != 0) {
-				sshcmd_fail(c, SSHCMD_AUTH, NULL);
-				return;
-			}
-			c->stage = STAGE_OPEN;
-			break;
-		case STAGE_OPEN:
-			c->channel = libssh2_channel_open_session(c->session);
-			if (c->channel == NULL) {
-				if (libssh2_session_last_errno(c->session) ==
-				    LIBSSH2_ERROR_EAGAIN)
-					goto wait;
-				sshcmd_fail(c, SSHCMD_CHANNEL, NULL);
-				return;
-			}
-			c->stage = STAGE_EXEC;
-			break;
-		case STAGE_EXEC:
-			rc = libssh2_channel_exec(c->channel, c->command);
-			if (rc == LIBSSH2_ERROR_EAGAIN)
-				goto wait;
-			if (rc != 0) {
-				sshcmd_fail(c, SSHCMD_CHANNEL, NULL);
-				return;
-			}
-			c->stage = STAGE_READ;
-			break;
-		case STAGE_READ:
-			/* stdout is not kept; both are drained, or a full
-			 * window would stall the command. */
-			n = libssh2_channel_read(c->channel, sink,
-			    sizeof(sink));
-			e = libssh2_channel_read_stderr(c->channel, sink,
-			    sizeof(sink));
-			sshcmd_keep_err(c, sink, e);
-			if (n > 0 || e > 0)
-				break;
-			if (libssh2_channel_eof(c->channel)) {
-				c->stage = STAGE_CLOSE;
-				break;
-			}
-			if (n == LIBSSH2_ERROR_EAGAIN || n == 0 ||
-			    e == LIBSSH2_ERROR_EAGAIN)
-				goto wait;
-			sshcmd_fail(c, SSHCMD_CHANNEL, NULL);
-			return;
-		case STAGE_CLOSE:
-			rc = libssh2_channel_close(c->channel);
-			if (rc == LIBSSH2_ERROR_EAGAIN)
-				goto wait;
-			c->stage = STAGE_WAIT_CLOSED;
-			break;
-		case STAGE_WAIT_CLOSED:
-			rc = libssh2_channel_wait_closed(c->channel);
-			if (rc == LIBSSH2_ERROR_EAGAIN)
-				goto wait;
-			c->stage = STAGE_DONE;
-			sshcmd_exited(c);
-			return;
-		case STAGE_DONE:
-			return;
-		}
-	}
-wait:
-	sshcmd_wait_session(c);
-}
-
-int
-sshcmd_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
-    socklen_t *len)
-{
-	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		*len = sizeof(*sin);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		*len = sizeof(*sin6);
-		return 0;
-	}
-	return -1;
-}
 
 static char *
 sshcmd_dup(const char *s, int *oom)
@@ -707,7 +292,6 @@ sshcmd_early(struct sshcmd *c, enum sshcmd_status st, const char *why)
 	c->early_status = st;
 	snprintf(c->detail, sizeof(c->detail), "%s:%d: %s",
 	    c->host != NULL ? c->host : "?", c->port, why);
-	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->timer);
 	ev_timer_set(&c->timer, 0., 0.);
 	ev_timer_start(c->loop, &c->timer);
@@ -718,8 +302,8 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
     sshcmd_done_cb cb, void *arg)
 {
 	struct sshcmd		*c;
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen;
+	struct sshsess_spec	 ss;
+	struct sshsess_result	 res;
 	int			 oom = 0;
 
 	c = calloc(1, sizeof(*c));
@@ -728,7 +312,6 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 	c->loop = loop;
 	c->cb = cb;
 	c->arg = arg;
-	c->fd = -1;
 	c->port = spec->port > 0 ? spec->port : 22;
 	c->host = sshcmd_dup(spec->host != NULL ? spec->host : "", &oom);
 	c->user = sshcmd_dup(spec->user != NULL ? spec->user : "", &oom);
@@ -737,25 +320,16 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 	c->learned_hosts = sshcmd_dup(spec->learned_hosts, &oom);
 	c->command = sshcmd_dup(spec->command != NULL ? spec->command : "",
 	    &oom);
+	ev_timer_init(&c->timer, sshcmd_on_timer, spec->timeout, 0.);
+	c->timeout = spec->timeout;
+	c->timer.data = c;
 	if (oom) {
 		sshcmd_destroy(c);
 		return NULL;
 	}
-	ev_init(&c->io, sshcmd_on_io);
-	c->io.data = c;
-	ev_timer_init(&c->timer, sshcmd_on_timer, spec->timeout, 0.);
-	c->timeout = spec->timeout;
-	c->timer.data = c;
 	ev_timer_start(loop, &c->timer);
 
-	if (!sshcmd_inited) {
-		if (libssh2_init(0) != 0) {
-			sshcmd_early(c, SSHCMD_INTERNAL,
-			    "libssh2_init failed");
-			return c;
-		}
-		sshcmd_inited = 1;
-	}
+	/* Never trust on first use: a command needs a key to check. */
 	if (c->known_hosts == NULL && c->learned_hosts == NULL) {
 		sshcmd_early(c, SSHCMD_HOSTKEY, "no known_hosts to check the "
 		    "host key against");
@@ -765,34 +339,33 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 		sshcmd_early(c, SSHCMD_AUTH, "no key_file");
 		return c;
 	}
-	if (sshcmd_sockaddr(c->host, c->port, &ss, &sslen) == -1) {
-		sshcmd_early(c, SSHCMD_CONNECT, "not an IP address");
+	c->sess = sshsess_new(loop, sshcmd_on_output, sshcmd_on_done, c);
+	if (c->sess == NULL) {
+		sshcmd_early(c, SSHCMD_INTERNAL, "ssh session: out of memory "
+		    "or libssh2_init failed");
 		return c;
 	}
-	c->session = libssh2_session_init_ex(NULL, NULL, NULL, c);
-	if (c->session == NULL) {
-		sshcmd_early(c, SSHCMD_INTERNAL, "libssh2_session_init");
+	memset(&ss, 0, sizeof(ss));
+	ss.host = c->host;
+	ss.port = c->port;
+	ss.user = c->user;
+	ss.key_file = c->key_file;
+	ss.known_hosts = c->known_hosts;
+	ss.learned_hosts = c->learned_hosts;
+	ss.command = c->command;
+	if (sshsess_start(c->sess, &ss, &res) == -1) {
+		enum sshcmd_status st = SSHCMD_INTERNAL;
+
+		if (res.error == SSHSESS_ERR_ADDRESS ||
+		    res.error == SSHSESS_ERR_CONNECT ||
+		    res.error == SSHSESS_ERR_CONNECT_REFUSED ||
+		    res.error == SSHSESS_ERR_LOCAL)
+			st = SSHCMD_CONNECT;
+		else if (res.error == SSHSESS_ERR_KNOWN_HOSTS)
+			st = SSHCMD_HOSTKEY;
+		sshcmd_early(c, st, res.error == SSHSESS_ERR_KNOWN_HOSTS ?
+		    "known_hosts unreadable" : res.detail);
 		return c;
 	}
-	libssh2_session_set_blocking(c->session, 0);
-	libssh2_session_callback_set(c->session, LIBSSH2_CALLBACK_SEND,
-	    (void *)sshcmd_send);
-	libssh2_session_callback_set(c->session, LIBSSH2_CALLBACK_RECV,
-	    (void *)sshcmd_recv);
-	sshcmd_prefer(c);
-	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (c->fd == -1) {
-		sshcmd_early(c, SSHCMD_CONNECT, strerror(errno));
-		return c;
-	}
-	c->stage = STAGE_CONNECT;
-	if (connect(c->fd, (struct sockaddr *)&ss, sslen) == -1 &&
-	    errno != EINPROGRESS) {
-		sshcmd_early(c, SSHCMD_CONNECT, strerror(errno));
-		return c;
-	}
-	/* Writable means connected (or failed: SO_ERROR tells). */
-	sshcmd_wait(c, EV_WRITE);
 	return c;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/statelock.h"
 
 /* The pid in the file, for the message; 0 when it says none. */
@@ -42,31 +43,29 @@ statelock_take(const char *state_dir, char *err, size_t errlen)
 
 	n = snprintf(path, sizeof(path), "%s/%s", state_dir, STATELOCK_NAME);
 	if (n < 0 || (size_t)n >= sizeof(path)) {
-		snprintf(err, errlen, "state_dir %s: path too long",
+		return errf(err, errlen, "state_dir %s: path too long",
 		    state_dir);
-		return -1;
 	}
 	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd == -1) {
-		snprintf(err, errlen, "lock file %s: %s", path,
+		return errf(err, errlen, "lock file %s: %s", path,
 		    strerror(errno));
-		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK) {
 			holder = statelock_holder(fd);
 			if (holder > 0)
-				snprintf(err, errlen, "state_dir %s is in use "
+				errf(err, errlen, "state_dir %s is in use "
 				    "by another failoverd, pid %ld (lock "
 				    "file %s); one daemon per state "
 				    "directory", state_dir, holder, path);
 			else
-				snprintf(err, errlen, "state_dir %s is in use "
+				errf(err, errlen, "state_dir %s is in use "
 				    "by another failoverd (lock file %s); "
 				    "one daemon per state directory",
 				    state_dir, path);
 		} else
-			snprintf(err, errlen, "lock file %s: flock: %s", path,
+			errf(err, errlen, "lock file %s: flock: %s", path,
 			    strerror(errno));
 		close(fd);
 		return -1;
@@ -74,7 +73,7 @@ statelock_take(const char *state_dir, char *err, size_t errlen)
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	wfd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
 	if (wfd == -1 || write(wfd, pid, (size_t)n) != n) {
-		snprintf(err, errlen, "lock file %s: write: %s", path,
+		errf(err, errlen, "lock file %s: write: %s", path,
 		    strerror(errno));
 		if (wfd != -1)
 			close(wfd);

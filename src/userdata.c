@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "failoverd/buf.h"
 #include "failoverd/hostkey.h"
 #include "failoverd/userdata.h"
 
@@ -180,15 +181,14 @@ userdata_compose(const unsigned char *user, size_t ulen,
 	/* RFC 2046: the boundary must not occur in the parts. */
 	for (i = 0; user != NULL && hk != NULL && i + blen <= ulen; i++)
 		if (memcmp(user + i, boundary, blen) == 0) {
-			snprintf(err, errlen, "user data: the MIME boundary "
+			errf(err, errlen, "user data: the MIME boundary "
 			    "%s occurs in it", boundary);
 			return -1;
 		}
 	ud_compose(&o, user, ulen, hk, boundary);
 	o.p = malloc(o.len + 1);
 	if (o.p == NULL) {
-		snprintf(err, errlen, "user data: out of memory");
-		return -1;
+		return errf(err, errlen, "user data: out of memory");
 	}
 	*outlen = o.len;
 	o.len = 0;
@@ -215,7 +215,7 @@ ud_read(const char *path, unsigned char **data, size_t *len, char *err,
 	if (fd == -1 || fstat(fd, &st) == -1)
 		goto sys;
 	if (st.st_size > USERDATA_MAX) {
-		snprintf(err, errlen, "%s: %lld bytes, over EC2's user data "
+		errf(err, errlen, "%s: %lld bytes, over EC2's user data "
 		    "limit of %d", path, (long long)st.st_size, USERDATA_MAX);
 		close(fd);
 		return -1;
@@ -236,7 +236,7 @@ ud_read(const char *path, unsigned char **data, size_t *len, char *err,
 	*len = got;
 	return 0;
 sys:
-	snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	errf(err, errlen, "%s: %s", path, strerror(errno));
 	if (fd != -1)
 		close(fd);
 	free(buf);
@@ -282,7 +282,7 @@ userdata_build(const char *user_file, const struct hostkey *hk,
 	 * does not occur in them (and compose checks, RFC 2046).
 	 */
 	if (ud_boundary_hash(user, ulen, hk, md) == -1) {
-		snprintf(err, errlen, "user data: SHA-256 failed");
+		errf(err, errlen, "user data: SHA-256 failed");
 		goto done;
 	}
 	i = (size_t)snprintf(boundary, sizeof(boundary), "==failoverd-");
@@ -298,7 +298,7 @@ userdata_build(const char *user_file, const struct hostkey *hk,
 		goto done;
 	}
 	if (dlen > USERDATA_MAX) {
-		snprintf(err, errlen, "user data%s%s is %zu bytes with the "
+		errf(err, errlen, "user data%s%s is %zu bytes with the "
 		    "host key part, over EC2's limit of %d",
 		    user_file ? " from " : "", user_file ? user_file : "",
 		    dlen, USERDATA_MAX);
@@ -306,7 +306,7 @@ userdata_build(const char *user_file, const struct hostkey *hk,
 	}
 	*b64 = malloc(4 * ((dlen + 2) / 3) + 1);
 	if (*b64 == NULL) {
-		snprintf(err, errlen, "user data: out of memory");
+		errf(err, errlen, "user data: out of memory");
 		goto done;
 	}
 	EVP_EncodeBlock((unsigned char *)*b64, (unsigned char *)doc,

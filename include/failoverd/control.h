@@ -3,8 +3,9 @@
  *
  * One request per connection: a line of words ("status --json\n"). The
  * reply is a status line, "OK" or "ERR <message>", then the body, then the
- * server closes. Every read and write is non-blocking on the loop, so a
- * stuck client never holds the daemon.
+ * server closes; or, for a follower ("events --follow"), the body goes on
+ * with a line per event until the client leaves. Every read and write is
+ * non-blocking on the loop, so a stuck client never holds the daemon.
  */
 #ifndef FAILOVERD_CONTROL_H
 #define FAILOVERD_CONTROL_H
@@ -34,8 +35,17 @@ struct control_peer {
 };
 
 /*
+ * Bytes a follower may have pending; past this its lines are dropped
+ * and counted (it is told how many when it caught up).
+ */
+#define CONTROL_FOLLOW_MAX	(64 * 1024)
+#define CONTROL_FOLLOW		1
+
+/*
  * Handles one request; writes the body to out and returns 0 for OK, or
- * returns -1 with the error message in out.
+ * returns -1 with the error message in out. CONTROL_FOLLOW is OK too,
+ * and the connection stays open after the body as a follower: it gets
+ * every control_follow_line() until it leaves.
  */
 typedef int (*control_request_cb)(void *arg, const struct control_peer *peer,
     int argc, char **argv, struct buf *out);
@@ -61,6 +71,8 @@ struct control	*control_new(struct ev_loop *loop, const char *path,
 int		 control_set_access(struct control *ctl, int mode,
 		    const char *group, char *err, size_t errlen);
 void		 control_free(struct control *ctl);
+/* Sends line and a newline to every follower. */
+void		 control_follow_line(struct control *ctl, const char *line);
 const char	*control_path(const struct control *ctl);
 
 #endif

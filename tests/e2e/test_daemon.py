@@ -1,10 +1,13 @@
 """The daemon's frame: start, stop, reload, systemd notifications, the
 control socket and the unit file."""
+import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -347,3 +350,127 @@ def test_switch_with_a_huge_ami_id_is_refused(workdir):
         assert '"ami-XYZ" is not an AMI id' in p.stderr, p.stderr
         assert d.proc.poll() is None
         assert ctl(sock, "ping").stdout == "pong\n"
+
+
+# --- failoverctl events: the daemon's recent event lines ---
+
+def _stream_lines(proc, out):
+    """Collects a failoverctl's stdout lines as they come."""
+    for line in proc.stdout:
+        out.append(line)
+
+
+def _wait_lines(lines, pred, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hit = [l for l in list(lines) if pred(l)]
+        if hit:
+            return hit[0]
+        time.sleep(0.05)
+    raise AssertionError("no matching line in %d lines within %ss:\n%s"
+                         % (len(lines), timeout, "".join(lines[-20:])))
+
+
+def test_failoverctl_events_shows_what_the_log_shows(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        ctl(sock, "pause", "web")
+        out = ctl(sock, "events").stdout.splitlines()
+        # The same lines, each with the time it happened (UTC).
+        for event in ("startup", "config_loaded"):
+            hit = [l for l in out if "event=%s" % event in l]
+            assert hit, out
+            assert any(l.split(" ", 1)[1] in log for l in hit
+                       for log in d.lines), (hit, d.lines)
+        assert any(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+                            r"event=control_command service=web "
+                            r"command=pause uid=\d+ pid=\d+$", l)
+                   for l in out), out
+        j = json.loads(ctl(sock, "--json", "events").stdout)
+        assert any("event=startup" in l for l in j["events"])
+        # Reading is not an act: it leaves no audit line of its own.
+        assert not any("command=events" in l for l in d.lines)
+
+
+def test_failoverctl_events_follow_streams_new_events(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        p = subprocess.Popen([FAILOVERCTL, "-s", sock, "events",
+                              "--follow"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        lines = []
+        t = threading.Thread(target=_stream_lines, args=(p, lines),
+                             daemon=True)
+        t.start()
+        try:
+            _wait_lines(lines, lambda l: "event=config_loaded" in l, 30)
+            ctl(sock, "pause", "web")
+            _wait_lines(lines, lambda l: "command=pause" in l, 30)
+            ctl(sock, "resume", "web")
+            _wait_lines(lines, lambda l: "command=resume" in l, 30)
+            # Still following, past the client timeout of a request.
+            assert p.poll() is None
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+        assert ctl(sock, "ping").stdout == "pong\n"
+
+
+def _request(sock, line):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(sock)
+    s.sendall(line.encode())
+    reply = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    s.close()
+    return reply.decode()
+
+
+def test_a_follower_that_never_reads_loses_lines_not_the_daemon(workdir):
+    conf = write_conf(workdir)
+    sock = str(workdir / "control.sock")
+    with Daemon(conf) as d:
+        d.wait_for(r"event=config_loaded")
+        hostile = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        hostile.connect(sock)
+        hostile.sendall(b"events --follow\n")
+        # More event lines than a socket buffer and the daemon's
+        # per-follower cap hold; the follower reads none of them.
+        slow = r"events follower .* reads too slowly; dropping lines"
+        for i in range(50000):
+            assert _request(sock, "%s web\n" % ("pause", "resume")[i % 2]
+                            ).startswith("OK\n")
+            if i % 200 == 0 and any(re.search(slow, l) for l in d.lines):
+                break
+        d.wait_for(slow, 30)
+        assert _request(sock, "ping\n") == "OK\npong\n"
+        # It catches up: what it missed is said, then new lines flow.
+        hostile.settimeout(2)
+        got = b""
+        while True:
+            try:
+                chunk = hostile.recv(1 << 20)
+            except socket.timeout:
+                break
+            assert chunk, "the daemon closed a follower that was slow"
+            got += chunk
+        caught_up = len(got)
+        assert _request(sock, "pause web\n").startswith("OK\n")
+        hostile.settimeout(30)
+        while b"command=pause" not in got[caught_up:]:
+            chunk = hostile.recv(65536)
+            assert chunk
+            got += chunk
+        assert re.search(rb"\n-- \d+ event lines dropped: this reader "
+                         rb"was too slow\n", got), got[-500:]
+        hostile.close()
+        d.wait_for(r"events follower .*: \d+ lines dropped", 30)
