@@ -67,7 +67,7 @@ def built(tmp_path_factory):
         env.pop(var, None)
     p = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"],
                        cwd=src, env=env, capture_output=True, text=True,
-                       timeout=840)
+                       timeout=1200)
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-4000:]
     deb = top / "failoverd_0.1.0_amd64.deb"
     debs = sorted(top.glob("failoverd_*.deb"))
@@ -109,7 +109,7 @@ def test_lintian_is_clean(built):
     p = subprocess.run(
         ["lintian", "--info", "--display-info", "--pedantic",
          "--fail-on", "error,warning,info,pedantic", str(built["changes"])],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=480)
     tags = [l for l in p.stdout.splitlines()
             if re.match(r"[EWIPX]: ", l)]
     assert p.returncode == 0 and tags == [], p.stdout + p.stderr
