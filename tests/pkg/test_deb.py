@@ -7,9 +7,11 @@ reads, the man pages and the bash completion.
 The package is built once (dpkg-buildpackage -us -uc -b) in a copy of
 the source tree, so that the tree is never dirtied, and inspected with
 dpkg-deb. It is never installed on this machine. Installing it into a
-fresh root would need a Debian base system there (debootstrap: minutes
-and the network, for each run), so the maintainer scripts are checked
-as dpkg-deb shows them: what they run and in which order."""
+fresh root with dpkg would need a Debian base system there (debootstrap:
+minutes and the network, for each run), so the maintainer scripts are
+checked as dpkg-deb shows them, what they run and in which order, and
+the part that makes the user and its directories is run for real in an
+empty root (systemd-sysusers and systemd-tmpfiles --root)."""
 import os
 import re
 import shutil
@@ -184,6 +186,42 @@ def test_the_system_user_comes_from_the_projects_sysusers_file(built):
             "-"] in lines
     assert ["d", "/run/failoverd", "0750", "failoverd", "failoverd",
             "-"] in lines
+
+
+def test_in_a_fresh_root_the_user_and_its_dirs_are_made(built, tmp_path):
+    """What postinst runs for the user and the directories, with dpkg's
+    DPKG_ROOT: systemd-sysusers and systemd-tmpfiles on the package's
+    own files, in an empty root (nothing of this machine is touched)."""
+    postinst = (built["control"] / "postinst").read_text()
+    assert ('systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"} '
+            'failoverd.conf') in postinst
+    assert ('systemd-tmpfiles ${DPKG_ROOT:+--root="$DPKG_ROOT"} --create '
+            'failoverd.conf') in postinst
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(built["deb"]), str(root)],
+                   check=True)
+    (root / "etc").mkdir(exist_ok=True)
+    for cmd in (["systemd-sysusers", "--root=%s" % root, "failoverd.conf"],
+                ["systemd-tmpfiles", "--root=%s" % root, "--create",
+                 "failoverd.conf"]):
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (cmd, p.stderr)
+    users = {l.split(":")[0]: l.split(":")
+             for l in (root / "etc/passwd").read_text().splitlines()}
+    groups = {l.split(":")[0]: l.split(":")
+              for l in (root / "etc/group").read_text().splitlines()}
+    user = users["failoverd"]
+    assert int(user[2]) < 1000                  # a system user
+    assert user[3] == groups["failoverd"][2]
+    assert user[5] == "/var/lib/failoverd"
+    assert user[6].endswith("nologin")
+    # The unit runs as that user.
+    unit = (root / "lib/systemd/system/failoverd.service").read_text()
+    assert "User=failoverd" in unit.splitlines()
+    for d in ("var/lib/failoverd", "run/failoverd"):
+        st = os.stat(root / d)
+        assert (st.st_uid, st.st_gid) == (int(user[2]), int(user[3])), d
+        assert st.st_mode & 0o7777 == 0o750, (d, oct(st.st_mode))
 
 
 def test_postinst_creates_the_user_then_the_dirs_and_does_not_enable(built):
