@@ -2,6 +2,7 @@
 itself: sourced, its function called with COMP_WORDS as bash sets them,
 COMPREPLY read back. Services come from a real running daemon."""
 import os
+import shlex
 import shutil
 import subprocess
 
@@ -49,7 +50,6 @@ done
 def complete(*lines, env=None):
     """Each line is the words typed so far, the last one being
     completed ("" for a fresh word); the first word is the program."""
-    import shlex
     inp = "".join(" ".join(shlex.quote(w) for w in words) + "\n"
                   for words in lines)
     full_env = dict(os.environ)

@@ -71,7 +71,6 @@ def built(tmp_path_factory):
                        cwd=src, env=env, capture_output=True, text=True,
                        timeout=1200)
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-4000:]
-    deb = top / "failoverd_0.1.0_amd64.deb"
     debs = sorted(top.glob("failoverd_*.deb"))
     assert len(debs) == 1, debs
     deb = debs[0]
