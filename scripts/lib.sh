@@ -17,6 +17,10 @@ FOD_DEB_PACKAGES=(
 	libnss-wrapper
 	# systemd-analyze verify reads the man pages the unit names
 	systemd man-db
+	# tests/pkg/test_deb.py builds the Debian package and checks it
+	debhelper dpkg-dev fakeroot lintian git
+	# test_completion loads the completion as bash-completion does
+	bash-completion
 )
 
 fod_install_deps() {
