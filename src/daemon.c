@@ -22,6 +22,7 @@
 #include "failoverd/failover.h"
 #include "failoverd/hostkey.h"
 #include "failoverd/log.h"
+#include "failoverd/metrics.h"
 #include "failoverd/redact.h"
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
@@ -56,6 +57,7 @@ struct daemon {
 	struct ec2_client	*ec2;
 	char			 ec2_error[512];
 	struct failover_env	 fenv;
+	struct metrics		*metrics;
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
 	/* statelock.h: the lock of the state_dir of lock_dev, lock_ino */
@@ -229,6 +231,19 @@ daemon_isolated(void *arg)
 		return ev_now(d->loop) - lo <= DAEMON_ISOLATION_WINDOW ?
 		    -1 : 0;
 	return hi - lo <= DAEMON_ISOLATION_WINDOW;
+}
+
+static int
+daemon_metrics_service_at(void *arg, size_t i, struct metrics_service *out)
+{
+	struct daemon *d = arg;
+
+	if (i >= d->nservices)
+		return -1;
+	out->svc = d->services[i];
+	out->fo = d->failovers[i];
+	out->snapshot = d->practices[i].snapshot;
+	return 0;
 }
 
 /*
@@ -462,8 +477,9 @@ struct daemon *
 daemon_new(struct ev_loop *loop, struct config *conf, char *err,
     size_t errlen)
 {
-	struct daemon	*d;
-	int		 lock_fd;
+	struct daemon		*d;
+	struct metrics_env	 menv;
+	int			 lock_fd;
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
@@ -498,6 +514,17 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
 	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
+	/* Before the services: it counts their first events too. */
+	menv.loop = loop;
+	menv.curl = d->curl;
+	menv.ec2 = d->ec2;
+	menv.service_at = daemon_metrics_service_at;
+	menv.arg = d;
+	d->metrics = metrics_new(&menv, &conf->metrics);
+	if (d->metrics == NULL) {
+		snprintf(err, errlen, "metrics: out of memory");
+		goto fail;
+	}
 	if (daemon_apply(d, conf) == -1) {
 		snprintf(err, errlen, "cannot create the services");
 		goto fail;
@@ -505,6 +532,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->conf = conf;
 	return d;
 fail:
+	metrics_free(d->metrics);
 	control_free(d->control);
 	ec2_client_free(d->ec2);
 	creds_provider_free(d->creds);
@@ -521,6 +549,8 @@ daemon_free(struct daemon *d)
 
 	if (d == NULL)
 		return;
+	/* First: it reads the services when it writes. */
+	metrics_free(d->metrics);
 	for (i = 0; i < d->nservices; i++) {
 		daemon_practice_free(&d->practices[i]);
 		failover_free(d->failovers[i]);
@@ -600,6 +630,7 @@ daemon_reload(struct daemon *d)
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(conf->debug);
 	curlev_slots_set_max(d->curl, (unsigned int)conf->probe_max_in_flight);
+	metrics_set_conf(d->metrics, &conf->metrics);
 	if (!daemon_aws_equal(&conf->aws, &d->conf->aws))
 		log_warnx("reload: the aws settings changed; the EC2 client "
 		    "keeps the old ones until failoverd restarts (failovers "
