@@ -17,6 +17,9 @@ FOD_DEB_PACKAGES=(
 	libnss-wrapper
 	# systemd-analyze verify reads the man pages the unit names
 	systemd man-db
+	# test_metrics scrapes failoverd.prom through the real textfile
+	# collector
+	prometheus-node-exporter
 )
 
 fod_install_deps() {
