@@ -9,10 +9,12 @@
  * HELP and TYPE lines) and is replaced atomically: a temporary file in
  * the same directory, renamed over it. It is written every period, and
  * soon after any event (alert.h) changes a value, at most once per
- * METRICS_MIN_GAP. Values that move on every check or call (latencies,
- * counts) wait for the period. A write that fails is the watchdog's own
- * trouble: logged once, tried again at the next period, never counted
- * against a service. The series are listed in failoverd.8.
+ * METRICS_MIN_GAP, or per ten times what the last write took when that
+ * is longer: the file never takes more than a tenth of the loop. Values
+ * that move on every check or call (latencies, counts) wait for the
+ * period. A write that fails is the watchdog's own trouble: logged
+ * once, tried again at the next period, never counted against a
+ * service. The series are listed in failoverd(8).
  */
 #ifndef FAILOVERD_METRICS_H
 #define FAILOVERD_METRICS_H
