@@ -57,8 +57,6 @@ struct metrics {
 	size_t			 nsvcs;
 };
 
-static void	metrics_write(struct metrics *m);
-
 void
 metrics_label_value(struct buf *out, const char *s)
 {
@@ -134,8 +132,12 @@ metrics_write_file(const char *dir, const char *data, size_t len,
 	return 0;
 fail:
 	saved = errno;
-	snprintf(err, errlen, "%s %s: %s", step, step[0] == 'r' &&
-	    step[1] == 'e' ? path : tmp, strerror(saved));
+	if (strcmp(step, "rename") == 0)
+		snprintf(err, errlen, "rename %s to %s: %s", tmp, path,
+		    strerror(saved));
+	else
+		snprintf(err, errlen, "%s %s: %s", step, tmp,
+		    strerror(saved));
 	if (fd != -1)
 		close(fd);
 	if (strcmp(step, "unlink") != 0 && strcmp(step, "create") != 0)

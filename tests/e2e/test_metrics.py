@@ -16,12 +16,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon  # noqa: E402
+from fodtest import Daemon, ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
 from test_failover import write_conf  # noqa: E402
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 OLD = BASIC["instance"]
+VOLS = BASIC["volumes"]          # device -> volume id
 STEPS = ("detect", "fence", "launch", "detach", "attach", "associate",
          "verify", "total")
 
@@ -294,3 +295,39 @@ def test_reload_moves_the_file_and_removes_the_old_one(tmp_path, sim):
         assert not (one / "failoverd.prom").exists()
         text = (two / "failoverd.prom").read_text()
         assert "# TYPE failoverd_service_verdict gauge" in text
+
+
+def test_snapshots_and_preflight_are_published_per_service(tmp_path, sim):
+    prom = tmp_path / "textfile"
+    prom.mkdir()
+    with NodeExporter(str(prom), str(tmp_path)) as ne, \
+            start_with_metrics(tmp_path, sim, str(prom)) as d:
+        d.wait_for(r"event=preflight_passed", timeout=30)
+        s = wait_scrape(ne, d, "a preflight result", lambda s: get(
+            s, "failoverd_preflight_success", service="web") == 1)
+        assert get(s, "failoverd_preflight_last_run_timestamp_seconds",
+                   service="web") > 0
+        assert get(s, "failoverd_snapshot_run_last_success_timestamp_"
+                   "seconds", service="web") is None
+        begun = int(time.time())
+        ctl(d.sock, "snapshot", "web")
+        deadline = time.monotonic() + 60
+        while len([ln for ln in d.lines if "event=snapshot_taken" in ln
+                   ]) < 2:
+            assert time.monotonic() < deadline, "not two snapshot_taken"
+            d.drain(0.2)
+        s = wait_scrape(ne, d, "the good run", lambda s: (get(
+            s, "failoverd_snapshot_run_last_success_timestamp_seconds",
+            service="web") or 0) >= begun)
+
+        # Each volume's newest completed snapshot, once EC2 says it is
+        # complete (the listing describes again).
+        def fresh(s):
+            ctl(d.sock, "snapshots", "web")
+            return all((get(s, "failoverd_snapshot_last_success_"
+                            "timestamp_seconds", service="web",
+                            volume=v) or 0) >= begun
+                       for v in VOLS.values())
+        s = wait_scrape(ne, d, "each volume's new snapshot", fresh,
+                        timeout=90)
+        assert get(s, "node_textfile_scrape_error") == 0
