@@ -21,6 +21,9 @@ FOD_DEB_PACKAGES=(
 	debhelper dpkg-dev fakeroot lintian git
 	# test_completion loads the completion as bash-completion does
 	bash-completion
+	# test_metrics scrapes failoverd.prom through the real textfile
+	# collector
+	prometheus-node-exporter
 )
 
 fod_install_deps() {

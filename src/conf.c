@@ -2471,6 +2471,26 @@ static const struct conf_group conf_alerts_group = {
 	conf_alerts_settings, NSETTINGS(conf_alerts_settings), 0, NULL, NULL
 };
 
+#define MOFF(f)		offsetof(struct metrics_conf, f)
+
+/*
+ * node_exporter reads the textfile directory at each scrape (15 s to a
+ * minute apart); writing more often than once a second would only cost
+ * the disk, and a file older than an hour tells nobody anything.
+ */
+static const struct conf_setting conf_metrics_settings[] = {
+	{ .name = "textfile_dir", .kind = K_STR,
+	  .flags = F_ABSPATH | F_NONEMPTY, .off = MOFF(textfile_dir) },
+	{ .name = "period", .kind = K_SECS, .off = MOFF(period),
+	  .min = 1, .max = 3600, .defnum = 15 },
+	{ .name = "fsync", .kind = K_BOOL, .off = MOFF(fsync), .defnum = 0 },
+};
+
+static const struct conf_group conf_metrics_group = {
+	conf_metrics_settings, NSETTINGS(conf_metrics_settings), 0, NULL,
+	NULL
+};
+
 #define COFF(f)		offsetof(struct config, f)
 
 static const struct conf_setting conf_top_settings[] = {
@@ -2499,6 +2519,8 @@ static const struct conf_setting conf_top_settings[] = {
 	  .sub = &conf_aws_group },
 	{ .name = "alerts", .kind = K_GROUP, .off = COFF(alerts),
 	  .sub = &conf_alerts_group },
+	{ .name = "metrics", .kind = K_GROUP, .off = COFF(metrics),
+	  .sub = &conf_metrics_group },
 	{ .name = "services", .kind = K_LIST, .flags = F_REQUIRED | F_NONEMPTY,
 	  .off = COFF(services), .off2 = COFF(nservices),
 	  .maxcount = CONF_MAX_SERVICES, .sub = &conf_service_group },
@@ -3134,6 +3156,10 @@ conf_print_summary(const struct config *conf, FILE *fp)
 		    conf->alerts.webhook != NULL ? redact_url(
 		    conf->alerts.webhook, hook, sizeof(hook)) : "",
 		    conf->alerts.min_severity);
+	if (conf->metrics.textfile_dir != NULL)
+		fprintf(fp, "  metrics %s/failoverd.prom every %gs%s\n",
+		    conf->metrics.textfile_dir, conf->metrics.period,
+		    conf->metrics.fsync ? ", fsync" : "");
 	fprintf(fp, "%zu service%s\n", conf->nservices,
 	    conf->nservices == 1 ? "" : "s");
 	for (i = 0; i < conf->nservices; i++) {

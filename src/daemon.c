@@ -25,6 +25,7 @@
 #include "failoverd/failover.h"
 #include "failoverd/hostkey.h"
 #include "failoverd/log.h"
+#include "failoverd/metrics.h"
 #include "failoverd/redact.h"
 #include "failoverd/preflight.h"
 #include "failoverd/service.h"
@@ -69,6 +70,7 @@ struct daemon {
 	char			 ec2_error[512];
 	struct failover_env	 fenv;
 	struct tilt		*tilt;		/* the stall and clock guard */
+	struct metrics		*metrics;
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
 	/* statelock.h: the lock of the state_dir of lock_dev, lock_ino */
@@ -268,6 +270,19 @@ daemon_isolated(void *arg)
 		return ev_now(d->loop) - lo <= DAEMON_ISOLATION_WINDOW ?
 		    -1 : 0;
 	return hi - lo <= DAEMON_ISOLATION_WINDOW;
+}
+
+static int
+daemon_metrics_service_at(void *arg, size_t i, struct metrics_service *out)
+{
+	struct daemon *d = arg;
+
+	if (i >= d->nservices)
+		return -1;
+	out->svc = d->services[i];
+	out->fo = d->failovers[i];
+	out->snapshot = d->upkeeps[i].snapshot;
+	return 0;
 }
 
 /*
@@ -500,9 +515,10 @@ struct daemon *
 daemon_new(struct ev_loop *loop, struct config *conf, char *err,
     size_t errlen)
 {
-	struct daemon	*d;
-	struct tilt_env	 te;
-	int		 lock_fd;
+	struct daemon		*d;
+	struct tilt_env		 te;
+	struct metrics_env	 menv;
+	int			 lock_fd;
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
@@ -564,6 +580,17 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.isolated = daemon_isolated;
 	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
+	/* Before the services: it counts their first events too. */
+	menv.loop = loop;
+	menv.probes = d->probes;
+	menv.ec2 = d->ec2;
+	menv.service_at = daemon_metrics_service_at;
+	menv.arg = d;
+	d->metrics = metrics_new(&menv, &conf->metrics);
+	if (d->metrics == NULL) {
+		errf(err, errlen, "metrics: out of memory");
+		goto fail;
+	}
 	if (daemon_apply(d, conf) == -1) {
 		errf(err, errlen, "cannot create the services");
 		goto fail;
@@ -572,6 +599,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	return d;
 fail:
 	tilt_free(d->tilt);
+	metrics_free(d->metrics);
 	control_free(d->control);
 	events_free(d->events);
 	ec2_client_free(d->ec2);
@@ -591,6 +619,8 @@ daemon_free(struct daemon *d)
 
 	if (d == NULL)
 		return;
+	/* First: it reads the services when it writes. */
+	metrics_free(d->metrics);
 	for (i = 0; i < d->nservices; i++) {
 		daemon_upkeep_free(&d->upkeeps[i]);
 		failover_free(d->failovers[i]);
@@ -676,6 +706,7 @@ daemon_reload(struct daemon *d)
 	probe_sched_set_max_in_flight(d->probes,
 	    (unsigned int)conf->probe_max_in_flight);
 	tilt_set_period(d->tilt, conf->tilt_period);
+	metrics_set_conf(d->metrics, &conf->metrics);
 	if (!daemon_aws_equal(&conf->aws, &d->conf->aws))
 		log_warnx("reload: the aws settings changed; the EC2 client "
 		    "keeps the old ones until failoverd restarts (failovers "

@@ -111,6 +111,8 @@ struct ec2_client {
 	/* Seconds to add to our clock when signing (from Date). */
 	time_t			 skew;
 
+	struct ec2_stats	 stats;
+
 	struct ec2_call		*calls;
 };
 
@@ -132,6 +134,7 @@ struct ec2_call {
 	struct ec2_call		*budget_next;
 	struct ec2_call		*budget_prev;
 	int			 budget_queued;
+	ev_tstamp		 budget_since;
 
 	CURL			*easy;
 	struct curl_slist	*hdrs;
@@ -762,6 +765,22 @@ budget_unqueue(struct ec2_call *call)
 		ev_timer_stop(c->loop, &c->budget_w);
 }
 
+void
+ec2_client_stats(struct ec2_client *c, struct ec2_stats *out)
+{
+	struct ec2_call *call;
+
+	*out = c->stats;
+	out->budget_waiting = 0;
+	for (call = c->budget_head; call != NULL; call = call->budget_next)
+		out->budget_waiting++;
+	out->budget_tokens = -1;
+	if (c->rate > 0) {
+		budget_refill(c);
+		out->budget_tokens = c->tokens;
+	}
+}
+
 /* Hands tokens to the queue's oldest calls, then sleeps till the next. */
 static void
 budget_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -774,6 +793,7 @@ budget_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			break;
 		call = c->budget_head;
 		budget_unqueue(call);
+		c->stats.budget_wait += ev_now(loop) - call->budget_since;
 		/* May end the call, and its callback may queue or cancel. */
 		call_creds(call);
 	}
@@ -805,6 +825,7 @@ budget_queue(struct ec2_call *call)
 	call->budget_next = NULL;
 	call->budget_prev = c->budget_tail;
 	call->budget_queued = 1;
+	call->budget_since = ev_now(c->loop);
 	if (c->budget_tail != NULL)
 		c->budget_tail->budget_next = call;
 	else
@@ -848,6 +869,8 @@ call_finish(struct ec2_call *call)
 
 	call->res = NULL;
 	res->attempts = call->attempts;
+	if (res->status < EC2_STATUS_COUNT)
+		call->c->stats.calls[res->action][res->status]++;
 	if (res->request_id == NULL && call->amzn_request_id[0] != '\0')
 		res->request_id = strdup(call->amzn_request_id);
 	if (res->status != EC2_OK) {
@@ -1010,6 +1033,7 @@ call_retry_later(struct ec2_call *call, const char *why)
 		call_finish(call);
 		return;
 	}
+	call->c->stats.retries[call->req->action]++;
 	log_info("ec2: %s: %s, retry %u in %.2fs",
 	    ec2_action_str(call->req->action), why, call->tries, delay);
 	call_wait(call, delay);
@@ -1560,6 +1584,9 @@ call_done(CURL *easy, CURLcode rc, void *arg)
 		call_finish(call);
 		return;
 	}
+	if (status == 429 || code_in(code, refused_codes,
+	    NCODES(refused_codes)))
+		c->stats.throttles[call->req->action]++;
 	if (code_in(code, capacity_codes, NCODES(capacity_codes))) {
 		call_finish(call);
 		return;

@@ -213,3 +213,47 @@ failover_history(const struct failover *fo, struct buf *out, int json)
 		buf_puts(out, "\n");
 	}
 }
+
+/* --- for the metrics (metrics.c reads, never changes) ----------------- */
+
+_Static_assert(T_MAX == FAILOVER_METRICS_TIMINGS,
+    "failover.h's FAILOVER_METRICS_TIMINGS is fo_timing_names' size");
+
+const char *
+failover_metrics_kind(size_t i)
+{
+	return i < KIND_MAX ? fo_kind_names[i] : NULL;
+}
+
+void
+failover_metrics_last(const struct failover *fo,
+    struct failover_metrics_last *out)
+{
+	char		 key[96];
+	const char	*v;
+	long long	 i;
+	int		 k;
+
+	memset(out, 0, sizeof(*out));
+	out->count = fo_rec_int(fo, "history.next", 0);
+	for (k = 0; k < T_MAX; k++) {
+		out->timing_names[k] = fo_timing_names[k];
+		out->timings[k] = -1;
+	}
+	if (out->count <= 0)
+		return;
+	i = out->count - 1;
+	snprintf(key, sizeof(key), "h.%lld.kind", i);
+	out->kind = journal_rec_get(fo->rec, key);
+	snprintf(key, sizeof(key), "h.%lld.result", i);
+	out->result = journal_rec_get(fo->rec, key);
+	snprintf(key, sizeof(key), "h.%lld.started", i);
+	out->started = fo_rec_int(fo, key, 0);
+	for (k = 0; k < T_MAX; k++) {
+		snprintf(key, sizeof(key), "h.%lld.t.%s", i,
+		    fo_timing_names[k]);
+		v = journal_rec_get(fo->rec, key);
+		if (v != NULL)
+			out->timings[k] = strtod(v, NULL);
+	}
+}

@@ -378,6 +378,24 @@ probe_last_reason(const struct probe *p)
 	return p->last_text;
 }
 
+unsigned long
+probe_checks(const struct probe *p)
+{
+	return p->checks;
+}
+
+unsigned long
+probe_failures(const struct probe *p)
+{
+	return p->failures;
+}
+
+double
+probe_latency(const struct probe *p)
+{
+	return p->checks > 0 ? p->latency : -1.0;
+}
+
 const char *
 probe_target(const struct probe *p)
 {

@@ -494,6 +494,18 @@ service_verdict(const struct service *svc)
 	return svc->verdict;
 }
 
+size_t
+service_nprobes(const struct service *svc)
+{
+	return svc->nprobes;
+}
+
+const struct probe *
+service_probe(const struct service *svc, size_t i)
+{
+	return i < svc->nprobes ? svc->probes[i] : NULL;
+}
+
 void
 service_set_target(struct service *svc, const char *address)
 {

@@ -1222,6 +1222,43 @@ snapshot_running(const struct snapshot *s)
 	return s->step != STEP_IDLE;
 }
 
+time_t
+snapshot_last_ok(const struct snapshot *s)
+{
+	return s->last_ok;
+}
+
+void
+snapshot_newest_each(const struct snapshot *s,
+    void (*fn)(const char *volume, time_t taken, void *arg), void *arg)
+{
+	const struct snapshot_seen	*a, *b;
+	time_t				 newest, t;
+	size_t				 i, j;
+
+	for (i = 0; i < s->nseen; i++) {
+		a = &s->seen[i];
+		for (j = 0; j < i; j++)
+			if (strcmp(s->seen[j].volume, a->volume) == 0)
+				break;
+		if (j < i)
+			continue;	/* that volume was reported already */
+		newest = 0;
+		for (j = i; j < s->nseen; j++) {
+			b = &s->seen[j];
+			if (strcmp(b->volume, a->volume) != 0 ||
+			    strcmp(b->state, "completed") != 0 ||
+			    b->deleted == 1 ||
+			    snapshot_parse_time(b->start_time, &t) == -1)
+				continue;
+			if (t > newest)
+				newest = t;
+		}
+		if (newest > 0)
+			fn(a->volume, newest, arg);
+	}
+}
+
 static void
 snapshot_on_refreshed(struct ec2_result *res, void *arg)
 {

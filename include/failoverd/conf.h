@@ -193,6 +193,13 @@ struct alerts_conf {
 	char		*min_severity;	/* for hooks: "warning", "err", ... */
 };
 
+/* metrics: the textfile collector's file; off without textfile_dir. */
+struct metrics_conf {
+	char		*textfile_dir;	/* NULL: no metrics written */
+	double		 period;	/* seconds between writes */
+	int		 fsync;		/* fsync before the rename */
+};
+
 struct config {
 	char		*path;
 	char		*state_dir;
@@ -206,6 +213,7 @@ struct config {
 	double		 tilt_period;	/* seconds the acting half waits */
 	struct aws_conf	 aws;
 	struct alerts_conf alerts;
+	struct metrics_conf metrics;
 	struct service_conf *services;
 	size_t		 nservices;
 };

@@ -69,6 +69,7 @@ enum ec2_status {
 };
 
 const char	*ec2_status_str(enum ec2_status s);
+#define EC2_STATUS_COUNT	(EC2_ERR_INTERNAL + 1)
 
 /* --- typed results (read-only, owned by the result) ---------------- */
 
@@ -263,6 +264,25 @@ const char	*ec2_client_region(const struct ec2_client *c);
  * only ever use budget nobody else wants.
  */
 int		 ec2_budget_spare(struct ec2_client *c, double reserve);
+
+/*
+ * What the client did since it was made, for the metrics. A cancelled
+ * call is in none of the counts: it ended without an answer.
+ */
+struct ec2_stats {
+	/* Calls ended, by action and by how they ended. */
+	unsigned long	 calls[EC2_ACTION_COUNT][EC2_STATUS_COUNT];
+	/* Attempts sent again after a passing trouble, by action. */
+	unsigned long	 retries[EC2_ACTION_COUNT];
+	/* Answers that said slow down (throttling codes, HTTP 429). */
+	unsigned long	 throttles[EC2_ACTION_COUNT];
+	/* Seconds calls spent waiting for a token of the call budget. */
+	double		 budget_wait;
+	unsigned int	 budget_waiting;	/* calls waiting now */
+	double		 budget_tokens;		/* -1: no budget set */
+};
+void		 ec2_client_stats(struct ec2_client *c,
+		    struct ec2_stats *out);
 
 /*
  * The callback owns res and frees it with ec2_result_free(). It is

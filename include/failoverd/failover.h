@@ -137,6 +137,29 @@ void		 failover_history(const struct failover *fo, struct buf *out,
 		    int json);
 
 /*
+ * For the metrics: the kinds of move ("failover", "switch", "rollback",
+ * "evacuation"; NULL past the end), and what this service's journal
+ * holds of the moves it recorded: how many ever (a count that only
+ * grows, across restarts) and the last one's kind, result ("completed",
+ * "failed"), start (UTC seconds) and step timings in seconds (-1: not
+ * reached; the names are the failover_completed event's: detect,
+ * fence, launch, detach, attach, associate, verify, total,
+ * critical_path). The strings are valid until the engine's next change.
+ */
+#define FAILOVER_METRICS_TIMINGS	9
+struct failover_metrics_last {
+	long long	 count;
+	const char	*kind;
+	const char	*result;
+	long long	 started;
+	const char	*timing_names[FAILOVER_METRICS_TIMINGS];
+	double		 timings[FAILOVER_METRICS_TIMINGS];
+};
+const char	*failover_metrics_kind(size_t i);
+void		 failover_metrics_last(const struct failover *fo,
+		    struct failover_metrics_last *out);
+
+/*
  * The host key lines of a cloud-init console ("-----BEGIN SSH HOST KEY
  * KEYS-----" block): returns the number of "type base64" keys copied
  * into out (one per line), 0 when the block is not complete yet.

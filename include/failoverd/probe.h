@@ -199,6 +199,14 @@ const struct probe_result *probe_last_result(const struct probe *p);
 const char	*probe_last_reason(const struct probe *p);
 /* The address checked, or NULL. */
 const char	*probe_target(const struct probe *p);
+/*
+ * Checks counted since the probe was made (a local fault is no check),
+ * the failed ones among them, and the last one's latency in seconds
+ * (-1 before the first).
+ */
+unsigned long	 probe_checks(const struct probe *p);
+unsigned long	 probe_failures(const struct probe *p);
+double		 probe_latency(const struct probe *p);
 
 /* One line of text, or one JSON object, for failoverctl status. */
 void		 probe_status(const struct probe *p, struct buf *out,

@@ -53,6 +53,9 @@ const char	*service_name(const struct service *svc);
 const struct service_conf *service_conf(const struct service *svc);
 enum service_verdict service_verdict(const struct service *svc);
 const char	*service_verdict_str(enum service_verdict v);
+/* The service's own probes (not a check's), in configuration order. */
+size_t		 service_nprobes(const struct service *svc);
+const struct probe *service_probe(const struct service *svc, size_t i);
 
 /*
  * The address probes without their own `address` check: the Elastic IP's

@@ -134,4 +134,14 @@ void		 snapshot_list(struct snapshot *s, struct buf *out, int json);
 /* Whether a run is in progress (for tests and status). */
 int		 snapshot_running(const struct snapshot *s);
 
+/* The last run that took a snapshot of every volume; 0: never. */
+time_t		 snapshot_last_ok(const struct snapshot *s);
+/*
+ * For each volume in the last description, the start time of its
+ * newest completed snapshot (volumes with none are left out).
+ */
+void		 snapshot_newest_each(const struct snapshot *s,
+		    void (*fn)(const char *volume, time_t taken, void *arg),
+		    void *arg);
+
 #endif
