@@ -1,6 +1,7 @@
 /*
- * The flat JSON scanner that reads IMDS credential replies: the fields
- * AWS sends come out right, anything else is an error, never a crash.
+ * The readers of credential replies (IMDS, container, credential_process
+ * JSON through jansson; STS XML): the fields AWS sends come out right,
+ * anything else is an error, never a crash.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include "failoverd/creds.h"
+#include "failoverd/sts.h"
 
 static const char imds_reply[] =
 "{\n"
@@ -69,7 +71,8 @@ test_malformed_json_is_an_error_never_a_crash(void **state)
 	static const char *const bad[] = {
 		"", "{", "[]", "{\"a\":\"b\"", "{\"a\" \"b\"}",
 		"{\"a\":\"b\",}", "{\"a\":{\"b\":\"c\"}}", "{\"a\":\"\\x\"}",
-		"{\"a\":\"b\"} trailing", "{\"a\":\"\\u00e9\"}",
+		"{\"a\":\"b\"} trailing", "{\"a\":\"\\u0000\"}",
+		"{\"a\":\"b\",\"a\":\"c\"}",
 		"{\"a\":\"line\nbreak\"}",
 	};
 	char err[128];
@@ -136,6 +139,124 @@ test_config_endpoint_flags(void **state)
 	unsetenv("AWS_CONFIG_FILE");
 }
 
+/* A credential_process's output, as the CLI documents Version 1. */
+static void
+test_process_output(void **state)
+{
+	static const char full[] = "{\"Version\": 1, \"AccessKeyId\": "
+	    "\"ASIAPROC\", \"SecretAccessKey\": \"s3cr3t\", "
+	    "\"SessionToken\": \"tok\", \"Expiration\": "
+	    "\"2030-01-02T03:04:05Z\"}";
+	static const char bare[] = "{\"Version\": 1, \"AccessKeyId\": "
+	    "\"AKIAPROC\", \"SecretAccessKey\": \"s3cr3t\"}";
+	static const char *const bad[] = {
+		"", "not json", "{\"Version\": 2, \"AccessKeyId\": \"a\", "
+		"\"SecretAccessKey\": \"b\"}",
+		"{\"Version\": \"1\", \"AccessKeyId\": \"a\", "
+		"\"SecretAccessKey\": \"b\"}",
+		"{\"Version\": 1, \"AccessKeyId\": \"a\"}",
+		"{\"Version\": 1, \"AccessKeyId\": \"a\", "
+		"\"SecretAccessKey\": \"b\", \"Expiration\": \"tomorrow\"}",
+		"{\"Version\": 1, \"AccessKeyId\": \"a\", "
+		"\"SecretAccessKey\": 7}",
+	};
+	struct creds *c;
+	char err[256];
+	size_t i;
+
+	c = creds_parse_json(CREDS_SRC_PROCESS, full, strlen(full), err,
+	    sizeof(err));
+	assert_non_null(c);
+	assert_string_equal(creds_access_key_id(c), "ASIAPROC");
+	assert_string_equal(creds_secret_access_key(c), "s3cr3t");
+	assert_string_equal(creds_session_token(c), "tok");
+	assert_int_equal(creds_expiration(c), 1893553445);
+	creds_free(c);
+	/* No Expiration: they never expire; no SessionToken: none sent. */
+	c = creds_parse_json(CREDS_SRC_PROCESS, bare, strlen(bare), err,
+	    sizeof(err));
+	assert_non_null(c);
+	assert_null(creds_session_token(c));
+	assert_int_equal(creds_expiration(c), 0);
+	creds_free(c);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_null(creds_parse_json(CREDS_SRC_PROCESS, bad[i],
+		    strlen(bad[i]), err, sizeof(err)));
+		assert_true(err[0] != '\0');
+		/* The error never quotes the secret. */
+		assert_null(strstr(err, "s3cr3t"));
+	}
+	/* The container's reply needs Token and Expiration. */
+	assert_null(creds_parse_json(CREDS_SRC_CONTAINER, bare, strlen(bare),
+	    err, sizeof(err)));
+	c = creds_parse_json(CREDS_SRC_CONTAINER, imds_reply,
+	    strlen(imds_reply), err, sizeof(err));
+	assert_non_null(c);
+	assert_string_equal(creds_session_token(c), "IQoJAb3");
+	creds_free(c);
+}
+
+/* AWS_CONTAINER_CREDENTIALS_FULL_URI hosts, as botocore allows them. */
+static void
+test_container_full_uri_hosts(void **state)
+{
+	assert_true(creds_container_host_allowed("http://127.0.0.1:80/x"));
+	assert_true(creds_container_host_allowed("http://127.9.8.7/x"));
+	assert_true(creds_container_host_allowed("http://localhost:9/x"));
+	assert_true(creds_container_host_allowed("http://[::1]:9/x"));
+	assert_true(creds_container_host_allowed("http://169.254.170.2/v2"));
+	assert_true(creds_container_host_allowed("http://169.254.170.23/v1"));
+	assert_true(creds_container_host_allowed("http://[fd00:ec2::23]/v1"));
+	assert_false(creds_container_host_allowed("http://169.254.169.254/"));
+	assert_false(creds_container_host_allowed("http://10.0.0.1/creds"));
+	assert_false(creds_container_host_allowed("https://evil.example/"));
+	assert_false(creds_container_host_allowed("http://127.0.0.1.evil/"));
+	assert_false(creds_container_host_allowed("not a url"));
+}
+
+/* STS replies, in the shapes of the STS API Reference's examples. */
+static void
+test_sts_reply(void **state)
+{
+	static const char ok[] =
+	    "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/"
+	    "2011-06-15/\"><AssumeRoleResult><AssumedRoleUser><Arn>"
+	    "arn:aws:sts::123456789012:assumed-role/demo/s</Arn>"
+	    "<AssumedRoleId>ARO123EXAMPLE123:s</AssumedRoleId>"
+	    "</AssumedRoleUser><Credentials><AccessKeyId>ASIASTS"
+	    "</AccessKeyId><SecretAccessKey>sk</SecretAccessKey>"
+	    "<SessionToken>tok</SessionToken><Expiration>"
+	    "2030-01-02T03:04:05Z</Expiration></Credentials>"
+	    "</AssumeRoleResult><ResponseMetadata><RequestId>r"
+	    "</RequestId></ResponseMetadata></AssumeRoleResponse>";
+	static const char denied[] =
+	    "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/"
+	    "2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied"
+	    "</Code><Message>not authorized to perform sts:AssumeRole"
+	    "</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+	struct sts_creds sc;
+	char err[256];
+	size_t cut;
+
+	assert_int_equal(sts_parse_reply(ok, strlen(ok), 200, &sc, err,
+	    sizeof(err)), 0);
+	assert_string_equal(sc.access_key_id, "ASIASTS");
+	assert_string_equal(sc.secret_access_key, "sk");
+	assert_string_equal(sc.session_token, "tok");
+	assert_string_equal(sc.arn,
+	    "arn:aws:sts::123456789012:assumed-role/demo/s");
+	assert_int_equal(sc.expiration, 1893553445);
+	sts_creds_clear(&sc);
+	assert_int_equal(sts_parse_reply(denied, strlen(denied), 403, &sc,
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "AccessDenied"));
+	assert_non_null(strstr(err, "sts:AssumeRole"));
+	for (cut = 0; cut < sizeof(ok) - 30; cut += 7)
+		assert_int_equal(sts_parse_reply(ok, cut, 200, &sc, err,
+		    sizeof(err)), -1);
+}
+
 int
 main(void)
 {
@@ -145,6 +266,9 @@ main(void)
 		cmocka_unit_test(
 		    test_malformed_json_is_an_error_never_a_crash),
 		cmocka_unit_test(test_config_endpoint_flags),
+		cmocka_unit_test(test_process_output),
+		cmocka_unit_test(test_container_full_uri_hosts),
+		cmocka_unit_test(test_sts_reply),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
