@@ -310,3 +310,65 @@ def test_container_full_uri_host_is_checked(sim):
     assert rc == 1
     assert "the host must be loopback" in out[0]["message"]
     assert sim.requests() == []
+
+
+# --- the daemon: credentials expiring in the middle of a failover -------
+
+def test_assumed_role_expiring_during_a_failover(tmp_path):
+    """failoverd on an assumed role whose sessions last 6 s (STS's
+    minimum is 900; ec2sim shortens them), through a failover slowed to
+    last several sessions: it completes, every EC2 call is signed with
+    a live session (ec2sim refuses an expired one with RequestExpired),
+    sessions are renewed from the loop, and no secret reaches the log."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
+                                    "ec2sim"))
+    from simfixture import Ec2Sim
+    from test_failover import OLD, assert_replaced, healthy, write_conf
+    from fodtest import Daemon
+
+    with Ec2Sim("basic", tmp_path / "sim") as sim:
+        sim.sts_control(lifetime=6)
+        sim.set_delays(pending=3.0, stopping=2.0, attach=2.0, detach=2.0)
+        d = str(tmp_path)
+        conf = write_conf(d, sim)
+        cred = os.path.join(d, "credentials")
+        with open(cred, "w") as f:
+            f.write(f"[base]\naws_access_key_id = {sim.access_key}\n"
+                    f"aws_secret_access_key = {sim.secret_key}\n")
+        os.chmod(cred, 0o600)
+        cfg = os.path.join(d, "config")
+        with open(cfg, "w") as f:
+            f.write(f"[default]\nrole_arn = {ROLE}\n"
+                    "source_profile = base\n")
+        env = {k: v for k, v in sim.env().items()
+               if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        env.update({"AWS_SHARED_CREDENTIALS_FILE": cred,
+                    "AWS_CONFIG_FILE": cfg, "HOME": d,
+                    "AWS_ENDPOINT_URL_STS": sim.sts})
+        with Daemon(conf, env=env) as dm:
+            dm.sock = os.path.join(d, "control.sock")
+            healthy(dm)
+            dm.wait_for(r"aws credentials: using assume-role "
+                        + ROLE.replace("/", ".") + " via profile default",
+                        timeout=20)
+            before = len(sim.requests("AssumeRole"))
+            sim.instance_fault(OLD, "both")
+            dm.wait_for(r"event=failover_completed", timeout=120)
+            assert_replaced(sim)
+            log = "\n".join(dm.lines)
+        sts = sim.requests("AssumeRole")
+        assert all(e["access_key"] == sim.access_key for e in sts)
+        assert len(sts) - before >= 2, "no session renewed in the failover"
+        ec2 = [e for e in sim.requests() if e["action"] != "AssumeRole"]
+        assert ec2 and all(e["credential_kind"] == "assumed-role"
+                           for e in ec2)
+        codes = {e["code"] for e in ec2}
+        assert not codes & {"RequestExpired", "AuthFailure",
+                            "ExpiredToken"}, codes
+        mutating = [e for e in ec2 if e["action"] in (
+            "RunInstances", "StopInstances", "DetachVolume", "AttachVolume",
+            "AssociateAddress")]
+        # The failover's calls were signed by more than one session.
+        assert len({e["access_key"] for e in mutating}) >= 2
+        assert "refreshed assume-role" in log
+        assert sim.secret_key not in log and "IQoJec2sim" not in log
