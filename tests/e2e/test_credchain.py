@@ -372,3 +372,41 @@ def test_assumed_role_expiring_during_a_failover(tmp_path):
         assert len({e["access_key"] for e in mutating}) >= 2
         assert "refreshed assume-role" in log
         assert sim.secret_key not in log and "IQoJec2sim" not in log
+
+
+def test_web_identity_and_self_sourced_role_from_the_config_file(sim):
+    sim.control("POST", "/sts", {"web_token": "eyJ.profile-token"})
+    tok = write(sim, "token", "eyJ.profile-token")
+    conf = write(sim, "config",
+                 f"[profile web]\nrole_arn = {ROLE}\n"
+                 f"web_identity_token_file = {tok}\n"
+                 f"role_session_name = from-profile\n\n"
+                 f"[profile self]\nrole_arn = {ROLE}\nsource_profile = self"
+                 f"\naws_access_key_id = {sim.ready['access_key']}\n"
+                 f"aws_secret_access_key = {sim.ready['secret_key']}\n")
+    env = env_for(sim, AWS_CONFIG_FILE=conf, AWS_PROFILE="web")
+    rc, out, err = ec2call(env, "DescribeAvailabilityZones")
+    assert rc == 0, err
+    sts = sim.requests("AssumeRoleWithWebIdentity")
+    assert [e["params"]["RoleSessionName"] for e in sts] == \
+        ["from-profile"]
+    # A profile that is its own source_profile signs with its own keys.
+    env["AWS_PROFILE"] = "self"
+    rc, out, err = ec2call(env, "DescribeAvailabilityZones")
+    assert rc == 0, err
+    assert "(source profile self)" in err
+    assert [e["access_key"] for e in sim.requests("AssumeRole")] == \
+        [sim.ready["access_key"]]
+    no_secret(sim, err)
+
+
+def test_container_agent_that_hangs_is_an_error_in_bounded_time(sim):
+    sim.control("POST", "/sts", {"container_fault": "hang"})
+    env = env_for(sim, AWS_CONTAINER_CREDENTIALS_FULL_URI=sim.ready[
+        "container"] + "/v1/credentials")
+    rc, out, err = ec2call(env, "DescribeAvailabilityZones")
+    assert rc == 1
+    assert "container credentials GET" in out[0]["message"]
+    assert "Timeout" in out[0]["message"] or "timed out" in \
+        out[0]["message"], out
+    assert ec2_log(sim) == []
