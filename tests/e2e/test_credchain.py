@@ -410,3 +410,66 @@ def test_container_agent_that_hangs_is_an_error_in_bounded_time(sim):
     assert "Timeout" in out[0]["message"] or "timed out" in \
         out[0]["message"], out
     assert ec2_log(sim) == []
+
+
+def test_botocore_reads_the_sims_sts_and_ec2_refuses_stale_sessions(
+        sim, monkeypatch):
+    """botocore's own STS model parses ec2sim's replies (the shapes are
+    AWS's), and EC2 calls signed with an issued session need its token
+    and stop at its Expiration with AWS's RequestExpired."""
+    import time
+    import botocore.session
+    from botocore.exceptions import ClientError
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.path.join(sim.workdir, "x"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE",
+                       os.path.join(sim.workdir, "y"))
+    monkeypatch.setenv("HOME", sim.workdir)
+    sim.control("POST", "/sts", {"lifetime": 8, "web_token": "eyJ.tok"})
+    s = botocore.session.get_session()
+    region = sim.ready["region"]
+    sts = s.create_client("sts", region_name=region,
+                          endpoint_url=sim.ready["sts"],
+                          aws_access_key_id=sim.ready["access_key"],
+                          aws_secret_access_key=sim.ready["secret_key"])
+    r = sts.assume_role(RoleArn=ROLE, RoleSessionName="boto",
+                        DurationSeconds=900)
+    c = r["Credentials"]
+    assert r["AssumedRoleUser"]["Arn"] == \
+        "arn:aws:sts::123456789012:assumed-role/failoverd/boto"
+    w = sts.assume_role_with_web_identity(
+        RoleArn=ROLE, RoleSessionName="web", WebIdentityToken="eyJ.tok")
+    assert w["Credentials"]["AccessKeyId"].startswith("ASIA")
+    with pytest.raises(ClientError) as e:
+        sts.assume_role_with_web_identity(
+            RoleArn=ROLE, RoleSessionName="web", WebIdentityToken="eyJ.no")
+    assert e.value.response["Error"]["Code"] == "InvalidIdentityToken"
+
+    def ec2(token):
+        return s.create_client(
+            "ec2", region_name=region, endpoint_url=sim.ready["endpoint"],
+            aws_access_key_id=c["AccessKeyId"],
+            aws_secret_access_key=c["SecretAccessKey"],
+            aws_session_token=token)
+    ec2(c["SessionToken"]).describe_availability_zones()
+    with pytest.raises(ClientError) as e:
+        ec2(None).describe_availability_zones()
+    assert e.value.response["Error"]["Code"] == "AuthFailure"
+    # Past its Expiration (by the sim's clock, which the reply gave).
+    deadline = c["Expiration"].timestamp() + 1
+    while time.time() < deadline:
+        time.sleep(0.2)
+    with pytest.raises(ClientError) as e:
+        ec2(c["SessionToken"]).describe_availability_zones()
+    assert e.value.response["Error"]["Code"] == "RequestExpired"
+    # STS itself answers a call signed with the expired session so.
+    old = s.create_client("sts", region_name=region,
+                          endpoint_url=sim.ready["sts"],
+                          aws_access_key_id=c["AccessKeyId"],
+                          aws_secret_access_key=c["SecretAccessKey"],
+                          aws_session_token=c["SessionToken"])
+    with pytest.raises(ClientError) as e:
+        old.assume_role(RoleArn=ROLE, RoleSessionName="again")
+    assert e.value.response["Error"]["Code"] == "ExpiredToken"
