@@ -473,3 +473,55 @@ def test_botocore_reads_the_sims_sts_and_ec2_refuses_stale_sessions(
     with pytest.raises(ClientError) as e:
         old.assume_role(RoleArn=ROLE, RoleSessionName="again")
     assert e.value.response["Error"]["Code"] == "ExpiredToken"
+
+
+def test_daemon_with_a_hung_credential_process_says_why_and_recovers(
+        tmp_path):
+    """failoverd whose credential_process hangs: each attempt is killed
+    at credential_process_timeout, the aws_error event says so (never
+    what the helper wrote on stderr), the probes go on; once the helper
+    is fixed the daemon gets its credentials without a restart."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
+                                    "ec2sim"))
+    from simfixture import Ec2Sim
+    from test_failover import healthy, write_conf
+    from fodtest import Daemon
+
+    with Ec2Sim("basic", tmp_path / "sim") as sim:
+        d = str(tmp_path)
+        conf = write_conf(d, sim)
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace("call_timeout = 10;", "call_timeout = 10; "
+                                 "credential_process_timeout = 2;"))
+        helper = os.path.join(d, "helper.py")
+        with open(helper, "w") as f:
+            f.write("import sys, time\nsys.stderr.write('IQoJec2sim-"
+                    "leak\\n')\nsys.stderr.flush()\ntime.sleep(600)\n")
+        cfg = os.path.join(d, "config")
+        with open(cfg, "w") as f:
+            f.write(f"[default]\ncredential_process = {PY} {helper}\n")
+        env = {k: v for k, v in sim.env().items()
+               if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        env.update({"AWS_CONFIG_FILE": cfg, "HOME": d,
+                    "AWS_SHARED_CREDENTIALS_FILE": os.path.join(d, "none")})
+        with Daemon(conf, env=env) as dm:
+            dm.sock = os.path.join(d, "control.sock")
+            line = dm.wait_for(r"event=aws_error .*credential_process",
+                               timeout=60)
+            assert "no answer within 2 s; killed it" in line
+            assert "of profile default" in line
+            # The good helper, written whole then renamed in.
+            tmp = helper + ".new"
+            with open(tmp, "w") as f:
+                f.write("import json\nprint(json.dumps({'Version': 1, "
+                        f"'AccessKeyId': {sim.access_key!r}, "
+                        f"'SecretAccessKey': {sim.secret_key!r}}}))\n")
+            os.rename(tmp, helper)
+            dm.wait_for(r"aws credentials: using credential_process",
+                        timeout=60)
+            dm.wait_for(r"EC2 answers again", timeout=60)
+            healthy(dm)
+            log = "\n".join(dm.lines)
+        assert "IQoJec2sim" not in log and sim.secret_key not in log
