@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "failoverd/creds.h"
 #include "failoverd/sts.h"
@@ -257,6 +258,64 @@ test_sts_reply(void **state)
 		    sizeof(err)), -1);
 }
 
+static int
+has_header(const struct curl_slist *h, const char *prefix)
+{
+	for (; h != NULL; h = h->next)
+		if (strncmp(h->data, prefix, strlen(prefix)) == 0)
+			return 1;
+	return 0;
+}
+
+/* The requests: AssumeRole signed for sts, the web identity unsigned. */
+static void
+test_sts_requests(void **state)
+{
+	struct sts_params p = {
+		.role_arn = "arn:aws:iam::123456789012:role/x",
+		.session_name = "s", .external_id = "e&1", .duration = 900,
+	};
+	struct sts_signer sg = {
+		.access_key_id = "AKIDEXAMPLE", .secret_access_key = "sk",
+		.session_token = "tok", .region = "eu-west-1",
+		.when = 1440938160,
+	};
+	struct curl_slist *h;
+	char err[256], *body, url[128];
+
+	assert_int_equal(sts_request("https://sts.eu-west-1.amazonaws.com",
+	    &p, &sg, &body, &h, err, sizeof(err)), 0);
+	assert_string_equal(body, "Action=AssumeRole&Version=2011-06-15&"
+	    "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fx&"
+	    "RoleSessionName=s&ExternalId=e%261&DurationSeconds=900");
+	assert_true(has_header(h, "Host: sts.eu-west-1.amazonaws.com"));
+	assert_true(has_header(h, "X-Amz-Security-Token: tok"));
+	assert_true(has_header(h, "Authorization: AWS4-HMAC-SHA256 "
+	    "Credential=AKIDEXAMPLE/20150830/eu-west-1/sts/aws4_request"));
+	free(body);
+	curl_slist_free_all(h);
+
+	p.external_id = NULL;
+	p.duration = 0;
+	p.web_token = "eyJ.tok";
+	assert_int_equal(sts_request("http://127.0.0.1:8080/", &p, NULL,
+	    &body, &h, err, sizeof(err)), 0);
+	assert_non_null(strstr(body, "Action=AssumeRoleWithWebIdentity&"));
+	assert_non_null(strstr(body, "&WebIdentityToken=eyJ.tok"));
+	assert_null(strstr(body, "DurationSeconds"));
+	assert_true(has_header(h, "Host: 127.0.0.1:8080"));
+	assert_false(has_header(h, "Authorization:"));
+	free(body);
+	curl_slist_free_all(h);
+
+	assert_int_equal(sts_endpoint_for("cn-north-1", url, sizeof(url)), 0);
+	assert_string_equal(url, "https://sts.cn-north-1.amazonaws.com.cn");
+	assert_int_equal(sts_endpoint_for("us-east-1", url, sizeof(url)), 0);
+	assert_string_equal(url, "https://sts.us-east-1.amazonaws.com");
+	assert_int_equal(sts_endpoint_for("Bad/Region", url, sizeof(url)),
+	    -1);
+}
+
 int
 main(void)
 {
@@ -269,6 +328,7 @@ main(void)
 		cmocka_unit_test(test_process_output),
 		cmocka_unit_test(test_container_full_uri_hosts),
 		cmocka_unit_test(test_sts_reply),
+		cmocka_unit_test(test_sts_requests),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
