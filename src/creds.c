@@ -1781,6 +1781,11 @@ sts_on_reply(struct creds_provider *cp, long status)
 	    sizeof(err)) < 0) {
 		creds_fail(cp, "%s %s: %s", creds_source_str(cp->plan),
 		    cp->where, err);
+		/* The source's session was refused: the next try gets a
+		 * new one (static keys are kept, as ever). */
+		if (cp->source != NULL && (strstr(err, "ExpiredToken") !=
+		    NULL || strstr(err, "InvalidClientTokenId") != NULL))
+			creds_invalidate(cp->source);
 		return;
 	}
 	c = creds_make(cp->plan, sc.access_key_id, sc.secret_access_key,
