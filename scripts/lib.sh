@@ -8,6 +8,8 @@ FOD_DEB_PACKAGES=(
 	clang libclang-rt-14-dev
 	libev-dev libcurl4-openssl-dev libssl-dev libssh2-1-dev
 	libconfig-dev libxml2-dev libsystemd-dev libcmocka-dev
+	# JSON (credential replies): a kept parser, not a hand-written one
+	libjansson-dev
 	# the test world: real sshd, HTTP, the emulator and its judges
 	python3 python3-pytest python3-botocore
 	# ec2sim reads cloud-init user data (#cloud-config is YAML)

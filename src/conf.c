@@ -2435,6 +2435,11 @@ static const struct conf_setting conf_aws_settings[] = {
 	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
 	{ .name = "imds_endpoint", .kind = K_STR, .off = AOFF(imds_endpoint),
 	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
+	{ .name = "sts_endpoint", .kind = K_STR, .off = AOFF(sts_endpoint),
+	  .maxlen = CONF_URL_MAX, .check = conf_check_url },
+	{ .name = "container_endpoint", .kind = K_STR,
+	  .off = AOFF(container_endpoint), .maxlen = CONF_URL_MAX,
+	  .check = conf_check_url },
 	{ .name = "profile", .kind = K_STR, .flags = F_NONEMPTY,
 	  .off = AOFF(profile) },
 	{ .name = "ca_file", .kind = K_STR,
@@ -2448,6 +2453,10 @@ static const struct conf_setting conf_aws_settings[] = {
 	  .min = 1, .max = 10000, .defnum = 10 },
 	{ .name = "call_timeout", .kind = K_SECS,
 	  .off = AOFF(call_timeout), .min = 1, .max = 600, .defnum = 30 },
+	/* A credential_process that has not answered by then is killed. */
+	{ .name = "credential_process_timeout", .kind = K_SECS,
+	  .off = AOFF(credential_process_timeout), .min = 1, .max = 600,
+	  .defnum = 60 },
 };
 
 static const struct conf_group conf_aws_group = {

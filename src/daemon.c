@@ -294,8 +294,7 @@ daemon_open_aws(struct daemon *d, const struct config *conf)
 {
 	char	shown[512];
 
-	d->creds = creds_provider_new(d->loop, d->curl, conf->aws.profile,
-	    conf->aws.imds_endpoint);
+	d->creds = creds_provider_new(d->loop, d->curl, &conf->aws);
 	if (d->creds == NULL) {
 		snprintf(d->ec2_error, sizeof(d->ec2_error),
 		    "credentials provider: out of memory");
@@ -655,6 +654,9 @@ daemon_aws_equal(const struct aws_conf *a, const struct aws_conf *b)
 	return daemon_str_equal(a->region, b->region) &&
 	    daemon_str_equal(a->endpoint, b->endpoint) &&
 	    daemon_str_equal(a->imds_endpoint, b->imds_endpoint) &&
+	    daemon_str_equal(a->sts_endpoint, b->sts_endpoint) &&
+	    daemon_str_equal(a->container_endpoint, b->container_endpoint) &&
+	    a->credential_process_timeout == b->credential_process_timeout &&
 	    daemon_str_equal(a->profile, b->profile) &&
 	    daemon_str_equal(a->ca_file, b->ca_file) &&
 	    a->calls_per_second == b->calls_per_second &&

@@ -1349,7 +1349,7 @@ call_time_refused(struct ec2_call *call, int kind)
 	}
 	cr = creds_current(c->creds);
 	if (kind == 2 && !call->creds_retried && cr != NULL &&
-	    creds_source(cr) == CREDS_SRC_IMDS) {
+	    creds_expiration(cr) != 0) {
 		call->creds_retried = 1;
 		log_warnx("ec2: %s: RequestExpired with the clock right: the "
 		    "session credentials expired early, fetching new ones",

@@ -179,11 +179,14 @@ struct aws_conf {
 	char		*region;	/* NULL: AWS_REGION */
 	char		*endpoint;	/* NULL: AWS_ENDPOINT_URL_EC2 ... */
 	char		*imds_endpoint;	/* NULL: the SDK default/env */
+	char		*sts_endpoint;	/* NULL: the region's STS */
+	char		*container_endpoint; /* NULL: http://169.254.170.2 */
 	char		*profile;	/* NULL: AWS_PROFILE or "default" */
 	char		*ca_file;
 	double		 calls_per_second;
 	int		 burst;
 	double		 call_timeout;
+	double		 credential_process_timeout;
 };
 
 struct alerts_conf {

@@ -1,12 +1,15 @@
 /*
- * creds: the AWS credential chain, in the SDKs' order: environment,
- * shared files (credentials, then config) for one profile, then the EC2
- * instance role through IMDSv2, refreshed before it expires.
+ * creds: the AWS credential chain, in botocore's order: environment,
+ * assume-role (role_arn with source_profile or credential_source),
+ * web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the shared credentials
+ * file, credential_process, the shared config file, container
+ * credentials (ECS/EKS), the EC2 instance role through IMDSv2.
  *
  * The chain is resolved lazily on the first creds_wait(), and again after
  * a failure, so a person who fixes a file does not have to restart.
- * Static sources (environment, files) never expire; role credentials are
- * refreshed in the background before their Expiration.
+ * Static sources (environment, files) never expire; temporary
+ * credentials are refreshed in the background before their Expiration,
+ * the old ones serving meanwhile.
  */
 #ifndef FAILOVERD_CREDS_H
 #define FAILOVERD_CREDS_H
@@ -15,6 +18,7 @@
 
 #include <ev.h>
 
+struct aws_conf;
 struct curlev;
 struct creds;
 struct creds_provider;
@@ -25,19 +29,25 @@ enum creds_source {
 	CREDS_SRC_ENV,
 	CREDS_SRC_FILE,
 	CREDS_SRC_IMDS,
+	CREDS_SRC_ASSUME_ROLE,
+	CREDS_SRC_WEB_IDENTITY,
+	CREDS_SRC_PROCESS,
+	CREDS_SRC_CONTAINER,
 };
 
 const char	*creds_source_str(enum creds_source src);
 
 /*
- * profile: the profile named in failoverd.conf, or NULL for AWS_PROFILE,
- * else "default". imds_endpoint: from failoverd.conf, or NULL for
- * AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
- * The provider does not own loop or cl.
+ * From conf (may be NULL): profile (else AWS_PROFILE, else "default"),
+ * imds_endpoint (else AWS_EC2_METADATA_SERVICE_ENDPOINT, else
+ * http://169.254.169.254), sts_endpoint (else AWS_ENDPOINT_URL_STS,
+ * else the region's), container_endpoint (the base of
+ * AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, else http://169.254.170.2),
+ * region, ca_file, credential_process_timeout. The provider keeps
+ * copies; it does not own loop or cl.
  */
 struct creds_provider *creds_provider_new(struct ev_loop *loop,
-		    struct curlev *cl, const char *profile,
-		    const char *imds_endpoint);
+		    struct curlev *cl, const struct aws_conf *conf);
 void		 creds_provider_free(struct creds_provider *cp);
 
 /*
@@ -62,9 +72,9 @@ void		 creds_wait_cancel(struct creds_provider *cp,
 		    struct creds_wait *w);
 
 /*
- * AWS refused the credentials (ExpiredToken, AuthFailure): drop role
- * credentials so the next creds_wait() fetches new ones. Static
- * credentials are kept, a new fetch would give the same ones.
+ * AWS refused the credentials (ExpiredToken, AuthFailure): drop
+ * temporary credentials so the next creds_wait() fetches new ones.
+ * Static credentials are kept, a new fetch would give the same ones.
  */
 void		 creds_invalidate(struct creds_provider *cp);
 /*
@@ -100,11 +110,26 @@ int		 creds_check_files(const char *profile, char *err,
 		    size_t errlen);
 
 /*
- * The small parser, exposed for the unit tests. creds_json_get finds the
- * string member key of a flat JSON object; it returns a malloc'ed value,
- * or NULL with err set (not found, not a string, malformed).
+ * The parsers, exposed for the unit tests. creds_json_get finds the
+ * string member key of a JSON object; it returns a malloc'ed value, or
+ * NULL with err set (not found, not a string, malformed).
  */
 char		*creds_json_get(const char *json, size_t len, const char *key,
 		    char *err, size_t errlen);
+/*
+ * Credentials from JSON: src CREDS_SRC_IMDS or _CONTAINER (AccessKeyId,
+ * SecretAccessKey, Token, Expiration), or _PROCESS (a credential_process's
+ * output: Version 1, SessionToken and Expiration optional). NULL with
+ * err set. Free with creds_free().
+ */
+struct creds	*creds_parse_json(enum creds_source src, const char *json,
+		    size_t len, char *err, size_t errlen);
+void		 creds_free(struct creds *c);
+/*
+ * Whether AWS_CONTAINER_CREDENTIALS_FULL_URI may point at url's host:
+ * loopback, localhost, or the ECS (169.254.170.2) and EKS
+ * (169.254.170.23, fd00:ec2::23) agents, as botocore enforces.
+ */
+int		 creds_container_host_allowed(const char *url);
 
 #endif

@@ -213,13 +213,48 @@ def sim_env(sim, source):
         return env
     del env["AWS_ACCESS_KEY_ID"]
     del env["AWS_SECRET_ACCESS_KEY"]
-    if source == "file":
+    if source in ("file", "assume-role"):
         env["AWS_SHARED_CREDENTIALS_FILE"] = write_secret(
             os.path.join(sim.workdir, "..", "credentials"),
-            "[default]\n"
+            "[%s]\n" % ("default" if source == "file" else "base") +
             f"aws_access_key_id = {sim.access_key}\n"
             f"aws_secret_access_key = {sim.secret_key}\n")
+    # The sources that hand out sessions: short ones, refreshed often.
+    sim.sts_control(lifetime=8, web_token="eyJ.security-test-token",
+                    container_token="container-auth-secret")
+    cfg = os.path.join(sim.workdir, "..", "aws-config")
+    role = "arn:aws:iam::123456789012:role/failoverd"
+    env["AWS_ENDPOINT_URL_STS"] = sim.sts
+    if source == "assume-role":
+        env["AWS_CONFIG_FILE"] = write_secret(
+            cfg, f"[default]\nrole_arn = {role}\nsource_profile = base\n")
+    elif source == "web-identity":
+        env["AWS_WEB_IDENTITY_TOKEN_FILE"] = write_secret(
+            os.path.join(sim.workdir, "..", "token"),
+            "eyJ.security-test-token")
+        env["AWS_ROLE_ARN"] = role
+    elif source == "process":
+        helper = write_secret(os.path.join(sim.workdir, "..", "helper"),
+                              "import json, sys\n"
+                              f"sys.stderr.write({sim.secret_key!r})\n"
+                              "print(json.dumps({'Version': 1, "
+                              f"'AccessKeyId': {sim.access_key!r}, "
+                              f"'SecretAccessKey': {sim.secret_key!r}}}))"
+                              "\n")
+        env["AWS_CONFIG_FILE"] = write_secret(
+            cfg, f"[default]\ncredential_process = /usr/bin/python3 "
+            f"{helper}\n")
+    elif source == "container":
+        env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = \
+            sim.container + "/v1/credentials"
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "container-auth-secret"
     return env
+
+
+# The request log's credential_kind of what each source signs with.
+KINDS = {"env": "static", "file": "static", "imds": "role",
+         "process": "static", "assume-role": "assumed-role",
+         "web-identity": "web-identity", "container": "container"}
 
 
 def imds_role_credentials(sim):
@@ -250,11 +285,11 @@ def signed_calls(sim, kind):
             if r.get("status") == 200 and r.get("credential_kind") == kind]
 
 
-@pytest.mark.parametrize("source", ["env", "file", "imds"])
+@pytest.mark.parametrize("source", list(KINDS))
 def test_secret_key_and_session_token_never_reach_a_log(tmp_path, source):
     with Ec2Sim("basic", tmp_path / "sim") as sim:
         conf = sim_conf(str(tmp_path), sim)
-        kind = "role" if source == "imds" else "static"
+        kind = KINDS[source]
         with Daemon(conf, env=sim_env(sim, source), args=("-d",)) as d:
             d.wait_for(r"service web: healthy", timeout=30)
             sim.wait(lambda: signed_calls(sim, kind), timeout=30,
@@ -275,6 +310,14 @@ def test_secret_key_and_session_token_never_reach_a_log(tmp_path, source):
                        "session token": role["Token"]}
             assert all(r["access_key"] == role["AccessKeyId"]
                        for r in signed_calls(sim, kind))
+        issued = sim._call("GET", "/sts")["issued"]
+        if kind in ("assumed-role", "web-identity", "container"):
+            assert issued, "nothing issued"
+            for i, c in enumerate(issued):
+                secrets[f"issued secret key {i}"] = c["secret_key"]
+                secrets[f"issued session token {i}"] = c["token"]
+        secrets["web identity token"] = "eyJ.security-test-token"
+        secrets["container authorization"] = "container-auth-secret"
         log = "\n".join(d.lines)
         assert any("debug:" in l for l in d.lines), "debug logging is off"
         for what, secret in secrets.items():

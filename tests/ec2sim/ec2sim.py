@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sim_auth import CredStore, credential_access_key, verify  # noqa: E402
 import sim_overlay  # noqa: E402
+import sim_sts  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
 from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
@@ -44,7 +45,7 @@ EXIT_NET_BUSY = 3
 HIDDEN_PARAMS = ("Signature", "X-Amz-Signature", "X-Amz-Security-Token",
                  "X-Amz-Credential", "AWSAccessKeyId", "SignatureMethod",
                  "SignatureVersion", "X-Amz-Algorithm", "X-Amz-Date",
-                 "X-Amz-SignedHeaders")
+                 "X-Amz-SignedHeaders", "WebIdentityToken")
 FAULT_KINDS = ("throttle", "error500", "error503", "error", "drop", "hang",
                "latency", "drop_after", "error500_after")
 # Carried out first, then the reply is lost or replaced by a 500.
@@ -184,6 +185,7 @@ class Sim:
         self.faults = Faults()
         self.imds_fault = None
         self.imds_tokens = {}
+        self.sts = sim_sts.Sts(self)
         self.servers = []
         self.ready = {}
         self.model = Ec2Model()
@@ -373,6 +375,7 @@ class Sim:
         api_port = self.serve(ApiHandler, self.args.port, ctx)
         imds_port = self.serve(ImdsHandler, 0)
         ctl_port = self.serve(ControlHandler, 0)
+        container_port = self.serve(ContainerHandler, 0)
         self.world.sched.start()
         threading.Thread(target=self.net_loop, daemon=True,
                          name="net").start()
@@ -381,6 +384,10 @@ class Sim:
             "endpoint": f"{self.scheme}://{self.api_ip}:{api_port}/",
             "imds": f"http://{self.api_ip}:{imds_port}",
             "control": f"http://{self.api_ip}:{ctl_port}",
+            # STS answers on the API endpoint (an AWS_ENDPOINT_URL for
+            # every service, as the SDKs allow).
+            "sts": f"{self.scheme}://{self.api_ip}:{api_port}/",
+            "container": f"http://{self.api_ip}:{container_port}",
             "region": self.world.region,
             "access_key": self.access_key, "secret_key": self.secret_key,
             "ca_file": ca, "ssh_user": getpass.getuser(),
@@ -464,6 +471,10 @@ class Sim:
                             if k not in HIDDEN_PARAMS},
                  "access_key": credential_access_key(h.headers),
                  "request_id": rid, "status": None, "code": None}
+        if action in sim_sts.ACTIONS:
+            self.handle_sts(h, action, version, flat, body, raw_path,
+                            raw_query, entry, rid)
+            return
         try:
             ak, kind = verify(h.command, self.scheme, raw_path, raw_query,
                               h.headers, body, self.creds,
@@ -536,6 +547,55 @@ class Sim:
             if not getattr(h, "logged", False):
                 entry["duration"] = round(self.now() - entry["time"], 4)
                 self.log_request(entry)
+
+    def handle_sts(self, h, action, version, flat, body, raw_path,
+                   raw_query, entry, rid):
+        """STS on the same endpoint: its own signing scope ("sts"), its
+        own error shape (ErrorResponse), its ExpiredToken."""
+        try:
+            kind = None
+            if action != "AssumeRoleWithWebIdentity":
+                now = (self.now() if self.skew_check
+                       else _signed_time(h.headers))
+                try:
+                    ak, kind = verify(h.command, self.scheme, raw_path,
+                                      raw_query, h.headers, body,
+                                      self.creds, self.world.region, now,
+                                      service="sts")
+                except ApiError as e:
+                    found = self.creds.lookup(entry["access_key"] or "")
+                    if (e.code == "RequestExpired" and found
+                            and found[2] is not None and now >= found[2]):
+                        raise ApiError("ExpiredToken", "The security "
+                                       "token included in the request "
+                                       "is expired", 400) from None
+                    if e.code == "AuthFailure":
+                        raise ApiError("InvalidClientTokenId", "The "
+                                       "security token included in the "
+                                       "request is invalid.", 403) \
+                            from None
+                    raise
+                entry["access_key"] = ak
+                entry["credential_kind"] = kind
+            if version != sim_sts.STS_VERSION:
+                raise ApiError("InvalidAction", f"Could not find "
+                               f"operation {action} for version "
+                               f"{version}", 400)
+            xml = self.sts.handle(action, flat, kind)
+            entry["status"], entry["code"] = 200, "OK"
+            self.answer(h, entry, 200, xml)
+        except ApiError as e:
+            status = sim_sts.STATUS.get(e.code, e.status)
+            entry["status"], entry["code"] = status, e.code
+            entry["message"] = e.message
+            self.answer(h, entry, status,
+                        sim_sts.error_xml(e.code, e.message, rid))
+        except Exception as e:
+            traceback.print_exc()
+            entry["status"], entry["code"] = 500, "InternalFailure"
+            entry["message"] = f"ec2sim bug: {e}"
+            self.answer(h, entry, 500, sim_sts.error_xml(
+                "InternalFailure", "internal error", rid))
 
     def answer(self, h, entry, status, body):
         """Logs the request, then replies: a client that has its answer
@@ -746,6 +806,28 @@ class ImdsHandler(_Base):
             self._send(404, "Not Found\n")
 
 
+class ContainerHandler(_Base):
+    """The ECS/EKS container credentials agent."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        sim = self.server.sim
+        path = self.path.split("?")[0]
+        status, obj = sim.sts.container(path,
+                                        self.headers.get("Authorization"))
+        sim.log_request({
+            "time": sim.now(), "action": "ContainerCredentials",
+            "params": {"path": path}, "request_id": str(uuid.uuid4()),
+            "access_key": (obj or {}).get("AccessKeyId"),
+            "status": status or 0,
+            "code": "OK" if status == 200 else
+            (obj or {}).get("code", "hung")})
+        if status is None:
+            self.close_connection = True
+            return
+        sim_sts.reply_json(self, status, obj)
+
+
 class ControlHandler(_Base):
     protocol_version = "HTTP/1.1"
 
@@ -948,6 +1030,8 @@ def control(sim, method, parts, q, body):
         if method == "POST":
             sim.policy = Policy(body)
         return 200, sim.policy.doc
+    if head == "sts":
+        return 200, sim.sts.control(body if method == "POST" else {})
     if head == "imds":
         if method == "POST":
             if "lifetime" in body:

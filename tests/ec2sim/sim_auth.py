@@ -117,6 +117,17 @@ class CredStore:
                 "Expiration": _iso_s(c["expires"]),
             }
 
+    def issue(self, kind, lifetime):
+        """New temporary credentials of kind (STS, container), known
+        until an hour past their expiry like the role's."""
+        with self.lock:
+            c = self._new()
+            c["expires"] = c["issued"] + lifetime
+            c["kind"] = kind
+            self.known[c["AccessKeyId"]] = c
+            self.issued += 1
+            return dict(c)
+
     def set_lifetime(self, lifetime):
         with self.lock:
             self.lifetime = float(lifetime)
@@ -130,7 +141,7 @@ class CredStore:
             c = self.known.get(access_key)
             if c:
                 return (c["SecretAccessKey"], c["Token"], c["expires"],
-                        "role")
+                        c.get("kind", "role"))
         return None
 
     def describe(self):
@@ -183,7 +194,7 @@ def credential_access_key(headers):
 
 
 def verify(method, scheme, raw_path, raw_query, headers, body, creds,
-           region, now):
+           region, now, service="ec2"):
     """Check one request. headers: http.client.HTTPMessage.
 
     Returns (access_key, kind). Raises ApiError as AWS would.
@@ -268,10 +279,10 @@ def verify(method, scheme, raw_path, raw_query, headers, body, creds,
         raise ApiError("AuthFailure",
                        f"Credential should be scoped to a valid region, "
                        f"not '{sregion}'. ")
-    if sservice != "ec2":
+    if sservice != service:
         raise ApiError("SignatureDoesNotMatch",
                        f"Credential should be scoped to correct service: "
-                       f"'ec2'. ")
+                       f"'{service}'. ")
     for h in signed:
         if headers.get(h) is None:
             raise ApiError("SignatureDoesNotMatch",
@@ -292,7 +303,7 @@ def verify(method, scheme, raw_path, raw_query, headers, body, creds,
         for value in headers.get_all(name) or []:
             req.headers[name] = value
     req.context["timestamp"] = amz_date
-    signer = _ExactSigner(Credentials(access_key, secret, token), "ec2",
+    signer = _ExactSigner(Credentials(access_key, secret, token), service,
                           region, signed)
     creq = signer.canonical_request(req)
     sts = signer.string_to_sign(req, creq)

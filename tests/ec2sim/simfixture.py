@@ -294,6 +294,11 @@ class Ec2Sim:
     def address(self, alloc_id):
         return self._call("GET", f"/address/{alloc_id}")
 
+    def sts_control(self, **kw):
+        """STS and the container agent: lifetime (s) of what they issue,
+        external_id, web_token, container_token, container_fault."""
+        return self._call("POST", "/sts", kw)
+
     def set_delays(self, **kw):
         """KEY=seconds, or KEY=[low, high] drawn per event."""
         return self._call("POST", "/delays", kw)

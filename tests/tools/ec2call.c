@@ -421,7 +421,10 @@ usage(void)
 	    "               [--interval S] [--tick S]\n"
 	    "               [--region R] [--endpoint URL] [--profile P] "
 	    "[--ca-file F]\n"
-	    "               [--imds-endpoint URL] [--rate R] [--burst N] "
+	    "               [--imds-endpoint URL] [--sts-endpoint URL]\n"
+	    "               [--container-endpoint URL] [--process-timeout S]"
+	    "\n"
+	    "               [--rate R] [--burst N] "
 	    "Action|creds|endpoint [Key=Value ...]\n");
 	exit(2);
 }
@@ -442,6 +445,9 @@ main(int argc, char **argv)
 		{ "profile", required_argument, NULL, 'P' },
 		{ "ca-file", required_argument, NULL, 'C' },
 		{ "imds-endpoint", required_argument, NULL, 'I' },
+		{ "sts-endpoint", required_argument, NULL, 'S' },
+		{ "container-endpoint", required_argument, NULL, 'K' },
+		{ "process-timeout", required_argument, NULL, 'T' },
 		{ "rate", required_argument, NULL, 'a' },
 		{ "burst", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
@@ -470,6 +476,9 @@ main(int argc, char **argv)
 		case 'P': conf.profile = optarg; break;
 		case 'C': conf.ca_file = optarg; break;
 		case 'I': conf.imds_endpoint = optarg; break;
+		case 'S': conf.sts_endpoint = optarg; break;
+		case 'K': conf.container_endpoint = optarg; break;
+		case 'T': conf.credential_process_timeout = atof(optarg); break;
 		case 'a': conf.calls_per_second = atof(optarg); break;
 		case 'b': conf.burst = atoi(optarg); break;
 		default: usage();
@@ -526,8 +535,7 @@ main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	r.loop = ev_default_loop(0);
 	cl = curlev_new(r.loop);
-	r.creds = creds_provider_new(r.loop, cl, conf.profile,
-	    conf.imds_endpoint);
+	r.creds = creds_provider_new(r.loop, cl, &conf);
 	if (cl == NULL || r.creds == NULL) {
 		fprintf(stderr, "ec2call: out of memory\n");
 		return 1;
