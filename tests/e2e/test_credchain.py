@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_aws import EC2CALL, Sim, ec2call  # noqa: E402
+from awsclient import EC2CALL, Sim, ec2call  # noqa: E402
 
 ROLE = "arn:aws:iam::123456789012:role/failoverd"
 PY = "/usr/bin/python3"
@@ -323,7 +323,7 @@ def test_assumed_role_expiring_during_a_failover(tmp_path):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                     "ec2sim"))
     from simfixture import Ec2Sim
-    from test_failover import OLD, assert_replaced, healthy, write_conf
+    from conftest import OLD, assert_replaced, healthy, write_conf
     from fodtest import Daemon
 
     with Ec2Sim("basic", tmp_path / "sim") as sim:
@@ -484,7 +484,7 @@ def test_daemon_with_a_hung_credential_process_says_why_and_recovers(
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                     "ec2sim"))
     from simfixture import Ec2Sim
-    from test_failover import healthy, write_conf
+    from conftest import healthy, write_conf
     from fodtest import Daemon
 
     with Ec2Sim("basic", tmp_path / "sim") as sim:

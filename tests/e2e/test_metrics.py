@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 from fodtest import Daemon, ctl  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
-from test_failover import write_conf  # noqa: E402
+from conftest import write_conf  # noqa: E402
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 OLD = BASIC["instance"]

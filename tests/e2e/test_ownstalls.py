@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-import test_failover as tf  # noqa: E402
+import conftest as tf  # noqa: E402
 from fodtest import FAILOVERD, Daemon, ctl  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
 
@@ -204,7 +204,7 @@ def test_a_stall_holds_the_failover_until_the_tilt_is_over(tmp_path):
             started = d.wait_for(r"event=failover_started", timeout=30,
                                  start=mark)
             assert d.lines.index(started) > d.lines.index(over)
-            assert not [ev for ev, line in tf.events(d, mark)
+            assert not [ev for ev, line in tf.events(d, start=mark)
                         if ev == "failover_step" and
                         d.lines.index(line) < d.lines.index(over)]
             d.wait_for(r"event=failover_completed", timeout=90, start=mark)

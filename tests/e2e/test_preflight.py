@@ -8,6 +8,7 @@ message and a crit preflight_failed naming them; nothing in EC2 changes."""
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import events, field, start_manual  # noqa: E402
@@ -160,19 +161,19 @@ def test_more_services_than_preflights_at_once_each_get_theirs(
     policy = {{ auto_failover = false; }};
   }},""" for i, name in enumerate(more, 1))
     edits = [("services = (\n", "services = (" + extra + "\n")]
-    with base.start(tmp_path, sim, edits=edits) as d:
+    with start_manual(tmp_path, sim, edits=edits) as d:
         deadline = time.monotonic() + 90
         while True:
-            ends = base.events(d, "preflight_passed") + \
-                base.events(d, "preflight_failed")
+            ends = events(d, "preflight_passed") + \
+                events(d, "preflight_failed")
             if len(ends) >= len(more) + 1:
                 break
             assert time.monotonic() < deadline, "\n".join(d.lines)
             d.drain(0.2)
         d.drain(1.0)
-        passed = [base.field(e, "service")
-                  for e in base.events(d, "preflight_passed")]
-        failed = [base.field(e, "service")
-                  for e in base.events(d, "preflight_failed")]
+        passed = [field(e, "service")
+                  for e in events(d, "preflight_passed")]
+        failed = [field(e, "service")
+                  for e in events(d, "preflight_failed")]
     assert passed == ["web"], (passed, failed)
     assert sorted(failed) == sorted(more), (passed, failed)
