@@ -247,6 +247,7 @@ static char			 dir[64];
 static struct config		*conf;
 static struct ev_loop		*loop;
 static struct curlev		*curl;
+static struct probe_sched	*sched;
 static struct service		*svc;
 static struct failover_env	 env;
 static struct failover		*fo;
@@ -291,9 +292,12 @@ setup(void **state)
 		fail_msg("%s", err);
 	loop = ev_loop_new(EVFLAG_AUTO);
 	curl = curlev_new(loop);
+	sched = probe_sched_new(loop, 16);
+	assert_non_null(sched);
 	memset(&senv, 0, sizeof(senv));
 	senv.loop = loop;
 	senv.curl = curl;
+	senv.probes = sched;
 	svc = service_new(&senv, &conf->services[0]);
 	assert_non_null(svc);
 	memset(&env, 0, sizeof(env));
@@ -315,6 +319,7 @@ teardown(void **state)
 	failover_free(fo);
 	fake_reset();
 	service_free(svc);
+	probe_sched_free(sched);
 	curlev_free(curl);
 	ev_loop_destroy(loop);
 	conf_free(conf);
