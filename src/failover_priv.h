@@ -112,6 +112,7 @@ struct fo_volume {
 	char		 holder_state[16]; /* its state ("": not read) */
 	int		 holder_asked;
 	int		 detach_sent;
+	int		 seen_free;	/* since our DetachVolume */
 	int		 forced;
 	int		 attach_sent;
 };

@@ -219,6 +219,7 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 		a = &ev->attachments[0];
 	if (a == NULL || fo_is(a->state, "detached")) {
 		v->where[0] = '\0';
+		v->seen_free = 1;
 		/* EC2 took our AttachVolume: this view is from before it. */
 		if (v->attach_sent && v->st == VOL_ATTACHING)
 			return;
@@ -232,6 +233,17 @@ fo_vol_read(struct failover *fo, struct fo_volume *v,
 	    a->device ? a->device : "?");
 	snprintf(v->where_state, sizeof(v->where_state), "%s",
 	    a->state ? a->state : "?");
+	/*
+	 * A restart in place makes the fenced instance the target. A volume
+	 * we asked to detach from it and have not yet seen free is still on
+	 * it only in a view from before our DetachVolume (Describe lags):
+	 * counting it attached would end the move with it detached.
+	 */
+	if (target != NULL && fo_is(a->instance_id, target) &&
+	    v->detach_sent && !v->seen_free && !v->attach_sent) {
+		fo_vol_set(fo, v, VOL_DETACHING);
+		return;
+	}
 	if (target != NULL && fo_is(a->instance_id, target)) {
 		fo_vol_set(fo, v, fo_is(a->state, "attached") ?
 		    VOL_ATTACHED : VOL_ATTACHING);

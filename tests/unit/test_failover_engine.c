@@ -237,6 +237,10 @@ static const char ok_attach[] = "<AttachVolumeResponse " NS ">"
     "<requestId>r</requestId><volumeId>vol-00000000000000001</volumeId>"
     "<instanceId>i-new</instanceId><device>/dev/sdf</device>"
     "<status>attaching</status></AttachVolumeResponse>";
+static const char ok_detach[] = "<DetachVolumeResponse " NS ">"
+    "<requestId>r</requestId><volumeId>vol-00000000000000001</volumeId>"
+    "<instanceId>i-old</instanceId><device>/dev/sdf</device>"
+    "<status>detaching</status></DetachVolumeResponse>";
 static const char ok_associate[] = "<AssociateAddressResponse " NS ">"
     "<requestId>r</requestId><return>true</return><associationId>"
     "eipassoc-1</associationId></AssociateAddressResponse>";
@@ -408,6 +412,46 @@ test_failover_steps(void **state)
 	    "(none)");
 }
 
+/*
+ * No capacity: the launch falls back to starting the fenced instance
+ * again, after the volumes were asked off it. A Describe from before the
+ * detach still shows them on it, now the target: that is not "attached",
+ * or the move would end with the data volumes detached.
+ */
+static void
+test_restart_in_place_after_detach_waits_for_the_volumes(void **state)
+{
+	struct buf	out;
+	size_t		i;
+
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), 0);
+	buf_free(&out);
+	answer(EC2_STOP_INSTANCES, ok_stop);
+	fo_poll(fo);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-old", "stopped"));
+	assert_int_equal(failover_step(fo), FAILOVER_DETACH);
+	fo_poll(fo);
+	answer(EC2_DESCRIBE_VOLUMES, volumes_xml("i-old"));
+	assert_int_equal(pending(EC2_DETACH_VOLUME), 2);
+	answer(EC2_DETACH_VOLUME, ok_detach);
+	answer(EC2_DETACH_VOLUME, ok_detach);
+	/* The last try of RunInstances: no capacity, restart in place. */
+	fo->launch_tries = FO_LAUNCH_TRIES - 1;
+	refuse(EC2_RUN_INSTANCES, "InsufficientInstanceCapacity");
+	assert_true(fo->restart);
+	assert_string_equal(fo->new, "i-old");
+	fo_poll(fo);
+	answer(EC2_DESCRIBE_VOLUMES, volumes_xml("i-old"));
+	for (i = 0; i < fo->nvols; i++)
+		assert_int_equal(fo->vols[i].st, VOL_DETACHING);
+	assert_int_equal(failover_step(fo), FAILOVER_DETACH);
+	fo_poll(fo);
+	answer(EC2_DESCRIBE_VOLUMES, volumes_xml(NULL));
+	for (i = 0; i < fo->nvols; i++)
+		assert_int_equal(fo->vols[i].st, VOL_AVAILABLE);
+}
+
 /* A volume on another instance at ATTACH fails the move, by name. */
 static void
 test_attach_elsewhere_fails(void **state)
@@ -566,6 +610,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_failover_steps, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_restart_in_place_after_detach_waits_for_the_volumes,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attach_elsewhere_fails,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_round_trip, setup,
