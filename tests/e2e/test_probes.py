@@ -354,7 +354,12 @@ def test_service_down_under_any_names_the_reasons(matrix):
     # Logged once, at the first probe down, naming it and its reason.
     reasons = re.search(r'reasons="([^"]*)"', line).group(1)
     pairs = [r.split(": ") for r in reasons.split(", ")]
-    assert pairs and all(MATRIX[n] == r != "ok" for n, r in pairs), line
+
+    # The ticker's 0.2 s timeout is the subject of the test above; on a
+    # busy machine it may run out too, and is named here for that.
+    def expected(n, r):
+        return r.startswith("timeout_in=") if n == "tick" else MATRIX[n] == r
+    assert pairs and all(expected(n, r) and r != "ok" for n, r in pairs), line
     assert sum("event=service_down" in l for l in daemon.lines) == 1
 
 
