@@ -1,0 +1,244 @@
+"""The etcd client (src/etcd.c) against a real 3-member etcd cluster
+(Debian's etcd-server), driven by tests/tools/etcdcall: what the cluster
+mode of issue 15 will build on. Keys and values, a transaction fenced by
+a key's mod_revision, leases that expire or are kept alive, a member
+down, and endpoints that are not etcd at all."""
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from etcdcluster import EtcdCluster, free_ports
+from fodtest import BUILD
+
+ETCDCALL = os.path.join(BUILD, "etcdcall")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with EtcdCluster(tmp_path_factory.mktemp("etcd"), size=3) as c:
+        yield c
+
+
+def etcdcall(endpoints, *ops, timeout=20, check=True):
+    """Runs the operations (lists of words) in one etcdcall; the result
+    lines, and the exit status."""
+    args = [ETCDCALL, "--timeout", str(timeout)]
+    for e in endpoints:
+        args += ["--endpoint", e]
+    for i, op in enumerate(ops):
+        args += ([","] if i else []) + [str(w) for w in op]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    # A signal (a crash) is never an acceptable way to fail.
+    assert p.returncode in (0, 1), (p.returncode, p.stderr)
+    res = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(res) == len(ops), (p.stdout, p.stderr)
+    if check:
+        assert p.returncode == 0, p.stdout
+    return res
+
+
+def kvs(res):
+    return {kv["key"]: kv["value"] for kv in res["kvs"]}
+
+
+def test_put_get_prefix_delete(cluster):
+    ep = cluster.endpoints
+    r = etcdcall(ep, ["put", "kv/a", "1"], ["put", "kv/b", "two"],
+                 ["put", "kvz", "other"], ["get", "kv/a"],
+                 ["getp", "kv/"], ["delp", "kv/"], ["getp", "kv/"],
+                 ["get", "kvz"], ["del", "kvz"], ["get", "kvz"])
+    assert all(x["status"] == "ok" for x in r)
+    assert kvs(r[3]) == {"kv/a": "1"}
+    assert r[3]["kvs"][0]["version"] == 1
+    # The prefix is kv/, not "kv": kvz stays out of it.
+    assert kvs(r[4]) == {"kv/a": "1", "kv/b": "two"}
+    assert r[5]["deleted"] == 2
+    assert r[6]["kvs"] == [] and r[6]["count"] == 0
+    assert kvs(r[7]) == {"kvz": "other"}
+    assert r[8]["deleted"] == 1 and r[9]["kvs"] == []
+    # Each write moved the store's revision on.
+    assert r[1]["revision"] == r[0]["revision"] + 1
+
+
+def fenced_write(rev, value):
+    """The fencing of issue 15: write the journal only while the leader
+    key is the one this writer created (its mod_revision unchanged);
+    else read who leads now."""
+    return ["txn", json.dumps({
+        "compare": [{"key": "fence/leader", "target": "mod",
+                     "result": "=", "n": rev}],
+        "success": [{"put": "fence/journal", "value": value}],
+        "failure": [{"get": "fence/leader"}]})]
+
+
+def test_txn_holds_only_while_the_fencing_compare_holds(cluster):
+    ep = cluster.endpoints
+    (lead,) = etcdcall(ep, ["put", "fence/leader", "member-a"])
+    rev = lead["revision"]
+    r = etcdcall(ep, fenced_write(rev, "step 1"), ["get", "fence/journal"])
+    assert r[0]["succeeded"] is True
+    assert kvs(r[1]) == {"fence/journal": "step 1"}
+    # Another member takes the lead: the old one's token is stale.
+    r = etcdcall(ep, ["put", "fence/leader", "member-b"],
+                 fenced_write(rev, "step 2 by the deposed"),
+                 ["get", "fence/journal"])
+    assert r[1]["succeeded"] is False
+    assert kvs(r[1]) == {"fence/leader": "member-b"}
+    assert kvs(r[2]) == {"fence/journal": "step 1"}
+    # And the new leader's token works.
+    r = etcdcall(ep, fenced_write(r[0]["revision"], "step 2"),
+                 ["get", "fence/journal"])
+    assert r[0]["succeeded"] is True
+    assert kvs(r[1]) == {"fence/journal": "step 2"}
+
+
+def test_txn_compares_value_version_and_create_revision(cluster):
+    ep = cluster.endpoints
+    (p,) = etcdcall(ep, ["put", "cmp/k", "v1"])
+
+    def txn(cmp):
+        return ["txn", json.dumps({
+            "compare": [dict(key="cmp/k", **cmp)],
+            "success": [{"put": "cmp/ok", "value": "yes"}],
+            "failure": [{"del": "cmp/ok"}]})]
+    r = etcdcall(ep, txn({"target": "value", "result": "=",
+                          "value": "v1"}),
+                 txn({"target": "value", "result": "!=", "value": "v1"}),
+                 txn({"target": "version", "result": ">", "n": 0}),
+                 txn({"target": "create", "result": "=",
+                      "n": p["revision"]}),
+                 txn({"target": "create", "result": "<",
+                      "n": p["revision"]}),
+                 # A key that does not exist has create_revision 0:
+                 # "create only if absent".
+                 ["txn", json.dumps({
+                     "compare": [{"key": "cmp/none", "target": "create",
+                                  "result": "=", "n": 0}],
+                     "success": [{"put": "cmp/none", "value": "made"}],
+                     "failure": []})],
+                 ["get", "cmp/none"])
+    assert [x["succeeded"] for x in r[:6]] == [True, False, True, True,
+                                               False, True]
+    assert r[1]["deleted"] == 1
+    assert kvs(r[6]) == {"cmp/none": "made"}
+
+
+def test_lease_key_goes_when_not_kept_alive_and_stays_when_kept(cluster):
+    ep = cluster.endpoints
+    r = etcdcall(ep, ["grant", 3], ["put", "lease/dropped", "x", "@"],
+                 ["get", "lease/dropped"])
+    assert r[0]["ttl"] >= 3
+    assert r[2]["kvs"][0]["lease"] == r[0]["lease"]
+    # Kept alive every second for twice its TTL of 5 s.
+    ops = [["grant", 5], ["put", "lease/kept", "y", "@"]]
+    for _ in range(10):
+        ops += [["sleep", 1], ["keepalive", "@"]]
+    ops.append(["get", "lease/kept"])
+    r = etcdcall(ep, *ops, timeout=20)
+    assert all(x["ttl"] == 5 for x in r if x["op"] == "keepalive")
+    assert kvs(r[-1]) == {"lease/kept": "y"}
+    # The other one was never kept alive: etcd has dropped it by now
+    # (it is given time, not a deadline: etcd expires it on its clock).
+    for _ in range(60):
+        (g,) = etcdcall(ep, ["get", "lease/dropped"])
+        if not g["kvs"]:
+            break
+        time.sleep(0.5)
+    assert g["kvs"] == []
+    # Revoked, the kept one goes at once; its keepalive then says so.
+    r = etcdcall(ep, ["revoke", r[0]["lease"]], ["get", "lease/kept"],
+                 ["keepalive", r[0]["lease"]], check=False)
+    assert r[0]["status"] == "ok" and r[1]["kvs"] == []
+    assert r[2]["status"] == "nolease"
+    assert "expired or does not exist" in r[2]["error"]
+
+
+def test_etcd_refusal_is_an_error_with_its_code(cluster):
+    (r,) = etcdcall(cluster.endpoints, ["put", "k", "v", "12345"],
+                    check=False)
+    assert r["status"] == "refused"
+    assert r["code"] == 5 and "lease not found" in r["error"]
+    assert r["endpoint"] in cluster.endpoints
+
+
+def test_one_member_of_three_down_the_client_goes_on(cluster):
+    ep = cluster.endpoints
+    cluster.stop(0)
+    try:
+        # The stopped member first: every call goes on to another.
+        r = etcdcall(ep, ["put", "down/k", "v"], ["get", "down/k"],
+                     ["grant", 10], ["keepalive", "@"],
+                     ["txn", json.dumps({"compare": [], "success": [
+                         {"get": "down/k"}], "failure": []})])
+        assert all(x["status"] == "ok" for x in r)
+        assert all(x["endpoint"] in ep[1:] for x in r)
+        assert kvs(r[1]) == {"down/k": "v"}
+        assert kvs(r[4]) == {"down/k": "v"}
+    finally:
+        cluster.start(0)
+        cluster.wait_healthy()
+    (g,) = etcdcall([ep[0]], ["get", "down/k"])
+    assert kvs(g) == {"down/k": "v"}
+
+
+class Foreign(BaseHTTPRequestHandler):
+    """An HTTP server that is not etcd: HTML, or JSON of another kind."""
+    body = b"<html>nginx welcomes you</html>"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *a):
+        pass
+
+
+class ForeignJson(Foreign):
+    body = b'{"kvs": "nope", "header": 7}'
+
+
+@pytest.fixture
+def foreign():
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), h)
+               for h in (Foreign, ForeignJson)]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_foreign_server_is_a_clear_error_and_others_are_tried(cluster,
+                                                             foreign):
+    html, js = foreign
+    r = etcdcall([html], ["get", "k"], ["put", "k", "v"], check=False)
+    for x in r:
+        # Not etcd, so nothing was applied there: unavailable, with the
+        # endpoint and what was wrong.
+        assert x["status"] == "unavailable"
+        assert html in x["error"] and "not a JSON reply" in x["error"]
+    (x,) = etcdcall([js], ["get", "k"], check=False)
+    assert x["status"] == "unavailable"
+    assert js in x["error"] and "header" in x["error"]
+    # Among real members, the foreign ones are passed by.
+    r = etcdcall([html, js, cluster.endpoints[1]], ["put", "f/k", "v"],
+                 ["get", "f/k"])
+    assert kvs(r[1]) == {"f/k": "v"}
+    assert r[0]["endpoint"] == cluster.endpoints[1]
+
+
+def test_no_endpoint_answers_names_each_one():
+    dead = [f"http://127.0.0.1:{p}" for p in free_ports(2)]
+    (x,) = etcdcall(dead, ["get", "k"], timeout=10, check=False)
+    assert x["status"] == "unavailable"
+    assert all(d in x["error"] for d in dead)
+    assert "onnect" in x["error"]
