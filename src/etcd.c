@@ -61,6 +61,7 @@ struct etcd_call {
 	size_t		 at;		/* endpoint of the current attempt */
 	ev_tstamp	 deadline;
 	struct buf	 errs;		/* "endpoint: what; ..." */
+	char		 curlerr[CURL_ERROR_SIZE];	/* curl's detail */
 	etcd_cb		 cb;
 	void		*arg;
 };
@@ -725,8 +726,10 @@ call_on_done(CURL *easy, CURLcode cc, void *arg)
 	curl_easy_cleanup(easy);
 	call->easy = NULL;
 	if (cc != CURLE_OK) {
+		/* curl's own detail says which certificate, which host. */
 		snprintf(err, sizeof(err), "%s", call->overflow ?
-		    "reply larger than 32 MiB" : curl_easy_strerror(cc));
+		    "reply larger than 32 MiB" : call->curlerr[0] != '\0' ?
+		    call->curlerr : curl_easy_strerror(cc));
 		call_note(call, err);
 		/* Sent and unanswered: a write may have been applied. */
 		if (call->write && sent > 0 && !call->overflow) {
@@ -803,6 +806,8 @@ call_attempt(struct etcd_call *call)
 	curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS, left);
 	curl_easy_setopt(call->easy, CURLOPT_CONNECTTIMEOUT_MS, conn);
 	curl_easy_setopt(call->easy, CURLOPT_NOSIGNAL, 1L);
+	call->curlerr[0] = '\0';
+	curl_easy_setopt(call->easy, CURLOPT_ERRORBUFFER, call->curlerr);
 	curl_easy_setopt(call->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(call->easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(call->easy, CURLOPT_SSL_VERIFYHOST, 2L);
