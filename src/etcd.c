@@ -46,6 +46,7 @@ struct etcd_client {
 	double		 timeout;
 	struct etcd_call *calls;	/* in flight */
 	unsigned int	 ncalls;
+	struct etcd_watch *watches;
 };
 
 struct etcd_call {
@@ -322,6 +323,26 @@ etcd_result_clear(struct etcd_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* One mvccpb.KeyValue into k (zeroed by the caller). */
+static int
+parse_kv(json_t *kv, struct etcd_kv *k, char *err, size_t errlen)
+{
+	if (!json_is_object(kv))
+		return errf(err, errlen, "a kv is not an object");
+	if (b64_member(kv, "key", 1, &k->key, &k->keylen, err,
+	    errlen) < 0 ||
+	    b64_member(kv, "value", 0, &k->value, &k->valuelen, err,
+	    errlen) < 0 ||
+	    i64_member(kv, "create_revision", &k->create_revision, err,
+	    errlen) < 0 ||
+	    i64_member(kv, "mod_revision", &k->mod_revision, err,
+	    errlen) < 0 ||
+	    i64_member(kv, "version", &k->version, err, errlen) < 0 ||
+	    i64_member(kv, "lease", &k->lease, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
 static int
 parse_kvs(json_t *resp, struct etcd_result *out, char *err, size_t errlen)
 {
@@ -350,16 +371,7 @@ parse_kvs(json_t *resp, struct etcd_result *out, char *err, size_t errlen)
 		if (!json_is_object(kv))
 			return errf(err, errlen, "a kv is not an object");
 		out->nkvs++;
-		if (b64_member(kv, "key", 1, &k->key, &k->keylen, err,
-		    errlen) < 0 ||
-		    b64_member(kv, "value", 0, &k->value, &k->valuelen, err,
-		    errlen) < 0 ||
-		    i64_member(kv, "create_revision", &k->create_revision, err,
-		    errlen) < 0 ||
-		    i64_member(kv, "mod_revision", &k->mod_revision, err,
-		    errlen) < 0 ||
-		    i64_member(kv, "version", &k->version, err, errlen) < 0 ||
-		    i64_member(kv, "lease", &k->lease, err, errlen) < 0)
+		if (parse_kv(kv, k, err, errlen) < 0)
 			return -1;
 	}
 	return 0;
@@ -612,6 +624,8 @@ etcd_cancel(struct etcd_call *call)
 		call_free(call);
 }
 
+static void	watch_free(struct etcd_watch *w);
+
 void
 etcd_free(struct etcd_client *c)
 {
@@ -621,6 +635,8 @@ etcd_free(struct etcd_client *c)
 		return;
 	while (c->calls != NULL)
 		call_free(c->calls);
+	while (c->watches != NULL)
+		watch_free(c->watches);
 	for (i = 0; i < c->nendpoints; i++)
 		free(c->endpoints[i]);
 	free(c->endpoints);
@@ -969,4 +985,422 @@ struct etcd_call *
 etcd_lease_revoke(struct etcd_client *c, int64_t id, etcd_cb cb, void *arg)
 {
 	return lease_call(c, ETCD_RPC_REVOKE, "ID", id, cb, arg);
+}
+
+/* --- watch: one long-poll stream of newline-separated messages --- */
+
+/*
+ * What comes on the stream is queued and delivered from a timer of the
+ * loop: from inside curl's write callback, the watcher's callback could
+ * not start a call (curl refuses a recursive API call).
+ */
+struct etcd_watch {
+	struct etcd_client *c;
+	struct etcd_watch *next, *prev;
+	char		*body;
+	CURL		*easy;
+	struct buf	 in;		/* a message not yet complete */
+	size_t		 tried, at;
+	int		 created;
+	int		 in_cb;		/* the watcher's callback runs */
+	int		 canceled;	/* ... and canceled the watch */
+	int		 ended;		/* the last result is queued */
+	int		 bad;		/* a message was not etcd's */
+	struct etcd_watch_result *queue;
+	size_t		 nqueue;
+	ev_timer	 kick;
+	struct buf	 errs;
+	char		 curlerr[CURL_ERROR_SIZE];
+	etcd_watch_cb	 cb;
+	void		*arg;
+};
+
+void
+etcd_watch_result_clear(struct etcd_watch_result *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nevents; i++) {
+		free(r->events[i].kv.key);
+		free(r->events[i].kv.value);
+	}
+	free(r->events);
+	memset(r, 0, sizeof(*r));
+}
+
+int
+etcd_parse_watch(const char *line, size_t len, struct etcd_watch_result *out,
+    char *err, size_t errlen)
+{
+	struct etcd_result er;
+	json_error_t je;
+	json_t *root, *r, *evs, *ev, *v;
+	const char *t;
+	size_t i;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	out->status = ETCD_E_UNAVAILABLE;
+	root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	if (root == NULL)
+		return errf(err, errlen, "watch: not a JSON message: %s",
+		    je.text);
+	memset(&er, 0, sizeof(er));
+	if (json_is_object(root) && parse_error(root, 200, &er, err,
+	    errlen)) {
+		out->status = ETCD_E_REFUSED;
+		out->code = er.code;
+		rc = 1;
+		goto out;
+	}
+	r = json_object_get(root, "result");
+	if (!json_is_object(r) || !json_is_object(json_object_get(r,
+	    "header"))) {
+		errf(err, errlen, "watch: a message without \"result\" and "
+		    "its \"header\"");
+		goto out;
+	}
+	if (i64_member(json_object_get(r, "header"), "revision",
+	    &out->revision, err, errlen) < 0 ||
+	    i64_member(r, "compact_revision", &out->compact_revision, err,
+	    errlen) < 0)
+		goto out;
+	out->created = json_is_true(json_object_get(r, "created"));
+	evs = json_object_get(r, "events");
+	if (evs != NULL && !json_is_null(evs)) {
+		if (!json_is_array(evs)) {
+			errf(err, errlen, "watch: \"events\" is not an array");
+			goto out;
+		}
+		out->events = calloc(json_array_size(evs) + 1,
+		    sizeof(*out->events));
+		if (out->events == NULL) {
+			errf(err, errlen, "out of memory");
+			goto out;
+		}
+		json_array_foreach(evs, i, ev) {
+			if (!json_is_object(ev)) {
+				errf(err, errlen, "watch: an event is not an "
+				    "object");
+				goto out;
+			}
+			out->nevents++;
+			/* PUT is the enum's zero: proto3 leaves it out. */
+			v = json_object_get(ev, "type");
+			t = json_string_value(v);
+			if (v == NULL || (t != NULL && !strcmp(t, "PUT")))
+				out->events[i].type = ETCD_EV_PUT;
+			else if (t != NULL && !strcmp(t, "DELETE"))
+				out->events[i].type = ETCD_EV_DELETE;
+			else {
+				errf(err, errlen, "watch: unknown event "
+				    "type");
+				goto out;
+			}
+			if (parse_kv(json_object_get(ev, "kv"),
+			    &out->events[i].kv, err, errlen) < 0)
+				goto out;
+		}
+	}
+	if (json_is_true(json_object_get(r, "canceled"))) {
+		t = json_string_value(json_object_get(r, "cancel_reason"));
+		out->status = ETCD_E_REFUSED;
+		errf(err, errlen, "etcd canceled the watch: %.200s%s",
+		    t != NULL ? t : "no reason given", out->compact_revision ?
+		    " (compacted)" : "");
+		rc = 1;
+		goto out;
+	}
+	out->status = ETCD_OK;
+	rc = 0;
+out:
+	json_decref(root);
+	if (rc < 0) {
+		etcd_watch_result_clear(out);
+		out->status = ETCD_E_UNAVAILABLE;
+	}
+	return rc;
+}
+
+static void
+watch_free(struct etcd_watch *w)
+{
+	struct etcd_client *c = w->c;
+	size_t i;
+
+	if (w->easy != NULL) {
+		curlev_remove(c->cl, w->easy);
+		curl_easy_cleanup(w->easy);
+	}
+	ev_timer_stop(c->loop, &w->kick);
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		c->watches = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	for (i = 0; i < w->nqueue; i++)
+		etcd_watch_result_clear(&w->queue[i]);
+	free(w->queue);
+	free(w->body);
+	buf_free(&w->in);
+	buf_free(&w->errs);
+	free(w);
+}
+
+static void
+watch_note(struct etcd_watch *w, const char *what)
+{
+	buf_printf(&w->errs, "%setcd %s/v3/watch: %s", w->errs.len > 0 ?
+	    "; " : "", w->c->endpoints[w->at], what);
+}
+
+/* Queues res (moved) for the loop to deliver; -1 when out of memory. */
+static int
+watch_queue(struct etcd_watch *w, struct etcd_watch_result *res)
+{
+	struct etcd_watch_result *q;
+
+	q = reallocarray(w->queue, w->nqueue + 1, sizeof(*q));
+	if (q == NULL) {
+		etcd_watch_result_clear(res);
+		return -1;
+	}
+	w->queue = q;
+	w->queue[w->nqueue++] = *res;
+	memset(res, 0, sizeof(*res));
+	ev_timer_start(w->c->loop, &w->kick);
+	return 0;
+}
+
+/* The final result: the watch is over. */
+static void
+watch_end(struct etcd_watch *w, enum etcd_status st, int code,
+    int64_t compact)
+{
+	struct etcd_watch_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.status = st;
+	res.code = code;
+	res.compact_revision = compact;
+	w->ended = 1;
+	if (watch_queue(w, &res) < 0) {
+		/* No memory to say it: say it without the queue. */
+		res.status = ETCD_E_UNAVAILABLE;
+		res.error = "etcd: out of memory";
+		w->cb(&res, w->arg);
+		w->canceled = 1;
+		ev_timer_start(w->c->loop, &w->kick);
+	}
+}
+
+static void
+watch_on_kick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct etcd_watch *w = t->data;
+	struct etcd_watch_result *res;
+	size_t i;
+
+	for (i = 0; i < w->nqueue && !w->canceled; i++) {
+		res = &w->queue[i];
+		res->endpoint = w->c->endpoints[w->at];
+		if (res->status != ETCD_OK)
+			res->error = w->errs.oom ? "etcd: out of memory" :
+			    buf_str(&w->errs);
+		w->in_cb = 1;
+		w->cb(res, w->arg);
+		w->in_cb = 0;
+	}
+	for (i = 0; i < w->nqueue; i++)
+		etcd_watch_result_clear(&w->queue[i]);
+	w->nqueue = 0;
+	if (w->canceled || w->ended)
+		watch_free(w);
+}
+
+static size_t
+watch_on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct etcd_watch *w = arg;
+	struct etcd_watch_result res;
+	size_t n = size * nmemb, len;
+	char err[512], *nl;
+	int rc;
+
+	if (w->ended || w->canceled)
+		return 0;
+	if (w->in.len + n > ETCD_MAX_REPLY) {
+		watch_note(w, "a message larger than 32 MiB");
+		w->bad = 1;
+		return 0;
+	}
+	if (buf_append(&w->in, ptr, n) < 0)
+		return 0;
+	/* grpc-gateway ends each message of a stream with a newline. */
+	while (w->in.len > 0 &&
+	    (nl = memchr(w->in.data, '\n', w->in.len)) != NULL) {
+		len = (size_t)(nl - w->in.data);
+		rc = len == 0 ? 0 : etcd_parse_watch(w->in.data, len, &res,
+		    err, sizeof(err));
+		memmove(w->in.data, nl + 1, w->in.len - len - 1);
+		w->in.len -= len + 1;
+		w->in.data[w->in.len] = '\0';
+		if (len == 0)
+			continue;
+		if (rc < 0) {
+			watch_note(w, err);
+			w->bad = 1;
+			return 0;
+		}
+		if (rc > 0) {
+			/* etcd ended it (canceled, compacted). */
+			watch_note(w, err);
+			watch_end(w, res.status, res.code,
+			    res.compact_revision);
+			etcd_watch_result_clear(&res);
+			return 0;
+		}
+		if (res.created) {
+			w->created = 1;
+			w->c->cur = w->at;
+		}
+		if (!res.created && res.nevents == 0) {
+			etcd_watch_result_clear(&res);
+			continue;
+		}
+		if (watch_queue(w, &res) < 0) {
+			watch_note(w, "out of memory");
+			w->bad = 1;
+			return 0;
+		}
+	}
+	return n;
+}
+
+static int	watch_attempt(struct etcd_watch *w);
+
+static void
+watch_on_done(CURL *easy, CURLcode cc, void *arg)
+{
+	struct etcd_watch *w = arg;
+
+	curl_easy_cleanup(easy);
+	w->easy = NULL;
+	if (w->ended || w->canceled)
+		return;		/* the kick frees it */
+	if (!w->bad)
+		watch_note(w, cc != CURLE_OK ? (w->curlerr[0] != '\0' ?
+		    w->curlerr : curl_easy_strerror(cc)) :
+		    "etcd closed the stream");
+	if (!w->created && w->tried < w->c->nendpoints &&
+	    watch_attempt(w) == 0)
+		return;
+	watch_end(w, ETCD_E_UNAVAILABLE, 0, 0);
+}
+
+static int
+watch_attempt(struct etcd_watch *w)
+{
+	struct etcd_client *c = w->c;
+	static const char hdr[] = "Content-Type: application/json";
+	static struct curl_slist hdrs = { (char *)hdr, NULL };
+	char url[1024];
+
+	w->at = (c->cur + w->tried) % c->nendpoints;
+	w->tried++;
+	w->bad = 0;
+	buf_reset(&w->in);
+	snprintf(url, sizeof(url), "%s/v3/watch", c->endpoints[w->at]);
+	w->easy = curl_easy_init();
+	if (w->easy == NULL)
+		return -1;
+	curl_easy_setopt(w->easy, CURLOPT_URL, url);
+	curl_easy_setopt(w->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_POSTFIELDS, w->body);
+	curl_easy_setopt(w->easy, CURLOPT_POSTFIELDSIZE,
+	    (long)strlen(w->body));
+	curl_easy_setopt(w->easy, CURLOPT_HTTPHEADER, &hdrs);
+	curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_on_data);
+	curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
+	/* A stream: no deadline for the whole, one for connecting. */
+	curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)(c->timeout * 1000 / (double)c->nendpoints) + 1);
+	/* A peer that vanished without a word is found out. */
+	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPIDLE, 10L);
+	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPINTVL, 5L);
+	curl_easy_setopt(w->easy, CURLOPT_NOSIGNAL, 1L);
+	w->curlerr[0] = '\0';
+	curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->curlerr);
+	curl_easy_setopt(w->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(w->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file != NULL)
+		curl_easy_setopt(w->easy, CURLOPT_CAINFO, c->ca_file);
+	if (c->cert_file != NULL) {
+		curl_easy_setopt(w->easy, CURLOPT_SSLCERT, c->cert_file);
+		curl_easy_setopt(w->easy, CURLOPT_SSLKEY, c->key_file);
+	}
+	if (curlev_add(c->cl, w->easy, watch_on_done, w) < 0) {
+		curl_easy_cleanup(w->easy);
+		w->easy = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+struct etcd_watch *
+etcd_watch(struct etcd_client *c, const char *key, int flags,
+    int64_t start_revision, etcd_watch_cb cb, void *arg)
+{
+	struct etcd_watch *w;
+	json_t *o = json_object(), *req = json_object();
+
+	if (o == NULL || req == NULL || set_key(req, key, flags) < 0 ||
+	    (start_revision > 0 && json_object_set_new(req,
+	    "start_revision", i64_json(start_revision)) < 0) ||
+	    json_object_set(o, "create_request", req) < 0) {
+		json_decref(o);
+		json_decref(req);
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w != NULL)
+		w->body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	json_decref(req);
+	if (w == NULL || w->body == NULL) {
+		free(w);
+		return NULL;
+	}
+	w->c = c;
+	w->cb = cb;
+	w->arg = arg;
+	ev_timer_init(&w->kick, watch_on_kick, 0., 0.);
+	w->kick.data = w;
+	buf_init(&w->in);
+	buf_init(&w->errs);
+	w->next = c->watches;
+	if (c->watches != NULL)
+		c->watches->prev = w;
+	c->watches = w;
+	if (watch_attempt(w) < 0) {
+		watch_free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void
+etcd_watch_cancel(struct etcd_watch *w)
+{
+	if (w == NULL)
+		return;
+	/* From its own callback: the kick frees it when that returns. */
+	if (w->in_cb) {
+		w->canceled = 1;
+		return;
+	}
+	watch_free(w);
 }

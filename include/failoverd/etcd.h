@@ -159,6 +159,58 @@ struct etcd_call *etcd_lease_revoke(struct etcd_client *c, int64_t id,
 /* Stops a call in flight; its callback is not called. */
 void		 etcd_cancel(struct etcd_call *call);
 
+/*
+ * Watch (POST /v3/watch, a stream that stays open): the callback runs
+ * once when etcd has created the watch (created), once per batch of
+ * events, and a last time with a status other than ETCD_OK when the
+ * watch is over (the stream broke, etcd canceled it: compacted, with
+ * compact_revision set). The watch is then gone; to go on, watch again
+ * from the last revision seen + 1. Endpoints are tried in turn until one
+ * creates the watch.
+ */
+struct etcd_watch;
+
+enum etcd_event_type {
+	ETCD_EV_PUT,
+	ETCD_EV_DELETE,
+};
+
+struct etcd_event {
+	enum etcd_event_type	 type;
+	struct etcd_kv		 kv;	/* DELETE: key and mod_revision */
+};
+
+struct etcd_watch_result {
+	enum etcd_status	 status;
+	const char		*error;
+	const char		*endpoint;
+	int			 code;
+	int64_t			 revision;
+	int			 created;
+	int64_t			 compact_revision;
+	struct etcd_event	*events;
+	size_t			 nevents;
+};
+
+typedef void (*etcd_watch_cb)(const struct etcd_watch_result *res,
+		    void *arg);
+
+/* From start_revision (0: from now). NULL when out of memory. */
+struct etcd_watch *etcd_watch(struct etcd_client *c, const char *key,
+		    int flags, int64_t start_revision, etcd_watch_cb cb,
+		    void *arg);
+/* Ends a watch; its callback is not called again. */
+void		 etcd_watch_cancel(struct etcd_watch *w);
+
+/*
+ * One message of the watch stream (a line), like etcd_parse_reply:
+ * 0 with out filled, 1 when etcd ended the watch (canceled, error),
+ * -1 when it is not etcd's. Free with etcd_watch_result_clear.
+ */
+int		 etcd_parse_watch(const char *line, size_t len,
+		    struct etcd_watch_result *out, char *err, size_t errlen);
+void		 etcd_watch_result_clear(struct etcd_watch_result *r);
+
 /* Calls in flight, for status and tests. */
 unsigned int	 etcd_running(const struct etcd_client *c);
 

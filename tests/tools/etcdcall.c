@@ -13,6 +13,11 @@
  *              {"put": K, "value": V, "lease": L}, {"del": K},
  *              {"get": K}, and "prefix": true for del and get
  *
+ *   watch KEY REV N | watchp PREFIX REV N: a watch from revision REV
+ *              (0: now); the next operation starts once etcd created
+ *              it, and its lines ("op": "watch") come as events do,
+ *              until N events have (then it is canceled) or it ends
+ *
  *   LEASE "@" is the lease the last grant of this run gave.
  *
  *   --endpoint URL     (repeatable) an etcd endpoint, tried in order
@@ -44,6 +49,10 @@ struct run {
 	int			 failed;
 	ev_timer		 sleep;
 	const char		*op;
+	int			 done;		/* no operation left */
+	struct etcd_watch	*watch;
+	long			 watch_left;	/* events until it ends */
+	int			 watch_waiting;	/* for etcd to create it */
 };
 
 static void	run_next(struct run *r);
@@ -256,6 +265,62 @@ txn_start(struct run *r, const char *spec)
 }
 
 static void
+kv_key_json(json_t *o, const struct etcd_kv *kv)
+{
+	json_object_set_new(o, "key", bytes_json(kv->key, kv->keylen));
+	json_object_set_new(o, "value", bytes_json(kv->value, kv->valuelen));
+	json_object_set_new(o, "mod_revision",
+	    json_integer(kv->mod_revision));
+}
+
+static void
+on_watch(const struct etcd_watch_result *res, void *arg)
+{
+	struct run *r = arg;
+	json_t *o, *evs, *ev;
+	char *line;
+	size_t i;
+
+	o = json_pack("{s:s, s:s, s:b, s:I}", "op", "watch", "status",
+	    status_name[res->status], "created", res->created, "revision",
+	    (json_int_t)res->revision);
+	if (res->error != NULL)
+		json_object_set_new(o, "error", json_string(res->error));
+	if (res->endpoint != NULL)
+		json_object_set_new(o, "endpoint", json_string(res->endpoint));
+	if (res->compact_revision != 0)
+		json_object_set_new(o, "compact_revision",
+		    json_integer(res->compact_revision));
+	evs = json_array();
+	for (i = 0; i < res->nevents; i++) {
+		ev = json_pack("{s:s}", "type", res->events[i].type ==
+		    ETCD_EV_PUT ? "PUT" : "DELETE");
+		kv_key_json(ev, &res->events[i].kv);
+		json_array_append_new(evs, ev);
+	}
+	json_object_set_new(o, "events", evs);
+	line = json_dumps(o, JSON_COMPACT);
+	printf("%s\n", line != NULL ? line : "{}");
+	fflush(stdout);
+	free(line);
+	json_decref(o);
+	r->watch_left -= (long)res->nevents;
+	if (res->status != ETCD_OK) {
+		/* The watch is over and gone. */
+		r->failed = 1;
+		r->watch = NULL;
+	} else if (r->watch_left <= 0) {
+		etcd_watch_cancel(r->watch);
+		r->watch = NULL;
+	}
+	if (r->watch_waiting && (res->created || r->watch == NULL)) {
+		r->watch_waiting = 0;
+		run_next(r);
+	} else if (r->watch == NULL && r->done)
+		ev_break(r->loop, EVBREAK_ALL);
+}
+
+static void
 on_slept(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	/* A line for every operation: the test counts them. */
@@ -278,7 +343,10 @@ run_next(struct run *r)
 			r->i++;
 	}
 	if (r->i >= r->argc) {
-		ev_break(r->loop, EVBREAK_ALL);
+		/* Done when the watch, if any, is over too. */
+		r->done = 1;
+		if (r->watch == NULL)
+			ev_break(r->loop, EVBREAK_ALL);
 		return;
 	}
 	r->op = r->argv[r->i++];
@@ -303,7 +371,23 @@ run_next(struct run *r)
 	else if (!strcmp(r->op, "revoke"))
 		call = etcd_lease_revoke(r->etcd, lease_arg(r, need(r)),
 		    on_result, r);
-	else if (!strcmp(r->op, "txn"))
+	else if (!strcmp(r->op, "watch") || !strcmp(r->op, "watchp")) {
+		if (r->watch != NULL) {
+			fprintf(stderr, "etcdcall: one watch at a time\n");
+			exit(2);
+		}
+		k = need(r);
+		v = need(r);
+		r->watch_left = strtol(need(r), NULL, 10);
+		r->watch_waiting = 1;
+		r->watch = etcd_watch(r->etcd, k, r->op[5] == 'p' ?
+		    ETCD_PREFIX : 0, strtoll(v, NULL, 10), on_watch, r);
+		if (r->watch == NULL) {
+			fprintf(stderr, "etcdcall: watch: could not start\n");
+			exit(1);
+		}
+		return;
+	} else if (!strcmp(r->op, "txn"))
 		call = txn_start(r, need(r));
 	else if (!strcmp(r->op, "sleep")) {
 		ev_timer_init(&r->sleep, on_slept, strtod(need(r), NULL), 0.);
