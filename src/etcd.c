@@ -1105,9 +1105,13 @@ etcd_parse_watch(const char *line, size_t len, struct etcd_watch_result *out,
 	if (json_is_true(json_object_get(r, "canceled"))) {
 		t = json_string_value(json_object_get(r, "cancel_reason"));
 		out->status = ETCD_E_REFUSED;
-		errf(err, errlen, "etcd canceled the watch: %.200s%s",
-		    t != NULL ? t : "no reason given", out->compact_revision ?
-		    " (compacted)" : "");
+		if (out->compact_revision != 0)
+			errf(err, errlen, "etcd canceled the watch: history "
+			    "before revision %" PRId64 " is compacted",
+			    out->compact_revision);
+		else
+			errf(err, errlen, "etcd canceled the watch: %.200s",
+			    t != NULL ? t : "no reason given");
 		rc = 1;
 		goto out;
 	}

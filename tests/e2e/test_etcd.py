@@ -295,3 +295,70 @@ def test_tls_with_client_certificate(tmp_path):
                  client[1])
         assert r[0]["status"] == "unavailable"
         assert "certificate" in r[0]["error"].lower()
+
+
+def watch_lines(endpoints, *ops, timeout=20):
+    """etcdcall's lines, the watch's apart: (watch lines, other lines)."""
+    args = [ETCDCALL, "--timeout", str(timeout)]
+    for e in endpoints:
+        args += ["--endpoint", e]
+    for i, op in enumerate(ops):
+        args += ([","] if i else []) + [str(w) for w in op]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert p.returncode in (0, 1), p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    return ([x for x in lines if x["op"] == "watch"],
+            [x for x in lines if x["op"] != "watch"])
+
+
+def events(lines):
+    return [(e["type"], e["key"], e["value"]) for x in lines
+            for e in x["events"]]
+
+
+def test_watch_sees_each_change_of_a_prefix(cluster):
+    ep = cluster.endpoints
+    w, r = watch_lines(ep, ["watchp", "w/", 0, 3], ["put", "w/a", "1"],
+                       ["put", "wz", "not in prefix"], ["put", "w/b", "2"],
+                       ["del", "w/a"])
+    assert w[0]["created"] and w[0]["status"] == "ok"
+    assert events(w) == [("PUT", "w/a", "1"), ("PUT", "w/b", "2"),
+                         ("DELETE", "w/a", "")]
+    # From a past revision: the history since, then the end of it.
+    w, _ = watch_lines(ep, ["watch", "w/a", r[0]["revision"], 2])
+    assert events(w) == [("PUT", "w/a", "1"), ("DELETE", "w/a", "")]
+
+
+def test_watch_of_compacted_history_is_ended_by_etcd(cluster):
+    ep = cluster.endpoints
+    (p,) = etcdcall(ep, ["put", "wc/k", "1"])
+    etcdcall(ep, ["put", "wc/k", "2"])
+    subprocess.run(["etcdctl", "--endpoints", ep[1], "compact",
+                    str(p["revision"] + 1)], check=True,
+                   capture_output=True, env=dict(os.environ,
+                                                 ETCDCTL_API="3"))
+    w, _ = watch_lines(ep, ["watch", "wc/k", p["revision"], 5])
+    assert w[-1]["status"] == "refused"
+    assert w[-1]["compact_revision"] == p["revision"] + 1
+    assert "compacted" in w[-1]["error"]
+
+
+def test_watch_ends_with_an_error_when_its_member_dies(cluster):
+    ep = cluster.endpoints
+    args = [ETCDCALL, "--endpoint", ep[2], "watch", "wd/k", "0", "1000"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        created = json.loads(p.stdout.readline())
+        assert created["created"] and created["endpoint"] == ep[2]
+        cluster.stop(2)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if cluster.procs[2] is None:
+            cluster.start(2)
+            cluster.wait_healthy()
+    (end,) = [json.loads(x) for x in out.splitlines()]
+    assert p.returncode == 1
+    assert end["status"] == "unavailable" and ep[2] in end["error"]

@@ -4,8 +4,8 @@
  * never a crash, and what comes out is consistent (a failure holds no
  * kvs; every key and value is NUL-terminated at its length).
  *
- * Input: byte 0 picks the RPC, byte 1 the HTTP status, the rest is the
- * body.
+ * Input: byte 0 picks the RPC (0xff: a watch stream message), byte 1
+ * the HTTP status, the rest is the body.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,9 +25,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t i;
 	int rc;
 
+	struct etcd_watch_result w;
+
 	if (size < 2)
 		return 0;
 	err[0] = '\0';
+	if (data[0] == 0xff) {
+		/* A message of the watch stream. */
+		rc = etcd_parse_watch((const char *)data + 2, size - 2, &w, err,
+		    sizeof(err));
+		if (rc < -1 || rc > 1 || (rc != 0 && err[0] == '\0') ||
+		    (rc == -1 && w.nevents != 0))
+			abort();
+		for (i = 0; i < w.nevents; i++)
+			if (w.events[i].kv.key[w.events[i].kv.keylen] != '\0')
+				abort();
+		etcd_watch_result_clear(&w);
+		return 0;
+	}
 	rc = etcd_parse_reply((enum etcd_rpc)(data[0] % 7), (const char *)data +
 	    2, size - 2, statuses[data[1] % 6], &r, err, sizeof(err));
 	if (rc < -1 || rc > 1)

@@ -217,6 +217,62 @@ test_not_etcd_is_an_error(void **state)
 	}
 }
 
+static int
+watch(const char *line, struct etcd_watch_result *w, char *err)
+{
+	return etcd_parse_watch(line, strlen(line), w, err, 256);
+}
+
+static void
+test_watch_messages(void **state)
+{
+	struct etcd_watch_result w;
+	char err[256];
+
+	assert_int_equal(watch("{\"result\":{" HDR ",\"created\":true}}",
+	    &w, err), 0);
+	assert_int_equal(w.created, 1);
+	assert_int_equal(w.revision, 42);
+	etcd_watch_result_clear(&w);
+
+	/* PUT is the enum's zero: etcd leaves "type" out. */
+	assert_int_equal(watch("{\"result\":{" HDR ",\"events\":["
+	    "{\"kv\":{\"key\":\"aw==\",\"value\":\"dg==\",\"mod_revision\":"
+	    "\"43\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"aw==\","
+	    "\"mod_revision\":\"44\"}}]}}", &w, err), 0);
+	assert_int_equal(w.status, ETCD_OK);
+	assert_int_equal(w.created, 0);
+	assert_int_equal(w.nevents, 2);
+	assert_int_equal(w.events[0].type, ETCD_EV_PUT);
+	assert_string_equal(w.events[0].kv.value, "v");
+	assert_int_equal(w.events[1].type, ETCD_EV_DELETE);
+	assert_int_equal(w.events[1].kv.mod_revision, 44);
+	etcd_watch_result_clear(&w);
+
+	/* Compacted: etcd cancels the watch and says from where. */
+	assert_int_equal(watch("{\"result\":{" HDR ",\"canceled\":true,"
+	    "\"compact_revision\":\"10\"}}", &w, err), 1);
+	assert_int_equal(w.status, ETCD_E_REFUSED);
+	assert_int_equal(w.compact_revision, 10);
+	assert_non_null(strstr(err, "before revision 10 is compacted"));
+	etcd_watch_result_clear(&w);
+
+	assert_int_equal(watch("{\"error\":{\"grpc_code\":14,\"message\":"
+	    "\"etcdserver: no leader\"}}", &w, err), 1);
+	assert_int_equal(w.code, 14);
+	etcd_watch_result_clear(&w);
+
+	assert_int_equal(watch("<html>", &w, err), -1);
+	etcd_watch_result_clear(&w);
+	assert_int_equal(watch("{\"result\":{}}", &w, err), -1);
+	etcd_watch_result_clear(&w);
+	assert_int_equal(watch("{\"result\":{" HDR ",\"events\":[{\"type\":"
+	    "\"EXPLODE\",\"kv\":{\"key\":\"aw==\"}}]}}", &w, err), -1);
+	assert_non_null(strstr(err, "unknown event type"));
+	assert_int_equal(w.nevents, 0);
+	etcd_watch_result_clear(&w);
+}
+
 static void
 test_prefix_end(void **state)
 {
@@ -243,6 +299,7 @@ main(void)
 		cmocka_unit_test(test_lease_replies),
 		cmocka_unit_test(test_etcd_errors),
 		cmocka_unit_test(test_not_etcd_is_an_error),
+		cmocka_unit_test(test_watch_messages),
 		cmocka_unit_test(test_prefix_end),
 	};
 
