@@ -732,8 +732,7 @@ call_on_done(CURL *easy, CURLcode cc, void *arg)
 {
 	struct etcd_call *call = arg;
 	struct etcd_result res;
-	curl_off_t sent = 0;
-	long status = 0;
+	long status = 0, sent = 0;
 	char err[512];
 	int rc;
 
@@ -800,7 +799,10 @@ call_attempt(struct etcd_call *call)
 	left = (long)((call->deadline - ev_now(c->loop)) * 1000);
 	if (left < 1)
 		left = 1;
-	/* A dead endpoint must leave time for the others. */
+	/*
+	 * A silent endpoint must leave time for the others: each attempt
+	 * has its share of what is left, the last one all of it.
+	 */
 	conn = left / (long)(c->nendpoints - call->tried + 1);
 	if (conn < 1)
 		conn = 1;
@@ -819,8 +821,7 @@ call_attempt(struct etcd_call *call)
 	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, &hdrs);
 	curl_easy_setopt(call->easy, CURLOPT_WRITEFUNCTION, call_on_data);
 	curl_easy_setopt(call->easy, CURLOPT_WRITEDATA, call);
-	curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS, left);
-	curl_easy_setopt(call->easy, CURLOPT_CONNECTTIMEOUT_MS, conn);
+	curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS, conn);
 	curl_easy_setopt(call->easy, CURLOPT_NOSIGNAL, 1L);
 	call->curlerr[0] = '\0';
 	curl_easy_setopt(call->easy, CURLOPT_ERRORBUFFER, call->curlerr);

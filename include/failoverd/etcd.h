@@ -6,7 +6,8 @@
  * (issue 15): leases, keep-alives and transactions with compare.
  *
  * Every call ends in exactly one callback with a typed result, from the
- * loop, never from inside the function that started it.
+ * loop, never from inside the function that started it. A callback may
+ * start calls and cancel others; etcd_free is for outside callbacks.
  *
  * Endpoints are tried in turn, starting with the one that last answered.
  * A read (get, keepalive: repeating it changes nothing) moves on to the
@@ -36,7 +37,8 @@ struct etcd_config {
 	const char	*ca_file;	/* https: the CA; NULL: system's */
 	const char	*cert_file;	/* client certificate (PEM), or NULL */
 	const char	*key_file;	/* its private key (PEM), or NULL */
-	double		 timeout;	/* seconds per call, all endpoints */
+	double		 timeout;	/* seconds per call, all endpoints;
+					   each attempt has its share */
 };
 
 enum etcd_status {

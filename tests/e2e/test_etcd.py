@@ -14,6 +14,7 @@ import pytest
 
 from etcdcluster import EtcdCluster, free_ports
 from fodtest import BUILD
+from servers import Blackhole
 
 ETCDCALL = os.path.join(BUILD, "etcdcall")
 
@@ -362,3 +363,25 @@ def test_watch_ends_with_an_error_when_its_member_dies(cluster):
     (end,) = [json.loads(x) for x in out.splitlines()]
     assert p.returncode == 1
     assert end["status"] == "unavailable" and ep[2] in end["error"]
+
+
+def test_silent_endpoint_a_read_moves_on_a_write_is_unknown(cluster):
+    """A server that takes the request and never answers: a read is
+    tried on the next endpoint, but a write may have been applied there,
+    so it is not repeated elsewhere: the caller hears "unknown"."""
+    (port,) = free_ports(1)
+    hole = Blackhole("127.0.0.1", port)
+    silent = f"http://127.0.0.1:{port}"
+    try:
+        # Half of the 16 s each: the silent one, then the real one.
+        (g,) = etcdcall([silent, cluster.endpoints[1]], ["get", "k"],
+                        timeout=16)
+        assert g["status"] == "ok"
+        assert g["endpoint"] == cluster.endpoints[1]
+        (p,) = etcdcall([silent, cluster.endpoints[1]],
+                        ["put", "silent/k", "v"], timeout=3, check=False)
+        assert p["status"] == "unknown"
+        assert silent in p["error"] and "may have been applied" in \
+            p["error"]
+    finally:
+        hole.close()
