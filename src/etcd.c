@@ -656,7 +656,7 @@ static int	call_attempt(struct etcd_call *call);
 
 /*
  * Ends the call: the call is freed first (the callback may start calls
- * or free the client), then its one callback runs.
+ * or cancel this one's neighbours), then its one callback runs.
  */
 static void
 call_end(struct etcd_call *call, struct etcd_result *res)
