@@ -26,6 +26,8 @@ FOD_DEB_PACKAGES=(
 	# test_metrics scrapes failoverd.prom through the real textfile
 	# collector
 	prometheus-node-exporter
+	# test_etcd runs a real 3-member etcd cluster (issue 15)
+	etcd-server
 )
 
 fod_install_deps() {
