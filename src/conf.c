@@ -2198,9 +2198,6 @@ conf_top_check_sources(struct conf_walk *w, const struct config *c,
 		sf = conf_addr_family(p->source_address);
 		if (sf == 0)
 			continue;
-		/* A URL's host is the probe's own business. */
-		if (p->type == PROBE_HTTP && p->http.url != NULL)
-			continue;
 		tf = p->address != NULL ? conf_addr_family(p->address) :
 		    AF_INET;
 		if (tf == 0 || tf == sf)

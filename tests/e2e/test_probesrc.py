@@ -155,6 +155,8 @@ services = (
     launch = { ami = "ami-0123456789abcdef0"; instance_type = "t3.micro"; };
     probes = (
       { name = "front"; type = "http"; port = 8080;
+        interval = 1.0; timeout = 0.5; },
+      { name = "api"; type = "http"; url = "http://[::1]:8080/health";
         interval = 1.0; timeout = 0.5; }
     );
   }
@@ -162,9 +164,13 @@ services = (
 """)
     r = check(str(conf))
     assert r.returncode == 1
-    assert ('%s:8: services.[0].probes.[0]: probe_source_address "::1" is '
-            "IPv6 and this probe's target (the Elastic IP) is IPv4: give "
-            "the probe its own source_address\n" % conf) in r.stderr
+    # A url's host is only the Host header: the connection goes to the
+    # Elastic IP all the same.
+    for line, i in ((8, 0), (10, 1)):
+        assert ('%s:%d: services.[0].probes.[%d]: probe_source_address '
+                '"::1" is IPv6 and this probe\'s target (the Elastic IP) '
+                "is IPv4: give the probe its own source_address\n"
+                % (conf, line, i)) in r.stderr
 
 
 def test_summary_shows_each_probes_source(tmp_path):
