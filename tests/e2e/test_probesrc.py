@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 from conftest import (OLD, calls, events, healthy, manual,  # noqa: E402
                       start, start_on, write_conf)
+from fodtest import ctl  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
 from test_config import check, on_this_machine  # noqa: E402
 
@@ -198,3 +199,21 @@ services = (
     assert "http GET http://127.0.0.1:8081/ from 127.0.0.10, every 1s" \
         in r.stdout
     assert "warning" not in r.stderr
+
+
+def test_snapshot_hooks_leave_from_their_probes_source(tmp_path):
+    """The hooks run over SSH with the hook probe's settings: the
+    command sees (in sshd's SSH_CLIENT) the probe's source address."""
+    seen_by = tmp_path / "ssh_client"
+    hooks = (f'pre_command = "echo $SSH_CLIENT > {seen_by}"; '
+             'post_command = "true"; '
+             f'hook_timeout = 10; hook_probe = "shell";')
+    over = manual(hooks)
+    over["shell"]["source_address"] = B_SSH_SRC
+    with Ec2Sim("basic", tmp_path / "sim") as sim:
+        with start(tmp_path, sim, top={"probe_source_address": A_SRC},
+                   **over) as d:
+            d.wait_for(r"event=preflight_(passed|failed)", timeout=30)
+            ctl(d.sock, "snapshot", "web")
+            d.wait_for(r"event=snapshot_taken", timeout=60)
+    assert seen_by.read_text().split()[0] == B_SSH_SRC
