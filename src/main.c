@@ -236,6 +236,7 @@ main_check(const char *path)
 		return 1;
 	}
 	free(err);
+	conf_warn_sources(conf, stderr);
 	conf_print_summary(conf, stdout);
 	printf("failoverd: configuration %s is valid\n", path);
 	conf_free(conf);

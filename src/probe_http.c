@@ -255,6 +255,15 @@ probe_http_local(struct probe_http *h, CURL *easy, CURLcode rc,
 			return 0;
 		snprintf(detail, sizeof(detail), "body: out of memory");
 		goto local;
+	case CURLE_INTERFACE_FAILED:
+		/* The source address: binding never reaches the target. */
+		curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &oserr);
+		snprintf(detail, sizeof(detail), "bind %s: %s",
+		    probe_conf(h->probe)->source_address != NULL ?
+		    probe_conf(h->probe)->source_address : "?",
+		    oserr != 0 ? strerror((int)oserr) :
+		    curl_easy_strerror(rc));
+		goto local;
 	case CURLE_COULDNT_CONNECT:
 		/* EADDRNOTAVAIL: no local port left; EMFILE, ENOBUFS. */
 		curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &oserr);
@@ -372,7 +381,7 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 {
 	const struct http_conf	*c = &conf->http;
 	CURL			*e;
-	char			 url[2048], to[300];
+	char			 url[2048], to[300], iface[64];
 	int			 v6 = strchr(target, ':') != NULL;
 	struct curl_slist	*l;
 
@@ -452,6 +461,17 @@ probe_http_start(struct probe_http *h, const struct probe_conf *conf,
 	    c->reuse_connection ? 0L : 1L);
 	curl_easy_setopt(e, CURLOPT_FORBID_REUSE,
 	    c->reuse_connection ? 0L : 1L);
+	/*
+	 * "host!" makes curl take the address as an address: a bare
+	 * string may be an interface name. Always set, the handle is
+	 * pooled and may carry another probe's.
+	 */
+	if (conf->source_address != NULL) {
+		snprintf(iface, sizeof(iface), "host!%s",
+		    conf->source_address);
+		curl_easy_setopt(e, CURLOPT_INTERFACE, iface);
+	} else
+		curl_easy_setopt(e, CURLOPT_INTERFACE, NULL);
 	curl_easy_setopt(e, CURLOPT_SHARE, h->dns);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
 	    probe_http_open_socket);

@@ -221,6 +221,7 @@ probe_ssh_start(struct probe_ssh *s, const struct probe_conf *conf,
 	spec.key_file = conf->ssh.key_file;
 	spec.known_hosts = conf->ssh.known_hosts;
 	spec.learned_hosts = probe_learned_hosts(s->probe);
+	spec.source = conf->source_address;
 	spec.command = conf->ssh.key_file != NULL && conf->ssh.user != NULL ?
 	    conf->ssh.command : NULL;
 	snprintf(s->where, sizeof(s->where), "%s:%d", target, spec.port);

@@ -105,6 +105,7 @@ struct snapshot {
 	struct sshcmd_spec	 hook;
 	char			*hook_host, *hook_user, *hook_key;
 	char			*hook_known, *hook_learned;
+	char			*hook_source;	/* the probe's source_address */
 	struct sshcmd		*cmd;
 	struct ec2_call		*call;
 	struct buf		 errors;	/* "; "-separated reasons */
@@ -519,6 +520,8 @@ snapshot_run_clear(struct snapshot *s)
 	free(s->hook_key);
 	free(s->hook_known);
 	free(s->hook_learned);
+	free(s->hook_source);
+	s->hook_source = NULL;
 	s->pre = s->post = NULL;
 	s->hook_host = s->hook_user = s->hook_key = s->hook_known = NULL;
 	s->hook_learned = NULL;
@@ -1007,6 +1010,13 @@ snapshot_run_prepare(struct snapshot *s)
 			return -1;
 	}
 	s->hook.learned_hosts = s->hook_learned;
+	/* The hooks leave from where the probe does, as users route. */
+	if (p->source_address != NULL) {
+		s->hook_source = strdup(p->source_address);
+		if (s->hook_source == NULL)
+			return -1;
+	}
+	s->hook.source = s->hook_source;
 	s->hook.timeout = c->hook_timeout;
 	return 0;
 }

@@ -45,6 +45,7 @@ struct sshcmd {
 	char			*key_file;
 	char			*known_hosts;
 	char			*learned_hosts;
+	char			*source;
 	char			*command;
 
 	double			 timeout;
@@ -78,6 +79,7 @@ sshcmd_destroy(struct sshcmd *c)
 	free(c->key_file);
 	free(c->known_hosts);
 	free(c->learned_hosts);
+	free(c->source);
 	free(c->command);
 	free(c);
 }
@@ -318,6 +320,7 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 	c->key_file = sshcmd_dup(spec->key_file, &oom);
 	c->known_hosts = sshcmd_dup(spec->known_hosts, &oom);
 	c->learned_hosts = sshcmd_dup(spec->learned_hosts, &oom);
+	c->source = sshcmd_dup(spec->source, &oom);
 	c->command = sshcmd_dup(spec->command != NULL ? spec->command : "",
 	    &oom);
 	ev_timer_init(&c->timer, sshcmd_on_timer, spec->timeout, 0.);
@@ -352,6 +355,7 @@ sshcmd_start(struct ev_loop *loop, const struct sshcmd_spec *spec,
 	ss.key_file = c->key_file;
 	ss.known_hosts = c->known_hosts;
 	ss.learned_hosts = c->learned_hosts;
+	ss.source = c->source;
 	ss.command = c->command;
 	if (sshsess_start(c->sess, &ss, &res) == -1) {
 		enum sshcmd_status st = SSHCMD_INTERNAL;

@@ -62,6 +62,7 @@ struct sshsess {
 	LIBSSH2_KNOWNHOSTS	*kh;	/* read at start, checked once */
 	enum sshsess_stage	 stage;
 	int			 banner_seen;	/* a full line came in */
+	char			 bind_why[128];
 };
 
 static const char *const sshsess_stage_names[] = {
@@ -702,6 +703,39 @@ sshsess_sockaddr(const char *host, int port, struct sockaddr_storage *ss,
 	return -1;
 }
 
+/*
+ * Binds the socket to the source address before connect, as ssh -b
+ * does. IP_BIND_ADDRESS_NO_PORT leaves the port to connect(), which
+ * picks it for the whole 4-tuple: a bind that picked it would hold a
+ * port per check whatever the destination. 0, or -1 with bind_why set.
+ */
+static int
+sshsess_bind(struct sshsess *s, const char *source, int family)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	int			 on = 1;
+
+	if (sshsess_sockaddr(source, 0, &ss, &len) == -1 ||
+	    ss.ss_family != family) {
+		snprintf(s->bind_why, sizeof(s->bind_why), "bind %s: not an "
+		    "address of the target's family", source);
+		return -1;
+	}
+#ifdef IP_BIND_ADDRESS_NO_PORT
+	(void)setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on,
+	    sizeof(on));
+#else
+	(void)on;
+#endif
+	if (bind(s->fd, (struct sockaddr *)&ss, len) == -1) {
+		snprintf(s->bind_why, sizeof(s->bind_why), "bind %s: %s",
+		    source, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int
 sshsess_start(struct sshsess *s, const struct sshsess_spec *spec,
     struct sshsess_result *res)
@@ -769,6 +803,13 @@ sshsess_start(struct sshsess *s, const struct sshsess_spec *spec,
 		/* No socket: the watchdog's fault, never the target's. */
 		error = SSHSESS_ERR_LOCAL;
 		fail = strerror(errno);
+		goto fail;
+	}
+	if (spec->source != NULL && sshsess_bind(s, spec->source,
+	    ss.ss_family) == -1) {
+		/* Binding never reaches the target: our fault alone. */
+		error = SSHSESS_ERR_LOCAL;
+		fail = s->bind_why;
 		goto fail;
 	}
 	if (connect(s->fd, (struct sockaddr *)&ss, sslen) == -1 &&

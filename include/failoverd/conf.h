@@ -89,6 +89,9 @@ struct probe_conf {
 	char		*name;
 	enum probe_type	 type;
 	char		*address;	/* NULL: the service's Elastic IP */
+	/* The local address probes bind to; NULL: the kernel picks. The
+	 * daemon-wide probe_source_address is copied here at load. */
+	char		*source_address;
 	double		 interval;
 	double		 timeout;
 	int		 fall;
@@ -213,6 +216,7 @@ struct config {
 	int		 debug;
 	double		 watchdog_interval; /* 0: from WATCHDOG_USEC */
 	int		 probe_max_in_flight; /* checks at once, daemon-wide */
+	char		*probe_source_address;	/* NULL: the kernel picks */
 	double		 tilt_period;	/* seconds the acting half waits */
 	struct aws_conf	 aws;
 	struct alerts_conf alerts;
@@ -256,6 +260,11 @@ int		 conf_valid_ami(const char *v, char *why, size_t whylen);
  * and is writable; the control socket's directory exists. Returns 0, or
  * -1 with the reason in err.
  */
+/*
+ * Writes a warning to fp for each probe source address this host does
+ * not hold now (not an error: see conf.c); the number written.
+ */
+int		 conf_warn_sources(const struct config *conf, FILE *fp);
 int		 conf_check_start(const struct config *conf, char *err,
 		    size_t errlen);
 

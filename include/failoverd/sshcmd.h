@@ -36,6 +36,7 @@ struct sshcmd_spec {
 	const char	*known_hosts;	/* NULL only with learned_hosts */
 	const char	*learned_hosts;	/* may be NULL */
 	const char	*command;
+	const char	*source;	/* bind to it; NULL: the kernel picks */
 	double		 timeout;	/* seconds, the whole run */
 };
 

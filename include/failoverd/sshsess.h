@@ -79,6 +79,9 @@ struct sshsess_spec {
 	const char	*known_hosts;	/* may be NULL */
 	const char	*learned_hosts;	/* may be NULL or missing */
 	const char	*command;
+	/* The local address to bind to; NULL: the kernel picks. A bind
+	 * that fails is SSHSESS_ERR_LOCAL: it never reached the host. */
+	const char	*source;
 };
 
 #define SSHSESS_STDOUT	0

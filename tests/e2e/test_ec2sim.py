@@ -926,3 +926,52 @@ def test_device_names_with_and_without_dev(sim):
     with pytest.raises(ClientError) as e:
         c.attach_volume(VolumeId=vid, InstanceId=PROD, Device="/dev/hdh")
     assert err(e)[0] == "InvalidParameterValue"
+
+
+SSH_PORT = 22
+
+
+def _from(src, ip, port):
+    """First bytes a server sends to a connection from src, b"" or None
+    when it dropped the connection."""
+    try:
+        s = socket.create_connection((ip, port), timeout=10,
+                                     source_address=(src, 0))
+    except (ConnectionResetError, BrokenPipeError):
+        return None     # dropped before connect() returned
+    try:
+        if port != SSH_PORT:
+            s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        return s.recv(100)
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        return None
+    finally:
+        s.close()
+
+
+def test_cut_drops_one_source_and_undo_restores_it(sim):
+    """A test world's cut: the instance's servers drop one client
+    address, through the Elastic IP as directly, and see the others'
+    own addresses (the EIP forwards without hiding the source)."""
+    global SSH_PORT
+    SSH_PORT = sim.ssh_port
+    eip_ip = sim.address(EIP)["ip"]
+    ip = sim.instance(PROD)["ip"]
+    cut, other = "127.0.0.9", "127.0.0.10"
+    out = sim.cut(PROD, [cut])
+    assert out["sources"] == [cut]
+    try:
+        for dest in (eip_ip, ip):
+            assert not _from(cut, dest, sim.http_port), (dest, sim.sources(PROD))
+            assert _from(other, dest, sim.http_port).startswith(
+                b"HTTP/1.0 200")
+        assert not _from(cut, eip_ip, sim.ssh_port)
+        assert _from(other, eip_ip, sim.ssh_port).startswith(b"SSH-2.0")
+        seen = sim.sources(PROD)["seen"]
+        assert seen[cut]["http_cut"] >= 2 and seen[cut]["ssh_cut"] >= 1
+        assert seen[other]["http"] >= 2 and seen[other]["ssh"] >= 1
+        assert "http" not in seen[cut] and "ssh" not in seen[cut]
+    finally:
+        assert sim.uncut(PROD)["sources"] == []
+    assert _from(cut, eip_ip, sim.http_port).startswith(b"HTTP/1.0 200")
+    assert _from(cut, eip_ip, sim.ssh_port).startswith(b"SSH-2.0")

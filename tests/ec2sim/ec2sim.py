@@ -35,7 +35,7 @@ import sim_overlay  # noqa: E402
 import sim_sts  # noqa: E402
 from sim_model import (API_VERSION, ApiError, Ec2Model,  # noqa: E402
                        error_xml)
-from sim_net import Forwarder, InstanceRuntime, log  # noqa: E402
+from sim_net import Forwarder, InstanceRuntime, SourceCut, log  # noqa: E402
 from sim_net import bind_without_dns  # noqa: E402
 import sim_timing  # noqa: E402
 from sim_world import DEFAULT_DELAYS, World  # noqa: E402
@@ -181,6 +181,7 @@ class Sim:
         self.req_seq = 0
         self.runtimes = {}
         self.forwarders = {}
+        self.cut = SourceCut()
         self.net_lock = threading.Lock()
         self.faults = Faults()
         self.imds_fault = None
@@ -211,7 +212,8 @@ class Sim:
     def add_forwarder(self, alloc, ip):
         ports = (self.ssh_port, self.http_port)
         with self.net_lock:
-            self.forwarders[alloc] = Forwarder(ip, ports)
+            self.forwarders[alloc] = Forwarder(ip, ports, self.cut,
+                                               self.ssh_port)
 
     # --- setup ------------------------------------------------------------
     def claim_net(self):
@@ -910,6 +912,28 @@ def control(sim, method, parts, q, body):
             sim.faults.clear()
             return 200, {"ok": True}
         return 200, sim.faults.list()
+    if head == "instance" and arg and parts[2:] == ["cut"]:
+        # The instance's servers drop these client addresses (a test
+        # world facility, not AWS behaviour); DELETE or [] undoes it.
+        with w.lock:
+            ip = w.instances[arg].ip
+        if method == "POST":
+            srcs = body.get("sources")
+            if not isinstance(srcs, list) or not all(
+                    isinstance(s, str) for s in srcs):
+                raise ValueError('body must be {"sources": ["127.0.0.9"]}')
+            for s in srcs:
+                try:
+                    socket.inet_pton(socket.AF_INET6 if ":" in s
+                                     else socket.AF_INET, s)
+                except OSError:
+                    raise ValueError(f"{s!r} is not an IP address")
+            sim.cut.set(ip, srcs)
+            sim.event(f"instance {arg}: cut {sorted(srcs)}")
+        elif method == "DELETE":
+            sim.cut.set(ip, [])
+            sim.event(f"instance {arg}: cut []")
+        return 200, sim.cut.view(ip)
     if head == "instance" and arg:
         with w.lock:
             inst = w.instances[arg]

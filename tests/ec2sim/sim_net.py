@@ -127,6 +127,45 @@ class Blackhole:
             self.conns = []
 
 
+class SourceCut:
+    """Per instance address, the client addresses its servers drop, and
+    the client addresses they saw. A facility of the test world, not
+    AWS behaviour: it lets a test cut one watchdog (one probe source
+    address) off from an instance without root (README.md, "Cutting
+    off a source")."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.cut = {}      # instance ip -> set of client ips
+        self.seen = {}     # instance ip -> {client ip: {kind: count}}
+
+    def set(self, ip, sources):
+        with self.lock:
+            if sources:
+                self.cut[ip] = set(sources)
+            else:
+                self.cut.pop(ip, None)
+
+    def sources(self, ip):
+        with self.lock:
+            return sorted(self.cut.get(ip, ()))
+
+    def admit(self, ip, client, kind):
+        """False when the instance at ip drops client; counted."""
+        with self.lock:
+            dropped = client in self.cut.get(ip, ())
+            c = self.seen.setdefault(ip, {}).setdefault(client, {})
+            k = kind + "_cut" if dropped else kind
+            c[k] = c.get(k, 0) + 1
+            return not dropped
+
+    def view(self, ip):
+        with self.lock:
+            return {"sources": sorted(self.cut.get(ip, ())),
+                    "seen": {c: dict(k) for c, k in
+                             self.seen.get(ip, {}).items()}}
+
+
 class _InstanceHTTPHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     server_version = "ec2sim-instance/1"
@@ -191,6 +230,19 @@ class _InstanceHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     allow_reuse_address = True
+    cut = None
+
+    def verify_request(self, request, client_address):
+        # A cut source gets a RST before a byte, as a dropped one would.
+        if self.cut is None or self.cut.admit(self.server_address[0],
+                                              client_address[0], "http"):
+            return True
+        try:
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                               struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        return False
 
 
 class InstanceRuntime:
@@ -259,6 +311,7 @@ class InstanceRuntime:
         srv.instance_id = self.id
         srv.data_fn = self.sim.world.instance_data
         srv.write_fn = self.sim.world.instance_write
+        srv.cut = getattr(self.sim, "cut", None)
         threading.Thread(target=srv.serve_forever, args=(0.05,),
                          daemon=True, name=f"http {self.id}").start()
         self.http = srv
@@ -360,8 +413,10 @@ class _Pipe:
 class Forwarder:
     """An Elastic IP: listeners on its address that follow .target."""
 
-    def __init__(self, ip, ports):
+    def __init__(self, ip, ports, cut=None, ssh_port=None):
         self.ip = ip
+        self.cut = cut
+        self.ssh_port = ssh_port
         self.target = None
         self.lock = threading.Lock()
         self.pipes = set()
@@ -402,9 +457,32 @@ class Forwarder:
             _rst_close(conn)
             return
         try:
-            backend = socket.create_connection((target, port), timeout=5)
+            client = conn.getpeername()[0]
+        except OSError:
+            _rst_close(conn)
+            return
+        # sshd cannot drop a source by itself: the cut is made here for
+        # SSH; HTTP is cut by the instance's server, which sees the
+        # client's address as below.
+        if (self.cut is not None and port == self.ssh_port
+                and not self.cut.admit(target, client, "ssh")):
+            _rst_close(conn)
+            return
+        # An Elastic IP is a one-to-one NAT of the destination: the
+        # instance sees the client's own address, as on AWS.
+        # A client this host cannot send from (not on loopback) is
+        # forwarded from the sim's own address.
+        backend = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            backend.bind((client, 0))
+        except OSError:
+            pass
+        try:
+            backend.settimeout(5)
+            backend.connect((target, port))
             backend.settimeout(None)
         except OSError:
+            backend.close()
             _rst_close(conn)
             return
         with self.lock:

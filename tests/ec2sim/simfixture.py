@@ -270,6 +270,21 @@ class Ec2Sim:
         stuck_stopping=bool."""
         return self._call("POST", f"/instance/{iid}", {"fault": fault, **kw})
 
+    def cut(self, iid, sources):
+        """The instance's servers drop connections from these client
+        addresses (a test-world facility); [] undoes it. Returns
+        {"sources": [...], "seen": {client: {"http": n, "ssh": n,
+        "http_cut": n, "ssh_cut": n}}}."""
+        return self._call("POST", f"/instance/{iid}/cut",
+                          {"sources": list(sources)})
+
+    def uncut(self, iid):
+        return self._call("DELETE", f"/instance/{iid}/cut")
+
+    def sources(self, iid):
+        """What cut() returns, without changing anything."""
+        return self._call("GET", f"/instance/{iid}/cut")
+
     def set_instance(self, iid, **kw):
         return self._call("POST", f"/instance/{iid}", kw)
 
