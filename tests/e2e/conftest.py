@@ -19,6 +19,7 @@ Helpers (stable names, other modules rely on them):
 """
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -26,7 +27,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
-from fodtest import Daemon  # noqa: E402
+from fodtest import FAILOVERD, Daemon  # noqa: E402
 from simfixture import BASIC, Ec2Sim  # noqa: E402
 
 OLD = BASIC["instance"]
@@ -142,6 +143,24 @@ def write_conf(d, sim, policy=None, probes=("site", "shell"), extra=(),
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def check(path, cwd=None):
+    """failoverd -t on the configuration file path."""
+    return subprocess.run([FAILOVERD, "-t", "-c", path], cwd=cwd,
+                          capture_output=True, text=True, timeout=30)
+
+
+def on_this_machine(tmp_path, path):
+    """A file that @includes path (absolute) with a state_dir and a
+    control socket directory that exist here: -t checks both, as start
+    does, and the shipped files name /var/lib and /run."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    wrap = tmp_path / "here.conf"
+    wrap.write_text('state_dir = "%s";\ncontrol_socket = "%s/c.sock";\n'
+                    '@include "%s"\n' % (state, tmp_path, path))
+    return str(wrap)
 
 
 def manual(snapshot="", probe_address=None):

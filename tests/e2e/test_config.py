@@ -6,11 +6,11 @@ the file named exactly as the person gave it."""
 import glob
 import os
 import re
-import subprocess
 
 import pytest
 
-from fodtest import FAILOVERD, SRCDIR
+from conftest import check, on_this_machine  # noqa: E402
+from fodtest import SRCDIR
 
 EXAMPLE = os.path.join(SRCDIR, "conf", "failoverd.conf")
 FIXTURES = os.path.join(SRCDIR, "tests", "data", "conf")
@@ -28,23 +28,6 @@ services = (
   }
 );
 """
-
-
-def check(path, cwd=None):
-    return subprocess.run([FAILOVERD, "-t", "-c", path], cwd=cwd,
-                          capture_output=True, text=True, timeout=30)
-
-
-def on_this_machine(tmp_path, path):
-    """A file that @includes path (absolute) with a state_dir and a
-    control socket directory that exist here: -t checks both, as start
-    does, and the shipped files name /var/lib and /run."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    wrap = tmp_path / "here.conf"
-    wrap.write_text('state_dir = "%s";\ncontrol_socket = "%s/c.sock";\n'
-                    '@include "%s"\n' % (state, tmp_path, path))
-    return str(wrap)
 
 
 def test_example_config_passes_and_prints_summary(tmp_path):

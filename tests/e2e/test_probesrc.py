@@ -15,7 +15,7 @@ from conftest import (OLD, calls, events, healthy, manual,  # noqa: E402
                       start, start_on, write_conf)
 from fodtest import ctl  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
-from test_config import check, on_this_machine  # noqa: E402
+from conftest import check, on_this_machine  # noqa: E402
 
 A_SRC, B_SRC, B_SSH_SRC = "127.0.0.9", "127.0.0.10", "127.0.0.11"
 # TEST-NET-1 (RFC 5737): no interface here holds it, so bind(2) fails
