@@ -241,6 +241,13 @@ main(int argc, char **argv)
 	 * A command this table lacks still goes to the daemon, which has
 	 * the last word (and says what it serves).
 	 */
+	/*
+	 * --yes after the command is what people type too (the man page's
+	 * examples did): it is failoverctl's, never sent to the daemon.
+	 */
+	for (i = optind + 1; i < argc; i++)
+		if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
+			yes = 1;
 	cmd = command_find(argv[optind]);
 	follow = cmd != NULL && command_follows(cmd, argc - optind,
 	    argv + optind);
@@ -254,12 +261,15 @@ main(int argc, char **argv)
 	buf_init(&reply);
 	rc = 2;
 	for (i = optind; i < argc; i++) {
+		if (i > optind && (strcmp(argv[i], "--yes") == 0 ||
+		    strcmp(argv[i], "-y") == 0))
+			continue;
 		if (argv[i][0] == '\0' || strpbrk(argv[i], " \t\n") != NULL) {
 			fprintf(stderr, "failoverctl: argument '%s' may not be "
 			    "empty or contain spaces\n", argv[i]);
 			goto done;
 		}
-		buf_printf(&req, "%s%s", i > optind ? " " : "", argv[i]);
+		buf_printf(&req, "%s%s", req.len > 0 ? " " : "", argv[i]);
 	}
 	if (json)
 		buf_puts(&req, " --json");

@@ -107,7 +107,8 @@ def test_manual_failover_is_confirmed_and_refused_while_one_runs(
         assert p.returncode == 1 and "--yes" in p.stderr
         p = ctl(d.sock, "--yes", "failover", "web")
         assert "started" in p.stdout
-        p = ctl(d.sock, "--yes", "failover", "web", check=False)
+        # --yes after the command is failoverctl's too, as people type it.
+        p = ctl(d.sock, "failover", "web", "--yes", check=False)
         assert p.returncode == 1 and "in progress" in p.stderr
         st = json.loads(ctl(d.sock, "status", "--json").stdout)
         assert st["services"][0]["failover"]["step"] in STEPS
