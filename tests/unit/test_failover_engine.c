@@ -23,6 +23,7 @@
 #include "failoverd/conf.h"
 #include "failoverd/curlev.h"
 #include "failoverd/journal.h"
+#include "failoverd/probe.h"
 #include "../../src/ec2_priv.h"
 #include "../../src/failover_priv.h"
 
@@ -247,6 +248,7 @@ static char			 dir[64];
 static struct config		*conf;
 static struct ev_loop		*loop;
 static struct curlev		*curl;
+static struct probe_sched	*sched;
 static struct service		*svc;
 static struct failover_env	 env;
 static struct failover		*fo;
@@ -294,6 +296,9 @@ setup(void **state)
 	memset(&senv, 0, sizeof(senv));
 	senv.loop = loop;
 	senv.curl = curl;
+	sched = probe_sched_new(loop, 4);
+	assert_non_null(sched);
+	senv.probes = sched;
 	svc = service_new(&senv, &conf->services[0]);
 	assert_non_null(svc);
 	memset(&env, 0, sizeof(env));
@@ -315,6 +320,7 @@ teardown(void **state)
 	failover_free(fo);
 	fake_reset();
 	service_free(svc);
+	probe_sched_free(sched);
 	curlev_free(curl);
 	ev_loop_destroy(loop);
 	conf_free(conf);
