@@ -798,6 +798,14 @@ failover_new(const struct failover_env *env, struct service *svc)
 	fo->tick.data = fo;
 	ev_timer_init(&fo->refresh, fo_on_refresh_timer, 0., 0.05);
 	fo->refresh.data = fo;
+	fo->nident = service_conf(svc)->nvolumes;
+	if (fo->nident > 0) {
+		fo->ident_vols = calloc(fo->nident, sizeof(*fo->ident_vols));
+		if (fo->ident_vols == NULL) {
+			fo->nident = 0;
+			goto fail;
+		}
+	}
 	fo_progress_reset(fo);
 	fo_learned_path(fo, path, sizeof(path));
 	service_set_learned_hosts(svc, path);
@@ -831,11 +839,9 @@ failover_new(const struct failover_env *env, struct service *svc)
 			service_reset_probes(svc);
 		}
 	}
-	if (!fo->journal_bad && fo->eip_ip == NULL &&
-	    journal_rec_get(fo->rec, "eip_ip") != NULL) {
-		fo_set_str(&fo->eip_ip, journal_rec_get(fo->rec, "eip_ip"));
+	/* Probed from the start, also while EC2 is away. */
+	if (!fo->journal_bad && fo->eip_ip != NULL)
 		service_set_target(svc, fo->eip_ip);
-	}
 	ev_timer_again(env->loop, &fo->refresh);
 	return fo;
 fail:
@@ -872,6 +878,12 @@ failover_free(struct failover *fo)
 	free(fo->new_ip);
 	free(fo->latest_refused);
 	free(fo->switch_kept);
+	free(fo->ident_subnet);
+	free(fo->moved_from);
+	free(fo->moved_to);
+	free(fo->learned_instance);
+	free(fo->learned_instances);
+	fo_service_free(fo);
 	free(fo->name);
 	free(fo);
 }

@@ -194,7 +194,7 @@ fo_failover_done(struct failover *fo, char v[T_MAX][32])
 	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
 	    "total", v[T_TOTAL], "critical_path", v[T_CRITICAL], NULL);
 	fo_recovered(fo);
-	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
+	fo->last_failover = (long long)time(NULL);
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
 

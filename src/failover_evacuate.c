@@ -392,7 +392,7 @@ void
 fo_evac_done(struct failover *fo)
 {
 	struct fo_volume	*v;
-	char			 key[160], vols[600], age[32];
+	char			 vols[600], age[32];
 	long long		 oldest = 0, now = (long long)time(NULL);
 	size_t			 i, off = 0;
 	int			 n;
@@ -400,8 +400,12 @@ fo_evac_done(struct failover *fo)
 	vols[0] = '\0';
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
-		snprintf(key, sizeof(key), "identity.%s", v->conf_id);
-		fo_rec_set(fo, key, v->id);
+		/* fo->vols are the configured volumes, in their order. */
+		if (i < fo->nident && fo_set_str(&fo->ident_vols[i], v->id) ==
+		    -1)
+			log_warnx("service %s: out of memory: volume %s "
+			    "is now %s, not recorded: configure %s",
+			    fo->name, v->conf_id, v->id, v->id);
 		if (oldest == 0 || v->snap_time < oldest)
 			oldest = v->snap_time;
 		n = snprintf(vols + off, sizeof(vols) - off, "%s%s<-%s<-%s",
@@ -409,7 +413,7 @@ fo_evac_done(struct failover *fo)
 		if (n > 0 && (size_t)n < sizeof(vols) - off)
 			off += (size_t)n;
 	}
-	fo_rec_set(fo, "identity.subnet",
+	fo_set_str(&fo->ident_subnet,
 	    fo_policy(fo)->evacuation_subnets[fo->evac_subnet]);
 	fo_set_str(&fo->vol_az, fo->evac_az);
 	snprintf(age, sizeof(age), "%lld", now - oldest);

@@ -117,6 +117,24 @@ struct fo_volume {
 };
 
 /*
+ * One ended move, as the history keeps it (h.<n>.* in the journal):
+ * what status and history show, what cooldown and window count.
+ */
+struct fo_history {
+	char		*id;		/* NULL: no such entry */
+	char		*kind;
+	char		*result;
+	char		*reason;
+	char		*mode;
+	char		*trigger;
+	char		*old;
+	char		*new;
+	char		*az;
+	long long	 started;	/* epoch seconds, 0: not known */
+	double		 t[T_MAX];	/* -1: not measured */
+};
+
+/*
  * What a call's reply means, for the handler it carries: the step or
  * the kind may have changed since it was sent, so each handler checks
  * that its reply still concerns the move as it stands.
@@ -178,6 +196,24 @@ struct failover {
 	char			*switch_kept;	/* production before a switch */
 	char			*attach_refused; /* first refusal, pending */
 	double			 retry_at;	/* idle: consider again */
+
+	/*
+	 * What the service's moves left (journaled with the service's
+	 * fields, fo_fields[]): the volumes and subnet an evacuation
+	 * moved it to, the last move until EC2 shows it, the instances
+	 * whose host keys the learned-hosts file holds, the history.
+	 */
+	char			**ident_vols;	/* per configured volume: */
+	size_t			 nident;	/* restored into, NULL: itself */
+	char			*ident_subnet;
+	char			*moved_from;	/* "": from no instance */
+	char			*moved_to;
+	long long		 moved_at;	/* wall clock, 0: none */
+	char			*learned_instance;
+	char			*learned_instances; /* newest last */
+	long long		 last_failover;	/* wall clock, 0: none */
+	long long		 history_next;	/* moves ended so far */
+	struct fo_history	 history[FO_HISTORY_MAX]; /* n % MAX */
 
 	/* The failover in progress. */
 	char			*id;
@@ -294,6 +330,9 @@ void	fo_journal_failed(struct failover *fo, const char *error);
 void	fo_rec_clear_progress(struct failover *fo);
 long long	fo_rec_int(const struct failover *fo, const char *key, long long def);
 void	fo_history_add(struct failover *fo, const char *result, const char *why);
+const struct fo_history	*fo_history_at(const struct failover *fo,
+	    long long n);
+void	fo_service_free(struct failover *fo);
 int	fo_restore(struct failover *fo, char *err, size_t errlen);
 
 /* failover_identity.c */

@@ -134,7 +134,6 @@ void
 fo_switch_done(struct failover *fo, char v[T_MAX][32])
 {
 	fo_set_str(&fo->switch_kept, fo->old);
-	fo_rec_set(fo, "switch_ami", NULL);
 	alert_emit(ALERT_SWITCH_COMPLETED, fo->name, "switch_id",
 	    fo->id, "ami", fo->ami ? fo->ami : "-", "new_instance",
 	    fo->new, "kept_instance", fo->old ? fo->old : "-",

@@ -462,6 +462,231 @@ test_journal_round_trip(void **state)
 	failover_free(back);
 }
 
+/* An ended move, as fo_end would record it. */
+static void
+ended(const char *id, const char *result, long long started)
+{
+	int k;
+
+	assert_int_equal(fo_set_str(&fo->id, id), 0);
+	assert_int_equal(fo_set_str(&fo->old, "i-old"), 0);
+	assert_int_equal(fo_set_str(&fo->new, "i-new"), 0);
+	fo->kind = KIND_FAILOVER;
+	fo->manual = 1;
+	fo->started_at = started;
+	for (k = 0; k < T_MAX; k++)
+		fo->t[k] = k == T_TOTAL ? 42.125 : -1;
+	fo_history_add(fo, result, "why not");
+}
+
+static void
+same_str(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		assert_ptr_equal(a, b);
+	else
+		assert_string_equal(a, b);
+}
+
+static void
+same_history(const struct failover *a, const struct failover *b)
+{
+	const struct fo_history	*x, *y;
+	long long		 n;
+	int			 k;
+
+	assert_int_equal(a->history_next, b->history_next);
+	for (n = 0; n < a->history_next; n++) {
+		x = fo_history_at(a, n);
+		y = fo_history_at(b, n);
+		if (x == NULL || y == NULL) {
+			assert_ptr_equal(x, y);
+			continue;
+		}
+		same_str(x->id, y->id);
+		same_str(x->kind, y->kind);
+		same_str(x->result, y->result);
+		same_str(x->reason, y->reason);
+		same_str(x->mode, y->mode);
+		same_str(x->trigger, y->trigger);
+		same_str(x->old, y->old);
+		same_str(x->new, y->new);
+		same_str(x->az, y->az);
+		assert_int_equal(x->started, y->started);
+		for (k = 0; k < T_MAX; k++)
+			assert_true(x->t[k] == y->t[k]);
+	}
+}
+
+/*
+ * What the service's moves left (identity, the settling move, learned
+ * keys, the history) is in the struct, saved and restored through the
+ * tables: a new engine on the same journal knows all of it.
+ */
+static void
+test_service_fields_round_trip(void **state)
+{
+	struct failover	*back;
+	struct buf	 out;
+
+	assert_int_equal(fo_set_str(&fo->ident_vols[0], "vol-0aaaaaaaaaaaaaaa1"),
+	    0);
+	assert_int_equal(fo_set_str(&fo->ident_subnet, "subnet-0bbbbbbbbbbbbbbb1"),
+	    0);
+	assert_int_equal(fo_set_str(&fo->moved_to, "i-new"), 0);
+	fo->moved_at = 1700000000;	/* moved_from stays NULL: "" */
+	assert_int_equal(fo_set_str(&fo->learned_instances, "i-a i-new"), 0);
+	assert_int_equal(fo_set_str(&fo->learned_instance, "i-new"), 0);
+	fo->last_failover = 1700000100;
+	ended("fo-web-1", "failed", 1690000000);
+	ended("fo-web-2", "completed", 1700000000);
+	assert_int_equal(fo_save(fo), 0);
+	/* The keys on disk are those the previous versions wrote. */
+	assert_string_equal(on_disk("identity.vol-00000000000000001"),
+	    "vol-0aaaaaaaaaaaaaaa1");
+	assert_string_equal(on_disk("identity.vol-00000000000000002"),
+	    "(none)");
+	assert_string_equal(on_disk("identity.subnet"),
+	    "subnet-0bbbbbbbbbbbbbbb1");
+	assert_string_equal(on_disk("moved_from"), "");
+	assert_string_equal(on_disk("moved_to"), "i-new");
+	assert_string_equal(on_disk("moved_at"), "1700000000");
+	assert_string_equal(on_disk("learned_instances"), "i-a i-new");
+	assert_string_equal(on_disk("learned_instance"), "i-new");
+	assert_string_equal(on_disk("last_failover"), "1700000100");
+	assert_string_equal(on_disk("eip_ip"), "127.0.0.9");
+	assert_string_equal(on_disk("history.next"), "2");
+	assert_string_equal(on_disk("h.1.id"), "fo-web-2");
+	assert_string_equal(on_disk("h.0.result"), "failed");
+	assert_string_equal(on_disk("h.0.t.total"), "42.125");
+	assert_string_equal(on_disk("h.0.t.fence"), "(none)");
+
+	back = failover_new(&env, svc);
+	assert_non_null(back);
+	assert_string_equal(fo_vol_id(back, "vol-00000000000000001"),
+	    "vol-0aaaaaaaaaaaaaaa1");
+	assert_string_equal(failover_volume_id(back, "vol-00000000000000002"),
+	    "vol-00000000000000002");
+	assert_string_equal(failover_subnet(back), "subnet-0bbbbbbbbbbbbbbb1");
+	assert_null(back->moved_from);
+	assert_string_equal(back->moved_to, "i-new");
+	assert_int_equal(back->moved_at, 1700000000);
+	assert_string_equal(back->learned_instances, "i-a i-new");
+	assert_string_equal(back->learned_instance, "i-new");
+	assert_int_equal(back->last_failover, 1700000100);
+	assert_string_equal(back->eip_ip, "127.0.0.9");
+	same_history(fo, back);
+	/* A move now begins from the volume the evacuation made. */
+	assert_string_equal(back->vols[0].id, "vol-00000000000000001");
+	assert_int_equal(fo_progress_reset(back), 0);
+	assert_string_equal(back->vols[0].id, "vol-0aaaaaaaaaaaaaaa1");
+	buf_init(&out);
+	failover_history(back, &out, 0);
+	assert_non_null(strstr(buf_str(&out), "fo-web-2 result=completed "
+	    "kind=failover trigger=manual mode=replace old=i-old new=i-new"));
+	assert_non_null(strstr(buf_str(&out), "total=42.125s"));
+	buf_free(&out);
+	failover_free(back);
+}
+
+/* The history keeps the last FO_HISTORY_MAX moves, in the record too. */
+static void
+test_history_keeps_the_last(void **state)
+{
+	struct failover	*back;
+	char		 id[32];
+	int		 n;
+
+	for (n = 0; n < FO_HISTORY_MAX + 5; n++) {
+		snprintf(id, sizeof(id), "fo-web-%d", n);
+		ended(id, "completed", 1700000000 + n);
+	}
+	assert_int_equal(fo_save(fo), 0);
+	assert_null(fo_history_at(fo, 4));
+	assert_string_equal(fo_history_at(fo, 5)->id, "fo-web-5");
+	assert_string_equal(on_disk("h.4.id"), "(none)");
+	assert_string_equal(on_disk("h.5.id"), "fo-web-5");
+	back = failover_new(&env, svc);
+	assert_non_null(back);
+	same_history(fo, back);
+	assert_string_equal(fo_history_at(back, FO_HISTORY_MAX + 4)->id,
+	    "fo-web-24");
+	failover_free(back);
+}
+
+/*
+ * A journal the previous version wrote (its fields only in the record,
+ * learned_instance alone, an old history entry without a kind) is
+ * restored, and saved back with its keys as they were.
+ */
+static void
+test_restore_previous_version(void **state)
+{
+	static const char *const kept[][2] = {
+		{ "step", "idle" },
+		{ "paused", "0" },
+		{ "eip_ip", "127.0.0.9" },
+		{ "identity.vol-00000000000000002", "vol-0ccccccccccccccc2" },
+		{ "identity.subnet", "subnet-0ddddddddddddddd1" },
+		{ "moved_from", "i-old" },
+		{ "moved_to", "i-new" },
+		{ "moved_at", "1700000000" },
+		{ "learned_instance", "i-new" },
+		{ "last_failover", "1700000100" },
+		{ "history.next", "2" },
+		{ "h.0.id", "fo-web-old" },
+		{ "h.0.result", "completed" },
+		{ "h.0.started", "1600000000" },
+		{ "h.1.id", "fo-web-new" },
+		{ "h.1.kind", "switch" },
+		{ "h.1.result", "failed" },
+		{ "h.1.started", "1700000000" },
+		{ "h.1.t.total", "12.500" },
+	};
+	struct journal_rec	*rec;
+	struct failover		*back;
+	char			 err[512];
+	size_t			 i;
+
+	rec = journal_rec_new();
+	assert_non_null(rec);
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		assert_int_equal(journal_rec_set(rec, kept[i][0],
+		    kept[i][1]), 0);
+	assert_int_equal(journal_save(dir, "web", rec, err, sizeof(err)), 0);
+	journal_rec_free(rec);
+	back = failover_new(&env, svc);
+	assert_non_null(back);
+	assert_int_equal(failover_step(back), FAILOVER_IDLE);
+	assert_string_equal(back->eip_ip, "127.0.0.9");
+	assert_string_equal(fo_vol_id(back, "vol-00000000000000002"),
+	    "vol-0ccccccccccccccc2");
+	assert_string_equal(fo_vol_id(back, "vol-00000000000000001"),
+	    "vol-00000000000000001");
+	assert_string_equal(failover_subnet(back), "subnet-0ddddddddddddddd1");
+	assert_string_equal(back->moved_from, "i-old");
+	assert_string_equal(back->moved_to, "i-new");
+	assert_int_equal(back->moved_at, 1700000000);
+	assert_string_equal(back->learned_instance, "i-new");
+	assert_null(back->learned_instances);
+	assert_int_equal(back->last_failover, 1700000100);
+	assert_int_equal(back->history_next, 2);
+	assert_string_equal(fo_history_at(back, 0)->id, "fo-web-old");
+	assert_null(fo_history_at(back, 0)->kind);
+	assert_int_equal(fo_history_at(back, 0)->started, 1600000000);
+	assert_string_equal(fo_history_at(back, 1)->kind, "switch");
+	assert_true(fo_history_at(back, 1)->t[T_TOTAL] == 12.5);
+	assert_true(fo_history_at(back, 1)->t[T_FENCE] < 0);
+	/* Saved back: the same keys, the same values. */
+	back->paused = 1;
+	assert_int_equal(fo_save(back), 0);
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (strcmp(kept[i][0], "paused") != 0)
+			assert_string_equal(on_disk(kept[i][0]), kept[i][1]);
+	assert_string_equal(on_disk("learned_instances"), "(none)");
+	failover_free(back);
+}
+
 /* Every step a journal can hold resumes as itself, or looks again. */
 static void
 test_restore_every_step(void **state)
@@ -578,6 +803,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_oom_volumes_all_or_nothing, setup, teardown),
 		cmocka_unit_test(test_oom_set_str),
+		cmocka_unit_test_setup_teardown(test_service_fields_round_trip,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_keeps_the_last,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_previous_version,
+		    setup, teardown),
 	};
 
 	log_init("test_failover_engine", LOG_USER, 1);
