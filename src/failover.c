@@ -556,7 +556,6 @@ fo_progress_reset(struct failover *fo)
 	fo->evac_subnet = 0;
 	fo->snaps_known = 0;
 	fo->src_known = 0;
-	fo->src_sent = 0;
 	fo_set_str(&fo->evac_az, NULL);
 	fo_set_str(&fo->ami, NULL);
 	fo_set_str(&fo->new_ip, NULL);
@@ -607,17 +606,17 @@ fo_new_id(struct failover *fo, const char *prefix)
  * ClientToken), the instance it moves away from, its clocks. -1 when
  * out of memory, before anything is journaled or sent.
  */
-int
-fo_move_prepare(struct failover *fo, enum fo_kind kind, const char *old)
+static int
+fo_move_prepare(struct failover *fo, const struct fo_move *m)
 {
-	static const char *prefix[KIND_MAX] = { "fo", "sw", "rb", "fo" };
 	double now = fo_now(fo);
 
 	if (fo_progress_reset(fo) == -1 ||
-	    fo_new_id(fo, prefix[kind]) == -1 ||
-	    fo_set_str(&fo->old, old) == -1)
+	    fo_new_id(fo, fo_kinds[m->kind].id_prefix) == -1 ||
+	    fo_set_str(&fo->old, m->from) == -1)
 		return -1;
-	fo->kind = kind;
+	fo->kind = m->kind;
+	fo->manual = m->manual;
 	fo->started = now;
 	fo->launch_start = now;
 	fo_set_str(&fo->hold_reason, NULL);
@@ -625,40 +624,66 @@ fo_move_prepare(struct failover *fo, enum fo_kind kind, const char *old)
 	return 0;
 }
 
-/* A move that could not begin (out of memory) waits for a person. */
+/*
+ * A move of any kind begins: prepared, then its kind's own beginning
+ * (fo_kinds[].begin: its fields, its event), then FENCE+LAUNCH at once.
+ * One that could not begin (out of memory) waits for a person.
+ */
 int
-fo_move_unprepared(struct failover *fo, const char *what)
+fo_move_begin(struct failover *fo, const struct fo_move *m)
 {
 	char why[128];
 
-	snprintf(why, sizeof(why), "out of memory: the %s could not begin",
-	    what);
-	fo_hold(fo, why);
-	return -1;
+	if (fo_move_prepare(fo, m) == -1 ||
+	    fo_kinds[m->kind].begin(fo, m) == -1) {
+		snprintf(why, sizeof(why), "out of memory: the %s could not "
+		    "begin", fo_kind_names[m->kind]);
+		fo_hold(fo, why);
+		return -1;
+	}
+	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
+	fo_poll(fo);
+	return 0;
 }
 
+/*
+ * A move in progress becomes another kind (a failover whose AZ is
+ * impaired, an evacuation): same id, the fence goes on as it was; the
+ * new kind's beginning says what changes.
+ */
+int
+fo_move_turn(struct failover *fo, enum fo_kind kind, const char *why)
+{
+	struct fo_move m = { kind, why, fo->manual, fo->old, NULL, NULL };
+
+	fo->kind = kind;
+	return fo_kinds[kind].begin(fo, &m);
+}
+
+/* A failover: the service is down, or a person asked. */
 int
 fo_begin(struct failover *fo, const char *why, int manual)
 {
-	double now = fo_now(fo);
-
 	/*
 	 * The EIP's instance is production; with the EIP unassociated,
 	 * whatever holds the volumes must be fenced all the same.
 	 */
-	if (fo_move_prepare(fo, KIND_FAILOVER, fo->eip_instance ?
-	    fo->eip_instance : fo->vol_instance) == -1)
-		return fo_move_unprepared(fo, "failover");
-	fo->manual = manual;
+	struct fo_move m = { KIND_FAILOVER, why, manual, fo->eip_instance ?
+	    fo->eip_instance : fo->vol_instance, NULL, NULL };
+
+	return fo_move_begin(fo, &m);
+}
+
+int
+fo_failover_begin(struct failover *fo, const struct fo_move *m)
+{
 	fo->isolated = 0;
 	fo->t[T_DETECT] = fo->manual || fo->unhealthy_since == 0 ? 0 :
-	    now - fo->unhealthy_since;
+	    fo_now(fo) - fo->unhealthy_since;
 	alert_emit(ALERT_FAILOVER_STARTED, fo->name, "failover_id", fo->id,
-	    "trigger", fo->manual ? "manual" : "auto", "reason", why,
+	    "trigger", fo->manual ? "manual" : "auto", "reason", m->why,
 	    "old_instance", fo->old ? fo->old : "-",
 	    "az", fo->vol_az, "ami", fo_ami(fo), NULL);
-	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
-	fo_poll(fo);
 	return 0;
 }
 

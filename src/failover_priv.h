@@ -151,6 +151,16 @@ struct fo_call {
 	void			*arg;	/* AttachVolume's volume, or NULL */
 };
 
+/* What a move begins from (fo_move_begin, fo_kind_ops.begin). */
+struct fo_move {
+	enum fo_kind	 kind;
+	const char	*why;
+	int		 manual;
+	const char	*from;		/* the instance it moves away from */
+	const char	*to;		/* rollback: the instance kept */
+	const char	*ami;		/* switch: the new release */
+};
+
 /* What a reply says, for a handler (fo_outcome). */
 enum fo_outcome {
 	FO_OK,		/* the call worked */
@@ -230,7 +240,6 @@ struct failover {
 	char			*evac_az;	/* where the launch landed */
 	int			 snaps_known;
 	int			 src_known;	/* from's type read */
-	int			 src_sent;	/* that DescribeVolumes */
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
@@ -316,10 +325,10 @@ struct ec2_request	*fo_req_instance(enum ec2_action a, const char *key, const ch
 enum fo_outcome	fo_outcome(struct failover *fo, struct ec2_result *res);
 void	fo_poll(struct failover *fo);
 int	fo_progress_reset(struct failover *fo);
-int	fo_move_prepare(struct failover *fo, enum fo_kind kind,
-	    const char *old);
-int	fo_move_unprepared(struct failover *fo, const char *what);
+int	fo_move_begin(struct failover *fo, const struct fo_move *m);
+int	fo_move_turn(struct failover *fo, enum fo_kind kind, const char *why);
 int	fo_begin(struct failover *fo, const char *why, int manual);
+int	fo_failover_begin(struct failover *fo, const struct fo_move *m);
 
 /* failover_journal.c */
 void	fo_rec_set(struct failover *fo, const char *key, const char *value);
@@ -358,7 +367,7 @@ void	fo_on_current_console(struct failover *fo, struct ec2_result *res,
 	    void *arg);
 
 /* failover_evacuate.c */
-void	fo_evacuate_start(struct failover *fo, const char *why);
+int	fo_evacuate_begin(struct failover *fo, const struct fo_move *m);
 void	fo_evac_next_subnet(struct failover *fo, const char *why);
 void	fo_on_zones(struct failover *fo, struct ec2_result *res,
 	    void *arg);
@@ -375,6 +384,12 @@ void	fo_evac_done(struct failover *fo);
 int	fo_launch_ready(struct failover *fo);
 const char	*fo_ami(const struct failover *fo);
 void	fo_launch_poll(struct failover *fo);
+struct ec2_request	*fo_launch_new(struct failover *fo,
+	    fo_reply_fn **on_reply);
+struct ec2_request	*fo_launch_kept(struct failover *fo,
+	    fo_reply_fn **on_reply);
+void	fo_failover_no_capacity(struct failover *fo, const char *why);
+void	fo_no_capacity_fail(struct failover *fo, const char *why);
 void	fo_on_run(struct failover *fo, struct ec2_result *res,
 	    void *arg);
 void	fo_on_launch_describe(struct failover *fo, struct ec2_result *res,
@@ -415,6 +430,8 @@ void	fo_rollback_done(struct failover *fo, char v[T_MAX][32]);
 void	fo_rollback_fail(struct failover *fo, const char *why,
 	    const char *stands);
 int	fo_switch_may_fence(const struct failover *fo);
+int	fo_switch_begin(struct failover *fo, const struct fo_move *m);
+int	fo_rollback_begin(struct failover *fo, const struct fo_move *m);
 
 /* failover_consider.c */
 void	fo_hold(struct failover *fo, const char *why);
@@ -426,11 +443,23 @@ void	fo_on_corroborate(struct failover *fo, struct ec2_result *res,
 	    void *arg);
 
 /*
- * What differs between the kinds of move (failover_end.c): whether the
- * fence may touch production yet, what a failure does (stands: what
- * stands now, for a person), what completion says (v: the timings).
+ * What differs between the kinds of move (failover_end.c): how a move
+ * of the kind begins (its own fields and its "started" event; -1 when
+ * out of memory, before anything is said), the launch branch's first
+ * call (NULL: nothing to send yet; on_reply is its handler), what no
+ * capacity for the launch means, whether the fence may touch
+ * production yet (the point of no return), what a failure does
+ * (stands: what stands now, for a person), what completion says (v:
+ * the timings).
  */
 struct fo_kind_ops {
+	const char	*id_prefix;	/* of the move's id, its ClientToken */
+	int		 may_evacuate;	/* an impaired AZ turns it over */
+	int		 starts_kept;	/* launches by starting an instance */
+	int	(*begin)(struct failover *fo, const struct fo_move *m);
+	struct ec2_request *(*launch)(struct failover *fo,
+		    fo_reply_fn **on_reply);
+	void	(*no_capacity)(struct failover *fo, const char *why);
 	int	(*may_fence)(const struct failover *fo);
 	void	(*on_fail)(struct failover *fo, const char *why,
 		    const char *stands);

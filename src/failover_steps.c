@@ -138,7 +138,7 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res,
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
 		/* A switch fences only once its new instance passed. */
-		fo->t[T_FENCE] = fo->fenced_at - (fo->kind == KIND_SWITCH ?
+		fo->t[T_FENCE] = fo->fenced_at - (fo->prechecked ?
 		    fo->step_start : fo->started);
 		log_info("failover %s: %s fenced (%s, %.1fs, %s)", fo->name,
 		    fo->old, inst->state, fo->t[T_FENCE], fo->skip_os_sent ?
@@ -565,8 +565,7 @@ fo_on_associate(struct failover *fo, struct ec2_result *res,
 void
 fo_step_fence_launch(struct failover *fo)
 {
-	if (fo->kind == KIND_SWITCH && fo->launch == LAUNCH_READY &&
-	    !fo->prechecked) {
+	if (fo->launch == LAUNCH_READY && !fo_kinds[fo->kind].may_fence(fo)) {
 		/* Resumed with the instance ready: check it again. */
 		if (fo->precheck_start == 0 ||
 		    service_check_target(fo->svc) == NULL)

@@ -728,6 +728,110 @@ test_restore_every_step(void **state)
 	}
 }
 
+static const char ok_start[] = "<StartInstancesResponse " NS ">"
+    "<requestId>r</requestId><instancesSet><item><instanceId>i-kept"
+    "</instanceId><currentState><name>pending</name></currentState>"
+    "</item></instancesSet></StartInstancesResponse>";
+
+/*
+ * A rollback begins through its kind (fo_kinds[KIND_ROLLBACK]): its id
+ * says so, it fences production at once, and its launch is the kept
+ * instance, looked at before it is started again.
+ */
+static void
+test_rollback_starts_the_kept(void **state)
+{
+	struct buf out;
+
+	assert_int_equal(fo_set_str(&fo->switch_kept, "i-kept"), 0);
+	buf_init(&out);
+	assert_int_equal(failover_rollback(fo, &out), 0);
+	buf_free(&out);
+	assert_int_equal(fo->kind, KIND_ROLLBACK);
+	assert_int_equal(strncmp(fo->id, "rb-web-", 7), 0);
+	assert_string_equal(fo->old, "i-old");
+	assert_string_equal(fo->new, "i-kept");
+	assert_true(fo->manual);
+	assert_false(fo->rollback_auto);
+	assert_string_equal(on_disk("kind"), "rollback");
+	assert_int_equal(pending(EC2_STOP_INSTANCES), 1);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	assert_int_equal(pending(EC2_DESCRIBE_INSTANCES), 1);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-kept", "stopped"));
+	assert_int_equal(pending(EC2_START_INSTANCES), 1);
+	answer(EC2_START_INSTANCES, ok_start);
+	assert_int_equal(fo->launch, LAUNCH_SENT);
+	/* Just started by us: a "stopped" still shown is not believed. */
+	fo_poll(fo);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-kept", "stopped"));
+	assert_int_equal(fo->launch, LAUNCH_SENT);
+}
+
+/* A failover with no capacity anywhere restarts production in place. */
+static void
+test_no_capacity_restarts_in_place(void **state)
+{
+	struct buf	out;
+	int		n;
+
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), 0);
+	buf_free(&out);
+	for (n = 0; n < FO_LAUNCH_TRIES; n++) {
+		assert_int_equal(pending(EC2_RUN_INSTANCES), 1);
+		refuse(EC2_RUN_INSTANCES, "InsufficientInstanceCapacity");
+		fo->launch_next = 0;	/* no waiting in a unit test */
+		fo_poll(fo);
+	}
+	assert_int_equal(fo->kind, KIND_FAILOVER);
+	assert_true(fo->restart);
+	assert_string_equal(fo->new, "i-old");
+	assert_string_equal(on_disk("mode"), "restart");
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	/* Started again only once fenced. */
+	assert_int_equal(pending(EC2_START_INSTANCES), 0);
+}
+
+/*
+ * A failover resumed before its launch is known looks for it by its
+ * ClientToken (the lookup's own reply handler) and adopts what it
+ * finds instead of launching a second one.
+ */
+static void
+test_resumed_launch_found(void **state)
+{
+	struct journal_rec	*rec;
+	struct failover		*back;
+	char			 err[512];
+
+	rec = journal_rec_new();
+	assert_non_null(rec);
+	journal_rec_set(rec, "step", "fence+launch");
+	journal_rec_set(rec, "failover_id", "fo-web-test");
+	journal_rec_set(rec, "old_instance", "i-old");
+	journal_rec_set(rec, "kind", "failover");
+	journal_rec_set(rec, "fence", "stopping");
+	journal_rec_set(rec, "launch", "sent");
+	assert_int_equal(journal_save(dir, "web", rec, err, sizeof(err)), 0);
+	journal_rec_free(rec);
+	failover_free(fo);
+	fo = back = failover_new(&env, svc);
+	assert_non_null(back);
+	knows_production(back);
+	assert_true(back->resumed);
+	/* Launch "sent" but no instance id: the launch is looked for. */
+	assert_int_equal(back->launch, LAUNCH_TODO);
+	fake_reset();
+	fo_poll(back);
+	assert_int_equal(pending(EC2_DESCRIBE_INSTANCES), 2);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-old", "stopping"));
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-found", "pending"));
+	assert_string_equal(back->new, "i-found");
+	assert_int_equal(back->launch, LAUNCH_SENT);
+	assert_string_equal(on_disk("new_instance"), "i-found");
+}
+
 /* A switch refused before touching production leaves it alone. */
 static void
 test_switch_refused_leaves_production(void **state)
@@ -808,6 +912,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_history_keeps_the_last,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_previous_version,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_starts_the_kept,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_no_capacity_restarts_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resumed_launch_found,
 		    setup, teardown),
 	};
 
