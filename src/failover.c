@@ -1,7 +1,8 @@
 /*
  * The failover engine, after Redis Sentinel: named steps, one function
  * per step with its own deadline, one function (fo_set_step) that
- * changes the step, logs "[old] -> [new]" and journals it.
+ * changes the step, logs "[old] -> [new]" and journals it, and one
+ * (fo_next) that says what comes next from what the replies recorded.
  *
  * This file is the core: the step, the EC2 calls, the tick and the
  * public API (failover.h). Around it, one file per concern, sharing
@@ -31,7 +32,7 @@
  * a crash safe: a volume already attached to the replacement is not
  * attached again, the launch is found again by its ClientToken.
  *
- * The same machine runs two planned moves (fo_kind): a release switch
+ * The same machine runs two planned moves (fo_kinds[]): a release switch
  * (failoverctl switch --ami), which launches from the new AMI and
  * checks it on its private address before FENCE touches production,
  * and a rollback, whose "launch" starts the instance kept by the
@@ -478,6 +479,54 @@ fo_check_deadlines(struct failover *fo)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * What comes next: the one place a move goes forward. The reply
+ * handlers record what they learnt (the fence done, the launch ready,
+ * the time a step's work took, which says it is over) and call this;
+ * failing, holding and ending are fo_fail, fo_hold and fo_end, and
+ * VERIFY ends on the service's verdict (fo_complete).
+ *
+ *   FENCE+LAUNCH -> DETACH     the old instance is stopped
+ *   DETACH -> ATTACH           every volume free (T_DETACH) and the
+ *                              replacement ready: both branches
+ *   ATTACH -> ASSOCIATE        every volume on the replacement
+ *   ASSOCIATE -> VERIFY        the EIP on the replacement
+ *
+ * A step entered is polled at once: its work starts in this very turn
+ * of the loop, not a tick on.
+ */
+void
+fo_next(struct failover *fo)
+{
+	switch (fo->step) {
+	case FAILOVER_FENCE_LAUNCH:
+		if (fo->fence != FENCE_DONE)
+			return;
+		fo_set_step(fo, FAILOVER_DETACH);
+		break;
+	case FAILOVER_DETACH:
+		if (fo->t[T_DETACH] < 0 || fo->launch != LAUNCH_READY)
+			return;
+		fo_set_step(fo, FAILOVER_ATTACH);
+		break;
+	case FAILOVER_ATTACH:
+		if (fo->t[T_ATTACH] < 0)
+			return;
+		fo_set_step(fo, FAILOVER_ASSOCIATE);
+		break;
+	case FAILOVER_ASSOCIATE:
+		if (fo->t[T_ASSOCIATE] < 0)
+			return;
+		fo_set_step(fo, FAILOVER_VERIFY);
+		/* Counting starts afresh: only the replacement's answers count. */
+		service_reset_probes(fo->svc);
+		return;		/* the probes run on their own schedule */
+	default:
+		return;
+	}
+	fo_poll(fo);
 }
 
 void

@@ -35,11 +35,8 @@ fo_launch_ready(struct failover *fo)
 		fo_precheck_start(fo);
 		return 0;
 	}
-	/* The volumes may be waiting for it: go on at once. */
-	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0) {
-		fo_set_step(fo, FAILOVER_ATTACH);
-		fo_poll(fo);
-	}
+	/* The volumes may be waiting for it. */
+	fo_next(fo);
 	return 0;
 }
 

@@ -263,7 +263,8 @@ struct failover {
 	long long		 started_at;	/* the same, wall clock */
 	double			 launch_start;
 	double			 fenced_at;
-	double			 t[T_MAX];
+	double			 t[T_MAX];	/* -1: not there yet */
+	double			 vols_seen_at;	/* ev_now: fo_volumes_progress */
 	struct fo_volume	*vols;
 	size_t			 nvols;
 };
@@ -324,6 +325,7 @@ struct ec2_request	*fo_req(enum ec2_action a);
 struct ec2_request	*fo_req_instance(enum ec2_action a, const char *key, const char *id);
 enum fo_outcome	fo_outcome(struct failover *fo, struct ec2_result *res);
 void	fo_poll(struct failover *fo);
+void	fo_next(struct failover *fo);
 int	fo_progress_reset(struct failover *fo);
 int	fo_move_begin(struct failover *fo, const struct fo_move *m);
 int	fo_move_turn(struct failover *fo, enum fo_kind kind, const char *why);

@@ -143,8 +143,7 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res,
 		log_info("failover %s: %s fenced (%s, %.1fs, %s)", fo->name,
 		    fo->old, inst->state, fo->t[T_FENCE], fo->skip_os_sent ?
 		    "OS shutdown skipped" : "graceful stop");
-		fo_set_step(fo, FAILOVER_DETACH);
-		fo_poll(fo);
+		fo_next(fo);
 		return;
 	}
 	/* Resumed, or someone started it again: stop it (again). */
@@ -423,6 +422,7 @@ fo_volumes_progress(struct failover *fo)
 	int			 force;
 	char			 why[256];
 
+	fo->vols_seen_at = fo_now(fo);
 	force = fo_now(fo) - fo->step_start >= fo_policy(fo)->detach_timeout;
 	/* Before any detach: all of them move, or none. */
 	for (i = 0; i < fo->nvols; i++) {
@@ -477,16 +477,10 @@ fo_volumes_progress(struct failover *fo)
 			    fo->launch == LAUNCH_READY ? "" :
 			    "; waiting for the replacement");
 		}
-		if (fo->launch == LAUNCH_READY) {
-			fo_set_step(fo, FAILOVER_ATTACH);
-			/* We know they are free: attach now, not a tick on. */
-			fo_volumes_progress(fo);
-		}
 	} else if (fo->step == FAILOVER_ATTACH && attached == fo->nvols) {
 		fo->t[T_ATTACH] = fo_now(fo) - fo->step_start;
-		fo_set_step(fo, FAILOVER_ASSOCIATE);
-		fo_poll(fo);
 	}
+	fo_next(fo);
 }
 
 void
@@ -527,9 +521,7 @@ fo_associated(struct failover *fo)
 	fo_settle_begin(fo);
 	log_info("failover %s: Elastic IP %s now on %s", fo->name,
 	    fo->eip_ip ? fo->eip_ip : "?", fo->new);
-	fo_set_step(fo, FAILOVER_VERIFY);
-	/* Counting starts afresh: only the replacement's answers count. */
-	service_reset_probes(fo->svc);
+	fo_next(fo);
 }
 
 void
@@ -594,6 +586,11 @@ fo_step_detach(struct failover *fo)
 void
 fo_step_attach(struct failover *fo)
 {
+	/* Seen free in this very turn of the loop: attach now. */
+	if (fo->vols_seen_at == fo_now(fo)) {
+		fo_volumes_progress(fo);
+		return;
+	}
 	if (fo->busy[FO_MAIN] == 0)
 		fo_volumes_describe(fo);
 }

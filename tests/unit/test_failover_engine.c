@@ -347,6 +347,17 @@ on_disk(const char *key)
 	return val;
 }
 
+/*
+ * A later turn of the loop: what a reply showed in an earlier one is
+ * looked at again (a step acts at once only on what it saw this turn).
+ */
+static void
+next_turn(void)
+{
+	ev_sleep(0.001);
+	ev_now_update(loop);
+}
+
 /* Drives a failover from DOWN to FENCE+LAUNCH to DETACH. */
 static void
 to_detach(void)
@@ -389,6 +400,7 @@ test_failover_steps(void **state)
 	assert_int_equal(pending(EC2_ATTACH_VOLUME), 2);
 	answer(EC2_ATTACH_VOLUME, ok_attach);
 	answer(EC2_ATTACH_VOLUME, ok_attach);
+	next_turn();
 	fo_poll(fo);
 	answer(EC2_DESCRIBE_VOLUMES, volumes_xml("i-new"));
 	assert_int_equal(failover_step(fo), FAILOVER_ASSOCIATE);
@@ -417,6 +429,7 @@ test_attach_elsewhere_fails(void **state)
 	answer(EC2_DESCRIBE_VOLUMES, volumes_xml(NULL));
 	answer(EC2_ATTACH_VOLUME, ok_attach);
 	answer(EC2_ATTACH_VOLUME, ok_attach);
+	next_turn();
 	fo_poll(fo);
 	answer(EC2_DESCRIBE_VOLUMES, volumes_xml("i-other"));
 	assert_int_equal(failover_step(fo), FAILOVER_FAILED);
