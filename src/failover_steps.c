@@ -83,15 +83,22 @@ fo_fence_poll(struct failover *fo)
 {
 	struct ec2_request *req;
 
-	if (fo->busy[FO_MAIN] > 0 || fo->fence == FENCE_DONE)
+	/* Fenced, also before a restart: what comes next says. */
+	if (fo->fence == FENCE_DONE) {
+		fo_next(fo);
+		return;
+	}
+	if (fo->busy[FO_MAIN] > 0)
 		return;
 	/* A switch touches production only once its release passed. */
 	if (!fo_kinds[fo->kind].may_fence(fo))
 		return;
 	if (fo->old == NULL) {
+		/* Nothing held the EIP or the volumes: nothing to stop. */
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
 		fo->t[T_FENCE] = 0;
+		fo_next(fo);
 		return;
 	}
 	if (fo->fence == FENCE_TODO) {
@@ -567,7 +574,8 @@ fo_step_fence_launch(struct failover *fo)
 		return;
 	}
 	fo_fence_poll(fo);
-	fo_launch_poll(fo);
+	if (fo->step == FAILOVER_FENCE_LAUNCH)	/* else polled already */
+		fo_launch_poll(fo);
 }
 
 void
@@ -575,8 +583,10 @@ fo_step_detach(struct failover *fo)
 {
 	fo_launch_poll(fo);
 	/* Volumes all free: only the launch is awaited now. */
-	if (fo->t[T_DETACH] >= 0)
+	if (fo->t[T_DETACH] >= 0) {
+		fo_next(fo);	/* also resumed with the launch ready */
 		return;
+	}
 	if (fo->kind == KIND_EVACUATE && !fo_evac_volumes(fo))
 		return;
 	if (fo->busy[FO_MAIN] == 0)

@@ -845,6 +845,63 @@ test_resumed_launch_found(void **state)
 	assert_string_equal(on_disk("new_instance"), "i-found");
 }
 
+/*
+ * Nothing holds the EIP or the volumes: nothing to fence, and the move
+ * goes on to DETACH at once, its launch under way.
+ */
+static void
+test_nothing_to_fence(void **state)
+{
+	struct buf out;
+
+	assert_int_equal(fo_set_str(&fo->eip_instance, NULL), 0);
+	assert_int_equal(fo_set_str(&fo->vol_instance, NULL), 0);
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), 0);
+	buf_free(&out);
+	assert_null(fo->old);
+	assert_int_equal(fo->fence, FENCE_DONE);
+	assert_int_equal(failover_step(fo), FAILOVER_DETACH);
+	assert_int_equal(pending(EC2_STOP_INSTANCES), 0);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 1);
+	assert_string_equal(on_disk("step"), "detach");
+}
+
+/*
+ * Resumed in DETACH with every volume free and the replacement ready
+ * (the crash came before the step was written): it goes on to ATTACH.
+ */
+static void
+test_resumed_detach_goes_on(void **state)
+{
+	struct journal_rec	*rec;
+	char			 err[512];
+
+	rec = journal_rec_new();
+	assert_non_null(rec);
+	journal_rec_set(rec, "step", "detach");
+	journal_rec_set(rec, "failover_id", "fo-web-test");
+	journal_rec_set(rec, "old_instance", "i-old");
+	journal_rec_set(rec, "new_instance", "i-new");
+	journal_rec_set(rec, "kind", "failover");
+	journal_rec_set(rec, "fence", "fenced");
+	journal_rec_set(rec, "launch", "ready");
+	journal_rec_set(rec, "t.detach", "1.500");
+	assert_int_equal(journal_save(dir, "web", rec, err, sizeof(err)), 0);
+	journal_rec_free(rec);
+	failover_free(fo);
+	fo = failover_new(&env, svc);
+	assert_non_null(fo);
+	knows_production(fo);
+	fake_reset();
+	assert_int_equal(failover_step(fo), FAILOVER_DETACH);
+	fo_poll(fo);
+	assert_int_equal(failover_step(fo), FAILOVER_ATTACH);
+	/* Seen in an earlier life: described before anything is attached. */
+	assert_int_equal(pending(EC2_ATTACH_VOLUME), 0);
+	assert_int_equal(pending(EC2_DESCRIBE_VOLUMES), 1);
+}
+
 /* A switch refused before touching production leaves it alone. */
 static void
 test_switch_refused_leaves_production(void **state)
@@ -931,6 +988,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_no_capacity_restarts_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resumed_launch_found,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nothing_to_fence, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_resumed_detach_goes_on,
 		    setup, teardown),
 	};
 
