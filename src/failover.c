@@ -1,7 +1,8 @@
 /*
  * The failover engine, after Redis Sentinel: named steps, one function
  * per step with its own deadline, one function (fo_set_step) that
- * changes the step, logs "[old] -> [new]" and journals it.
+ * changes the step, logs "[old] -> [new]" and journals it, and one
+ * (fo_next) that says what comes next from what the replies recorded.
  *
  * This file is the core: the step, the EC2 calls, the tick and the
  * public API (failover.h). Around it, one file per concern, sharing
@@ -31,7 +32,7 @@
  * a crash safe: a volume already attached to the replacement is not
  * attached again, the launch is found again by its ClientToken.
  *
- * The same machine runs two planned moves (fo_kind): a release switch
+ * The same machine runs two planned moves (fo_kinds[]): a release switch
  * (failoverctl switch --ami), which launches from the new AMI and
  * checks it on its private address before FENCE touches production,
  * and a rollback, whose "launch" starts the instance kept by the
@@ -480,6 +481,54 @@ fo_check_deadlines(struct failover *fo)
 	return 0;
 }
 
+/*
+ * What comes next: the one place a move goes forward. The reply
+ * handlers record what they learnt (the fence done, the launch ready,
+ * the time a step's work took, which says it is over) and call this;
+ * failing, holding and ending are fo_fail, fo_hold and fo_end, and
+ * VERIFY ends on the service's verdict (fo_complete).
+ *
+ *   FENCE+LAUNCH -> DETACH     the old instance is stopped
+ *   DETACH -> ATTACH           every volume free (T_DETACH) and the
+ *                              replacement ready: both branches
+ *   ATTACH -> ASSOCIATE        every volume on the replacement
+ *   ASSOCIATE -> VERIFY        the EIP on the replacement
+ *
+ * A step entered is polled at once: its work starts in this very turn
+ * of the loop, not a tick on.
+ */
+void
+fo_next(struct failover *fo)
+{
+	switch (fo->step) {
+	case FAILOVER_FENCE_LAUNCH:
+		if (fo->fence != FENCE_DONE)
+			return;
+		fo_set_step(fo, FAILOVER_DETACH);
+		break;
+	case FAILOVER_DETACH:
+		if (fo->t[T_DETACH] < 0 || fo->launch != LAUNCH_READY)
+			return;
+		fo_set_step(fo, FAILOVER_ATTACH);
+		break;
+	case FAILOVER_ATTACH:
+		if (fo->t[T_ATTACH] < 0)
+			return;
+		fo_set_step(fo, FAILOVER_ASSOCIATE);
+		break;
+	case FAILOVER_ASSOCIATE:
+		if (fo->t[T_ASSOCIATE] < 0)
+			return;
+		fo_set_step(fo, FAILOVER_VERIFY);
+		/* Counting starts afresh: only the replacement's answers count. */
+		service_reset_probes(fo->svc);
+		return;		/* the probes run on their own schedule */
+	default:
+		return;
+	}
+	fo_poll(fo);
+}
+
 void
 fo_poll(struct failover *fo)
 {
@@ -556,7 +605,6 @@ fo_progress_reset(struct failover *fo)
 	fo->evac_subnet = 0;
 	fo->snaps_known = 0;
 	fo->src_known = 0;
-	fo->src_sent = 0;
 	fo_set_str(&fo->evac_az, NULL);
 	fo_set_str(&fo->ami, NULL);
 	fo_set_str(&fo->new_ip, NULL);
@@ -607,17 +655,17 @@ fo_new_id(struct failover *fo, const char *prefix)
  * ClientToken), the instance it moves away from, its clocks. -1 when
  * out of memory, before anything is journaled or sent.
  */
-int
-fo_move_prepare(struct failover *fo, enum fo_kind kind, const char *old)
+static int
+fo_move_prepare(struct failover *fo, const struct fo_move *m)
 {
-	static const char *prefix[KIND_MAX] = { "fo", "sw", "rb", "fo" };
 	double now = fo_now(fo);
 
 	if (fo_progress_reset(fo) == -1 ||
-	    fo_new_id(fo, prefix[kind]) == -1 ||
-	    fo_set_str(&fo->old, old) == -1)
+	    fo_new_id(fo, fo_kinds[m->kind].id_prefix) == -1 ||
+	    fo_set_str(&fo->old, m->from) == -1)
 		return -1;
-	fo->kind = kind;
+	fo->kind = m->kind;
+	fo->manual = m->manual;
 	fo->started = now;
 	fo->launch_start = now;
 	fo_set_str(&fo->hold_reason, NULL);
@@ -625,40 +673,66 @@ fo_move_prepare(struct failover *fo, enum fo_kind kind, const char *old)
 	return 0;
 }
 
-/* A move that could not begin (out of memory) waits for a person. */
+/*
+ * A move of any kind begins: prepared, then its kind's own beginning
+ * (fo_kinds[].begin: its fields, its event), then FENCE+LAUNCH at once.
+ * One that could not begin (out of memory) waits for a person.
+ */
 int
-fo_move_unprepared(struct failover *fo, const char *what)
+fo_move_begin(struct failover *fo, const struct fo_move *m)
 {
 	char why[128];
 
-	snprintf(why, sizeof(why), "out of memory: the %s could not begin",
-	    what);
-	fo_hold(fo, why);
-	return -1;
+	if (fo_move_prepare(fo, m) == -1 ||
+	    fo_kinds[m->kind].begin(fo, m) == -1) {
+		snprintf(why, sizeof(why), "out of memory: the %s could not "
+		    "begin", fo_kind_names[m->kind]);
+		fo_hold(fo, why);
+		return -1;
+	}
+	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
+	fo_poll(fo);
+	return 0;
 }
 
+/*
+ * A move in progress becomes another kind (a failover whose AZ is
+ * impaired, an evacuation): same id, the fence goes on as it was; the
+ * new kind's beginning says what changes.
+ */
+int
+fo_move_turn(struct failover *fo, enum fo_kind kind, const char *why)
+{
+	struct fo_move m = { kind, why, fo->manual, fo->old, NULL, NULL };
+
+	fo->kind = kind;
+	return fo_kinds[kind].begin(fo, &m);
+}
+
+/* A failover: the service is down, or a person asked. */
 int
 fo_begin(struct failover *fo, const char *why, int manual)
 {
-	double now = fo_now(fo);
-
 	/*
 	 * The EIP's instance is production; with the EIP unassociated,
 	 * whatever holds the volumes must be fenced all the same.
 	 */
-	if (fo_move_prepare(fo, KIND_FAILOVER, fo->eip_instance ?
-	    fo->eip_instance : fo->vol_instance) == -1)
-		return fo_move_unprepared(fo, "failover");
-	fo->manual = manual;
+	struct fo_move m = { KIND_FAILOVER, why, manual, fo->eip_instance ?
+	    fo->eip_instance : fo->vol_instance, NULL, NULL };
+
+	return fo_move_begin(fo, &m);
+}
+
+int
+fo_failover_begin(struct failover *fo, const struct fo_move *m)
+{
 	fo->isolated = 0;
 	fo->t[T_DETECT] = fo->manual || fo->unhealthy_since == 0 ? 0 :
-	    now - fo->unhealthy_since;
+	    fo_now(fo) - fo->unhealthy_since;
 	alert_emit(ALERT_FAILOVER_STARTED, fo->name, "failover_id", fo->id,
-	    "trigger", fo->manual ? "manual" : "auto", "reason", why,
+	    "trigger", fo->manual ? "manual" : "auto", "reason", m->why,
 	    "old_instance", fo->old ? fo->old : "-",
 	    "az", fo->vol_az, "ami", fo_ami(fo), NULL);
-	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
-	fo_poll(fo);
 	return 0;
 }
 
@@ -798,6 +872,14 @@ failover_new(const struct failover_env *env, struct service *svc)
 	fo->tick.data = fo;
 	ev_timer_init(&fo->refresh, fo_on_refresh_timer, 0., 0.05);
 	fo->refresh.data = fo;
+	fo->nident = service_conf(svc)->nvolumes;
+	if (fo->nident > 0) {
+		fo->ident_vols = calloc(fo->nident, sizeof(*fo->ident_vols));
+		if (fo->ident_vols == NULL) {
+			fo->nident = 0;
+			goto fail;
+		}
+	}
 	fo_progress_reset(fo);
 	fo_learned_path(fo, path, sizeof(path));
 	service_set_learned_hosts(svc, path);
@@ -831,11 +913,9 @@ failover_new(const struct failover_env *env, struct service *svc)
 			service_reset_probes(svc);
 		}
 	}
-	if (!fo->journal_bad && fo->eip_ip == NULL &&
-	    journal_rec_get(fo->rec, "eip_ip") != NULL) {
-		fo_set_str(&fo->eip_ip, journal_rec_get(fo->rec, "eip_ip"));
+	/* Probed from the start, also while EC2 is away. */
+	if (!fo->journal_bad && fo->eip_ip != NULL)
 		service_set_target(svc, fo->eip_ip);
-	}
 	ev_timer_again(env->loop, &fo->refresh);
 	return fo;
 fail:
@@ -872,6 +952,12 @@ failover_free(struct failover *fo)
 	free(fo->new_ip);
 	free(fo->latest_refused);
 	free(fo->switch_kept);
+	free(fo->ident_subnet);
+	free(fo->moved_from);
+	free(fo->moved_to);
+	free(fo->learned_instance);
+	free(fo->learned_instances);
+	fo_service_free(fo);
 	free(fo->name);
 	free(fo);
 }

@@ -41,28 +41,24 @@ static int
 fo_rate_limited(struct failover *fo, char *why, size_t len)
 {
 	const struct policy_conf	*p = fo_policy(fo);
-	long long			 next, i, started, last = 0;
+	const struct fo_history		*h;
+	long long			 i, started, last = 0;
 	int				 count = 0;
-	char				 key[64];
-	const char			*kind;
 	time_t				 now = time(NULL);
 
 	/*
 	 * Wall clock on purpose: these spans must survive a restart of
 	 * the daemon, which the monotonic clock does not.
 	 */
-	next = fo_rec_int(fo, "history.next", 0);
-	for (i = next - FO_HISTORY_MAX; i < next; i++) {
-		if (i < 0)
+	for (i = fo->history_next - FO_HISTORY_MAX; i < fo->history_next;
+	    i++) {
+		if ((h = fo_history_at(fo, i)) == NULL)
 			continue;
-		snprintf(key, sizeof(key), "h.%lld.kind", i);
-		kind = journal_rec_get(fo->rec, key);
 		/* Switches and rollbacks are planned: not counted. */
-		if (kind != NULL && strcmp(kind, "failover") != 0)
+		if (h->kind != NULL && strcmp(h->kind, "failover") != 0)
 			continue;
-		snprintf(key, sizeof(key), "h.%lld.started", i);
-		started = fo_rec_int(fo, key, -1);
-		if (started < 0)
+		started = h->started;
+		if (started <= 0)
 			continue;
 		if (started > last)
 			last = started;

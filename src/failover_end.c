@@ -116,9 +116,10 @@ fo_failover_fail(struct failover *fo, const char *why, const char *stands)
 }
 
 /*
- * The fence stopped the old instance; "stop" leaves it so, "terminate"
- * ends it, "keep" starts it again (without its volumes and EIP) for
- * whoever wants to look at it running.
+ * A failover's (or an evacuation's) fence stopped the old instance;
+ * "stop" leaves it so, "terminate" ends it, "keep" starts it again
+ * (without its volumes and EIP) for whoever wants to look at it
+ * running. A switch keeps its own for a rollback.
  */
 static void
 fo_old_instance(struct failover *fo)
@@ -126,8 +127,7 @@ fo_old_instance(struct failover *fo)
 	struct ec2_request	*req;
 	enum policy_old		 pol = fo_policy(fo)->old_instance;
 
-	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP ||
-	    (fo->kind != KIND_FAILOVER && fo->kind != KIND_EVACUATE))
+	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP)
 		return;
 	req = fo_req_instance(pol == POLICY_OLD_TERMINATE ?
 	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, "InstanceId.1",
@@ -174,13 +174,13 @@ fo_complete(struct failover *fo)
 	for (k = 0; k < T_MAX; k++)
 		snprintf(v[k], sizeof(v[k]), "%.3f", fo->t[k] < 0 ? 0 :
 		    fo->t[k]);
-	fo_old_instance(fo);
 	fo_kinds[fo->kind].on_complete(fo, v);
 }
 
 static void
 fo_failover_done(struct failover *fo, char v[T_MAX][32])
 {
+	fo_old_instance(fo);
 	alert_emit(ALERT_FAILOVER_COMPLETED, fo->name, "failover_id", fo->id,
 	    "old_instance", fo->old ? fo->old : "-", "new_instance", fo->new,
 	    "mode", fo->restart ? "restart_in_place" : "replace",
@@ -194,7 +194,7 @@ fo_failover_done(struct failover *fo, char v[T_MAX][32])
 	    "associate", v[T_ASSOCIATE], "verify", v[T_VERIFY],
 	    "total", v[T_TOTAL], "critical_path", v[T_CRITICAL], NULL);
 	fo_recovered(fo);
-	fo_rec_setf(fo, "last_failover", "%lld", (long long)time(NULL));
+	fo->last_failover = (long long)time(NULL);
 	fo_end(fo, FAILOVER_DONE, "completed", NULL);
 }
 
@@ -214,19 +214,25 @@ fo_fence_at_once(const struct failover *fo)
 }
 
 /*
- * What differs between the kinds of move, in one place: whether the
- * fence may touch production yet, what a failure does, what completion
- * says. The steps themselves are the same for all four.
+ * What differs between the kinds of move, in one place: how one begins
+ * and launches, what no capacity means, whether the fence may touch
+ * production yet, what a failure does, what completion says. The steps
+ * themselves are the same for all four. An evacuation never begins
+ * from idle: a failover turns into one (fo_move_turn).
  */
 const struct fo_kind_ops fo_kinds[KIND_MAX] = {
-	[KIND_FAILOVER]	= { fo_fence_at_once, fo_failover_fail,
-			    fo_failover_done },
-	[KIND_SWITCH]	= { fo_switch_may_fence, fo_switch_fail,
-			    fo_switch_done },
-	[KIND_ROLLBACK]	= { fo_fence_at_once, fo_rollback_fail,
-			    fo_rollback_done },
-	[KIND_EVACUATE]	= { fo_fence_at_once, fo_failover_fail,
-			    fo_evacuation_done },
+	[KIND_FAILOVER]	= { "fo", 1, 0, fo_failover_begin, fo_launch_new,
+			    fo_failover_no_capacity, fo_fence_at_once,
+			    fo_failover_fail, fo_failover_done },
+	[KIND_SWITCH]	= { "sw", 0, 0, fo_switch_begin, fo_launch_new,
+			    fo_no_capacity_fail, fo_switch_may_fence,
+			    fo_switch_fail, fo_switch_done },
+	[KIND_ROLLBACK]	= { "rb", 0, 1, fo_rollback_begin, fo_launch_kept,
+			    fo_no_capacity_fail, fo_fence_at_once,
+			    fo_rollback_fail, fo_rollback_done },
+	[KIND_EVACUATE]	= { "fo", 0, 0, fo_evacuate_begin, fo_launch_new,
+			    fo_evac_next_subnet, fo_fence_at_once,
+			    fo_failover_fail, fo_evacuation_done },
 };
 
 /*

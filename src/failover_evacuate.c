@@ -28,10 +28,10 @@ fo_evac_restoring(const struct failover *fo)
  * The volumes' AZ is impaired (DescribeAvailabilityZones, or no
  * capacity there after the retry budget): go on as an evacuation. The
  * fence goes on as it was; the launch starts again in the first
- * evacuation subnet.
+ * evacuation subnet (fo_move_turn: the evacuation's beginning).
  */
-void
-fo_evacuate_start(struct failover *fo, const char *why)
+int
+fo_evacuate_begin(struct failover *fo, const struct fo_move *m)
 {
 	const struct policy_conf	*p = fo_policy(fo);
 	char				 subnets[512];
@@ -46,7 +46,6 @@ fo_evacuate_start(struct failover *fo, const char *why)
 			break;
 		off += (size_t)n;
 	}
-	fo->kind = KIND_EVACUATE;
 	fo->restart = 0;
 	fo->evac_subnet = 0;
 	fo->launch = LAUNCH_TODO;
@@ -61,12 +60,13 @@ fo_evacuate_start(struct failover *fo, const char *why)
 	 */
 	fo->t[T_DETACH] = -1;
 	alert_emit(ALERT_EVACUATION_STARTED, fo->name, "failover_id", fo->id,
-	    "az", fo->vol_az ? fo->vol_az : "-", "reason", why, "subnets",
+	    "az", fo->vol_az ? fo->vol_az : "-", "reason", m->why, "subnets",
 	    subnets, "action", "restoring the newest completed snapshot of "
 	    "each volume in another AZ: the writes since then are lost; the "
 	    "old volumes are left untouched", NULL);
 	fo_save(fo);
 	fo_poll(fo);
+	return 0;
 }
 
 void
@@ -96,7 +96,7 @@ fo_on_zones(struct failover *fo, struct ec2_result *res,
 	const struct ec2_zone	*z;
 	char			 why[200];
 
-	if (!fo_active(fo) || fo->kind != KIND_FAILOVER)
+	if (!fo_active(fo) || !fo_kinds[fo->kind].may_evacuate)
 		return;		/* a change of plan since it was asked */
 	fo->az_checked = 1;
 	if (ec2_result_status(res) != EC2_OK ||
@@ -117,7 +117,7 @@ fo_on_zones(struct failover *fo, struct ec2_result *res,
 	}
 	snprintf(why, sizeof(why), "DescribeAvailabilityZones: %s is %s",
 	    fo->vol_az, z->state);
-	fo_evacuate_start(fo, why);
+	fo_move_turn(fo, KIND_EVACUATE, why);
 }
 
 /* The evacuated volumes' own ids, for a filter; NULL: no memory. */
@@ -227,9 +227,9 @@ fo_evac_sources_send(struct failover *fo)
 	}
 	if (ec2_request_add_list(req, "VolumeId", ids, fo->nvols) == -1)
 		ec2_request_free(req);
-	else if (fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE,
-	    fo_on_evac_sources, NULL) == 0)
-		fo->src_sent = 1;
+	else
+		fo_send(fo, FO_MAIN, req, FO_POLL_DEADLINE,
+		    fo_on_evac_sources, NULL);
 	free(ids);
 }
 
@@ -245,7 +245,6 @@ fo_on_evac_sources(struct failover *fo, struct ec2_result *res,
 	if (!fo_evac_restoring(fo))
 		return;
 	out = fo_outcome(fo, res);
-	fo->src_sent = 0;
 	if (out == FO_AGAIN)
 		return;
 	n = out == FO_OK ? ec2_result_volumes(res, &ev) : 0;
@@ -372,8 +371,6 @@ fo_evac_volumes(struct failover *fo)
 		fo_evac_snapshots_send(fo);
 		return 0;
 	}
-	/* Nothing in flight: a source read cancelled is read again. */
-	fo->src_sent = 0;
 	if (fo->evac_az == NULL)
 		return 0;	/* the launch tells where */
 	for (i = 0; i < fo->nvols; i++)
@@ -392,7 +389,7 @@ void
 fo_evac_done(struct failover *fo)
 {
 	struct fo_volume	*v;
-	char			 key[160], vols[600], age[32];
+	char			 vols[600], age[32];
 	long long		 oldest = 0, now = (long long)time(NULL);
 	size_t			 i, off = 0;
 	int			 n;
@@ -400,8 +397,12 @@ fo_evac_done(struct failover *fo)
 	vols[0] = '\0';
 	for (i = 0; i < fo->nvols; i++) {
 		v = &fo->vols[i];
-		snprintf(key, sizeof(key), "identity.%s", v->conf_id);
-		fo_rec_set(fo, key, v->id);
+		/* fo->vols are the configured volumes, in their order. */
+		if (i < fo->nident && fo_set_str(&fo->ident_vols[i], v->id) ==
+		    -1)
+			log_warnx("service %s: out of memory: volume %s "
+			    "is now %s, not recorded: configure %s",
+			    fo->name, v->conf_id, v->id, v->id);
 		if (oldest == 0 || v->snap_time < oldest)
 			oldest = v->snap_time;
 		n = snprintf(vols + off, sizeof(vols) - off, "%s%s<-%s<-%s",
@@ -409,7 +410,7 @@ fo_evac_done(struct failover *fo)
 		if (n > 0 && (size_t)n < sizeof(vols) - off)
 			off += (size_t)n;
 	}
-	fo_rec_set(fo, "identity.subnet",
+	fo_set_str(&fo->ident_subnet,
 	    fo_policy(fo)->evacuation_subnets[fo->evac_subnet]);
 	fo_set_str(&fo->vol_az, fo->evac_az);
 	snprintf(age, sizeof(age), "%lld", now - oldest);

@@ -187,10 +187,10 @@ fo_keys_learnt(const struct failover *fo, const char *instance)
 
 	if (instance == NULL)
 		return 0;
-	if (fo_is(journal_rec_get(fo->rec, "learned_instance"), instance))
+	if (fo_is(fo->learned_instance, instance))
 		return 1;
 	n = strlen(instance);
-	for (p = journal_rec_get(fo->rec, "learned_instances"); p != NULL;
+	for (p = fo->learned_instances; p != NULL;
 	    p = strchr(p, ' ') != NULL ? strchr(p, ' ') + 1 : NULL)
 		if (strncmp(p, instance, n) == 0 &&
 		    (p[n] == ' ' || p[n] == '\0'))
@@ -205,7 +205,7 @@ fo_keys_learnt(const struct failover *fo, const char *instance)
 static void
 fo_learned_note(struct failover *fo, const char *instance)
 {
-	const char	*had = journal_rec_get(fo->rec, "learned_instances");
+	const char	*had = fo->learned_instances;
 	const char	*p, *sp;
 	char		 list[FO_LEARNED_MAX * 24];
 	size_t		 words = 0, skip, off = 0, n;
@@ -237,8 +237,16 @@ fo_learned_note(struct failover *fo, const char *instance)
 		}
 	}
 	snprintf(list + off, sizeof(list) - off, "%s", instance);
-	fo_rec_set(fo, "learned_instances", list);
-	fo_rec_set(fo, "learned_instance", instance);
+	/*
+	 * Out of memory: none rather than a stale list, which would
+	 * claim keys the file no longer holds (they are learnt again).
+	 */
+	if (fo_set_str(&fo->learned_instances, list) == -1 ||
+	    fo_set_str(&fo->learned_instance, instance) == -1) {
+		free(fo->learned_instances);
+		free(fo->learned_instance);
+		fo->learned_instances = fo->learned_instance = NULL;
+	}
 }
 
 /*

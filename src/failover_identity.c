@@ -27,19 +27,19 @@ static void	fo_on_refresh_volumes(struct failover *fo,
 
 /*
  * A data volume's id now: the configured one, or the volume an
- * evacuation restored it into (identity.<configured id>).
+ * evacuation restored it into (ident_vols, identity.<configured id>).
  */
 const char *
 fo_vol_id(const struct failover *fo, const char *conf_id)
 {
-	const char	*v;
-	char		 key[160];
+	const struct service_conf	*sc = fo_conf(fo);
+	size_t				 i;
 
-	if (fo->rec == NULL)
-		return conf_id;		/* not loaded yet */
-	snprintf(key, sizeof(key), "identity.%s", conf_id);
-	v = journal_rec_get(fo->rec, key);
-	return v != NULL ? v : conf_id;
+	for (i = 0; i < fo->nident && i < sc->nvolumes; i++)
+		if (strcmp(sc->volumes[i].id, conf_id) == 0)
+			return fo->ident_vols[i] != NULL ?
+			    fo->ident_vols[i] : conf_id;
+	return conf_id;
 }
 
 /*
@@ -50,13 +50,11 @@ fo_vol_id(const struct failover *fo, const char *conf_id)
 static void
 fo_learn_current(struct failover *fo)
 {
-	const char		*had;
 	struct ec2_request	*req;
 
 	if (fo->eip_instance == NULL || !fo_has_ssh_probe(fo))
 		return;
-	had = journal_rec_get(fo->rec, "learned_instance");
-	if (had != NULL && strcmp(had, fo->eip_instance) == 0)
+	if (fo_is(fo->learned_instance, fo->eip_instance))
 		return;
 	req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
 	    fo->eip_instance);
@@ -217,9 +215,14 @@ fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 void
 fo_settle_begin(struct failover *fo)
 {
-	fo_rec_set(fo, "moved_from", fo->old != NULL ? fo->old : "");
-	fo_rec_set(fo, "moved_to", fo->new);
-	fo_rec_setf(fo, "moved_at", "%lld", (long long)time(NULL));
+	/* Out of memory: no settling; EC2's view is taken as it is. */
+	if (fo_set_str(&fo->moved_from, fo->old) == -1 ||
+	    fo_set_str(&fo->moved_to, fo->new) == -1) {
+		fo_set_str(&fo->moved_to, NULL);
+		fo->moved_at = 0;
+		return;
+	}
+	fo->moved_at = (long long)time(NULL);
 }
 
 /*
@@ -231,16 +234,14 @@ fo_settle_begin(struct failover *fo)
 static const char *
 fo_settling(const struct failover *fo, const char *seen)
 {
-	const char	*from, *to;
-	long long	 at, now = (long long)time(NULL);
+	const char	*from = fo->moved_from, *to = fo->moved_to;
+	long long	 at = fo->moved_at, now = (long long)time(NULL);
 
-	to = journal_rec_get(fo->rec, "moved_to");
-	from = journal_rec_get(fo->rec, "moved_from");
-	at = fo_rec_int(fo, "moved_at", 0);
-	if (to == NULL || from == NULL || fo_is(seen, to) ||
-	    now - at > FO_SETTLE || at > now)
+	if (to == NULL || fo_is(seen, to) || now - at > FO_SETTLE ||
+	    at > now)
 		return NULL;
-	if (seen != NULL && *seen != '\0' && strcmp(seen, from) != 0)
+	/* from NULL: the move came from no instance (moved_from=""). */
+	if (seen != NULL && *seen != '\0' && !fo_is(seen, from))
 		return NULL;	/* somebody else moved it since */
 	return to;
 }
@@ -264,9 +265,7 @@ fo_refresh_address(struct failover *fo, struct ec2_result *res)
 		    fo_conf(fo)->eip_allocation_id, a->public_ip);
 		fo_set_str(&fo->eip_ip, a->public_ip);
 		service_set_target(fo->svc, fo->eip_ip);
-		/* Kept, so a restart while EC2 is away still probes it. */
-		fo_rec_set(fo, "eip_ip", fo->eip_ip);
-		fo_save(fo);
+		fo_save(fo);	/* eip_ip, for a restart while EC2 is away */
 	}
 	if (fo_active(fo))
 		return;
@@ -325,11 +324,8 @@ failover_volume_id(const struct failover *fo, const char *conf_id)
 const char *
 failover_subnet(const struct failover *fo)
 {
-	const char *moved = NULL;
-
-	if (fo->rec != NULL)
-		moved = journal_rec_get(fo->rec, "identity.subnet");
-	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
+	return fo->ident_subnet != NULL ? fo->ident_subnet :
+	    fo_conf(fo)->launch.subnet;
 }
 
 /* The subnet of a launch: after an evacuation, one in the new AZ. */
@@ -337,13 +333,11 @@ const char *
 fo_subnet(const struct failover *fo)
 {
 	const struct policy_conf	*p = fo_policy(fo);
-	const char			*moved;
 
 	if (fo->kind == KIND_EVACUATE && fo->evac_subnet <
 	    p->nevacuation_subnets)
 		return p->evacuation_subnets[fo->evac_subnet];
-	moved = journal_rec_get(fo->rec, "identity.subnet");
-	return moved != NULL ? moved : fo_conf(fo)->launch.subnet;
+	return failover_subnet(fo);
 }
 
 /* The refresh's DescribeAddresses: the EIP's address and instance. */

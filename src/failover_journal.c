@@ -43,8 +43,10 @@ fo_rec_setf(struct failover *fo, const char *key, const char *fmt, ...)
  * and restore (fo_restore) go through. The service's fields are always
  * written; a move's while it is active, and cleared once it has ended
  * (an evacuation's only for an evacuation). The volumes (volume.<id>.*,
- * evac.<configured id>.*) and the timings (t.<name>) are families of
- * their own below.
+ * evac.<configured id>.*, identity.<configured id>), the timings
+ * (t.<name>) and the history (h.<n>.*, through fo_hfields[]) are
+ * families of their own below. Nothing the engine knows lives only in
+ * the record: the struct is the truth, the record its copy on disk.
  */
 enum fo_ftype { FT_STR, FT_BOOL, FT_SIZE, FT_LLONG, FT_ENUM };
 enum fo_fwhen {
@@ -53,6 +55,8 @@ enum fo_fwhen {
 	FW_EVAC		/* while an evacuation is active */
 };
 #define FF_WRITE_ONLY	0x01	/* for the outside (a token): not read */
+#define FF_ZERO_ABSENT	0x02	/* FT_LLONG: 0 is "never", not written */
+#define FF_LEARNT	0x04	/* missing: what EC2 told since stands */
 
 struct fo_field {
 	const char		*key;
@@ -75,11 +79,26 @@ _Static_assert(sizeof(enum fo_kind) == sizeof(int) &&
 				    NULL, 0, 0 }
 #define FO_FE(k, w, m, n)	{ k, FT_ENUM, w, offsetof(struct failover, m), \
 				    n, sizeof(n) / sizeof((n)[0]), 0 }
+#define FO_FX(k, t, w, m, x)	{ k, t, w, offsetof(struct failover, m), \
+				    NULL, 0, x }
 
 static const struct fo_field fo_fields[] = {
 	FO_F("paused",		FT_BOOL,  FW_SERVICE,	paused),
 	FO_F("hold_reason",	FT_STR,   FW_SERVICE,	hold_reason),
 	FO_F("switch_kept",	FT_STR,   FW_SERVICE,	switch_kept),
+	/* Kept, so a restart while EC2 is away still probes it. */
+	FO_FX("eip_ip",		FT_STR,   FW_SERVICE,	eip_ip,	FF_LEARNT),
+	FO_F("identity.subnet",	FT_STR,   FW_SERVICE,	ident_subnet),
+	FO_F("moved_from",	FT_STR,   FW_SERVICE,	moved_from),
+	FO_F("moved_to",	FT_STR,   FW_SERVICE,	moved_to),
+	FO_FX("moved_at",	FT_LLONG, FW_SERVICE,	moved_at,
+	    FF_ZERO_ABSENT),
+	FO_F("learned_instance", FT_STR,  FW_SERVICE,	learned_instance),
+	FO_F("learned_instances", FT_STR, FW_SERVICE,	learned_instances),
+	FO_FX("last_failover",	FT_LLONG, FW_SERVICE,	last_failover,
+	    FF_ZERO_ABSENT),
+	FO_FX("history.next",	FT_LLONG, FW_SERVICE,	history_next,
+	    FF_ZERO_ABSENT),
 	FO_F("failover_id",	FT_STR,   FW_MOVE,	id),
 	{ "client_token", FT_STR, FW_MOVE, offsetof(struct failover, id),
 	    NULL, 0, FF_WRITE_ONLY },
@@ -101,34 +120,61 @@ static const struct fo_field fo_fields[] = {
 };
 #define FO_NFIELDS	(sizeof(fo_fields) / sizeof(fo_fields[0]))
 
+/*
+ * An ended move's fields, h.<n>.<key> (struct fo_history); its timings
+ * are h.<n>.t.<name>. Written once, when the move ends.
+ */
+#define FO_H(k, t, m, x)	{ k, t, FW_SERVICE, \
+				    offsetof(struct fo_history, m), NULL, 0, x }
+
+static const struct fo_field fo_hfields[] = {
+	FO_H("id",	FT_STR,   id,		0),
+	FO_H("kind",	FT_STR,   kind,		0),
+	FO_H("result",	FT_STR,   result,	0),
+	FO_H("reason",	FT_STR,   reason,	0),
+	FO_H("mode",	FT_STR,   mode,		0),
+	FO_H("trigger",	FT_STR,   trigger,	0),
+	FO_H("old",	FT_STR,   old,		0),
+	FO_H("new",	FT_STR,   new,		0),
+	FO_H("az",	FT_STR,   az,		0),
+	FO_H("started",	FT_LLONG, started,	FF_ZERO_ABSENT),
+};
+#define FO_NHFIELDS	(sizeof(fo_hfields) / sizeof(fo_hfields[0]))
+
 /* The key families of a move, cleared with its fields. */
 static const char *const fo_move_prefixes[] = { "volume.", "t.", "evac." };
 
+/* Field f of the struct at base, under key (f->key, or a family's). */
 static void
-fo_field_save(struct failover *fo, const struct fo_field *f)
+fo_field_save(struct failover *fo, const struct fo_field *f,
+    const void *base, const char *key)
 {
-	const char	*p = (const char *)fo + f->off;
+	const char	*p = (const char *)base + f->off;
+	long long	 ll;
 	int		 e;
 
 	switch (f->type) {
 	case FT_STR:
-		fo_rec_set(fo, f->key, *(char *const *)(const void *)p);
+		fo_rec_set(fo, key, *(char *const *)(const void *)p);
 		break;
 	case FT_BOOL:
-		fo_rec_set(fo, f->key, *(const int *)(const void *)p ?
+		fo_rec_set(fo, key, *(const int *)(const void *)p ?
 		    "1" : "0");
 		break;
 	case FT_SIZE:
-		fo_rec_setf(fo, f->key, "%zu",
+		fo_rec_setf(fo, key, "%zu",
 		    *(const size_t *)(const void *)p);
 		break;
 	case FT_LLONG:
-		fo_rec_setf(fo, f->key, "%lld",
-		    *(const long long *)(const void *)p);
+		ll = *(const long long *)(const void *)p;
+		if (ll == 0 && (f->flags & FF_ZERO_ABSENT))
+			fo_rec_set(fo, key, NULL);
+		else
+			fo_rec_setf(fo, key, "%lld", ll);
 		break;
 	case FT_ENUM:
 		e = *(const int *)(const void *)p;
-		fo_rec_set(fo, f->key, e >= 0 && (size_t)e < f->nnames ?
+		fo_rec_set(fo, key, e >= 0 && (size_t)e < f->nnames ?
 		    f->names[e] : NULL);
 		break;
 	}
@@ -136,33 +182,42 @@ fo_field_save(struct failover *fo, const struct fo_field *f)
 
 /* -1 only when out of memory; a missing field reads as its zero. */
 static int
-fo_field_restore(struct failover *fo, const struct fo_field *f)
+fo_field_restore(struct failover *fo, const struct fo_field *f, void *base,
+    const char *key)
 {
-	char	*p = (char *)fo + f->off;
-	int	 e;
+	char		*p = (char *)base + f->off;
+	const char	*v = journal_rec_get(fo->rec, key);
+	int		 e;
 
 	if (f->flags & FF_WRITE_ONLY)
 		return 0;
+	if (v == NULL && (f->flags & FF_LEARNT))
+		return 0;
 	switch (f->type) {
 	case FT_STR:
-		return fo_set_str((char **)(void *)p,
-		    journal_rec_get(fo->rec, f->key));
+		return fo_set_str((char **)(void *)p, v);
 	case FT_BOOL:
-		*(int *)(void *)p = fo_rec_int(fo, f->key, 0) != 0;
+		*(int *)(void *)p = fo_rec_int(fo, key, 0) != 0;
 		break;
 	case FT_SIZE:
-		*(size_t *)(void *)p = (size_t)fo_rec_int(fo, f->key, 0);
+		*(size_t *)(void *)p = (size_t)fo_rec_int(fo, key, 0);
 		break;
 	case FT_LLONG:
-		*(long long *)(void *)p = fo_rec_int(fo, f->key, 0);
+		*(long long *)(void *)p = fo_rec_int(fo, key, 0);
 		break;
 	case FT_ENUM:
-		e = fo_str_index(f->names, f->nnames,
-		    journal_rec_get(fo->rec, f->key));
+		e = fo_str_index(f->names, f->nnames, v);
 		*(int *)(void *)p = e < 0 ? 0 : e;
 		break;
 	}
 	return 0;
+}
+
+/* The volume an evacuation restored configured volume i into. */
+static void
+fo_ident_key(const struct failover *fo, size_t i, char *key, size_t len)
+{
+	snprintf(key, len, "identity.%s", fo_conf(fo)->volumes[i].id);
 }
 
 /* The fields written when: the service's, or those of a move. */
@@ -187,7 +242,15 @@ fo_rec_progress(struct failover *fo)
 	fo_rec_set(fo, "step", failover_step_str(fo->step));
 	for (i = 0; i < FO_NFIELDS; i++)
 		if (fo_field_due(fo, &fo_fields[i]))
-			fo_field_save(fo, &fo_fields[i]);
+			fo_field_save(fo, &fo_fields[i], fo,
+			    fo_fields[i].key);
+	/* A move from no instance: moved_from="", as it always was. */
+	if (fo->moved_to != NULL && fo->moved_from == NULL)
+		fo_rec_set(fo, "moved_from", "");
+	for (i = 0; i < fo->nident; i++) {
+		fo_ident_key(fo, i, key, sizeof(key));
+		fo_rec_set(fo, key, fo->ident_vols[i]);
+	}
 	if (!fo_active(fo))
 		return;
 	for (i = 0; i < fo->nvols && fo->kind == KIND_EVACUATE; i++) {
@@ -309,16 +372,103 @@ fo_rec_clear_progress(struct failover *fo)
 	}
 }
 
+/* An ended move's entry, read back from h.<n>.*. */
+static int
+fo_history_restore(struct failover *fo, long long n)
+{
+	struct fo_history	*h = &fo->history[n % FO_HISTORY_MAX];
+	char			 key[96];
+	const char		*v;
+	size_t			 i;
+	int			 k, rc = 0;
+
+	for (i = 0; i < FO_NHFIELDS; i++) {
+		snprintf(key, sizeof(key), "h.%lld.%s", n, fo_hfields[i].key);
+		if (fo_field_restore(fo, &fo_hfields[i], h, key) == -1)
+			rc = -1;
+	}
+	for (k = 0; k < T_MAX; k++) {
+		snprintf(key, sizeof(key), "h.%lld.t.%s", n,
+		    fo_timing_names[k]);
+		v = journal_rec_get(fo->rec, key);
+		h->t[k] = v != NULL ? strtod(v, NULL) : -1;
+	}
+	return rc;
+}
+
+static void
+fo_history_clear(struct fo_history *h)
+{
+	size_t	i;
+	int	k;
+
+	for (i = 0; i < FO_NHFIELDS; i++)
+		if (fo_hfields[i].type == FT_STR)
+			fo_set_str((char **)(void *)((char *)h +
+			    fo_hfields[i].off), NULL);
+	h->started = 0;
+	for (k = 0; k < T_MAX; k++)
+		h->t[k] = -1;
+}
+
+/* What the service's moves left, freed with the engine. */
+void
+fo_service_free(struct failover *fo)
+{
+	size_t	i;
+
+	for (i = 0; i < FO_HISTORY_MAX; i++)
+		fo_history_clear(&fo->history[i]);
+	for (i = 0; i < fo->nident; i++)
+		free(fo->ident_vols[i]);
+	free(fo->ident_vols);
+	fo->ident_vols = NULL;
+	fo->nident = 0;
+}
+
+/*
+ * Ended move n (0 the first), or NULL when the history does not hold
+ * it (before the last FO_HISTORY_MAX, or not written).
+ */
+const struct fo_history *
+fo_history_at(const struct failover *fo, long long n)
+{
+	const struct fo_history *h;
+
+	if (n < 0 || n >= fo->history_next || n < fo->history_next -
+	    FO_HISTORY_MAX)
+		return NULL;
+	h = &fo->history[n % FO_HISTORY_MAX];
+	return h->id != NULL ? h : NULL;
+}
+
 /* The service's own fields, also after the file was dealt with. */
 int
 fo_restore_service(struct failover *fo)
 {
-	size_t	i;
-	int	rc = 0;
+	char		key[160];
+	size_t		i;
+	long long	n;
+	int		rc = 0;
 
 	for (i = 0; i < FO_NFIELDS; i++)
 		if (fo_fields[i].when == FW_SERVICE &&
-		    fo_field_restore(fo, &fo_fields[i]) == -1)
+		    fo_field_restore(fo, &fo_fields[i], fo,
+		    fo_fields[i].key) == -1)
+			rc = -1;
+	for (i = 0; i < fo->nident; i++) {
+		fo_ident_key(fo, i, key, sizeof(key));
+		if (fo_set_str(&fo->ident_vols[i],
+		    journal_rec_get(fo->rec, key)) == -1)
+			rc = -1;
+	}
+	if (fo->history_next < 0)
+		fo->history_next = 0;
+	for (i = 0; i < FO_HISTORY_MAX; i++)
+		fo_history_clear(&fo->history[i]);
+	for (n = fo->history_next - FO_HISTORY_MAX; n < fo->history_next;
+	    n++)
+		if (n >= 0 && fo_history_restore(fo, n) == -1)
 			rc = -1;
 	return rc;
 }
@@ -334,43 +484,51 @@ fo_rec_int(const struct failover *fo, const char *key, long long def)
 	return v;
 }
 
-/* Appends the ended failover to the history kept in the journal. */
+/*
+ * Appends the ended move to the history, the oldest beyond
+ * FO_HISTORY_MAX forgotten; the record gets the entry now (written
+ * once, it never changes) and history.next with the next save.
+ */
 void
 fo_history_add(struct failover *fo, const char *result, const char *why)
 {
-	long long	next = fo_rec_int(fo, "history.next", 0);
-	char		key[96], pfx[48];
-	const char	*k, *v;
-	size_t		i;
-	int		n;
+	long long		 n = fo->history_next;
+	struct fo_history	*h = &fo->history[n % FO_HISTORY_MAX];
+	char			 key[96], pfx[48];
+	const char		*k, *v;
+	size_t			 i;
+	int			 t;
 
-	snprintf(pfx, sizeof(pfx), "h.%lld.", next);
-#define HSET(f, val) do {						\
-	snprintf(key, sizeof(key), "%s%s", pfx, f);			\
-	fo_rec_set(fo, key, val);					\
-} while (0)
-	HSET("id", fo->id);
-	HSET("kind", fo_kind_names[fo->kind]);
-	HSET("result", result);
-	HSET("reason", why);
-	HSET("mode", fo->restart ? "restart" : "replace");
-	HSET("trigger", fo->manual ? "manual" : "auto");
-	HSET("old", fo->old ? fo->old : "-");
-	HSET("new", fo->new ? fo->new : "-");
-	HSET("az", fo->vol_az ? fo->vol_az : "-");
-	snprintf(key, sizeof(key), "%sstarted", pfx);
-	fo_rec_setf(fo, key, "%lld", fo->started_at > 0 ? fo->started_at :
-	    (long long)time(NULL));
-	for (n = 0; n < T_MAX; n++) {
-		if (fo->t[n] < 0)
-			continue;
-		snprintf(key, sizeof(key), "%st.%s", pfx, fo_timing_names[n]);
-		fo_rec_setf(fo, key, "%.3f", fo->t[n]);
+	fo_history_clear(h);
+	/* Out of memory: the entry lacks a field, status shows "-". */
+	fo_set_str(&h->id, fo->id);
+	fo_set_str(&h->kind, fo_kind_names[fo->kind]);
+	fo_set_str(&h->result, result);
+	fo_set_str(&h->reason, why);
+	fo_set_str(&h->mode, fo->restart ? "restart" : "replace");
+	fo_set_str(&h->trigger, fo->manual ? "manual" : "auto");
+	fo_set_str(&h->old, fo->old ? fo->old : "-");
+	fo_set_str(&h->new, fo->new ? fo->new : "-");
+	fo_set_str(&h->az, fo->vol_az ? fo->vol_az : "-");
+	h->started = fo->started_at > 0 ? fo->started_at :
+	    (long long)time(NULL);
+	for (t = 0; t < T_MAX; t++)
+		h->t[t] = fo->t[t];
+	for (i = 0; i < FO_NHFIELDS; i++) {
+		snprintf(key, sizeof(key), "h.%lld.%s", n, fo_hfields[i].key);
+		fo_field_save(fo, &fo_hfields[i], h, key);
 	}
-#undef HSET
-	fo_rec_setf(fo, "history.next", "%lld", next + 1);
-	/* Forget the oldest beyond FO_HISTORY_MAX. */
-	snprintf(pfx, sizeof(pfx), "h.%lld.", next - FO_HISTORY_MAX);
+	for (t = 0; t < T_MAX; t++) {
+		snprintf(key, sizeof(key), "h.%lld.t.%s", n,
+		    fo_timing_names[t]);
+		if (h->t[t] < 0)
+			fo_rec_set(fo, key, NULL);
+		else
+			fo_rec_setf(fo, key, "%.3f", h->t[t]);
+	}
+	fo->history_next = n + 1;
+	/* The entry it took the place of goes from the record too. */
+	snprintf(pfx, sizeof(pfx), "h.%lld.", n - FO_HISTORY_MAX);
 	i = 0;
 	while (i < journal_rec_count(fo->rec)) {
 		journal_rec_at(fo->rec, i, &k, &v);
@@ -417,7 +575,8 @@ fo_restore(struct failover *fo, char *err, size_t errlen)
 		goto oom;
 	for (i = 0; i < FO_NFIELDS; i++)
 		if (fo_fields[i].when != FW_SERVICE &&
-		    fo_field_restore(fo, &fo_fields[i]) == -1)
+		    fo_field_restore(fo, &fo_fields[i], fo,
+		    fo_fields[i].key) == -1)
 			goto oom;
 	fo->snaps_known = fo->kind == KIND_EVACUATE;
 	for (i = 0; i < fo->nvols && fo->kind == KIND_EVACUATE; i++) {

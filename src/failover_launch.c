@@ -17,6 +17,11 @@
 
 #include "failover_priv.h"
 
+static void	fo_on_launch_lookup(struct failover *fo,
+		    struct ec2_result *res, void *arg);
+static void	fo_on_kept_describe(struct failover *fo,
+		    struct ec2_result *res, void *arg);
+
 int
 fo_launch_ready(struct failover *fo)
 {
@@ -25,15 +30,13 @@ fo_launch_ready(struct failover *fo)
 	log_info("failover %s: replacement %s ready (%.1fs)", fo->name,
 	    fo->new, fo->t[T_LAUNCH]);
 	fo_save(fo);
-	if (fo->kind == KIND_SWITCH && !fo->prechecked) {
+	/* Production may not be touched yet: the new one is checked first. */
+	if (!fo_kinds[fo->kind].may_fence(fo)) {
 		fo_precheck_start(fo);
 		return 0;
 	}
-	/* The volumes may be waiting for it: go on at once. */
-	if (fo->step == FAILOVER_DETACH && fo->t[T_DETACH] >= 0) {
-		fo_set_step(fo, FAILOVER_ATTACH);
-		fo_poll(fo);
-	}
+	/* The volumes may be waiting for it. */
+	fo_next(fo);
 	return 0;
 }
 
@@ -127,15 +130,19 @@ fo_lookup_request(struct failover *fo)
  * (FO_LOOKUP_TRIES, the two filters in turn): then RunInstances goes
  * out again with the same ClientToken, which EC2 answers with the
  * instance it already launched for that token, if any, rather than a
- * second one. Returns 1 when the answer was the lookup's.
+ * second one.
  */
-static int
-fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
+static void
+fo_on_launch_lookup(struct failover *fo, struct ec2_result *res,
+    void *arg)
 {
 	const struct ec2_instance	*inst;
 	const char			*by;
 	size_t				 n, i;
 
+	if (!fo_active(fo) || fo->launch != LAUNCH_TODO ||
+	    fo->launch_looked_up)
+		return;		/* a change of plan since it was asked */
 	by = fo->lookup_by_tag ? "failoverd:failover-id tag" :
 	    "client token";
 	if (fo_outcome(fo, res) != FO_OK) {
@@ -144,13 +151,13 @@ fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
 		/* A third of launch_timeout leaves the launch its time. */
 		if (fo->lookup_fails < FO_LOOKUP_TRIES && fo_now(fo) -
 		    fo->launch_start < fo_policy(fo)->launch_timeout / 3)
-			return 1;
+			return;
 		log_warnx("failover %s: looking up the replacement failed %d "
 		    "times (last by its %s: %s); launching with the same "
 		    "ClientToken, which finds the instance if it exists",
 		    fo->name, fo->lookup_fails, by, ec2_result_error(res));
 		fo->launch_looked_up = 1;
-		return 1;
+		return;
 	}
 	n = ec2_result_instances(res, &inst);
 	for (i = 0; i < n; i++) {
@@ -162,21 +169,64 @@ fo_on_launch_lookup(struct failover *fo, struct ec2_result *res)
 		    (fo->kind == KIND_EVACUATE &&
 		    fo_set_str(&fo->evac_az, inst[i].az) == -1)) {
 			fo_fail(fo, "out of memory for the replacement's id");
-			return 1;
+			return;
 		}
 		fo->launch_looked_up = 1;
 		fo->launch = LAUNCH_SENT;
 		log_info("failover %s: found replacement %s by its %s",
 		    fo->name, fo->new, by);
 		fo_save(fo);
-		return 1;
+		return;
 	}
 	if (!fo->lookup_by_tag) {
 		fo->lookup_by_tag = 1;	/* the tag, before launching */
-		return 1;
+		return;
 	}
 	fo->launch_looked_up = 1;
-	return 1;
+}
+
+/*
+ * The launch of a new instance (a failover, a switch, an evacuation):
+ * a restart in place starts the old one once fenced; a resumed move
+ * looks for the launch it may have made; a failover asks first whether
+ * its AZ is impaired (policy evacuate); then RunInstances.
+ */
+struct ec2_request *
+fo_launch_new(struct failover *fo, fo_reply_fn **on_reply)
+{
+	if (fo->restart) {
+		/* The same instance, on new hardware after a stop. */
+		if (fo->fence != FENCE_DONE)
+			return NULL;
+		*on_reply = fo_on_start;
+		return fo_req_instance(EC2_START_INSTANCES, "InstanceId.1",
+		    fo->old);
+	}
+	if (fo->resumed && !fo->launch_looked_up) {
+		*on_reply = fo_on_launch_lookup;
+		return fo_lookup_request(fo);
+	}
+	if (fo_now(fo) < fo->launch_next)
+		return NULL;
+	if (fo_kinds[fo->kind].may_evacuate && fo_policy(fo)->evacuate &&
+	    !fo->az_checked && fo->vol_az != NULL) {
+		/* Is the volumes' AZ impaired? Then evacuate. */
+		*on_reply = fo_on_zones;
+		return fo_req_instance(EC2_DESCRIBE_AVAILABILITY_ZONES,
+		    "ZoneName.1", fo->vol_az);
+	}
+	*on_reply = fo_on_run;
+	return fo_run_request(fo);
+}
+
+/* A rollback's: the kept instance, started, stopping or stopped. */
+struct ec2_request *
+fo_launch_kept(struct failover *fo, fo_reply_fn **on_reply)
+{
+	/* Look before acting. */
+	*on_reply = fo_on_kept_describe;
+	return fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
+	    fo->new);
 }
 
 void
@@ -190,37 +240,8 @@ fo_launch_poll(struct failover *fo)
 		return;
 	switch (fo->launch) {
 	case LAUNCH_TODO:
-		if (fo->kind == KIND_ROLLBACK) {
-			/* Started, stopping or stopped: look before acting. */
-			req = fo_req_instance(EC2_DESCRIBE_INSTANCES,
-			    "InstanceId.1", fo->new);
-			break;
-		}
-		if (fo->restart) {
-			/* The same instance, on new hardware after a stop. */
-			if (fo->fence != FENCE_DONE)
-				return;
-			req = fo_req_instance(EC2_START_INSTANCES,
-			    "InstanceId.1", fo->old);
-			on_reply = fo_on_start;
-			break;
-		}
-		if (fo->resumed && !fo->launch_looked_up) {
-			req = fo_lookup_request(fo);
-			break;
-		}
-		if (fo_now(fo) < fo->launch_next)
-			return;
-		if (fo->kind == KIND_FAILOVER && fo_policy(fo)->evacuate &&
-		    !fo->az_checked && fo->vol_az != NULL) {
-			/* Is the volumes' AZ impaired? Then evacuate. */
-			req = fo_req_instance(EC2_DESCRIBE_AVAILABILITY_ZONES,
-			    "ZoneName.1", fo->vol_az);
-			on_reply = fo_on_zones;
-			break;
-		}
-		req = fo_run_request(fo);
-		on_reply = fo_on_run;
+		/* What launching means is the kind's. */
+		req = fo_kinds[fo->kind].launch(fo, &on_reply);
 		break;
 	case LAUNCH_SENT:
 		req = fo_req_instance(EC2_DESCRIBE_INSTANCES, "InstanceId.1",
@@ -319,33 +340,7 @@ fo_on_run(struct failover *fo, struct ec2_result *res,
 			fo->launch_next = fo_now(fo) + 1.0;
 			return;
 		}
-		if (fo->kind == KIND_EVACUATE) {
-			fo_evac_next_subnet(fo, ec2_result_error(res));
-			return;
-		}
-		/* A switch has production to fall back on: it just fails. */
-		if (fo->kind == KIND_SWITCH) {
-			fo_fail(fo, ec2_result_error(res));
-			return;
-		}
-		if (fo_policy(fo)->evacuate) {
-			fo_evacuate_start(fo, ec2_result_error(res));
-			return;
-		}
-		if (!fo_policy(fo)->restart_in_place || fo->old == NULL) {
-			fo_fail(fo, ec2_result_error(res));
-			return;
-		}
-		if (fo_set_str(&fo->new, fo->old) == -1) {
-			fo_fail(fo, "out of memory for restart_in_place");
-			return;
-		}
-		fo->restart = 1;
-		alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id",
-		    fo->id, "step", failover_step_str(fo->step),
-		    "change", "restart_in_place", "reason",
-		    ec2_result_error(res), "instance", fo->old, NULL);
-		fo_save(fo);
+		fo_kinds[fo->kind].no_capacity(fo, ec2_result_error(res));
 		return;
 	}
 	if (out == FO_REFUSED) {
@@ -371,15 +366,54 @@ fo_on_run(struct failover *fo, struct ec2_result *res,
 }
 
 /*
+ * No capacity for a failover's launch, after the tries: evacuate when
+ * the policy says so, else restart the old instance in place, else
+ * fail.
+ */
+void
+fo_failover_no_capacity(struct failover *fo, const char *why)
+{
+	if (fo_policy(fo)->evacuate) {
+		fo_move_turn(fo, KIND_EVACUATE, why);
+		return;
+	}
+	if (!fo_policy(fo)->restart_in_place || fo->old == NULL) {
+		fo_fail(fo, why);
+		return;
+	}
+	if (fo_set_str(&fo->new, fo->old) == -1) {
+		fo_fail(fo, "out of memory for restart_in_place");
+		return;
+	}
+	fo->restart = 1;
+	alert_emit(ALERT_FAILOVER_STEP, fo->name, "failover_id", fo->id,
+	    "step", failover_step_str(fo->step), "change", "restart_in_place",
+	    "reason", why, "instance", fo->old, NULL);
+	fo_save(fo);
+}
+
+/* A switch has production to fall back on: it just fails. */
+void
+fo_no_capacity_fail(struct failover *fo, const char *why)
+{
+	fo_fail(fo, why);
+}
+
+/*
  * A rollback's "launch": the kept instance is started again, unless it
  * runs already; one still stopping is looked at again next tick.
  */
 static void
-fo_rollback_look(struct failover *fo, const struct ec2_instance *inst)
+fo_on_kept_describe(struct failover *fo, struct ec2_result *res, void *arg)
 {
-	struct ec2_request	*req;
-	char			 why[256];
+	const struct ec2_instance	*inst = NULL;
+	struct ec2_request		*req;
+	char				 why[256];
 
+	if (fo_outcome(fo, res) != FO_OK || fo->launch != LAUNCH_TODO)
+		return;		/* tried again next tick */
+	if (ec2_result_instances(res, &inst) == 0)
+		inst = NULL;
 	if (inst == NULL || fo_is(inst->state, "terminated") ||
 	    fo_is(inst->state, "shutting-down")) {
 		snprintf(why, sizeof(why), "the instance to roll back to, %s, "
@@ -413,12 +447,8 @@ fo_on_start(struct failover *fo, struct ec2_result *res, void *arg)
 		return;
 	fo->launch = LAUNCH_SENT;
 	fo->start_ok_at = fo_now(fo);
-	if (fo->kind == KIND_ROLLBACK)
-		log_info("rollback %s: starting %s again", fo->name,
-		    fo->new);
-	else
-		log_info("failover %s: restarting %s in place", fo->name,
-		    fo->old);
+	log_info("%s %s: starting %s %s", fo_kind_names[fo->kind], fo->name,
+	    fo->new, fo->restart ? "in place" : "again");
 	fo_save(fo);
 }
 
@@ -430,17 +460,9 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res,
 	size_t				 n;
 	char				 why[256];
 
-	/* Resumed: did the launch before the crash happen? */
-	if (fo->launch == LAUNCH_TODO && fo->kind != KIND_ROLLBACK &&
-	    !fo->launch_looked_up && fo_on_launch_lookup(fo, res))
-		return;
 	if (fo_outcome(fo, res) != FO_OK)
 		return;	/* a Describe that fails is tried again */
 	n = ec2_result_instances(res, &inst);
-	if (fo->launch == LAUNCH_TODO && fo->kind == KIND_ROLLBACK) {
-		fo_rollback_look(fo, n > 0 ? inst : NULL);
-		return;
-	}
 	if (fo->launch == LAUNCH_TODO)
 		return;		/* answered before a change of plan */
 	if (n == 0)
@@ -458,7 +480,7 @@ fo_on_launch_describe(struct failover *fo, struct ec2_result *res,
 	}
 	if (fo_is(inst->state, "pending"))
 		return;
-	if ((fo->restart || fo->kind == KIND_ROLLBACK) &&
+	if ((fo->restart || fo_kinds[fo->kind].starts_kept) &&
 	    (fo_is(inst->state, "stopped") ||
 	    fo_is(inst->state, "stopping"))) {
 		/* Just started by us: EC2 may not show it yet. */

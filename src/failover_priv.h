@@ -118,6 +118,24 @@ struct fo_volume {
 };
 
 /*
+ * One ended move, as the history keeps it (h.<n>.* in the journal):
+ * what status and history show, what cooldown and window count.
+ */
+struct fo_history {
+	char		*id;		/* NULL: no such entry */
+	char		*kind;
+	char		*result;
+	char		*reason;
+	char		*mode;
+	char		*trigger;
+	char		*old;
+	char		*new;
+	char		*az;
+	long long	 started;	/* epoch seconds, 0: not known */
+	double		 t[T_MAX];	/* -1: not measured */
+};
+
+/*
  * What a call's reply means, for the handler it carries: the step or
  * the kind may have changed since it was sent, so each handler checks
  * that its reply still concerns the move as it stands.
@@ -132,6 +150,16 @@ struct fo_call {
 	enum fo_branch		 branch;
 	fo_reply_fn		*on_reply;
 	void			*arg;	/* AttachVolume's volume, or NULL */
+};
+
+/* What a move begins from (fo_move_begin, fo_kind_ops.begin). */
+struct fo_move {
+	enum fo_kind	 kind;
+	const char	*why;
+	int		 manual;
+	const char	*from;		/* the instance it moves away from */
+	const char	*to;		/* rollback: the instance kept */
+	const char	*ami;		/* switch: the new release */
 };
 
 /* What a reply says, for a handler (fo_outcome). */
@@ -180,6 +208,24 @@ struct failover {
 	char			*attach_refused; /* first refusal, pending */
 	double			 retry_at;	/* idle: consider again */
 
+	/*
+	 * What the service's moves left (journaled with the service's
+	 * fields, fo_fields[]): the volumes and subnet an evacuation
+	 * moved it to, the last move until EC2 shows it, the instances
+	 * whose host keys the learned-hosts file holds, the history.
+	 */
+	char			**ident_vols;	/* per configured volume: */
+	size_t			 nident;	/* restored into, NULL: itself */
+	char			*ident_subnet;
+	char			*moved_from;	/* "": from no instance */
+	char			*moved_to;
+	long long		 moved_at;	/* wall clock, 0: none */
+	char			*learned_instance;
+	char			*learned_instances; /* newest last */
+	long long		 last_failover;	/* wall clock, 0: none */
+	long long		 history_next;	/* moves ended so far */
+	struct fo_history	 history[FO_HISTORY_MAX]; /* n % MAX */
+
 	/* The failover in progress. */
 	char			*id;
 	char			*old;
@@ -195,7 +241,6 @@ struct failover {
 	char			*evac_az;	/* where the launch landed */
 	int			 snaps_known;
 	int			 src_known;	/* from's type read */
-	int			 src_sent;	/* that DescribeVolumes */
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
@@ -219,7 +264,8 @@ struct failover {
 	long long		 started_at;	/* the same, wall clock */
 	double			 launch_start;
 	double			 fenced_at;
-	double			 t[T_MAX];
+	double			 t[T_MAX];	/* -1: not there yet */
+	double			 vols_seen_at;	/* ev_now: fo_volumes_progress */
 	struct fo_volume	*vols;
 	size_t			 nvols;
 };
@@ -280,11 +326,12 @@ struct ec2_request	*fo_req(enum ec2_action a);
 struct ec2_request	*fo_req_instance(enum ec2_action a, const char *key, const char *id);
 enum fo_outcome	fo_outcome(struct failover *fo, struct ec2_result *res);
 void	fo_poll(struct failover *fo);
+void	fo_next(struct failover *fo);
 int	fo_progress_reset(struct failover *fo);
-int	fo_move_prepare(struct failover *fo, enum fo_kind kind,
-	    const char *old);
-int	fo_move_unprepared(struct failover *fo, const char *what);
+int	fo_move_begin(struct failover *fo, const struct fo_move *m);
+int	fo_move_turn(struct failover *fo, enum fo_kind kind, const char *why);
 int	fo_begin(struct failover *fo, const char *why, int manual);
+int	fo_failover_begin(struct failover *fo, const struct fo_move *m);
 
 /* failover_journal.c */
 void	fo_rec_set(struct failover *fo, const char *key, const char *value);
@@ -295,6 +342,9 @@ void	fo_journal_failed(struct failover *fo, const char *error);
 void	fo_rec_clear_progress(struct failover *fo);
 long long	fo_rec_int(const struct failover *fo, const char *key, long long def);
 void	fo_history_add(struct failover *fo, const char *result, const char *why);
+const struct fo_history	*fo_history_at(const struct failover *fo,
+	    long long n);
+void	fo_service_free(struct failover *fo);
 int	fo_restore(struct failover *fo, char *err, size_t errlen);
 
 /* failover_identity.c */
@@ -320,7 +370,7 @@ void	fo_on_current_console(struct failover *fo, struct ec2_result *res,
 	    void *arg);
 
 /* failover_evacuate.c */
-void	fo_evacuate_start(struct failover *fo, const char *why);
+int	fo_evacuate_begin(struct failover *fo, const struct fo_move *m);
 void	fo_evac_next_subnet(struct failover *fo, const char *why);
 void	fo_on_zones(struct failover *fo, struct ec2_result *res,
 	    void *arg);
@@ -337,6 +387,12 @@ void	fo_evac_done(struct failover *fo);
 int	fo_launch_ready(struct failover *fo);
 const char	*fo_ami(const struct failover *fo);
 void	fo_launch_poll(struct failover *fo);
+struct ec2_request	*fo_launch_new(struct failover *fo,
+	    fo_reply_fn **on_reply);
+struct ec2_request	*fo_launch_kept(struct failover *fo,
+	    fo_reply_fn **on_reply);
+void	fo_failover_no_capacity(struct failover *fo, const char *why);
+void	fo_no_capacity_fail(struct failover *fo, const char *why);
 void	fo_on_run(struct failover *fo, struct ec2_result *res,
 	    void *arg);
 void	fo_on_launch_describe(struct failover *fo, struct ec2_result *res,
@@ -377,6 +433,8 @@ void	fo_rollback_done(struct failover *fo, char v[T_MAX][32]);
 void	fo_rollback_fail(struct failover *fo, const char *why,
 	    const char *stands);
 int	fo_switch_may_fence(const struct failover *fo);
+int	fo_switch_begin(struct failover *fo, const struct fo_move *m);
+int	fo_rollback_begin(struct failover *fo, const struct fo_move *m);
 
 /* failover_consider.c */
 void	fo_hold(struct failover *fo, const char *why);
@@ -388,11 +446,23 @@ void	fo_on_corroborate(struct failover *fo, struct ec2_result *res,
 	    void *arg);
 
 /*
- * What differs between the kinds of move (failover_end.c): whether the
- * fence may touch production yet, what a failure does (stands: what
- * stands now, for a person), what completion says (v: the timings).
+ * What differs between the kinds of move (failover_end.c): how a move
+ * of the kind begins (its own fields and its "started" event; -1 when
+ * out of memory, before anything is said), the launch branch's first
+ * call (NULL: nothing to send yet; on_reply is its handler), what no
+ * capacity for the launch means, whether the fence may touch
+ * production yet (the point of no return), what a failure does
+ * (stands: what stands now, for a person), what completion says (v:
+ * the timings).
  */
 struct fo_kind_ops {
+	const char	*id_prefix;	/* of the move's id, its ClientToken */
+	int		 may_evacuate;	/* an impaired AZ turns it over */
+	int		 starts_kept;	/* launches by starting an instance */
+	int	(*begin)(struct failover *fo, const struct fo_move *m);
+	struct ec2_request *(*launch)(struct failover *fo,
+		    fo_reply_fn **on_reply);
+	void	(*no_capacity)(struct failover *fo, const char *why);
 	int	(*may_fence)(const struct failover *fo);
 	void	(*on_fail)(struct failover *fo, const char *why,
 		    const char *stands);

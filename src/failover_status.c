@@ -143,25 +143,35 @@ failover_status(const struct failover *fo, struct buf *out, int json)
 	    fo->restart ? "true" : "false");
 }
 
+/* An entry's field f, by the name history shows it under. */
+static const char *
+fo_history_field(const struct fo_history *h, size_t f)
+{
+	const char *v[] = { h->id, h->result, h->kind, h->trigger, h->mode,
+		h->old, h->new, h->az, h->reason };
+
+	return f < sizeof(v) / sizeof(v[0]) ? v[f] : NULL;
+}
+
 void
 failover_history(const struct failover *fo, struct buf *out, int json)
 {
 	static const char *fields[] = { "id", "result", "kind", "trigger",
 		"mode", "old", "new", "az", "reason" };
-	long long	next = fo_rec_int(fo, "history.next", 0), i;
-	char		key[96], when[32];
+	const struct fo_history	*h;
+	long long	i;
+	char		when[32];
 	const char	*v;
 	size_t		f;
 	int		k, first = 1;
 	time_t		started;
 	struct tm	tm;
 
-	for (i = next - FO_HISTORY_MAX; i < next; i++) {
-		snprintf(key, sizeof(key), "h.%lld.id", i);
-		if (i < 0 || journal_rec_get(fo->rec, key) == NULL)
+	for (i = fo->history_next - FO_HISTORY_MAX; i < fo->history_next;
+	    i++) {
+		if ((h = fo_history_at(fo, i)) == NULL)
 			continue;
-		snprintf(key, sizeof(key), "h.%lld.started", i);
-		started = (time_t)fo_rec_int(fo, key, 0);
+		started = (time_t)h->started;
 		gmtime_r(&started, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		if (json) {
@@ -171,9 +181,7 @@ failover_history(const struct failover *fo, struct buf *out, int json)
 			buf_json_str(out, when);
 			for (f = 0; f < sizeof(fields) / sizeof(*fields);
 			    f++) {
-				snprintf(key, sizeof(key), "h.%lld.%s", i,
-				    fields[f]);
-				v = journal_rec_get(fo->rec, key);
+				v = fo_history_field(h, f);
 				buf_printf(out, ",\"%s\":", fields[f]);
 				if (v != NULL)
 					buf_json_str(out, v);
@@ -182,34 +190,28 @@ failover_history(const struct failover *fo, struct buf *out, int json)
 			}
 			buf_puts(out, ",\"timings\":{");
 			for (k = 0; k < T_MAX; k++) {
-				snprintf(key, sizeof(key), "h.%lld.t.%s", i,
+				buf_printf(out, "%s\"%s\":", k ? "," : "",
 				    fo_timing_names[k]);
-				v = journal_rec_get(fo->rec, key);
-				buf_printf(out, "%s\"%s\":%s", k ? "," : "",
-				    fo_timing_names[k], v ? v : "null");
+				if (h->t[k] < 0)
+					buf_puts(out, "null");
+				else
+					buf_printf(out, "%.3f", h->t[k]);
 			}
 			buf_puts(out, "}}");
 			first = 0;
 			continue;
 		}
-		snprintf(key, sizeof(key), "h.%lld.id", i);
-		buf_printf(out, "%s %s %s", when, fo->name,
-		    journal_rec_get(fo->rec, key));
+		buf_printf(out, "%s %s %s", when, fo->name, h->id);
 		for (f = 1; f < sizeof(fields) / sizeof(*fields); f++) {
-			snprintf(key, sizeof(key), "h.%lld.%s", i, fields[f]);
-			v = journal_rec_get(fo->rec, key);
+			v = fo_history_field(h, f);
 			if (v != NULL)
 				buf_printf(out, " %s=%s", fields[f], v);
 		}
 		buf_puts(out, "\n   ");
-		for (k = 0; k < T_MAX; k++) {
-			snprintf(key, sizeof(key), "h.%lld.t.%s", i,
-			    fo_timing_names[k]);
-			v = journal_rec_get(fo->rec, key);
-			if (v != NULL)
-				buf_printf(out, " %s=%ss", fo_timing_names[k],
-				    v);
-		}
+		for (k = 0; k < T_MAX; k++)
+			if (h->t[k] >= 0)
+				buf_printf(out, " %s=%.3fs",
+				    fo_timing_names[k], h->t[k]);
 		buf_puts(out, "\n");
 	}
 }
@@ -229,31 +231,20 @@ void
 failover_metrics_last(const struct failover *fo,
     struct failover_metrics_last *out)
 {
-	char		 key[96];
-	const char	*v;
-	long long	 i;
-	int		 k;
+	const struct fo_history	*h;
+	int			 k;
 
 	memset(out, 0, sizeof(*out));
-	out->count = fo_rec_int(fo, "history.next", 0);
+	out->count = fo->history_next;
 	for (k = 0; k < T_MAX; k++) {
 		out->timing_names[k] = fo_timing_names[k];
 		out->timings[k] = -1;
 	}
-	if (out->count <= 0)
+	if ((h = fo_history_at(fo, out->count - 1)) == NULL)
 		return;
-	i = out->count - 1;
-	snprintf(key, sizeof(key), "h.%lld.kind", i);
-	out->kind = journal_rec_get(fo->rec, key);
-	snprintf(key, sizeof(key), "h.%lld.result", i);
-	out->result = journal_rec_get(fo->rec, key);
-	snprintf(key, sizeof(key), "h.%lld.started", i);
-	out->started = fo_rec_int(fo, key, 0);
-	for (k = 0; k < T_MAX; k++) {
-		snprintf(key, sizeof(key), "h.%lld.t.%s", i,
-		    fo_timing_names[k]);
-		v = journal_rec_get(fo->rec, key);
-		if (v != NULL)
-			out->timings[k] = strtod(v, NULL);
-	}
+	out->kind = h->kind;
+	out->result = h->result;
+	out->started = h->started;
+	for (k = 0; k < T_MAX; k++)
+		out->timings[k] = h->t[k];
 }

@@ -83,15 +83,22 @@ fo_fence_poll(struct failover *fo)
 {
 	struct ec2_request *req;
 
-	if (fo->busy[FO_MAIN] > 0 || fo->fence == FENCE_DONE)
+	/* Fenced, also before a restart: what comes next says. */
+	if (fo->fence == FENCE_DONE) {
+		fo_next(fo);
+		return;
+	}
+	if (fo->busy[FO_MAIN] > 0)
 		return;
 	/* A switch touches production only once its release passed. */
 	if (!fo_kinds[fo->kind].may_fence(fo))
 		return;
 	if (fo->old == NULL) {
+		/* Nothing held the EIP or the volumes: nothing to stop. */
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
 		fo->t[T_FENCE] = 0;
+		fo_next(fo);
 		return;
 	}
 	if (fo->fence == FENCE_TODO) {
@@ -138,13 +145,12 @@ fo_on_fence_describe(struct failover *fo, struct ec2_result *res,
 		fo->fence = FENCE_DONE;
 		fo->fenced_at = fo_now(fo);
 		/* A switch fences only once its new instance passed. */
-		fo->t[T_FENCE] = fo->fenced_at - (fo->kind == KIND_SWITCH ?
+		fo->t[T_FENCE] = fo->fenced_at - (fo->prechecked ?
 		    fo->step_start : fo->started);
 		log_info("failover %s: %s fenced (%s, %.1fs, %s)", fo->name,
 		    fo->old, inst->state, fo->t[T_FENCE], fo->skip_os_sent ?
 		    "OS shutdown skipped" : "graceful stop");
-		fo_set_step(fo, FAILOVER_DETACH);
-		fo_poll(fo);
+		fo_next(fo);
 		return;
 	}
 	/* Resumed, or someone started it again: stop it (again). */
@@ -435,6 +441,7 @@ fo_volumes_progress(struct failover *fo)
 	int			 force;
 	char			 why[256];
 
+	fo->vols_seen_at = fo_now(fo);
 	force = fo_now(fo) - fo->step_start >= fo_policy(fo)->detach_timeout;
 	/* Before any detach: all of them move, or none. */
 	for (i = 0; i < fo->nvols; i++) {
@@ -489,16 +496,10 @@ fo_volumes_progress(struct failover *fo)
 			    fo->launch == LAUNCH_READY ? "" :
 			    "; waiting for the replacement");
 		}
-		if (fo->launch == LAUNCH_READY) {
-			fo_set_step(fo, FAILOVER_ATTACH);
-			/* We know they are free: attach now, not a tick on. */
-			fo_volumes_progress(fo);
-		}
 	} else if (fo->step == FAILOVER_ATTACH && attached == fo->nvols) {
 		fo->t[T_ATTACH] = fo_now(fo) - fo->step_start;
-		fo_set_step(fo, FAILOVER_ASSOCIATE);
-		fo_poll(fo);
 	}
+	fo_next(fo);
 }
 
 void
@@ -539,9 +540,7 @@ fo_associated(struct failover *fo)
 	fo_settle_begin(fo);
 	log_info("failover %s: Elastic IP %s now on %s", fo->name,
 	    fo->eip_ip ? fo->eip_ip : "?", fo->new);
-	fo_set_step(fo, FAILOVER_VERIFY);
-	/* Counting starts afresh: only the replacement's answers count. */
-	service_reset_probes(fo->svc);
+	fo_next(fo);
 }
 
 void
@@ -577,8 +576,7 @@ fo_on_associate(struct failover *fo, struct ec2_result *res,
 void
 fo_step_fence_launch(struct failover *fo)
 {
-	if (fo->kind == KIND_SWITCH && fo->launch == LAUNCH_READY &&
-	    !fo->prechecked) {
+	if (fo->launch == LAUNCH_READY && !fo_kinds[fo->kind].may_fence(fo)) {
 		/* Resumed with the instance ready: check it again. */
 		if (fo->precheck_start == 0 ||
 		    service_check_target(fo->svc) == NULL)
@@ -588,7 +586,8 @@ fo_step_fence_launch(struct failover *fo)
 		return;
 	}
 	fo_fence_poll(fo);
-	fo_launch_poll(fo);
+	if (fo->step == FAILOVER_FENCE_LAUNCH)	/* else polled already */
+		fo_launch_poll(fo);
 }
 
 void
@@ -596,8 +595,10 @@ fo_step_detach(struct failover *fo)
 {
 	fo_launch_poll(fo);
 	/* Volumes all free: only the launch is awaited now. */
-	if (fo->t[T_DETACH] >= 0)
+	if (fo->t[T_DETACH] >= 0) {
+		fo_next(fo);	/* also resumed with the launch ready */
 		return;
+	}
 	if (fo->kind == KIND_EVACUATE && !fo_evac_volumes(fo))
 		return;
 	if (fo->busy[FO_MAIN] == 0)
@@ -607,6 +608,11 @@ fo_step_detach(struct failover *fo)
 void
 fo_step_attach(struct failover *fo)
 {
+	/* Seen free in this very turn of the loop: attach now. */
+	if (fo->vols_seen_at == fo_now(fo)) {
+		fo_volumes_progress(fo);
+		return;
+	}
 	if (fo->busy[FO_MAIN] == 0)
 		fo_volumes_describe(fo);
 }

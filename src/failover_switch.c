@@ -17,9 +17,6 @@
 
 #include "failover_priv.h"
 
-static int	fo_rollback_begin(struct failover *fo, const char *from,
-	    const char *to, const char *why, int manual);
-
 /*
  * A switch's new instance, before production is touched: a second set
  * of the service's probes, pointed at its private address, must pass
@@ -79,6 +76,8 @@ void
 fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 {
 	struct ec2_request	*req;
+	struct fo_move		 m = { KIND_ROLLBACK, NULL, 0, NULL, NULL,
+	    NULL };
 	char			 from[32], to[32];
 
 	if (!fo_switch_may_fence(fo)) {
@@ -120,7 +119,10 @@ fo_switch_fail(struct failover *fo, const char *why, const char *stands)
 	 */
 	if (to[0] != '\0')
 		fo_set_str(&fo->switch_kept, to);
-	fo_rollback_begin(fo, from[0] ? from : NULL, to, why, 0);
+	m.from = from[0] ? from : NULL;
+	m.to = to;
+	m.why = why;
+	fo_move_begin(fo, &m);
 }
 
 /*
@@ -134,7 +136,6 @@ void
 fo_switch_done(struct failover *fo, char v[T_MAX][32])
 {
 	fo_set_str(&fo->switch_kept, fo->old);
-	fo_rec_set(fo, "switch_ami", NULL);
 	alert_emit(ALERT_SWITCH_COMPLETED, fo->name, "switch_id",
 	    fo->id, "ami", fo->ami ? fo->ami : "-", "new_instance",
 	    fo->new, "kept_instance", fo->old ? fo->old : "-",
@@ -168,37 +169,29 @@ fo_rollback_done(struct failover *fo, char v[T_MAX][32])
  * back to `to`, the instance a switch kept: its "launch" starts `to`
  * again while `from` is fenced.
  */
-static int
-fo_rollback_begin(struct failover *fo, const char *from, const char *to,
-    const char *why, int manual)
+int
+fo_rollback_begin(struct failover *fo, const struct fo_move *m)
 {
-	if (fo_move_prepare(fo, KIND_ROLLBACK, from) == -1 ||
-	    fo_set_str(&fo->new, to) == -1)
-		return fo_move_unprepared(fo, "rollback");
-	fo->manual = manual;
-	fo->rollback_auto = !manual;
+	if (fo_set_str(&fo->new, m->to) == -1)
+		return -1;
+	fo->rollback_auto = !m->manual;
 	fo->t[T_DETECT] = 0;
 	alert_emit(ALERT_ROLLBACK_STARTED, fo->name, "rollback_id", fo->id,
-	    "trigger", manual ? "manual" : "failed switch", "reason", why,
-	    "from_instance", from ? from : "-", "to_instance", to, NULL);
+	    "trigger", m->manual ? "manual" : "failed switch", "reason",
+	    m->why, "from_instance", m->from ? m->from : "-", "to_instance",
+	    m->to, NULL);
 	/* The EIP may already point at `to`: verify through it anyway. */
 	service_set_target(fo->svc, fo->eip_ip);
-	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
-	fo_poll(fo);
 	return 0;
 }
 
-static int
-fo_switch_begin(struct failover *fo, const char *ami)
+int
+fo_switch_begin(struct failover *fo, const struct fo_move *m)
 {
-	if (fo_move_prepare(fo, KIND_SWITCH, fo->eip_instance) == -1 ||
-	    fo_set_str(&fo->ami, ami) == -1)
-		return fo_move_unprepared(fo, "switch");
-	fo->manual = 1;
+	if (fo_set_str(&fo->ami, m->ami) == -1)
+		return -1;
 	alert_emit(ALERT_SWITCH_STARTED, fo->name, "switch_id", fo->id,
-	    "ami", ami, "old_instance", fo->old, "az", fo->vol_az, NULL);
-	fo_set_step(fo, FAILOVER_FENCE_LAUNCH);
-	fo_poll(fo);
+	    "ami", m->ami, "old_instance", fo->old, "az", fo->vol_az, NULL);
 	return 0;
 }
 
@@ -231,7 +224,9 @@ fo_refuse_move(struct failover *fo, const char *what, struct buf *out)
 int
 failover_switch(struct failover *fo, const char *ami, struct buf *out)
 {
-	const char *kept = fo->switch_kept;
+	const char	*kept = fo->switch_kept;
+	struct fo_move	 m = { KIND_SWITCH, "asked by a person", 1, NULL,
+	    NULL, ami };
 
 	if (fo_refuse_move(fo, "switch", out) == -1)
 		return -1;
@@ -241,7 +236,8 @@ failover_switch(struct failover *fo, const char *ami, struct buf *out)
 		    "--finish first", fo->name, kept, fo->name, fo->name);
 		return -1;
 	}
-	if (fo_switch_begin(fo, ami) == -1) {
+	m.from = fo->eip_instance;
+	if (fo_move_begin(fo, &m) == -1) {
 		buf_printf(out, "service %s: out of memory: the switch could "
 		    "not begin", fo->name);
 		return -1;
@@ -256,7 +252,9 @@ failover_switch(struct failover *fo, const char *ami, struct buf *out)
 int
 failover_rollback(struct failover *fo, struct buf *out)
 {
-	char kept[64];
+	struct fo_move	m = { KIND_ROLLBACK, "asked by a person", 1, NULL,
+	    NULL, NULL };
+	char		kept[64];
 
 	if (fo->switch_kept == NULL) {
 		buf_printf(out, "service %s: no instance kept by a switch to "
@@ -272,8 +270,9 @@ failover_rollback(struct failover *fo, struct buf *out)
 		    fo->name, kept);
 		return -1;
 	}
-	if (fo_rollback_begin(fo, fo->eip_instance, kept,
-	    "asked by a person", 1) == -1) {
+	m.from = fo->eip_instance;
+	m.to = kept;
+	if (fo_move_begin(fo, &m) == -1) {
 		buf_printf(out, "service %s: out of memory: the rollback "
 		    "could not begin", fo->name);
 		return -1;

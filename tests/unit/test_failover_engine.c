@@ -23,6 +23,7 @@
 #include "failoverd/conf.h"
 #include "failoverd/curlev.h"
 #include "failoverd/journal.h"
+#include "failoverd/probe.h"
 #include "../../src/ec2_priv.h"
 #include "../../src/failover_priv.h"
 
@@ -350,6 +351,17 @@ on_disk(const char *key)
 	return val;
 }
 
+/*
+ * A later turn of the loop: what a reply showed in an earlier one is
+ * looked at again (a step acts at once only on what it saw this turn).
+ */
+static void
+next_turn(void)
+{
+	ev_sleep(0.001);
+	ev_now_update(loop);
+}
+
 /* Drives a failover from DOWN to FENCE+LAUNCH to DETACH. */
 static void
 to_detach(void)
@@ -392,6 +404,7 @@ test_failover_steps(void **state)
 	assert_int_equal(pending(EC2_ATTACH_VOLUME), 2);
 	answer(EC2_ATTACH_VOLUME, ok_attach);
 	answer(EC2_ATTACH_VOLUME, ok_attach);
+	next_turn();
 	fo_poll(fo);
 	answer(EC2_DESCRIBE_VOLUMES, volumes_xml("i-new"));
 	assert_int_equal(failover_step(fo), FAILOVER_ASSOCIATE);
@@ -460,6 +473,7 @@ test_attach_elsewhere_fails(void **state)
 	answer(EC2_DESCRIBE_VOLUMES, volumes_xml(NULL));
 	answer(EC2_ATTACH_VOLUME, ok_attach);
 	answer(EC2_ATTACH_VOLUME, ok_attach);
+	next_turn();
 	fo_poll(fo);
 	answer(EC2_DESCRIBE_VOLUMES, volumes_xml("i-other"));
 	assert_int_equal(failover_step(fo), FAILOVER_FAILED);
@@ -505,6 +519,231 @@ test_journal_round_trip(void **state)
 	failover_free(back);
 }
 
+/* An ended move, as fo_end would record it. */
+static void
+ended(const char *id, const char *result, long long started)
+{
+	int k;
+
+	assert_int_equal(fo_set_str(&fo->id, id), 0);
+	assert_int_equal(fo_set_str(&fo->old, "i-old"), 0);
+	assert_int_equal(fo_set_str(&fo->new, "i-new"), 0);
+	fo->kind = KIND_FAILOVER;
+	fo->manual = 1;
+	fo->started_at = started;
+	for (k = 0; k < T_MAX; k++)
+		fo->t[k] = k == T_TOTAL ? 42.125 : -1;
+	fo_history_add(fo, result, "why not");
+}
+
+static void
+same_str(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		assert_ptr_equal(a, b);
+	else
+		assert_string_equal(a, b);
+}
+
+static void
+same_history(const struct failover *a, const struct failover *b)
+{
+	const struct fo_history	*x, *y;
+	long long		 n;
+	int			 k;
+
+	assert_int_equal(a->history_next, b->history_next);
+	for (n = 0; n < a->history_next; n++) {
+		x = fo_history_at(a, n);
+		y = fo_history_at(b, n);
+		if (x == NULL || y == NULL) {
+			assert_ptr_equal(x, y);
+			continue;
+		}
+		same_str(x->id, y->id);
+		same_str(x->kind, y->kind);
+		same_str(x->result, y->result);
+		same_str(x->reason, y->reason);
+		same_str(x->mode, y->mode);
+		same_str(x->trigger, y->trigger);
+		same_str(x->old, y->old);
+		same_str(x->new, y->new);
+		same_str(x->az, y->az);
+		assert_int_equal(x->started, y->started);
+		for (k = 0; k < T_MAX; k++)
+			assert_true(x->t[k] == y->t[k]);
+	}
+}
+
+/*
+ * What the service's moves left (identity, the settling move, learned
+ * keys, the history) is in the struct, saved and restored through the
+ * tables: a new engine on the same journal knows all of it.
+ */
+static void
+test_service_fields_round_trip(void **state)
+{
+	struct failover	*back;
+	struct buf	 out;
+
+	assert_int_equal(fo_set_str(&fo->ident_vols[0], "vol-0aaaaaaaaaaaaaaa1"),
+	    0);
+	assert_int_equal(fo_set_str(&fo->ident_subnet, "subnet-0bbbbbbbbbbbbbbb1"),
+	    0);
+	assert_int_equal(fo_set_str(&fo->moved_to, "i-new"), 0);
+	fo->moved_at = 1700000000;	/* moved_from stays NULL: "" */
+	assert_int_equal(fo_set_str(&fo->learned_instances, "i-a i-new"), 0);
+	assert_int_equal(fo_set_str(&fo->learned_instance, "i-new"), 0);
+	fo->last_failover = 1700000100;
+	ended("fo-web-1", "failed", 1690000000);
+	ended("fo-web-2", "completed", 1700000000);
+	assert_int_equal(fo_save(fo), 0);
+	/* The keys on disk are those the previous versions wrote. */
+	assert_string_equal(on_disk("identity.vol-00000000000000001"),
+	    "vol-0aaaaaaaaaaaaaaa1");
+	assert_string_equal(on_disk("identity.vol-00000000000000002"),
+	    "(none)");
+	assert_string_equal(on_disk("identity.subnet"),
+	    "subnet-0bbbbbbbbbbbbbbb1");
+	assert_string_equal(on_disk("moved_from"), "");
+	assert_string_equal(on_disk("moved_to"), "i-new");
+	assert_string_equal(on_disk("moved_at"), "1700000000");
+	assert_string_equal(on_disk("learned_instances"), "i-a i-new");
+	assert_string_equal(on_disk("learned_instance"), "i-new");
+	assert_string_equal(on_disk("last_failover"), "1700000100");
+	assert_string_equal(on_disk("eip_ip"), "127.0.0.9");
+	assert_string_equal(on_disk("history.next"), "2");
+	assert_string_equal(on_disk("h.1.id"), "fo-web-2");
+	assert_string_equal(on_disk("h.0.result"), "failed");
+	assert_string_equal(on_disk("h.0.t.total"), "42.125");
+	assert_string_equal(on_disk("h.0.t.fence"), "(none)");
+
+	back = failover_new(&env, svc);
+	assert_non_null(back);
+	assert_string_equal(fo_vol_id(back, "vol-00000000000000001"),
+	    "vol-0aaaaaaaaaaaaaaa1");
+	assert_string_equal(failover_volume_id(back, "vol-00000000000000002"),
+	    "vol-00000000000000002");
+	assert_string_equal(failover_subnet(back), "subnet-0bbbbbbbbbbbbbbb1");
+	assert_null(back->moved_from);
+	assert_string_equal(back->moved_to, "i-new");
+	assert_int_equal(back->moved_at, 1700000000);
+	assert_string_equal(back->learned_instances, "i-a i-new");
+	assert_string_equal(back->learned_instance, "i-new");
+	assert_int_equal(back->last_failover, 1700000100);
+	assert_string_equal(back->eip_ip, "127.0.0.9");
+	same_history(fo, back);
+	/* A move now begins from the volume the evacuation made. */
+	assert_string_equal(back->vols[0].id, "vol-00000000000000001");
+	assert_int_equal(fo_progress_reset(back), 0);
+	assert_string_equal(back->vols[0].id, "vol-0aaaaaaaaaaaaaaa1");
+	buf_init(&out);
+	failover_history(back, &out, 0);
+	assert_non_null(strstr(buf_str(&out), "fo-web-2 result=completed "
+	    "kind=failover trigger=manual mode=replace old=i-old new=i-new"));
+	assert_non_null(strstr(buf_str(&out), "total=42.125s"));
+	buf_free(&out);
+	failover_free(back);
+}
+
+/* The history keeps the last FO_HISTORY_MAX moves, in the record too. */
+static void
+test_history_keeps_the_last(void **state)
+{
+	struct failover	*back;
+	char		 id[32];
+	int		 n;
+
+	for (n = 0; n < FO_HISTORY_MAX + 5; n++) {
+		snprintf(id, sizeof(id), "fo-web-%d", n);
+		ended(id, "completed", 1700000000 + n);
+	}
+	assert_int_equal(fo_save(fo), 0);
+	assert_null(fo_history_at(fo, 4));
+	assert_string_equal(fo_history_at(fo, 5)->id, "fo-web-5");
+	assert_string_equal(on_disk("h.4.id"), "(none)");
+	assert_string_equal(on_disk("h.5.id"), "fo-web-5");
+	back = failover_new(&env, svc);
+	assert_non_null(back);
+	same_history(fo, back);
+	assert_string_equal(fo_history_at(back, FO_HISTORY_MAX + 4)->id,
+	    "fo-web-24");
+	failover_free(back);
+}
+
+/*
+ * A journal the previous version wrote (its fields only in the record,
+ * learned_instance alone, an old history entry without a kind) is
+ * restored, and saved back with its keys as they were.
+ */
+static void
+test_restore_previous_version(void **state)
+{
+	static const char *const kept[][2] = {
+		{ "step", "idle" },
+		{ "paused", "0" },
+		{ "eip_ip", "127.0.0.9" },
+		{ "identity.vol-00000000000000002", "vol-0ccccccccccccccc2" },
+		{ "identity.subnet", "subnet-0ddddddddddddddd1" },
+		{ "moved_from", "i-old" },
+		{ "moved_to", "i-new" },
+		{ "moved_at", "1700000000" },
+		{ "learned_instance", "i-new" },
+		{ "last_failover", "1700000100" },
+		{ "history.next", "2" },
+		{ "h.0.id", "fo-web-old" },
+		{ "h.0.result", "completed" },
+		{ "h.0.started", "1600000000" },
+		{ "h.1.id", "fo-web-new" },
+		{ "h.1.kind", "switch" },
+		{ "h.1.result", "failed" },
+		{ "h.1.started", "1700000000" },
+		{ "h.1.t.total", "12.500" },
+	};
+	struct journal_rec	*rec;
+	struct failover		*back;
+	char			 err[512];
+	size_t			 i;
+
+	rec = journal_rec_new();
+	assert_non_null(rec);
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		assert_int_equal(journal_rec_set(rec, kept[i][0],
+		    kept[i][1]), 0);
+	assert_int_equal(journal_save(dir, "web", rec, err, sizeof(err)), 0);
+	journal_rec_free(rec);
+	back = failover_new(&env, svc);
+	assert_non_null(back);
+	assert_int_equal(failover_step(back), FAILOVER_IDLE);
+	assert_string_equal(back->eip_ip, "127.0.0.9");
+	assert_string_equal(fo_vol_id(back, "vol-00000000000000002"),
+	    "vol-0ccccccccccccccc2");
+	assert_string_equal(fo_vol_id(back, "vol-00000000000000001"),
+	    "vol-00000000000000001");
+	assert_string_equal(failover_subnet(back), "subnet-0ddddddddddddddd1");
+	assert_string_equal(back->moved_from, "i-old");
+	assert_string_equal(back->moved_to, "i-new");
+	assert_int_equal(back->moved_at, 1700000000);
+	assert_string_equal(back->learned_instance, "i-new");
+	assert_null(back->learned_instances);
+	assert_int_equal(back->last_failover, 1700000100);
+	assert_int_equal(back->history_next, 2);
+	assert_string_equal(fo_history_at(back, 0)->id, "fo-web-old");
+	assert_null(fo_history_at(back, 0)->kind);
+	assert_int_equal(fo_history_at(back, 0)->started, 1600000000);
+	assert_string_equal(fo_history_at(back, 1)->kind, "switch");
+	assert_true(fo_history_at(back, 1)->t[T_TOTAL] == 12.5);
+	assert_true(fo_history_at(back, 1)->t[T_FENCE] < 0);
+	/* Saved back: the same keys, the same values. */
+	back->paused = 1;
+	assert_int_equal(fo_save(back), 0);
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (strcmp(kept[i][0], "paused") != 0)
+			assert_string_equal(on_disk(kept[i][0]), kept[i][1]);
+	assert_string_equal(on_disk("learned_instances"), "(none)");
+	failover_free(back);
+}
+
 /* Every step a journal can hold resumes as itself, or looks again. */
 static void
 test_restore_every_step(void **state)
@@ -544,6 +783,167 @@ test_restore_every_step(void **state)
 		failover_free(back);
 		fake_reset();
 	}
+}
+
+static const char ok_start[] = "<StartInstancesResponse " NS ">"
+    "<requestId>r</requestId><instancesSet><item><instanceId>i-kept"
+    "</instanceId><currentState><name>pending</name></currentState>"
+    "</item></instancesSet></StartInstancesResponse>";
+
+/*
+ * A rollback begins through its kind (fo_kinds[KIND_ROLLBACK]): its id
+ * says so, it fences production at once, and its launch is the kept
+ * instance, looked at before it is started again.
+ */
+static void
+test_rollback_starts_the_kept(void **state)
+{
+	struct buf out;
+
+	assert_int_equal(fo_set_str(&fo->switch_kept, "i-kept"), 0);
+	buf_init(&out);
+	assert_int_equal(failover_rollback(fo, &out), 0);
+	buf_free(&out);
+	assert_int_equal(fo->kind, KIND_ROLLBACK);
+	assert_int_equal(strncmp(fo->id, "rb-web-", 7), 0);
+	assert_string_equal(fo->old, "i-old");
+	assert_string_equal(fo->new, "i-kept");
+	assert_true(fo->manual);
+	assert_false(fo->rollback_auto);
+	assert_string_equal(on_disk("kind"), "rollback");
+	assert_int_equal(pending(EC2_STOP_INSTANCES), 1);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	assert_int_equal(pending(EC2_DESCRIBE_INSTANCES), 1);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-kept", "stopped"));
+	assert_int_equal(pending(EC2_START_INSTANCES), 1);
+	answer(EC2_START_INSTANCES, ok_start);
+	assert_int_equal(fo->launch, LAUNCH_SENT);
+	/* Just started by us: a "stopped" still shown is not believed. */
+	fo_poll(fo);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-kept", "stopped"));
+	assert_int_equal(fo->launch, LAUNCH_SENT);
+}
+
+/* A failover with no capacity anywhere restarts production in place. */
+static void
+test_no_capacity_restarts_in_place(void **state)
+{
+	struct buf	out;
+	int		n;
+
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), 0);
+	buf_free(&out);
+	for (n = 0; n < FO_LAUNCH_TRIES; n++) {
+		assert_int_equal(pending(EC2_RUN_INSTANCES), 1);
+		refuse(EC2_RUN_INSTANCES, "InsufficientInstanceCapacity");
+		fo->launch_next = 0;	/* no waiting in a unit test */
+		fo_poll(fo);
+	}
+	assert_int_equal(fo->kind, KIND_FAILOVER);
+	assert_true(fo->restart);
+	assert_string_equal(fo->new, "i-old");
+	assert_string_equal(on_disk("mode"), "restart");
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	/* Started again only once fenced. */
+	assert_int_equal(pending(EC2_START_INSTANCES), 0);
+}
+
+/*
+ * A failover resumed before its launch is known looks for it by its
+ * ClientToken (the lookup's own reply handler) and adopts what it
+ * finds instead of launching a second one.
+ */
+static void
+test_resumed_launch_found(void **state)
+{
+	struct journal_rec	*rec;
+	struct failover		*back;
+	char			 err[512];
+
+	rec = journal_rec_new();
+	assert_non_null(rec);
+	journal_rec_set(rec, "step", "fence+launch");
+	journal_rec_set(rec, "failover_id", "fo-web-test");
+	journal_rec_set(rec, "old_instance", "i-old");
+	journal_rec_set(rec, "kind", "failover");
+	journal_rec_set(rec, "fence", "stopping");
+	journal_rec_set(rec, "launch", "sent");
+	assert_int_equal(journal_save(dir, "web", rec, err, sizeof(err)), 0);
+	journal_rec_free(rec);
+	failover_free(fo);
+	fo = back = failover_new(&env, svc);
+	assert_non_null(back);
+	knows_production(back);
+	assert_true(back->resumed);
+	/* Launch "sent" but no instance id: the launch is looked for. */
+	assert_int_equal(back->launch, LAUNCH_TODO);
+	fake_reset();
+	fo_poll(back);
+	assert_int_equal(pending(EC2_DESCRIBE_INSTANCES), 2);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-old", "stopping"));
+	answer(EC2_DESCRIBE_INSTANCES, instance_xml("i-found", "pending"));
+	assert_string_equal(back->new, "i-found");
+	assert_int_equal(back->launch, LAUNCH_SENT);
+	assert_string_equal(on_disk("new_instance"), "i-found");
+}
+
+/*
+ * Nothing holds the EIP or the volumes: nothing to fence, and the move
+ * goes on to DETACH at once, its launch under way.
+ */
+static void
+test_nothing_to_fence(void **state)
+{
+	struct buf out;
+
+	assert_int_equal(fo_set_str(&fo->eip_instance, NULL), 0);
+	assert_int_equal(fo_set_str(&fo->vol_instance, NULL), 0);
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), 0);
+	buf_free(&out);
+	assert_null(fo->old);
+	assert_int_equal(fo->fence, FENCE_DONE);
+	assert_int_equal(failover_step(fo), FAILOVER_DETACH);
+	assert_int_equal(pending(EC2_STOP_INSTANCES), 0);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 1);
+	assert_string_equal(on_disk("step"), "detach");
+}
+
+/*
+ * Resumed in DETACH with every volume free and the replacement ready
+ * (the crash came before the step was written): it goes on to ATTACH.
+ */
+static void
+test_resumed_detach_goes_on(void **state)
+{
+	struct journal_rec	*rec;
+	char			 err[512];
+
+	rec = journal_rec_new();
+	assert_non_null(rec);
+	journal_rec_set(rec, "step", "detach");
+	journal_rec_set(rec, "failover_id", "fo-web-test");
+	journal_rec_set(rec, "old_instance", "i-old");
+	journal_rec_set(rec, "new_instance", "i-new");
+	journal_rec_set(rec, "kind", "failover");
+	journal_rec_set(rec, "fence", "fenced");
+	journal_rec_set(rec, "launch", "ready");
+	journal_rec_set(rec, "t.detach", "1.500");
+	assert_int_equal(journal_save(dir, "web", rec, err, sizeof(err)), 0);
+	journal_rec_free(rec);
+	failover_free(fo);
+	fo = failover_new(&env, svc);
+	assert_non_null(fo);
+	knows_production(fo);
+	fake_reset();
+	assert_int_equal(failover_step(fo), FAILOVER_DETACH);
+	fo_poll(fo);
+	assert_int_equal(failover_step(fo), FAILOVER_ATTACH);
+	/* Seen in an earlier life: described before anything is attached. */
+	assert_int_equal(pending(EC2_ATTACH_VOLUME), 0);
+	assert_int_equal(pending(EC2_DESCRIBE_VOLUMES), 1);
 }
 
 /* A switch refused before touching production leaves it alone. */
@@ -624,6 +1024,22 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_oom_volumes_all_or_nothing, setup, teardown),
 		cmocka_unit_test(test_oom_set_str),
+		cmocka_unit_test_setup_teardown(test_service_fields_round_trip,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_keeps_the_last,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_previous_version,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_starts_the_kept,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_no_capacity_restarts_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resumed_launch_found,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nothing_to_fence, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_resumed_detach_goes_on,
+		    setup, teardown),
 	};
 
 	log_init("test_failover_engine", LOG_USER, 1);
