@@ -4,10 +4,13 @@ test_aws.py (the EC2 client) and test_credchain.py (the credential
 sources) drive the C client through tests/ec2call against an ec2sim of
 their own, with no daemon: what they share is here, not in one of them.
 """
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -105,3 +108,18 @@ def ec2call(env, *args, timeout=60):
                        timeout=timeout)
     out = [json.loads(x) for x in p.stdout.decode().splitlines() if x]
     return p.returncode, out, p.stderr.decode()
+
+
+@contextlib.contextmanager
+def bare_sim(prefix):
+    """A Sim of its own in a fresh directory, removed afterwards: what
+    each test module's `sim` fixture yields."""
+    if not os.access(EC2CALL, os.X_OK):
+        raise RuntimeError(f"{EC2CALL} is not built")
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    s = Sim(workdir)
+    try:
+        yield s
+    finally:
+        s.close()
+        shutil.rmtree(workdir, ignore_errors=True)

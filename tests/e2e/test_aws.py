@@ -10,29 +10,20 @@ prints every typed result as a JSON line."""
 import base64
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from awsclient import (AMI, EC2CALL, EIP_SPARE, PROD, SG,  # noqa: E402,F401
-    SNAP_DB, SNAP_UPLOADS, SUBNET_B, VOL_DB, Sim, ec2call)
+from awsclient import (AMI, EIP_SPARE, PROD, SG,  # noqa: E402,F401
+    SNAP_DB, SNAP_UPLOADS, SUBNET_B, VOL_DB, bare_sim, ec2call)
 
 
 @pytest.fixture
 def sim():
-    if not os.access(EC2CALL, os.X_OK):
-        pytest.fail(f"{EC2CALL} is not built")
-    workdir = tempfile.mkdtemp(prefix="test_aws.")
-    s = Sim(workdir)
-    try:
+    with bare_sim("test_aws.") as s:
         yield s
-    finally:
-        s.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def call(sim, *args, env=None, ok=True):

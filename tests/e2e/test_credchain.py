@@ -9,14 +9,12 @@ call signed with anything stale fails. Nothing here reads the host's
 into the test's directory."""
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from awsclient import EC2CALL, Sim, ec2call  # noqa: E402
+from awsclient import bare_sim, ec2call  # noqa: E402
 
 ROLE = "arn:aws:iam::123456789012:role/failoverd"
 PY = "/usr/bin/python3"
@@ -24,15 +22,8 @@ PY = "/usr/bin/python3"
 
 @pytest.fixture
 def sim():
-    if not os.access(EC2CALL, os.X_OK):
-        pytest.fail(f"{EC2CALL} is not built")
-    workdir = tempfile.mkdtemp(prefix="test_credchain.")
-    s = Sim(workdir)
-    try:
+    with bare_sim("test_credchain.") as s:
         yield s
-    finally:
-        s.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def env_for(sim, **extra):
