@@ -61,6 +61,17 @@ static const struct {
 	[ALERT_WATCHDOG_HEALTHY]	= { "watchdog_healthy", LOG_NOTICE },
 	[ALERT_WATCHDOG_TILT]		= { "watchdog_tilt", LOG_WARNING },
 	[ALERT_WATCHDOG_TILT_OVER]	= { "watchdog_tilt_over", LOG_NOTICE },
+	[ALERT_CLUSTER_JOINED]		= { "cluster_joined", LOG_NOTICE },
+	[ALERT_CLUSTER_MEMBER_JOINED]	= { "cluster_member_joined", LOG_NOTICE },
+	[ALERT_CLUSTER_MEMBER_LEFT]	= { "cluster_member_left", LOG_WARNING },
+	[ALERT_CLUSTER_LEADER_GAINED]	= { "cluster_leader_gained", LOG_NOTICE },
+	[ALERT_CLUSTER_LEADER_LOST]	= { "cluster_leader_lost", LOG_ERR },
+	[ALERT_CLUSTER_LEADER_CHANGED]	= { "cluster_leader_changed", LOG_NOTICE },
+	[ALERT_CLUSTER_LEASE_LOST]	= { "cluster_lease_lost", LOG_ERR },
+	[ALERT_CLUSTER_QUORUM_LOST]	= { "cluster_quorum_lost", LOG_CRIT },
+	[ALERT_CLUSTER_QUORUM_BACK]	= { "cluster_quorum_back", LOG_NOTICE },
+	[ALERT_CLUSTER_VERDICT_SPLIT]	= { "cluster_verdict_split", LOG_WARNING },
+	[ALERT_CLUSTER_TAKEOVER]	= { "cluster_takeover", LOG_WARNING },
 };
 
 #define ALERT_RL_SLOTS	64

@@ -56,6 +56,18 @@ enum alert_event {
 	ALERT_WATCHDOG_HEALTHY,
 	ALERT_WATCHDOG_TILT,
 	ALERT_WATCHDOG_TILT_OVER,
+	/* the cluster (cluster.h, issue 15) */
+	ALERT_CLUSTER_JOINED,		/* this member holds a lease */
+	ALERT_CLUSTER_MEMBER_JOINED,	/* another member appeared */
+	ALERT_CLUSTER_MEMBER_LEFT,	/* another member's lease ended */
+	ALERT_CLUSTER_LEADER_GAINED,	/* this member leads: it acts */
+	ALERT_CLUSTER_LEADER_LOST,	/* this member stopped acting */
+	ALERT_CLUSTER_LEADER_CHANGED,	/* another member leads now */
+	ALERT_CLUSTER_LEASE_LOST,	/* this member's lease is gone */
+	ALERT_CLUSTER_QUORUM_LOST,	/* no leader can act */
+	ALERT_CLUSTER_QUORUM_BACK,
+	ALERT_CLUSTER_VERDICT_SPLIT,	/* members disagree on a service */
+	ALERT_CLUSTER_TAKEOVER,		/* a failover taken over */
 	ALERT_EVENT_MAX
 };
 

@@ -206,6 +206,26 @@ struct metrics_conf {
 	int		 fsync;		/* fsync before the rename */
 };
 
+/*
+ * cluster: several watchdogs sharing one etcd (cluster.h). Absent (the
+ * config's cluster is NULL): one watchdog, no etcd, as before.
+ */
+struct cluster_conf {
+	char		*name;		/* this member, one of members */
+	char		**members;	/* every member configured */
+	size_t		 nmembers;
+	char		**endpoints;	/* etcd: "http(s)://host:port" */
+	size_t		 nendpoints;
+	char		*prefix;	/* keys live under it: "/failoverd" */
+	long		 lease_ttl;	/* seconds (etcd's TTL is whole) */
+	int		 quorum;	/* DOWN verdicts needed, resolved to
+					   a count: 1 .. nmembers */
+	double		 timeout;	/* seconds per etcd call */
+	char		*ca_file;	/* https: NULL: the system's CAs */
+	char		*cert_file;	/* client certificate, or NULL */
+	char		*key_file;	/* its key (a secret: never shown) */
+};
+
 struct config {
 	char		*path;
 	char		*state_dir;
@@ -221,6 +241,7 @@ struct config {
 	struct aws_conf	 aws;
 	struct alerts_conf alerts;
 	struct metrics_conf metrics;
+	struct cluster_conf *cluster;	/* NULL: a single watchdog */
 	struct service_conf *services;
 	size_t		 nservices;
 };
