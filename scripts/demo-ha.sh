@@ -57,7 +57,7 @@ for m in $MEMBERS; do
 	member_pids="$member_pids $started"
 	eval "pid_$m=$started"
 done
-mctl() { local m=$1; shift; build/failoverctl -s "$work/$m/control.sock" "$@"; }
+mctl() { local m=$1; shift; "$bin/failoverctl" -s "$work/$m/control.sock" "$@"; }
 alive() { local p; eval "p=\$pid_$1"; kill -0 "$p" 2>/dev/null; }
 
 # first_line MEMBER PATTERN: the first line of MEMBER's log matching

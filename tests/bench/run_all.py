@@ -44,6 +44,9 @@ def main(names):
     import bench_failover
     import bench_failover_aws
     import bench_log_stall
+    import bench_takeover
+    import bench_detect_quorum
+    import bench_etcd_traffic
     order = [
         ("idle", bench_idle.start, bench_idle.finish),
         ("probe_cost", bench_probe_cost.run, None),
@@ -52,6 +55,9 @@ def main(names):
         ("failover", bench_failover.run, None),
         ("failover_aws", bench_failover_aws.run, None),
         ("log_stall", bench_log_stall.run, None),
+        ("takeover", bench_takeover.run, None),
+        ("detect_quorum", bench_detect_quorum.run, None),
+        ("etcd_traffic", bench_etcd_traffic.run, None),
     ]
     print(f"failoverd benchmarks: build {build_type()}, "
           f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}",
