@@ -85,6 +85,7 @@ wait_any() {
 				hit_member=$m hit_line=$l
 				return 0
 			fi
+			alive "$m" || fail "member $m exited: $(tail -3 "$work/$m/failoverd.log")"
 		done
 		sleep 0.1
 	done
