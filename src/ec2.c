@@ -1135,9 +1135,10 @@ call_send(struct ec2_call *call, const struct creds *cr)
 	/*
 	 * The gate, at the last moment before the wire: a member deposed
 	 * while this call waited (budget, credentials, a retry's backoff)
-	 * sends nothing. An effect lookup only reads: not gated.
+	 * sends nothing. An effect lookup only reads, and a DryRun (a
+	 * preflight's) changes nothing: not gated.
 	 */
-	if (!call->look && c->gate != NULL &&
+	if (!call->look && c->gate != NULL && !r->dry_run &&
 	    ec2_action_mutates(r->action) &&
 	    !c->gate(c->gate_arg, err, sizeof(err))) {
 		ec2_result_set_error(call->res, EC2_ERR_GATED, NULL,

@@ -833,6 +833,12 @@ failover_journal_written(struct failover *fo)
 }
 
 const char *
+failover_id(const struct failover *fo)
+{
+	return fo->id;
+}
+
+const char *
 failover_writer(const struct failover *fo)
 {
 	return fo->writer;

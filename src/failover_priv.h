@@ -36,6 +36,7 @@
 #define FO_POLL_EVERY		0.5
 #define FO_POLL_RESERVE		2.0
 #define FO_REFRESH		30.0	/* re-learn the EIP's instance */
+#define FO_REFRESH_FOLLOW	2.0	/* a follower, service unhealthy */
 #define FO_REFRESH_ACTIVE	4	/* services refreshing at once */
 #define FO_REFRESH_RETRY	2.0	/* EC2 away: doubles up to ... */
 #define FO_RETRY_IDLE		5.0	/* a DOWN we could not act on */

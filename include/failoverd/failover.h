@@ -122,6 +122,9 @@ void		 failover_tilt_over(struct failover *fo, double held);
  */
 void		 failover_journal_written(struct failover *fo);
 
+/* The move in progress's id, or NULL. */
+const char	*failover_id(const struct failover *fo);
+
 /*
  * Who wrote the record this engine resumed from (journal_load hook's
  * writer), or NULL: a new leader tells a takeover by it.
