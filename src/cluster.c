@@ -124,6 +124,12 @@ struct cluster {
 
 	int		 quorum_lost;
 	char		 why_lost[160];
+	/*
+	 * Members started together join one after the other: the count of
+	 * live members is judged only a lease after this one first joined.
+	 */
+	ev_timer	 grace_timer;
+	int		 grace_over;
 };
 
 static void	join_start(struct cluster *c);
@@ -339,6 +345,8 @@ quorum_check(struct cluster *c)
 	if (c->lease == 0 || !c->synced)
 		return;		/* lease_lost says so when it matters */
 	live = live_members(c);
+	if (!c->grace_over && live < (size_t)c->quorum)
+		return;
 	if (live < (size_t)c->quorum) {
 		snprintf(why, sizeof(why), "%zu live member%s, quorum is %d",
 		    live, live == 1 ? "" : "s", c->quorum);
@@ -409,6 +417,38 @@ verdict_compute(const struct cluster *c, const struct csvc *s,
 	return SERVICE_UNKNOWN;
 }
 
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "c,a,b" becomes "a,b,c": an event reads the same whatever the order
+ * the keys came in. */
+static void
+list_sort(struct buf *b)
+{
+	char *copy, *p, *save = NULL, **v = NULL, **nv;
+	size_t n = 0, i;
+
+	if (b->len == 0 || (copy = strdup(buf_str(b))) == NULL)
+		return;
+	for (p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",",
+	    &save)) {
+		if ((nv = reallocarray(v, n + 1, sizeof(*v))) == NULL)
+			goto out;
+		v = nv;
+		v[n++] = p;
+	}
+	qsort(v, n, sizeof(*v), name_cmp);
+	buf_reset(b);
+	for (i = 0; i < n; i++)
+		buf_printf(b, "%s%s", i ? "," : "", v[i]);
+out:
+	free(v);
+	free(copy);
+}
+
 static void
 verdicts_recompute(struct cluster *c)
 {
@@ -424,6 +464,8 @@ verdicts_recompute(struct cluster *c)
 		buf_init(&down);
 		buf_init(&up);
 		v = verdict_compute(c, s, &down, &up, &nd);
+		list_sort(&down);
+		list_sort(&up);
 		if (c->leader && nd > 0 && nd < c->quorum) {
 			struct buf key;
 
@@ -456,6 +498,17 @@ verdicts_recompute(struct cluster *c)
 				c->ops->on_verdict(c->arg, s->name, from, v);
 		}
 	}
+}
+
+static void
+grace_fired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cluster *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	c->grace_over = 1;
+	quorum_check(c);
 }
 
 static void
@@ -861,7 +914,8 @@ expire_fired(struct ev_loop *loop, ev_timer *w, int revents)
 		expire_arm(c);		/* renewed meanwhile */
 		return;
 	}
-	quorum_set(c, 1, "etcd unreachable for longer than the lease");
+	quorum_set(c, 1, "etcd not answering for longer than the lease "
+	    "(or this process was stalled)");
 	lease_lost(c, "no keepalive answered within the lease");
 }
 
@@ -918,6 +972,10 @@ member_put_done(const struct etcd_result *res, void *arg)
 	}
 	c->joined = 1;
 	c->join_backoff = CLUSTER_RETRY_MIN;
+	if (!c->grace_over && !ev_is_active(&c->grace_timer)) {
+		ev_timer_set(&c->grace_timer, (double)c->ttl, 0.);
+		ev_timer_start(c->loop, &c->grace_timer);
+	}
 	verdicts_flush(c);
 	if (c->synced && c->watch)
 		campaign(c);
@@ -1483,6 +1541,8 @@ cluster_new(struct ev_loop *loop, struct curlev *cl,
 	ev_timer_init(&c->sync_timer, sync_fired, 0., 0.);
 	ev_timer_init(&c->verdict_timer, verdict_retry_fired, 0., 0.);
 	ev_timer_init(&c->kick, kick_fired, 0., 0.);
+	ev_timer_init(&c->grace_timer, grace_fired, 0., 0.);
+	c->grace_timer.data = c;
 	c->ka_timer.data = c->expire_timer.data = c->join_timer.data = c;
 	c->sync_timer.data = c->verdict_timer.data = c->kick.data = c;
 	if (cluster_set_services(c, services, nservices) != 0) {
@@ -1516,6 +1576,7 @@ cluster_free(struct cluster *c)
 	ev_timer_stop(c->loop, &c->sync_timer);
 	ev_timer_stop(c->loop, &c->verdict_timer);
 	ev_timer_stop(c->loop, &c->kick);
+	ev_timer_stop(c->loop, &c->grace_timer);
 	for (i = 0; i < c->nsvc; i++) {
 		c->svc[i].vcall = NULL;
 		c->svc[i].jcall = NULL;

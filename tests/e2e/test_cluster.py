@@ -302,6 +302,17 @@ def test_quorum_of_down_verdicts(members, etcd):
     for m, k in zip(rest, marks):
         m.wait(lambda l: l == "verdict web down healthy", k,
                what="quorum lost its DOWN")
+    assert not lead.events("cluster_quorum_lost")
+    # One live member of a quorum of two: it says so, once.
+    alone = lead
+    gone = next(m for m in rest if m is not lead)
+    gone.p.kill()
+    gone.p.wait()
+    line = alone.wait(lambda l: l.startswith(
+        "event event=cluster_quorum_lost "), what="quorum_lost")
+    assert 'reason="1 live member, quorum is 2"' in line, line
+    until(lambda: alone.status()["quorum_lost"], what="status says lost")
+    assert len(alone.events("cluster_quorum_lost")) == 1
 
 
 def test_etcd_losing_members(members, etcd):
