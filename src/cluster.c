@@ -1017,9 +1017,12 @@ grant_done(const struct etcd_result *res, void *arg)
 		    res->error ? res->error : "no lease");
 		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
 		ev_timer_start(c->loop, &c->join_timer);
+		/* back soon after etcd is: no later than a keepalive */
 		c->join_backoff *= 2;
 		if (c->join_backoff > CLUSTER_RETRY_MAX)
 			c->join_backoff = CLUSTER_RETRY_MAX;
+		if (c->join_backoff > (double)c->ttl / 3)
+			c->join_backoff = (double)c->ttl / 3;
 		return;
 	}
 	c->lease = res->lease_id;
