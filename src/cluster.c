@@ -78,6 +78,8 @@ struct cluster {
 	const struct cluster_ops *ops;
 	void		*arg;
 	char		*name;
+	char		**members;	/* configured, for status */
+	size_t		 nmembers;
 	char		*prefix;	/* ends with '/' */
 	long		 ttl;
 	int		 quorum;
@@ -85,7 +87,7 @@ struct cluster {
 	char		 host[256];
 	long		 since;
 
-	struct csvc	*svc;
+	struct csvc	**svc;		/* each one owned here, stable */
 	size_t		 nsvc;
 
 	/* the lease */
@@ -313,8 +315,8 @@ svc_find(struct cluster *c, const char *name)
 	size_t i;
 
 	for (i = 0; i < c->nsvc; i++)
-		if (strcmp(c->svc[i].name, name) == 0)
-			return &c->svc[i];
+		if (c->svc[i] != NULL && strcmp(c->svc[i]->name, name) == 0)
+			return c->svc[i];
 	return NULL;
 }
 
@@ -459,7 +461,7 @@ verdicts_recompute(struct cluster *c)
 	int nd;
 
 	for (i = 0; i < c->nsvc; i++) {
-		struct csvc *s = &c->svc[i];
+		struct csvc *s = c->svc[i];
 
 		buf_init(&down);
 		buf_init(&up);
@@ -545,8 +547,8 @@ leader_drop(struct cluster *c, const char *reason)
 	}
 	c->token = 0;
 	for (i = 0; i < c->nsvc; i++) {
-		free(c->svc[i].split);
-		c->svc[i].split = NULL;
+		free(c->svc[i]->split);
+		c->svc[i]->split = NULL;
 	}
 	if (!c->leader)
 		return;
@@ -601,7 +603,7 @@ read_done(const struct etcd_result *res, void *arg)
 		return;
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		struct csvc *s = &c->svc[i];
+		struct csvc *s = c->svc[i];
 
 		loaded_clear(s);
 		buf_reset(&s->written);
@@ -1031,7 +1033,7 @@ grant_done(const struct etcd_result *res, void *arg)
 	ev_timer_set(&c->ka_timer, (double)c->ttl / 3, (double)c->ttl / 3);
 	ev_timer_again(c->loop, &c->ka_timer);
 	for (i = 0; i < c->nsvc; i++)
-		c->svc[i].published = -1;
+		c->svc[i]->published = -1;
 	snprintf(id, sizeof(id), "%" PRIx64, (uint64_t)c->lease);
 	alert_emit(ALERT_CLUSTER_JOINED, NULL, "member", c->name, "lease", id,
 	    NULL);
@@ -1098,12 +1100,12 @@ lease_lost(struct cluster *c, const char *reason)
 		c->put_call = NULL;
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		if (c->svc[i].vcall) {
-			etcd_cancel(c->svc[i].vcall);
-			c->svc[i].vcall = NULL;
+		if (c->svc[i]->vcall) {
+			etcd_cancel(c->svc[i]->vcall);
+			c->svc[i]->vcall = NULL;
 		}
-		c->svc[i].published = -1;
-		c->svc[i].sending = -1;
+		c->svc[i]->published = -1;
+		c->svc[i]->sending = -1;
 	}
 	ev_timer_stop(c->loop, &c->ka_timer);
 	ev_timer_stop(c->loop, &c->expire_timer);
@@ -1149,7 +1151,7 @@ verdicts_flush(struct cluster *c)
 	if (c->lease == 0 || !c->joined)
 		return;
 	for (i = 0; i < c->nsvc; i++) {
-		struct csvc *s = &c->svc[i];
+		struct csvc *s = c->svc[i];
 		const char *w;
 
 		if (s->own < 0 || s->own == s->published || s->vcall)
@@ -1192,8 +1194,8 @@ cluster_verdict(const struct cluster *c, const char *service)
 	size_t i;
 
 	for (i = 0; i < c->nsvc; i++)
-		if (strcmp(c->svc[i].name, service) == 0)
-			return verdict_compute(c, &c->svc[i], NULL, NULL,
+		if (strcmp(c->svc[i]->name, service) == 0)
+			return verdict_compute(c, c->svc[i], NULL, NULL,
 			    NULL);
 	return SERVICE_UNKNOWN;
 }
@@ -1381,10 +1383,13 @@ cluster_may_act(const struct cluster *c, char *why, size_t len)
 	return 1;
 }
 
-static int
-svc_init(struct cluster *c, struct csvc *s, const char *name)
+static struct csvc *
+svc_new(struct cluster *c, const char *name)
 {
-	memset(s, 0, sizeof(*s));
+	struct csvc *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
 	s->c = c;
 	s->own = -1;
 	s->published = -1;
@@ -1393,12 +1398,18 @@ svc_init(struct cluster *c, struct csvc *s, const char *name)
 	buf_init(&s->written);
 	buf_init(&s->pending);
 	buf_init(&s->inflight);
-	return (s->name = strdup(name)) == NULL ? -1 : 0;
+	if ((s->name = strdup(name)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
 }
 
 static void
-svc_clear(struct csvc *s)
+svc_free(struct csvc *s)
 {
+	if (s == NULL)
+		return;
 	if (s->vcall)
 		etcd_cancel(s->vcall);
 	if (s->jcall)
@@ -1409,75 +1420,78 @@ svc_clear(struct csvc *s)
 	buf_free(&s->pending);
 	buf_free(&s->inflight);
 	loaded_clear(s);
+	free(s);
 }
 
 int
 cluster_set_services(struct cluster *c, const char *const *services,
     size_t nservices)
 {
-	struct csvc *ns, *old;
+	struct csvc **ns;
 	char key[512];
 	size_t i, j;
 
+	for (i = 0; i < nservices; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(services[i], services[j]) == 0) {
+				log_warnx("cluster: service %s named twice",
+				    services[i]);
+				return -1;
+			}
 	if ((ns = calloc(nservices ? nservices : 1, sizeof(*ns))) == NULL)
 		return -1;
 	/* the new ones first: a failure leaves the old set as it was */
 	for (i = 0; i < nservices; i++) {
 		if (svc_find(c, services[i]) != NULL)
 			continue;
-		if (svc_init(c, &ns[i], services[i]) != 0) {
-			for (j = 0; j <= i; j++)
-				if (ns[j].name != NULL)
-					svc_clear(&ns[j]);
+		if ((ns[i] = svc_new(c, services[i])) == NULL) {
+			for (j = 0; j < i; j++)
+				if (svc_find(c, services[j]) == NULL)
+					svc_free(ns[j]);
 			free(ns);
 			return -1;
 		}
 	}
+	/* kept ones keep their state, and their calls in flight */
 	for (i = 0; i < nservices; i++) {
-		if ((old = svc_find(c, services[i])) != NULL &&
-		    ns[i].name == NULL) {
-			ns[i] = *old;
-			old->name = NULL;	/* moved */
-		}
+		if (ns[i] != NULL)
+			continue;
+		for (j = 0; j < c->nsvc; j++)
+			if (c->svc[j] != NULL &&
+			    strcmp(c->svc[j]->name, services[i]) == 0) {
+				ns[i] = c->svc[j];
+				c->svc[j] = NULL;
+				break;
+			}
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		if (c->svc[i].name == NULL)
+		if (c->svc[i] == NULL)
 			continue;
 		if (c->lease != 0) {
 			keyf(c, key, sizeof(key), "verdicts/%s/%s",
-			    c->svc[i].name, c->name);
+			    c->svc[i]->name, c->name);
 			etcd_delete(c->etcd, key, 0, revoke_done, c);
 		}
-		svc_clear(&c->svc[i]);
+		svc_free(c->svc[i]);
 	}
 	free(c->svc);
 	c->svc = ns;
 	c->nsvc = nservices;
-	/* the callbacks' argument moved with the struct */
-	for (i = 0; i < c->nsvc; i++) {
-		if (c->svc[i].vcall) {
-			etcd_cancel(c->svc[i].vcall);
-			c->svc[i].vcall = NULL;
-			c->svc[i].sending = -1;
-		}
-		if (c->svc[i].jcall) {
-			etcd_cancel(c->svc[i].jcall);
-			c->svc[i].jcall = NULL;
-			/* written again: the fenced put repeats safely */
-			if (!c->svc[i].has_pending) {
-				buf_reset(&c->svc[i].pending);
-				buf_append(&c->svc[i].pending,
-				    c->svc[i].inflight.data,
-				    c->svc[i].inflight.len);
-				c->svc[i].has_pending = 1;
-			}
-			if (c->leader)
-				journal_write(&c->svc[i]);
-		}
-	}
 	verdicts_flush(c);
 	kick(c);
 	return 0;
+}
+
+static void
+members_free(struct cluster *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nmembers; i++)
+		free(c->members[i]);
+	free(c->members);
+	c->members = NULL;
+	c->nmembers = 0;
 }
 
 struct cluster *
@@ -1525,7 +1539,14 @@ cluster_new(struct ev_loop *loop, struct curlev *cl,
 		if (plen == 0 || conf->prefix[plen - 1] != '/')
 			strcat(c->prefix, "/");
 	}
-	if (c->name == NULL || c->prefix == NULL) {
+	if (conf->nmembers > 0 &&
+	    (c->members = calloc(conf->nmembers, sizeof(char *))) != NULL)
+		for (; c->nmembers < conf->nmembers; c->nmembers++)
+			if ((c->members[c->nmembers] =
+			    strdup(conf->members[c->nmembers])) == NULL)
+				break;
+	if (c->name == NULL || c->prefix == NULL ||
+	    c->nmembers != conf->nmembers) {
 		errf(err, errlen, "cluster: out of memory");
 		goto fail;
 	}
@@ -1558,6 +1579,7 @@ cluster_new(struct ev_loop *loop, struct curlev *cl,
 fail:
 	if (c->etcd)
 		etcd_free(c->etcd);
+	members_free(c);
 	free(c->name);
 	free(c->prefix);
 	free(c);
@@ -1581,9 +1603,7 @@ cluster_free(struct cluster *c)
 	ev_timer_stop(c->loop, &c->kick);
 	ev_timer_stop(c->loop, &c->grace_timer);
 	for (i = 0; i < c->nsvc; i++) {
-		c->svc[i].vcall = NULL;
-		c->svc[i].jcall = NULL;
-		svc_clear(&c->svc[i]);
+		svc_free(c->svc[i]);
 	}
 	free(c->svc);
 	/* every call and the watch end with the client */
@@ -1593,6 +1613,7 @@ cluster_free(struct cluster *c)
 		free(c->seen_members[i]);
 	free(c->seen_members);
 	free(c->seen_leader);
+	members_free(c);
 	free(c->name);
 	free(c->prefix);
 	free(c);
@@ -1608,6 +1629,57 @@ lease_left(const struct cluster *c, char *out, size_t len)
 	if (c->lease == 0 || left < 0)
 		left = 0;
 	snprintf(out, len, "%.1f", left);
+}
+
+static void
+member_line(const struct cluster *c, struct buf *out, int json, int first,
+    const char *name)
+{
+	const struct ckv *kv;
+	char key[512];
+	size_t off = 0;
+
+	buf_fmt_at(key, sizeof(key), &off, "members/%s", name);
+	kv = view_find(&c->view, key);
+	if (json) {
+		buf_printf(out, "%s{\"name\":", first ? "" : ",");
+		buf_json_str(out, name);
+		if (kv)
+			buf_printf(out, ",\"lease\":\"%" PRIx64 "\"",
+			    (uint64_t)kv->lease);
+		else
+			buf_puts(out, ",\"lease\":null");
+		buf_printf(out, ",\"alive\":%s,\"self\":%s}",
+		    kv ? "true" : "false",
+		    strcmp(name, c->name) == 0 ? "true" : "false");
+	} else if (kv)
+		buf_printf(out, "  member %s: alive, lease %" PRIx64 "%s\n",
+		    name, (uint64_t)kv->lease,
+		    strcmp(name, c->name) == 0 ? " (self)" : "");
+	else
+		buf_printf(out, "  member %s: not alive%s\n", name,
+		    strcmp(name, c->name) == 0 ? " (self)" : "");
+}
+
+/* The configured members, then any other that holds a member key. */
+static void
+members_status(const struct cluster *c, struct buf *out, int json)
+{
+	size_t i, j, n = 0;
+
+	for (i = 0; i < c->nmembers; i++)
+		member_line(c, out, json, n++ == 0, c->members[i]);
+	for (i = 0; i < c->view.n; i++) {
+		const char *k = c->view.kv[i].key;
+
+		if (strncmp(k, "members/", 8) != 0)
+			continue;
+		for (j = 0; j < c->nmembers; j++)
+			if (strcmp(c->members[j], k + 8) == 0)
+				break;
+		if (j == c->nmembers)
+			member_line(c, out, json, n++ == 0, k + 8);
+	}
 }
 
 void
@@ -1629,18 +1701,7 @@ cluster_status(const struct cluster *c, struct buf *out, int json)
 		    c->leader ? "true" : "false", c->token,
 		    (uint64_t)c->lease, left, c->quorum,
 		    c->quorum_lost ? "true" : "false");
-		for (i = 0, j = 0; i < c->view.n; i++) {
-			const struct ckv *kv = &c->view.kv[i];
-
-			if (strncmp(kv->key, "members/", 8) != 0)
-				continue;
-			buf_printf(out, "%s{\"name\":", j++ ? "," : "");
-			buf_json_str(out, kv->key + 8);
-			buf_printf(out, ",\"lease\":\"%" PRIx64 "\","
-			    "\"alive\":true,\"self\":%s}", (uint64_t)kv->lease,
-			    strcmp(kv->key + 8, c->name) == 0 ? "true" :
-			    "false");
-		}
+		members_status(c, out, 1);
 		buf_puts(out, "],\"services\":[");
 	} else {
 		buf_printf(out, "member %s%s, lease %" PRIx64 " (%s s left)\n",
@@ -1651,19 +1712,10 @@ cluster_status(const struct cluster *c, struct buf *out, int json)
 		buf_printf(out, "quorum %d DOWN verdict%s of live members%s\n",
 		    c->quorum, c->quorum == 1 ? "" : "s",
 		    c->quorum_lost ? " (lost)" : "");
-		for (i = 0; i < c->view.n; i++) {
-			const struct ckv *kv = &c->view.kv[i];
-
-			if (strncmp(kv->key, "members/", 8) != 0)
-				continue;
-			buf_printf(out, "  member %s lease %" PRIx64
-			    " alive%s\n", kv->key + 8, (uint64_t)kv->lease,
-			    strcmp(kv->key + 8, c->name) == 0 ? " (self)" :
-			    "");
-		}
+		members_status(c, out, 0);
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		const struct csvc *s = &c->svc[i];
+		const struct csvc *s = c->svc[i];
 		const struct ckv *jr, *ac;
 		struct journal_rec *rec = NULL;
 		const char *step = NULL;
