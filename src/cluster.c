@@ -140,7 +140,8 @@ static void	campaign(struct cluster *c);
 static void	lease_lost(struct cluster *c, const char *reason);
 static void	verdicts_flush(struct cluster *c);
 static void	view_changed(struct cluster *c);
-static void	journal_write(struct csvc *s);
+static int	journal_write(struct csvc *s);
+static void	join_retry(struct cluster *c, double delay);
 
 static const char *const verdict_word[] = {
 	[SERVICE_UNKNOWN] = "unknown",
@@ -598,8 +599,7 @@ read_done(const struct etcd_result *res, void *arg)
 		log_warnx("cluster: reading the journals on taking the lead: "
 		    "%s", res->error);
 		/* the lease still holds the key: read again soon */
-		ev_timer_set(&c->join_timer, CLUSTER_RETRY_MIN, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, CLUSTER_RETRY_MIN);
 		return;
 	}
 	for (i = 0; i < c->nsvc; i++) {
@@ -640,6 +640,16 @@ read_done(const struct etcd_result *res, void *arg)
 	kick(c);
 }
 
+/* Tries the next step of joining after delay (one retry pending). */
+static void
+join_retry(struct cluster *c, double delay)
+{
+	if (ev_is_active(&c->join_timer))
+		return;
+	ev_timer_set(&c->join_timer, delay, 0.);
+	ev_timer_start(c->loop, &c->join_timer);
+}
+
 static void
 campaign_done(const struct etcd_result *res, void *arg)
 {
@@ -650,8 +660,7 @@ campaign_done(const struct etcd_result *res, void *arg)
 	if (res->status != ETCD_OK) {
 		/* the watch or the retry timer brings the next attempt */
 		log_warnx("cluster: campaign: %s", res->error);
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		return;
 	}
 	if (!res->succeeded) {
@@ -706,6 +715,8 @@ campaign(struct cluster *c)
 	t.failure = &get;
 	t.nfailure = 1;
 	c->campaign_call = etcd_txn(c->etcd, &t, campaign_done, c);
+	if (c->campaign_call == NULL)
+		join_retry(c, c->join_backoff);
 }
 
 /*
@@ -968,8 +979,7 @@ member_put_done(const struct etcd_result *res, void *arg)
 	c->put_call = NULL;
 	if (res->status != ETCD_OK) {
 		log_warnx("cluster: writing the member key: %s", res->error);
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		return;
 	}
 	c->joined = 1;
@@ -996,14 +1006,15 @@ member_put(struct cluster *c)
 	js = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (js == NULL) {
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		return;
 	}
 	keyf(c, key, sizeof(key), "members/%s", c->name);
 	c->put_call = etcd_put(c->etcd, key, js, strlen(js), c->lease,
 	    member_put_done, c);
 	free(js);
+	if (c->put_call == NULL)
+		join_retry(c, c->join_backoff);
 }
 
 static void
@@ -1017,8 +1028,7 @@ grant_done(const struct etcd_result *res, void *arg)
 	if (res->status != ETCD_OK || res->lease_id == 0 || res->ttl <= 0) {
 		log_warnx("cluster: lease grant: %s",
 		    res->error ? res->error : "no lease");
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		/* back soon after etcd is: no later than a keepalive */
 		c->join_backoff *= 2;
 		if (c->join_backoff > CLUSTER_RETRY_MAX)
@@ -1030,6 +1040,7 @@ grant_done(const struct etcd_result *res, void *arg)
 	c->lease = res->lease_id;
 	c->valid_until = c->ka_sent + (double)res->ttl;
 	expire_arm(c);
+	ev_timer_stop(c->loop, &c->ka_timer);
 	ev_timer_set(&c->ka_timer, (double)c->ttl / 3, (double)c->ttl / 3);
 	ev_timer_again(c->loop, &c->ka_timer);
 	for (i = 0; i < c->nsvc; i++)
@@ -1049,6 +1060,8 @@ join_start(struct cluster *c)
 		c->ka_sent = mono_now();
 		c->grant_call = etcd_lease_grant(c->etcd, c->ttl, grant_done,
 		    c);
+		if (c->grant_call == NULL)
+			join_retry(c, c->join_backoff);
 	} else if (!c->joined) {
 		if (!c->put_call)
 			member_put(c);
@@ -1058,6 +1071,8 @@ join_start(struct cluster *c)
 		keyf(c, key, sizeof(key), "%s", "");
 		c->read_call = etcd_get(c->etcd, key, ETCD_PREFIX, read_done,
 		    c);
+		if (c->read_call == NULL)
+			join_retry(c, c->join_backoff);
 	} else
 		campaign(c);
 }
@@ -1161,6 +1176,13 @@ verdicts_flush(struct cluster *c)
 		s->sending = s->own;
 		s->vcall = etcd_put(c->etcd, key, w, strlen(w), c->lease,
 		    verdict_done, s);
+		if (s->vcall == NULL) {
+			s->sending = -1;
+			if (!ev_is_active(&c->verdict_timer)) {
+				ev_timer_set(&c->verdict_timer, 1., 0.);
+				ev_timer_start(c->loop, &c->verdict_timer);
+			}
+		}
 	}
 }
 
@@ -1208,16 +1230,20 @@ journal_done(const struct etcd_result *res, void *arg)
 	struct csvc *s = arg;
 	struct cluster *c = s->c;
 	char svc[256];
+	int chained;
 
 	s->jcall = NULL;
 	snprintf(svc, sizeof(svc), "%s", s->name);
 	if (res->status == ETCD_OK && res->succeeded) {
 		written_set(s, s->inflight.data, s->inflight.len);
 		buf_reset(&s->inflight);
-		if (s->has_pending)
-			journal_write(s);
-		if (c->ops->on_journal)
+		/* the next record goes before the callback saves again */
+		chained = s->has_pending ? journal_write(s) : 0;
+		if (c->ops->on_journal) {
 			c->ops->on_journal(c->arg, svc, 1);
+			if (chained == -1)
+				c->ops->on_journal(c->arg, svc, 0);
+		}
 		return;
 	}
 	buf_reset(&s->inflight);
@@ -1234,13 +1260,14 @@ journal_done(const struct etcd_result *res, void *arg)
 		return;
 	}
 	log_warnx("cluster: journal of %s: %s", s->name, res->error);
-	if (s->has_pending)
-		journal_write(s);
+	if (s->has_pending && journal_write(s) == -1)
+		log_warnx("cluster: journal of %s: out of memory", s->name);
 	if (c->ops->on_journal)
 		c->ops->on_journal(c->arg, svc, 0);
 }
 
-static void
+/* 0, or -1 when the call could not start (out of memory). */
+static int
 journal_write(struct csvc *s)
 {
 	struct cluster *c = s->c;
@@ -1281,6 +1308,11 @@ journal_write(struct csvc *s)
 	t.failure = &get;
 	t.nfailure = 1;
 	s->jcall = etcd_txn(c->etcd, &t, journal_done, s);
+	if (s->jcall == NULL) {
+		buf_reset(&s->inflight);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -1317,8 +1349,9 @@ cluster_journal_save(struct cluster *c, const char *service,
 	buf_append(&s->pending, b.data, b.len);
 	buf_free(&b);
 	s->has_pending = 1;
-	if (s->jcall == NULL)
-		journal_write(s);
+	if (s->jcall == NULL && journal_write(s) == -1)
+		return errf(err, errlen, "cluster: journal of %s: out of "
+		    "memory", service);
 	return 1;
 }
 
