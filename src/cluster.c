@@ -1619,6 +1619,11 @@ fail:
 	return NULL;
 }
 
+/*
+ * The revoke is started, not waited for: the client goes with the
+ * member, so it reaches etcd only if sent at once; otherwise the lease,
+ * its member key and its leader key end a lease_ttl later.
+ */
 void
 cluster_free(struct cluster *c)
 {
@@ -1728,10 +1733,11 @@ cluster_status(const struct cluster *c, struct buf *out, int json)
 		buf_json_str(out, c->name);
 		buf_puts(out, ",\"leader\":");
 		buf_json_str_or_null(out, ld ? ld->val : NULL);
+		/* token: the leader's fencing token, whoever leads */
 		buf_printf(out, ",\"leading\":%s,\"token\":%" PRId64
 		    ",\"lease\":\"%" PRIx64 "\",\"lease_left\":%s"
 		    ",\"quorum\":%d,\"quorum_lost\":%s,\"members\":[",
-		    c->leader ? "true" : "false", c->token,
+		    c->leader ? "true" : "false", ld ? ld->crev : (int64_t)0,
 		    (uint64_t)c->lease, left, c->quorum,
 		    c->quorum_lost ? "true" : "false");
 		members_status(c, out, 1);

@@ -199,6 +199,8 @@ def test_one_leader_then_another_when_it_dies(members, etcd):
         until(lambda: alive(m) == 3, what="members")
     assert "not the leader: " + lead.name in others[0].ask("mayact",
                                                             "mayact ")
+    token = lead.status()["token"]
+    assert token > 0 and all(m.status()["token"] == token for m in others)
 
     marks = [len(m.lines) for m in others]
     lead.p.kill()
@@ -212,6 +214,7 @@ def test_one_leader_then_another_when_it_dies(members, etcd):
                and f"member={lead.name}" in l, what="member_left")
     until(lambda: other.status()["leader"] == new.name, what="new leader")
     st = other.status()
+    assert st["token"] > token, "a new leader, a greater fencing token"
     assert {x["name"]: x["alive"] for x in st["members"]} == {
         "a": True, "b": True, "c": True, lead.name: False}
     # The new leader's journal writes land, fenced by its leadership.
