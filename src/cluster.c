@@ -1345,6 +1345,19 @@ cluster_journal_save(struct cluster *c, const char *service,
 		return errf(err, errlen, "cluster: journal of %s: out of "
 		    "memory", service);
 	}
+	/*
+	 * Exactly what is under way already (the engine asks again each
+	 * tick until it lands): no second write of it, or every landing
+	 * would start another and the record would never be "in etcd".
+	 */
+	if ((s->has_pending && b.len == s->pending.len &&
+	    memcmp(b.data, s->pending.data, b.len) == 0) ||
+	    (!s->has_pending && s->jcall != NULL &&
+	    b.len == s->inflight.len &&
+	    memcmp(b.data, s->inflight.data, b.len) == 0)) {
+		buf_free(&b);
+		return 1;
+	}
 	buf_reset(&s->pending);
 	buf_append(&s->pending, b.data, b.len);
 	buf_free(&b);
