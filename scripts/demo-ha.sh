@@ -128,6 +128,8 @@ echo "  $(since "$(stamp "$hit_line")" "$t_break")  $leader: step detach"
 say "SIGKILL to the leader, $leader, in the middle of its detach step"
 eval "kill -KILL \$pid_$leader"
 t_death=$(date +%s.%N)
+# Reaped here, so that bash does not print its own "Killed" line.
+eval "wait \$pid_$leader" 2>/dev/null || true
 survivors=
 for m in $MEMBERS; do [ "$m" = "$leader" ] || survivors="$survivors $m"; done
 echo "  $(since "$t_death" "$t_break")  $leader is dead"
