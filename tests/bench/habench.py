@@ -33,14 +33,15 @@ def cluster_group(name, members, endpoints, prefix, lease_ttl=4,
 def sim_service(sim, interval=1.0, timeout=0.8, fall=2, rise=2):
     """The demo's service on ec2sim's basic world: an HTTP probe through
     the EIP, the two data volumes moved; cooldown 0 so that a failover
-    may follow the last."""
+    may follow the last (and up to 100 a day)."""
     return f"""{{ name = "web"; eip_allocation_id = "{BASIC['eip']}";
     volumes = ( {{ id = "{BASIC['volumes']['/dev/sdf']}"; device = "/dev/sdf"; }},
                 {{ id = "{BASIC['volumes']['/dev/sdg']}"; device = "/dev/sdg"; }} );
     launch = {{ ami = "{BASIC['image']}"; instance_type = "t3.micro";
                subnet = "{BASIC['subnets']['us-east-1a']}";
                security_groups = [ "{BASIC['security_group']}" ]; }};
-    policy = {{ cooldown = 0; fence_timeout = 30; launch_timeout = 60;
+    policy = {{ cooldown = 0; max_failovers = 100; fence_timeout = 30;
+               launch_timeout = 60;
                detach_timeout = 30; verify_timeout = 30; }};
     probes = ( {{ name = "site"; type = "http"; port = {sim.http_port};
       path = "/health"; interval = {interval}; timeout = {timeout};
