@@ -555,6 +555,71 @@ conf_check_prefix(const char *v, char *why, size_t len)
 	return 0;
 }
 
+/* What kind of address literal a string is; the checks refuse some. */
+enum conf_addr_kind {
+	ADDR_UNICAST,
+	ADDR_ANY4,		/* 0.0.0.0 */
+	ADDR_THISNET4,		/* the rest of 0.0.0.0/8 */
+	ADDR_BROADCAST4,	/* 255.255.255.255 */
+	ADDR_MULTICAST4,	/* 224.0.0.0/4 */
+	ADDR_RESERVED4,		/* 240.0.0.0/4 */
+	ADDR_ANY6,		/* :: */
+	ADDR_MULTICAST6,	/* ff00::/8 */
+	ADDR_NKINDS
+};
+
+static enum conf_addr_kind
+conf_addr_kind(uint32_t h)
+{
+	if (h == 0)
+		return ADDR_ANY4;
+	if ((h >> 24) == 0)
+		return ADDR_THISNET4;
+	if (h == 0xffffffffU)
+		return ADDR_BROADCAST4;
+	if ((h >> 28) == 0xe)
+		return ADDR_MULTICAST4;
+	if ((h >> 28) == 0xf)
+		return ADDR_RESERVED4;
+	return ADDR_UNICAST;
+}
+
+/*
+ * An IPv4 or IPv6 literal, refused when of a kind bad[] names (why it
+ * cannot serve: "it is the broadcast address"). notlit says what to do
+ * instead of a name, what how to call a refused one.
+ */
+static int
+conf_check_literal(const char *v, const char *const bad[ADDR_NKINDS],
+    const char *notlit, const char *what, char *why, size_t len)
+{
+	struct in6_addr		 a6;
+	struct in_addr		 a4;
+	enum conf_addr_kind	 k;
+
+	if (inet_pton(AF_INET, v, &a4) == 1)
+		k = conf_addr_kind(ntohl(a4.s_addr));
+	else if (inet_pton(AF_INET6, v, &a6) == 1)
+		k = IN6_IS_ADDR_UNSPECIFIED(&a6) ? ADDR_ANY6 :
+		    IN6_IS_ADDR_MULTICAST(&a6) ? ADDR_MULTICAST6 :
+		    ADDR_UNICAST;
+	else {
+		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
+		    "(%s)", v, notlit);
+		return -1;
+	}
+	if (bad[k] == NULL)
+		return 0;
+	snprintf(why, len, "\"%s\" %s: %s", v, what, bad[k]);
+	return -1;
+}
+
+static const char conf_addr_broadcast[] = "it is the broadcast address";
+static const char conf_addr_multicast4[] =
+    "it is a multicast address (224.0.0.0/4)";
+static const char conf_addr_multicast6[] =
+    "it is a multicast address (ff00::/8)";
+
 /*
  * Probes connect to a literal address: a name would need a DNS lookup,
  * and a synchronous lookup would block the loop for every probe.
@@ -562,37 +627,21 @@ conf_check_prefix(const char *v, char *why, size_t len)
 static int
 conf_check_address(const char *v, char *why, size_t len)
 {
-	struct in6_addr a6;
-	struct in_addr	a4;
-	uint32_t	h;
-	const char	*bad = NULL;
+	static const char this4[] = "0.0.0.0/8 is \"this host\": the probe "
+	    "would reach the watchdog's own machine";
+	static const char *const bad[ADDR_NKINDS] = {
+		[ADDR_ANY4] = this4,
+		[ADDR_THISNET4] = this4,
+		[ADDR_BROADCAST4] = conf_addr_broadcast,
+		[ADDR_MULTICAST4] = conf_addr_multicast4,
+		[ADDR_RESERVED4] = "it is reserved (240.0.0.0/4)",
+		[ADDR_ANY6] = ":: is \"this host\": the probe would reach "
+		    "the watchdog's own machine",
+		[ADDR_MULTICAST6] = conf_addr_multicast6,
+	};
 
-	if (inet_pton(AF_INET, v, &a4) == 1) {
-		h = ntohl(a4.s_addr);
-		if ((h >> 24) == 0)
-			bad = "0.0.0.0/8 is \"this host\": the probe would "
-			    "reach the watchdog's own machine";
-		else if (h == 0xffffffffU)
-			bad = "it is the broadcast address";
-		else if ((h >> 28) == 0xe)
-			bad = "it is a multicast address (224.0.0.0/4)";
-		else if ((h >> 28) == 0xf)
-			bad = "it is reserved (240.0.0.0/4)";
-	} else if (inet_pton(AF_INET6, v, &a6) == 1) {
-		if (IN6_IS_ADDR_UNSPECIFIED(&a6))
-			bad = ":: is \"this host\": the probe would reach "
-			    "the watchdog's own machine";
-		else if (IN6_IS_ADDR_MULTICAST(&a6))
-			bad = "it is a multicast address (ff00::/8)";
-	} else {
-		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
-		    "(names are not resolved; use host to send a name)", v);
-		return -1;
-	}
-	if (bad == NULL)
-		return 0;
-	snprintf(why, len, "\"%s\" is not a unicast address: %s", v, bad);
-	return -1;
+	return conf_check_literal(v, bad, "names are not resolved; use host "
+	    "to send a name", "is not a unicast address", why, len);
 }
 
 /*
@@ -603,36 +652,19 @@ conf_check_address(const char *v, char *why, size_t len)
 static int
 conf_check_source(const char *v, char *why, size_t len)
 {
-	struct in6_addr a6;
-	struct in_addr	a4;
-	uint32_t	h;
-	const char	*bad = NULL;
+	static const char *const bad[ADDR_NKINDS] = {
+		[ADDR_ANY4] = "0.0.0.0 is any address: leave the setting out "
+		    "to let the kernel pick",
+		[ADDR_BROADCAST4] = conf_addr_broadcast,
+		[ADDR_MULTICAST4] = conf_addr_multicast4,
+		[ADDR_ANY6] = ":: is any address: leave the setting out to "
+		    "let the kernel pick",
+		[ADDR_MULTICAST6] = conf_addr_multicast6,
+	};
 
-	if (inet_pton(AF_INET, v, &a4) == 1) {
-		h = ntohl(a4.s_addr);
-		if (h == 0)
-			bad = "0.0.0.0 is any address: leave the setting out "
-			    "to let the kernel pick";
-		else if (h == 0xffffffffU)
-			bad = "it is the broadcast address";
-		else if ((h >> 28) == 0xe)
-			bad = "it is a multicast address (224.0.0.0/4)";
-	} else if (inet_pton(AF_INET6, v, &a6) == 1) {
-		if (IN6_IS_ADDR_UNSPECIFIED(&a6))
-			bad = ":: is any address: leave the setting out to "
-			    "let the kernel pick";
-		else if (IN6_IS_ADDR_MULTICAST(&a6))
-			bad = "it is a multicast address (ff00::/8)";
-	} else {
-		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
-		    "(names and interface names are not accepted: give the "
-		    "address the probes are to come from)", v);
-		return -1;
-	}
-	if (bad == NULL)
-		return 0;
-	snprintf(why, len, "\"%s\" cannot be a source address: %s", v, bad);
-	return -1;
+	return conf_check_literal(v, bad, "names and interface names are not "
+	    "accepted: give the address the probes are to come from",
+	    "cannot be a source address", why, len);
 }
 
 /* AF_INET or AF_INET6 of an address conf_check_* accepted, else 0. */

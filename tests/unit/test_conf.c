@@ -986,6 +986,83 @@ test_check_start(void **state)
 }
 
 /*
+ * address and source_address refuse different kinds of literal: a probe
+ * may not target "this host" or 240/4; it may come from any unicast
+ * address, though not from "any". Each kind, with its message.
+ */
+static void
+test_address_kinds(void **state)
+{
+	static const struct {
+		const char	*setting;
+		const char	*value;
+		const char	*why;	/* NULL: accepted */
+	} t[] = {
+		{ "address", "10.0.0.1", NULL },
+		{ "address", "0.0.0.0", "is not a unicast address: 0.0.0.0/8 "
+		  "is \"this host\": the probe would reach the watchdog's own "
+		  "machine" },
+		{ "address", "0.1.2.3", "is not a unicast address: 0.0.0.0/8 "
+		  "is \"this host\": the probe would reach the watchdog's own "
+		  "machine" },
+		{ "address", "255.255.255.255", "is not a unicast address: it "
+		  "is the broadcast address" },
+		{ "address", "239.1.2.3", "is not a unicast address: it is a "
+		  "multicast address (224.0.0.0/4)" },
+		{ "address", "240.0.0.1", "is not a unicast address: it is "
+		  "reserved (240.0.0.0/4)" },
+		{ "address", "::", "is not a unicast address: :: is \"this "
+		  "host\": the probe would reach the watchdog's own machine" },
+		{ "address", "ff02::1", "is not a unicast address: it is a "
+		  "multicast address (ff00::/8)" },
+		{ "address", "web.example.com", "is not an IPv4 or IPv6 "
+		  "address (names are not resolved; use host to send a name)" },
+		{ "source_address", "10.0.0.1", NULL },
+		{ "source_address", "0.1.2.3", NULL },
+		{ "source_address", "240.0.0.1", NULL },
+		{ "source_address", "0.0.0.0", "cannot be a source address: "
+		  "0.0.0.0 is any address: leave the setting out to let the "
+		  "kernel pick" },
+		{ "source_address", "255.255.255.255", "cannot be a source "
+		  "address: it is the broadcast address" },
+		{ "source_address", "224.0.0.1", "cannot be a source address: "
+		  "it is a multicast address (224.0.0.0/4)" },
+		{ "source_address", "::", "cannot be a source address: :: is "
+		  "any address: leave the setting out to let the kernel pick" },
+		{ "source_address", "ff02::1", "cannot be a source address: it "
+		  "is a multicast address (ff00::/8)" },
+		{ "source_address", "eth1", "is not an IPv4 or IPv6 address "
+		  "(names and interface names are not accepted: give the "
+		  "address the probes are to come from)" },
+	};
+	char		 text[8192], probe[256], rest[512];
+	const char	*path;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(text, sizeof(text), "%s", one_service);
+		replace_all(text, sizeof(text), "%s", "");
+		/* The v6 kinds need a v6 target to come from. */
+		snprintf(probe, sizeof(probe), "address = \"%s\"; "
+		    "%s = \"%s\";", strchr(t[i].value, ':') != NULL ? "::1" :
+		    "127.0.0.1", t[i].setting, t[i].value);
+		if (strcmp(t[i].setting, "address") == 0)
+			snprintf(probe, sizeof(probe), "address = \"%s\";",
+			    t[i].value);
+		replace_all(text, sizeof(text), "address = \"127.0.0.1\";",
+		    probe);
+		path = write_conf("addr.conf", text, 0644);
+		if (t[i].why == NULL) {
+			conf_free(load_ok(path));
+			continue;
+		}
+		snprintf(rest, sizeof(rest), "4: services.[0].probes.[0].%s: "
+		    "\"%s\" %s", t[i].setting, t[i].value, t[i].why);
+		assert_one_error(path, rest);
+	}
+}
+
+/*
  * The cluster group. Its lines, as cluster_conf writes them: 1 "cluster
  * = {", 2 name, 3 members, 4 endpoints, 5 and on: what the test adds.
  */
@@ -1380,6 +1457,7 @@ main(void)
 		cmocka_unit_test(test_redact_url),
 		cmocka_unit_test(test_fmt_at_clamps),
 		cmocka_unit_test(test_check_start),
+		cmocka_unit_test(test_address_kinds),
 		cmocka_unit_test(test_cluster_absent_is_null),
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_cluster_full),
