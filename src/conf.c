@@ -299,6 +299,29 @@ conf_secs_str(double v, char *buf, size_t len)
 
 /* Value checks --------------------------------------------------------- */
 
+/* How many leading characters of v are letters, digits or in extra. */
+static size_t
+conf_span_word(const char *v, const char *extra)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr(extra, *p) == NULL)
+			break;
+	return (size_t)(p - v);
+}
+
+/* v is a or b, as given: for the string settings with two values. */
+static int
+conf_check_either(const char *v, const char *a, const char *b, char *why,
+    size_t len)
+{
+	if (strcmp(v, a) == 0 || strcmp(v, b) == 0)
+		return 0;
+	snprintf(why, len, "\"%s\" is not \"%s\" or \"%s\"", v, a, b);
+	return -1;
+}
+
 /* "prefix-" then 8 or 17 lowercase hex digits, as EC2 hands them out. */
 static int
 conf_check_id(const char *val, const char *prefix, const char *what,
@@ -705,40 +728,30 @@ conf_check_key_name(const char *v, char *why, size_t len)
 static int
 conf_check_profile(const char *v, char *why, size_t len)
 {
-	const char *p;
-
 	if (strncmp(v, "arn:", 4) == 0) {
 		snprintf(why, len, "\"%s\" is an ARN: give the instance "
 		    "profile's name (the part after instance-profile/)", v);
 		return -1;
 	}
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && strchr("+=,.@_-", *p) ==
-		    NULL) {
-			snprintf(why, len, "\"%s\" is not an instance profile "
-			    "name (letters, digits and +=,.@_-)", v);
-			return -1;
-		}
+	if (v[conf_span_word(v, "+=,.@_-")] != '\0') {
+		snprintf(why, len, "\"%s\" is not an instance profile name "
+		    "(letters, digits and +=,.@_-)", v);
+		return -1;
+	}
 	return 0;
 }
 
 static int
 conf_check_scheme(const char *v, char *why, size_t len)
 {
-	if (strcmp(v, "http") == 0 || strcmp(v, "https") == 0)
-		return 0;
-	snprintf(why, len, "\"%s\" is not \"http\" or \"https\"", v);
-	return -1;
+	return conf_check_either(v, "http", "https", why, len);
 }
 
 /* HEAD is for servers whose health page is expensive to render. */
 static int
 conf_check_method(const char *v, char *why, size_t len)
 {
-	if (strcmp(v, "GET") == 0 || strcmp(v, "HEAD") == 0)
-		return 0;
-	snprintf(why, len, "\"%s\" is not \"GET\" or \"HEAD\"", v);
-	return -1;
+	return conf_check_either(v, "GET", "HEAD", why, len);
 }
 
 static int
@@ -754,13 +767,9 @@ conf_check_http_path(const char *v, char *why, size_t len)
 static int
 conf_check_host(const char *v, char *why, size_t len)
 {
-	const char *p;
+	size_t n = conf_span_word(v, "-.:[]_");
 
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' &&
-		    *p != ':' && *p != '[' && *p != ']' && *p != '_')
-			break;
-	if (*p == '\0' && p != v)
+	if (n > 0 && v[n] == '\0')
 		return 0;
 	snprintf(why, len, "\"%s\" is not a host name", v);
 	return -1;
@@ -771,14 +780,10 @@ static int
 conf_check_header(const char *v, char *why, size_t len)
 {
 	const char *colon = strchr(v, ':');
-	const char *p;
 
-	if (colon == NULL || colon == v)
+	if (colon == NULL || colon == v ||
+	    conf_span_word(v, "!#$%&'*+-.^_`|~") != (size_t)(colon - v))
 		goto bad;
-	for (p = v; p < colon; p++)
-		if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~",
-		    *p) == NULL)
-			goto bad;
 	if (strpbrk(v, "\r\n") != NULL)
 		goto bad;
 	return 0;
@@ -791,13 +796,9 @@ conf_check_header(const char *v, char *why, size_t len)
 static int
 conf_check_user(const char *v, char *why, size_t len)
 {
-	const char *p;
+	size_t n = conf_span_word(v, "_-.");
 
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
-		    *p != '.')
-			break;
-	if (*p == '\0' && p != v)
+	if (n > 0 && v[n] == '\0')
 		return 0;
 	snprintf(why, len, "\"%s\" is not a user name", v);
 	return -1;
@@ -2464,13 +2465,9 @@ conf_top_check(struct conf_walk *w, const config_setting_t *cs, void *base)
 static int
 conf_service_name_check(const char *v, char *why, size_t len)
 {
-	const char *p;
+	size_t n = conf_span_word(v, "-_.");
 
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
-		    *p != '.')
-			break;
-	if (*p == '\0' && p != v && p - v <= 64)
+	if (n > 0 && v[n] == '\0' && n <= 64)
 		return 0;
 	snprintf(why, len, "\"%s\" is not a name (1 to 64 letters, digits, "
 	    "'-', '_', '.')", v);

@@ -986,6 +986,30 @@ test_check_start(void **state)
 }
 
 /*
+ * one_service with more launch settings and its probe's settings
+ * replaced: it loads (rest NULL), or fails with "line: rest" alone.
+ */
+static void
+assert_variant(const char *launch, const char *probe, int line,
+    const char *rest)
+{
+	char		 text[8192], want[1024];
+	const char	*path;
+
+	snprintf(text, sizeof(text), "%s", one_service);
+	replace_all(text, sizeof(text), "%s", launch);
+	replace_all(text, sizeof(text),
+	    "type = \"http\"; address = \"127.0.0.1\";", probe);
+	path = write_conf("variant.conf", text, 0644);
+	if (rest == NULL) {
+		conf_free(load_ok(path));
+		return;
+	}
+	snprintf(want, sizeof(want), "%d: %s", line, rest);
+	assert_one_error(path, want);
+}
+
+/*
  * address and source_address refuse different kinds of literal: a probe
  * may not target "this host" or 240/4; it may come from any unicast
  * address, though not from "any". Each kind, with its message.
@@ -1035,30 +1059,79 @@ test_address_kinds(void **state)
 		  "(names and interface names are not accepted: give the "
 		  "address the probes are to come from)" },
 	};
-	char		 text[8192], probe[256], rest[512];
-	const char	*path;
-	size_t		 i;
+	char	 probe[256], rest[512];
+	size_t	 i;
 
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		snprintf(text, sizeof(text), "%s", one_service);
-		replace_all(text, sizeof(text), "%s", "");
 		/* The v6 kinds need a v6 target to come from. */
-		snprintf(probe, sizeof(probe), "address = \"%s\"; "
-		    "%s = \"%s\";", strchr(t[i].value, ':') != NULL ? "::1" :
-		    "127.0.0.1", t[i].setting, t[i].value);
+		snprintf(probe, sizeof(probe), "type = \"http\"; address = "
+		    "\"%s\"; %s = \"%s\";", strchr(t[i].value, ':') != NULL ?
+		    "::1" : "127.0.0.1", t[i].setting, t[i].value);
 		if (strcmp(t[i].setting, "address") == 0)
-			snprintf(probe, sizeof(probe), "address = \"%s\";",
-			    t[i].value);
-		replace_all(text, sizeof(text), "address = \"127.0.0.1\";",
-		    probe);
-		path = write_conf("addr.conf", text, 0644);
-		if (t[i].why == NULL) {
-			conf_free(load_ok(path));
-			continue;
-		}
-		snprintf(rest, sizeof(rest), "4: services.[0].probes.[0].%s: "
-		    "\"%s\" %s", t[i].setting, t[i].value, t[i].why);
-		assert_one_error(path, rest);
+			snprintf(probe, sizeof(probe), "type = \"http\"; "
+			    "address = \"%s\";", t[i].value);
+		if (t[i].why != NULL)
+			snprintf(rest, sizeof(rest), "services.[0].probes.[0]."
+			    "%s: \"%s\" %s", t[i].setting, t[i].value,
+			    t[i].why);
+		assert_variant("", probe, 4, t[i].why != NULL ? rest : NULL);
+	}
+}
+
+/* The word-shaped string settings: what each accepts, what it says. */
+static void
+test_word_settings(void **state)
+{
+	static const struct {
+		const char	*probe;		/* the probe's settings */
+		const char	*launch;	/* more launch settings */
+		const char	*rest;		/* NULL: accepted */
+	} t[] = {
+		{ "type = \"http\"; host = \"[::1]\";", "", NULL },
+		{ "type = \"http\"; host = \"a_b.example-1.com:8\";", "",
+		  NULL },
+		{ "type = \"http\"; host = \"a b\";", "",
+		  "services.[0].probes.[0].host: \"a b\" is not a host name" },
+		{ "type = \"http\"; host = \"a/b\";", "",
+		  "services.[0].probes.[0].host: \"a/b\" is not a host name" },
+		{ "type = \"ssh\"; user = \"ec2-user.x_1\";", "", NULL },
+		{ "type = \"ssh\"; user = \"ec2 user\";", "",
+		  "services.[0].probes.[0].user: \"ec2 user\" is not a user "
+		  "name" },
+		{ "type = \"ssh\"; user = \"\";", "",
+		  "services.[0].probes.[0].user: \"\" is not a user name" },
+		{ "type = \"http\"; headers = [ \"X-A_b!: 1\" ];", "", NULL },
+		{ "type = \"http\"; headers = [ \"X A: 1\" ];", "",
+		  "services.[0].probes.[0].headers.[0]: \"X A: 1\" is not a "
+		  "header line (\"Name: value\")" },
+		{ "type = \"http\"; headers = [ \": 1\" ];", "",
+		  "services.[0].probes.[0].headers.[0]: \": 1\" is not a "
+		  "header line (\"Name: value\")" },
+		{ "type = \"http\"; headers = [ \"X-A 1\" ];", "",
+		  "services.[0].probes.[0].headers.[0]: \"X-A 1\" is not a "
+		  "header line (\"Name: value\")" },
+		{ "type = \"http\"; scheme = \"https\"; method = \"HEAD\";", "",
+		  NULL },
+		{ "type = \"http\"; scheme = \"ftp\";", "",
+		  "services.[0].probes.[0].scheme: \"ftp\" is not \"http\" or "
+		  "\"https\"" },
+		{ "type = \"http\"; method = \"POST\";", "",
+		  "services.[0].probes.[0].method: \"POST\" is not \"GET\" or "
+		  "\"HEAD\"" },
+		{ "type = \"http\";", "iam_instance_profile = \"a+=,.@_-1\";",
+		  NULL },
+		{ "type = \"http\";", "iam_instance_profile = \"a b\";",
+		  "services.[0].launch.iam_instance_profile: \"a b\" is not an "
+		  "instance profile name (letters, digits and +=,.@_-)" },
+	};
+	char	 probe[512];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(probe, sizeof(probe), "%s address = \"127.0.0.1\";",
+		    t[i].probe);
+		assert_variant(t[i].launch, probe, *t[i].launch != '\0' ? 3 : 4,
+		    t[i].rest);
 	}
 }
 
@@ -1458,6 +1531,7 @@ main(void)
 		cmocka_unit_test(test_fmt_at_clamps),
 		cmocka_unit_test(test_check_start),
 		cmocka_unit_test(test_address_kinds),
+		cmocka_unit_test(test_word_settings),
 		cmocka_unit_test(test_cluster_absent_is_null),
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_cluster_full),
