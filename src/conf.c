@@ -311,6 +311,19 @@ conf_span_word(const char *v, const char *extra)
 	return (size_t)(p - v);
 }
 
+/* v is a word of letters, digits and extra: "is not a <what>". */
+static int
+conf_check_word(const char *v, const char *extra, const char *what,
+    char *why, size_t len)
+{
+	size_t n = conf_span_word(v, extra);
+
+	if (n > 0 && v[n] == '\0')
+		return 0;
+	snprintf(why, len, "\"%s\" is not a %s", v, what);
+	return -1;
+}
+
 /* v is a or b, as given: for the string settings with two values. */
 static int
 conf_check_either(const char *v, const char *a, const char *b, char *why,
@@ -767,12 +780,7 @@ conf_check_http_path(const char *v, char *why, size_t len)
 static int
 conf_check_host(const char *v, char *why, size_t len)
 {
-	size_t n = conf_span_word(v, "-.:[]_");
-
-	if (n > 0 && v[n] == '\0')
-		return 0;
-	snprintf(why, len, "\"%s\" is not a host name", v);
-	return -1;
+	return conf_check_word(v, "-.:[]_", "host name", why, len);
 }
 
 /* "Name: value", one line, a token for a name (RFC 9110 field-name). */
@@ -796,12 +804,7 @@ conf_check_header(const char *v, char *why, size_t len)
 static int
 conf_check_user(const char *v, char *why, size_t len)
 {
-	size_t n = conf_span_word(v, "_-.");
-
-	if (n > 0 && v[n] == '\0')
-		return 0;
-	snprintf(why, len, "\"%s\" is not a user name", v);
-	return -1;
+	return conf_check_word(v, "_-.", "user name", why, len);
 }
 
 static const char *const conf_severity_names[] = {
