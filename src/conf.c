@@ -1023,6 +1023,29 @@ conf_calloc(size_t n, size_t size)
 	return p;
 }
 
+/*
+ * The length of the list s: not 0 when F_NONEMPTY, at most maxcount;
+ * -1 (said) when not.
+ */
+static int
+conf_list_count(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d)
+{
+	int	 n = config_setting_length(s);
+	int	 max = d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX;
+
+	if ((d->flags & F_NONEMPTY) && n == 0) {
+		conf_err(w, s, "must not be empty");
+		return -1;
+	}
+	/* Cross checks compare every pair: the count bounds their cost. */
+	if (n > max) {
+		conf_err(w, s, "has %d elements; at most %d", n, max);
+		return -1;
+	}
+	return n;
+}
+
 static void
 conf_parse_strlist(struct conf_walk *w, const config_setting_t *s,
     const struct conf_setting *d, char ***listp, size_t *np)
@@ -1036,16 +1059,8 @@ conf_parse_strlist(struct conf_walk *w, const config_setting_t *s,
 		    "[\"a\", \"b\"]");
 		return;
 	}
-	n = config_setting_length(s);
-	if ((d->flags & F_NONEMPTY) && n == 0) {
-		conf_err(w, s, "must not be empty");
+	if ((n = conf_list_count(w, s, d)) == -1)
 		return;
-	}
-	if (n > (d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX)) {
-		conf_err(w, s, "has %d elements; at most %d", n,
-		    d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX);
-		return;
-	}
 	*listp = conf_calloc((size_t)n, sizeof(char *));
 	*np = 0;
 	for (i = 0; i < n; i++) {
@@ -1080,15 +1095,8 @@ conf_parse_list(struct conf_walk *w, const config_setting_t *s,
 		    "( { ... }, { ... } )");
 		return;
 	}
-	n = config_setting_length(s);
-	if ((d->flags & F_NONEMPTY) && n == 0)
-		conf_err(w, s, "must not be empty");
-	/* Cross checks compare every pair: the count bounds their cost. */
-	if (n > (d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX)) {
-		conf_err(w, s, "has %d elements; at most %d", n,
-		    d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX);
+	if ((n = conf_list_count(w, s, d)) == -1)
 		return;
-	}
 	arr = conf_calloc((size_t)n, g->size);
 	*arrp = arr;
 	*np = (size_t)n;

@@ -1135,6 +1135,22 @@ test_word_settings(void **state)
 	}
 }
 
+/* A list of groups and a list of strings count alike. */
+static void
+test_list_counts(void **state)
+{
+	assert_one_error(write_conf("empty.conf", "services = ( );\n", 0644),
+	    "1: services: must not be empty");
+	assert_variant("security_groups = [ \"sg-01234567\", \"sg-01234567\","
+	    " \"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\" ];",
+	    "type = \"http\";", 3, "services.[0].launch.security_groups: has "
+	    "17 elements; at most 16");
+}
+
 /*
  * The cluster group. Its lines, as cluster_conf writes them: 1 "cluster
  * = {", 2 name, 3 members, 4 endpoints, 5 and on: what the test adds.
@@ -1532,6 +1548,7 @@ main(void)
 		cmocka_unit_test(test_check_start),
 		cmocka_unit_test(test_address_kinds),
 		cmocka_unit_test(test_word_settings),
+		cmocka_unit_test(test_list_counts),
 		cmocka_unit_test(test_cluster_absent_is_null),
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_cluster_full),
