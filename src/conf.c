@@ -175,6 +175,8 @@ struct conf_walk {
 
 static void	conf_walk_group(struct conf_walk *, const config_setting_t *,
 		    const struct conf_group *, void *);
+static int	conf_walk_if_group(struct conf_walk *,
+		    const config_setting_t *, const struct conf_group *, void *);
 static void	conf_group_default(struct conf_walk *,
 		    const struct conf_group *, void *);
 static void	conf_group_free(const struct conf_group *, void *);
@@ -1105,10 +1107,7 @@ conf_parse_list(struct conf_walk *w, const config_setting_t *s,
 
 		old = conf_path_push(w, NULL, i);
 		conf_group_default(w, g, arr + (size_t)i * g->size);
-		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-			conf_err(w, e, "must be a group { ... }");
-		else
-			conf_walk_group(w, e, g, arr + (size_t)i * g->size);
+		conf_walk_if_group(w, e, g, arr + (size_t)i * g->size);
 		conf_path_pop(w, old);
 	}
 }
@@ -1201,11 +1200,7 @@ conf_parse_setting(struct conf_walk *w, const config_setting_t *s,
 		*(int *)field = (int)i;
 		break;
 	case K_GROUP:
-		if (type != CONFIG_TYPE_GROUP) {
-			conf_err(w, s, "must be a group { ... }");
-			break;
-		}
-		conf_walk_group(w, s, d->sub, field);
+		conf_walk_if_group(w, s, d->sub, field);
 		break;
 	case K_LIST:
 		conf_parse_list(w, s, d, base);
@@ -1323,6 +1318,19 @@ conf_walk_group(struct conf_walk *w, const config_setting_t *cs,
 	}
 	if (g->check != NULL)
 		g->check(w, cs, base);
+}
+
+/* conf_walk_group, when s is a group at all; -1 (said) when not. */
+static int
+conf_walk_if_group(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_group *g, void *base)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		conf_err(w, s, "must be a group { ... }");
+		return -1;
+	}
+	conf_walk_group(w, s, g, base);
+	return 0;
 }
 
 /* Freeing and comparing, both driven by the same tables ---------------- */
@@ -2940,14 +2948,9 @@ conf_cluster_parse(struct conf_walk *w, const config_setting_t *s,
 {
 	struct config *c = base;
 
-	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-		conf_err(w, s, "must be a group { ... }");
-		return -1;
-	}
 	c->cluster = conf_calloc(1, sizeof(*c->cluster));
 	conf_group_default(w, &conf_cluster_group, c->cluster);
-	conf_walk_group(w, s, &conf_cluster_group, c->cluster);
-	return 0;
+	return conf_walk_if_group(w, s, &conf_cluster_group, c->cluster);
 }
 
 static void

@@ -1135,10 +1135,24 @@ test_word_settings(void **state)
 	}
 }
 
-/* A list of groups and a list of strings count alike. */
+/*
+ * A list of groups and a list of strings count alike; a group and a list
+ * element that are not groups are named.
+ */
 static void
 test_list_counts(void **state)
 {
+	assert_one_error(write_conf("nogroup.conf", "services = ( 1 );\n",
+	    0644), "1: services.[0]: must be a group { ... }");
+	{
+		char text[8192];
+
+		snprintf(text, sizeof(text), "aws = 1;\n%s", one_service);
+		replace_all(text, sizeof(text), "%s", "");
+		assert_one_error(write_conf("nogroup.conf", text, 0644),
+		    "1: aws: must be a group { ... }");
+	}
+
 	assert_one_error(write_conf("empty.conf", "services = ( );\n", 0644),
 	    "1: services: must not be empty");
 	assert_variant("security_groups = [ \"sg-01234567\", \"sg-01234567\","
