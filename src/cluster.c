@@ -97,6 +97,8 @@ struct cluster {
 	struct etcd_call *grant_call;
 	struct etcd_call *ka_call;
 	struct etcd_call *put_call;
+	int64_t		 stale_lease;	/* lost here, maybe alive in etcd */
+	struct etcd_call *stale_call;
 	ev_timer	 ka_timer;
 	ev_timer	 expire_timer;
 	ev_timer	 join_timer;	/* retry of grant/put */
@@ -142,6 +144,7 @@ static void	verdicts_flush(struct cluster *c);
 static void	view_changed(struct cluster *c);
 static int	journal_write(struct csvc *s);
 static void	join_retry(struct cluster *c, double delay);
+static void	stale_revoke(struct cluster *c);
 
 static const char *const verdict_word[] = {
 	[SERVICE_UNKNOWN] = "unknown",
@@ -1039,6 +1042,7 @@ grant_done(const struct etcd_result *res, void *arg)
 	}
 	c->lease = res->lease_id;
 	c->valid_until = c->ka_sent + (double)res->ttl;
+	stale_revoke(c);
 	expire_arm(c);
 	ev_timer_stop(c->loop, &c->ka_timer);
 	ev_timer_set(&c->ka_timer, (double)c->ttl / 3, (double)c->ttl / 3);
@@ -1093,6 +1097,32 @@ revoke_done(const struct etcd_result *res, void *arg)
 }
 
 static void
+stale_revoked(const struct etcd_result *res, void *arg)
+{
+	struct cluster *c = arg;
+
+	c->stale_call = NULL;
+	/* refused: etcd knows no such lease any more, which is as good */
+	if (res->status == ETCD_OK || res->status == ETCD_E_REFUSED)
+		c->stale_lease = 0;
+}
+
+/*
+ * The lease lost by this process: etcd may still hold it, with the
+ * leader key, when it was the one away (and it extends every lease
+ * when it elects a new raft leader). Revoked now, and again once etcd
+ * answers a grant, so that a new leader need not wait for its expiry.
+ */
+static void
+stale_revoke(struct cluster *c)
+{
+	if (c->stale_lease == 0 || c->stale_call != NULL)
+		return;
+	c->stale_call = etcd_lease_revoke(c->etcd, c->stale_lease,
+	    stale_revoked, c);
+}
+
+static void
 lease_lost(struct cluster *c, const char *reason)
 {
 	char id[32];
@@ -1125,7 +1155,12 @@ lease_lost(struct cluster *c, const char *reason)
 	ev_timer_stop(c->loop, &c->ka_timer);
 	ev_timer_stop(c->loop, &c->expire_timer);
 	/* whatever etcd still holds of it goes now rather than at expiry */
-	etcd_lease_revoke(c->etcd, c->lease, revoke_done, c);
+	if (c->stale_call) {
+		etcd_cancel(c->stale_call);	/* an older one: let it be */
+		c->stale_call = NULL;
+	}
+	c->stale_lease = c->lease;
+	stale_revoke(c);
 	c->lease = 0;
 	c->joined = 0;
 	c->join_backoff = CLUSTER_RETRY_MIN;
