@@ -100,6 +100,7 @@ class HaWorld:
             "secret_key": "ec2simStaticSecretKey0000000000000000001"}]
         sc["credentials"] = own + [{"access_key": k, "secret_key": s}
                                    for k, s in CREDS.values()]
+        os.makedirs(self.tmp, exist_ok=True)
         path = os.path.join(self.tmp, "ha-scenario.json")
         with open(path, "w") as f:
             json.dump(sc, f)
