@@ -12,6 +12,10 @@ static const struct command commands[COMMAND_MAX] = {
 	{ .id = COMMAND_STATUS, .name = "status", .args = "[SERVICE]",
 	    .help = "services, probes, current instance and AZ,\n"
 	    "failovers in progress with their step" },
+	{ .id = COMMAND_CLUSTER, .name = "cluster", .args = "[--json]",
+	    .help = "the cluster's members, their leases, the\n"
+	    "leader, each member's verdicts and who acts\n"
+	    "on which failover" },
 	{ .id = COMMAND_HISTORY, .name = "history", .args = "[SERVICE]",
 	    .help = "past failovers with their timings" },
 	{ .id = COMMAND_EVENTS, .name = "events", .args = "[--follow]",

@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -82,9 +83,16 @@
 /* A probe URL is built in a 2048-byte buffer (probe_http.c). */
 #define CONF_URL_MAX		2047
 
+/* etcd cluster sizes: a member list, its endpoints (etcd itself wants
+ * no more than 7 or 9 voting members). */
+#define CONF_MAX_CLUSTER_MEMBERS	16
+#define CONF_MAX_ENDPOINTS		9
+#define CONF_PREFIX_MAX			256
+
 enum conf_kind {
 	K_BOOL,		/* int field, true/false */
 	K_INT,		/* int field */
+	K_LONG,		/* long field, else as K_INT */
 	K_SECS,		/* double field, seconds; int or float in the file */
 	K_STR,		/* char * field */
 	K_STRLIST,	/* char ** field, size_t count at off2 */
@@ -105,6 +113,7 @@ enum conf_kind {
 #define F_SECRET	0x0080	/* a file others must not read */
 #define F_TRUSTED	0x0100	/* a file others must not write */
 #define F_ZEROOFF	0x0200	/* 0 is "off", else in range */
+#define F_READABLE	0x0400	/* a file this process must read at load */
 
 struct conf_walk;
 struct conf_group;
@@ -482,6 +491,71 @@ conf_check_url(const char *v, char *why, size_t len)
 }
 
 /*
+ * An etcd endpoint: a scheme, a host and a port, and nothing else: the
+ * gateway's paths (/v3/kv/range ...) are appended to it, so a path,
+ * query or user here would be lost or leak. curl parses it, as it will
+ * parse it again for every call.
+ */
+static int
+conf_check_endpoint(const char *v, char *why, size_t len)
+{
+	CURLU		*u;
+	char		*scheme = NULL, *port = NULL, *path = NULL, *x = NULL;
+	char		 shown[256];
+	const char	*bad = NULL;
+
+	if ((u = curl_url()) == NULL)
+		fatal("curl_url");
+	if (curl_url_set(u, CURLUPART_URL, v, 0) != CURLUE_OK)
+		bad = "is not a URL";
+	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) !=
+	    CURLUE_OK || (strcmp(scheme, "http") != 0 &&
+	    strcmp(scheme, "https") != 0))
+		bad = "must be http:// or https://";
+	else if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+		bad = "has no port (etcd's client port is 2379)";
+	else if (curl_url_get(u, CURLUPART_USER, &x, 0) == CURLUE_OK)
+		bad = "must not hold a user or password (use tls)";
+	else if (curl_url_get(u, CURLUPART_QUERY, &x, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_FRAGMENT, &x, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
+	    strcmp(path, "/") != 0)
+		bad = "must not have a path, query or fragment";
+	curl_free(scheme);
+	curl_free(port);
+	curl_free(path);
+	curl_free(x);
+	curl_url_cleanup(u);
+	if (bad == NULL)
+		return 0;
+	/* Errors reach the journal too: a password stays out. */
+	snprintf(why, len, "\"%s\" %s: give http://host:port or "
+	    "https://host:port", strpbrk(v, "@?#") == NULL ? v :
+	    redact_url(v, shown, sizeof(shown)), bad);
+	return -1;
+}
+
+/* The etcd key prefix: every key of the cluster is P/something. */
+static int
+conf_check_prefix(const char *v, char *why, size_t len)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (!isgraph((unsigned char)*p)) {
+			snprintf(why, len, "must be printable, without "
+			    "spaces");
+			return -1;
+		}
+	if (v[0] != '/' || p[-1] == '/') {
+		snprintf(why, len, "\"%s\" must start with '/' and not end "
+		    "with it (such as \"/failoverd\")", v);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Probes connect to a literal address: a name would need a DNS lookup,
  * and a synchronous lookup would block the loop for every probe.
  */
@@ -834,6 +908,11 @@ conf_check_file(struct conf_walk *w, const config_setting_t *s,
 		conf_err(w, s, "%s: not a regular file", v);
 		return -1;
 	}
+	/* Read at every connection, long after start: say it now. */
+	if ((d->flags & F_READABLE) && access(v, R_OK) == -1) {
+		conf_err(w, s, "%s: not readable: %s", v, strerror(errno));
+		return -1;
+	}
 	/* A private key others can read is no longer private. */
 	if ((d->flags & F_SECRET) && (st.st_mode & 0007) != 0) {
 		conf_err(w, s, "%s: mode %04o lets others read it; chmod "
@@ -1009,12 +1088,17 @@ conf_parse_setting(struct conf_walk *w, const config_setting_t *s,
 		*(int *)field = config_setting_get_bool(s);
 		break;
 	case K_INT:
+	case K_LONG:
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
 			conf_err(w, s, "must be an integer");
 			break;
 		}
 		v = conf_number(s);
-		if (conf_check_range(w, s, d, v) == 0)
+		if (conf_check_range(w, s, d, v) != 0)
+			break;
+		if (d->kind == K_LONG)
+			*(long *)field = (long)v;
+		else
 			*(int *)field = (int)v;
 		break;
 	case K_SECS:
@@ -1099,6 +1183,9 @@ conf_default_setting(struct conf_walk *w, const struct conf_setting *d,
 	case K_BOOL:
 	case K_INT:
 		*(int *)field = (int)d->defnum;
+		break;
+	case K_LONG:
+		*(long *)field = (long)d->defnum;
 		break;
 	case K_SECS:
 		*(double *)field = d->defnum;
@@ -1271,6 +1358,8 @@ conf_setting_equal(const struct conf_setting *d, const void *a,
 	case K_INT:
 	case K_ENUM:
 		return *(const int *)fa == *(const int *)fb;
+	case K_LONG:
+		return *(const long *)fa == *(const long *)fb;
 	case K_SECS:
 		return *(const double *)fa == *(const double *)fb;
 	case K_STR:
@@ -1833,6 +1922,73 @@ conf_port_equal(const void *a, const void *b)
 
 	return x->http.port == y->http.port && x->ssh.port == y->ssh.port;
 }
+
+/*
+ * cluster.quorum: a count, a fraction of the members, or "majority".
+ * Resolved to a count by conf_cluster_check, once the members are known.
+ */
+static int
+conf_quorum_parse(struct conf_walk *w, const config_setting_t *s, void *base)
+{
+	struct cluster_conf	*c = base;
+	double			 v;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		v = conf_number(s);
+		if (v < 1) {
+			conf_err(w, s, "must be at least 1 (got %.0f)", v);
+			return -1;
+		}
+		c->quorum_rule = CLUSTER_QUORUM_COUNT;
+		c->quorum = v > INT_MAX ? INT_MAX : (int)v;
+		return 0;
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		if (!(v > 0 && v <= 1)) {
+			conf_err(w, s, "a fraction of the members must be "
+			    "greater than 0 and at most 1 (got %g)", v);
+			return -1;
+		}
+		c->quorum_rule = CLUSTER_QUORUM_FRACTION;
+		c->quorum_fraction = v;
+		return 0;
+	case CONFIG_TYPE_STRING:
+		if (strcmp(config_setting_get_string(s), "majority") == 0) {
+			c->quorum_rule = CLUSTER_QUORUM_MAJORITY;
+			return 0;
+		}
+		break;
+	}
+	conf_err(w, s, "must be a count (2), a fraction of the members (0.5) "
+	    "or \"majority\"");
+	return -1;
+}
+
+static void
+conf_quorum_default(struct conf_walk *w, void *base)
+{
+	struct cluster_conf *c = base;
+
+	c->quorum_rule = CLUSTER_QUORUM_MAJORITY;
+	c->quorum = 0;
+	c->quorum_fraction = 0;
+}
+
+static int
+conf_quorum_equal(const void *a, const void *b)
+{
+	const struct cluster_conf *x = a, *y = b;
+
+	return x->quorum_rule == y->quorum_rule && x->quorum == y->quorum &&
+	    x->quorum_fraction == y->quorum_fraction;
+}
+
+static const struct conf_custom conf_quorum_ops = {
+	conf_quorum_parse, conf_quorum_default, conf_nothing_free,
+	conf_quorum_equal
+};
 
 static const struct conf_custom conf_port_ops = {
 	conf_port_parse, conf_port_default, conf_nothing_free, conf_port_equal
@@ -2611,6 +2767,183 @@ static const struct conf_group conf_metrics_group = {
 	NULL
 };
 
+#define KOFF(f)		offsetof(struct cluster_conf, f)
+
+/*
+ * cert_file and key_file are one credential: half of it is a mistake.
+ * Asked of the file, so that a bad key_file is not also called missing.
+ */
+static void
+conf_cluster_tls_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	int	 cert = config_setting_get_member(cs, "cert_file") != NULL;
+	int	 key = config_setting_get_member(cs, "key_file") != NULL;
+
+	(void)base;
+	if (cert && !key)
+		conf_err_member(w, cs, "key_file", "missing: cert_file and "
+		    "key_file go together");
+	else if (key && !cert)
+		conf_err_member(w, cs, "cert_file", "missing: cert_file and "
+		    "key_file go together");
+}
+
+/* The tls group fills the cluster_conf itself: its files sit there. */
+static const struct conf_setting conf_cluster_tls_settings[] = {
+	{ .name = "ca_file", .kind = K_STR, .off = KOFF(ca_file),
+	  .flags = F_ABSPATH | F_FILE | F_TRUSTED | F_READABLE },
+	{ .name = "cert_file", .kind = K_STR, .off = KOFF(cert_file),
+	  .flags = F_ABSPATH | F_FILE | F_READABLE },
+	{ .name = "key_file", .kind = K_STR, .off = KOFF(key_file),
+	  .flags = F_ABSPATH | F_FILE | F_SECRET | F_READABLE },
+};
+
+static const struct conf_group conf_cluster_tls_group = {
+	conf_cluster_tls_settings, NSETTINGS(conf_cluster_tls_settings), 0,
+	NULL, conf_cluster_tls_check
+};
+
+/*
+ * What needs every member known: the name among them, each once, and
+ * the quorum as a count of them. A keepalive (every lease_ttl / 3) that
+ * times out must leave time for another before the lease expires.
+ */
+static void
+conf_cluster_check(struct conf_walk *w, const config_setting_t *cs,
+    void *base)
+{
+	struct cluster_conf	*c = base;
+	const config_setting_t	*list = config_setting_get_member(cs,
+	    "members");
+	size_t			 i, j, old, o2;
+	int			 n = (int)c->nmembers;
+
+	old = conf_path_push(w, "members", 0);
+	for (i = 0; i < c->nmembers; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(c->members[i], c->members[j]) == 0) {
+				o2 = conf_path_push(w, NULL, (int)i);
+				conf_err(w, config_setting_get_elem(list,
+				    (int)i), "\"%s\" is already "
+				    "members.[%zu]", c->members[i], j);
+				conf_path_pop(w, o2);
+			}
+	conf_path_pop(w, old);
+	if (c->name != NULL && c->nmembers > 0) {
+		for (i = 0; i < c->nmembers; i++)
+			if (strcmp(c->name, c->members[i]) == 0)
+				break;
+		if (i == c->nmembers)
+			conf_err_member(w, cs, "name", "\"%s\" is not one "
+			    "of members", c->name);
+	}
+	if (n > 0) {
+		switch (c->quorum_rule) {
+		case CLUSTER_QUORUM_MAJORITY:
+			c->quorum = n / 2 + 1;
+			break;
+		case CLUSTER_QUORUM_FRACTION:
+			/* 0.6 * 5 is 3.0000000000000004 in binary. */
+			c->quorum = (int)ceil(c->quorum_fraction * n - 1e-9);
+			if (c->quorum < 1)
+				c->quorum = 1;
+			break;
+		case CLUSTER_QUORUM_COUNT:
+			if (c->quorum > n)
+				conf_err_member(w, cs, "quorum", "%d is more "
+				    "than the %d members", c->quorum, n);
+			break;
+		}
+	}
+	if (c->timeout >= (double)c->lease_ttl / 3)
+		conf_err_member(w, cs, "timeout", "must be less than a third "
+		    "of lease_ttl (%lds), so that a keepalive that times out "
+		    "can be sent again before the lease expires (got %g s)",
+		    c->lease_ttl, c->timeout);
+}
+
+static const struct conf_setting conf_cluster_settings[] = {
+	{ .name = "name", .kind = K_STR, .flags = F_REQUIRED,
+	  .off = KOFF(name), .check = conf_service_name_check },
+	{ .name = "members", .kind = K_STRLIST,
+	  .flags = F_REQUIRED | F_NONEMPTY, .off = KOFF(members),
+	  .off2 = KOFF(nmembers), .maxcount = CONF_MAX_CLUSTER_MEMBERS,
+	  .check = conf_service_name_check },
+	{ .name = "endpoints", .kind = K_STRLIST,
+	  .flags = F_REQUIRED | F_NONEMPTY, .off = KOFF(endpoints),
+	  .off2 = KOFF(nendpoints), .maxcount = CONF_MAX_ENDPOINTS,
+	  .maxlen = CONF_URL_MAX, .check = conf_check_endpoint },
+	{ .name = "prefix", .kind = K_STR, .flags = F_NONEMPTY,
+	  .off = KOFF(prefix), .maxlen = CONF_PREFIX_MAX,
+	  .defstr = "/failoverd", .check = conf_check_prefix },
+	/* etcd's lease TTL is whole seconds; under 2 a keepalive every
+	 * third of it would be a busy loop. */
+	{ .name = "lease_ttl", .kind = K_LONG, .off = KOFF(lease_ttl),
+	  .min = 2, .max = 300, .defnum = 10 },
+	{ .name = "quorum", .kind = K_CUSTOM, .custom = &conf_quorum_ops },
+	{ .name = "timeout", .kind = K_SECS, .off = KOFF(timeout),
+	  .min = 0.1, .max = 30, .defnum = 2 },
+	{ .name = "tls", .kind = K_GROUP, .off = 0,
+	  .sub = &conf_cluster_tls_group },
+};
+
+static const struct conf_group conf_cluster_group = {
+	conf_cluster_settings, NSETTINGS(conf_cluster_settings), 0, NULL,
+	conf_cluster_check
+};
+
+/* cluster: absent is NULL (one watchdog), so it is allocated here. */
+static int
+conf_cluster_parse(struct conf_walk *w, const config_setting_t *s,
+    void *base)
+{
+	struct config *c = base;
+
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		conf_err(w, s, "must be a group { ... }");
+		return -1;
+	}
+	c->cluster = conf_calloc(1, sizeof(*c->cluster));
+	conf_group_default(w, &conf_cluster_group, c->cluster);
+	conf_walk_group(w, s, &conf_cluster_group, c->cluster);
+	return 0;
+}
+
+static void
+conf_cluster_default(struct conf_walk *w, void *base)
+{
+	((struct config *)base)->cluster = NULL;
+}
+
+static void
+conf_cluster_free(void *base)
+{
+	struct config *c = base;
+
+	if (c->cluster == NULL)
+		return;
+	conf_group_free(&conf_cluster_group, c->cluster);
+	free(c->cluster);
+	c->cluster = NULL;
+}
+
+static int
+conf_cluster_equal(const void *a, const void *b)
+{
+	const struct cluster_conf *x = ((const struct config *)a)->cluster;
+	const struct cluster_conf *y = ((const struct config *)b)->cluster;
+
+	if (x == NULL || y == NULL)
+		return x == y;
+	return conf_group_equal(&conf_cluster_group, x, y);
+}
+
+static const struct conf_custom conf_cluster_ops = {
+	conf_cluster_parse, conf_cluster_default, conf_cluster_free,
+	conf_cluster_equal
+};
+
 #define COFF(f)		offsetof(struct config, f)
 
 static const struct conf_setting conf_top_settings[] = {
@@ -2643,6 +2976,7 @@ static const struct conf_setting conf_top_settings[] = {
 	  .sub = &conf_alerts_group },
 	{ .name = "metrics", .kind = K_GROUP, .off = COFF(metrics),
 	  .sub = &conf_metrics_group },
+	{ .name = "cluster", .kind = K_CUSTOM, .custom = &conf_cluster_ops },
 	{ .name = "services", .kind = K_LIST, .flags = F_REQUIRED | F_NONEMPTY,
 	  .off = COFF(services), .off2 = COFF(nservices),
 	  .maxcount = CONF_MAX_SERVICES, .sub = &conf_service_group },
@@ -3312,6 +3646,35 @@ conf_print_probe(const struct probe_conf *p, FILE *fp)
 	    p->interval, p->timeout, p->fall, p->rise);
 }
 
+/* The key file's path only: its contents never reach -t. */
+static void
+conf_print_cluster(const struct cluster_conf *c, FILE *fp)
+{
+	char	 ep[CONF_URL_MAX + 8];
+	size_t	 i;
+
+	fprintf(fp, "  cluster member %s of", c->name);
+	for (i = 0; i < c->nmembers; i++)
+		fprintf(fp, "%s %s", i > 0 ? "," : "", c->members[i]);
+	fprintf(fp, "\n    etcd");
+	for (i = 0; i < c->nendpoints; i++)
+		fprintf(fp, "%s %s", i > 0 ? "," : "",
+		    redact_url(c->endpoints[i], ep, sizeof(ep)));
+	fprintf(fp, ", prefix %s, lease_ttl %lds, timeout %gs\n", c->prefix,
+	    c->lease_ttl, c->timeout);
+	fprintf(fp, "    quorum %d of %zu", c->quorum, c->nmembers);
+	if (c->quorum_rule == CLUSTER_QUORUM_MAJORITY)
+		fprintf(fp, " (majority)");
+	else if (c->quorum_rule == CLUSTER_QUORUM_FRACTION)
+		fprintf(fp, " (%g of the members)", c->quorum_fraction);
+	fprintf(fp, "\n");
+	if (c->ca_file != NULL || c->cert_file != NULL)
+		fprintf(fp, "    tls ca %s, cert %s, key %s\n",
+		    c->ca_file != NULL ? c->ca_file : "(system's)",
+		    c->cert_file != NULL ? c->cert_file : "(none)",
+		    c->key_file != NULL ? c->key_file : "(none)");
+}
+
 void
 conf_print_summary(const struct config *conf, FILE *fp)
 {
@@ -3346,6 +3709,8 @@ conf_print_summary(const struct config *conf, FILE *fp)
 		fprintf(fp, "  metrics %s/failoverd.prom every %gs%s\n",
 		    conf->metrics.textfile_dir, conf->metrics.period,
 		    conf->metrics.fsync ? ", fsync" : "");
+	if (conf->cluster != NULL)
+		conf_print_cluster(conf->cluster, fp);
 	fprintf(fp, "%zu service%s\n", conf->nservices,
 	    conf->nservices == 1 ? "" : "s");
 	for (i = 0; i < conf->nservices; i++) {

@@ -15,6 +15,7 @@
 #include "failoverd/alert.h"
 #include "failoverd/bake.h"
 #include "failoverd/buf.h"
+#include "failoverd/cluster.h"
 #include "failoverd/commands.h"
 #include "failoverd/control.h"
 #include "failoverd/creds.h"
@@ -71,6 +72,8 @@ struct daemon {
 	struct failover_env	 fenv;
 	struct tilt		*tilt;		/* the stall and clock guard */
 	struct metrics		*metrics;
+	struct cluster		*cluster;	/* NULL: a single watchdog */
+	int			 leading;	/* on_leader's last word */
 	void			(*reload_hook)(void *);
 	void			*reload_arg;
 	/* statelock.h: the lock of the state_dir of lock_dev, lock_ino */
@@ -83,6 +86,8 @@ struct daemon {
 };
 
 static void daemon_on_event_line(const char *line, void *arg);
+static int daemon_str_equal(const char *a, const char *b);
+static int daemon_may_act(void *arg, char *why, size_t len);
 static int daemon_on_request(void *arg, const struct control_peer *peer,
     int argc, char **argv, struct buf *out);
 
@@ -151,7 +156,8 @@ daemon_upkeep_new(struct daemon *d, struct service *svc,
     const struct config *conf, struct daemon_upkeep *pr)
 {
 	struct snapshot_env	se = { d->loop, d->ec2, conf->state_dir,
-				    daemon_volume_id, d };
+				    daemon_volume_id, d, d->cluster != NULL ?
+				    daemon_may_act : NULL };
 	struct preflight_env	pe = { d->loop, d->ec2, daemon_volume_id,
 				    daemon_subnet, d, d->preflights };
 	struct bake_env		be = { d->loop, d->ec2, conf->state_dir };
@@ -206,8 +212,19 @@ static void
 daemon_on_verdict(struct service *svc, enum service_verdict from,
     enum service_verdict to, void *arg)
 {
-	struct failover *fo = daemon_failover(arg, svc);
+	struct daemon	*d = arg;
+	struct failover	*fo = daemon_failover(d, svc);
 
+	/*
+	 * In a cluster this member's verdict is one vote: the engine moves
+	 * on the quorum's (daemon_on_quorum_verdict). A replacement in
+	 * VERIFY is still judged by this member's own probes (the
+	 * engine's tick reads them).
+	 */
+	if (d->cluster != NULL) {
+		cluster_set_verdict(d->cluster, service_name(svc), to);
+		return;
+	}
 	if (fo != NULL)
 		failover_on_verdict(fo, from, to);
 }
@@ -270,6 +287,213 @@ daemon_isolated(void *arg)
 		return ev_now(d->loop) - lo <= DAEMON_ISOLATION_WINDOW ?
 		    -1 : 0;
 	return hi - lo <= DAEMON_ISOLATION_WINDOW;
+}
+
+/* --- the cluster (cluster.h): the engine's hooks and its callbacks --- */
+
+static int
+daemon_may_act(void *arg, char *why, size_t len)
+{
+	struct daemon *d = arg;
+
+	return d->cluster != NULL && cluster_may_act(d->cluster, why, len);
+}
+
+static enum service_verdict
+daemon_quorum_verdict(void *arg, const struct service *svc)
+{
+	struct daemon *d = arg;
+
+	return cluster_verdict(d->cluster, service_name(svc));
+}
+
+/*
+ * A follower's engine starts empty: the record in etcd is the leader's
+ * to act on; the follower only learns the instance it probes.
+ */
+static int
+daemon_journal_load(void *arg, const char *service, struct journal_rec **rec,
+    char **writer, char *err, size_t len)
+{
+	struct daemon *d = arg;
+
+	if (!d->leading)
+		return 1;
+	return cluster_journal_load(d->cluster, service, rec, writer, err,
+	    len);
+}
+
+static int
+daemon_journal_save(void *arg, const char *service,
+    const struct journal_rec *rec, char *err, size_t len)
+{
+	struct daemon *d = arg;
+
+	return cluster_journal_save(d->cluster, service, rec, err, len);
+}
+
+/*
+ * Every engine again, from what etcd holds (leading) or from nothing
+ * (not): freeing one cancels its calls in flight, so a member that
+ * stops leading stops at once.
+ */
+static void
+daemon_rebuild_engines(struct daemon *d)
+{
+	struct failover		*fo;
+	enum service_verdict	 v;
+	const char		*w;
+	enum failover_step	 s;
+	size_t			 i;
+
+	for (i = 0; i < d->nservices; i++) {
+		failover_free(d->failovers[i]);
+		d->failovers[i] = NULL;
+		fo = failover_new(&d->fenv, d->services[i]);
+		if (fo == NULL) {
+			/* Without an engine nothing can act on it: fatal. */
+			fatalx("service %s: out of memory rebuilding its "
+			    "failover engine", service_name(d->services[i]));
+		}
+		d->failovers[i] = fo;
+		s = failover_step(fo);
+		w = failover_writer(fo);
+		if (d->leading && w != NULL &&
+		    strcmp(w, cluster_name(d->cluster)) != 0 &&
+		    s >= FAILOVER_FENCE_LAUNCH && s <= FAILOVER_VERIFY)
+			alert_emit(ALERT_CLUSTER_TAKEOVER,
+			    service_name(d->services[i]), "failover_id",
+			    failover_id(fo) ? failover_id(fo) : "-", "step",
+			    failover_step_str(s), "from", w, "action",
+			    "resumed here with the same id and ClientTokens",
+			    NULL);
+		/* The quorum may have said DOWN before this member led. */
+		v = cluster_verdict(d->cluster, service_name(d->services[i]));
+		if (d->leading && v != SERVICE_HEALTHY &&
+		    v != SERVICE_UNKNOWN)
+			failover_on_verdict(fo, SERVICE_UNKNOWN, v);
+	}
+}
+
+static void
+daemon_on_leader(void *arg, int leader)
+{
+	struct daemon *d = arg;
+
+	d->leading = leader;
+	log_info("cluster: member %s %s", cluster_name(d->cluster), leader ?
+	    "leads: the engines resume from the journals in etcd" :
+	    "does not lead: its engines stop acting");
+	daemon_rebuild_engines(d);
+}
+
+static void
+daemon_on_quorum_verdict(void *arg, const char *service,
+    enum service_verdict from, enum service_verdict to)
+{
+	struct daemon	*d = arg;
+	struct service	*svc = daemon_find(d, service);
+	struct failover	*fo;
+
+	if (svc != NULL && (fo = daemon_failover(d, svc)) != NULL)
+		failover_on_verdict(fo, from, to);
+}
+
+static void
+daemon_on_journal(void *arg, const char *service, int ok)
+{
+	struct daemon	*d = arg;
+	struct service	*svc = daemon_find(d, service);
+	struct failover	*fo;
+
+	if (ok && svc != NULL && (fo = daemon_failover(d, svc)) != NULL)
+		failover_journal_written(fo);
+}
+
+static const struct cluster_ops daemon_cluster_ops = {
+	daemon_on_leader, daemon_on_quorum_verdict, daemon_on_journal
+};
+
+static int
+daemon_cluster_services(const struct config *conf, const char ***names)
+{
+	size_t i;
+
+	*names = calloc(conf->nservices + 1, sizeof(**names));
+	if (*names == NULL)
+		return -1;
+	for (i = 0; i < conf->nservices; i++)
+		(*names)[i] = conf->services[i].name;
+	return 0;
+}
+
+/*
+ * Joins the cluster of conf's cluster group: the engine's hooks, and
+ * the EC2 gate that keeps every other mutating call (snapshots, bakes)
+ * to the leader as well. The isolation heuristic is off: the quorum of
+ * members, each its own vantage point, replaces it.
+ */
+static int
+daemon_open_cluster(struct daemon *d, const struct config *conf, char *err,
+    size_t errlen)
+{
+	const char	**names;
+	char		  cerr[512];
+
+	if (conf->cluster == NULL)
+		return 0;
+	if (daemon_cluster_services(conf, &names) == -1) {
+		errf(err, errlen, "cluster: out of memory");
+		return -1;
+	}
+	d->cluster = cluster_new(d->loop, d->curl, conf->cluster,
+	    (const char *const *)names, conf->nservices, &daemon_cluster_ops,
+	    d, cerr, sizeof(cerr));
+	free(names);
+	if (d->cluster == NULL) {
+		errf(err, errlen, "cluster: %s", cerr);
+		return -1;
+	}
+	d->fenv.isolated = NULL;
+	d->fenv.journal_load = daemon_journal_load;
+	d->fenv.journal_save = daemon_journal_save;
+	d->fenv.may_act = daemon_may_act;
+	d->fenv.verdict = daemon_quorum_verdict;
+	if (d->ec2 != NULL)
+		ec2_set_gate(d->ec2, daemon_may_act, d);
+	return 0;
+}
+
+static int
+daemon_strv_equal(char **a, size_t na, char **b, size_t nb)
+{
+	size_t i;
+
+	if (na != nb)
+		return 0;
+	for (i = 0; i < na; i++)
+		if (!daemon_str_equal(a[i], b[i]))
+			return 0;
+	return 1;
+}
+
+static int
+daemon_cluster_equal(const struct cluster_conf *a,
+    const struct cluster_conf *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return daemon_str_equal(a->name, b->name) &&
+	    daemon_strv_equal(a->members, a->nmembers, b->members,
+	    b->nmembers) &&
+	    daemon_strv_equal(a->endpoints, a->nendpoints, b->endpoints,
+	    b->nendpoints) &&
+	    daemon_str_equal(a->prefix, b->prefix) &&
+	    a->lease_ttl == b->lease_ttl && a->quorum == b->quorum &&
+	    a->timeout == b->timeout &&
+	    daemon_str_equal(a->ca_file, b->ca_file) &&
+	    daemon_str_equal(a->cert_file, b->cert_file) &&
+	    daemon_str_equal(a->key_file, b->key_file);
 }
 
 static int
@@ -579,6 +803,9 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->fenv.isolated = daemon_isolated;
 	d->fenv.replacement_ami = daemon_replacement_ami;
 	d->fenv.arg = d;
+	/* Before the services: their engines take the cluster's hooks. */
+	if (daemon_open_cluster(d, conf, err, errlen) == -1)
+		goto fail;
 	/* Before the services: it counts their first events too. */
 	menv.loop = loop;
 	menv.probes = d->probes;
@@ -597,6 +824,7 @@ daemon_new(struct ev_loop *loop, struct config *conf, char *err,
 	d->conf = conf;
 	return d;
 fail:
+	cluster_free(d->cluster);
 	tilt_free(d->tilt);
 	metrics_free(d->metrics);
 	control_free(d->control);
@@ -628,6 +856,8 @@ daemon_free(struct daemon *d)
 	free(d->services);
 	free(d->failovers);
 	free(d->upkeeps);
+	/* After the engines: they no longer ask it anything. */
+	cluster_free(d->cluster);
 	tilt_free(d->tilt);
 	control_free(d->control);
 	events_free(d->events);
@@ -699,9 +929,28 @@ daemon_reload(struct daemon *d)
 		if (daemon_open_control(d, conf, cerr, sizeof(cerr)) == -1)
 			goto reject;
 	}
+	/*
+	 * Another cluster group would be another member (or none): its
+	 * lease, leadership and journals are not this one's to carry over.
+	 */
+	if (!daemon_cluster_equal(conf->cluster, d->conf->cluster)) {
+		snprintf(cerr, sizeof(cerr), "the cluster group changed; "
+		    "restart failoverd to apply it (a member's identity, "
+		    "etcd and lease are set at start)");
+		goto reject;
+	}
 	if (daemon_apply(d, conf) == -1) {
 		snprintf(cerr, sizeof(cerr), "cannot create the services");
 		goto reject;
+	}
+	if (d->cluster != NULL) {
+		const char **names;
+
+		if (daemon_cluster_services(conf, &names) == 0) {
+			cluster_set_services(d->cluster,
+			    (const char *const *)names, conf->nservices);
+			free(names);
+		}
 	}
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(conf->debug);
@@ -787,6 +1036,22 @@ daemon_cmd_service(struct daemon *d, int argc, char **argv,
 	return 0;
 }
 
+/* status --json's "cluster": this member, its role, the leader. */
+static void
+daemon_cluster_role_json(struct daemon *d, struct buf *out)
+{
+	const char *leader = cluster_leader(d->cluster);
+
+	/* Member names are [A-Za-z0-9_.-] (conf.c): nothing to escape. */
+	buf_printf(out, ",\"cluster\":{\"member\":\"%s\",\"role\":\"%s\","
+	    "\"leader\":", cluster_name(d->cluster), d->leading ? "leader" :
+	    "follower");
+	if (leader != NULL)
+		buf_printf(out, "\"%s\"}", leader);
+	else
+		buf_puts(out, "null}");
+}
+
 static int
 daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 {
@@ -823,11 +1088,21 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 	if (json) {
 		buf_printf(out, "],\"checks\":{\"in_flight\":%u,"
 		    "\"waiting\":%u,\"max_in_flight\":%u},"
-		    "\"tilt_left\":%.0f}\n",
+		    "\"tilt_left\":%.0f",
 		    probe_sched_in_flight(d->probes),
 		    probe_sched_waiting(d->probes),
 		    probe_sched_max_in_flight(d->probes), tilt_left(d->tilt));
+		if (d->cluster != NULL)
+			daemon_cluster_role_json(d, out);
+		buf_puts(out, "}\n");
 		return 0;
+	}
+	if (d->cluster != NULL) {
+		const char *leader = cluster_leader(d->cluster);
+
+		buf_printf(out, "cluster: member %s, %s; leader %s\n",
+		    cluster_name(d->cluster), d->leading ? "leader" :
+		    "follower", leader ? leader : "none now");
 	}
 	if (tilt_active(d->tilt))
 		buf_printf(out, "watchdog: TILT (its loop stalled or its "
@@ -842,6 +1117,58 @@ daemon_cmd_status(struct daemon *d, int argc, char **argv, struct buf *out)
 		    probe_sched_waiting(d->probes),
 		    probe_sched_max_in_flight(d->probes));
 	return 0;
+}
+
+static int
+daemon_cmd_cluster(struct daemon *d, int argc, char **argv, struct buf *out)
+{
+	if (d->cluster == NULL) {
+		buf_printf(out, "not in a cluster: no cluster group in %s",
+		    d->conf->path);
+		return -1;
+	}
+	cluster_status(d->cluster, out, daemon_has_flag(argc, argv, "--json"));
+	return 0;
+}
+
+/*
+ * In a cluster only the leader acts: a command that would is refused
+ * elsewhere, naming the leader, so the person runs it where its outcome
+ * shows (members share etcd, not their control sockets). 0: go on.
+ */
+static int
+daemon_refuse_follower(struct daemon *d, const struct command *cmd,
+    struct buf *out)
+{
+	const char	*leader;
+	char		 why[300];
+
+	if (d->cluster == NULL || cluster_may_act(d->cluster, why,
+	    sizeof(why)))
+		return 0;
+	switch (cmd->id) {
+	case COMMAND_FAILOVER:
+	case COMMAND_PAUSE:
+	case COMMAND_RESUME:
+	case COMMAND_SWITCH:
+	case COMMAND_ROLLBACK:
+	case COMMAND_SNAPSHOT:
+	case COMMAND_BAKE:
+		break;
+	default:
+		return 0;
+	}
+	leader = cluster_leader(d->cluster);
+	if (leader != NULL && strcmp(leader, cluster_name(d->cluster)) != 0)
+		buf_printf(out, "refused: this member (%s) is not the "
+		    "cluster's leader; the leader is %s: run it there",
+		    cluster_name(d->cluster), leader);
+	else
+		buf_printf(out, "refused: this member (%s) may not act now "
+		    "and there is no leader that may (%s): try again when "
+		    "failoverctl cluster shows one", cluster_name(d->cluster),
+		    why);
+	return -1;
 }
 
 static int
@@ -1042,9 +1369,13 @@ daemon_on_request(void *arg, const struct control_peer *peer, int argc,
 		    argc > 1 && argv[1][0] != '-' ? argv[1] : NULL,
 		    "command", argv[0], "uid", uid, "pid", pid, NULL);
 	}
+	if (daemon_refuse_follower(d, cmd, out) == -1)
+		return -1;
 	switch (cmd->id) {
 	case COMMAND_STATUS:
 		return daemon_cmd_status(d, argc, argv, out);
+	case COMMAND_CLUSTER:
+		return daemon_cmd_cluster(d, argc, argv, out);
 	case COMMAND_HISTORY:
 		return daemon_cmd_history(d, argc, argv, out);
 	case COMMAND_EVENTS:

@@ -114,6 +114,9 @@ struct ec2_client {
 	struct ec2_stats	 stats;
 
 	struct ec2_call		*calls;
+
+	int			(*gate)(void *, char *, size_t);
+	void			*gate_arg;
 };
 
 struct ec2_call {
@@ -1129,6 +1132,20 @@ call_send(struct ec2_call *call, const struct creds *cr)
 
 	memset(&sig, 0, sizeof(sig));
 	call_stop_transfer(call);
+	/*
+	 * The gate, at the last moment before the wire: a member deposed
+	 * while this call waited (budget, credentials, a retry's backoff)
+	 * sends nothing. An effect lookup only reads, and a DryRun (a
+	 * preflight's) changes nothing: not gated.
+	 */
+	if (!call->look && c->gate != NULL && !r->dry_run &&
+	    ec2_action_mutates(r->action) &&
+	    !c->gate(c->gate_arg, err, sizeof(err))) {
+		ec2_result_set_error(call->res, EC2_ERR_GATED, NULL,
+		    "not the cluster's leader: %s", err);
+		call_finish(call);
+		return;
+	}
 	/* A lookup is no attempt of the call, but bounded as one. */
 	if (call->look)
 		r = call->req->effect;
@@ -1706,4 +1723,12 @@ ec2_call_cancel(struct ec2_call *call)
 {
 	if (call != NULL)
 		call_free(call);
+}
+
+void
+ec2_set_gate(struct ec2_client *c, int (*gate)(void *, char *, size_t),
+    void *arg)
+{
+	c->gate = gate;
+	c->gate_arg = arg;
 }

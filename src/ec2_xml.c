@@ -61,6 +61,7 @@ static const char *const ec2_status_names[] = {
 	[EC2_ERR_CREDS] = "no-credentials",
 	[EC2_ERR_CONFIG] = "config-error",
 	[EC2_ERR_INTERNAL] = "internal-error",
+	[EC2_ERR_GATED] = "not-leader",
 };
 
 const char *

@@ -244,18 +244,30 @@ fo_send(struct failover *fo, enum fo_branch br, struct ec2_request *req,
 {
 	struct fo_call *c;
 
+	char		 why[300];
+	int		 mutates = ec2_action_mutates(ec2_request_action(req));
+
 	if (!fo_has_ec2(fo)) {
+		ec2_request_free(req);
+		return -1;
+	}
+	/* A member of a cluster that does not lead changes nothing. */
+	if (mutates && !fo_may_act(fo, why, sizeof(why))) {
+		log_debug("failover %s: %s not sent: %s", fo->name,
+		    ec2_action_str(ec2_request_action(req)), why);
 		ec2_request_free(req);
 		return -1;
 	}
 	/*
 	 * No change to the account without a durable record before it: a
-	 * restart resumes from the record, so a call it does not know of
-	 * could be made twice (a second RunInstances under a new token).
-	 * The callers keep their state on -1 and try again next tick.
+	 * restart (or the next leader) resumes from the record, so a call
+	 * it does not know of could be made twice (a second RunInstances
+	 * under a new token). A record still on its way to etcd (1) is
+	 * not durable yet. The callers keep their state on -1 and try
+	 * again next tick, or at once when the write lands
+	 * (failover_journal_written).
 	 */
-	if (ec2_action_mutates(ec2_request_action(req)) &&
-	    fo_save(fo) == -1) {
+	if (mutates && fo_save(fo) != 0) {
 		ec2_request_free(req);
 		return -1;
 	}
@@ -779,6 +791,7 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		    !ec2_budget_spare(fo->env->ec2, FO_POLL_RESERVE)))
 			return;
 		fo->polled_at = now;
+		fo_relearn_keys(fo);
 		fo_poll(fo);
 		return;
 	}
@@ -804,6 +817,31 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (fo->retry_at == 0 && fo->step != FAILOVER_CORROBORATE)
 		ev_timer_stop(loop, w);
+}
+
+void
+failover_journal_written(struct failover *fo)
+{
+	fo_end_retry(fo);
+	/* From the loop, not from inside the cluster's callback. */
+	if (fo_active(fo) || fo->step == FAILOVER_CORROBORATE ||
+	    fo->retry_at > 0) {
+		fo->polled_at = 0;
+		ev_timer_again(fo->env->loop, &fo->tick);
+		ev_feed_event(fo->env->loop, &fo->tick, EV_TIMER);
+	}
+}
+
+const char *
+failover_id(const struct failover *fo)
+{
+	return fo->id;
+}
+
+const char *
+failover_writer(const struct failover *fo)
+{
+	return fo->writer;
 }
 
 void
@@ -884,8 +922,7 @@ failover_new(const struct failover_env *env, struct service *svc)
 	fo_learned_path(fo, path, sizeof(path));
 	service_set_learned_hosts(svc, path);
 
-	rc = journal_load(env->state_dir, fo->name, &fo->rec, err,
-	    sizeof(err));
+	rc = fo_journal_load(fo, &fo->rec, err, sizeof(err));
 	if (rc == -1) {
 		fo->journal_bad = 1;
 		fo->rec = journal_rec_new();
@@ -912,6 +949,19 @@ failover_new(const struct failover_env *env, struct service *svc)
 		} else if (rc == 1 && fo->step == FAILOVER_VERIFY) {
 			service_reset_probes(svc);
 		}
+		/*
+		 * A cluster's record may come from another member, whose
+		 * learned-hosts file is not this one: learn again the
+		 * keys of the instance the move is on.
+		 */
+		if (env->journal_load != NULL) {
+			free(fo->learned_instance);
+			free(fo->learned_instances);
+			fo->learned_instance = fo->learned_instances = NULL;
+		}
+		if (rc == 1 && env->journal_load != NULL &&
+		    fo->step >= FAILOVER_ATTACH && fo_has_ssh_probe(fo))
+			fo->keys_relearn = 1;
 	}
 	/* Probed from the start, also while EC2 is away. */
 	if (!fo->journal_bad && fo->eip_ip != NULL)
@@ -957,6 +1007,9 @@ failover_free(struct failover *fo)
 	free(fo->moved_to);
 	free(fo->learned_instance);
 	free(fo->learned_instances);
+	free(fo->writer);
+	free(fo->end_calls[0].instance);
+	free(fo->end_calls[1].instance);
 	fo_service_free(fo);
 	free(fo->name);
 	free(fo);
@@ -1010,8 +1063,7 @@ failover_pause(struct failover *fo, int on, struct buf *out)
 
 	if (!on && fo->journal_bad) {
 		/* A person says the file is dealt with: read it again. */
-		rc = journal_load(fo->env->state_dir, fo->name, &rec, err,
-		    sizeof(err));
+		rc = fo_journal_load(fo, &rec, err, sizeof(err));
 		if (rc == -1) {
 			buf_printf(out, "service %s: the journal is still "
 			    "unreadable: %s", fo->name, err);

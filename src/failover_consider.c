@@ -17,10 +17,28 @@
 #include "failover_priv.h"
 #include "failoverd/tilt.h"
 
+/* The verdict that moves the engine: the quorum's in a cluster. */
+enum service_verdict
+fo_verdict(const struct failover *fo)
+{
+	if (fo->env->verdict != NULL)
+		return fo->env->verdict(fo->env->arg, fo->svc);
+	return service_verdict(fo->svc);
+}
+
+/* A single watchdog always may; a cluster's member while it leads. */
+int
+fo_may_act(const struct failover *fo, char *why, size_t len)
+{
+	if (fo->env->may_act == NULL)
+		return 1;
+	return fo->env->may_act(fo->env->arg, why, len);
+}
+
 int
 fo_wants_failover(const struct failover *fo)
 {
-	enum service_verdict v = service_verdict(fo->svc);
+	enum service_verdict v = fo_verdict(fo);
 
 	return v == SERVICE_DOWN || (v == SERVICE_DEGRADED &&
 	    fo_policy(fo)->failover_on_degraded);
@@ -97,6 +115,8 @@ fo_can_act(struct failover *fo, char *why, size_t len)
 		    "and the volumes are");
 		return 0;
 	}
+	if (!fo_may_act(fo, why, len))
+		return 0;
 	/* TILT: no move starts on evidence from across a stall. */
 	if (tilt_active(fo->env->tilt)) {
 		snprintf(why, len, "the watchdog is in TILT (its loop stalled "
@@ -118,6 +138,15 @@ fo_consider(struct failover *fo)
 		return;
 	if (!fo_wants_failover(fo) || fo->isolated)
 		return;
+	/*
+	 * A member that does not lead leaves the move to the leader, which
+	 * sees the same quorum; it says nothing (no retry either: a new
+	 * leader's engine is new and considers from the start).
+	 */
+	if (!fo_may_act(fo, why, sizeof(why))) {
+		log_debug("failover %s: down, not acting: %s", fo->name, why);
+		return;
+	}
 	if (!fo_policy(fo)->auto_failover) {
 		log_info("failover %s: auto_failover is off: no action "
 		    "(failoverctl failover %s to act)", fo->name, fo->name);

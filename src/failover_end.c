@@ -58,17 +58,56 @@ fo_end(struct failover *fo, enum failover_step to, const char *result,
 	fo_set_step(fo, to);
 }
 
+/*
+ * One of the calls a move's end makes, on the refresh branch (fo_end
+ * cancels the others). Refused because the record is not durable yet
+ * (a cluster's write under way), it is kept for fo_end_retry.
+ */
+static int
+fo_end_send(struct failover *fo, size_t slot, enum ec2_action action,
+    const char *instance, fo_reply_fn *on_reply)
+{
+	struct fo_end_call	*ec = &fo->end_calls[slot];
+	struct ec2_request	*req;
+	char			*copy;
+
+	req = fo_req_instance(action, "InstanceId.1", instance);
+	if (req == NULL)
+		return -1;
+	if (fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE, on_reply,
+	    NULL) == 0) {
+		free(ec->instance);
+		ec->instance = NULL;
+		return 0;
+	}
+	if (fo->env->journal_save == NULL || ec->instance == instance)
+		return -1;
+	if ((copy = strdup(instance)) == NULL)
+		return -1;
+	free(ec->instance);
+	ec->instance = copy;
+	ec->action = action;
+	ec->on_reply = on_reply;
+	return -1;
+}
+
+void
+fo_end_retry(struct failover *fo)
+{
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if (fo->end_calls[i].instance != NULL)
+			fo_end_send(fo, i, fo->end_calls[i].action,
+			    fo->end_calls[i].instance,
+			    fo->end_calls[i].on_reply);
+}
+
 void
 fo_stop_idle_replacement(struct failover *fo)
 {
-	struct ec2_request *req;
-
-	req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1", fo->new);
-	if (req == NULL)
-		return;
-	/* The refresh branch: fo_end cancels the others. */
-	if (fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE,
-	    fo_on_idle_stopped, NULL) == 0)
+	if (fo_end_send(fo, 0, EC2_STOP_INSTANCES, fo->new,
+	    fo_on_idle_stopped) == 0)
 		log_warnx("failover %s: stopping the idle replacement %s",
 		    fo->name, fo->new);
 }
@@ -124,19 +163,15 @@ fo_failover_fail(struct failover *fo, const char *why, const char *stands)
 static void
 fo_old_instance(struct failover *fo)
 {
-	struct ec2_request	*req;
 	enum policy_old		 pol = fo_policy(fo)->old_instance;
 
 	if (fo->restart || fo->old == NULL || pol == POLICY_OLD_STOP)
 		return;
-	req = fo_req_instance(pol == POLICY_OLD_TERMINATE ?
-	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, "InstanceId.1",
-	    fo->old);
 	/* On the refresh branch: it outlives the failover's own calls. */
-	if (req != NULL)
-		fo_send(fo, FO_REFRESH_BR, req, FO_ACT_DEADLINE,
-		    pol == POLICY_OLD_TERMINATE ? fo_on_terminated :
-		    fo_on_old_started, NULL);
+	fo_end_send(fo, 1, pol == POLICY_OLD_TERMINATE ?
+	    EC2_TERMINATE_INSTANCES : EC2_START_INSTANCES, fo->old,
+	    pol == POLICY_OLD_TERMINATE ? fo_on_terminated :
+	    fo_on_old_started);
 }
 
 /*

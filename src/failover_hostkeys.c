@@ -456,3 +456,45 @@ fo_on_current_console(struct failover *fo, struct ec2_result *res,
 	}
 	buf_free(&keys);
 }
+
+/*
+ * A move taken over from another member of a cluster past DETACH: the
+ * learned-hosts file is this member's own, and the one that launched
+ * the replacement learnt its keys into its own file, not here. Read
+ * them again from the console (the launch's own path has ended).
+ */
+static void
+fo_on_relearn_console(struct failover *fo, struct ec2_result *res,
+    void *arg)
+{
+	struct buf keys;
+
+	if (!fo->keys_relearn || !fo_active(fo) || fo->new == NULL ||
+	    ec2_result_status(res) != EC2_OK)
+		return;		/* asked again next tick */
+	buf_init(&keys);
+	if (failover_console_keys(ec2_result_console_output(res), &keys) >
+	    0 && fo->eip_ip != NULL && fo_write_learned(fo, &keys) == 0) {
+		log_info("failover %s: learnt %s's SSH host keys from its "
+		    "console (taken over)", fo->name, fo->new);
+		fo_learned_note(fo, fo->new);
+		fo->keys_relearn = 0;
+		if (fo->step == FAILOVER_VERIFY)
+			service_reset_probes(fo->svc);
+		fo_save(fo);
+	}
+	buf_free(&keys);
+}
+
+void
+fo_relearn_keys(struct failover *fo)
+{
+	struct ec2_request	*req;
+
+	if (!fo->keys_relearn || fo->new == NULL || fo->busy[FO_LAUNCH] > 0)
+		return;
+	req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId", fo->new);
+	if (req != NULL)
+		fo_send(fo, FO_LAUNCH, req, FO_POLL_DEADLINE,
+		    fo_on_relearn_console, NULL);
+}

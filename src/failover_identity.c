@@ -178,6 +178,21 @@ fo_refresh_volumes_send(struct failover *fo)
 	free(ids);
 }
 
+/*
+ * A cluster's member that does not act, seeing the service unhealthy:
+ * the leader may be moving it. It looks at the EIP often, so that it
+ * learns the replacement (and its host keys) soon after the move and
+ * its vote turns healthy again, rather than keeping the quorum at DOWN.
+ */
+static int
+fo_follows_a_move(const struct failover *fo)
+{
+	char why[300];
+
+	return fo->env->may_act != NULL && !fo_may_act(fo, why,
+	    sizeof(why)) && service_verdict(fo->svc) != SERVICE_HEALTHY;
+}
+
 void
 fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -197,6 +212,8 @@ fo_on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (fo->aws_ok) {
 		fo->refresh_fails = 0;
 		w->repeat = FO_REFRESH;
+		if (fo_follows_a_move(fo))
+			w->repeat = FO_REFRESH_FOLLOW;
 	} else {
 		w->repeat = FO_REFRESH_RETRY * (double)(1u <<
 		    (fo->refresh_fails < 4 ? fo->refresh_fails : 4));

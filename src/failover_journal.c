@@ -290,6 +290,7 @@ fo_save(struct failover *fo)
 {
 	struct buf	 now;
 	char		 err[512];
+	int		 rc;
 
 	if (fo->journal_bad)
 		return -1;
@@ -304,8 +305,24 @@ fo_save(struct failover *fo)
 		buf_free(&now);
 		return 0;	/* on disk already */
 	}
-	if (journal_save(fo->env->state_dir, fo->name, fo->rec, err,
-	    sizeof(err)) == -1) {
+	if (fo->env->journal_save != NULL) {
+		/* A follower keeps what it learns in memory: not a fault. */
+		if (!fo_may_act(fo, err, sizeof(err))) {
+			buf_free(&now);
+			return -1;
+		}
+		rc = fo->env->journal_save(fo->env->arg, fo->name, fo->rec,
+		    err, sizeof(err));
+	} else
+		rc = journal_save(fo->env->state_dir, fo->name, fo->rec, err,
+		    sizeof(err));
+	if (rc == 1) {
+		/* Under way: not durable yet, and no fault either. */
+		fo_set_str(&fo->saved, NULL);
+		buf_free(&now);
+		return 1;
+	}
+	if (rc == -1) {
 		fo_set_str(&fo->saved, NULL);
 		fo_journal_failed(fo, err);
 		buf_free(&now);
@@ -325,6 +342,29 @@ fo_save(struct failover *fo)
 		    NULL);
 	}
 	return 0;
+}
+
+/*
+ * The record to start from: the state_dir's file, or the cluster's
+ * (the leader's copy in etcd), which says who wrote it.
+ */
+int
+fo_journal_load(struct failover *fo, struct journal_rec **rec, char *err,
+    size_t len)
+{
+	char	*writer = NULL;
+	int	 rc;
+
+	if (fo->env->journal_load == NULL)
+		return journal_load(fo->env->state_dir, fo->name, rec, err,
+		    len);
+	rc = fo->env->journal_load(fo->env->arg, fo->name, rec, &writer,
+	    err, len);
+	free(fo->writer);
+	fo->writer = rc == 0 ? writer : NULL;
+	if (rc != 0)
+		free(writer);
+	return rc;
 }
 
 /*

@@ -36,6 +36,7 @@
 #define FO_POLL_EVERY		0.5
 #define FO_POLL_RESERVE		2.0
 #define FO_REFRESH		30.0	/* re-learn the EIP's instance */
+#define FO_REFRESH_FOLLOW	2.0	/* a follower, service unhealthy */
 #define FO_REFRESH_ACTIVE	4	/* services refreshing at once */
 #define FO_REFRESH_RETRY	2.0	/* EC2 away: doubles up to ... */
 #define FO_RETRY_IDLE		5.0	/* a DOWN we could not act on */
@@ -244,6 +245,18 @@ struct failover {
 	int			 restart;	/* restart in place */
 	int			 manual;
 	int			 resumed;
+	char			*writer;	/* the record's, another's */
+	int			 keys_relearn;	/* taken over past DETACH */
+	/*
+	 * The calls a move's end makes (stop the idle replacement, the
+	 * old instance's policy) while its record is still on its way to
+	 * a cluster's etcd: sent when it lands (fo_end_retry).
+	 */
+	struct fo_end_call {
+		enum ec2_action	 action;
+		char		*instance;
+		fo_reply_fn	*on_reply;
+	}			 end_calls[2];
 	enum fo_fence		 fence;
 	enum fo_launch		 launch;
 	int			 stop_sent;
@@ -359,6 +372,12 @@ void	fo_refresh_volumes(struct failover *fo, struct ec2_result *res);
 const char	*fo_subnet(const struct failover *fo);
 
 /* failover_hostkeys.c */
+int	fo_journal_load(struct failover *fo, struct journal_rec **rec,
+	    char *err, size_t len);
+int	fo_may_act(const struct failover *fo, char *why, size_t len);
+enum service_verdict fo_verdict(const struct failover *fo);
+void	fo_relearn_keys(struct failover *fo);
+void	fo_end_retry(struct failover *fo);
 void	fo_learned_path(const struct failover *fo, char *out, size_t len);
 int	fo_has_ssh_probe(const struct failover *fo);
 int	fo_add_user_data(struct failover *fo, struct ec2_request *req, char *why,

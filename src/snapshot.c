@@ -35,6 +35,7 @@
 #define SNAPSHOT_CALL_DEADLINE	120.0
 /* A failed run is retried this soon (or at the interval if sooner). */
 #define SNAPSHOT_RETRY		600.0
+#define SNAPSHOT_LEADER_LOOK	30.0	/* a follower: lead now? */
 #define SNAPSHOT_DAY		86400
 
 enum snapshot_step {
@@ -1106,11 +1107,25 @@ snapshot_on_sched(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct snapshot	*s = w->data;
 	struct buf	 out;
+	char		 why[300];
 	time_t		 now = time(NULL);
 
 	/* Woken early (the wall clock moved back): wait some more. */
 	if (s->due == 0 || now + 1 < s->due) {
 		snapshot_arm(s);
+		return;
+	}
+	/*
+	 * In a cluster the leader takes the scheduled snapshots (the EC2
+	 * gate would refuse a follower's anyway): look again later, should
+	 * this member come to lead.
+	 */
+	if (s->env.may_act != NULL &&
+	    !s->env.may_act(s->env.arg, why, sizeof(why))) {
+		log_debug("snapshot %s: scheduled run left to the leader: %s",
+		    service_name(s->svc), why);
+		ev_timer_set(&s->sched, SNAPSHOT_LEADER_LOOK, 0.);
+		ev_timer_start(s->env.loop, &s->sched);
 		return;
 	}
 	buf_init(&out);

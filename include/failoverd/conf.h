@@ -206,6 +206,13 @@ struct metrics_conf {
 	int		 fsync;		/* fsync before the rename */
 };
 
+/* How the file gave the quorum, for `failoverd -t` to say it back. */
+enum cluster_quorum_rule {
+	CLUSTER_QUORUM_MAJORITY,	/* "majority" or absent */
+	CLUSTER_QUORUM_COUNT,		/* an integer */
+	CLUSTER_QUORUM_FRACTION		/* a float in (0, 1] */
+};
+
 /*
  * cluster: several watchdogs sharing one etcd (cluster.h). Absent (the
  * config's cluster is NULL): one watchdog, no etcd, as before.
@@ -224,6 +231,8 @@ struct cluster_conf {
 	char		*ca_file;	/* https: NULL: the system's CAs */
 	char		*cert_file;	/* client certificate, or NULL */
 	char		*key_file;	/* its key (a secret: never shown) */
+	enum cluster_quorum_rule quorum_rule;	/* how quorum was given */
+	double		 quorum_fraction; /* CLUSTER_QUORUM_FRACTION's */
 };
 
 struct config {

@@ -65,11 +65,12 @@ enum ec2_status {
 	EC2_ERR_REPLY,		/* a reply we cannot read (bad XML) */
 	EC2_ERR_CREDS,		/* no usable credentials */
 	EC2_ERR_CONFIG,		/* no region, bad endpoint */
-	EC2_ERR_INTERNAL	/* out of memory, curl refused */
+	EC2_ERR_INTERNAL,	/* out of memory, curl refused */
+	EC2_ERR_GATED		/* the gate (ec2_set_gate) refused: never sent */
 };
 
 const char	*ec2_status_str(enum ec2_status s);
-#define EC2_STATUS_COUNT	(EC2_ERR_INTERNAL + 1)
+#define EC2_STATUS_COUNT	(EC2_ERR_GATED + 1)
 
 /* --- typed results (read-only, owned by the result) ---------------- */
 
@@ -255,6 +256,15 @@ struct ec2_client *ec2_client_new(struct ev_loop *loop, struct curlev *cl,
 		    char *err, size_t errlen);
 /* Cancels every call in flight without calling back. */
 void		 ec2_client_free(struct ec2_client *c);
+
+/*
+ * The one gate of every call that changes the account (ec2_action_mutates):
+ * asked right before each attempt (the first and every retry); 0 ends
+ * the call unsent with EC2_ERR_GATED and "not the cluster's leader:
+ * <why>". A cluster's member sets cluster_may_act; NULL: no gate.
+ */
+void		 ec2_set_gate(struct ec2_client *c,
+		    int (*gate)(void *arg, char *why, size_t len), void *arg);
 const char	*ec2_client_endpoint(const struct ec2_client *c);
 const char	*ec2_client_region(const struct ec2_client *c);
 /*

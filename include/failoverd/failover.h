@@ -26,6 +26,7 @@ struct ec2_client;
 struct ec2_request;
 struct ec2_result;
 struct failover;
+struct journal_rec;
 struct tilt;
 
 enum failover_step {
@@ -63,6 +64,28 @@ struct failover_env {
 				    const struct service *svc);
 	void			*arg;
 	/*
+	 * A cluster's hooks (cluster.h), all NULL for a single watchdog,
+	 * which keeps its journal in state_dir, acts on its own verdicts
+	 * and may always act.
+	 *
+	 * journal_load: as journal_load() (0 with *rec, 1 none, -1 bad);
+	 * *writer (freed by the engine) names the member that wrote it.
+	 * journal_save: 0 the record is durable, 1 a write of it is under
+	 * way (failover_journal_written tells its end), -1 not written.
+	 * may_act: 1 when this watchdog may change the account now, else
+	 * 0 with why filled. verdict: the verdict that moves the engine
+	 * (a quorum's) in place of the service's own.
+	 */
+	int			(*journal_load)(void *arg, const char *service,
+				    struct journal_rec **rec, char **writer,
+				    char *err, size_t len);
+	int			(*journal_save)(void *arg, const char *service,
+				    const struct journal_rec *rec, char *err,
+				    size_t len);
+	int			(*may_act)(void *arg, char *why, size_t len);
+	enum service_verdict	(*verdict)(void *arg,
+				    const struct service *svc);
+	/*
 	 * Where the engine's EC2 calls go, as ec2_call() and
 	 * ec2_call_cancel() (ec2.h) would take them; NULL: to ec2. The
 	 * engine's unit tests answer here from memory.
@@ -92,6 +115,21 @@ void		 failover_free(struct failover *fo);
  * is considered again.
  */
 void		 failover_tilt_over(struct failover *fo, double held);
+
+/*
+ * A journal write the journal_save hook said was under way has landed:
+ * the call it was written for goes at once, not a poll later.
+ */
+void		 failover_journal_written(struct failover *fo);
+
+/* The move in progress's id, or NULL. */
+const char	*failover_id(const struct failover *fo);
+
+/*
+ * Who wrote the record this engine resumed from (journal_load hook's
+ * writer), or NULL: a new leader tells a takeover by it.
+ */
+const char	*failover_writer(const struct failover *fo);
 
 /* The service's verdict changed (service_env.on_verdict). */
 void		 failover_on_verdict(struct failover *fo,

@@ -106,6 +106,11 @@ struct snapshot_env {
 				    const struct service *svc,
 				    const char *conf_id);
 	void			*arg;
+	/*
+	 * A cluster's member: 1 when it may act (leads), else 0 with why;
+	 * scheduled runs are the leader's only. NULL: always.
+	 */
+	int			(*may_act)(void *arg, char *why, size_t len);
 };
 
 /*

@@ -251,6 +251,49 @@ def test_t_output_has_no_secrets(tmp_path):
     assert "GET http://***@127.0.0.1:8080/h?key=***" in out
 
 
+def test_t_shows_the_cluster_and_never_its_key(tmp_path):
+    """A cluster member's -t: who it is among whom, where etcd is, the
+    quorum as a count; the client key by its path, never its contents."""
+    secret = "-----BEGIN PRIVATE KEY-----Mc4Fq2Lk8Ds1"
+    files = {}
+    for name in ("ca.pem", "member.pem", "member-key.pem"):
+        f = tmp_path / name
+        f.write_text(secret + "\n")
+        f.chmod(0o600)
+        files[name] = str(f)
+    conf = tmp_path / "failoverd.conf"
+    conf.write_text(
+        'cluster = {\n  name = "b";\n  members = [ "a", "b", "c" ];\n'
+        '  endpoints = [ "https://127.0.0.1:2379", '
+        '"https://127.0.0.2:2379", "https://127.0.0.3:2379" ];\n'
+        '  tls = { ca_file = "%s"; cert_file = "%s"; key_file = "%s"; };\n'
+        '};\n' % (files["ca.pem"], files["member.pem"],
+                   files["member-key.pem"]) + GOOD)
+    r = check(on_this_machine(tmp_path, str(conf)))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "cluster member b of a, b, c" in out
+    assert "etcd https://127.0.0.1:2379, https://127.0.0.2:2379, " \
+        "https://127.0.0.3:2379, prefix /failoverd, lease_ttl 10s, " \
+        "timeout 2s" in out
+    assert "quorum 2 of 3 (majority)" in out
+    assert "key %s" % files["member-key.pem"] in out
+    assert secret not in out + r.stderr
+
+
+def test_cluster_mistake_named_at_its_line(tmp_path):
+    conf = tmp_path / "failoverd.conf"
+    conf.write_text('cluster = {\n  name = "d";\n'
+                    '  members = [ "a", "b", "c" ];\n'
+                    '  endpoints = [ "http://127.0.0.1:2379" ];\n'
+                    '  quorum = 4;\n};\n' + GOOD)
+    r = check(str(conf))
+    assert r.returncode == 1
+    assert '%s:2: cluster.name: "d" is not one of members' % conf \
+        in r.stderr
+    assert "%s:5: cluster.quorum: 4 is more than the 3 members" % conf \
+        in r.stderr
+
 def test_ten_thousand_services_are_a_valid_configuration(tmp_path):
     """The bounds that keep a reload from stalling (group sizes, file
     size) must not refuse the largest configuration the benchmarks run:

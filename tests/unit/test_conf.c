@@ -985,6 +985,339 @@ test_check_start(void **state)
 	conf_free(c);
 }
 
+/*
+ * The cluster group. Its lines, as cluster_conf writes them: 1 "cluster
+ * = {", 2 name, 3 members, 4 endpoints, 5 and on: what the test adds.
+ */
+#define CL_NAME		"  name = \"a\";\n"
+#define CL_MEMBERS	"  members = [ \"a\", \"b\", \"c\" ];\n"
+#define CL_ENDPOINTS	"  endpoints = [ \"http://127.0.0.1:2379\" ];\n"
+#define CL_BASE		CL_NAME CL_MEMBERS CL_ENDPOINTS
+
+static const char *
+cluster_conf(const char *body)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text), "cluster = {\n%s};\n", body);
+	strncat(text, one_service, sizeof(text) - strlen(text) - 1);
+	replace_all(text, sizeof(text), "%s", "");
+	return write_conf("cluster.conf", text, 0644);
+}
+
+/* No cluster group: one watchdog, nothing of etcd to read. */
+static void
+test_cluster_absent_is_null(void **state)
+{
+	struct config *c = load_ok(cluster_conf(CL_BASE));
+
+	assert_non_null(c->cluster);
+	conf_free(c);
+	{
+		char text[8192];
+
+		snprintf(text, sizeof(text), "%s", one_service);
+		replace_all(text, sizeof(text), "%s", "");
+		c = load_ok(write_conf("single.conf", text, 0644));
+	}
+	assert_null(c->cluster);
+	conf_free(c);
+}
+
+static void
+test_cluster_defaults(void **state)
+{
+	struct config		*c = load_ok(cluster_conf(CL_BASE));
+	struct cluster_conf	*k = c->cluster;
+
+	assert_string_equal(k->name, "a");
+	assert_int_equal(k->nmembers, 3);
+	assert_string_equal(k->members[2], "c");
+	assert_int_equal(k->nendpoints, 1);
+	assert_string_equal(k->endpoints[0], "http://127.0.0.1:2379");
+	assert_string_equal(k->prefix, "/failoverd");
+	assert_int_equal(k->lease_ttl, 10);
+	assert_true(k->timeout == 2.0);
+	assert_int_equal(k->quorum_rule, CLUSTER_QUORUM_MAJORITY);
+	assert_int_equal(k->quorum, 2);
+	assert_null(k->ca_file);
+	assert_null(k->cert_file);
+	assert_null(k->key_file);
+	conf_free(c);
+}
+
+static void
+test_cluster_full(void **state)
+{
+	char		 ca[256], cert[256], key[256], body[4096];
+	const char	*files[] = { ca, cert, key };
+	struct config	*c;
+	size_t		 i;
+	FILE		*fp;
+
+	snprintf(ca, sizeof(ca), "%.200s/ca.pem", tmpdir);
+	snprintf(cert, sizeof(cert), "%.200s/member.pem", tmpdir);
+	snprintf(key, sizeof(key), "%.200s/member-key.pem", tmpdir);
+	for (i = 0; i < 3; i++) {
+		fp = fopen(files[i], "w");
+		assert_non_null(fp);
+		fputs("SECRET-KEY-CONTENTS\n", fp);
+		fclose(fp);
+		assert_int_equal(chmod(files[i], 0600), 0);
+	}
+	snprintf(body, sizeof(body),
+	    "  name = \"db-2.b\";\n"
+	    "  members = [ \"db-1_a\", \"db-2.b\", \"c\", \"d\", \"e\" ];\n"
+	    "  endpoints = [ \"https://127.0.0.1:2379\", "
+	    "\"https://127.0.0.2:2379/\", \"http://[::1]:2379\" ];\n"
+	    "  prefix = \"/prod/failoverd\";\n"
+	    "  lease_ttl = 30; quorum = 0.6; timeout = 0.5;\n"
+	    "  tls = { ca_file = \"%s\"; cert_file = \"%s\";\n"
+	    "    key_file = \"%s\"; };\n", ca, cert, key);
+	c = load_ok(cluster_conf(body));
+	assert_string_equal(c->cluster->name, "db-2.b");
+	assert_int_equal(c->cluster->nmembers, 5);
+	assert_int_equal(c->cluster->nendpoints, 3);
+	assert_string_equal(c->cluster->prefix, "/prod/failoverd");
+	assert_int_equal(c->cluster->lease_ttl, 30);
+	assert_true(c->cluster->timeout == 0.5);
+	/* 0.6 of 5 is 3, though 0.6 * 5 is a hair over 3 in binary. */
+	assert_int_equal(c->cluster->quorum_rule, CLUSTER_QUORUM_FRACTION);
+	assert_int_equal(c->cluster->quorum, 3);
+	assert_string_equal(c->cluster->ca_file, ca);
+	assert_string_equal(c->cluster->cert_file, cert);
+	assert_string_equal(c->cluster->key_file, key);
+
+	/* -t shows the paths, the quorum as a count, never a key. */
+	{
+		char	*out = NULL;
+		size_t	 outlen = 0;
+
+		fp = open_memstream(&out, &outlen);
+		assert_non_null(fp);
+		conf_print_summary(c, fp);
+		fclose(fp);
+		assert_non_null(strstr(out, "  cluster member db-2.b of "
+		    "db-1_a, db-2.b, c, d, e\n"));
+		assert_non_null(strstr(out, "    etcd https://127.0.0.1:2379, "
+		    "https://127.0.0.2:2379/, http://[::1]:2379, prefix "
+		    "/prod/failoverd, lease_ttl 30s, timeout 0.5s\n"));
+		assert_non_null(strstr(out, "    quorum 3 of 5 (0.6 of the "
+		    "members)\n"));
+		assert_non_null(strstr(out, key));
+		assert_null(strstr(out, "SECRET-KEY-CONTENTS"));
+		free(out);
+	}
+	conf_free(c);
+
+	/* The key kept where others read it is refused, by name. */
+	assert_int_equal(chmod(key, 0604), 0);
+	{
+		char rest[1024];
+
+		snprintf(rest, sizeof(rest), "8: cluster.tls.key_file: %s: "
+		    "mode 0604 lets others read it; chmod o-rwx", key);
+		assert_one_error(cluster_conf(body), rest);
+	}
+	assert_int_equal(chmod(key, 0600), 0);
+	/* Read at each connection: one this process cannot read is refused
+	 * now, not at the first call (root reads everything). */
+	if (geteuid() != 0) {
+		char rest[1024];
+
+		assert_int_equal(chmod(cert, 0200), 0);
+		snprintf(rest, sizeof(rest), "7: cluster.tls.cert_file: %s: "
+		    "not readable: Permission denied", cert);
+		assert_one_error(cluster_conf(body), rest);
+	}
+	for (i = 0; i < 3; i++)
+		unlink(files[i]);
+	/* A file gone is named. */
+	{
+		char rest[1024];
+
+		snprintf(rest, sizeof(rest), "7: cluster.tls.ca_file: %s: No "
+		    "such file or directory", ca);
+		assert_null(conf_load(cluster_conf(body), errbuf,
+		    sizeof(errbuf)));
+		assert_non_null(strstr(errbuf, rest));
+	}
+}
+
+/* quorum: a count as given, a fraction rounded up, majority n / 2 + 1. */
+static void
+test_cluster_quorum_resolved(void **state)
+{
+	static const struct {
+		const char	*members;
+		const char	*quorum;
+		int		 want;
+		enum cluster_quorum_rule rule;
+	} t[] = {
+		{ "\"a\"", NULL, 1, CLUSTER_QUORUM_MAJORITY },
+		{ "\"a\", \"b\"", NULL, 2, CLUSTER_QUORUM_MAJORITY },
+		{ "\"a\", \"b\", \"c\", \"d\"", "\"majority\"", 3,
+		  CLUSTER_QUORUM_MAJORITY },
+		{ "\"a\", \"b\", \"c\", \"d\", \"e\"", NULL, 3,
+		  CLUSTER_QUORUM_MAJORITY },
+		{ "\"a\", \"b\", \"c\"", "1", 1, CLUSTER_QUORUM_COUNT },
+		{ "\"a\", \"b\", \"c\"", "3", 3, CLUSTER_QUORUM_COUNT },
+		{ "\"a\", \"b\", \"c\"", "0.5", 2, CLUSTER_QUORUM_FRACTION },
+		{ "\"a\", \"b\", \"c\"", "0.1", 1, CLUSTER_QUORUM_FRACTION },
+		{ "\"a\", \"b\", \"c\"", "1.0", 3, CLUSTER_QUORUM_FRACTION },
+		{ "\"a\", \"b\", \"c\", \"d\"", "0.5", 2,
+		  CLUSTER_QUORUM_FRACTION },
+		{ "\"a\", \"b\", \"c\", \"d\"", "0.75", 3,
+		  CLUSTER_QUORUM_FRACTION },
+	};
+	char		 body[1024], q[128];
+	struct config	*c;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		q[0] = '\0';
+		if (t[i].quorum != NULL)
+			snprintf(q, sizeof(q), "  quorum = %s;\n",
+			    t[i].quorum);
+		snprintf(body, sizeof(body), CL_NAME "  members = [ %s ];\n"
+		    CL_ENDPOINTS "%s", t[i].members, q);
+		c = load_ok(cluster_conf(body));
+		if (c->cluster->quorum != t[i].want ||
+		    c->cluster->quorum_rule != t[i].rule)
+			fail_msg("members [%s] quorum %s: got %d (rule %d), "
+			    "want %d", t[i].members, t[i].quorum,
+			    c->cluster->quorum, c->cluster->quorum_rule,
+			    t[i].want);
+		conf_free(c);
+	}
+}
+
+/* Every mistake in the group, each at its line. */
+static void
+test_cluster_errors(void **state)
+{
+	static const struct {
+		const char	*body;
+		const char	*rest;
+	} t[] = {
+		{ "  name = \"z\";\n" CL_MEMBERS CL_ENDPOINTS,
+		  "2: cluster.name: \"z\" is not one of members" },
+		{ "  name = \"a b\";\n" CL_MEMBERS CL_ENDPOINTS,
+		  "2: cluster.name: \"a b\" is not a name (1 to 64 letters, "
+		  "digits, '-', '_', '.')" },
+		{ CL_MEMBERS CL_ENDPOINTS,
+		  "1: cluster.name: missing (required)" },
+		{ CL_NAME "  members = [ \"a\", \"b\", \"a\" ];\n"
+		  CL_ENDPOINTS,
+		  "3: cluster.members.[2]: \"a\" is already members.[0]" },
+		{ CL_NAME "  members = [ \"a\", \"b/c\" ];\n" CL_ENDPOINTS,
+		  "3: cluster.members.[1]: \"b/c\" is not a name (1 to 64 "
+		  "letters, digits, '-', '_', '.')" },
+		{ CL_NAME "  members = [ ];\n" CL_ENDPOINTS,
+		  "3: cluster.members: must not be empty" },
+		{ CL_NAME "  members = [ \"a\", \"b\", \"c\", \"d\", \"e\", "
+		  "\"f\", \"g\", \"h\", \"i\", \"j\", \"k\", \"l\", \"m\", "
+		  "\"n\", \"o\", \"p\", \"q\" ];\n" CL_ENDPOINTS,
+		  "3: cluster.members: has 17 elements; at most 16" },
+		{ CL_NAME CL_MEMBERS,
+		  "1: cluster.endpoints: missing (required)" },
+		{ CL_NAME CL_MEMBERS "  endpoints = [ \"http://127.0.0.1\" ];\n",
+		  "4: cluster.endpoints.[0]: \"http://127.0.0.1\" has no port "
+		  "(etcd's client port is 2379): give http://host:port or "
+		  "https://host:port" },
+		{ CL_NAME CL_MEMBERS
+		  "  endpoints = [ \"unix:///run/etcd.sock\" ];\n",
+		  "4: cluster.endpoints.[0]: \"unix:///run/etcd.sock\" is not "
+		  "a URL: give http://host:port or https://host:port" },
+		{ CL_NAME CL_MEMBERS
+		  "  endpoints = [ \"ftp://127.0.0.1:2379\" ];\n",
+		  "4: cluster.endpoints.[0]: \"ftp://127.0.0.1:2379\" must be "
+		  "http:// or https://: give http://host:port or "
+		  "https://host:port" },
+		{ CL_NAME CL_MEMBERS "  endpoints = [ \"127.0.0.1:2379\" ];\n",
+		  "4: cluster.endpoints.[0]: \"127.0.0.1:2379\" is not a URL: "
+		  "give http://host:port or https://host:port" },
+		{ CL_NAME CL_MEMBERS
+		  "  endpoints = [ \"http://127.0.0.1:2379/v3\" ];\n",
+		  "4: cluster.endpoints.[0]: \"http://127.0.0.1:2379/v3\" must "
+		  "not have a path, query or fragment: give http://host:port "
+		  "or https://host:port" },
+		{ CL_BASE "  prefix = \"failoverd\";\n",
+		  "5: cluster.prefix: \"failoverd\" must start with '/' and "
+		  "not end with it (such as \"/failoverd\")" },
+		{ CL_BASE "  prefix = \"/failoverd/\";\n",
+		  "5: cluster.prefix: \"/failoverd/\" must start with '/' and "
+		  "not end with it (such as \"/failoverd\")" },
+		{ CL_BASE "  prefix = \"/fail overd\";\n",
+		  "5: cluster.prefix: must be printable, without spaces" },
+		{ CL_BASE "  lease_ttl = 1;\n",
+		  "5: cluster.lease_ttl: must be at least 2 (got 1)" },
+		{ CL_BASE "  lease_ttl = 301;\n",
+		  "5: cluster.lease_ttl: must be at most 300 (got 301)" },
+		{ CL_BASE "  lease_ttl = 10.5;\n",
+		  "5: cluster.lease_ttl: must be an integer" },
+		{ CL_BASE "  quorum = 4;\n",
+		  "5: cluster.quorum: 4 is more than the 3 members" },
+		{ CL_BASE "  quorum = 0;\n",
+		  "5: cluster.quorum: must be at least 1 (got 0)" },
+		{ CL_BASE "  quorum = 1.5;\n",
+		  "5: cluster.quorum: a fraction of the members must be "
+		  "greater than 0 and at most 1 (got 1.5)" },
+		{ CL_BASE "  quorum = 0.0;\n",
+		  "5: cluster.quorum: a fraction of the members must be "
+		  "greater than 0 and at most 1 (got 0)" },
+		{ CL_BASE "  quorum = \"most\";\n",
+		  "5: cluster.quorum: must be a count (2), a fraction of the "
+		  "members (0.5) or \"majority\"" },
+		{ CL_BASE "  timeout = 0.05;\n",
+		  "5: cluster.timeout: must be at least 0.1 s (got 0.05)" },
+		{ CL_BASE "  timeout = 4;\n",
+		  "5: cluster.timeout: must be less than a third of lease_ttl "
+		  "(10s), so that a keepalive that times out can be sent "
+		  "again before the lease expires (got 4 s)" },
+		{ CL_BASE "  lease_ttl = 3; timeout = 1;\n",
+		  "5: cluster.timeout: must be less than a third of lease_ttl "
+		  "(3s), so that a keepalive that times out can be sent "
+		  "again before the lease expires (got 1 s)" },
+		{ CL_BASE "  tls = { cert_file = \"/etc/hostname\"; };\n",
+		  "5: cluster.tls.key_file: missing: cert_file and key_file "
+		  "go together" },
+		{ CL_BASE "  tls = { ca_file = \"etc/ca.pem\"; };\n",
+		  "5: cluster.tls.ca_file: \"etc/ca.pem\" must be an absolute "
+		  "path" },
+		{ CL_BASE "  members_ = [ \"a\" ];\n",
+		  "5: cluster.members_: unknown setting" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		assert_one_error(cluster_conf(t[i].body), t[i].rest);
+}
+
+/* An endpoint's password never reaches a message. */
+static void
+test_cluster_endpoint_password_not_shown(void **state)
+{
+	assert_null(conf_load(cluster_conf(CL_NAME CL_MEMBERS
+	    "  endpoints = [ \"http://root:hunter2@127.0.0.1:2379\" ];\n"),
+	    errbuf, sizeof(errbuf)));
+	assert_non_null(strstr(errbuf, "4: cluster.endpoints.[0]: "));
+	assert_non_null(strstr(errbuf, "must not hold a user or password"));
+	assert_null(strstr(errbuf, "hunter2"));
+}
+
+/* cluster = 1; is not a group. */
+static void
+test_cluster_not_a_group(void **state)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text), "cluster = 1;\n%s", one_service);
+	replace_all(text, sizeof(text), "%s", "");
+	assert_one_error(write_conf("cluster.conf", text, 0644),
+	    "1: cluster: must be a group { ... }");
+}
+
 static int
 setup(void **state)
 {
@@ -1047,6 +1380,13 @@ main(void)
 		cmocka_unit_test(test_redact_url),
 		cmocka_unit_test(test_fmt_at_clamps),
 		cmocka_unit_test(test_check_start),
+		cmocka_unit_test(test_cluster_absent_is_null),
+		cmocka_unit_test(test_cluster_defaults),
+		cmocka_unit_test(test_cluster_full),
+		cmocka_unit_test(test_cluster_quorum_resolved),
+		cmocka_unit_test(test_cluster_errors),
+		cmocka_unit_test(test_cluster_endpoint_password_not_shown),
+		cmocka_unit_test(test_cluster_not_a_group),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

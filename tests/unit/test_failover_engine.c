@@ -1004,6 +1004,123 @@ test_oom_set_str(void **state)
 	assert_null(s);
 }
 
+/* --- a cluster's hooks (failover_env journal_*, may_act, verdict) ------- */
+
+static int			 ck_leads = 1;
+static int			 ck_landed;	/* save: 0, else 1 (under way) */
+static int			 ck_saves;
+static enum service_verdict	 ck_verdict = SERVICE_HEALTHY;
+
+static int
+ck_save(void *arg, const char *service, const struct journal_rec *rec,
+    char *err, size_t len)
+{
+	if (!ck_leads) {
+		snprintf(err, len, "not the leader");
+		return -1;
+	}
+	ck_saves++;
+	return ck_landed ? 0 : 1;
+}
+
+static int
+ck_may_act(void *arg, char *why, size_t len)
+{
+	if (!ck_leads)
+		snprintf(why, len, "this member (b) is not the cluster's "
+		    "leader; the leader is a");
+	return ck_leads;
+}
+
+static enum service_verdict
+ck_verdict_of(void *arg, const struct service *s)
+{
+	return ck_verdict;
+}
+
+static void
+cluster_hooks(void)
+{
+	ck_leads = 1;
+	ck_landed = 0;
+	ck_saves = 0;
+	ck_verdict = SERVICE_HEALTHY;
+	env.journal_save = ck_save;
+	env.may_act = ck_may_act;
+	env.verdict = ck_verdict_of;
+}
+
+/*
+ * A record on its way to etcd is not durable: the fence and the launch
+ * wait for it, and go as soon as the cluster says it landed, not a
+ * poll later.
+ */
+static void
+test_cluster_call_waits_for_the_write(void **state)
+{
+	struct buf out;
+
+	cluster_hooks();
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), 0);
+	buf_free(&out);
+	assert_int_equal(failover_step(fo), FAILOVER_FENCE_LAUNCH);
+	assert_true(ck_saves > 0);
+	assert_int_equal(pending(EC2_STOP_INSTANCES), 0);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 0);
+	/* Not a journal failure: nothing is wrong with the state_dir. */
+	assert_int_equal(fo->journal_failing, 0);
+	ck_landed = 1;
+	failover_journal_written(fo);
+	ev_run(loop, EVRUN_NOWAIT);
+	assert_int_equal(pending(EC2_STOP_INSTANCES), 1);
+	assert_int_equal(pending(EC2_RUN_INSTANCES), 1);
+}
+
+/* A member that does not lead starts nothing and sends nothing. */
+static void
+test_cluster_follower_never_acts(void **state)
+{
+	struct ec2_request	*req;
+	struct buf		 out;
+
+	cluster_hooks();
+	ck_leads = 0;
+	ck_verdict = SERVICE_DOWN;
+	failover_on_verdict(fo, SERVICE_HEALTHY, SERVICE_DOWN);
+	assert_int_equal(failover_step(fo), FAILOVER_IDLE);
+	assert_int_equal(pending_all(), 0);
+	buf_init(&out);
+	assert_int_equal(failover_manual(fo, &out), -1);
+	assert_non_null(strstr(buf_str(&out), "not the cluster's leader"));
+	buf_free(&out);
+	req = fo_req_instance(EC2_STOP_INSTANCES, "InstanceId.1", "i-old");
+	assert_non_null(req);
+	assert_int_equal(fo_send(fo, FO_MAIN, req, FO_ACT_DEADLINE,
+	    fo_on_stop, NULL), -1);
+	assert_int_equal(pending_all(), 0);
+	assert_int_equal(ck_saves, 0);
+	assert_int_equal(fo->journal_failing, 0);
+}
+
+/* The hook's verdict moves the engine, not the service's own. */
+static void
+test_cluster_verdict_hook_decides(void **state)
+{
+	cluster_hooks();
+	ck_landed = 1;
+	/* The local probes' DOWN, the quorum's HEALTHY: nothing. */
+	ck_verdict = SERVICE_HEALTHY;
+	failover_on_verdict(fo, SERVICE_HEALTHY, SERVICE_DOWN);
+	assert_int_equal(failover_step(fo), FAILOVER_IDLE);
+	assert_int_equal(pending_all(), 0);
+	/* The quorum's DOWN (the service itself never probed): acts. */
+	ck_verdict = SERVICE_DOWN;
+	failover_on_verdict(fo, SERVICE_HEALTHY, SERVICE_DOWN);
+	assert_int_not_equal(failover_step(fo), FAILOVER_IDLE);
+	assert_true(pending_all() > 0);
+}
+
 int
 main(void)
 {
@@ -1040,6 +1157,12 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_resumed_detach_goes_on,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_cluster_call_waits_for_the_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_cluster_follower_never_acts, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_cluster_verdict_hook_decides, setup, teardown),
 	};
 
 	log_init("test_failover_engine", LOG_USER, 1);
