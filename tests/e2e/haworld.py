@@ -1,17 +1,13 @@
-"""What the HA tests (issue 15) share: three failoverd members, each
-with its own state, control socket, probe source address and AWS
-credentials, against one ec2sim and a 3-member etcd.
-
-Each member signs with its own access key (the scenario lists three),
-so ec2sim's request log says which member made every call: that is how
-the tests tell the leader's calls from the others'.
+"""What the full HA tests (issue 15) add to hacluster.py: an ec2sim in
+which each member signs with its own access key, so that ec2sim's
+request log says which member made every call; the leader as etcd names
+it; and the crash-free end state of a failover.
 
     with EtcdCluster(tmp, 3) as etcd:           # one per test module
-        with HaWorld(tmp_path, etcd) as w:
-            w.start()                           # a, b and c
-            lead = w.wait_leader()              # a Member
+        with HaWorld(tmp_path, etcd) as w:      # a, b and c started
+            lead = w.wait_leader()              # a hacluster.Member
             w.break_production()
-            lead.d.wait_for(COMPLETED, 90)
+            lead.daemon.wait_for(COMPLETED, 90)
             w.mutating(lead)                    # its mutating calls
 
 Every test gets its own key prefix in etcd, so the leases and journals
@@ -19,20 +15,18 @@ of one test never meet another's in the module's shared etcd."""
 import base64
 import json
 import os
+import re
 import signal
 import time
 import urllib.request
 import uuid
 
 import conftest
-from conftest import EIP, OLD, VOLS, daemon_env, write_conf
-from fodtest import Daemon, ctl
+from conftest import EIP, OLD, VOLS
+from hacluster import HaCluster
 from simfixture import Ec2Sim, scenario_path
 
 NAMES = ("a", "b", "c")
-# Each member probes from its own loopback address, so that ec2sim's
-# cut can cut off one of them.
-SOURCES = {"a": "127.0.0.21", "b": "127.0.0.22", "c": "127.0.0.23"}
 CREDS = {n: ("AKIAEC2SIMMEMBER000" + n.upper(),
              "ec2simMemberSecretKey00000000000000000" + n.upper() * 2)
          for n in NAMES}
@@ -52,47 +46,19 @@ def mutating(reqs):
             and str(r["params"].get("DryRun", "")).lower() != "true"]
 
 
-class Member:
-    """One failoverd of the cluster: name, dir, conf, d (its Daemon or
-    None), key (its AWS access key)."""
-
-    def __init__(self, name, d, conf, key):
-        self.name, self.dir, self.conf, self.key = name, d, conf, key
-        self.d = None
-        self.killed = self.stopped = False
-
-    @property
-    def sock(self):
-        return os.path.join(self.dir, "control.sock")
-
-    def alive(self):
-        return self.d is not None and self.d.proc.poll() is None
-
-    def events(self, name=None, start=0):
-        return conftest.events(self.d, name, start=start) if self.d else []
-
-    def ctl(self, *args, check=True):
-        return ctl(self.sock, *args, check=check)
-
-
 class HaWorld:
-    def __init__(self, tmp_path, etcd, policy=None, delays=None,
-                 quorum=None, probes=("site", "shell")):
+    def __init__(self, tmp_path, etcd, policy=None, quorum=None):
         self.tmp = str(tmp_path)
         self.etcd = etcd
         self.policy = dict({"cooldown": 0}, **(policy or {}))
-        self.delays = delays
         self.quorum = quorum
-        self.probes = probes
         self.prefix = "/fodtest-" + uuid.uuid4().hex[:12]
         self.sim = None
-        self.members = {}
-
-    # -- lifecycle ---------------------------------------------------------
+        self.ha = None
 
     def scenario(self):
-        """basic.json with one access key per member (and the scenario's
-        own first, which ec2sim's control side reports)."""
+        """basic.json with one access key per member (after the
+        scenario's own first one, which ec2sim's env() hands out)."""
         with open(scenario_path("basic")) as f:
             sc = json.load(f)
         own = sc.get("credentials") or [{
@@ -107,73 +73,74 @@ class HaWorld:
         return path
 
     def __enter__(self):
-        opts = {"delays": self.delays} if self.delays else {}
-        self.sim = Ec2Sim(self.scenario(), os.path.join(self.tmp, "sim"),
-                          **opts)
+        self.sim = Ec2Sim(self.scenario(), os.path.join(self.tmp, "sim"))
         self.sim.start()
-        for n in NAMES:
-            d = os.path.join(self.tmp, n)
-            os.makedirs(d, exist_ok=True)
-            self.members[n] = Member(n, d, self.write(n, d), CREDS[n][0])
+        try:
+            self.ha = HaCluster(
+                self.tmp, self.sim, self.etcd, names=NAMES,
+                lease_ttl=LEASE_TTL, timeout=ETCD_TIMEOUT,
+                quorum=self.quorum, prefix=self.prefix, policy=self.policy,
+                member_env={n: {"AWS_ACCESS_KEY_ID": k,
+                                "AWS_SECRET_ACCESS_KEY": s}
+                            for n, (k, s) in CREDS.items()})
+            self.ha.__enter__()
+        except BaseException:
+            self.sim.stop()
+            raise
+        self.members = self.ha.members
         return self
 
-    def __exit__(self, exc_type, *exc):
+    def __exit__(self, *exc):
         try:
-            for m in self.members.values():
-                self.stop(m, check=exc_type is None)
+            self.ha.__exit__(*exc)
         finally:
             self.sim.stop()
 
-    def write(self, name, d):
-        cluster = {"name": name, "members": list(NAMES),
-                   "endpoints": list(self.etcd.endpoints),
-                   "prefix": self.prefix, "lease_ttl": LEASE_TTL,
-                   "timeout": ETCD_TIMEOUT}
-        if self.quorum is not None:
-            cluster["quorum"] = self.quorum
-        return write_conf(d, self.sim, policy=self.policy,
-                          probes=self.probes,
-                          top={"probe_source_address": SOURCES[name],
-                               "cluster": cluster})
+    # -- members -----------------------------------------------------------
 
-    def start(self, *names, env=None):
-        """Starts the members named (all of them by default)."""
-        for n in names or NAMES:
-            m = self.members[n]
-            key, secret = CREDS[n]
-            e = daemon_env(m.dir, self.sim, dict(
-                {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret},
-                **(env or {})))
-            m.d = Daemon(m.conf, env=e)
-            m.d.sock = m.sock
-        return self
+    def key(self, m):
+        return CREDS[m.name][0]
 
-    def stop(self, m, check=True):
-        """SIGTERM; with check, a bad exit or a sanitizer report fails
-        (not for a member the test killed)."""
-        if m.d is None:
-            return
-        if m.stopped:
-            # SIGSTOPped and left so: SIGTERM would wait forever.
-            m.d.proc.send_signal(signal.SIGCONT)
-        rc = m.d.stop(check=False)
-        if check and not m.killed:
-            m.d.check_exit(rc)
+    def others(self, m):
+        return [o for o in self.members.values() if o is not m]
 
     def kill(self, m):
-        """SIGKILL: its exit is not checked."""
-        m.killed = True
-        m.d.proc.send_signal(signal.SIGKILL)
+        """SIGKILL, and wait for its end."""
+        self.ha.kill(m.name)
 
     def freeze(self, m):
-        m.stopped = True
-        m.d.proc.send_signal(signal.SIGSTOP)
+        self.ha.kill(m.name, signal.SIGSTOP)
 
     def thaw(self, m):
-        m.stopped = False
-        m.d.proc.send_signal(signal.SIGCONT)
+        self.ha.kill(m.name, signal.SIGCONT)
 
-    # -- what the cluster says ---------------------------------------------
+    def drain(self, seconds):
+        """Lets every member's log come in for seconds."""
+        end = time.monotonic() + seconds
+        while True:
+            for m in self.members.values():
+                if m.alive:
+                    m.daemon.drain(0)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.1))
+
+    def wait_any(self, pattern, timeout=60, members=None):
+        """(member, line): the first member whose log matches."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in members or self.members.values():
+                for line in list(m.daemon.lines if m.daemon else ()):
+                    if rx.search(line):
+                        return m, line
+            if time.monotonic() > deadline:
+                raise AssertionError("no member logged %r within %ss:\n%s"
+                                     % (pattern, timeout, self.ha.tails()))
+            self.drain(0.2)
+
+    # -- what etcd says ----------------------------------------------------
 
     def etcd_get(self, key):
         """The value of key in etcd (str) or None, from whichever
@@ -198,68 +165,19 @@ class HaWorld:
     def leader_name(self):
         return self.etcd_get(self.prefix + "/leader")
 
-    def wait_leader(self, timeout=60, other_than=None):
-        """The member etcd names the leader, once it has said so in its
-        own log too (cluster_leader_gained)."""
+    def wait_leader(self, timeout=60):
+        """The member that leads, once its own log and etcd's leader
+        key agree on it; and every member sees web healthy."""
         deadline = time.monotonic() + timeout
-        while True:
-            n = self.leader_name()
-            if n and n != other_than and n in self.members:
-                m = self.members[n]
-                if m.alive() and m.events("cluster_leader_gained"):
-                    return m
+        name = self.ha.wait_leader(timeout=timeout)
+        while self.leader_name() != name:
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    "no leader%s within %ss (etcd says %r); logs:\n%s" % (
-                        f" but {other_than}" if other_than else "",
-                        timeout, n, self.logs()))
+                    "%s says it leads, etcd names %r" % (
+                        name, self.leader_name()))
             self.drain(0.2)
-
-    def wait_healthy(self, timeout=60):
-        for m in self.alive():
-            m.d.wait_for(r"service web: healthy", timeout=timeout)
-
-    def alive(self):
-        return [m for m in self.members.values() if m.alive()]
-
-    def others(self, m):
-        return [o for o in self.members.values() if o is not m]
-
-    def drain(self, seconds):
-        """Lets every member's log come in for seconds."""
-        end = time.monotonic() + seconds
-        while True:
-            for m in self.alive():
-                m.d.drain(0)
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.1))
-
-    def wait_any(self, pattern, timeout=60, members=None):
-        """(member, line): the first member whose log matches."""
-        import re
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in members or self.members.values():
-                if m.d is None:
-                    continue
-                for line in m.d.lines:
-                    if rx.search(line):
-                        return m, line
-            if time.monotonic() > deadline:
-                raise AssertionError("no member logged %r within %ss:\n%s"
-                                     % (pattern, timeout, self.logs()))
-            self.drain(0.2)
-
-    def logs(self, n=80):
-        out = []
-        for m in self.members.values():
-            if m.d is not None:
-                out.append(f"--- member {m.name} (last {n} lines)")
-                out += m.d.lines[-n:]
-        return "\n".join(out)
+        self.ha.healthy(timeout=timeout)
+        return self.members[name]
 
     # -- ec2sim ------------------------------------------------------------
 
@@ -267,11 +185,11 @@ class HaWorld:
         self.sim.instance_fault(OLD, "both")
 
     def mutating(self, m=None, since_time=None):
-        """The mutating calls ec2sim got (from member m's key only, after
-        since_time by ec2sim's clock)."""
+        """The mutating calls ec2sim got (from member m's key only; after
+        since_time by ec2sim's clock, which is this host's)."""
         out = mutating(self.sim.requests())
         if m is not None:
-            out = [r for r in out if r["access_key"] == m.key]
+            out = [r for r in out if r["access_key"] == self.key(m)]
         if since_time is not None:
             out = [r for r in out if r["time"] > since_time]
         return out
@@ -286,17 +204,16 @@ class HaWorld:
         running = [i["id"] for i in st["instances"].values()
                    if i["state"] in ("pending", "running")]
         assert running == [new["id"]], "orphaned: %s" % running
-        launches = conftest.calls(self.sim, "RunInstances")
-        tokens = {r["params"]["ClientToken"] for r in launches}
+        tokens = {r["params"]["ClientToken"]
+                  for r in conftest.calls(self.sim, "RunInstances")}
         assert tokens == {new["tags"]["failoverd:failover-id"]}, tokens
         # AttachVolume is not idempotent in EC2 (no ClientToken): each
         # volume is attached by exactly one call that EC2 carried out.
-        done = [r for r in conftest.calls(self.sim, "AttachVolume")
-                if r["status"] == 200]
         per = {}
-        for r in done:
-            per.setdefault(r["params"]["VolumeId"], []).append(r)
-            assert r["params"]["InstanceId"] == new["id"], r
+        for r in conftest.calls(self.sim, "AttachVolume"):
+            if r["status"] == 200:
+                per.setdefault(r["params"]["VolumeId"], []).append(r)
+                assert r["params"]["InstanceId"] == new["id"], r
         assert sorted(per) == sorted(VOLS.values()), per
         for vid, rs in per.items():
             assert len(rs) == 1, f"{vid} attached {len(rs)} times: {rs}"

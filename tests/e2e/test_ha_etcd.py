@@ -46,10 +46,8 @@ def etcd_follower(etcd):
 
 def test_one_etcd_member_lost_changes_nothing(tmp_path, etcd):
     with HaWorld(tmp_path, etcd) as w:
-        w.start()
         lead = w.wait_leader()
-        w.wait_healthy()
-        starts = {m.name: len(m.d.lines) for m in w.members.values()}
+        starts = {m.name: len(m.daemon.lines) for m in w.members.values()}
         gone = etcd_follower(etcd)
         etcd.stop(gone)
         try:
@@ -57,10 +55,10 @@ def test_one_etcd_member_lost_changes_nothing(tmp_path, etcd):
             w.drain(2 * LEASE_TTL)
             assert w.leader_name() == lead.name
             w.break_production()
-            lead.d.wait_for(COMPLETED, timeout=90)
+            lead.daemon.wait_for(COMPLETED, timeout=90)
             w.drain(0.5)
             for m in w.members.values():
-                trouble = [l for ev, l in events(m.d, start=starts[m.name])
+                trouble = [l for ev, l in events(m.daemon, start=starts[m.name])
                            if ev in TROUBLE]
                 assert trouble == [], (m.name, trouble)
             assert w.mutating() == w.mutating(lead)
@@ -73,27 +71,25 @@ def test_one_etcd_member_lost_changes_nothing(tmp_path, etcd):
 def test_quorum_lost_nobody_acts_and_the_failover_completes_after(
         tmp_path, etcd):
     with HaWorld(tmp_path, etcd) as w:
-        w.start()
         lead = w.wait_leader()
-        w.wait_healthy()
         # The attach held in ec2sim: quorum goes while it is in flight.
         w.sim.fault(kind="latency", action="AttachVolume", latency=2,
                     count=2)
         w.break_production()
-        lead.d.wait_for(r"ec2: AttachVolume attempt 1\b", timeout=90)
+        lead.daemon.wait_for(r"ec2: AttachVolume attempt 1\b", timeout=90)
         lost = [i for i in range(etcd.size) if i != 0]
         try:
             for i in lost:
                 etcd.stop(i)
             for m in w.members.values():
-                m.d.wait_for(r"event=cluster_quorum_lost ",
+                m.daemon.wait_for(r"event=cluster_quorum_lost ",
                              timeout=LEASE_TTL + 30)
             since = time.time()
             # Longer than a lease: a member that acted without etcd
             # would have made its next call by now.
             w.drain(LEASE_TTL + 2)
             assert w.mutating(since_time=since) == []
-            assert not any(events(m.d, "failover_completed")
+            assert not any(events(m.daemon, "failover_completed")
                            for m in w.members.values())
         finally:
             for i in lost:

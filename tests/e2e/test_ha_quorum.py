@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 from conftest import OLD, calls, events, field  # noqa: E402
 from etcdcluster import EtcdCluster  # noqa: E402
-from haworld import COMPLETED, SOURCES, HaWorld  # noqa: E402
+from haworld import COMPLETED, HaWorld  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +24,19 @@ def etcd(tmp_path_factory):
 
 def test_a_real_outage_is_failed_over_once_by_the_leader(tmp_path, etcd):
     with HaWorld(tmp_path, etcd) as w:
-        w.start()
         lead = w.wait_leader()
-        w.wait_healthy()
         w.break_production()
-        lead.d.wait_for(COMPLETED, timeout=90)
+        lead.daemon.wait_for(COMPLETED, timeout=90)
         for m in w.members.values():
-            m.d.wait_for(r"event=service_down service=web", timeout=30)
+            m.daemon.wait_for(r"event=service_down service=web", timeout=30)
         w.drain(0.5)
-        assert len(events(lead.d, "failover_started")) == 1
+        assert len(events(lead.daemon, "failover_started")) == 1
         for m in w.others(lead):
-            assert not events(m.d, "failover_started"), m.name
+            assert not events(m.daemon, "failover_started"), m.name
             assert not w.mutating(m), m.name
         launches = calls(w.sim, "RunInstances")
         assert len(launches) == 1, launches
-        assert launches[0]["access_key"] == lead.key
+        assert launches[0]["access_key"] == w.key(lead)
         # Every mutating call was the leader's.
         assert w.mutating() == w.mutating(lead)
         w.assert_crash_free_end()
@@ -47,13 +45,11 @@ def test_a_real_outage_is_failed_over_once_by_the_leader(tmp_path, etcd):
 def test_one_member_cut_off_causes_no_failover_and_is_named(tmp_path,
                                                             etcd):
     with HaWorld(tmp_path, etcd) as w:
-        w.start()
         lead = w.wait_leader()
-        w.wait_healthy()
         cut = w.others(lead)[0]
-        starts = {m.name: len(m.d.lines) for m in w.members.values()}
-        w.sim.cut(OLD, [SOURCES[cut.name]])
-        cut.d.wait_for(r"event=service_down service=web", timeout=60,
+        starts = {m.name: len(m.daemon.lines) for m in w.members.values()}
+        w.sim.cut(OLD, [cut.source])
+        cut.daemon.wait_for(r"event=service_down service=web", timeout=60,
                        start=starts[cut.name])
         m, line = w.wait_any(r"event=cluster_verdict_split .*service=web",
                              timeout=30)
@@ -64,12 +60,12 @@ def test_one_member_cut_off_causes_no_failover_and_is_named(tmp_path,
         # failover would have begun by now had one DOWN been enough.
         w.drain(4)
         for o in w.others(cut):
-            assert not events(o.d, "service_down",
+            assert not events(o.daemon, "service_down",
                               start=starts[o.name]), o.name
         for x in w.members.values():
-            assert not events(x.d, "failover_started"), x.name
+            assert not events(x.daemon, "failover_started"), x.name
         assert w.mutating() == []
         w.sim.uncut(OLD)
-        cut.d.wait_for(r"event=service_recovered service=web", timeout=60,
+        cut.daemon.wait_for(r"event=service_recovered service=web", timeout=60,
                        start=starts[cut.name])
         assert w.sim.instance(OLD)["state"] == "running"

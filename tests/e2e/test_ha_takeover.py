@@ -37,19 +37,12 @@ def etcd(tmp_path_factory):
         yield c
 
 
-def started(w):
-    w.start()
-    lead = w.wait_leader()
-    w.wait_healthy()
-    return lead
-
-
 @pytest.mark.parametrize("step", list(STEPS))
 def test_the_leader_killed_in_a_step_is_taken_over_to_the_same_end(
         tmp_path, etcd, step):
     action = STEPS[step]
     with HaWorld(tmp_path, etcd) as w:
-        lead = started(w)
+        lead = w.wait_leader()
         if action:
             w.sim.fault(kind="latency", action=action, latency=HELD,
                         count=1)
@@ -57,11 +50,11 @@ def test_the_leader_killed_in_a_step_is_taken_over_to_the_same_end(
             w.sim.image(BASIC["image"], faults=["http_down"])
         w.break_production()
         if action:
-            lead.d.wait_for(rf"ec2: {action} attempt 1\b", timeout=90)
+            lead.daemon.wait_for(rf"ec2: {action} attempt 1\b", timeout=90)
         else:
-            lead.d.wait_for(r"event=failover_step .*step=verify",
+            lead.daemon.wait_for(r"event=failover_step .*step=verify",
                             timeout=90)
-        fid = field(events(lead.d, "failover_started")[0], "failover_id")
+        fid = field(events(lead.daemon, "failover_started")[0], "failover_id")
         t0 = time.monotonic()
         w.kill(lead)
         if not action:
@@ -76,27 +69,27 @@ def test_the_leader_killed_in_a_step_is_taken_over_to_the_same_end(
               f"{took:.2f}s (lease_ttl {LEASE_TTL}s)", flush=True)
         assert field(line, "failover_id") == fid, line
         assert field(line, "from") == lead.name, line
-        heir.d.wait_for(COMPLETED, timeout=90)
+        heir.daemon.wait_for(COMPLETED, timeout=90)
         w.drain(0.5)
         # Only the heir finished it; the third member never acted.
         third = [m for m in w.others(lead) if m is not heir][0]
-        assert not events(third.d, "failover_started")
+        assert not events(third.daemon, "failover_started")
         assert not w.mutating(third)
-        assert not events(heir.d, "failover_started"), \
+        assert not events(heir.daemon, "failover_started"), \
             "the heir began a failover of its own"
         w.assert_crash_free_end()
 
 
 def test_a_frozen_leader_makes_no_call_after_it_wakes(tmp_path, etcd):
     with HaWorld(tmp_path, etcd) as w:
-        lead = started(w)
+        lead = w.wait_leader()
         # Held long enough that the failover is still at attach when
         # the leader freezes.
         w.sim.fault(kind="latency", action="AttachVolume", latency=HELD,
                     count=1)
         w.break_production()
-        lead.d.wait_for(r"ec2: AttachVolume attempt 1\b", timeout=90)
-        fid = field(events(lead.d, "failover_started")[0], "failover_id")
+        lead.daemon.wait_for(r"ec2: AttachVolume attempt 1\b", timeout=90)
+        fid = field(events(lead.daemon, "failover_started")[0], "failover_id")
         w.freeze(lead)
         heir, line = w.wait_any(r"event=cluster_takeover ",
                                 timeout=LEASE_TTL + 60,
@@ -105,15 +98,15 @@ def test_a_frozen_leader_makes_no_call_after_it_wakes(tmp_path, etcd):
         # Past its lease. The request log's times are ec2sim's clock:
         # this host's, no offset set here.
         woke = time.time()
-        n = len(lead.d.lines)
+        n = len(lead.daemon.lines)
         w.thaw(lead)
-        heir.d.wait_for(COMPLETED, timeout=90)
+        heir.daemon.wait_for(COMPLETED, timeout=90)
         # It says it lost the lead once it runs again.
-        lead.d.wait_for(r"event=cluster_(leader_lost|lease_lost) ",
+        lead.daemon.wait_for(r"event=cluster_(leader_lost|lease_lost) ",
                         timeout=30, start=n)
         w.drain(1)
         late = w.mutating(lead, since_time=woke)
         assert late == [], "the deposed leader called after waking: %s" % (
             [(r["action"], r["time"]) for r in late])
-        assert not events(lead.d, "failover_completed")
+        assert not events(lead.daemon, "failover_completed")
         w.assert_crash_free_end()
