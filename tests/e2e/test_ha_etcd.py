@@ -76,7 +76,7 @@ def test_quorum_lost_nobody_acts_and_the_failover_completes_after(
         w.sim.fault(kind="latency", action="AttachVolume", latency=2,
                     count=2)
         w.break_production()
-        lead.daemon.wait_for(r"ec2: AttachVolume attempt 1\b", timeout=90)
+        lead.daemon.wait_for(r"ec2: AttachVolume attempt 1$", timeout=90)
         lost = [i for i in range(etcd.size) if i != 0]
         try:
             for i in lost:

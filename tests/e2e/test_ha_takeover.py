@@ -50,7 +50,7 @@ def test_the_leader_killed_in_a_step_is_taken_over_to_the_same_end(
             w.sim.image(BASIC["image"], faults=["http_down"])
         w.break_production()
         if action:
-            lead.daemon.wait_for(rf"ec2: {action} attempt 1\b", timeout=90)
+            lead.daemon.wait_for(rf"ec2: {action} attempt 1$", timeout=90)
         else:
             lead.daemon.wait_for(r"event=failover_step .*step=verify",
                             timeout=90)
@@ -88,7 +88,7 @@ def test_a_frozen_leader_makes_no_call_after_it_wakes(tmp_path, etcd):
         w.sim.fault(kind="latency", action="AttachVolume", latency=HELD,
                     count=1)
         w.break_production()
-        lead.daemon.wait_for(r"ec2: AttachVolume attempt 1\b", timeout=90)
+        lead.daemon.wait_for(r"ec2: AttachVolume attempt 1$", timeout=90)
         fid = field(events(lead.daemon, "failover_started")[0], "failover_id")
         w.freeze(lead)
         heir, line = w.wait_any(r"event=cluster_takeover ",
