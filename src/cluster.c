@@ -78,6 +78,8 @@ struct cluster {
 	const struct cluster_ops *ops;
 	void		*arg;
 	char		*name;
+	char		**members;	/* configured, for status */
+	size_t		 nmembers;
 	char		*prefix;	/* ends with '/' */
 	long		 ttl;
 	int		 quorum;
@@ -85,7 +87,7 @@ struct cluster {
 	char		 host[256];
 	long		 since;
 
-	struct csvc	*svc;
+	struct csvc	**svc;		/* each one owned here, stable */
 	size_t		 nsvc;
 
 	/* the lease */
@@ -95,6 +97,8 @@ struct cluster {
 	struct etcd_call *grant_call;
 	struct etcd_call *ka_call;
 	struct etcd_call *put_call;
+	int64_t		 stale_lease;	/* lost here, maybe alive in etcd */
+	struct etcd_call *stale_call;
 	ev_timer	 ka_timer;
 	ev_timer	 expire_timer;
 	ev_timer	 join_timer;	/* retry of grant/put */
@@ -124,6 +128,12 @@ struct cluster {
 
 	int		 quorum_lost;
 	char		 why_lost[160];
+	/*
+	 * Members started together join one after the other: the count of
+	 * live members is judged only a lease after this one first joined.
+	 */
+	ev_timer	 grace_timer;
+	int		 grace_over;
 };
 
 static void	join_start(struct cluster *c);
@@ -132,7 +142,9 @@ static void	campaign(struct cluster *c);
 static void	lease_lost(struct cluster *c, const char *reason);
 static void	verdicts_flush(struct cluster *c);
 static void	view_changed(struct cluster *c);
-static void	journal_write(struct csvc *s);
+static int	journal_write(struct csvc *s);
+static void	join_retry(struct cluster *c, double delay);
+static void	stale_revoke(struct cluster *c);
 
 static const char *const verdict_word[] = {
 	[SERVICE_UNKNOWN] = "unknown",
@@ -307,8 +319,8 @@ svc_find(struct cluster *c, const char *name)
 	size_t i;
 
 	for (i = 0; i < c->nsvc; i++)
-		if (strcmp(c->svc[i].name, name) == 0)
-			return &c->svc[i];
+		if (c->svc[i] != NULL && strcmp(c->svc[i]->name, name) == 0)
+			return c->svc[i];
 	return NULL;
 }
 
@@ -339,6 +351,8 @@ quorum_check(struct cluster *c)
 	if (c->lease == 0 || !c->synced)
 		return;		/* lease_lost says so when it matters */
 	live = live_members(c);
+	if (!c->grace_over && live < (size_t)c->quorum)
+		return;
 	if (live < (size_t)c->quorum) {
 		snprintf(why, sizeof(why), "%zu live member%s, quorum is %d",
 		    live, live == 1 ? "" : "s", c->quorum);
@@ -409,6 +423,38 @@ verdict_compute(const struct cluster *c, const struct csvc *s,
 	return SERVICE_UNKNOWN;
 }
 
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "c,a,b" becomes "a,b,c": an event reads the same whatever the order
+ * the keys came in. */
+static void
+list_sort(struct buf *b)
+{
+	char *copy, *p, *save = NULL, **v = NULL, **nv;
+	size_t n = 0, i;
+
+	if (b->len == 0 || (copy = strdup(buf_str(b))) == NULL)
+		return;
+	for (p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",",
+	    &save)) {
+		if ((nv = reallocarray(v, n + 1, sizeof(*v))) == NULL)
+			goto out;
+		v = nv;
+		v[n++] = p;
+	}
+	qsort(v, n, sizeof(*v), name_cmp);
+	buf_reset(b);
+	for (i = 0; i < n; i++)
+		buf_printf(b, "%s%s", i ? "," : "", v[i]);
+out:
+	free(v);
+	free(copy);
+}
+
 static void
 verdicts_recompute(struct cluster *c)
 {
@@ -419,11 +465,13 @@ verdicts_recompute(struct cluster *c)
 	int nd;
 
 	for (i = 0; i < c->nsvc; i++) {
-		struct csvc *s = &c->svc[i];
+		struct csvc *s = c->svc[i];
 
 		buf_init(&down);
 		buf_init(&up);
 		v = verdict_compute(c, s, &down, &up, &nd);
+		list_sort(&down);
+		list_sort(&up);
 		if (c->leader && nd > 0 && nd < c->quorum) {
 			struct buf key;
 
@@ -456,6 +504,17 @@ verdicts_recompute(struct cluster *c)
 				c->ops->on_verdict(c->arg, s->name, from, v);
 		}
 	}
+}
+
+static void
+grace_fired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cluster *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	c->grace_over = 1;
+	quorum_check(c);
 }
 
 static void
@@ -492,8 +551,8 @@ leader_drop(struct cluster *c, const char *reason)
 	}
 	c->token = 0;
 	for (i = 0; i < c->nsvc; i++) {
-		free(c->svc[i].split);
-		c->svc[i].split = NULL;
+		free(c->svc[i]->split);
+		c->svc[i]->split = NULL;
 	}
 	if (!c->leader)
 		return;
@@ -543,12 +602,11 @@ read_done(const struct etcd_result *res, void *arg)
 		log_warnx("cluster: reading the journals on taking the lead: "
 		    "%s", res->error);
 		/* the lease still holds the key: read again soon */
-		ev_timer_set(&c->join_timer, CLUSTER_RETRY_MIN, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, CLUSTER_RETRY_MIN);
 		return;
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		struct csvc *s = &c->svc[i];
+		struct csvc *s = c->svc[i];
 
 		loaded_clear(s);
 		buf_reset(&s->written);
@@ -585,6 +643,16 @@ read_done(const struct etcd_result *res, void *arg)
 	kick(c);
 }
 
+/* Tries the next step of joining after delay (one retry pending). */
+static void
+join_retry(struct cluster *c, double delay)
+{
+	if (ev_is_active(&c->join_timer))
+		return;
+	ev_timer_set(&c->join_timer, delay, 0.);
+	ev_timer_start(c->loop, &c->join_timer);
+}
+
 static void
 campaign_done(const struct etcd_result *res, void *arg)
 {
@@ -595,8 +663,7 @@ campaign_done(const struct etcd_result *res, void *arg)
 	if (res->status != ETCD_OK) {
 		/* the watch or the retry timer brings the next attempt */
 		log_warnx("cluster: campaign: %s", res->error);
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		return;
 	}
 	if (!res->succeeded) {
@@ -651,6 +718,8 @@ campaign(struct cluster *c)
 	t.failure = &get;
 	t.nfailure = 1;
 	c->campaign_call = etcd_txn(c->etcd, &t, campaign_done, c);
+	if (c->campaign_call == NULL)
+		join_retry(c, c->join_backoff);
 }
 
 /*
@@ -861,7 +930,8 @@ expire_fired(struct ev_loop *loop, ev_timer *w, int revents)
 		expire_arm(c);		/* renewed meanwhile */
 		return;
 	}
-	quorum_set(c, 1, "etcd unreachable for longer than the lease");
+	quorum_set(c, 1, "etcd not answering for longer than the lease "
+	    "(or this process was stalled)");
 	lease_lost(c, "no keepalive answered within the lease");
 }
 
@@ -912,12 +982,15 @@ member_put_done(const struct etcd_result *res, void *arg)
 	c->put_call = NULL;
 	if (res->status != ETCD_OK) {
 		log_warnx("cluster: writing the member key: %s", res->error);
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		return;
 	}
 	c->joined = 1;
 	c->join_backoff = CLUSTER_RETRY_MIN;
+	if (!c->grace_over && !ev_is_active(&c->grace_timer)) {
+		ev_timer_set(&c->grace_timer, (double)c->ttl, 0.);
+		ev_timer_start(c->loop, &c->grace_timer);
+	}
 	verdicts_flush(c);
 	if (c->synced && c->watch)
 		campaign(c);
@@ -936,14 +1009,15 @@ member_put(struct cluster *c)
 	js = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (js == NULL) {
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
 		return;
 	}
 	keyf(c, key, sizeof(key), "members/%s", c->name);
 	c->put_call = etcd_put(c->etcd, key, js, strlen(js), c->lease,
 	    member_put_done, c);
 	free(js);
+	if (c->put_call == NULL)
+		join_retry(c, c->join_backoff);
 }
 
 static void
@@ -957,20 +1031,24 @@ grant_done(const struct etcd_result *res, void *arg)
 	if (res->status != ETCD_OK || res->lease_id == 0 || res->ttl <= 0) {
 		log_warnx("cluster: lease grant: %s",
 		    res->error ? res->error : "no lease");
-		ev_timer_set(&c->join_timer, c->join_backoff, 0.);
-		ev_timer_start(c->loop, &c->join_timer);
+		join_retry(c, c->join_backoff);
+		/* back soon after etcd is: no later than a keepalive */
 		c->join_backoff *= 2;
 		if (c->join_backoff > CLUSTER_RETRY_MAX)
 			c->join_backoff = CLUSTER_RETRY_MAX;
+		if (c->join_backoff > (double)c->ttl / 3)
+			c->join_backoff = (double)c->ttl / 3;
 		return;
 	}
 	c->lease = res->lease_id;
 	c->valid_until = c->ka_sent + (double)res->ttl;
+	stale_revoke(c);
 	expire_arm(c);
+	ev_timer_stop(c->loop, &c->ka_timer);
 	ev_timer_set(&c->ka_timer, (double)c->ttl / 3, (double)c->ttl / 3);
 	ev_timer_again(c->loop, &c->ka_timer);
 	for (i = 0; i < c->nsvc; i++)
-		c->svc[i].published = -1;
+		c->svc[i]->published = -1;
 	snprintf(id, sizeof(id), "%" PRIx64, (uint64_t)c->lease);
 	alert_emit(ALERT_CLUSTER_JOINED, NULL, "member", c->name, "lease", id,
 	    NULL);
@@ -986,6 +1064,8 @@ join_start(struct cluster *c)
 		c->ka_sent = mono_now();
 		c->grant_call = etcd_lease_grant(c->etcd, c->ttl, grant_done,
 		    c);
+		if (c->grant_call == NULL)
+			join_retry(c, c->join_backoff);
 	} else if (!c->joined) {
 		if (!c->put_call)
 			member_put(c);
@@ -995,6 +1075,8 @@ join_start(struct cluster *c)
 		keyf(c, key, sizeof(key), "%s", "");
 		c->read_call = etcd_get(c->etcd, key, ETCD_PREFIX, read_done,
 		    c);
+		if (c->read_call == NULL)
+			join_retry(c, c->join_backoff);
 	} else
 		campaign(c);
 }
@@ -1012,6 +1094,32 @@ revoke_done(const struct etcd_result *res, void *arg)
 {
 	(void)res;
 	(void)arg;
+}
+
+static void
+stale_revoked(const struct etcd_result *res, void *arg)
+{
+	struct cluster *c = arg;
+
+	c->stale_call = NULL;
+	/* refused: etcd knows no such lease any more, which is as good */
+	if (res->status == ETCD_OK || res->status == ETCD_E_REFUSED)
+		c->stale_lease = 0;
+}
+
+/*
+ * The lease lost by this process: etcd may still hold it, with the
+ * leader key, when it was the one away (and it extends every lease
+ * when it elects a new raft leader). Revoked now, and again once etcd
+ * answers a grant, so that a new leader need not wait for its expiry.
+ */
+static void
+stale_revoke(struct cluster *c)
+{
+	if (c->stale_lease == 0 || c->stale_call != NULL)
+		return;
+	c->stale_call = etcd_lease_revoke(c->etcd, c->stale_lease,
+	    stale_revoked, c);
 }
 
 static void
@@ -1037,17 +1145,22 @@ lease_lost(struct cluster *c, const char *reason)
 		c->put_call = NULL;
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		if (c->svc[i].vcall) {
-			etcd_cancel(c->svc[i].vcall);
-			c->svc[i].vcall = NULL;
+		if (c->svc[i]->vcall) {
+			etcd_cancel(c->svc[i]->vcall);
+			c->svc[i]->vcall = NULL;
 		}
-		c->svc[i].published = -1;
-		c->svc[i].sending = -1;
+		c->svc[i]->published = -1;
+		c->svc[i]->sending = -1;
 	}
 	ev_timer_stop(c->loop, &c->ka_timer);
 	ev_timer_stop(c->loop, &c->expire_timer);
 	/* whatever etcd still holds of it goes now rather than at expiry */
-	etcd_lease_revoke(c->etcd, c->lease, revoke_done, c);
+	if (c->stale_call) {
+		etcd_cancel(c->stale_call);	/* an older one: let it be */
+		c->stale_call = NULL;
+	}
+	c->stale_lease = c->lease;
+	stale_revoke(c);
 	c->lease = 0;
 	c->joined = 0;
 	c->join_backoff = CLUSTER_RETRY_MIN;
@@ -1088,7 +1201,7 @@ verdicts_flush(struct cluster *c)
 	if (c->lease == 0 || !c->joined)
 		return;
 	for (i = 0; i < c->nsvc; i++) {
-		struct csvc *s = &c->svc[i];
+		struct csvc *s = c->svc[i];
 		const char *w;
 
 		if (s->own < 0 || s->own == s->published || s->vcall)
@@ -1098,6 +1211,13 @@ verdicts_flush(struct cluster *c)
 		s->sending = s->own;
 		s->vcall = etcd_put(c->etcd, key, w, strlen(w), c->lease,
 		    verdict_done, s);
+		if (s->vcall == NULL) {
+			s->sending = -1;
+			if (!ev_is_active(&c->verdict_timer)) {
+				ev_timer_set(&c->verdict_timer, 1., 0.);
+				ev_timer_start(c->loop, &c->verdict_timer);
+			}
+		}
 	}
 }
 
@@ -1131,8 +1251,8 @@ cluster_verdict(const struct cluster *c, const char *service)
 	size_t i;
 
 	for (i = 0; i < c->nsvc; i++)
-		if (strcmp(c->svc[i].name, service) == 0)
-			return verdict_compute(c, &c->svc[i], NULL, NULL,
+		if (strcmp(c->svc[i]->name, service) == 0)
+			return verdict_compute(c, c->svc[i], NULL, NULL,
 			    NULL);
 	return SERVICE_UNKNOWN;
 }
@@ -1145,16 +1265,20 @@ journal_done(const struct etcd_result *res, void *arg)
 	struct csvc *s = arg;
 	struct cluster *c = s->c;
 	char svc[256];
+	int chained;
 
 	s->jcall = NULL;
 	snprintf(svc, sizeof(svc), "%s", s->name);
 	if (res->status == ETCD_OK && res->succeeded) {
 		written_set(s, s->inflight.data, s->inflight.len);
 		buf_reset(&s->inflight);
-		if (s->has_pending)
-			journal_write(s);
-		if (c->ops->on_journal)
+		/* the next record goes before the callback saves again */
+		chained = s->has_pending ? journal_write(s) : 0;
+		if (c->ops->on_journal) {
 			c->ops->on_journal(c->arg, svc, 1);
+			if (chained == -1)
+				c->ops->on_journal(c->arg, svc, 0);
+		}
 		return;
 	}
 	buf_reset(&s->inflight);
@@ -1171,13 +1295,14 @@ journal_done(const struct etcd_result *res, void *arg)
 		return;
 	}
 	log_warnx("cluster: journal of %s: %s", s->name, res->error);
-	if (s->has_pending)
-		journal_write(s);
+	if (s->has_pending && journal_write(s) == -1)
+		log_warnx("cluster: journal of %s: out of memory", s->name);
 	if (c->ops->on_journal)
 		c->ops->on_journal(c->arg, svc, 0);
 }
 
-static void
+/* 0, or -1 when the call could not start (out of memory). */
+static int
 journal_write(struct csvc *s)
 {
 	struct cluster *c = s->c;
@@ -1218,6 +1343,11 @@ journal_write(struct csvc *s)
 	t.failure = &get;
 	t.nfailure = 1;
 	s->jcall = etcd_txn(c->etcd, &t, journal_done, s);
+	if (s->jcall == NULL) {
+		buf_reset(&s->inflight);
+		return -1;
+	}
+	return 0;
 }
 
 /* 1 when rec, formatted with the seq of the journal text q, is q. */
@@ -1281,12 +1411,26 @@ cluster_journal_save(struct cluster *c, const char *service,
 		return errf(err, errlen, "cluster: journal of %s: out of "
 		    "memory", service);
 	}
+	/*
+	 * Exactly what is under way already (the engine asks again each
+	 * tick until it lands): no second write of it, or every landing
+	 * would start another and the record would never be "in etcd".
+	 */
+	if ((s->has_pending && b.len == s->pending.len &&
+	    memcmp(b.data, s->pending.data, b.len) == 0) ||
+	    (!s->has_pending && s->jcall != NULL &&
+	    b.len == s->inflight.len &&
+	    memcmp(b.data, s->inflight.data, b.len) == 0)) {
+		buf_free(&b);
+		return 1;
+	}
 	buf_reset(&s->pending);
 	buf_append(&s->pending, b.data, b.len);
 	buf_free(&b);
 	s->has_pending = 1;
-	if (s->jcall == NULL)
-		journal_write(s);
+	if (s->jcall == NULL && journal_write(s) == -1)
+		return errf(err, errlen, "cluster: journal of %s: out of "
+		    "memory", service);
 	return 1;
 }
 
@@ -1351,10 +1495,13 @@ cluster_may_act(const struct cluster *c, char *why, size_t len)
 	return 1;
 }
 
-static int
-svc_init(struct cluster *c, struct csvc *s, const char *name)
+static struct csvc *
+svc_new(struct cluster *c, const char *name)
 {
-	memset(s, 0, sizeof(*s));
+	struct csvc *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
 	s->c = c;
 	s->own = -1;
 	s->published = -1;
@@ -1363,12 +1510,18 @@ svc_init(struct cluster *c, struct csvc *s, const char *name)
 	buf_init(&s->written);
 	buf_init(&s->pending);
 	buf_init(&s->inflight);
-	return (s->name = strdup(name)) == NULL ? -1 : 0;
+	if ((s->name = strdup(name)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
 }
 
 static void
-svc_clear(struct csvc *s)
+svc_free(struct csvc *s)
 {
+	if (s == NULL)
+		return;
 	if (s->vcall)
 		etcd_cancel(s->vcall);
 	if (s->jcall)
@@ -1379,75 +1532,78 @@ svc_clear(struct csvc *s)
 	buf_free(&s->pending);
 	buf_free(&s->inflight);
 	loaded_clear(s);
+	free(s);
 }
 
 int
 cluster_set_services(struct cluster *c, const char *const *services,
     size_t nservices)
 {
-	struct csvc *ns, *old;
+	struct csvc **ns;
 	char key[512];
 	size_t i, j;
 
+	for (i = 0; i < nservices; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(services[i], services[j]) == 0) {
+				log_warnx("cluster: service %s named twice",
+				    services[i]);
+				return -1;
+			}
 	if ((ns = calloc(nservices ? nservices : 1, sizeof(*ns))) == NULL)
 		return -1;
 	/* the new ones first: a failure leaves the old set as it was */
 	for (i = 0; i < nservices; i++) {
 		if (svc_find(c, services[i]) != NULL)
 			continue;
-		if (svc_init(c, &ns[i], services[i]) != 0) {
-			for (j = 0; j <= i; j++)
-				if (ns[j].name != NULL)
-					svc_clear(&ns[j]);
+		if ((ns[i] = svc_new(c, services[i])) == NULL) {
+			for (j = 0; j < i; j++)
+				if (svc_find(c, services[j]) == NULL)
+					svc_free(ns[j]);
 			free(ns);
 			return -1;
 		}
 	}
+	/* kept ones keep their state, and their calls in flight */
 	for (i = 0; i < nservices; i++) {
-		if ((old = svc_find(c, services[i])) != NULL &&
-		    ns[i].name == NULL) {
-			ns[i] = *old;
-			old->name = NULL;	/* moved */
-		}
+		if (ns[i] != NULL)
+			continue;
+		for (j = 0; j < c->nsvc; j++)
+			if (c->svc[j] != NULL &&
+			    strcmp(c->svc[j]->name, services[i]) == 0) {
+				ns[i] = c->svc[j];
+				c->svc[j] = NULL;
+				break;
+			}
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		if (c->svc[i].name == NULL)
+		if (c->svc[i] == NULL)
 			continue;
 		if (c->lease != 0) {
 			keyf(c, key, sizeof(key), "verdicts/%s/%s",
-			    c->svc[i].name, c->name);
+			    c->svc[i]->name, c->name);
 			etcd_delete(c->etcd, key, 0, revoke_done, c);
 		}
-		svc_clear(&c->svc[i]);
+		svc_free(c->svc[i]);
 	}
 	free(c->svc);
 	c->svc = ns;
 	c->nsvc = nservices;
-	/* the callbacks' argument moved with the struct */
-	for (i = 0; i < c->nsvc; i++) {
-		if (c->svc[i].vcall) {
-			etcd_cancel(c->svc[i].vcall);
-			c->svc[i].vcall = NULL;
-			c->svc[i].sending = -1;
-		}
-		if (c->svc[i].jcall) {
-			etcd_cancel(c->svc[i].jcall);
-			c->svc[i].jcall = NULL;
-			/* written again: the fenced put repeats safely */
-			if (!c->svc[i].has_pending) {
-				buf_reset(&c->svc[i].pending);
-				buf_append(&c->svc[i].pending,
-				    c->svc[i].inflight.data,
-				    c->svc[i].inflight.len);
-				c->svc[i].has_pending = 1;
-			}
-			if (c->leader)
-				journal_write(&c->svc[i]);
-		}
-	}
 	verdicts_flush(c);
 	kick(c);
 	return 0;
+}
+
+static void
+members_free(struct cluster *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nmembers; i++)
+		free(c->members[i]);
+	free(c->members);
+	c->members = NULL;
+	c->nmembers = 0;
 }
 
 struct cluster *
@@ -1495,7 +1651,14 @@ cluster_new(struct ev_loop *loop, struct curlev *cl,
 		if (plen == 0 || conf->prefix[plen - 1] != '/')
 			strcat(c->prefix, "/");
 	}
-	if (c->name == NULL || c->prefix == NULL) {
+	if (conf->nmembers > 0 &&
+	    (c->members = calloc(conf->nmembers, sizeof(char *))) != NULL)
+		for (; c->nmembers < conf->nmembers; c->nmembers++)
+			if ((c->members[c->nmembers] =
+			    strdup(conf->members[c->nmembers])) == NULL)
+				break;
+	if (c->name == NULL || c->prefix == NULL ||
+	    c->nmembers != conf->nmembers) {
 		errf(err, errlen, "cluster: out of memory");
 		goto fail;
 	}
@@ -1514,6 +1677,8 @@ cluster_new(struct ev_loop *loop, struct curlev *cl,
 	ev_timer_init(&c->sync_timer, sync_fired, 0., 0.);
 	ev_timer_init(&c->verdict_timer, verdict_retry_fired, 0., 0.);
 	ev_timer_init(&c->kick, kick_fired, 0., 0.);
+	ev_timer_init(&c->grace_timer, grace_fired, 0., 0.);
+	c->grace_timer.data = c;
 	c->ka_timer.data = c->expire_timer.data = c->join_timer.data = c;
 	c->sync_timer.data = c->verdict_timer.data = c->kick.data = c;
 	if (cluster_set_services(c, services, nservices) != 0) {
@@ -1526,12 +1691,18 @@ cluster_new(struct ev_loop *loop, struct curlev *cl,
 fail:
 	if (c->etcd)
 		etcd_free(c->etcd);
+	members_free(c);
 	free(c->name);
 	free(c->prefix);
 	free(c);
 	return NULL;
 }
 
+/*
+ * The revoke is started, not waited for: the client goes with the
+ * member, so it reaches etcd only if sent at once; otherwise the lease,
+ * its member key and its leader key end a lease_ttl later.
+ */
 void
 cluster_free(struct cluster *c)
 {
@@ -1547,10 +1718,9 @@ cluster_free(struct cluster *c)
 	ev_timer_stop(c->loop, &c->sync_timer);
 	ev_timer_stop(c->loop, &c->verdict_timer);
 	ev_timer_stop(c->loop, &c->kick);
+	ev_timer_stop(c->loop, &c->grace_timer);
 	for (i = 0; i < c->nsvc; i++) {
-		c->svc[i].vcall = NULL;
-		c->svc[i].jcall = NULL;
-		svc_clear(&c->svc[i]);
+		svc_free(c->svc[i]);
 	}
 	free(c->svc);
 	/* every call and the watch end with the client */
@@ -1560,6 +1730,7 @@ cluster_free(struct cluster *c)
 		free(c->seen_members[i]);
 	free(c->seen_members);
 	free(c->seen_leader);
+	members_free(c);
 	free(c->name);
 	free(c->prefix);
 	free(c);
@@ -1577,6 +1748,57 @@ lease_left(const struct cluster *c, char *out, size_t len)
 	snprintf(out, len, "%.1f", left);
 }
 
+static void
+member_line(const struct cluster *c, struct buf *out, int json, int first,
+    const char *name)
+{
+	const struct ckv *kv;
+	char key[512];
+	size_t off = 0;
+
+	buf_fmt_at(key, sizeof(key), &off, "members/%s", name);
+	kv = view_find(&c->view, key);
+	if (json) {
+		buf_printf(out, "%s{\"name\":", first ? "" : ",");
+		buf_json_str(out, name);
+		if (kv)
+			buf_printf(out, ",\"lease\":\"%" PRIx64 "\"",
+			    (uint64_t)kv->lease);
+		else
+			buf_puts(out, ",\"lease\":null");
+		buf_printf(out, ",\"alive\":%s,\"self\":%s}",
+		    kv ? "true" : "false",
+		    strcmp(name, c->name) == 0 ? "true" : "false");
+	} else if (kv)
+		buf_printf(out, "  member %s: alive, lease %" PRIx64 "%s\n",
+		    name, (uint64_t)kv->lease,
+		    strcmp(name, c->name) == 0 ? " (self)" : "");
+	else
+		buf_printf(out, "  member %s: not alive%s\n", name,
+		    strcmp(name, c->name) == 0 ? " (self)" : "");
+}
+
+/* The configured members, then any other that holds a member key. */
+static void
+members_status(const struct cluster *c, struct buf *out, int json)
+{
+	size_t i, j, n = 0;
+
+	for (i = 0; i < c->nmembers; i++)
+		member_line(c, out, json, n++ == 0, c->members[i]);
+	for (i = 0; i < c->view.n; i++) {
+		const char *k = c->view.kv[i].key;
+
+		if (strncmp(k, "members/", 8) != 0)
+			continue;
+		for (j = 0; j < c->nmembers; j++)
+			if (strcmp(c->members[j], k + 8) == 0)
+				break;
+		if (j == c->nmembers)
+			member_line(c, out, json, n++ == 0, k + 8);
+	}
+}
+
 void
 cluster_status(const struct cluster *c, struct buf *out, int json)
 {
@@ -1590,24 +1812,14 @@ cluster_status(const struct cluster *c, struct buf *out, int json)
 		buf_json_str(out, c->name);
 		buf_puts(out, ",\"leader\":");
 		buf_json_str_or_null(out, ld ? ld->val : NULL);
+		/* token: the leader's fencing token, whoever leads */
 		buf_printf(out, ",\"leading\":%s,\"token\":%" PRId64
 		    ",\"lease\":\"%" PRIx64 "\",\"lease_left\":%s"
 		    ",\"quorum\":%d,\"quorum_lost\":%s,\"members\":[",
-		    c->leader ? "true" : "false", c->token,
+		    c->leader ? "true" : "false", ld ? ld->crev : (int64_t)0,
 		    (uint64_t)c->lease, left, c->quorum,
 		    c->quorum_lost ? "true" : "false");
-		for (i = 0, j = 0; i < c->view.n; i++) {
-			const struct ckv *kv = &c->view.kv[i];
-
-			if (strncmp(kv->key, "members/", 8) != 0)
-				continue;
-			buf_printf(out, "%s{\"name\":", j++ ? "," : "");
-			buf_json_str(out, kv->key + 8);
-			buf_printf(out, ",\"lease\":\"%" PRIx64 "\","
-			    "\"alive\":true,\"self\":%s}", (uint64_t)kv->lease,
-			    strcmp(kv->key + 8, c->name) == 0 ? "true" :
-			    "false");
-		}
+		members_status(c, out, 1);
 		buf_puts(out, "],\"services\":[");
 	} else {
 		buf_printf(out, "member %s%s, lease %" PRIx64 " (%s s left)\n",
@@ -1618,19 +1830,10 @@ cluster_status(const struct cluster *c, struct buf *out, int json)
 		buf_printf(out, "quorum %d DOWN verdict%s of live members%s\n",
 		    c->quorum, c->quorum == 1 ? "" : "s",
 		    c->quorum_lost ? " (lost)" : "");
-		for (i = 0; i < c->view.n; i++) {
-			const struct ckv *kv = &c->view.kv[i];
-
-			if (strncmp(kv->key, "members/", 8) != 0)
-				continue;
-			buf_printf(out, "  member %s lease %" PRIx64
-			    " alive%s\n", kv->key + 8, (uint64_t)kv->lease,
-			    strcmp(kv->key + 8, c->name) == 0 ? " (self)" :
-			    "");
-		}
+		members_status(c, out, 0);
 	}
 	for (i = 0; i < c->nsvc; i++) {
-		const struct csvc *s = &c->svc[i];
+		const struct csvc *s = c->svc[i];
 		const struct ckv *jr, *ac;
 		struct journal_rec *rec = NULL;
 		const char *step = NULL;

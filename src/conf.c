@@ -175,6 +175,8 @@ struct conf_walk {
 
 static void	conf_walk_group(struct conf_walk *, const config_setting_t *,
 		    const struct conf_group *, void *);
+static int	conf_walk_if_group(struct conf_walk *,
+		    const config_setting_t *, const struct conf_group *, void *);
 static void	conf_group_default(struct conf_walk *,
 		    const struct conf_group *, void *);
 static void	conf_group_free(const struct conf_group *, void *);
@@ -298,6 +300,42 @@ conf_secs_str(double v, char *buf, size_t len)
 }
 
 /* Value checks --------------------------------------------------------- */
+
+/* How many leading characters of v are letters, digits or in extra. */
+static size_t
+conf_span_word(const char *v, const char *extra)
+{
+	const char *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr(extra, *p) == NULL)
+			break;
+	return (size_t)(p - v);
+}
+
+/* v is a word of letters, digits and extra: "is not a <what>". */
+static int
+conf_check_word(const char *v, const char *extra, const char *what,
+    char *why, size_t len)
+{
+	size_t n = conf_span_word(v, extra);
+
+	if (n > 0 && v[n] == '\0')
+		return 0;
+	snprintf(why, len, "\"%s\" is not a %s", v, what);
+	return -1;
+}
+
+/* v is a or b, as given: for the string settings with two values. */
+static int
+conf_check_either(const char *v, const char *a, const char *b, char *why,
+    size_t len)
+{
+	if (strcmp(v, a) == 0 || strcmp(v, b) == 0)
+		return 0;
+	snprintf(why, len, "\"%s\" is not \"%s\" or \"%s\"", v, a, b);
+	return -1;
+}
 
 /* "prefix-" then 8 or 17 lowercase hex digits, as EC2 hands them out. */
 static int
@@ -555,6 +593,71 @@ conf_check_prefix(const char *v, char *why, size_t len)
 	return 0;
 }
 
+/* What kind of address literal a string is; the checks refuse some. */
+enum conf_addr_kind {
+	ADDR_UNICAST,
+	ADDR_ANY4,		/* 0.0.0.0 */
+	ADDR_THISNET4,		/* the rest of 0.0.0.0/8 */
+	ADDR_BROADCAST4,	/* 255.255.255.255 */
+	ADDR_MULTICAST4,	/* 224.0.0.0/4 */
+	ADDR_RESERVED4,		/* 240.0.0.0/4 */
+	ADDR_ANY6,		/* :: */
+	ADDR_MULTICAST6,	/* ff00::/8 */
+	ADDR_NKINDS
+};
+
+static enum conf_addr_kind
+conf_addr_kind(uint32_t h)
+{
+	if (h == 0)
+		return ADDR_ANY4;
+	if ((h >> 24) == 0)
+		return ADDR_THISNET4;
+	if (h == 0xffffffffU)
+		return ADDR_BROADCAST4;
+	if ((h >> 28) == 0xe)
+		return ADDR_MULTICAST4;
+	if ((h >> 28) == 0xf)
+		return ADDR_RESERVED4;
+	return ADDR_UNICAST;
+}
+
+/*
+ * An IPv4 or IPv6 literal, refused when of a kind bad[] names (why it
+ * cannot serve: "it is the broadcast address"). notlit says what to do
+ * instead of a name, what how to call a refused one.
+ */
+static int
+conf_check_literal(const char *v, const char *const bad[ADDR_NKINDS],
+    const char *notlit, const char *what, char *why, size_t len)
+{
+	struct in6_addr		 a6;
+	struct in_addr		 a4;
+	enum conf_addr_kind	 k;
+
+	if (inet_pton(AF_INET, v, &a4) == 1)
+		k = conf_addr_kind(ntohl(a4.s_addr));
+	else if (inet_pton(AF_INET6, v, &a6) == 1)
+		k = IN6_IS_ADDR_UNSPECIFIED(&a6) ? ADDR_ANY6 :
+		    IN6_IS_ADDR_MULTICAST(&a6) ? ADDR_MULTICAST6 :
+		    ADDR_UNICAST;
+	else {
+		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
+		    "(%s)", v, notlit);
+		return -1;
+	}
+	if (bad[k] == NULL)
+		return 0;
+	snprintf(why, len, "\"%s\" %s: %s", v, what, bad[k]);
+	return -1;
+}
+
+static const char conf_addr_broadcast[] = "it is the broadcast address";
+static const char conf_addr_multicast4[] =
+    "it is a multicast address (224.0.0.0/4)";
+static const char conf_addr_multicast6[] =
+    "it is a multicast address (ff00::/8)";
+
 /*
  * Probes connect to a literal address: a name would need a DNS lookup,
  * and a synchronous lookup would block the loop for every probe.
@@ -562,37 +665,21 @@ conf_check_prefix(const char *v, char *why, size_t len)
 static int
 conf_check_address(const char *v, char *why, size_t len)
 {
-	struct in6_addr a6;
-	struct in_addr	a4;
-	uint32_t	h;
-	const char	*bad = NULL;
+	static const char this4[] = "0.0.0.0/8 is \"this host\": the probe "
+	    "would reach the watchdog's own machine";
+	static const char *const bad[ADDR_NKINDS] = {
+		[ADDR_ANY4] = this4,
+		[ADDR_THISNET4] = this4,
+		[ADDR_BROADCAST4] = conf_addr_broadcast,
+		[ADDR_MULTICAST4] = conf_addr_multicast4,
+		[ADDR_RESERVED4] = "it is reserved (240.0.0.0/4)",
+		[ADDR_ANY6] = ":: is \"this host\": the probe would reach "
+		    "the watchdog's own machine",
+		[ADDR_MULTICAST6] = conf_addr_multicast6,
+	};
 
-	if (inet_pton(AF_INET, v, &a4) == 1) {
-		h = ntohl(a4.s_addr);
-		if ((h >> 24) == 0)
-			bad = "0.0.0.0/8 is \"this host\": the probe would "
-			    "reach the watchdog's own machine";
-		else if (h == 0xffffffffU)
-			bad = "it is the broadcast address";
-		else if ((h >> 28) == 0xe)
-			bad = "it is a multicast address (224.0.0.0/4)";
-		else if ((h >> 28) == 0xf)
-			bad = "it is reserved (240.0.0.0/4)";
-	} else if (inet_pton(AF_INET6, v, &a6) == 1) {
-		if (IN6_IS_ADDR_UNSPECIFIED(&a6))
-			bad = ":: is \"this host\": the probe would reach "
-			    "the watchdog's own machine";
-		else if (IN6_IS_ADDR_MULTICAST(&a6))
-			bad = "it is a multicast address (ff00::/8)";
-	} else {
-		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
-		    "(names are not resolved; use host to send a name)", v);
-		return -1;
-	}
-	if (bad == NULL)
-		return 0;
-	snprintf(why, len, "\"%s\" is not a unicast address: %s", v, bad);
-	return -1;
+	return conf_check_literal(v, bad, "names are not resolved; use host "
+	    "to send a name", "is not a unicast address", why, len);
 }
 
 /*
@@ -603,36 +690,19 @@ conf_check_address(const char *v, char *why, size_t len)
 static int
 conf_check_source(const char *v, char *why, size_t len)
 {
-	struct in6_addr a6;
-	struct in_addr	a4;
-	uint32_t	h;
-	const char	*bad = NULL;
+	static const char *const bad[ADDR_NKINDS] = {
+		[ADDR_ANY4] = "0.0.0.0 is any address: leave the setting out "
+		    "to let the kernel pick",
+		[ADDR_BROADCAST4] = conf_addr_broadcast,
+		[ADDR_MULTICAST4] = conf_addr_multicast4,
+		[ADDR_ANY6] = ":: is any address: leave the setting out to "
+		    "let the kernel pick",
+		[ADDR_MULTICAST6] = conf_addr_multicast6,
+	};
 
-	if (inet_pton(AF_INET, v, &a4) == 1) {
-		h = ntohl(a4.s_addr);
-		if (h == 0)
-			bad = "0.0.0.0 is any address: leave the setting out "
-			    "to let the kernel pick";
-		else if (h == 0xffffffffU)
-			bad = "it is the broadcast address";
-		else if ((h >> 28) == 0xe)
-			bad = "it is a multicast address (224.0.0.0/4)";
-	} else if (inet_pton(AF_INET6, v, &a6) == 1) {
-		if (IN6_IS_ADDR_UNSPECIFIED(&a6))
-			bad = ":: is any address: leave the setting out to "
-			    "let the kernel pick";
-		else if (IN6_IS_ADDR_MULTICAST(&a6))
-			bad = "it is a multicast address (ff00::/8)";
-	} else {
-		snprintf(why, len, "\"%s\" is not an IPv4 or IPv6 address "
-		    "(names and interface names are not accepted: give the "
-		    "address the probes are to come from)", v);
-		return -1;
-	}
-	if (bad == NULL)
-		return 0;
-	snprintf(why, len, "\"%s\" cannot be a source address: %s", v, bad);
-	return -1;
+	return conf_check_literal(v, bad, "names and interface names are not "
+	    "accepted: give the address the probes are to come from",
+	    "cannot be a source address", why, len);
 }
 
 /* AF_INET or AF_INET6 of an address conf_check_* accepted, else 0. */
@@ -673,40 +743,30 @@ conf_check_key_name(const char *v, char *why, size_t len)
 static int
 conf_check_profile(const char *v, char *why, size_t len)
 {
-	const char *p;
-
 	if (strncmp(v, "arn:", 4) == 0) {
 		snprintf(why, len, "\"%s\" is an ARN: give the instance "
 		    "profile's name (the part after instance-profile/)", v);
 		return -1;
 	}
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && strchr("+=,.@_-", *p) ==
-		    NULL) {
-			snprintf(why, len, "\"%s\" is not an instance profile "
-			    "name (letters, digits and +=,.@_-)", v);
-			return -1;
-		}
+	if (v[conf_span_word(v, "+=,.@_-")] != '\0') {
+		snprintf(why, len, "\"%s\" is not an instance profile name "
+		    "(letters, digits and +=,.@_-)", v);
+		return -1;
+	}
 	return 0;
 }
 
 static int
 conf_check_scheme(const char *v, char *why, size_t len)
 {
-	if (strcmp(v, "http") == 0 || strcmp(v, "https") == 0)
-		return 0;
-	snprintf(why, len, "\"%s\" is not \"http\" or \"https\"", v);
-	return -1;
+	return conf_check_either(v, "http", "https", why, len);
 }
 
 /* HEAD is for servers whose health page is expensive to render. */
 static int
 conf_check_method(const char *v, char *why, size_t len)
 {
-	if (strcmp(v, "GET") == 0 || strcmp(v, "HEAD") == 0)
-		return 0;
-	snprintf(why, len, "\"%s\" is not \"GET\" or \"HEAD\"", v);
-	return -1;
+	return conf_check_either(v, "GET", "HEAD", why, len);
 }
 
 static int
@@ -722,16 +782,7 @@ conf_check_http_path(const char *v, char *why, size_t len)
 static int
 conf_check_host(const char *v, char *why, size_t len)
 {
-	const char *p;
-
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' &&
-		    *p != ':' && *p != '[' && *p != ']' && *p != '_')
-			break;
-	if (*p == '\0' && p != v)
-		return 0;
-	snprintf(why, len, "\"%s\" is not a host name", v);
-	return -1;
+	return conf_check_word(v, "-.:[]_", "host name", why, len);
 }
 
 /* "Name: value", one line, a token for a name (RFC 9110 field-name). */
@@ -739,14 +790,10 @@ static int
 conf_check_header(const char *v, char *why, size_t len)
 {
 	const char *colon = strchr(v, ':');
-	const char *p;
 
-	if (colon == NULL || colon == v)
+	if (colon == NULL || colon == v ||
+	    conf_span_word(v, "!#$%&'*+-.^_`|~") != (size_t)(colon - v))
 		goto bad;
-	for (p = v; p < colon; p++)
-		if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~",
-		    *p) == NULL)
-			goto bad;
 	if (strpbrk(v, "\r\n") != NULL)
 		goto bad;
 	return 0;
@@ -759,16 +806,7 @@ conf_check_header(const char *v, char *why, size_t len)
 static int
 conf_check_user(const char *v, char *why, size_t len)
 {
-	const char *p;
-
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
-		    *p != '.')
-			break;
-	if (*p == '\0' && p != v)
-		return 0;
-	snprintf(why, len, "\"%s\" is not a user name", v);
-	return -1;
+	return conf_check_word(v, "_-.", "user name", why, len);
 }
 
 static const char *const conf_severity_names[] = {
@@ -987,6 +1025,29 @@ conf_calloc(size_t n, size_t size)
 	return p;
 }
 
+/*
+ * The length of the list s: not 0 when F_NONEMPTY, at most maxcount;
+ * -1 (said) when not.
+ */
+static int
+conf_list_count(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_setting *d)
+{
+	int	 n = config_setting_length(s);
+	int	 max = d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX;
+
+	if ((d->flags & F_NONEMPTY) && n == 0) {
+		conf_err(w, s, "must not be empty");
+		return -1;
+	}
+	/* Cross checks compare every pair: the count bounds their cost. */
+	if (n > max) {
+		conf_err(w, s, "has %d elements; at most %d", n, max);
+		return -1;
+	}
+	return n;
+}
+
 static void
 conf_parse_strlist(struct conf_walk *w, const config_setting_t *s,
     const struct conf_setting *d, char ***listp, size_t *np)
@@ -1000,16 +1061,8 @@ conf_parse_strlist(struct conf_walk *w, const config_setting_t *s,
 		    "[\"a\", \"b\"]");
 		return;
 	}
-	n = config_setting_length(s);
-	if ((d->flags & F_NONEMPTY) && n == 0) {
-		conf_err(w, s, "must not be empty");
+	if ((n = conf_list_count(w, s, d)) == -1)
 		return;
-	}
-	if (n > (d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX)) {
-		conf_err(w, s, "has %d elements; at most %d", n,
-		    d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX);
-		return;
-	}
 	*listp = conf_calloc((size_t)n, sizeof(char *));
 	*np = 0;
 	for (i = 0; i < n; i++) {
@@ -1044,15 +1097,8 @@ conf_parse_list(struct conf_walk *w, const config_setting_t *s,
 		    "( { ... }, { ... } )");
 		return;
 	}
-	n = config_setting_length(s);
-	if ((d->flags & F_NONEMPTY) && n == 0)
-		conf_err(w, s, "must not be empty");
-	/* Cross checks compare every pair: the count bounds their cost. */
-	if (n > (d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX)) {
-		conf_err(w, s, "has %d elements; at most %d", n,
-		    d->maxcount != 0 ? d->maxcount : CONF_LIST_MAX);
+	if ((n = conf_list_count(w, s, d)) == -1)
 		return;
-	}
 	arr = conf_calloc((size_t)n, g->size);
 	*arrp = arr;
 	*np = (size_t)n;
@@ -1061,10 +1107,7 @@ conf_parse_list(struct conf_walk *w, const config_setting_t *s,
 
 		old = conf_path_push(w, NULL, i);
 		conf_group_default(w, g, arr + (size_t)i * g->size);
-		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-			conf_err(w, e, "must be a group { ... }");
-		else
-			conf_walk_group(w, e, g, arr + (size_t)i * g->size);
+		conf_walk_if_group(w, e, g, arr + (size_t)i * g->size);
 		conf_path_pop(w, old);
 	}
 }
@@ -1157,11 +1200,7 @@ conf_parse_setting(struct conf_walk *w, const config_setting_t *s,
 		*(int *)field = (int)i;
 		break;
 	case K_GROUP:
-		if (type != CONFIG_TYPE_GROUP) {
-			conf_err(w, s, "must be a group { ... }");
-			break;
-		}
-		conf_walk_group(w, s, d->sub, field);
+		conf_walk_if_group(w, s, d->sub, field);
 		break;
 	case K_LIST:
 		conf_parse_list(w, s, d, base);
@@ -1279,6 +1318,19 @@ conf_walk_group(struct conf_walk *w, const config_setting_t *cs,
 	}
 	if (g->check != NULL)
 		g->check(w, cs, base);
+}
+
+/* conf_walk_group, when s is a group at all; -1 (said) when not. */
+static int
+conf_walk_if_group(struct conf_walk *w, const config_setting_t *s,
+    const struct conf_group *g, void *base)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		conf_err(w, s, "must be a group { ... }");
+		return -1;
+	}
+	conf_walk_group(w, s, g, base);
+	return 0;
 }
 
 /* Freeing and comparing, both driven by the same tables ---------------- */
@@ -2432,13 +2484,9 @@ conf_top_check(struct conf_walk *w, const config_setting_t *cs, void *base)
 static int
 conf_service_name_check(const char *v, char *why, size_t len)
 {
-	const char *p;
+	size_t n = conf_span_word(v, "-_.");
 
-	for (p = v; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
-		    *p != '.')
-			break;
-	if (*p == '\0' && p != v && p - v <= 64)
+	if (n > 0 && v[n] == '\0' && n <= 64)
 		return 0;
 	snprintf(why, len, "\"%s\" is not a name (1 to 64 letters, digits, "
 	    "'-', '_', '.')", v);
@@ -2900,14 +2948,9 @@ conf_cluster_parse(struct conf_walk *w, const config_setting_t *s,
 {
 	struct config *c = base;
 
-	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-		conf_err(w, s, "must be a group { ... }");
-		return -1;
-	}
 	c->cluster = conf_calloc(1, sizeof(*c->cluster));
 	conf_group_default(w, &conf_cluster_group, c->cluster);
-	conf_walk_group(w, s, &conf_cluster_group, c->cluster);
-	return 0;
+	return conf_walk_if_group(w, s, &conf_cluster_group, c->cluster);
 }
 
 static void

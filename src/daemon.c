@@ -939,18 +939,22 @@ daemon_reload(struct daemon *d)
 		    "etcd and lease are set at start)");
 		goto reject;
 	}
-	if (daemon_apply(d, conf) == -1) {
-		snprintf(cerr, sizeof(cerr), "cannot create the services");
-		goto reject;
-	}
+	/* Before the engines: a new one asks the cluster for its journal. */
 	if (d->cluster != NULL) {
 		const char **names;
 
-		if (daemon_cluster_services(conf, &names) == 0) {
-			cluster_set_services(d->cluster,
-			    (const char *const *)names, conf->nservices);
+		if (daemon_cluster_services(conf, &names) == -1 ||
+		    cluster_set_services(d->cluster,
+		    (const char *const *)names, conf->nservices) == -1) {
 			free(names);
+			snprintf(cerr, sizeof(cerr), "cluster: out of memory");
+			goto reject;
 		}
+		free(names);
+	}
+	if (daemon_apply(d, conf) == -1) {
+		snprintf(cerr, sizeof(cerr), "cannot create the services");
+		goto reject;
 	}
 	log_set_facility(conf->syslog_facility);
 	log_set_debug(conf->debug);

@@ -819,6 +819,26 @@ fo_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		ev_timer_stop(loop, w);
 }
 
+/*
+ * A cluster's follower told of a DOWN: the leader is about to move the
+ * service; look at the EIP soon and then often (fo_on_refresh_timer),
+ * not at the idle pace.
+ */
+static void
+fo_follow_soon(struct failover *fo, enum service_verdict to)
+{
+	char why[300];
+
+	if (to == SERVICE_HEALTHY || fo->env->may_act == NULL ||
+	    fo_may_act(fo, why, sizeof(why)))
+		return;
+	if (ev_timer_remaining(fo->env->loop, &fo->refresh) >
+	    FO_REFRESH_FOLLOW) {
+		fo->refresh.repeat = FO_REFRESH_FOLLOW;
+		ev_timer_again(fo->env->loop, &fo->refresh);
+	}
+}
+
 void
 failover_journal_written(struct failover *fo)
 {
@@ -887,6 +907,7 @@ failover_on_verdict(struct failover *fo, enum service_verdict from,
 	}
 	if (fo_active(fo))
 		return;
+	fo_follow_soon(fo, to);
 	fo_consider(fo);
 }
 

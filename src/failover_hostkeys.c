@@ -443,8 +443,15 @@ fo_on_current_console(struct failover *fo, struct ec2_result *res,
 {
 	struct buf keys;
 
-	if (ec2_result_status(res) != EC2_OK || fo_active(fo) ||
-	    fo->eip_instance == NULL)
+	if (fo_active(fo) || fo->eip_instance == NULL)
+		return;
+	/* No latest output on this type: the buffered one next time. */
+	if (ec2_result_status(res) == EC2_ERR_AWS &&
+	    !ec2_result_retryable(res)) {
+		fo_set_str(&fo->latest_refused, fo->eip_instance);
+		return;
+	}
+	if (ec2_result_status(res) != EC2_OK)
 		return;
 	buf_init(&keys);
 	if (failover_console_keys(ec2_result_console_output(res), &keys) >

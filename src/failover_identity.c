@@ -58,6 +58,16 @@ fo_learn_current(struct failover *fo)
 		return;
 	req = fo_req_instance(EC2_GET_CONSOLE_OUTPUT, "InstanceId",
 	    fo->eip_instance);
+	/*
+	 * A replacement another member launched (a cluster's follower)
+	 * has its keys on the latest output long before the buffered one
+	 * (fo_launch_poll); the buffered one is the fallback.
+	 */
+	if (req != NULL && !fo_is(fo->latest_refused, fo->eip_instance) &&
+	    ec2_request_add(req, "Latest", "true") != 0) {
+		ec2_request_free(req);
+		req = NULL;
+	}
 	if (req != NULL)
 		fo_send(fo, FO_REFRESH_BR, req, FO_POLL_DEADLINE,
 		    fo_on_current_console, NULL);

@@ -29,6 +29,11 @@ def test_an_outage_is_failed_over_once_by_the_leader(tmp_path):
         assert r.returncode != 0
         assert ("the leader is %s: run it there" % leader) in (
             r.stdout + r.stderr)
+        # Every member shows the cluster, and who leads it.
+        for n in ha.names:
+            shown = json.loads(ha.ctl(n, "cluster", "--json").stdout)
+            assert shown["leader"] == leader, shown
+            assert "leader %s" % leader in ha.ctl(n, "cluster").stdout
         st = json.loads(ha.ctl(followers[0], "status", "--json").stdout)
         assert st["cluster"] == {"member": followers[0],
                                  "role": "follower", "leader": leader}

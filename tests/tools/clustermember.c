@@ -4,7 +4,8 @@
  * tests/e2e/test_cluster.py.
  *
  *   clustermember --name N --endpoint URL [--endpoint URL]...
- *       [--prefix P] [--ttl S] [--quorum Q] [--timeout S] SERVICE...
+ *       [--member NAME]... [--prefix P] [--ttl S] [--quorum Q]
+ *       [--timeout S] SERVICE...
  *
  * Commands on stdin, one a line:
  *   verdict SVC unknown|healthy|degraded|down
@@ -239,7 +240,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: clustermember --name N --endpoint URL... "
-	    "[--prefix P] [--ttl S] [--quorum Q] [--timeout S] SERVICE...\n");
+	    "[--member NAME]... [--prefix P] [--ttl S] [--quorum Q] "
+	    "[--timeout S] SERVICE...\n");
 	exit(2);
 }
 
@@ -253,6 +255,7 @@ main(int argc, char **argv)
 		{ "ttl", required_argument, NULL, 't' },
 		{ "quorum", required_argument, NULL, 'q' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "member", required_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct cluster_ops ops = {
@@ -263,12 +266,13 @@ main(int argc, char **argv)
 	struct cluster_conf conf;
 	struct member m;
 	struct curlev *cl;
-	char *endpoints[8], err[512];
+	char *endpoints[8], *names[8], err[512];
 	int ch, rc = 0;
 
 	memset(&conf, 0, sizeof(conf));
 	memset(&m, 0, sizeof(m));
 	conf.endpoints = endpoints;
+	conf.members = names;
 	conf.prefix = (char *)"/failoverd";
 	conf.lease_ttl = 5;
 	conf.quorum = 2;
@@ -294,6 +298,11 @@ main(int argc, char **argv)
 			break;
 		case 'T':
 			conf.timeout = atof(optarg);
+			break;
+		case 'm':
+			if (conf.nmembers == 8)
+				usage();
+			names[conf.nmembers++] = optarg;
 			break;
 		default:
 			usage();

@@ -986,6 +986,186 @@ test_check_start(void **state)
 }
 
 /*
+ * one_service with more launch settings and its probe's settings
+ * replaced: it loads (rest NULL), or fails with "line: rest" alone.
+ */
+static void
+assert_variant(const char *launch, const char *probe, int line,
+    const char *rest)
+{
+	char		 text[8192], want[1024];
+	const char	*path;
+
+	snprintf(text, sizeof(text), "%s", one_service);
+	replace_all(text, sizeof(text), "%s", launch);
+	replace_all(text, sizeof(text),
+	    "type = \"http\"; address = \"127.0.0.1\";", probe);
+	path = write_conf("variant.conf", text, 0644);
+	if (rest == NULL) {
+		conf_free(load_ok(path));
+		return;
+	}
+	snprintf(want, sizeof(want), "%d: %s", line, rest);
+	assert_one_error(path, want);
+}
+
+/*
+ * address and source_address refuse different kinds of literal: a probe
+ * may not target "this host" or 240/4; it may come from any unicast
+ * address, though not from "any". Each kind, with its message.
+ */
+static void
+test_address_kinds(void **state)
+{
+	static const struct {
+		const char	*setting;
+		const char	*value;
+		const char	*why;	/* NULL: accepted */
+	} t[] = {
+		{ "address", "10.0.0.1", NULL },
+		{ "address", "0.0.0.0", "is not a unicast address: 0.0.0.0/8 "
+		  "is \"this host\": the probe would reach the watchdog's own "
+		  "machine" },
+		{ "address", "0.1.2.3", "is not a unicast address: 0.0.0.0/8 "
+		  "is \"this host\": the probe would reach the watchdog's own "
+		  "machine" },
+		{ "address", "255.255.255.255", "is not a unicast address: it "
+		  "is the broadcast address" },
+		{ "address", "239.1.2.3", "is not a unicast address: it is a "
+		  "multicast address (224.0.0.0/4)" },
+		{ "address", "240.0.0.1", "is not a unicast address: it is "
+		  "reserved (240.0.0.0/4)" },
+		{ "address", "::", "is not a unicast address: :: is \"this "
+		  "host\": the probe would reach the watchdog's own machine" },
+		{ "address", "ff02::1", "is not a unicast address: it is a "
+		  "multicast address (ff00::/8)" },
+		{ "address", "web.example.com", "is not an IPv4 or IPv6 "
+		  "address (names are not resolved; use host to send a name)" },
+		{ "source_address", "10.0.0.1", NULL },
+		{ "source_address", "0.1.2.3", NULL },
+		{ "source_address", "240.0.0.1", NULL },
+		{ "source_address", "0.0.0.0", "cannot be a source address: "
+		  "0.0.0.0 is any address: leave the setting out to let the "
+		  "kernel pick" },
+		{ "source_address", "255.255.255.255", "cannot be a source "
+		  "address: it is the broadcast address" },
+		{ "source_address", "224.0.0.1", "cannot be a source address: "
+		  "it is a multicast address (224.0.0.0/4)" },
+		{ "source_address", "::", "cannot be a source address: :: is "
+		  "any address: leave the setting out to let the kernel pick" },
+		{ "source_address", "ff02::1", "cannot be a source address: it "
+		  "is a multicast address (ff00::/8)" },
+		{ "source_address", "eth1", "is not an IPv4 or IPv6 address "
+		  "(names and interface names are not accepted: give the "
+		  "address the probes are to come from)" },
+	};
+	char	 probe[256], rest[512];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		/* The v6 kinds need a v6 target to come from. */
+		snprintf(probe, sizeof(probe), "type = \"http\"; address = "
+		    "\"%s\"; %s = \"%s\";", strchr(t[i].value, ':') != NULL ?
+		    "::1" : "127.0.0.1", t[i].setting, t[i].value);
+		if (strcmp(t[i].setting, "address") == 0)
+			snprintf(probe, sizeof(probe), "type = \"http\"; "
+			    "address = \"%s\";", t[i].value);
+		if (t[i].why != NULL)
+			snprintf(rest, sizeof(rest), "services.[0].probes.[0]."
+			    "%s: \"%s\" %s", t[i].setting, t[i].value,
+			    t[i].why);
+		assert_variant("", probe, 4, t[i].why != NULL ? rest : NULL);
+	}
+}
+
+/* The word-shaped string settings: what each accepts, what it says. */
+static void
+test_word_settings(void **state)
+{
+	static const struct {
+		const char	*probe;		/* the probe's settings */
+		const char	*launch;	/* more launch settings */
+		const char	*rest;		/* NULL: accepted */
+	} t[] = {
+		{ "type = \"http\"; host = \"[::1]\";", "", NULL },
+		{ "type = \"http\"; host = \"a_b.example-1.com:8\";", "",
+		  NULL },
+		{ "type = \"http\"; host = \"a b\";", "",
+		  "services.[0].probes.[0].host: \"a b\" is not a host name" },
+		{ "type = \"http\"; host = \"a/b\";", "",
+		  "services.[0].probes.[0].host: \"a/b\" is not a host name" },
+		{ "type = \"ssh\"; user = \"ec2-user.x_1\";", "", NULL },
+		{ "type = \"ssh\"; user = \"ec2 user\";", "",
+		  "services.[0].probes.[0].user: \"ec2 user\" is not a user "
+		  "name" },
+		{ "type = \"ssh\"; user = \"\";", "",
+		  "services.[0].probes.[0].user: \"\" is not a user name" },
+		{ "type = \"http\"; headers = [ \"X-A_b!: 1\" ];", "", NULL },
+		{ "type = \"http\"; headers = [ \"X A: 1\" ];", "",
+		  "services.[0].probes.[0].headers.[0]: \"X A: 1\" is not a "
+		  "header line (\"Name: value\")" },
+		{ "type = \"http\"; headers = [ \": 1\" ];", "",
+		  "services.[0].probes.[0].headers.[0]: \": 1\" is not a "
+		  "header line (\"Name: value\")" },
+		{ "type = \"http\"; headers = [ \"X-A 1\" ];", "",
+		  "services.[0].probes.[0].headers.[0]: \"X-A 1\" is not a "
+		  "header line (\"Name: value\")" },
+		{ "type = \"http\"; scheme = \"https\"; method = \"HEAD\";", "",
+		  NULL },
+		{ "type = \"http\"; scheme = \"ftp\";", "",
+		  "services.[0].probes.[0].scheme: \"ftp\" is not \"http\" or "
+		  "\"https\"" },
+		{ "type = \"http\"; method = \"POST\";", "",
+		  "services.[0].probes.[0].method: \"POST\" is not \"GET\" or "
+		  "\"HEAD\"" },
+		{ "type = \"http\";", "iam_instance_profile = \"a+=,.@_-1\";",
+		  NULL },
+		{ "type = \"http\";", "iam_instance_profile = \"a b\";",
+		  "services.[0].launch.iam_instance_profile: \"a b\" is not an "
+		  "instance profile name (letters, digits and +=,.@_-)" },
+	};
+	char	 probe[512];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(probe, sizeof(probe), "%s address = \"127.0.0.1\";",
+		    t[i].probe);
+		assert_variant(t[i].launch, probe, *t[i].launch != '\0' ? 3 : 4,
+		    t[i].rest);
+	}
+}
+
+/*
+ * A list of groups and a list of strings count alike; a group and a list
+ * element that are not groups are named.
+ */
+static void
+test_list_counts(void **state)
+{
+	assert_one_error(write_conf("nogroup.conf", "services = ( 1 );\n",
+	    0644), "1: services.[0]: must be a group { ... }");
+	{
+		char text[8192];
+
+		snprintf(text, sizeof(text), "aws = 1;\n%s", one_service);
+		replace_all(text, sizeof(text), "%s", "");
+		assert_one_error(write_conf("nogroup.conf", text, 0644),
+		    "1: aws: must be a group { ... }");
+	}
+
+	assert_one_error(write_conf("empty.conf", "services = ( );\n", 0644),
+	    "1: services: must not be empty");
+	assert_variant("security_groups = [ \"sg-01234567\", \"sg-01234567\","
+	    " \"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\", "
+	    "\"sg-01234567\", \"sg-01234567\", \"sg-01234567\" ];",
+	    "type = \"http\";", 3, "services.[0].launch.security_groups: has "
+	    "17 elements; at most 16");
+}
+
+/*
  * The cluster group. Its lines, as cluster_conf writes them: 1 "cluster
  * = {", 2 name, 3 members, 4 endpoints, 5 and on: what the test adds.
  */
@@ -1380,6 +1560,9 @@ main(void)
 		cmocka_unit_test(test_redact_url),
 		cmocka_unit_test(test_fmt_at_clamps),
 		cmocka_unit_test(test_check_start),
+		cmocka_unit_test(test_address_kinds),
+		cmocka_unit_test(test_word_settings),
+		cmocka_unit_test(test_list_counts),
 		cmocka_unit_test(test_cluster_absent_is_null),
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_cluster_full),
