@@ -1350,26 +1350,6 @@ journal_write(struct csvc *s)
 	return 0;
 }
 
-/* 1 when rec, formatted with the seq of the journal text q, is q. */
-static int
-same_record(const struct journal_rec *rec, const struct buf *q)
-{
-	struct journal_rec *qrec = NULL;
-	struct buf b;
-	char err[256];
-	int same;
-
-	if (q->len == 0 || journal_parse(q->data, q->len, "queued", &qrec,
-	    err, sizeof(err)) != 0)
-		return 0;
-	buf_init(&b);
-	same = journal_format(rec, journal_rec_seq(qrec), &b) == 0 &&
-	    b.len == q->len && memcmp(b.data, q->data, b.len) == 0;
-	buf_free(&b);
-	journal_rec_free(qrec);
-	return same;
-}
-
 int
 cluster_journal_save(struct cluster *c, const char *service,
     const struct journal_rec *rec, char *err, size_t errlen)
@@ -1382,17 +1362,6 @@ cluster_journal_save(struct cluster *c, const char *service,
 		return errf(err, errlen, "cluster: no service '%s'", service);
 	if (!cluster_may_act(c, err, errlen))
 		return -1;
-	/*
-	 * The same record already queued or in flight: its write will
-	 * answer. Queued again under a new seq on every tick of the
-	 * engine, it would keep a write in flight for ever, and the
-	 * engine, which waits for 0, would never make its call.
-	 */
-	if (s->has_pending && same_record(rec, &s->pending))
-		return 1;
-	if (s->jcall != NULL && !s->has_pending &&
-	    same_record(rec, &s->inflight))
-		return 1;
 	buf_init(&b);
 	if (s->written.len > 0 && s->jcall == NULL && !s->has_pending) {
 		if (journal_format(rec, s->written_seq, &b) == 0 &&
