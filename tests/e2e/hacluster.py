@@ -56,12 +56,15 @@ class Member:
 class HaCluster:
     def __init__(self, tmp_path, sim, etcd, names=("a", "b", "c"),
                  lease_ttl=3, quorum=None, timeout=0.5, prefix=None,
-                 env=None, cluster=None, **conf_kw):
+                 env=None, cluster=None, member_env=None, **conf_kw):
         self.tmp = str(tmp_path)
         self.sim = sim
         self.etcd = etcd
         self.names = list(names)
         self.env = env
+        # name -> environment of that member alone (its own AWS
+        # credentials, say), over env.
+        self.member_env = member_env or {}
         self.members = {}
         top = dict(conf_kw.pop("top", None) or {})
         for i, n in enumerate(self.names):
@@ -89,8 +92,9 @@ class HaCluster:
             m = self.members[n]
             if m.alive:
                 continue
-            m.daemon = Daemon(m.conf, env=daemon_env(m.dir, self.sim,
-                                                     self.env))
+            env = dict(self.env or {})
+            env.update(self.member_env.get(n, {}))
+            m.daemon = Daemon(m.conf, env=daemon_env(m.dir, self.sim, env))
             m.daemon.sock = m.sock
 
     def stop(self, name=None, check=True):
