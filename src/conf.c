@@ -38,6 +38,7 @@
 
 #include "failoverd/buf.h"
 #include "failoverd/conf.h"
+#include "failoverd/hostkey.h"
 #include "failoverd/log.h"
 #include "failoverd/redact.h"
 
@@ -2433,6 +2434,46 @@ conf_top_check_sources(struct conf_walk *w, const struct config *c,
 	}
 }
 
+/*
+ * A member's own state_dir secret would give a replacement a key the
+ * member that resumes the launch does not know, and a RunInstances sent
+ * again under the same ClientToken different user data: EC2 refuses it
+ * (IdempotentParameterMismatch). So a cluster whose launches hand over
+ * a key the ssh probes check needs one secret on every member.
+ */
+static void
+conf_top_check_secret(struct conf_walk *w, const config_setting_t *cs,
+    const struct config *c)
+{
+	const config_setting_t	*g = config_setting_get_member(cs, "cluster");
+	size_t			 i, j, old;
+
+	if (c->cluster == NULL || g == NULL ||
+	    config_setting_get_member(g, "host_key_secret") != NULL)
+		return;
+	for (i = 0; i < c->nservices; i++) {
+		const struct service_conf *s = &c->services[i];
+
+		if (s->launch.host_keys != HOST_KEYS_USER_DATA)
+			continue;
+		for (j = 0; j < s->nprobes; j++)
+			if (s->probes[j].type == PROBE_SSH)
+				break;
+		if (j == s->nprobes)
+			continue;
+		old = conf_path_push(w, "cluster", 0);
+		conf_err_member(w, g, "host_key_secret", "is required: "
+		    "service \"%s\" launches with host_keys = \"user_data\" "
+		    "and has an ssh probe, and every member must give a "
+		    "replacement the same host key; make one file (head -c "
+		    "%d /dev/urandom > F; chmod 600 F) and copy it to every "
+		    "member", s->name != NULL ? s->name : "?",
+		    HOSTKEY_SEED_LEN);
+		conf_path_pop(w, old);
+		return;
+	}
+}
+
 static void
 conf_top_check(struct conf_walk *w, const config_setting_t *cs, void *base)
 {
@@ -2479,6 +2520,7 @@ conf_top_check(struct conf_walk *w, const config_setting_t *cs, void *base)
 		conf_path_pop(w, o2);
 		conf_path_pop(w, old);
 	}
+	conf_top_check_secret(w, cs, c);
 }
 
 static int
@@ -2866,6 +2908,7 @@ conf_cluster_check(struct conf_walk *w, const config_setting_t *cs,
 	    "members");
 	size_t			 i, j, old, o2;
 	int			 n = (int)c->nmembers;
+	struct stat		 st;
 
 	old = conf_path_push(w, "members", 0);
 	for (i = 0; i < c->nmembers; i++)
@@ -2909,6 +2952,14 @@ conf_cluster_check(struct conf_walk *w, const config_setting_t *cs,
 		    "of lease_ttl (%lds), so that a keepalive that times out "
 		    "can be sent again before the lease expires (got %g s)",
 		    c->lease_ttl, c->timeout);
+	/* Found now, not at a failover when the key is made from it. */
+	if (c->host_key_secret != NULL &&
+	    stat(c->host_key_secret, &st) == 0 &&
+	    st.st_size != HOSTKEY_SEED_LEN)
+		conf_err_member(w, cs, "host_key_secret", "%s is %lld bytes; "
+		    "it must hold exactly %d bytes (head -c %d /dev/urandom)",
+		    c->host_key_secret, (long long)st.st_size,
+		    HOSTKEY_SEED_LEN, HOSTKEY_SEED_LEN);
 }
 
 static const struct conf_setting conf_cluster_settings[] = {
@@ -2934,6 +2985,11 @@ static const struct conf_setting conf_cluster_settings[] = {
 	  .min = 0.1, .max = 30, .defnum = 2 },
 	{ .name = "tls", .kind = K_GROUP, .off = 0,
 	  .sub = &conf_cluster_tls_group },
+	/* Read at every launch; whoever reads it can impersonate a
+	 * replacement. */
+	{ .name = "host_key_secret", .kind = K_STR,
+	  .flags = F_ABSPATH | F_FILE | F_SECRET | F_READABLE,
+	  .off = KOFF(host_key_secret) },
 };
 
 static const struct conf_group conf_cluster_group = {
@@ -3716,6 +3772,8 @@ conf_print_cluster(const struct cluster_conf *c, FILE *fp)
 		    c->ca_file != NULL ? c->ca_file : "(system's)",
 		    c->cert_file != NULL ? c->cert_file : "(none)",
 		    c->key_file != NULL ? c->key_file : "(none)");
+	if (c->host_key_secret != NULL)
+		fprintf(fp, "    host_key_secret %s\n", c->host_key_secret);
 }
 
 void

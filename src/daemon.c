@@ -563,7 +563,9 @@ daemon_lock_state_dir(struct daemon *d, const struct config *conf,
 		return -1;
 	snprintf(path, sizeof(path), "%s/" HOSTKEY_SECRET_NAME,
 	    conf->state_dir);
-	if (hostkey_secret_ensure(path, err, errlen) == -1) {
+	/* A cluster's shared secret is the administrator's to make. */
+	if ((conf->cluster == NULL || conf->cluster->host_key_secret ==
+	    NULL) && hostkey_secret_ensure(path, err, errlen) == -1) {
 		statelock_release(*fd);
 		*fd = -1;
 		return -1;
@@ -657,6 +659,8 @@ daemon_apply(struct daemon *d, struct config *conf)
 	}
 	/* The journals are found in the new state_dir from now on. */
 	d->fenv.state_dir = conf->state_dir;
+	d->fenv.hostkey_secret = conf->cluster != NULL ?
+	    conf->cluster->host_key_secret : NULL;
 	daemon_set_probe_grid(d, conf);
 	for (i = 0; i < conf->nservices; i++) {
 		svc = daemon_find(d, conf->services[i].name);
@@ -718,8 +722,11 @@ fail:
 			failover_free(nextfo[j]);
 			service_free(next[j]);
 		}
-	if (d->conf != NULL)
+	if (d->conf != NULL) {
 		d->fenv.state_dir = d->conf->state_dir;
+		d->fenv.hostkey_secret = d->conf->cluster != NULL ?
+		    d->conf->cluster->host_key_secret : NULL;
+	}
 	free(next);
 	free(nextfo);
 	free(nextpr);

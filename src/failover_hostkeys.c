@@ -261,6 +261,9 @@ fo_hostkey(const struct failover *fo, char *why, size_t len)
 	snprintf(path, sizeof(path), "%s/" HOSTKEY_SECRET_NAME,
 	    fo->env->state_dir);
 	snprintf(comment, sizeof(comment), "failoverd@%.100s", fo->name);
+	if (fo->env->hostkey_secret != NULL)
+		return hostkey_for_launch_shared(fo->env->hostkey_secret,
+		    fo->id, comment, why, len);
 	return hostkey_for_launch(path, fo->id, comment, why, len);
 }
 

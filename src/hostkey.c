@@ -215,17 +215,23 @@ fail:
 	return NULL;
 }
 
-/* The secret: read it, or make it once (durably) if there is none. */
+/*
+ * The secret: read it, or (create) make it once (durably) if there is
+ * none. One an administrator copied to every member is never made here:
+ * a member with its own would hand out keys the others do not know.
+ */
 static int
-hk_secret(const char *path, unsigned char *secret, char *err,
+hk_secret(const char *path, int create, unsigned char *secret, char *err,
     size_t errlen)
 {
-	char	tmp[1100], dir[1100], *slash;
-	ssize_t	n;
-	int	fd, dfd;
+	unsigned char	buf[HOSTKEY_SEED_LEN + 1];
+	char		tmp[1100], dir[1100], *slash;
+	ssize_t		n;
+	int		fd, dfd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd == -1 && errno == ENOENT) {
+	/* The shared one may be a link the administrator made. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | (create ? O_NOFOLLOW : 0));
+	if (fd == -1 && errno == ENOENT && create) {
 		if (RAND_bytes(secret, HOSTKEY_SEED_LEN) != 1) {
 			return errf(err, errlen, "%s: no random bytes", path);
 		}
@@ -266,13 +272,17 @@ hk_secret(const char *path, unsigned char *secret, char *err,
 	}
 	if (fd == -1)
 		goto sys;
-	n = read(fd, secret, HOSTKEY_SEED_LEN);
+	/* One byte more tells a longer file from the secret. */
+	n = read(fd, buf, sizeof(buf));
 	close(fd);
 	if (n != HOSTKEY_SEED_LEN) {
+		OPENSSL_cleanse(buf, sizeof(buf));
 		OPENSSL_cleanse(secret, HOSTKEY_SEED_LEN);
 		return errf(err, errlen, "%s: not %d bytes", path,
 		    HOSTKEY_SEED_LEN);
 	}
+	memcpy(secret, buf, HOSTKEY_SEED_LEN);
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return 0;
 sys:
 	errf(err, errlen, "%s: %s", path, strerror(errno));
@@ -285,21 +295,21 @@ hostkey_secret_ensure(const char *secret_path, char *err, size_t errlen)
 {
 	unsigned char secret[HOSTKEY_SEED_LEN];
 
-	if (hk_secret(secret_path, secret, err, errlen) == -1)
+	if (hk_secret(secret_path, 1, secret, err, errlen) == -1)
 		return -1;
 	OPENSSL_cleanse(secret, sizeof(secret));
 	return 0;
 }
 
-struct hostkey *
-hostkey_for_launch(const char *secret_path, const char *launch_id,
+static struct hostkey *
+hk_for_launch(const char *secret_path, int create, const char *launch_id,
     const char *comment, char *err, size_t errlen)
 {
 	struct hostkey	*hk;
 	unsigned char	 secret[HOSTKEY_SEED_LEN], seed[32];
 	unsigned int	 len = sizeof(seed);
 
-	if (hk_secret(secret_path, secret, err, errlen) == -1)
+	if (hk_secret(secret_path, create, secret, err, errlen) == -1)
 		return NULL;
 	if (HMAC(EVP_sha256(), secret, sizeof(secret),
 	    (const unsigned char *)launch_id, strlen(launch_id), seed,
@@ -314,6 +324,20 @@ hostkey_for_launch(const char *secret_path, const char *launch_id,
 	if (hk == NULL)
 		errf(err, errlen, "host key: cannot make an ed25519 key");
 	return hk;
+}
+
+struct hostkey *
+hostkey_for_launch(const char *secret_path, const char *launch_id,
+    const char *comment, char *err, size_t errlen)
+{
+	return hk_for_launch(secret_path, 1, launch_id, comment, err, errlen);
+}
+
+struct hostkey *
+hostkey_for_launch_shared(const char *secret_path, const char *launch_id,
+    const char *comment, char *err, size_t errlen)
+{
+	return hk_for_launch(secret_path, 0, launch_id, comment, err, errlen);
 }
 
 void

@@ -231,6 +231,9 @@ struct cluster_conf {
 	char		*ca_file;	/* https: NULL: the system's CAs */
 	char		*cert_file;	/* client certificate, or NULL */
 	char		*key_file;	/* its key (a secret: never shown) */
+	char		*host_key_secret; /* HOSTKEY_SEED_LEN bytes every
+					   member shares, or NULL (a secret:
+					   only its path is shown) */
 	enum cluster_quorum_rule quorum_rule;	/* how quorum was given */
 	double		 quorum_fraction; /* CLUSTER_QUORUM_FRACTION's */
 };

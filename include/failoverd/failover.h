@@ -51,6 +51,11 @@ struct failover_env {
 	struct ec2_client	*ec2;		/* NULL: AWS not usable */
 	const char		*ec2_error;	/* why ec2 is NULL */
 	const char		*state_dir;
+	/*
+	 * cluster.host_key_secret, the secret every member shares, or
+	 * NULL: the host keys come from state_dir's own (hostkey.h).
+	 */
+	const char		*hostkey_secret;
 	/* Tilted (tilt.h): no move starts, no new call goes. May be NULL. */
 	const struct tilt	*tilt;
 	/*

@@ -4,7 +4,7 @@
  * known before the instance boots and no console is read for it.
  *
  * The key is ed25519, derived from a secret kept in the state directory
- * and the failover's id: a failover resumed after a crash launches with
+ * (in a cluster, one file copied to every member) and the failover's id: a failover resumed after a crash launches with
  * the same key (its RunInstances, same ClientToken, same parameters)
  * without the private key ever being written to the journal. The
  * private key is written out in OpenSSH's own format (openssh-key-v1,
@@ -41,6 +41,15 @@ int		 hostkey_secret_ensure(const char *secret_path, char *err,
  * fsync, rename) the first time. NULL with err set on failure.
  */
 struct hostkey	*hostkey_for_launch(const char *secret_path,
+		    const char *launch_id, const char *comment, char *err,
+		    size_t errlen);
+
+/*
+ * As hostkey_for_launch, from a secret every member of a cluster shares
+ * (cluster.host_key_secret): never made here, so that no member hands a
+ * replacement a key the others would not trust.
+ */
+struct hostkey	*hostkey_for_launch_shared(const char *secret_path,
 		    const char *launch_id, const char *comment, char *err,
 		    size_t errlen);
 
