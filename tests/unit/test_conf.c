@@ -1324,6 +1324,144 @@ test_cluster_full(void **state)
 	}
 }
 
+/*
+ * cluster.host_key_secret. Lines: 1 "cluster = {", 2 name, 3 members,
+ * 4 endpoints, 5 the secret if given, then the service; host_keys and
+ * the probe as given.
+ */
+static const char *
+secret_conf(const char *secret, const char *host_keys, const char *probe)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text), "cluster = {\n" CL_BASE "%s};\n"
+	    "services = ( { name = \"web\";\n"
+	    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+	    "  launch = { ami = \"ami-0123456789abcdef0\"; "
+	    "instance_type = \"t3.micro\"; %s };\n"
+	    "  probes = ( { type = \"%s\"; address = \"127.0.0.1\"; } ); } );\n",
+	    secret, host_keys, probe);
+	return write_conf("secret.conf", text, 0644);
+}
+
+/* Writes n bytes to tmpdir/name, mode 0600; its path in path. */
+static void
+write_secret(char *path, size_t len, const char *name, size_t n)
+{
+	FILE	*fp;
+	size_t	 i;
+
+	snprintf(path, len, "%.200s/%s", tmpdir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	for (i = 0; i < n; i++)
+		fputc('K', fp);
+	fclose(fp);
+	assert_int_equal(chmod(path, 0600), 0);
+}
+
+/*
+ * Every member must give a replacement the same host key: a cluster that
+ * hands keys over in user data and checks them with ssh probes needs the
+ * one secret file, of exactly 32 bytes, shown by path only.
+ */
+static void
+test_cluster_host_key_secret(void **state)
+{
+	char		 key[256], line[512], rest[1024];
+	struct config	*c;
+	char		*out = NULL;
+	size_t		 outlen = 0;
+	FILE		*fp;
+
+	(void)state;
+	/* Required: user_data is the default. */
+	assert_one_error(secret_conf("", "", "ssh"), "1: "
+	    "cluster.host_key_secret: is required: service \"web\" launches "
+	    "with host_keys = \"user_data\" and has an ssh probe, and every "
+	    "member must give a replacement the same host key; make one file "
+	    "(head -c 32 /dev/urandom > F; chmod 600 F) and copy it to every "
+	    "member");
+	assert_one_error(secret_conf("", "host_keys = \"user_data\";", "ssh"),
+	    "1: cluster.host_key_secret: is required: service \"web\" "
+	    "launches with host_keys = \"user_data\" and has an ssh probe, "
+	    "and every member must give a replacement the same host key; "
+	    "make one file (head -c 32 /dev/urandom > F; chmod 600 F) and "
+	    "copy it to every member");
+	/* Not required: no key handed over, or none checked. */
+	conf_free(load_ok(secret_conf("", "host_keys = \"console\";",
+	    "ssh")));
+	conf_free(load_ok(secret_conf("", "", "http")));
+	{
+		/* known_hosts needs a known_hosts file in the probe. */
+		char	kh[256], text[8192];
+
+		snprintf(kh, sizeof(kh), "%.200s/known_hosts", tmpdir);
+		fp = fopen(kh, "w");
+		assert_non_null(fp);
+		fclose(fp);
+		assert_int_equal(chmod(kh, 0644), 0);
+		snprintf(text, sizeof(text), "cluster = {\n" CL_BASE "};\n"
+		    "services = ( { name = \"web\";\n"
+		    "  eip_allocation_id = \"eipalloc-0123456789abcdef0\";\n"
+		    "  launch = { ami = \"ami-0123456789abcdef0\"; "
+		    "instance_type = \"t3.micro\"; "
+		    "host_keys = \"known_hosts\"; };\n"
+		    "  probes = ( { type = \"ssh\"; known_hosts = \"%s\"; } );"
+		    " } );\n", kh);
+		conf_free(load_ok(write_conf("kh.conf", text, 0644)));
+		unlink(kh);
+	}
+	/* A single watchdog keeps its own in state_dir. */
+	{
+		char text[8192];
+
+		snprintf(text, sizeof(text), "%s", one_service);
+		replace_all(text, sizeof(text), "%s", "");
+		replace_all(text, sizeof(text), "\"http\"", "\"ssh\"");
+		conf_free(load_ok(write_conf("single.conf", text, 0644)));
+	}
+
+	/* Exactly 32 bytes, named by the file's path. */
+	write_secret(key, sizeof(key), "hk-secret", 31);
+	snprintf(line, sizeof(line), "  host_key_secret = \"%s\";\n", key);
+	snprintf(rest, sizeof(rest), "5: cluster.host_key_secret: %s is 31 "
+	    "bytes; it must hold exactly 32 bytes (head -c 32 /dev/urandom)",
+	    key);
+	assert_one_error(secret_conf(line, "", "ssh"), rest);
+	write_secret(key, sizeof(key), "hk-secret", 33);
+	snprintf(rest, sizeof(rest), "5: cluster.host_key_secret: %s is 33 "
+	    "bytes; it must hold exactly 32 bytes (head -c 32 /dev/urandom)",
+	    key);
+	assert_one_error(secret_conf(line, "", "ssh"), rest);
+	/* A secret: others must not read it. */
+	write_secret(key, sizeof(key), "hk-secret", 32);
+	assert_int_equal(chmod(key, 0644), 0);
+	snprintf(rest, sizeof(rest), "5: cluster.host_key_secret: %s: mode "
+	    "0644 lets others read it; chmod o-rwx", key);
+	assert_one_error(secret_conf(line, "", "ssh"), rest);
+	/* Never made by failoverd: a missing one is an error. */
+	unlink(key);
+	snprintf(rest, sizeof(rest), "5: cluster.host_key_secret: %s: No "
+	    "such file or directory", key);
+	assert_one_error(secret_conf(line, "", "ssh"), rest);
+	assert_int_equal(access(key, F_OK), -1);
+
+	write_secret(key, sizeof(key), "hk-secret", 32);
+	c = load_ok(secret_conf(line, "", "ssh"));
+	assert_string_equal(c->cluster->host_key_secret, key);
+	fp = open_memstream(&out, &outlen);
+	assert_non_null(fp);
+	conf_print_summary(c, fp);
+	fclose(fp);
+	snprintf(rest, sizeof(rest), "    host_key_secret %s\n", key);
+	assert_non_null(strstr(out, rest));
+	assert_null(strstr(out, "KKKKKKKK"));
+	free(out);
+	conf_free(c);
+	unlink(key);
+}
+
 /* quorum: a count as given, a fraction rounded up, majority n / 2 + 1. */
 static void
 test_cluster_quorum_resolved(void **state)
@@ -1570,6 +1708,7 @@ main(void)
 		cmocka_unit_test(test_cluster_errors),
 		cmocka_unit_test(test_cluster_endpoint_password_not_shown),
 		cmocka_unit_test(test_cluster_not_a_group),
+		cmocka_unit_test(test_cluster_host_key_secret),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

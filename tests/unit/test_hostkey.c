@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -181,6 +182,84 @@ test_bad_secret_is_an_error(void **state)
 	unlink(path);
 }
 
+/* Writes n bytes of c to dir/name (its path in path), mode 0600. */
+static void
+write_secret(char *path, size_t len, const char *dir, const char *name,
+    int c, size_t n)
+{
+	FILE	*f;
+	size_t	 i;
+
+	snprintf(path, len, "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	for (i = 0; i < n; i++)
+		fputc(c, f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0600), 0);
+}
+
+/*
+ * cluster.host_key_secret: two members, each with its own copy of the
+ * one file, give a failover's replacement the same key, so that one
+ * resuming another's launch sends the same user data and trusts the key
+ * the replacement got; another failover id, another key.
+ */
+static void
+test_members_sharing_a_secret_agree(void **state)
+{
+	struct hostkey	*a, *b, *c;
+	char		 pa[256], pb[256], err[256];
+
+	(void)state;
+	write_secret(pa, sizeof(pa), tmpdir, "member-a.secret", 0x5a,
+	    HOSTKEY_SEED_LEN);
+	write_secret(pb, sizeof(pb), tmpdir, "member-b.secret", 0x5a,
+	    HOSTKEY_SEED_LEN);
+	a = hostkey_for_launch_shared(pa, "failover-web-1", "c", err,
+	    sizeof(err));
+	b = hostkey_for_launch_shared(pb, "failover-web-1", "c", err,
+	    sizeof(err));
+	c = hostkey_for_launch_shared(pb, "failover-web-2", "c", err,
+	    sizeof(err));
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	assert_string_equal(hostkey_private_pem(a), hostkey_private_pem(b));
+	assert_string_equal(hostkey_public(a), hostkey_public(b));
+	assert_string_not_equal(hostkey_public(a), hostkey_public(c));
+	hostkey_free(a);
+	hostkey_free(b);
+	hostkey_free(c);
+	unlink(pa);
+	unlink(pb);
+}
+
+/* The shared secret is never made: a member with its own would hand out
+ * keys the others do not know. Nor is one of the wrong size used. */
+static void
+test_shared_secret_never_made(void **state)
+{
+	struct hostkey	*hk;
+	struct stat	 st;
+	char		 path[256], err[256];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/missing.secret", tmpdir);
+	hk = hostkey_for_launch_shared(path, "id", "c", err, sizeof(err));
+	assert_null(hk);
+	assert_non_null(strstr(err, path));
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+
+	write_secret(path, sizeof(path), tmpdir, "long.secret", 0x5a,
+	    HOSTKEY_SEED_LEN + 1);
+	hk = hostkey_for_launch_shared(path, "id", "c", err, sizeof(err));
+	assert_null(hk);
+	assert_non_null(strstr(err, path));
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -191,6 +270,8 @@ main(void)
 		cmocka_unit_test(test_same_seed_same_file),
 		cmocka_unit_test(test_launch_keys_follow_the_id),
 		cmocka_unit_test(test_bad_secret_is_an_error),
+		cmocka_unit_test(test_members_sharing_a_secret_agree),
+		cmocka_unit_test(test_shared_secret_never_made),
 	};
 	int rc;
 
