@@ -44,6 +44,10 @@ echo "    etcd endpoints: $endpoints"
 # --- three failoverd members --------------------------------------------
 ha_members=$("$PY" -c 'import sys; print(", ".join("\"%s\"" % m for m in sys.argv[1:]))' $MEMBERS)
 say "starting failoverd members $MEMBERS (lease_ttl $LEASE_TTL s)"
+# One host-key secret, copied to every member: whichever member launches
+# the replacement gives it the same SSH host key.
+(umask 077 && head -c 32 /dev/urandom > "$work/host-key-secret") ||
+    fail "cannot make $work/host-key-secret"
 for m in $MEMBERS; do
 	demo_conf "$work/$m" "cluster = {
   name = \"$m\";
@@ -52,6 +56,7 @@ for m in $MEMBERS; do
   prefix = \"/failoverd-demo\";
   lease_ttl = $LEASE_TTL;
   timeout = 1.0;
+  host_key_secret = \"$work/host-key-secret\";
 };"
 	start_failoverd "$work/$m"
 	member_pids="$member_pids $started"

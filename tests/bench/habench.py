@@ -21,13 +21,25 @@ from simfixture import BASIC, Ec2Sim  # noqa: E402
 NAMES = ["alpha", "bravo", "charlie"]
 
 
-def cluster_group(name, members, endpoints, prefix, lease_ttl=4,
+def host_key_secret(work):
+    """The one host-key secret every member is given (as an
+    administrator copies it), made once in work."""
+    path = os.path.join(work, "host-key-secret")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    return path
+
+
+def cluster_group(name, members, endpoints, prefix, secret, lease_ttl=4,
                   timeout=1.0):
     q = ", ".join(f'"{m}"' for m in members)
     e = ", ".join(f'"{x}"' for x in endpoints)
     return (f'cluster = {{ name = "{name}"; members = [ {q} ]; '
             f'endpoints = [ {e} ]; prefix = "{prefix}"; '
-            f'lease_ttl = {lease_ttl}; timeout = {timeout}; }};\n')
+            f'lease_ttl = {lease_ttl}; timeout = {timeout}; '
+            f'host_key_secret = "{secret}"; }};\n')
 
 
 def sim_service(sim, interval=1.0, timeout=0.8, fall=2, rise=2):
@@ -70,7 +82,8 @@ class Members:
             wd = os.path.join(work, n)
             os.makedirs(wd, exist_ok=True)
             head = (cluster_group(n, self.names, endpoints, prefix,
-                                  lease_ttl) if endpoints else "")
+                                  host_key_secret(work), lease_ttl)
+                    if endpoints else "")
             self.logs[n] = os.path.join(wd, "failoverd.log")
             kw = {"aws": "{ }", "dead_aws": False} if sim else {}
             self.d[n] = Daemon(services, workdir=wd, head=head, env=env,

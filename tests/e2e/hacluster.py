@@ -67,13 +67,23 @@ class HaCluster:
         self.member_env = member_env or {}
         self.members = {}
         top = dict(conf_kw.pop("top", None) or {})
+        # One host-key secret for every member, as an administrator
+        # copies it: a member resuming another's launch must send the
+        # same user data and trust the key the replacement got.
+        self.host_key_secret = os.path.join(self.tmp, "host-key-secret")
+        if not os.path.exists(self.host_key_secret):
+            fd = os.open(self.host_key_secret,
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
         for i, n in enumerate(self.names):
             d = os.path.join(self.tmp, "member-" + n)
             os.makedirs(d, exist_ok=True)
             group = {"name": n, "members": self.names,
                      "endpoints": list(etcd.endpoints),
                      "prefix": prefix or "/fodtest", "lease_ttl": lease_ttl,
-                     "timeout": timeout}
+                     "timeout": timeout,
+                     "host_key_secret": self.host_key_secret}
             if quorum is not None:
                 group["quorum"] = quorum
             group.update(cluster or {})
