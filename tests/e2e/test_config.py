@@ -261,14 +261,19 @@ def test_t_shows_the_cluster_and_never_its_key(tmp_path):
         f.write_text(secret + "\n")
         f.chmod(0o600)
         files[name] = str(f)
+    # The host-key secret every member shares: 32 bytes, shown by path.
+    hks = tmp_path / "host-key-secret"
+    hks.write_bytes(b"HKS-Zq9Vd3Wr7Tn2Pb5Xc8Ym4Lf6Gh1J")
+    hks.chmod(0o600)
     conf = tmp_path / "failoverd.conf"
     conf.write_text(
         'cluster = {\n  name = "b";\n  members = [ "a", "b", "c" ];\n'
         '  endpoints = [ "https://127.0.0.1:2379", '
         '"https://127.0.0.2:2379", "https://127.0.0.3:2379" ];\n'
         '  tls = { ca_file = "%s"; cert_file = "%s"; key_file = "%s"; };\n'
+        '  host_key_secret = "%s";\n'
         '};\n' % (files["ca.pem"], files["member.pem"],
-                   files["member-key.pem"]) + GOOD)
+                   files["member-key.pem"], hks) + GOOD)
     r = check(on_this_machine(tmp_path, str(conf)))
     assert r.returncode == 0, r.stderr
     out = r.stdout
@@ -279,6 +284,8 @@ def test_t_shows_the_cluster_and_never_its_key(tmp_path):
     assert "quorum 2 of 3 (majority)" in out
     assert "key %s" % files["member-key.pem"] in out
     assert secret not in out + r.stderr
+    assert "host_key_secret %s" % hks in out
+    assert "HKS-" not in out + r.stderr
 
 
 def test_cluster_mistake_named_at_its_line(tmp_path):
