@@ -56,3 +56,8 @@ def test_an_outage_is_failed_over_once_by_the_leader(tmp_path):
         assert len(calls(sim, "RunInstances")) == 1
         assert len(calls(sim, "AssociateAddress")) == 1
         assert ha.leaders() == [leader]
+        # The replacement's host key came from the secret every member
+        # shares: no member made one of its own in its state_dir.
+        for n in ha.names:
+            assert not os.path.exists(os.path.join(
+                ha.member(n).dir, "state", ".hostkey-secret")), n
