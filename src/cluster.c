@@ -85,6 +85,11 @@ struct cluster {
 	int		 quorum;
 	double		 timeout;
 	char		 host[256];
+	int		 leaving;	/* cluster_leave: acts no more */
+	void		(*left)(void *);
+	void		*left_arg;
+	struct etcd_call *leave_call;
+	ev_timer	 leave_timer;
 	long		 since;
 
 	struct csvc	**svc;		/* each one owned here, stable */
@@ -692,8 +697,8 @@ campaign(struct cluster *c)
 	struct etcd_op put, get;
 	struct etcd_txn t;
 
-	if (c->lease == 0 || !c->joined || c->campaign_call || c->leader ||
-	    c->token != 0)
+	if (c->leaving || c->lease == 0 || !c->joined || c->campaign_call ||
+	    c->leader || c->token != 0)
 		return;
 	keyf(c, key, sizeof(key), "leader");
 	memset(&cmp, 0, sizeof(cmp));
@@ -1058,6 +1063,8 @@ grant_done(const struct etcd_result *res, void *arg)
 static void
 join_start(struct cluster *c)
 {
+	if (c->leaving)
+		return;
 	if (c->lease == 0) {
 		if (c->grant_call)
 			return;
@@ -1097,6 +1104,73 @@ revoke_done(const struct etcd_result *res, void *arg)
 }
 
 static void
+leave_over(struct cluster *c)
+{
+	void (*done)(void *) = c->left;
+
+	ev_timer_stop(c->loop, &c->leave_timer);
+	if (c->leave_call != NULL)
+		etcd_cancel(c->leave_call);
+	c->leave_call = NULL;
+	c->left = NULL;
+	if (done != NULL)
+		done(c->left_arg);
+}
+
+static void
+leave_revoked(const struct etcd_result *res, void *arg)
+{
+	struct cluster *c = arg;
+
+	c->leave_call = NULL;
+	if (res->status == ETCD_OK)
+		c->lease = 0;	/* given back: cluster_free has none */
+	leave_over(c);
+}
+
+static void
+on_leave_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	leave_over(w->data);
+}
+
+int
+cluster_leave(struct cluster *c, void (*done)(void *), void *arg)
+{
+	c->leaving = 1;
+	/* No renewal, no rejoin, no campaign: what the revoke ends stays
+	 * ended. */
+	ev_timer_stop(c->loop, &c->ka_timer);
+	ev_timer_stop(c->loop, &c->expire_timer);
+	ev_timer_stop(c->loop, &c->join_timer);
+	ev_timer_stop(c->loop, &c->sync_timer);
+	ev_timer_stop(c->loop, &c->kick);
+	ev_timer_stop(c->loop, &c->grace_timer);
+	ev_timer_stop(c->loop, &c->verdict_timer);
+	if (c->watch != NULL) {
+		etcd_watch_cancel(c->watch);
+		c->watch = NULL;
+	}
+	if (c->lease == 0)
+		return -1;
+	c->left = done;
+	c->left_arg = arg;
+	c->leave_call = etcd_lease_revoke(c->etcd, c->lease, leave_revoked,
+	    c);
+	if (c->leave_call == NULL)
+		return -1;
+	log_info("cluster: member %s leaving: revoking lease %llx", c->name,
+	    (unsigned long long)c->lease);
+	ev_timer_init(&c->leave_timer, on_leave_timeout,
+	    c->timeout > 0 ? c->timeout : 2.0, 0.);
+	c->leave_timer.data = c;
+	ev_timer_start(c->loop, &c->leave_timer);
+	return 0;
+}
+
+static void
 stale_revoked(const struct etcd_result *res, void *arg)
 {
 	struct cluster *c = arg;
@@ -1128,6 +1202,8 @@ lease_lost(struct cluster *c, const char *reason)
 	char id[32];
 	size_t i;
 
+	if (c->leaving)
+		return;
 	snprintf(id, sizeof(id), "%" PRIx64, (uint64_t)c->lease);
 	leader_drop(c, reason);
 	alert_emit(ALERT_CLUSTER_LEASE_LOST, NULL, "member", c->name,
@@ -1447,6 +1523,10 @@ cluster_may_act(const struct cluster *c, char *why, size_t len)
 {
 	const char *ld = cluster_leader(c);
 
+	if (c->leaving) {
+		errf(why, len, "this member is stopping");
+		return 0;
+	}
 	if (!c->leader || c->token == 0) {
 		if (ld && strcmp(ld, c->name) != 0)
 			errf(why, len, "not the leader: %s leads", ld);
@@ -1679,6 +1759,9 @@ cluster_free(struct cluster *c)
 
 	if (c == NULL)
 		return;
+	if (c->leave_call != NULL)
+		etcd_cancel(c->leave_call);
+	ev_timer_stop(c->loop, &c->leave_timer);
 	if (c->lease != 0)
 		etcd_lease_revoke(c->etcd, c->lease, revoke_done, c);
 	ev_timer_stop(c->loop, &c->ka_timer);

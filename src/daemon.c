@@ -846,6 +846,14 @@ fail:
 	return NULL;
 }
 
+int
+daemon_leave(struct daemon *d, void (*done)(void *), void *arg)
+{
+	if (d->cluster == NULL)
+		return -1;
+	return cluster_leave(d->cluster, done, arg);
+}
+
 void
 daemon_free(struct daemon *d)
 {

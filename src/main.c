@@ -111,6 +111,15 @@ main_notify_status(struct main_ctx *m, const char *state)
 	sd_notifyf(0, "%s\nSTATUS=%s", state, line);
 }
 
+/* The cluster has its lease back (or etcd did not answer in time). */
+static void
+main_on_left(void *arg)
+{
+	struct main_ctx *m = arg;
+
+	ev_break(m->loop, EVBREAK_ALL);
+}
+
 static void
 main_on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -122,6 +131,12 @@ main_on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	alert_emit(ALERT_SHUTDOWN, NULL, "signal",
 	    w->signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+	/*
+	 * A member of a cluster gives its lease back before it goes: the
+	 * next leader need not wait a lease_ttl for it to lapse.
+	 */
+	if (daemon_leave(m->daemon, main_on_left, m) == 0)
+		return;
 	ev_break(loop, EVBREAK_ALL);
 }
 

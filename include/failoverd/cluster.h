@@ -96,6 +96,16 @@ struct cluster	*cluster_new(struct ev_loop *loop, struct curlev *cl,
 		    size_t errlen);
 /* Revokes the lease (best effort, without waiting) and frees. */
 void		 cluster_free(struct cluster *c);
+/*
+ * A stop (SIGTERM): this member stops acting at once and revokes its
+ * lease, so that its keys (the leader's among them) go now and another
+ * member leads without waiting a lease_ttl for them to lapse. done runs
+ * from the loop when etcd answered, or after the configured timeout
+ * when it does not; then cluster_free. Returns -1 when there is no
+ * lease to give back (done is not called).
+ */
+int		 cluster_leave(struct cluster *c, void (*done)(void *arg),
+		    void *arg);
 
 /* A reload's services (copied): verdicts of services gone are deleted. */
 int		 cluster_set_services(struct cluster *c,

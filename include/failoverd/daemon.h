@@ -17,6 +17,13 @@ struct daemon;
 struct daemon	*daemon_new(struct ev_loop *loop, struct config *conf,
 		    char *err, size_t errlen);
 void		 daemon_free(struct daemon *d);
+/*
+ * A stop: in a cluster, stop acting and give the lease back first
+ * (cluster_leave); done runs from the loop when that is over. -1: no
+ * cluster or nothing to give back: stop at once (done is not called).
+ */
+int		 daemon_leave(struct daemon *d, void (*done)(void *arg),
+		    void *arg);
 
 /*
  * Re-reads the configuration file. An invalid file changes nothing: it is

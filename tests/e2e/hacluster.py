@@ -16,9 +16,12 @@ can separate one member from an instance.
 write_conf's keywords pass through (policy=, site=, top=, ...); top is
 merged with each member's own settings (probe_source_address and the
 cluster group). A member's events are those of its own log."""
+import base64
+import json
 import os
 import signal
 import time
+import urllib.request
 
 from conftest import daemon_env, events, write_conf
 from fodtest import Daemon, ctl
@@ -53,6 +56,27 @@ class Member:
         return last == "cluster_leader_gained"
 
 
+def etcd_get(endpoints, key):
+    """The value of key in etcd (str) or None, from whichever endpoint
+    answers, through etcd's own v3 gateway."""
+    body = json.dumps({"key": base64.b64encode(
+        key.encode()).decode()}).encode()
+    last = None
+    for ep in endpoints:
+        req = urllib.request.Request(ep + "/v3/kv/range", data=body,
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=2) as r:
+                kvs = json.load(r).get("kvs") or []
+        except OSError as e:
+            last = e
+            continue
+        if not kvs:
+            return None
+        return base64.b64decode(kvs[0].get("value", "")).decode()
+    raise AssertionError(f"no etcd endpoint answered: {last}")
+
+
 class HaCluster:
     def __init__(self, tmp_path, sim, etcd, names=("a", "b", "c"),
                  lease_ttl=3, quorum=None, timeout=0.5, prefix=None,
@@ -66,6 +90,7 @@ class HaCluster:
         # credentials, say), over env.
         self.member_env = member_env or {}
         self.members = {}
+        self.prefix = prefix or "/fodtest"
         top = dict(conf_kw.pop("top", None) or {})
         # One host-key secret for every member, as an administrator
         # copies it: a member resuming another's launch must send the
@@ -81,7 +106,7 @@ class HaCluster:
             os.makedirs(d, exist_ok=True)
             group = {"name": n, "members": self.names,
                      "endpoints": list(etcd.endpoints),
-                     "prefix": prefix or "/fodtest", "lease_ttl": lease_ttl,
+                     "prefix": self.prefix, "lease_ttl": lease_ttl,
                      "timeout": timeout,
                      "host_key_secret": self.host_key_secret}
             if quorum is not None:

@@ -12,18 +12,16 @@ it; and the crash-free end state of a failover.
 
 Every test gets its own key prefix in etcd, so the leases and journals
 of one test never meet another's in the module's shared etcd."""
-import base64
 import json
 import os
 import re
 import signal
 import time
-import urllib.request
 import uuid
 
 import conftest
 from conftest import EIP, OLD, VOLS
-from hacluster import HaCluster
+from hacluster import HaCluster, etcd_get
 from simfixture import Ec2Sim, scenario_path
 
 NAMES = ("a", "b", "c")
@@ -143,24 +141,8 @@ class HaWorld:
     # -- what etcd says ----------------------------------------------------
 
     def etcd_get(self, key):
-        """The value of key in etcd (str) or None, from whichever
-        endpoint answers."""
-        body = json.dumps({"key": base64.b64encode(
-            key.encode()).decode()}).encode()
-        last = None
-        for ep in self.etcd.endpoints:
-            req = urllib.request.Request(ep + "/v3/kv/range", data=body,
-                                         method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=2) as r:
-                    kvs = json.load(r).get("kvs") or []
-            except OSError as e:
-                last = e
-                continue
-            if not kvs:
-                return None
-            return base64.b64decode(kvs[0].get("value", "")).decode()
-        raise AssertionError(f"no etcd endpoint answered: {last}")
+        """The value of key in etcd (str) or None."""
+        return etcd_get(self.etcd.endpoints, key)
 
     def leader_name(self):
         return self.etcd_get(self.prefix + "/leader")

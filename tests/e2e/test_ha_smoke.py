@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ec2sim"))
 from conftest import OLD, assert_replaced, calls, field  # noqa: E402
 from etcdcluster import EtcdCluster  # noqa: E402
-from hacluster import HaCluster  # noqa: E402
+from hacluster import HaCluster, etcd_get  # noqa: E402
 from simfixture import Ec2Sim  # noqa: E402
 
 
@@ -61,3 +61,16 @@ def test_an_outage_is_failed_over_once_by_the_leader(tmp_path):
         for n in ha.names:
             assert not os.path.exists(os.path.join(
                 ha.member(n).dir, "state", ".hostkey-secret")), n
+
+        # A stop gives the lease back: when the leader has exited, its
+        # keys are gone from etcd already, and the next leader need not
+        # wait a lease_ttl for them to lapse.
+        ha.stop(leader)
+        ha.member(leader).daemon.wait_for(
+            r"cluster: member %s leaving" % leader, timeout=5)
+        assert etcd_get(etcd.endpoints, ha.prefix + "/members/" +
+                        leader) is None
+        assert etcd_get(etcd.endpoints, ha.prefix + "/leader") != leader
+        follower = followers[0]
+        ha.member(follower).daemon.wait_for(
+            r"event=cluster_member_left .*member=%s" % leader, timeout=30)
