@@ -110,3 +110,29 @@ def test_a_frozen_leader_makes_no_call_after_it_wakes(tmp_path, etcd):
             [(r["action"], r["time"]) for r in late])
         assert not events(lead.daemon, "failover_completed")
         w.assert_crash_free_end()
+
+
+def test_a_leader_stopped_mid_failover_hands_it_over(tmp_path, etcd):
+    """systemctl stop on the leader in the middle of a failover: it gives
+    its lease back and exits; another member takes the failover over
+    from the journal, to the crash-free end."""
+    with HaWorld(tmp_path, etcd) as w:
+        lead = w.wait_leader()
+        w.sim.fault(kind="latency", action="DetachVolume", latency=HELD,
+                    count=1)
+        w.break_production()
+        lead.daemon.wait_for(r"ec2: DetachVolume attempt 1$", timeout=90)
+        fid = field(events(lead.daemon, "failover_started")[0], "failover_id")
+        w.ha.stop(lead.name)
+        lead.daemon.wait_for(r"cluster: member %s leaving" % lead.name,
+                             timeout=5)
+        heir, line = w.wait_any(r"event=cluster_takeover ",
+                                timeout=LEASE_TTL + 60,
+                                members=w.others(lead))
+        assert field(line, "failover_id") == fid, line
+        assert field(line, "from") == lead.name, line
+        heir.daemon.wait_for(COMPLETED, timeout=90)
+        w.drain(0.5)
+        assert not events(heir.daemon, "failover_started"), \
+            "the heir began a failover of its own"
+        w.assert_crash_free_end()
